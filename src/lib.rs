@@ -1,0 +1,3 @@
+//! mediavault: a hardened credential vault for an office's new-media accounts.
+pub mod platforms;
+pub mod policy;
