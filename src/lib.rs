@@ -1,3 +1,106 @@
 //! mediavault: a hardened credential vault for an office's new-media accounts.
+//!
+//! A tour, from the bottom up:
+//!
+//! - [`crypto`] is the only caller of `ring`: the root key file, the keyring of data keys it wraps,
+//!   AES-256-GCM sealing with AAD bound to each record's place, token hashing, constant time.
+//! - [`store`] holds all SQL (SQLite through sqlx, WAL, one writer connection).
+//! - [`identity`] is people (argon2id passwords, TOTP with persisted replay protection, lockout),
+//!   sessions and roles.
+//! - [`accounts`] is platform accounts and their credential versions: rotation with TOTP step-up,
+//!   rollback, freeze.
+//! - [`policy`] parses `policies/*.toml` strictly and answers who may check out what, when, from
+//!   where, and which platform calls a token may make.
+//! - [`platforms`] holds the platform adapters and the faithful fakes used by tests and demo mode.
+//! - [`http`] is the axum surface: `/api/v1`, problem+json errors from one mapping, TLS serving.
+//! - [`vault::Vault`] ties them together and is what every handler shares; [`clock::Clock`] is
+//!   the one source of time, so tests move time instead of sleeping.
+//!
+//! [`start`] builds the whole application on a bound port and returns a handle to stop it; the
+//! binary (`src/main.rs`) is a thin CLI over it.
+
+pub mod accounts;
+pub mod certs;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod error;
+pub mod http;
+pub mod identity;
 pub mod platforms;
 pub mod policy;
+pub mod store;
+pub mod vault;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum_server::Handle;
+
+pub use clock::Clock;
+pub use config::Config;
+pub use vault::Vault;
+
+/// A running vault: its address, its shared state, and the means to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    pub vault: Arc<Vault>,
+    handle: Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<Result<(), http::serve::ServeError>>,
+}
+
+impl Running {
+    pub fn base_url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        let host = match self.addr.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_loopback() => "localhost".to_owned(),
+            ip => ip.to_string(),
+        };
+        format!("{scheme}://{host}:{}", self.addr.port())
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and closes the store.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.handle.graceful_shutdown(Some(http::serve::GRACE));
+        self.task.await??;
+        self.vault.store.close().await;
+        Ok(())
+    }
+
+    /// Waits until the server stops by itself (it does not, unless told).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await??;
+        self.vault.store.close().await;
+        Ok(())
+    }
+
+    pub fn handle(&self) -> Handle<SocketAddr> {
+        self.handle.clone()
+    }
+}
+
+/// Opens the store, binds the listen address and starts serving in the background.
+pub async fn start(config: Arc<Config>, clock: Clock) -> anyhow::Result<Running> {
+    let vault = Arc::new(Vault::open(Arc::clone(&config), clock).await?);
+    start_with(vault).await
+}
+
+/// Serves an already opened vault.
+pub async fn start_with(vault: Arc<Vault>) -> anyhow::Result<Running> {
+    let bound = http::serve::bind(&vault.config).await?;
+    let addr = bound.addr;
+    let tls = bound.is_tls();
+    let app = http::router(http::AppState {
+        vault: Arc::clone(&vault),
+    });
+    let handle = Handle::new();
+    let task = tokio::spawn(bound.serve(app, handle.clone()));
+    Ok(Running {
+        addr,
+        tls,
+        vault,
+        handle,
+        task,
+    })
+}

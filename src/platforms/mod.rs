@@ -1,1 +1,2 @@
 //! Platform adapters and fakes.
+pub mod fake;

@@ -1,1 +1,253 @@
-//! Access policies and playbooks.
+//! Access policies (`policies/*.toml`, one per account) and incident playbooks
+//! (`policies/playbooks/*.toml`).
+//!
+//! Both are parsed strictly: an unknown key, a value out of range or a contradiction is an error
+//! that names the file, line and column, so that a typo can never silently widen (or narrow)
+//! access. Evaluation is deny by default: an account without a policy, a `[who]` that lists
+//! nobody, a level that is not listed, or a call that is not listed is refused.
+
+mod access;
+mod playbooks;
+
+pub use access::{AccountPolicy, Denial, LevelRule, PolicySet, Subject};
+pub use playbooks::{AutoAction, Playbook, PlaybookSet, Step, StepKind};
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// A policy or playbook file that cannot be loaded. `Display` is `file:line:col: message` (line and
+/// column are 1-based; the column counts characters, not bytes, because titles are often Chinese).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub message: String,
+}
+
+impl PolicyError {
+    fn file(file: &Path, message: impl Into<String>) -> Self {
+        PolicyError {
+            file: file.to_path_buf(),
+            line: None,
+            column: None,
+            message: message.into(),
+        }
+    }
+
+    /// An error located at a byte span of `text` (the file's contents).
+    fn at(file: &Path, text: &str, span: Option<Range<usize>>, message: impl Into<String>) -> Self {
+        let (line, column) = match span {
+            Some(span) => {
+                let (l, c) = line_col(text, span.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        PolicyError {
+            file: file.to_path_buf(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for PolicyError {}
+
+/// 1-based line and character column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    // toml reports byte offsets; one inside a multi-byte character must not panic the slicing.
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+/// The `.toml` files directly in `dir`, sorted by name so that loading (and which of two
+/// duplicates is reported as the second) does not depend on directory order.
+fn toml_files(dir: &Path) -> Result<Vec<PathBuf>, PolicyError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| PolicyError::file(dir, format!("cannot read directory: {e}")))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| PolicyError::file(dir, format!("cannot read directory: {e}")))?;
+        let path = entry.path();
+        let is_toml = path.extension().is_some_and(|ext| ext == "toml");
+        // `is_file` follows symlinks, so a linked policy counts; a directory named `x.toml` does not.
+        if is_toml && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn read_text(path: &Path) -> Result<String, PolicyError> {
+    std::fs::read_to_string(path).map_err(|e| PolicyError::file(path, format!("cannot read: {e}")))
+}
+
+fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, PolicyError> {
+    toml::from_str(text).map_err(|e| PolicyError::at(path, text, e.span(), e.message().trim()))
+}
+
+/// Whether `id` is a valid account or playbook id: 1-64 characters of `[a-z0-9-_]`.
+fn valid_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// Checkout level. Ordinary items are signed off by a deputy leader, major items by the principal
+/// leader (office plan, 发布审核); the policy maps each level to the approvals it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    General,
+    Major,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::General => "general",
+            Level::Major => "major",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Level {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "general" => Ok(Level::General),
+            "major" => Ok(Level::Major),
+            _ => Err(UnknownName {
+                what: "level",
+                name: s.to_owned(),
+                expected: "general, major",
+            }),
+        }
+    }
+}
+
+/// A person's role, as named in policies and playbooks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Publisher,
+    Approver,
+    Auditor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Publisher => "publisher",
+            Role::Approver => "approver",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "publisher" => Ok(Role::Publisher),
+            "approver" => Ok(Role::Approver),
+            "auditor" => Ok(Role::Auditor),
+            _ => Err(UnknownName {
+                what: "role",
+                name: s.to_owned(),
+                expected: "admin, publisher, approver, auditor",
+            }),
+        }
+    }
+}
+
+/// A level or role name that is not one of the known ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{name}`, expected one of: {expected}")]
+pub struct UnknownName {
+    what: &'static str,
+    name: String,
+    expected: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_characters() {
+        let text = "a = 1\ntitle = \"账号\" x\n";
+        let offset = text.find('x').unwrap();
+        assert_eq!(line_col(text, offset), (2, 14));
+        assert_eq!(line_col(text, 0), (1, 1));
+        // Inside a multi-byte character: clamps back rather than panicking.
+        let inside = text.find('账').unwrap() + 1;
+        assert_eq!(line_col(text, inside).0, 2);
+    }
+
+    #[test]
+    fn level_and_role_parse() {
+        assert_eq!("major".parse::<Level>(), Ok(Level::Major));
+        assert!("Major".parse::<Level>().is_err());
+        assert_eq!("auditor".parse::<Role>(), Ok(Role::Auditor));
+        assert!("root".parse::<Role>().is_err());
+    }
+
+    #[test]
+    fn error_display() {
+        let e = PolicyError {
+            file: PathBuf::from("policies/wechat.toml"),
+            line: Some(7),
+            column: Some(1),
+            message: "boom".into(),
+        };
+        assert_eq!(e.to_string(), "policies/wechat.toml:7:1: boom");
+    }
+}

@@ -1,0 +1,451 @@
+//! Configuration: one TOML file plus `MEDIAVAULT_*` environment overrides, checked at start.
+//!
+//! Environment names map onto keys: `MEDIAVAULT_LISTEN` sets `listen`, `MEDIAVAULT_TLS__CERT_FILE`
+//! sets `tls.cert_file` (a double underscore steps into a table). Values are read as TOML literals
+//! when they parse (`true`, `30`), as strings otherwise. Unknown keys, from either source, are
+//! errors that name where they came from.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Holds the SQLite database and, unless `root_key_file` says otherwise, the root key.
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub root_key_file: Option<PathBuf>,
+    pub policies_dir: PathBuf,
+    pub tls: TlsConfig,
+    pub session: SessionConfig,
+    pub lockout: LockoutConfig,
+    pub limits: LimitsConfig,
+    pub rate_limits: RateLimitConfig,
+    pub platforms: PlatformsConfig,
+    pub log: LogConfig,
+    pub audit: AuditConfig,
+    #[serde(rename = "notify")]
+    pub notify: Vec<NotifyChannel>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Plain HTTP, accepted only for a loopback listen address (demo, local tests).
+    pub plain_http: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    pub idle_timeout_minutes: u32,
+    pub max_lifetime_hours: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutConfig {
+    pub max_failures: u32,
+    pub minutes: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub body_bytes: usize,
+    pub request_timeout_seconds: u64,
+}
+
+/// Requests per period and burst, per client address (and per token for token calls).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub login_per_minute: u32,
+    pub login_burst: u32,
+    pub checkout_per_minute: u32,
+    pub checkout_burst: u32,
+    pub token_per_second: u32,
+    pub token_burst: u32,
+    pub general_per_second: u32,
+    pub general_burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlatformsConfig {
+    pub wechat_base_url: String,
+    pub weibo_base_url: String,
+    pub canary_interval_seconds: u64,
+    pub heartbeat_interval_seconds: u64,
+    pub request_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Entries younger than this can never be pruned; the law sets a floor of 180 days.
+    pub retention_days: u32,
+}
+
+/// A webhook channel. Channels live here only, never created through the API, so a stolen admin
+/// session cannot redirect alerts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyChannel {
+    pub name: String,
+    pub kind: NotifyKind,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum NotifyKind {
+    Generic,
+    Wecom,
+    Dingtalk,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            root_key_file: None,
+            policies_dir: PathBuf::from("./policies"),
+            tls: TlsConfig::default(),
+            session: SessionConfig::default(),
+            lockout: LockoutConfig::default(),
+            limits: LimitsConfig::default(),
+            rate_limits: RateLimitConfig::default(),
+            platforms: PlatformsConfig::default(),
+            log: LogConfig::default(),
+            audit: AuditConfig::default(),
+            notify: Vec::new(),
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: PathBuf::from("certs/dev/server.pem"),
+            key_file: PathBuf::from("certs/dev/server-key.pem"),
+            plain_http: false,
+        }
+    }
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            idle_timeout_minutes: 30,
+            max_lifetime_hours: 12,
+        }
+    }
+}
+
+impl Default for LockoutConfig {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            minutes: 15,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            body_bytes: 1024 * 1024,
+            request_timeout_seconds: 30,
+        }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            login_per_minute: 20,
+            login_burst: 10,
+            checkout_per_minute: 60,
+            checkout_burst: 20,
+            token_per_second: 50,
+            token_burst: 100,
+            general_per_second: 100,
+            general_burst: 200,
+        }
+    }
+}
+
+impl Default for PlatformsConfig {
+    fn default() -> Self {
+        Self {
+            wechat_base_url: "https://api.weixin.qq.com".into(),
+            weibo_base_url: "https://api.weibo.com".into(),
+            canary_interval_seconds: 300,
+            heartbeat_interval_seconds: 3600,
+            request_timeout_seconds: 15,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: 180,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+const ENV_PREFIX: &str = "MEDIAVAULT_";
+/// Environment variables read by the CLI itself rather than mapped onto config keys.
+const ENV_NOT_KEYS: &[&str] = &["MEDIAVAULT_CONFIG", "MEDIAVAULT_LOG"];
+
+impl Config {
+    /// Reads the file (if given), applies the environment, and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(file, &env)
+    }
+
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!("config file {}: cannot read: {e}", path.display()))
+                })?;
+                let table: toml::Table = toml::from_str(&text)
+                    .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+                // Deserialize once from text so that unknown keys are reported with their line.
+                toml::from_str::<Config>(&text)
+                    .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+                table
+            }
+            None => toml::Table::new(),
+        };
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if ENV_NOT_KEYS.contains(&name.as_str()) || rest.is_empty() {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            set_path(&mut table, &path, env_value(value))
+                .map_err(|e| ConfigError(format!("environment {name}: {e}")))?;
+        }
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    ConfigError(format!(
+                        "configuration (after MEDIAVAULT_* overrides): {}",
+                        e.message()
+                    ))
+                })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |m: String| Err(ConfigError(m));
+        if self.tls.plain_http && !self.listen.ip().is_loopback() {
+            return fail(format!(
+                "tls.plain_http is only allowed on a loopback address, but listen is {}; use TLS or listen on 127.0.0.1",
+                self.listen
+            ));
+        }
+        if self.lockout.max_failures == 0 || self.lockout.minutes == 0 {
+            return fail("lockout.max_failures and lockout.minutes must be at least 1".into());
+        }
+        if self.session.idle_timeout_minutes == 0 || self.session.max_lifetime_hours == 0 {
+            return fail(
+                "session.idle_timeout_minutes and session.max_lifetime_hours must be at least 1"
+                    .into(),
+            );
+        }
+        if self.limits.body_bytes < 1024 {
+            return fail("limits.body_bytes must be at least 1024".into());
+        }
+        if self.audit.retention_days < 180 {
+            return fail(format!(
+                "audit.retention_days is {}, below the legal floor of 180 days (Cybersecurity Law art. 21)",
+                self.audit.retention_days
+            ));
+        }
+        let r = &self.rate_limits;
+        for (name, v) in [
+            ("login_per_minute", r.login_per_minute),
+            ("login_burst", r.login_burst),
+            ("checkout_per_minute", r.checkout_per_minute),
+            ("checkout_burst", r.checkout_burst),
+            ("token_per_second", r.token_per_second),
+            ("token_burst", r.token_burst),
+            ("general_per_second", r.general_per_second),
+            ("general_burst", r.general_burst),
+        ] {
+            if v == 0 {
+                return fail(format!("rate_limits.{name} must be at least 1"));
+            }
+        }
+        for (name, url) in [
+            ("platforms.wechat_base_url", &self.platforms.wechat_base_url),
+            ("platforms.weibo_base_url", &self.platforms.weibo_base_url),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return fail(format!("{name} must be an http(s) URL, got {url:?}"));
+            }
+        }
+        for ch in &self.notify {
+            if !(ch.url.starts_with("https://") || ch.url.starts_with("http://")) {
+                return fail(format!("notify channel {:?}: url must be http(s)", ch.name));
+            }
+        }
+        if !matches!(
+            self.log.level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return fail(format!(
+                "log.level must be one of error, warn, info, debug, trace; got {:?}",
+                self.log.level
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn root_key_path(&self) -> PathBuf {
+        self.root_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("root.key"))
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("mediavault.db")
+    }
+}
+
+fn env_value(raw: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".into()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => Err(format!("{first} is not a table")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = Config::load_with_env(None, &[]).unwrap();
+        assert_eq!(c.lockout.max_failures, 5);
+        assert_eq!(c.database_path(), PathBuf::from("./data/mediavault.db"));
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "listen = \"127.0.0.1:9000\"\n[tls]\nplain_htttp = true\n",
+        )
+        .unwrap();
+        let err = Config::load_with_env(Some(&p), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("c.toml"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("plain_htttp"), "{err}");
+    }
+
+    #[test]
+    fn environment_overrides_and_is_checked() {
+        let c = Config::load_with_env(
+            None,
+            &env(&[
+                ("MEDIAVAULT_LISTEN", "127.0.0.1:9999"),
+                ("MEDIAVAULT_TLS__PLAIN_HTTP", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9999);
+        assert!(c.tls.plain_http);
+        let err = Config::load_with_env(None, &env(&[("MEDIAVAULT_LISTN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("listn"), "{err}");
+        let err = Config::load_with_env(
+            None,
+            &env(&[
+                ("MEDIAVAULT_LISTEN", "0.0.0.0:8443"),
+                ("MEDIAVAULT_TLS__PLAIN_HTTP", "true"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("loopback"), "{err}");
+    }
+}

@@ -1,0 +1,62 @@
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::crypto::SecretString;
+use crate::error::Result;
+use crate::http::AppState;
+use crate::http::context::ActorKind;
+use crate::http::extract::{ApiJson, Ctx, Session, bearer};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    username: String,
+    password: SecretString,
+    totp: String,
+}
+
+pub async fn login(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    ApiJson(b): ApiJson<LoginBody>,
+) -> Result<(StatusCode, Json<Value>)> {
+    // Recorded before the outcome is known, so failed attempts are attributed to the name tried.
+    ctx.actor(
+        ActorKind::Anonymous,
+        &b.username.chars().take(32).collect::<String>(),
+    );
+    ctx.action("auth.login", None);
+    let person = s.vault.login(&b.username, b.password, &b.totp).await?;
+    ctx.actor(ActorKind::User, &person.username);
+    let session = s.vault.create_session(&person).await?;
+    Ok((
+        StatusCode::OK,
+        Json(json!({
+            "session_token": session.token.expose(),
+            "expires_at": crate::clock::rfc3339_unix(session.expires_at),
+            "user": {"username": person.username, "roles": person.roles.names()},
+        })),
+    ))
+}
+
+pub async fn logout(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    parts: axum::http::request::Parts,
+) -> Result<StatusCode> {
+    ctx.action("auth.logout", None);
+    let mut parts = parts;
+    let session =
+        <Session as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &s)
+            .await;
+    if session.is_err() {
+        return Err(crate::error::Error::Unauthenticated);
+    }
+    if let Some(token) = bearer(&parts) {
+        s.vault.end_session(&token).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,211 @@
+//! Extractors that speak the API's error language: JSON and query rejections become problem+json
+//! with the offending field, and credentials become typed callers recorded in the audit note.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::context::{ActorKind, RequestCtx};
+use super::problem;
+use crate::error::Error;
+use crate::identity::Role;
+use crate::identity::users::Person;
+
+/// A JSON body; unknown fields and wrong types are refused by the target type.
+pub struct ApiJson<T>(pub T);
+
+/// Rejections that are not domain errors: they still answer problem+json.
+pub struct Rejection(Response);
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        self.0
+    }
+}
+
+impl From<Error> for Rejection {
+    fn from(e: Error) -> Self {
+        Rejection(e.into_response())
+    }
+}
+
+/// serde's messages can quote the value that failed to parse; a value may be a secret typed into
+/// the wrong field, so quoted strings are cut out before the message goes anywhere.
+fn scrub(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut in_quote = false;
+    for c in msg.chars() {
+        if c == '"' {
+            if !in_quote {
+                out.push_str("\"…");
+            }
+            in_quote = !in_quote;
+            if !in_quote {
+                out.push('"');
+            }
+            continue;
+        }
+        if !in_quote {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Rejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(Rejection(json_rejection(rejection))),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> Response {
+    let status = r.status();
+    match r {
+        JsonRejection::MissingJsonContentType(_) => problem::plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        ),
+        JsonRejection::JsonDataError(e) => {
+            // The inner serde error has the field path; axum's wrapper text adds nothing useful.
+            let inner = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| e.body_text());
+            Error::Invalid {
+                field: None,
+                detail: format!("invalid request body: {}", scrub(&inner)),
+            }
+            .into_response()
+        }
+        JsonRejection::JsonSyntaxError(e) => {
+            let inner = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| e.body_text());
+            Error::Invalid {
+                field: None,
+                detail: format!("malformed JSON: {}", scrub(&inner)),
+            }
+            .into_response()
+        }
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => problem::plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than this server accepts",
+        ),
+        _ => Error::Invalid {
+            field: None,
+            detail: "the request body could not be read".into(),
+        }
+        .into_response(),
+    }
+}
+
+/// Query parameters, with rejections as 400 problem+json.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e: QueryRejection| {
+                Rejection(
+                    Error::Invalid {
+                        field: None,
+                        detail: format!("invalid query: {}", scrub(&e.body_text())),
+                    }
+                    .into_response(),
+                )
+            })
+    }
+}
+
+/// The request context set by the outermost middleware.
+pub struct Ctx(pub RequestCtx);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<RequestCtx>()
+            .cloned()
+            .map(Ctx)
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("request context missing")).into())
+    }
+}
+
+pub const SESSION_COOKIE: &str = "__Host-mv_session";
+
+/// The bearer credential of a request, if any (the console's session may come as a cookie).
+pub fn bearer(parts: &Parts) -> Option<String> {
+    if let Some(v) = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let v = v.trim();
+        return v
+            .strip_prefix("Bearer ")
+            .or_else(|| v.strip_prefix("bearer "))
+            .map(|t| t.trim().to_owned());
+    }
+    parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// A person with a live session.
+pub struct Session(pub Person);
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or(Error::Unauthenticated)?;
+        if !token.starts_with("mvs_") {
+            return Err(Error::Unauthenticated.into());
+        }
+        let person = state.vault.session_person(&token).await?;
+        if let Some(ctx) = parts.extensions.get::<RequestCtx>() {
+            ctx.actor(ActorKind::User, &person.username);
+        }
+        Ok(Session(person))
+    }
+}
+
+impl Session {
+    /// Deny unless the person holds one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<&Person, Error> {
+        if self.0.roles.any(roles) {
+            Ok(&self.0)
+        } else {
+            let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+            Err(Error::NotPermitted(format!(
+                "this needs the role {}",
+                names.join(" or ")
+            )))
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The HTTP surface: `/api/v1` (API.md), health endpoints, middleware, TLS.
+
+pub mod api;
+pub mod context;
+pub mod extract;
+pub mod problem;
+pub mod serve;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::vault::Vault;
+use context::{RequestCtx, with_request_id};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub vault: Arc<Vault>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let cfg = Arc::clone(&state.vault.config);
+    let api = api::routes()
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed);
+    Router::new()
+        .route("/healthz", get(api::ops::healthz))
+        .route("/readyz", get(api::ops::readyz))
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(cfg.limits.body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(cfg.limits.request_timeout_seconds),
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            problem::plain(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred")
+        }))
+        .layer(
+            // Method, path and status only: headers and bodies can carry credentials.
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        request_id = req.extensions().get::<RequestCtx>().map(|c| c.request_id.as_str()).unwrap_or(""),
+                    )
+                })
+                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(middleware::from_fn_with_state(state.clone(), request_context))
+        .with_state(state)
+}
+
+async fn not_found() -> Response {
+    problem::plain(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> Response {
+    problem::plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}
+
+/// Outermost middleware: gives the request its id and context, runs it, and stamps the id on
+/// the response.
+async fn request_context(State(_state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let ctx = RequestCtx::new(context::new_request_id(), peer);
+    req.extensions_mut().insert(ctx.clone());
+    let id = ctx.request_id.clone();
+    let mut resp = with_request_id(id.clone(), next.run(req)).await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp.into_response()
+}

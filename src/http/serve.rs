@@ -1,0 +1,121 @@
+//! Serving: HTTPS with rustls (ring provider), or plain HTTP on loopback when configured.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+
+use crate::config::Config;
+
+/// Installs ring as rustls' process-wide provider; harmless if already done.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "TLS certificate {cert} / key {key}: {source}; run `mediavault certs dev` for a development certificate, or set tls.cert_file and tls.key_file"
+    )]
+    Tls {
+        cert: String,
+        key: String,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A bound server that has not started accepting yet: the address is known (port 0 resolved).
+pub struct Bound {
+    listener: std::net::TcpListener,
+    pub addr: SocketAddr,
+    tls: Option<RustlsConfig>,
+}
+
+pub async fn bind(config: &Config) -> Result<Bound, ServeError> {
+    install_crypto_provider();
+    let tls = if config.tls.plain_http {
+        None
+    } else {
+        Some(
+            RustlsConfig::from_pem_file(&config.tls.cert_file, &config.tls.key_file)
+                .await
+                .map_err(|source| ServeError::Tls {
+                    cert: config.tls.cert_file.display().to_string(),
+                    key: config.tls.key_file.display().to_string(),
+                    source,
+                })?,
+        )
+    };
+    let listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    Ok(Bound {
+        listener,
+        addr,
+        tls,
+    })
+}
+
+impl Bound {
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves until `handle` is told to shut down; in-flight requests get `grace` to finish.
+    pub async fn serve(self, app: Router, handle: Handle<SocketAddr>) -> Result<(), ServeError> {
+        let make = app.into_make_service_with_connect_info::<SocketAddr>();
+        match self.tls {
+            Some(tls) => {
+                axum_server::from_tcp_rustls(self.listener, tls)?
+                    .handle(handle)
+                    .serve(make)
+                    .await?
+            }
+            None => {
+                axum_server::from_tcp(self.listener)?
+                    .handle(handle)
+                    .serve(make)
+                    .await?
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+pub const GRACE: Duration = Duration::from_secs(10);
+
+pub type SharedHandle = Arc<Handle<SocketAddr>>;

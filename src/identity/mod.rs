@@ -1,0 +1,9 @@
+//! People, roles, passwords, TOTP, sessions and publishing-tool client keys.
+
+pub mod names;
+pub mod passwords;
+pub mod sessions;
+pub mod totp;
+pub mod users;
+
+pub use names::{AccountId, Role, Roles, Username};

@@ -1,0 +1,163 @@
+//! Parsed names: once a value has one of these types it is known to be well formed.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::Error;
+
+fn check_id(field: &str, s: &str, max: usize) -> Result<(), Error> {
+    let ok = !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.'
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!(
+                "{field} must be 1-{max} characters of a-z, 0-9, '-', '_' or '.', starting with a letter or digit"
+            ),
+        ))
+    }
+}
+
+macro_rules! name_type {
+    ($name:ident, $field:literal, $max:literal) => {
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn parse(s: &str) -> Result<Self, Error> {
+                check_id($field, s, $max)?;
+                Ok(Self(s.to_owned()))
+            }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+name_type!(Username, "username", 32);
+name_type!(AccountId, "id", 64);
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Publisher,
+    Approver,
+    Auditor,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Publisher => "publisher",
+            Role::Approver => "approver",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s {
+            "admin" => Ok(Role::Admin),
+            "publisher" => Ok(Role::Publisher),
+            "approver" => Ok(Role::Approver),
+            "auditor" => Ok(Role::Auditor),
+            other => Err(Error::invalid(
+                "roles",
+                format!("unknown role {other:?}; roles are admin, publisher, approver, auditor"),
+            )),
+        }
+    }
+}
+
+/// A valid set of roles: at least one, no duplicates, and never auditor together with admin
+/// (separation of duties, 等保 level 3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roles(Vec<Role>);
+
+impl Roles {
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Self, Error> {
+        let mut roles = names
+            .iter()
+            .map(|n| n.as_ref().parse())
+            .collect::<Result<Vec<Role>, _>>()?;
+        roles.sort();
+        roles.dedup();
+        if roles.is_empty() {
+            return Err(Error::invalid("roles", "a user needs at least one role"));
+        }
+        if roles.contains(&Role::Admin) && roles.contains(&Role::Auditor) {
+            return Err(Error::invalid(
+                "roles",
+                "an auditor cannot also be an admin (separation of duties)",
+            ));
+        }
+        Ok(Self(roles))
+    }
+
+    /// From the stored comma-separated form.
+    pub fn from_stored(s: &str) -> Result<Self, Error> {
+        let parts: Vec<&str> = s.split(',').filter(|p| !p.is_empty()).collect();
+        Self::parse(&parts)
+    }
+
+    pub fn to_stored(&self) -> String {
+        self.names().join(",")
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.0.iter().map(|r| r.as_str().to_owned()).collect()
+    }
+
+    pub fn has(&self, role: Role) -> bool {
+        self.0.contains(&role)
+    }
+
+    pub fn any(&self, roles: &[Role]) -> bool {
+        roles.iter().any(|r| self.has(*r))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_refuse_odd_characters() {
+        assert!(Username::parse("alice").is_ok());
+        for bad in ["", "Alice", "a b", "a/b", "../x", "-x", "x;drop", "é"] {
+            assert!(Username::parse(bad).is_err(), "{bad}");
+        }
+        assert!(AccountId::parse(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn auditor_cannot_be_admin() {
+        assert!(Roles::parse(&["admin", "auditor"]).is_err());
+        assert!(Roles::parse::<&str>(&[]).is_err());
+        assert!(Roles::parse(&["root"]).is_err());
+        let r = Roles::parse(&["publisher", "approver", "publisher"]).unwrap();
+        assert_eq!(r.to_stored(), "publisher,approver");
+    }
+}

@@ -1,0 +1,503 @@
+//! In-process fakes of the WeChat Official Account API and the Sina Weibo API.
+//!
+//! The vault never reaches the internet, so tests and demo mode point it at
+//! these fakes instead. They aim to be faithful where the vault's behaviour
+//! depends on it (endpoints, JSON shapes, error codes, WeChat's two token
+//! pools and their cancellation rules) and they record every request so a test
+//! can assert exactly what reached "the platform".
+//!
+//! One router serves both platforms: WeChat lives under `/cgi-bin/`, Weibo
+//! under `/oauth2/` and `/2/`, and the control API under `/_fake/`.
+//!
+//! The peer address is only known when the router is served with connect info
+//! (as [`FakePlatforms::serve`] does). Without it the WeChat IP whitelist
+//! cannot be checked and is skipped rather than failing every token call.
+
+mod wechat;
+mod weibo;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, FromRequest, Path, Request, State as AxState};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+/// How long a Weibo access token registered with
+/// [`FakePlatforms::add_weibo_app`] lives. Weibo grants ordinary apps 30-day
+/// tokens; `FakeConfig` only carries WeChat's knobs so its public shape stays
+/// as agreed.
+pub const WEIBO_TOKEN_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Requests bigger than this are refused before recording; WeChat's own limit
+/// for `uploadimg` is 1 MB, so real traffic never comes close.
+const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// `advance` is capped so the fake clock cannot overflow `OffsetDateTime`.
+const MAX_OFFSET: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+#[derive(Clone, Debug)]
+pub struct FakeConfig {
+    /// How long the previous classic token survives after a new one is issued.
+    pub classic_overlap: Duration,
+    /// Lifetime of WeChat access tokens (both pools).
+    pub token_ttl: Duration,
+}
+
+impl Default for FakeConfig {
+    fn default() -> Self {
+        Self {
+            classic_overlap: Duration::from_secs(300),
+            token_ttl: Duration::from_secs(7200),
+        }
+    }
+}
+
+/// One request as it reached the fake platform.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordedCall {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// Lossy UTF-8 so binary uploads still show up without breaking JSON.
+    pub body: String,
+    /// On the fake's clock, so it lines up with token expiry after `advance`.
+    pub at_unix: i64,
+}
+
+#[derive(Clone)]
+pub struct FakePlatforms {
+    state: Arc<Mutex<State>>,
+}
+
+pub(crate) struct State {
+    config: FakeConfig,
+    offset: Duration,
+    calls: Vec<RecordedCall>,
+    injections: HashMap<String, VecDeque<(i64, u32)>>,
+    rng: SystemRandom,
+    wechat: wechat::WechatState,
+    weibo: weibo::WeiboState,
+}
+
+impl State {
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc() + self.offset
+    }
+
+    /// Consumes one pending injected error for `path`, if any.
+    pub(crate) fn take_injection(&mut self, path: &str) -> Option<i64> {
+        let queue = self.injections.get_mut(path)?;
+        let (code, remaining) = queue.front_mut()?;
+        let code = *code;
+        *remaining -= 1;
+        if *remaining == 0 {
+            queue.pop_front();
+        }
+        if queue.is_empty() {
+            self.injections.remove(path);
+        }
+        Some(code)
+    }
+
+    pub(crate) fn random_bytes(&self, n: usize) -> Option<Vec<u8>> {
+        let mut buf = vec![0u8; n];
+        self.rng.fill(&mut buf).ok()?;
+        Some(buf)
+    }
+
+    /// URL-safe base64 of `n` random bytes: the alphabet WeChat tokens use.
+    pub(crate) fn random_b64(&self, n: usize) -> Option<String> {
+        self.random_bytes(n).map(|b| URL_SAFE_NO_PAD.encode(b))
+    }
+
+    pub(crate) fn random_hex(&self, n: usize) -> Option<String> {
+        self.random_bytes(n).map(hex::encode)
+    }
+}
+
+/// A platform answer, produced while the state lock is held and turned into an
+/// HTTP response after it is released.
+pub(crate) struct Reply {
+    status: StatusCode,
+    body: Value,
+}
+
+impl Reply {
+    pub(crate) fn ok(body: Value) -> Self {
+        Self {
+            status: StatusCode::OK,
+            body,
+        }
+    }
+
+    pub(crate) fn with_status(status: StatusCode, body: Value) -> Self {
+        Self { status, body }
+    }
+}
+
+impl IntoResponse for Reply {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}
+
+/// What the platform handlers need from a request, gathered once so they can
+/// run synchronously under the state lock.
+pub(crate) struct Req {
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) query: Vec<(String, String)>,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+    pub(crate) peer: Option<IpAddr>,
+}
+
+impl Req {
+    pub(crate) fn query_param(&self, name: &str) -> Option<&str> {
+        lookup(&self.query, name)
+    }
+}
+
+pub(crate) fn lookup<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+impl<S: Send + Sync> FromRequest<S> for Req {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let query = parse_urlencoded(req.uri().query().unwrap_or(""));
+        let headers = req.headers().clone();
+        let peer = req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ci| ci.0.ip());
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self {
+            method,
+            path,
+            query,
+            headers,
+            body,
+            peer,
+        })
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding, written out because the
+/// crate does not depend on `form_urlencoded` directly. Malformed escapes are
+/// kept literally, as browsers and most servers do.
+pub(crate) fn parse_urlencoded(input: &str) -> Vec<(String, String)> {
+    input
+        .split('&')
+        .filter(|part| !part.is_empty())
+        .map(|part| match part.split_once('=') {
+            Some((k, v)) => (percent_decode(k), percent_decode(v)),
+            None => (percent_decode(part), String::new()),
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match (bytes[i], bytes.get(i + 1..i + 3)) {
+            (b'%', Some(&[hi, lo])) => hex_val(hi).zip(hex_val(lo)).map(|(h, l)| h << 4 | l),
+            _ => None,
+        };
+        match (escaped, bytes[i]) {
+            (Some(b), _) => {
+                out.push(b);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding the lock (only possible from a bug in a handler)
+    // leaves the bookkeeping usable; refusing all later requests would hide
+    // the original failure behind a cascade of unrelated ones.
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl FakePlatforms {
+    pub fn new(config: FakeConfig) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State {
+                config,
+                offset: Duration::ZERO,
+                calls: Vec::new(),
+                injections: HashMap::new(),
+                rng: SystemRandom::new(),
+                wechat: wechat::WechatState::default(),
+                weibo: weibo::WeiboState::default(),
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Runs a platform handler under the state lock.
+    fn handle(&self, req: &Req, f: fn(&mut State, &Req) -> Reply) -> Reply {
+        f(&mut self.lock(), req)
+    }
+
+    pub fn router(&self) -> Router {
+        macro_rules! platform {
+            ($f:path) => {
+                any(
+                    |AxState(fp): AxState<FakePlatforms>, req: Req| async move {
+                        fp.handle(&req, $f)
+                    },
+                )
+            };
+        }
+        Router::new()
+            .route("/cgi-bin/token", platform!(wechat::token))
+            .route("/cgi-bin/stable_token", platform!(wechat::stable_token))
+            .route("/cgi-bin/getcallbackip", platform!(wechat::callback_ip))
+            .route("/cgi-bin/draft/add", platform!(wechat::draft_add))
+            .route(
+                "/cgi-bin/freepublish/submit",
+                platform!(wechat::freepublish_submit),
+            )
+            .route("/cgi-bin/media/uploadimg", platform!(wechat::upload_img))
+            .route("/oauth2/get_token_info", platform!(weibo::get_token_info))
+            .route("/2/statuses/share.json", platform!(weibo::share))
+            .route("/_fake/calls", get(ctl_calls).delete(ctl_clear_calls))
+            .route("/_fake/wechat/apps", post(ctl_wechat_app))
+            .route("/_fake/wechat/whitelist", post(ctl_whitelist))
+            .route(
+                "/_fake/wechat/token_fetches/{app_id}",
+                get(ctl_token_fetches),
+            )
+            .route("/_fake/weibo/apps", post(ctl_weibo_app))
+            .route("/_fake/inject", post(ctl_inject))
+            .route("/_fake/advance", post(ctl_advance))
+            .layer(middleware::from_fn_with_state(self.clone(), record))
+            .with_state(self.clone())
+    }
+
+    /// Serves [`Self::router`] with connect info (so the IP whitelist works)
+    /// until the returned future is dropped or the listener fails.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        let app = self
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app).await
+    }
+
+    pub fn add_wechat_app(&self, app_id: &str, app_secret: &str) {
+        let mut st = self.lock();
+        let now = st.now();
+        st.wechat.add_app(app_id, app_secret, now);
+    }
+
+    pub fn add_weibo_app(&self, app_key: &str, app_secret: &str, access_token: &str, uid: u64) {
+        let mut st = self.lock();
+        let now = st.now();
+        st.weibo
+            .add_app(app_key, app_secret, access_token, uid, now);
+    }
+
+    /// `None` removes the whitelist. May be set before the app is registered.
+    pub fn set_ip_whitelist(&self, app_id: &str, ips: Option<Vec<IpAddr>>) {
+        self.lock().wechat.set_whitelist(app_id, ips);
+    }
+
+    /// Queues `times` answers of `errcode` for `path`. Injections for the same
+    /// path queue up behind each other. An injection is only consumed by a
+    /// request that gets as far as the injection check (the check order is
+    /// documented in `wechat.rs` and `weibo.rs`). Paths under `/oauth2/`
+    /// and `/2/` answer in Weibo's error format, the rest in WeChat's.
+    pub fn inject_error(&self, path: &str, errcode: i64, times: u32) {
+        if times == 0 {
+            return;
+        }
+        self.lock()
+            .injections
+            .entry(path.to_owned())
+            .or_default()
+            .push_back((errcode, times));
+    }
+
+    pub fn advance(&self, by: Duration) {
+        let mut st = self.lock();
+        st.offset = st.offset.saturating_add(by).min(MAX_OFFSET);
+    }
+
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        self.lock().calls.clone()
+    }
+
+    pub fn clear_calls(&self) {
+        self.lock().calls.clear();
+    }
+
+    /// Successful answers from either token endpoint for this app, including
+    /// stable-pool answers that returned the still-valid current token: each
+    /// is a round trip the vault chose to make.
+    pub fn token_fetches(&self, app_id: &str) -> usize {
+        self.lock().wechat.token_fetches(app_id)
+    }
+}
+
+/// Records every non-control request before routing it on.
+async fn record(AxState(fp): AxState<FakePlatforms>, req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/_fake/") {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+    };
+    {
+        let mut st = fp.lock();
+        let at_unix = st.now().unix_timestamp();
+        st.calls.push(RecordedCall {
+            method: parts.method.to_string(),
+            path: parts.uri.path().to_owned(),
+            query: parts.uri.query().unwrap_or("").to_owned(),
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+            at_unix,
+        });
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+async fn ctl_calls(AxState(fp): AxState<FakePlatforms>) -> axum::Json<Vec<RecordedCall>> {
+    axum::Json(fp.calls())
+}
+
+async fn ctl_clear_calls(AxState(fp): AxState<FakePlatforms>) -> StatusCode {
+    fp.clear_calls();
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct WechatAppBody {
+    app_id: String,
+    app_secret: String,
+}
+
+async fn ctl_wechat_app(
+    AxState(fp): AxState<FakePlatforms>,
+    axum::Json(b): axum::Json<WechatAppBody>,
+) -> StatusCode {
+    fp.add_wechat_app(&b.app_id, &b.app_secret);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct WhitelistBody {
+    app_id: String,
+    ips: Option<Vec<IpAddr>>,
+}
+
+async fn ctl_whitelist(
+    AxState(fp): AxState<FakePlatforms>,
+    axum::Json(b): axum::Json<WhitelistBody>,
+) -> StatusCode {
+    fp.set_ip_whitelist(&b.app_id, b.ips);
+    StatusCode::NO_CONTENT
+}
+
+async fn ctl_token_fetches(
+    AxState(fp): AxState<FakePlatforms>,
+    Path(app_id): Path<String>,
+) -> axum::Json<Value> {
+    let count = fp.token_fetches(&app_id);
+    axum::Json(json!({ "app_id": app_id, "count": count }))
+}
+
+#[derive(Deserialize)]
+struct WeiboAppBody {
+    app_key: String,
+    app_secret: String,
+    access_token: String,
+    uid: u64,
+}
+
+async fn ctl_weibo_app(
+    AxState(fp): AxState<FakePlatforms>,
+    axum::Json(b): axum::Json<WeiboAppBody>,
+) -> StatusCode {
+    fp.add_weibo_app(&b.app_key, &b.app_secret, &b.access_token, b.uid);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct InjectBody {
+    path: String,
+    errcode: i64,
+    times: u32,
+}
+
+async fn ctl_inject(
+    AxState(fp): AxState<FakePlatforms>,
+    axum::Json(b): axum::Json<InjectBody>,
+) -> StatusCode {
+    fp.inject_error(&b.path, b.errcode, b.times);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Deserialize)]
+struct AdvanceBody {
+    seconds: u64,
+}
+
+async fn ctl_advance(
+    AxState(fp): AxState<FakePlatforms>,
+    axum::Json(b): axum::Json<AdvanceBody>,
+) -> StatusCode {
+    fp.advance(Duration::from_secs(b.seconds));
+    StatusCode::NO_CONTENT
+}

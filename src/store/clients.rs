@@ -1,0 +1,71 @@
+//! Publishing tools and their client keys.
+
+use super::{Result, Store};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClientRow {
+    pub id: String,
+    pub name: String,
+    /// JSON array of account ids the key may use.
+    pub accounts: String,
+    pub created_at: i64,
+    pub created_by: String,
+    pub revoked_at: Option<i64>,
+}
+
+impl Store {
+    pub async fn client_insert(
+        &self,
+        id: &str,
+        name: &str,
+        key_hash: &[u8],
+        accounts_json: &str,
+        created_by: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO clients (id, name, key_hash, accounts, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(id)
+            .bind(name)
+            .bind(key_hash)
+            .bind(accounts_json)
+            .bind(now)
+            .bind(created_by)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// A live client by its key hash. Read through the writer so a revocation is seen at once.
+    pub async fn client_by_key_hash(&self, hash: &[u8]) -> Result<Option<ClientRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, name, accounts, created_at, created_by, revoked_at FROM clients WHERE key_hash = ? AND revoked_at IS NULL",
+        )
+        .bind(hash)
+        .fetch_optional(&self.writer)
+        .await?)
+    }
+
+    pub async fn client_get(&self, id: &str) -> Result<Option<ClientRow>> {
+        Ok(sqlx::query_as("SELECT id, name, accounts, created_at, created_by, revoked_at FROM clients WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    pub async fn clients_list(&self) -> Result<Vec<ClientRow>> {
+        Ok(sqlx::query_as("SELECT id, name, accounts, created_at, created_by, revoked_at FROM clients ORDER BY name")
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
+    /// Returns whether a live client was revoked.
+    pub async fn client_revoke(&self, id: &str, now: i64) -> Result<bool> {
+        let r =
+            sqlx::query("UPDATE clients SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(now)
+                .bind(id)
+                .execute(&self.writer)
+                .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}

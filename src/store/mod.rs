@@ -1,0 +1,89 @@
+//! Storage: SQLite through sqlx, WAL, `synchronous=FULL`. No SQL outside this module, so that
+//! PostgreSQL can follow behind the same functions.
+//!
+//! Two pools: one writer connection (SQLite allows one writer; queueing in-process is cheaper and
+//! fairer than `SQLITE_BUSY` retries, and it makes check-then-insert sequences atomic per
+//! transaction) and a few readers.
+
+pub mod accounts;
+pub mod checkouts;
+pub mod clients;
+pub mod keyring;
+pub mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no store at {0}: run `mediavault init` first (or point data_dir at the right place)")]
+    Missing(String),
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) writer: SqlitePool,
+    pub(crate) reader: SqlitePool,
+}
+
+impl Store {
+    /// Opens (and with `create`, creates) the database and applies embedded migrations.
+    pub async fn open(path: &Path, create: bool) -> Result<Self> {
+        if !create && !path.exists() {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(create)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.clone())
+            .await?;
+        sqlx::migrate!("./migrations").run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// Cheap liveness check of both pools, for `/readyz`.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        sqlx::query("SELECT 1").execute(&self.writer).await?;
+        Ok(())
+    }
+}
+
+/// Whether an error is a uniqueness violation (an id or name that already exists).
+pub fn is_unique_violation(e: &StoreError) -> bool {
+    match e {
+        StoreError::Db(sqlx::Error::Database(d)) => d.is_unique_violation(),
+        _ => false,
+    }
+}

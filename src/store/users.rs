@@ -1,0 +1,191 @@
+//! People and their sessions.
+
+use super::{Result, Store};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub display_name: String,
+    /// Comma-separated role names; parsed by `identity`.
+    pub roles: String,
+    pub password_hash: String,
+    pub totp_seed: Vec<u8>,
+    pub totp_last_step: i64,
+    pub failed_attempts: i64,
+    pub locked_until: Option<i64>,
+    pub disabled: bool,
+    pub created_at: i64,
+}
+
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub display_name: &'a str,
+    pub roles: &'a str,
+    pub password_hash: &'a str,
+    pub totp_seed: &'a [u8],
+    pub now: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SessionRow {
+    pub user_id: i64,
+    pub created_at: i64,
+    pub last_seen: i64,
+    pub expires_at: i64,
+}
+
+impl Store {
+    pub async fn user_insert(&self, u: NewUser<'_>) -> Result<i64> {
+        let id = sqlx::query(
+            "INSERT INTO users (username, display_name, roles, password_hash, totp_seed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(u.username)
+        .bind(u.display_name)
+        .bind(u.roles)
+        .bind(u.password_hash)
+        .bind(u.totp_seed)
+        .bind(u.now)
+        .execute(&self.writer)
+        .await?
+        .last_insert_rowid();
+        Ok(id)
+    }
+
+    pub async fn user_count(&self) -> Result<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
+    /// Read through the writer: lockout and replay decisions must see the latest committed state.
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, username, display_name, roles, password_hash, totp_seed, totp_last_step, failed_attempts, locked_until, disabled, created_at FROM users WHERE username = ?",
+        )
+        .bind(username)
+        .fetch_optional(&self.writer)
+        .await?)
+    }
+
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, username, display_name, roles, password_hash, totp_seed, totp_last_step, failed_attempts, locked_until, disabled, created_at FROM users WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?)
+    }
+
+    pub async fn users_list(&self) -> Result<Vec<UserRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, username, display_name, roles, password_hash, totp_seed, totp_last_step, failed_attempts, locked_until, disabled, created_at FROM users ORDER BY username",
+        )
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    pub async fn user_set_disabled(&self, id: i64) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE users SET disabled = 1 WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("UPDATE sessions SET revoked = 1 WHERE user_id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Counts a failed attempt; at `max_failures` the user is locked until `lock_until` and the
+    /// counter restarts. Returns the lock end if this failure locked the user.
+    pub async fn user_record_failure(
+        &self,
+        id: i64,
+        max_failures: i64,
+        lock_until: i64,
+    ) -> Result<Option<i64>> {
+        let locked: Option<Option<i64>> = sqlx::query_scalar(
+            "UPDATE users SET
+                failed_attempts = CASE WHEN failed_attempts + 1 >= ?1 THEN 0 ELSE failed_attempts + 1 END,
+                locked_until = CASE WHEN failed_attempts + 1 >= ?1 THEN ?2 ELSE locked_until END
+             WHERE id = ?3 RETURNING CASE WHEN failed_attempts = 0 THEN locked_until END",
+        )
+        .bind(max_failures)
+        .bind(lock_until)
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(locked.flatten().filter(|&t| t == lock_until))
+    }
+
+    /// Accepts a TOTP time step only if it is newer than the last accepted one, atomically, so two
+    /// concurrent uses of one code cannot both pass. Clears the failure count on success.
+    pub async fn user_accept_totp_step(&self, id: i64, step: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE users SET totp_last_step = ?1, failed_attempts = 0 WHERE id = ?2 AND totp_last_step < ?1",
+        )
+        .bind(step)
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    pub async fn session_insert(
+        &self,
+        hash: &[u8],
+        user_id: i64,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, last_seen, expires_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(hash)
+            .bind(user_id)
+            .bind(now)
+            .bind(now)
+            .bind(expires_at)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn session_get(&self, hash: &[u8]) -> Result<Option<SessionRow>> {
+        Ok(sqlx::query_as(
+            "SELECT user_id, created_at, last_seen, expires_at FROM sessions WHERE token_hash = ? AND revoked = 0",
+        )
+        .bind(hash)
+        .fetch_optional(&self.reader)
+        .await?)
+    }
+
+    pub async fn session_touch(&self, hash: &[u8], now: i64) -> Result<()> {
+        sqlx::query("UPDATE sessions SET last_seen = ? WHERE token_hash = ?")
+            .bind(now)
+            .bind(hash)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn session_revoke(&self, hash: &[u8]) -> Result<()> {
+        sqlx::query("UPDATE sessions SET revoked = 1 WHERE token_hash = ?")
+            .bind(hash)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Store {
+    pub async fn user_replace_seed(&self, id: i64, sealed: &[u8]) -> Result<()> {
+        sqlx::query("UPDATE users SET totp_seed = ? WHERE id = ?")
+            .bind(sealed)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+}

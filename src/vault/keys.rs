@@ -1,0 +1,104 @@
+//! `mediavault keys`: keyring and root-key rotation, run against the store while the server may be
+//! running (SQLite serialises the writes; a running server learns new terms on SIGHUP or when it
+//! meets a record sealed under a term it does not know yet).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::accounts::Credential;
+use crate::config::Config;
+use crate::crypto::keyring::{MAC_MASTER_LABEL, new_data_key, term_label};
+use crate::crypto::{Aad, RootKey};
+use crate::store::Store;
+use crate::store::keyring::MAC_MASTER_KEY;
+use crate::vault::unlock;
+
+/// Adds term n+1. With `rewrap`, every credential version and TOTP seed is re-sealed under it.
+pub async fn rotate(config: &Config, rewrap: bool) -> anyhow::Result<()> {
+    let root = RootKey::load_file(&config.root_key_path())?;
+    let store = Store::open(&config.database_path(), false).await?;
+    let keys = unlock(&store, &root).await?;
+    let term = keys.active_term() + 1;
+    let key = new_data_key()?;
+    store
+        .keyring_add(
+            term,
+            &root.wrap(&term_label(term), &key)?,
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+        )
+        .await?;
+    keys.add_term(term, &key)?;
+    println!("keyring term {term} added; new secrets are sealed under it");
+    if rewrap {
+        let mut n = 0usize;
+        for (account, version, sealed) in store.credential_all_sealed().await? {
+            let cred = Credential::open(&keys, &account, version, &sealed)
+                .with_context(|| format!("opening {account} v{version}"))?;
+            store
+                .credential_replace_sealed(&account, version, &cred.seal(&keys, &account, version)?)
+                .await?;
+            n += 1;
+        }
+        for user in store.users_list().await? {
+            let aad = Aad {
+                table: "users",
+                row: &user.username,
+                field: "totp_seed",
+                version: 1,
+            };
+            let seed = keys.open(&aad, &user.totp_seed)?;
+            store
+                .user_replace_seed(user.id, &keys.seal(&aad, seed.expose())?)
+                .await?;
+            n += 1;
+        }
+        println!("re-sealed {n} secrets under term {term}");
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// Generates a new root key and re-wraps the keyring under it in one transaction, then replaces
+/// the key file. The new key is written first (as `<key>.new`), so a crash leaves a usable key.
+pub async fn rotate_root(config: &Config) -> anyhow::Result<()> {
+    let path = config.root_key_path();
+    let old = RootKey::load_file(&path)?;
+    let store = Store::open(&config.database_path(), false).await?;
+    // Proves the old key is right before anything changes.
+    unlock(&store, &old).await?;
+    let new_path = PathBuf::from(format!("{}.new", path.display()));
+    if new_path.exists() {
+        anyhow::bail!(
+            "{} exists from an interrupted rotation; check which key opens the store, then remove it",
+            new_path.display()
+        );
+    }
+    let new = RootKey::create_file(&new_path)?;
+    let mut terms = Vec::new();
+    for (term, wrapped) in store.keyring_terms().await? {
+        let key = old.unwrap(&term_label(term), &wrapped)?;
+        terms.push((term, new.wrap(&term_label(term), &key)?));
+    }
+    let mac_wrapped = store
+        .meta_get(MAC_MASTER_KEY)
+        .await?
+        .context("store has no MAC master")?;
+    let mac = old.unwrap(MAC_MASTER_LABEL, &mac_wrapped)?;
+    store
+        .keyring_rewrap(&terms, &new.wrap(MAC_MASTER_LABEL, &mac)?)
+        .await?;
+    store.close().await;
+    std::fs::rename(&new_path, &path).with_context(|| {
+        format!(
+            "the store now needs the key in {}; move it to {}",
+            new_path.display(),
+            path.display()
+        )
+    })?;
+    println!(
+        "root key rotated: {} now holds the new key; the old key no longer opens the store",
+        path.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! The service context every request handler and background task shares.
+
+pub mod keys;
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::keyring::{MAC_MASTER_LABEL, new_data_key, term_label};
+use crate::crypto::{Keyring, RootKey};
+use crate::error::{Error, Result};
+use crate::identity::passwords::Passwords;
+use crate::policy::PolicySet;
+use crate::store::Store;
+use crate::store::keyring::MAC_MASTER_KEY;
+
+pub struct Vault {
+    pub store: Store,
+    pub keys: Keyring,
+    pub clock: Clock,
+    pub config: Arc<Config>,
+    pub passwords: Passwords,
+    policies: RwLock<Arc<PolicySet>>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").finish_non_exhaustive()
+    }
+}
+
+/// Why a store could not be opened; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Crypto(#[from] crate::crypto::CryptoError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Vault {
+    /// Opens an existing store: the key file is checked before the database is touched, and a
+    /// wrong key is detected before anything is written.
+    pub async fn open(config: Arc<Config>, clock: Clock) -> Result<Self, OpenError> {
+        let root = RootKey::load_file(&config.root_key_path())?;
+        let store = Store::open(&config.database_path(), false).await?;
+        let keys = match unlock(&store, &root).await {
+            Ok(k) => k,
+            Err(e) => {
+                store.close().await;
+                return Err(e);
+            }
+        };
+        let policies = PolicySet::load_dir(&config.policies_dir)
+            .map_err(|e| OpenError::Other(format!("policies: {e}")))?;
+        Ok(Self {
+            store,
+            keys,
+            clock,
+            config,
+            passwords: Passwords::default(),
+            policies: RwLock::new(Arc::new(policies)),
+        })
+    }
+
+    /// Creates the data dir, the database, the root key file and the keyring. Refuses to touch an
+    /// existing store or key file.
+    pub async fn create(config: Arc<Config>, clock: Clock) -> Result<Self, OpenError> {
+        let db = config.database_path();
+        let key_path = config.root_key_path();
+        if db.exists() {
+            return Err(OpenError::Other(format!(
+                "a store already exists at {}; init changes nothing",
+                db.display()
+            )));
+        }
+        if key_path.exists() {
+            return Err(OpenError::Other(format!(
+                "a root key already exists at {} but there is no store; move it away if it is stale",
+                key_path.display()
+            )));
+        }
+        create_private_dir(&config.data_dir)?;
+        if let Some(parent) = key_path.parent() {
+            create_private_dir(parent)?;
+        }
+        let root = RootKey::create_file(&key_path)?;
+        let store = Store::open(&db, true).await?;
+        let term1 = new_data_key()?;
+        let mac = new_data_key()?;
+        store
+            .keyring_init(
+                &root.wrap(&term_label(1), &term1)?,
+                &root.wrap(MAC_MASTER_LABEL, &mac)?,
+                clock.unix(),
+            )
+            .await?;
+        let keys = unlock(&store, &RootKey::load_file(&key_path)?).await?;
+        let policies =
+            PolicySet::load_dir(&config.policies_dir).unwrap_or_else(|_| PolicySet::empty());
+        Ok(Self {
+            store,
+            keys,
+            clock,
+            config,
+            passwords: Passwords::default(),
+            policies: RwLock::new(Arc::new(policies)),
+        })
+    }
+
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.policies
+            .read()
+            .map(|p| Arc::clone(&p))
+            .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+
+    /// Loads the policy dir again; on any error the old set stays in force.
+    pub fn reload_policies(&self) -> Result<usize> {
+        let fresh = PolicySet::load_dir(&self.config.policies_dir)
+            .map_err(|e| Error::invalid("policies", e.to_string()))?;
+        let n = fresh.len();
+        if let Ok(mut p) = self.policies.write() {
+            *p = Arc::new(fresh);
+        }
+        Ok(n)
+    }
+
+    /// Picks up keyring terms added by another process (`mediavault keys rotate`).
+    pub async fn refresh_keyring(&self, root: &RootKey) -> Result<()> {
+        for (term, wrapped) in self.store.keyring_terms().await? {
+            if !self.keys.has_term(term) {
+                self.keys
+                    .add_term(term, &root.unwrap(&term_label(term), &wrapped)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), OpenError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| OpenError::Other(format!("cannot create {}: {e}", dir.display())))
+}
+
+/// Unwraps the keyring and MAC master with the root key.
+pub async fn unlock(store: &Store, root: &RootKey) -> Result<Keyring, OpenError> {
+    let wrapped = store.keyring_terms().await?;
+    if wrapped.is_empty() {
+        return Err(OpenError::Other(
+            "the store has no keyring; it was not initialised".into(),
+        ));
+    }
+    let mut terms = Vec::with_capacity(wrapped.len());
+    for (term, blob) in wrapped {
+        terms.push((term, root.unwrap(&term_label(term), &blob)?));
+    }
+    let mac_wrapped = store
+        .meta_get(MAC_MASTER_KEY)
+        .await?
+        .ok_or_else(|| OpenError::Other("the store has no MAC master key".into()))?;
+    let mac = root.unwrap(MAC_MASTER_LABEL, &mac_wrapped)?;
+    Ok(Keyring::new(terms, &mac)?)
+}

@@ -1,0 +1,294 @@
+//! Test harness: a real vault on 127.0.0.1:0 over real TLS, with a temporary data dir, a real
+//! SQLite file, and a clock the test moves.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use mediavault::config::Config;
+use mediavault::crypto::{SecretBytes, SecretString};
+use mediavault::identity::totp;
+use mediavault::identity::users::NewUserInput;
+use mediavault::{Clock, Running, Vault};
+use serde_json::{Value, json};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Everything the process logged, so tests can search it for secrets.
+pub fn captured_logs() -> String {
+    let buf = log_buffer();
+    String::from_utf8_lossy(&buf.lock().unwrap()).into_owned()
+}
+
+fn log_buffer() -> Arc<Mutex<Vec<u8>>> {
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer = LogWriter(Arc::clone(&buf));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                "debug,sqlx=info,hyper=info,h2=info,rustls=info,reqwest=info,hyper_util=info",
+            )
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .try_init();
+        buf
+    })
+    .clone()
+}
+
+#[derive(Clone)]
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+pub struct TestUser {
+    pub username: String,
+    pub password: String,
+    pub seed: Arc<SecretBytes>,
+}
+
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    pub config: Arc<Config>,
+    pub clock: Clock,
+    pub running: Option<Running>,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub admin: TestUser,
+}
+
+pub type Tweak = Box<dyn FnOnce(&mut Config)>;
+
+#[derive(Default)]
+pub struct Options {
+    pub policies: Option<Vec<(&'static str, String)>>,
+    pub plain_http: bool,
+    pub tweak: Option<Tweak>,
+}
+
+pub fn base_config(dir: &Path, plain_http: bool) -> Config {
+    let mut config = Config {
+        data_dir: dir.join("data"),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        policies_dir: dir.join("policies"),
+        ..Default::default()
+    };
+    config.tls.plain_http = plain_http;
+    config.tls.cert_file = dir.join("certs/server.pem");
+    config.tls.key_file = dir.join("certs/server-key.pem");
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(Options::default()).await
+}
+
+pub async fn spawn_with(opts: Options) -> TestApp {
+    let _ = log_buffer();
+    mediavault::http::serve::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = base_config(dir.path(), opts.plain_http);
+    std::fs::create_dir_all(&config.policies_dir).unwrap();
+    for (name, text) in opts.policies.unwrap_or_default() {
+        std::fs::write(config.policies_dir.join(name), text).unwrap();
+    }
+    mediavault::certs::write_dev_certs(&dir.path().join("certs"), &[], false).unwrap();
+    if let Some(t) = opts.tweak {
+        t(&mut config);
+    }
+    let config = Arc::new(config);
+    let clock = Clock::system();
+    let vault = Vault::create(Arc::clone(&config), clock.clone())
+        .await
+        .unwrap();
+    let admin = add_user_to(&vault, "admin", &["admin"]).await;
+    let running = mediavault::start_with(Arc::new(vault)).await.unwrap();
+    let base = running.base_url();
+    let client = client_for(dir.path());
+    TestApp {
+        dir,
+        config,
+        clock,
+        running: Some(running),
+        base,
+        client,
+        admin,
+    }
+}
+
+pub fn client_for(dir: &Path) -> reqwest::Client {
+    let ca = std::fs::read(dir.join("certs/ca.pem")).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+pub async fn add_user_to(vault: &Vault, username: &str, roles: &[&str]) -> TestUser {
+    let e = vault
+        .create_user(NewUserInput {
+            username: username.into(),
+            display_name: format!("{username} (test)"),
+            roles: roles.iter().map(|r| r.to_string()).collect(),
+            password: SecretString::from(PASSWORD),
+        })
+        .await
+        .unwrap();
+    TestUser {
+        username: username.into(),
+        password: PASSWORD.into(),
+        seed: Arc::new(totp::seed_from_base32(e.totp_secret.expose()).unwrap()),
+    }
+}
+
+impl TestApp {
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.running.as_ref().unwrap().vault
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A fresh TOTP code for `user`: moves the clock to the next 30 s step first, because the
+    /// vault never accepts a step twice.
+    pub fn code(&self, user: &TestUser) -> String {
+        self.clock.advance(Duration::from_secs(30));
+        totp::code_at(&user.seed, self.clock.unix()).unwrap()
+    }
+
+    pub async fn login(&self, user: &TestUser) -> String {
+        let code = self.code(user);
+        let r = self
+            .client
+            .post(self.url("/api/v1/auth/login"))
+            .json(&json!({"username": user.username, "password": user.password, "totp": code}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "login of {}", user.username);
+        let v: Value = r.json().await.unwrap();
+        v["session_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates a user through the API and returns its TOTP seed from the enrolment URI.
+    pub async fn create_user(&self, session: &str, username: &str, roles: &[&str]) -> TestUser {
+        let r = self
+            .post(session, "/api/v1/users", json!({"username": username, "display_name": username, "roles": roles, "password": PASSWORD}))
+            .await;
+        assert_eq!(r.0, 201, "{}", r.1);
+        let uri = r.1["totp_uri"].as_str().unwrap();
+        let secret = uri
+            .split("secret=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
+        TestUser {
+            username: username.into(),
+            password: PASSWORD.into(),
+            seed: Arc::new(totp::seed_from_base32(secret).unwrap()),
+        }
+    }
+
+    pub async fn post(&self, bearer: &str, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(bearer)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        into_pair(r).await
+    }
+
+    pub async fn get(&self, bearer: &str, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap();
+        into_pair(r).await
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.config.database_path()
+    }
+
+    /// Stops the server, keeping the data dir.
+    pub async fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.unwrap();
+        }
+    }
+
+    /// Starts the server again on the same data dir (a new port), with the same clock.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let running = mediavault::start(Arc::clone(&self.config), self.clock.clone())
+            .await
+            .unwrap();
+        self.base = running.base_url();
+        self.running = Some(running);
+    }
+}
+
+pub async fn into_pair(r: reqwest::Response) -> (u16, Value) {
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, v)
+}
+
+/// All bytes of every file under `dir` (the database, its WAL, anything else).
+pub fn all_bytes_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(b) = std::fs::read(&p) {
+                out.push((p, b));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A separate raw connection to the SQLite file, as an attacker with file access would use.
+pub async fn raw_db(path: &Path) -> sqlx::SqlitePool {
+    use std::str::FromStr;
+    let opts = sqlx::sqlite::SqliteConnectOptions::from_str("sqlite://")
+        .unwrap()
+        .filename(path)
+        .busy_timeout(Duration::from_secs(10));
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await
+        .unwrap()
+}
