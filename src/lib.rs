@@ -21,12 +21,14 @@
 
 pub mod accounts;
 pub mod certs;
+pub mod checkout;
 pub mod clock;
 pub mod config;
 pub mod crypto;
 pub mod error;
 pub mod http;
 pub mod identity;
+pub mod notify;
 pub mod platforms;
 pub mod policy;
 pub mod store;
@@ -48,6 +50,18 @@ pub struct Running {
     pub vault: Arc<Vault>,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<Result<(), http::serve::ServeError>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Marks expired checkouts and tells the notification channels, so nobody waits unknowingly.
+async fn sweep_expired(vault: Arc<Vault>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
+    loop {
+        tick.tick().await;
+        if let Err(e) = vault.sweep_expired().await {
+            tracing::warn!(error = %e, "expiry sweep failed");
+        }
+    }
 }
 
 impl Running {
@@ -62,6 +76,9 @@ impl Running {
 
     /// Stops accepting, lets in-flight requests finish, and closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        for t in &self.background {
+            t.abort();
+        }
         self.handle.graceful_shutdown(Some(http::serve::GRACE));
         self.task.await??;
         self.vault.store.close().await;
@@ -71,6 +88,9 @@ impl Running {
     /// Waits until the server stops by itself (it does not, unless told).
     pub async fn wait(self) -> anyhow::Result<()> {
         self.task.await??;
+        for t in &self.background {
+            t.abort();
+        }
         self.vault.store.close().await;
         Ok(())
     }
@@ -96,11 +116,13 @@ pub async fn start_with(vault: Arc<Vault>) -> anyhow::Result<Running> {
     });
     let handle = Handle::new();
     let task = tokio::spawn(bound.serve(app, handle.clone()));
+    let sweeper = tokio::spawn(sweep_expired(Arc::clone(&vault)));
     Ok(Running {
         addr,
         tls,
         vault,
         handle,
         task,
+        background: vec![sweeper],
     })
 }

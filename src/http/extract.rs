@@ -209,3 +209,74 @@ impl Session {
         }
     }
 }
+
+/// A publishing tool, by its client key.
+pub struct ClientAuth(pub crate::identity::clients::Client);
+
+impl FromRequestParts<AppState> for ClientAuth {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = bearer(parts).ok_or(Error::Unauthenticated)?;
+        let client = state.vault.client_by_key(&key).await?;
+        if let Some(ctx) = parts.extensions.get::<RequestCtx>() {
+            ctx.actor(ActorKind::Client, &client.id);
+        }
+        Ok(ClientAuth(client))
+    }
+}
+
+/// A live publishing token.
+pub struct TokenAuth(pub crate::checkout::TokenGrant);
+
+impl FromRequestParts<AppState> for TokenAuth {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or(Error::Unauthenticated)?;
+        let grant = state.vault.token_grant(&token).await?;
+        if let Some(ctx) = parts.extensions.get::<RequestCtx>() {
+            ctx.actor(ActorKind::Token, &grant.checkout_id);
+            ctx.detail("operator", grant.operator.clone());
+            ctx.detail("client", grant.client_id.clone());
+        }
+        Ok(TokenAuth(grant))
+    }
+}
+
+/// Whoever may look at a checkout: a person, a tool, or the checkout's own token.
+pub enum Caller {
+    Person(Person),
+    Client(crate::identity::clients::Client),
+    Token(crate::checkout::TokenGrant),
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).ok_or(Error::Unauthenticated)?;
+        if token.starts_with("mvs_") {
+            return Ok(Caller::Person(
+                Session::from_request_parts(parts, state).await?.0,
+            ));
+        }
+        if token.starts_with("mvc_") {
+            return Ok(Caller::Client(
+                ClientAuth::from_request_parts(parts, state).await?.0,
+            ));
+        }
+        Ok(Caller::Token(
+            TokenAuth::from_request_parts(parts, state).await?.0,
+        ))
+    }
+}

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod context;
 pub mod extract;
+pub mod limits;
 pub mod problem;
 pub mod serve;
 
@@ -29,7 +30,7 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     let cfg = Arc::clone(&state.vault.config);
-    let api = api::routes()
+    let api = api::routes(&cfg.rate_limits)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     Router::new()

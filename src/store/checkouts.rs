@@ -1,8 +1,272 @@
-//! Checkouts, approvals and publishing-token hashes.
+//! Checkouts, approvals and publishing-token hashes. Every state change is one conditional
+//! statement on the single writer connection, so two racing requests cannot both win.
 
 use super::{Result, Store};
 
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CheckoutRow {
+    pub id: String,
+    pub account_id: String,
+    pub operator: String,
+    pub client_id: String,
+    pub purpose: String,
+    pub level: String,
+    pub status: String,
+    pub requested_at: i64,
+    pub ttl_seconds: i64,
+    pub approvals_needed: i64,
+    pub content_sha256: Option<String>,
+    pub allowed_calls: String,
+    pub source_ip: Option<String>,
+    pub issued_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub ended_at: Option<i64>,
+    pub end_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApprovalRow {
+    pub approver: String,
+    pub decision: String,
+    pub comment: Option<String>,
+    pub at: i64,
+}
+
+pub struct NewCheckout<'a> {
+    pub id: &'a str,
+    pub account: &'a str,
+    pub operator: &'a str,
+    pub client_id: &'a str,
+    pub purpose: &'a str,
+    pub level: &'a str,
+    pub ttl_seconds: i64,
+    pub approvals_needed: i64,
+    pub content_sha256: Option<&'a str>,
+    pub allowed_calls: &'a str,
+    pub source_ip: &'a str,
+    pub now: i64,
+    /// Some: issue now (status active) with this token hash. None: wait for approval.
+    pub token_hash: Option<&'a [u8]>,
+    pub exclusive: bool,
+}
+
 impl Store {
+    /// Inserts a checkout; when it issues a token on an exclusive account, only if no other token
+    /// of that account is live. Returns false if the account was taken.
+    pub async fn checkout_insert(&self, c: NewCheckout<'_>) -> Result<bool> {
+        let (status, issued, expires) = match c.token_hash {
+            Some(_) => ("active", Some(c.now), Some(c.now + c.ttl_seconds)),
+            None => ("pending_approval", None, None),
+        };
+        let r = sqlx::query(
+            "INSERT INTO checkouts (id, account_id, operator, client_id, purpose, level, status, requested_at, ttl_seconds, approvals_needed, content_sha256, allowed_calls, source_ip, token_hash, issued_at, expires_at)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16
+             WHERE ?7 <> 'active' OR ?17 = 0 OR NOT EXISTS (
+                 SELECT 1 FROM checkouts WHERE account_id = ?2 AND status = 'active' AND expires_at > ?8)",
+        )
+        .bind(c.id)
+        .bind(c.account)
+        .bind(c.operator)
+        .bind(c.client_id)
+        .bind(c.purpose)
+        .bind(c.level)
+        .bind(status)
+        .bind(c.now)
+        .bind(c.ttl_seconds)
+        .bind(c.approvals_needed)
+        .bind(c.content_sha256)
+        .bind(c.allowed_calls)
+        .bind(c.source_ip)
+        .bind(c.token_hash)
+        .bind(issued)
+        .bind(expires)
+        .bind(c.exclusive)
+        .execute(&self.writer)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    pub async fn checkout_get(&self, id: &str) -> Result<Option<CheckoutRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, account_id, operator, client_id, purpose, level, status, requested_at, ttl_seconds, approvals_needed, content_sha256, allowed_calls, source_ip, issued_at, expires_at, ended_at, end_reason FROM checkouts WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?)
+    }
+
+    /// The checkout a publishing token belongs to, whatever its state.
+    pub async fn checkout_by_token(&self, hash: &[u8]) -> Result<Option<CheckoutRow>> {
+        Ok(sqlx::query_as(
+            "SELECT id, account_id, operator, client_id, purpose, level, status, requested_at, ttl_seconds, approvals_needed, content_sha256, allowed_calls, source_ip, issued_at, expires_at, ended_at, end_reason FROM checkouts WHERE token_hash = ?",
+        )
+        .bind(hash)
+        .fetch_optional(&self.writer)
+        .await?)
+    }
+
+    pub async fn checkouts_list(
+        &self,
+        status: Option<&str>,
+        account: Option<&str>,
+        now: i64,
+    ) -> Result<Vec<CheckoutRow>> {
+        // "expired" is derived: an active row past its expiry.
+        Ok(sqlx::query_as(
+            "SELECT id, account_id, operator, client_id, purpose, level, status, requested_at, ttl_seconds, approvals_needed, content_sha256, allowed_calls, source_ip, issued_at, expires_at, ended_at, end_reason FROM checkouts
+             WHERE (?2 IS NULL OR account_id = ?2)
+               AND (?1 IS NULL
+                    OR (?1 = 'expired' AND (status = 'expired' OR (status = 'active' AND expires_at <= ?3)))
+                    OR (?1 = 'active' AND status = 'active' AND expires_at > ?3)
+                    OR (?1 NOT IN ('active', 'expired') AND status = ?1))
+             ORDER BY requested_at DESC, id LIMIT 500",
+        )
+        .bind(status)
+        .bind(account)
+        .bind(now)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    pub async fn approvals_of(&self, checkout: &str) -> Result<Vec<ApprovalRow>> {
+        Ok(sqlx::query_as("SELECT approver, decision, comment, at FROM approvals WHERE checkout_id = ? ORDER BY at, approver")
+            .bind(checkout)
+            .fetch_all(&self.writer)
+            .await?)
+    }
+
+    /// Records one approver's approval; moves the checkout to `approved` once enough distinct
+    /// approvers have signed. Returns the new status, or None if the checkout was not pending.
+    pub async fn approval_add(
+        &self,
+        checkout: &str,
+        approver: &str,
+        comment: Option<&str>,
+        now: i64,
+    ) -> Result<Option<String>> {
+        let mut tx = self.writer.begin().await?;
+        let pending: Option<i64> = sqlx::query_scalar(
+            "SELECT approvals_needed FROM checkouts WHERE id = ? AND status = 'pending_approval'",
+        )
+        .bind(checkout)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(needed) = pending else {
+            return Ok(None);
+        };
+        sqlx::query("INSERT INTO approvals (checkout_id, approver, decision, comment, at) VALUES (?, ?, 'approve', ?, ?)")
+            .bind(checkout)
+            .bind(approver)
+            .bind(comment)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let have: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM approvals WHERE checkout_id = ? AND decision = 'approve'",
+        )
+        .bind(checkout)
+        .fetch_one(&mut *tx)
+        .await?;
+        let status = if have >= needed {
+            "approved"
+        } else {
+            "pending_approval"
+        };
+        sqlx::query("UPDATE checkouts SET status = ? WHERE id = ?")
+            .bind(status)
+            .bind(checkout)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(status.to_owned()))
+    }
+
+    /// Denies a checkout. A pending one becomes `denied`; an approved or active one is `revoked`
+    /// at once (its token, if any, dies). Returns the new status, or None if already ended.
+    pub async fn checkout_deny(
+        &self,
+        checkout: &str,
+        approver: &str,
+        comment: Option<&str>,
+        now: i64,
+    ) -> Result<Option<String>> {
+        let mut tx = self.writer.begin().await?;
+        let status: Option<String> = sqlx::query_scalar(
+            "UPDATE checkouts SET
+                status = CASE status WHEN 'pending_approval' THEN 'denied' ELSE 'revoked' END,
+                ended_at = ?2, end_reason = 'denied by ' || ?3
+             WHERE id = ?1 AND (status IN ('pending_approval', 'approved') OR (status = 'active' AND expires_at > ?2))
+             RETURNING status",
+        )
+        .bind(checkout)
+        .bind(now)
+        .bind(approver)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if status.is_some() {
+            sqlx::query(
+                "INSERT INTO approvals (checkout_id, approver, decision, comment, at) VALUES (?, ?, 'deny', ?, ?)
+                 ON CONFLICT(checkout_id, approver) DO UPDATE SET decision = 'deny', comment = excluded.comment, at = excluded.at",
+            )
+            .bind(checkout)
+            .bind(approver)
+            .bind(comment)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(status)
+    }
+
+    /// Issues the token of an approved checkout, once; on an exclusive account only if no other
+    /// token is live. Returns false if it was not claimable.
+    pub async fn checkout_claim(
+        &self,
+        checkout: &str,
+        token_hash: &[u8],
+        now: i64,
+        exclusive: bool,
+    ) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE checkouts SET status = 'active', token_hash = ?2, issued_at = ?3, expires_at = ?3 + ttl_seconds
+             WHERE id = ?1 AND status = 'approved'
+               AND (?4 = 0 OR NOT EXISTS (
+                   SELECT 1 FROM checkouts o WHERE o.account_id = checkouts.account_id AND o.status = 'active' AND o.expires_at > ?3))",
+        )
+        .bind(checkout)
+        .bind(token_hash)
+        .bind(now)
+        .bind(exclusive)
+        .execute(&self.writer)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Ends a live token. Returns false if it was not live.
+    pub async fn checkout_checkin(&self, checkout: &str, now: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE checkouts SET status = 'checked_in', ended_at = ?2, end_reason = 'checked in'
+             WHERE id = ?1 AND status = 'active' AND expires_at > ?2",
+        )
+        .bind(checkout)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Marks live tokens past their expiry as expired; returns (id, account, operator) of each.
+    pub async fn checkouts_expire(&self, now: i64) -> Result<Vec<(String, String, String)>> {
+        Ok(sqlx::query_as(
+            "UPDATE checkouts SET status = 'expired', ended_at = expires_at, end_reason = 'expired'
+             WHERE status = 'active' AND expires_at <= ? RETURNING id, account_id, operator",
+        )
+        .bind(now)
+        .fetch_all(&self.writer)
+        .await?)
+    }
+
     /// Checkouts whose token is live now.
     pub async fn account_active_checkouts(&self, account: &str, now: i64) -> Result<i64> {
         Ok(sqlx::query_scalar(

@@ -21,6 +21,7 @@ pub struct Vault {
     pub clock: Clock,
     pub config: Arc<Config>,
     pub passwords: Passwords,
+    pub notifier: crate::notify::Notifier,
     policies: RwLock<Arc<PolicySet>>,
 }
 
@@ -56,12 +57,14 @@ impl Vault {
         };
         let policies = PolicySet::load_dir(&config.policies_dir)
             .map_err(|e| OpenError::Other(format!("policies: {e}")))?;
+        let notifier = crate::notify::Notifier::new(config.notify.clone());
         Ok(Self {
             store,
             keys,
             clock,
             config,
             passwords: Passwords::default(),
+            notifier,
             policies: RwLock::new(Arc::new(policies)),
         })
     }
@@ -101,12 +104,14 @@ impl Vault {
         let keys = unlock(&store, &RootKey::load_file(&key_path)?).await?;
         let policies =
             PolicySet::load_dir(&config.policies_dir).unwrap_or_else(|_| PolicySet::empty());
+        let notifier = crate::notify::Notifier::new(config.notify.clone());
         Ok(Self {
             store,
             keys,
             clock,
             config,
             passwords: Passwords::default(),
+            notifier,
             policies: RwLock::new(Arc::new(policies)),
         })
     }

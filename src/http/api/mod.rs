@@ -1,22 +1,62 @@
-//! `/api/v1`: the contract in API.md.
+//! `/api/v1`: the contract in API.md, grouped by rate-limit tier.
 
 pub mod accounts;
 pub mod auth;
+pub mod checkouts;
+pub mod clients;
 pub mod ops;
 pub mod users;
 
+use std::time::Duration;
+
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use super::AppState;
+use super::limits::{BearerKey, PeerKey, layer};
+use crate::config::RateLimitConfig;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
+pub fn routes(limits: &RateLimitConfig) -> Router<AppState> {
+    let minute = Duration::from_secs(60);
+    let second = Duration::from_secs(1);
+    let login = Router::new()
         .route("/auth/login", post(auth::login))
+        .layer(layer(
+            PeerKey,
+            limits.login_per_minute,
+            minute,
+            limits.login_burst,
+        ));
+    let checkout = Router::new()
+        .route("/checkouts", post(checkouts::create).get(checkouts::list))
+        .route("/checkouts/{id}/claim", post(checkouts::claim))
+        .layer(layer(
+            PeerKey,
+            limits.checkout_per_minute,
+            minute,
+            limits.checkout_burst,
+        ));
+    let token = Router::new()
+        .route("/token", get(checkouts::introspect))
+        .layer(layer(
+            BearerKey,
+            limits.token_per_second,
+            second,
+            limits.token_burst,
+        ))
+        .layer(layer(
+            PeerKey,
+            limits.token_per_second.saturating_mul(4),
+            second,
+            limits.token_burst.saturating_mul(4),
+        ));
+    let general = Router::new()
         .route("/auth/logout", post(auth::logout))
         .route("/users", post(users::create).get(users::list))
         .route("/users/{username}", get(users::get_one))
         .route("/users/{username}/disable", post(users::disable))
+        .route("/clients", post(clients::create).get(clients::list))
+        .route("/clients/{id}", delete(clients::delete))
         .route("/accounts", post(accounts::create).get(accounts::list))
         .route("/accounts/{id}", get(accounts::get_one))
         .route("/accounts/{id}/rotate", post(accounts::rotate))
@@ -24,5 +64,20 @@ pub fn routes() -> Router<AppState> {
         .route("/accounts/{id}/rollback", post(accounts::rollback))
         .route("/accounts/{id}/freeze", post(accounts::freeze))
         .route("/accounts/{id}/unfreeze", post(accounts::unfreeze))
+        .route("/checkouts/{id}", get(checkouts::get_one))
+        .route("/checkouts/{id}/approve", post(checkouts::approve))
+        .route("/checkouts/{id}/deny", post(checkouts::deny))
+        .route("/checkouts/{id}/checkin", post(checkouts::checkin))
         .route("/openapi.json", get(ops::openapi))
+        .layer(layer(
+            PeerKey,
+            limits.general_per_second,
+            second,
+            limits.general_burst,
+        ));
+    Router::new()
+        .merge(login)
+        .merge(checkout)
+        .merge(token)
+        .merge(general)
 }
