@@ -497,3 +497,142 @@ fn policy_check_names_file_and_line() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The real binary: SIGHUP with a broken policy file keeps the old policies working.
+#[tokio::test]
+async fn sighup_with_a_broken_policy_keeps_the_old_set() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let pol = dir.path().join("policies");
+    std::fs::create_dir_all(&pol).unwrap();
+    std::fs::write(
+        pol.join("wx.toml"),
+        policy("wx", "").replace("exclusive = true", "exclusive = false"),
+    )
+    .unwrap();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!("data_dir = \"{d}/data\"\nlisten = \"127.0.0.1:0\"\npolicies_dir = \"{d}/policies\"\n[tls]\nplain_http = true\n", d = dir.path().display()),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_mediavault");
+    let mut init = Command::new(bin)
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "init",
+            "--admin",
+            "root",
+            "--password-stdin",
+            "--json",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    init.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let out = init.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let enrol: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seed = mediavault::identity::totp::seed_from_base32(enrol["totp_secret"].as_str().unwrap())
+        .unwrap();
+
+    let mut server = Command::new(bin)
+        .args(["--config", cfg.to_str().unwrap(), "serve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let base = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(base.starts_with("http://"), "{line}");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = server.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+
+    let http = reqwest::Client::new();
+    let now = || time::OffsetDateTime::now_utc().unix_timestamp();
+    let code = |s: &mediavault::crypto::SecretBytes| {
+        mediavault::identity::totp::code_at(s, now()).unwrap()
+    };
+    let post = |path: &str, bearer: &str, body: Value| {
+        let req = http
+            .post(format!("{base}{path}"))
+            .bearer_auth(bearer)
+            .json(&body);
+        async move { into_pair(req.send().await.unwrap()).await }
+    };
+    let (st, v) = post(
+        "/api/v1/auth/login",
+        "",
+        json!({"username": "root", "password": PASSWORD, "totp": code(&seed)}),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let s = v["session_token"].as_str().unwrap().to_owned();
+    let mut seeds = Vec::new();
+    for name in ["p1", "p2"] {
+        let (st, v) = post("/api/v1/users", &s, json!({"username": name, "display_name": name, "roles": ["publisher"], "password": PASSWORD})).await;
+        assert_eq!(st, 201, "{v}");
+        let uri = v["totp_uri"].as_str().unwrap();
+        let secret = uri
+            .split("secret=")
+            .nth(1)
+            .unwrap()
+            .split('&')
+            .next()
+            .unwrap();
+        seeds.push(mediavault::identity::totp::seed_from_base32(secret).unwrap());
+    }
+    assert_eq!(post("/api/v1/accounts", &s, json!({"id": "wx", "platform": "wechat", "display_name": "wx", "credential": {"app_id": "a", "app_secret": "b"}})).await.0, 201);
+    let (_, v) = post(
+        "/api/v1/clients",
+        &s,
+        json!({"name": "cms", "accounts": ["wx"]}),
+    )
+    .await;
+    let key = v["client_key"].as_str().unwrap().to_owned();
+    let checkout = |op: &str, c: String| {
+        post(
+            "/api/v1/checkouts",
+            &key,
+            json!({"account": "wx", "operator": op, "totp": c, "purpose": "p", "level": "general"}),
+        )
+    };
+    assert_eq!(checkout("p1", code(&seeds[0])).await.0, 201);
+
+    std::fs::write(pol.join("wx.toml"), policy("wx", "exclusiv = false")).unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &server.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let l = rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("no reload message");
+        if l.contains("policy reload failed") {
+            assert!(l.contains("wx.toml"), "{l}");
+            break;
+        }
+    }
+    let (st, v) = checkout("p2", code(&seeds[1])).await;
+    assert_eq!(st, 201, "old policies still in force: {v}");
+    server.kill().unwrap();
+    let _ = server.wait();
+}
