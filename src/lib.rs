@@ -25,6 +25,7 @@ pub mod checkout;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod demo;
 pub mod error;
 pub mod http;
 pub mod identity;
@@ -51,6 +52,45 @@ pub struct Running {
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<Result<(), http::serve::ServeError>>,
     background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Checks every account's credential against its platform on a schedule; a refusal becomes a
+/// security event inside the broker.
+async fn heartbeats(vault: Arc<Vault>) {
+    let every =
+        std::time::Duration::from_secs(vault.config.platforms.heartbeat_interval_seconds.max(1));
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        for platform in [accounts::Platform::Wechat, accounts::Platform::Weibo] {
+            for (account, cred) in vault.platform_credentials(platform).await {
+                let _ = vault.broker.heartbeat(&account, platform, &cred).await;
+            }
+        }
+    }
+}
+
+/// Turns the broker's security events into an audit record and a notice to every channel.
+async fn security_events(
+    vault: Arc<Vault>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<platforms::SecurityEvent>,
+) {
+    while let Some(ev) = rx.recv().await {
+        tracing::warn!(account = %ev.account, event = ev.kind.as_str(), detail = %ev.detail, "security event");
+        vault.record_security_event(&ev).await;
+        vault.notifier.send(notify::Notice {
+            event: ev.kind.as_str().to_owned(),
+            account: ev.account.clone(),
+            summary: format!(
+                "安全事件 security event {} on {}: {}",
+                ev.kind.as_str(),
+                ev.account,
+                ev.detail
+            ),
+            checkout_id: None,
+        });
+    }
 }
 
 /// Marks expired checkouts and tells the notification channels, so nobody waits unknowingly.
@@ -116,13 +156,29 @@ pub async fn start_with(vault: Arc<Vault>) -> anyhow::Result<Running> {
     });
     let handle = Handle::new();
     let task = tokio::spawn(bound.serve(app, handle.clone()));
-    let sweeper = tokio::spawn(sweep_expired(Arc::clone(&vault)));
+    let mut background = vec![
+        tokio::spawn(sweep_expired(Arc::clone(&vault))),
+        tokio::spawn(heartbeats(Arc::clone(&vault))),
+    ];
+    let taken = vault
+        .security_events
+        .lock()
+        .ok()
+        .and_then(|mut rx| rx.take());
+    if let Some(rx) = taken {
+        background.push(tokio::spawn(security_events(Arc::clone(&vault), rx)));
+    }
+    let v = Arc::clone(&vault);
+    background.push(Arc::clone(&vault.broker).spawn_canary(move || {
+        let v = Arc::clone(&v);
+        async move { v.platform_credentials(accounts::Platform::Wechat).await }
+    }));
     Ok(Running {
         addr,
         tls,
         vault,
         handle,
         task,
-        background: vec![sweeper],
+        background,
     })
 }

@@ -54,6 +54,22 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Try it out: the vault, the fake platforms, seeded data and a walkthrough.
+    Demo {
+        /// Port for the vault on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Serve the fake WeChat and Weibo APIs alone (tests, local development).
+    FakePlatforms {
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        listen: std::net::SocketAddr,
+    },
+    /// Print the current TOTP code for a base32 secret (demo and scripts).
+    TotpCode {
+        #[arg(long)]
+        secret: String,
+    },
     /// Access policies.
     Policy {
         #[command(subcommand)]
@@ -151,6 +167,34 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    match &cli.command {
+        Command::Demo { port } => {
+            init_logging(&Config::default());
+            return mediavault::demo::run(*port).await;
+        }
+        Command::FakePlatforms { listen } => {
+            init_logging(&Config::default());
+            let fake = mediavault::platforms::fake::FakePlatforms::new(Default::default());
+            let listener = tokio::net::TcpListener::bind(listen).await?;
+            println!(
+                "fake WeChat and Weibo APIs on http://{}",
+                listener.local_addr()?
+            );
+            return Ok(fake.serve(listener).await?);
+        }
+        Command::TotpCode { secret } => {
+            let seed = mediavault::identity::totp::seed_from_base32(secret)
+                .context("not a base32 TOTP secret")?;
+            let now = time::OffsetDateTime::now_utc().unix_timestamp();
+            println!(
+                "{}",
+                mediavault::identity::totp::code_at(&seed, now)
+                    .context("cannot compute the code")?
+            );
+            return Ok(());
+        }
+        _ => {}
+    }
     let config = Arc::new(Config::load(cli.config.as_deref())?);
     init_logging(&config);
     match cli.command {
@@ -167,7 +211,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys {
             command: KeysCommand::RotateRoot,
         } => mediavault::vault::keys::rotate_root(&config).await,
-        Command::Policy { .. } | Command::Certs { .. } => Ok(()),
+        Command::Policy { .. }
+        | Command::Certs { .. }
+        | Command::Demo { .. }
+        | Command::FakePlatforms { .. }
+        | Command::TotpCode { .. } => Ok(()),
     }
 }
 

@@ -275,7 +275,46 @@ impl Vault {
         Ok(0)
     }
 
+    /// Current credentials of the active accounts of one platform (canary, heartbeat).
+    pub async fn platform_credentials(&self, platform: Platform) -> Vec<(String, Credential)> {
+        let Ok(rows) = self.store.accounts_list().await else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for row in rows
+            .into_iter()
+            .filter(|r| r.platform == platform.as_str() && r.status == "active")
+        {
+            if let Ok((_, cred)) = self.current_credential(&row.id).await {
+                out.push((row.id, cred));
+            }
+        }
+        out
+    }
+
+    /// Security events are kept: logged here, and written to the audit log once it exists.
+    pub async fn record_security_event(&self, ev: &crate::platforms::SecurityEvent) {
+        self.security_log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ev.clone());
+    }
+
     /// What must follow any change of the current credential: tokens that were issued for the
     /// old secret keep working (they never held it), but cached platform tokens must go.
-    async fn after_credential_change(&self, _account: &str) {}
+    async fn after_credential_change(&self, account: &str) {
+        self.broker.invalidate(account);
+        // The new secret is checked against the platform off the request path; a refusal is a
+        // security event (HeartbeatFailed), not an error of the rotation, which already happened.
+        if let Ok((row, cred)) = self.current_credential(account).await
+            && let Ok(platform) = Platform::parse(&row.platform)
+            && platform != Platform::Generic
+        {
+            let broker = std::sync::Arc::clone(&self.broker);
+            let account = account.to_owned();
+            tokio::spawn(async move {
+                let _ = broker.heartbeat(&account, platform, &cred).await;
+            });
+        }
+    }
 }

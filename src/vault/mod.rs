@@ -22,6 +22,13 @@ pub struct Vault {
     pub config: Arc<Config>,
     pub passwords: Passwords,
     pub notifier: crate::notify::Notifier,
+    pub broker: Arc<crate::platforms::Broker>,
+    /// Security events seen by this process, newest last (the audit log is the durable record).
+    pub security_log: std::sync::Mutex<Vec<crate::platforms::SecurityEvent>>,
+    /// Taken once by the server, which turns each event into an audit record and a notice.
+    pub security_events: std::sync::Mutex<
+        Option<tokio::sync::mpsc::UnboundedReceiver<crate::platforms::SecurityEvent>>,
+    >,
     policies: RwLock<Arc<PolicySet>>,
 }
 
@@ -58,6 +65,11 @@ impl Vault {
         let policies = PolicySet::load_dir(&config.policies_dir)
             .map_err(|e| OpenError::Other(format!("policies: {e}")))?;
         let notifier = crate::notify::Notifier::new(config.notify.clone());
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let broker = Arc::new(
+            crate::platforms::Broker::new(&config.platforms, clock.clone(), events_tx)
+                .map_err(|e| OpenError::Other(format!("platform client: {e}")))?,
+        );
         Ok(Self {
             store,
             keys,
@@ -65,6 +77,9 @@ impl Vault {
             config,
             passwords: Passwords::default(),
             notifier,
+            broker,
+            security_log: Default::default(),
+            security_events: std::sync::Mutex::new(Some(events_rx)),
             policies: RwLock::new(Arc::new(policies)),
         })
     }
@@ -105,6 +120,11 @@ impl Vault {
         let policies =
             PolicySet::load_dir(&config.policies_dir).unwrap_or_else(|_| PolicySet::empty());
         let notifier = crate::notify::Notifier::new(config.notify.clone());
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let broker = Arc::new(
+            crate::platforms::Broker::new(&config.platforms, clock.clone(), events_tx)
+                .map_err(|e| OpenError::Other(format!("platform client: {e}")))?,
+        );
         Ok(Self {
             store,
             keys,
@@ -112,6 +132,9 @@ impl Vault {
             config,
             passwords: Passwords::default(),
             notifier,
+            broker,
+            security_log: Default::default(),
+            security_events: std::sync::Mutex::new(Some(events_rx)),
             policies: RwLock::new(Arc::new(policies)),
         })
     }

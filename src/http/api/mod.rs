@@ -5,6 +5,7 @@ pub mod auth;
 pub mod checkouts;
 pub mod clients;
 pub mod ops;
+pub mod platform;
 pub mod users;
 
 use std::time::Duration;
@@ -38,6 +39,13 @@ pub fn routes(limits: &RateLimitConfig) -> Router<AppState> {
         ));
     let token = Router::new()
         .route("/token", get(checkouts::introspect))
+        .route(
+            "/platform/{account}/{*path}",
+            get(platform::proxy).post(platform::proxy),
+        )
+        .route("/platform-token", post(platform::platform_token))
+        .route("/credential", get(platform::credential))
+        .route("/credential/totp", get(platform::credential_totp))
         .layer(layer(
             BearerKey,
             limits.token_per_second,

@@ -1,0 +1,156 @@
+//! The Sina Weibo API client (real base `https://api.weibo.com`).
+//!
+//! Weibo errors are `{"error","error_code","request"}` with HTTP 400 (or 403 for authentication
+//! and rate limits); clients key on `error_code`. The account's long-lived OAuth2 access token is
+//! part of the stored credential, so there is nothing to fetch or cache: the broker injects it.
+//!
+//! Injection: form-encoded POST bodies get the token as a form field (Weibo reads the body first);
+//! every other request (GET, multipart uploads) gets it as a query parameter. Any `access_token` a
+//! caller supplied in the query or form is dropped first.
+
+use axum::body::Bytes;
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::error::scrub;
+use super::{
+    PlatformError, PlatformResponse, encode_with_token, endpoint, pairs_without_token, probe_error,
+    read_answer, set_query_with_token,
+};
+use crate::crypto::SecretString;
+
+pub const PLATFORM: &str = "weibo";
+
+const FORM: &str = "application/x-www-form-urlencoded";
+
+/// What `get_token_info` says about a token.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct TokenInfo {
+    pub uid: Option<u64>,
+    pub appkey: Option<String>,
+    /// Seconds left.
+    pub expire_in: Option<i64>,
+}
+
+#[derive(Clone)]
+pub struct WeiboClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl WeiboClient {
+    pub fn new(http: reqwest::Client, base_url: &str) -> Self {
+        Self {
+            http,
+            base: base_url.to_owned(),
+        }
+    }
+
+    /// `POST /oauth2/get_token_info`: proves the token is alive and says whose it is.
+    pub async fn get_token_info(
+        &self,
+        access_token: &SecretString,
+    ) -> Result<TokenInfo, PlatformError> {
+        let answer = self
+            .send(
+                Method::POST,
+                "/oauth2/get_token_info",
+                "",
+                Bytes::new(),
+                Some(FORM),
+                access_token,
+            )
+            .await?;
+        if let Some(e) = answer.error(PLATFORM) {
+            return Err(e);
+        }
+        serde_json::from_slice(&answer.body).map_err(|_| PlatformError::Protocol {
+            platform: PLATFORM,
+            status: answer.status,
+            detail: "get_token_info answer is not the expected JSON",
+        })
+    }
+
+    /// Refuses a path [`Self::call`] would refuse, without a round trip.
+    pub fn check_path(&self, path: &str) -> Result<(), PlatformError> {
+        if path.starts_with("/oauth2/") || path == "/oauth2" {
+            return Err(PlatformError::Refused {
+                platform: PLATFORM,
+                detail: "OAuth2 endpoints are not forwarded",
+            });
+        }
+        endpoint(PLATFORM, &self.base, path).map(|_| ())
+    }
+
+    /// Any API call with the account's token injected. The answer comes back as it came, with
+    /// `errcode` holding Weibo's `error_code`; only transport failures and refused paths (the
+    /// `/oauth2/` endpoints, which could revoke or disclose the token) are errors.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Bytes,
+        content_type: Option<&str>,
+        token: &SecretString,
+    ) -> Result<PlatformResponse, PlatformError> {
+        self.check_path(path)?;
+        self.send(method, path, query, body, content_type, token)
+            .await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        body: Bytes,
+        content_type: Option<&str>,
+        token: &SecretString,
+    ) -> Result<PlatformResponse, PlatformError> {
+        let mut url = endpoint(PLATFORM, &self.base, path)?;
+        let is_form = content_type.is_some_and(|ct| {
+            ct.split(';')
+                .next()
+                .is_some_and(|mime| mime.trim().eq_ignore_ascii_case(FORM))
+        });
+        let body = if method == Method::POST && is_form {
+            let Ok(text) = std::str::from_utf8(&body) else {
+                return Err(PlatformError::Refused {
+                    platform: PLATFORM,
+                    detail: "form body is not UTF-8",
+                });
+            };
+            // The caller's query keeps its other parameters but loses any token of its own.
+            let rest = pairs_without_token(query);
+            url.query_pairs_mut().clear().extend_pairs(&rest);
+            if rest.is_empty() {
+                url.set_query(None);
+            }
+            Bytes::from(encode_with_token(&pairs_without_token(text), token))
+        } else {
+            set_query_with_token(&mut url, query, token);
+            body
+        };
+        let mut request = self.http.request(method, url);
+        if let Some(ct) = content_type {
+            request = request.header(reqwest::header::CONTENT_TYPE, ct);
+        }
+        if !body.is_empty() {
+            request = request.body(body);
+        }
+        let resp = request
+            .send()
+            .await
+            .map_err(|e| PlatformError::transport(PLATFORM, &e))?;
+        let (status, content_type, body) = read_answer(PLATFORM, resp).await?;
+        let probe = probe_error(&body);
+        Ok(PlatformResponse {
+            status,
+            errcode: probe.error_code,
+            errmsg: probe.error.map(|m| scrub(&m, &[token.expose()])),
+            content_type,
+            body,
+        })
+    }
+}
