@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+use mediavault::audit::cli::AuditCommand;
 use mediavault::config::{Config, LogFormat};
 use mediavault::crypto::SecretString;
 use mediavault::identity::users::NewUserInput;
@@ -53,6 +54,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// The audit log: verify, checkpoint, export, prune.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Access policies.
     Policy {
@@ -167,6 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys {
             command: KeysCommand::RotateRoot,
         } => mediavault::vault::keys::rotate_root(&config).await,
+        Command::Audit { command } => mediavault::audit::cli::run(&config, command).await,
         Command::Policy { .. } | Command::Certs { .. } => Ok(()),
     }
 }

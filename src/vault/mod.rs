@@ -5,6 +5,7 @@ pub mod keys;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use crate::audit::AuditWriter;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::keyring::{MAC_MASTER_LABEL, new_data_key, term_label};
@@ -17,6 +18,8 @@ use crate::store::keyring::MAC_MASTER_KEY;
 
 pub struct Vault {
     pub store: Store,
+    /// Every request and domain event is recorded through this before anything is released.
+    pub audit: AuditWriter,
     pub keys: Keyring,
     pub clock: Clock,
     pub config: Arc<Config>,
@@ -56,8 +59,10 @@ impl Vault {
         };
         let policies = PolicySet::load_dir(&config.policies_dir)
             .map_err(|e| OpenError::Other(format!("policies: {e}")))?;
+        let audit = AuditWriter::start(store.clone(), keys.mac().audit.clone(), clock.clone());
         Ok(Self {
             store,
+            audit,
             keys,
             clock,
             config,
@@ -101,8 +106,10 @@ impl Vault {
         let keys = unlock(&store, &RootKey::load_file(&key_path)?).await?;
         let policies =
             PolicySet::load_dir(&config.policies_dir).unwrap_or_else(|_| PolicySet::empty());
+        let audit = AuditWriter::start(store.clone(), keys.mac().audit.clone(), clock.clone());
         Ok(Self {
             store,
+            audit,
             keys,
             clock,
             config,

@@ -1,6 +1,7 @@
 //! `/api/v1`: the contract in API.md.
 
 pub mod accounts;
+pub mod audit;
 pub mod auth;
 pub mod ops;
 pub mod users;
@@ -24,5 +25,8 @@ pub fn routes() -> Router<AppState> {
         .route("/accounts/{id}/rollback", post(accounts::rollback))
         .route("/accounts/{id}/freeze", post(accounts::freeze))
         .route("/accounts/{id}/unfreeze", post(accounts::unfreeze))
+        .route("/audit", get(audit::list))
+        .route("/audit/verify", get(audit::verify))
+        .route("/audit/export", get(audit::export))
         .route("/openapi.json", get(ops::openapi))
 }
