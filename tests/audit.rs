@@ -51,7 +51,11 @@ fn cli_verify(app: &TestApp, args: &[&str]) -> (bool, Value) {
     all.extend_from_slice(args);
     let (ok, out, err) = audit_cli(app, &all);
     let v: Value = serde_json::from_str(out.trim()).unwrap_or_else(|_| panic!("{out} / {err}"));
-    assert_eq!(ok, v["ok"].as_bool().unwrap(), "exit status follows the report: {err}");
+    assert_eq!(
+        ok,
+        v["ok"].as_bool().unwrap(),
+        "exit status follows the report: {err}"
+    );
     (ok, v)
 }
 
@@ -248,7 +252,10 @@ async fn happy_path_and_denials_leave_exactly_the_expected_entries() {
     assert_eq!(r.0, 200, "{}", r.1);
     assert_eq!(app.get(&s, "/api/v1/accounts").await.0, 200);
     assert_eq!(app.get(&s, "/api/v1/accounts/acct-1/versions").await.0, 200);
-    assert_eq!(app.get("mvs_not-a-session", "/api/v1/accounts").await.0, 401);
+    assert_eq!(
+        app.get("mvs_not-a-session", "/api/v1/accounts").await.0,
+        401
+    );
     let publisher = app.create_user(&s, "pub1", &["publisher"]).await;
     let ps = app.login(&publisher).await;
     assert_eq!(wechat_account(&app, &ps, "acct-2").await.0, 403);
@@ -262,14 +269,49 @@ async fn happy_path_and_denials_leave_exactly_the_expected_entries() {
         (a.into(), k.into(), id.into(), t.into(), o.into(), st)
     };
     let expected = vec![
-        e("auth.login", "user", "admin", "/api/v1/auth/login", "success", 200),
+        e(
+            "auth.login",
+            "user",
+            "admin",
+            "/api/v1/auth/login",
+            "success",
+            200,
+        ),
         e("account.create", "user", "admin", "acct-1", "success", 201),
         e("account.rotate", "user", "admin", "acct-1", "success", 200),
-        e("account.list", "user", "admin", "/api/v1/accounts", "success", 200),
-        e("account.versions", "user", "admin", "acct-1", "success", 200),
-        e("http.request", "anonymous", "", "/api/v1/accounts", "denied", 401),
+        e(
+            "account.list",
+            "user",
+            "admin",
+            "/api/v1/accounts",
+            "success",
+            200,
+        ),
+        e(
+            "account.versions",
+            "user",
+            "admin",
+            "acct-1",
+            "success",
+            200,
+        ),
+        e(
+            "http.request",
+            "anonymous",
+            "",
+            "/api/v1/accounts",
+            "denied",
+            401,
+        ),
         e("user.create", "user", "admin", "pub1", "success", 201),
-        e("auth.login", "user", "pub1", "/api/v1/auth/login", "success", 200),
+        e(
+            "auth.login",
+            "user",
+            "pub1",
+            "/api/v1/auth/login",
+            "success",
+            200,
+        ),
         e("account.create", "user", "pub1", "acct-2", "denied", 403),
         e("account.get", "user", "admin", "acct-missing", "error", 404),
         e("audit.query", "user", "pub1", "audit_log", "denied", 403),
@@ -295,11 +337,14 @@ async fn happy_path_and_denials_leave_exactly_the_expected_entries() {
         assert!(!text.contains(needle), "{needle} in the audit log");
     }
     // Filters.
-    let (st, v) = app
-        .get(&s, "/api/v1/audit?actor=pub1&outcome=denied")
-        .await;
+    let (st, v) = app.get(&s, "/api/v1/audit?actor=pub1&outcome=denied").await;
     assert_eq!(st, 200);
-    let got: Vec<_> = v["entries"].as_array().unwrap().iter().map(summary).collect();
+    let got: Vec<_> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(summary)
+        .collect();
     assert_eq!(got, vec![expected[8].clone(), expected[10].clone()]);
     let (_, v) = app.get(&s, "/api/v1/audit?account=acct-1&limit=2").await;
     assert_eq!(v["entries"].as_array().unwrap().len(), 2);
@@ -310,7 +355,10 @@ async fn happy_path_and_denials_leave_exactly_the_expected_entries() {
     assert_eq!(v["entries"][0]["seq"], 5);
     assert_eq!(v["next_after_seq"], Value::Null);
     let (_, v) = app
-        .get(&s, "/api/v1/audit?action=auth.login&since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z")
+        .get(
+            &s,
+            "/api/v1/audit?action=auth.login&since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z",
+        )
         .await;
     assert_eq!(v["entries"].as_array().unwrap().len(), 2);
     for bad in [
@@ -387,10 +435,19 @@ async fn unwritable_audit_log_fails_closed_and_recovers() {
     assert_eq!(v["ok"], true, "{v}");
     // Only the requests that were answered are in the log, contiguously.
     let entries = all_entries(&app, &s).await;
-    let actions: Vec<&str> = entries.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = entries
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     assert_eq!(
         actions,
-        ["auth.login", "account.create", "account.list", "account.rotate", "audit.verify"]
+        [
+            "auth.login",
+            "account.create",
+            "account.list",
+            "account.rotate",
+            "audit.verify"
+        ]
     );
 }
 
@@ -418,12 +475,7 @@ async fn concurrent_clients_lose_and_duplicate_nothing() {
                     .await
                     .unwrap();
                 assert!(r.status() == 200 || r.status() == 404, "{}", r.status());
-                ids.push(
-                    r.headers()["x-request-id"]
-                        .to_str()
-                        .unwrap()
-                        .to_owned(),
-                );
+                ids.push(r.headers()["x-request-id"].to_str().unwrap().to_owned());
             }
             ids
         }));
@@ -443,7 +495,10 @@ async fn concurrent_clients_lose_and_duplicate_nothing() {
         .collect();
     let unique: HashSet<&str> = logged.iter().copied().collect();
     assert_eq!(unique.len(), 192, "each request once");
-    assert_eq!(unique, sent.iter().map(String::as_str).collect::<HashSet<_>>());
+    assert_eq!(
+        unique,
+        sent.iter().map(String::as_str).collect::<HashSet<_>>()
+    );
     let v = api_verify(&app, &s).await;
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["entries_checked"], 1 + 192 + 1);
@@ -490,7 +545,11 @@ async fn exports_reverify_offline_and_a_changed_line_is_named() {
         })
         .collect();
     assert_ne!(tampered.join("\n") + "\n", text);
-    let bad = write(app.dir.path(), "tampered.jsonl", &(tampered.join("\n") + "\n"));
+    let bad = write(
+        app.dir.path(),
+        "tampered.jsonl",
+        &(tampered.join("\n") + "\n"),
+    );
     let (ok, v) = cli_verify(&app, &["--file", &bad]);
     assert!(!ok);
     assert_broken_at(&v, 4);
@@ -567,12 +626,18 @@ async fn prune_keeps_the_retention_floor_exports_first_and_verify_still_passes()
     let export_s = export.to_string_lossy().into_owned();
     // Inside the retention period: refused, nothing written.
     let recent = mediavault::audit::rfc3339_ms((app.clock.unix() - 10 * 86_400) * 1000);
-    let (ok, _, err) = audit_cli(&app, &["prune", "--before", &recent, "--export-file", &export_s]);
+    let (ok, _, err) = audit_cli(
+        &app,
+        &["prune", "--before", &recent, "--export-file", &export_s],
+    );
     assert!(!ok && err.contains("retention"), "{err}");
     assert!(!export.exists());
 
     let cutoff = mediavault::audit::rfc3339_ms((app.clock.unix() - 300 * 86_400) * 1000);
-    let (ok, out, err) = audit_cli(&app, &["prune", "--before", &cutoff, "--export-file", &export_s]);
+    let (ok, out, err) = audit_cli(
+        &app,
+        &["prune", "--before", &cutoff, "--export-file", &export_s],
+    );
     assert!(ok, "{out} {err}");
     let exported = std::fs::read_to_string(&export).unwrap();
     assert_eq!(exported.lines().count(), 5);

@@ -127,7 +127,10 @@ impl Verifier {
         } else if !ct_eq(&row.prev_hash, &self.prev) {
             Some("prev_hash does not match the previous entry: an entry was removed, inserted or moved before it".to_owned())
         } else if !ct_eq(&entry_hash(&self.key, row), &row.hash) {
-            Some("hash does not match the entry's contents: the entry was altered or forged".to_owned())
+            Some(
+                "hash does not match the entry's contents: the entry was altered or forged"
+                    .to_owned(),
+            )
         } else if matches!(self.checkpoint, Some((seq, h)) if seq == row.seq && !ct_eq(&h, &row.hash))
         {
             Some("entry differs from the checkpoint: the chain was rewritten from here".to_owned())
@@ -148,7 +151,10 @@ impl Verifier {
     /// A checkpoint older than a prune can only be checked when it is exactly the anchor.
     pub fn with_checkpoint(mut self, cp: &Checkpoint) -> Self {
         if cp.seq == self.next_seq - 1 && !ct_eq(&cp.hash, &self.prev) {
-            self.bad = Some((cp.seq, "the chain's start differs from the checkpoint".to_owned()));
+            self.bad = Some((
+                cp.seq,
+                "the chain's start differs from the checkpoint".to_owned(),
+            ));
         }
         self.checkpoint = Some((cp.seq, cp.hash));
         self
@@ -156,16 +162,16 @@ impl Verifier {
 
     /// Ends the walk: a checkpointed entry that never came means the tail was cut off.
     pub fn finish(&mut self) -> VerifyReport {
-        if let (None, Some((seq, _))) = (&self.bad, self.checkpoint) {
-            if self.next_seq <= seq {
-                self.bad = Some((
-                    self.next_seq,
-                    format!(
-                        "the chain ends at {} but the checkpoint names entry {seq}: entries were removed from the tail",
-                        self.next_seq - 1
-                    ),
-                ));
-            }
+        if let (None, Some((seq, _))) = (&self.bad, self.checkpoint)
+            && self.next_seq <= seq
+        {
+            self.bad = Some((
+                self.next_seq,
+                format!(
+                    "the chain ends at {} but the checkpoint names entry {seq}: entries were removed from the tail",
+                    self.next_seq - 1
+                ),
+            ));
         }
         self.report()
     }
@@ -216,7 +222,9 @@ pub struct Checkpoint {
 pub enum CheckpointError {
     #[error("not a checkpoint line: expected mvcp1:<seq>:<hash hex>:<unix ts>:<hmac hex>")]
     Malformed,
-    #[error("the checkpoint's signature does not match this vault's key (altered, or from another vault)")]
+    #[error(
+        "the checkpoint's signature does not match this vault's key (altered, or from another vault)"
+    )]
     BadMac,
 }
 
@@ -263,5 +271,62 @@ impl Checkpoint {
             return Err(CheckpointError::BadMac);
         }
         Ok(cp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> hmac::Key {
+        hmac::Key::new(hmac::HMAC_SHA256, &[7u8; 32])
+    }
+
+    #[test]
+    fn checkpoint_round_trips_and_refuses_edits() {
+        let cp = Checkpoint {
+            seq: 42,
+            hash: [9u8; 32],
+            unix: 1_700_000_000,
+        };
+        let line = cp.to_line(&key());
+        assert_eq!(Checkpoint::parse(&line, &key()), Ok(cp));
+        let edited = line.replacen(":42:", ":41:", 1);
+        assert_eq!(
+            Checkpoint::parse(&edited, &key()),
+            Err(CheckpointError::BadMac)
+        );
+        assert_eq!(
+            Checkpoint::parse("mvcp1:1:zz", &key()),
+            Err(CheckpointError::Malformed)
+        );
+    }
+
+    #[test]
+    fn http_flag_separates_events_from_requests() {
+        let event = AuditRow {
+            seq: 1,
+            ts: 0,
+            actor_kind: "system".into(),
+            actor_id: String::new(),
+            action: "a".into(),
+            target: "t".into(),
+            outcome: "success".into(),
+            source_ip: String::new(),
+            request_id: String::new(),
+            http_method: None,
+            http_path: None,
+            http_status: None,
+            detail: "{}".into(),
+            prev_hash: GENESIS.to_vec(),
+            hash: Vec::new(),
+        };
+        let request = AuditRow {
+            http_method: Some(String::new()),
+            http_path: Some(String::new()),
+            http_status: Some(0),
+            ..event.clone()
+        };
+        assert_ne!(entry_hash(&key(), &event), entry_hash(&key(), &request));
     }
 }

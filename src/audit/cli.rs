@@ -235,7 +235,10 @@ async fn prune(
                 .detail("pruned_from_seq", first.seq)
                 .detail("pruned_to_seq", cut - 1)
                 .detail("before", super::rfc3339_ms(before_ms))
-                .detail("export_sha256", crate::crypto::sha256_hex(&std::fs::read(export_file)?)),
+                .detail(
+                    "export_sha256",
+                    crate::crypto::sha256_hex(&std::fs::read(export_file)?),
+                ),
         )
         .await?;
     println!(

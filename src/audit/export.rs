@@ -133,11 +133,7 @@ pub fn parse_jsonl_line(line: &str) -> Result<AuditRow, String> {
 /// Re-verifies a JSONL export. The first line's `prev_hash` is taken as given (an export of a
 /// range starts mid-chain); pass a checkpoint to pin a later entry. A line that does not parse is
 /// named by the seq it should have had.
-pub fn verify_jsonl(
-    text: &str,
-    key: &hmac::Key,
-    checkpoint: Option<&Checkpoint>,
-) -> VerifyReport {
+pub fn verify_jsonl(text: &str, key: &hmac::Key, checkpoint: Option<&Checkpoint>) -> VerifyReport {
     let mut verifier: Option<Verifier> = None;
     let mut expected_seq = None::<i64>;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {

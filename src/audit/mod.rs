@@ -106,9 +106,7 @@ pub fn request_entry(
     error_code: Option<&str>,
 ) -> NewEntry {
     let note = ctx.note();
-    let (actor_kind, actor_id) = note
-        .actor
-        .unwrap_or((ActorKind::Anonymous, String::new()));
+    let (actor_kind, actor_id) = note.actor.unwrap_or((ActorKind::Anonymous, String::new()));
     let mut detail = note.detail;
     if let Some(code) = error_code {
         detail.insert("code".into(), Value::String(code.to_owned()));

@@ -221,3 +221,27 @@ fn chain_batch(key: &hmac::Key, head: ChainHead, ts: i64, entries: &[NewEntry]) 
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Outcome;
+
+    #[test]
+    fn outcome_of_status() {
+        for (status, outcome) in [
+            (200, Outcome::Success),
+            (201, Outcome::Success),
+            (302, Outcome::Success),
+            (400, Outcome::Error),
+            (401, Outcome::Denied),
+            (403, Outcome::Denied),
+            (404, Outcome::Error),
+            (423, Outcome::Denied),
+            (429, Outcome::RateLimited),
+            (500, Outcome::Error),
+            (503, Outcome::Error),
+        ] {
+            assert_eq!(Outcome::of_status(status), outcome, "{status}");
+        }
+    }
+}

@@ -3,8 +3,6 @@
 
 use super::{Result, Store};
 
-
-
 /// One stored entry, exactly as hashed.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRow {

@@ -53,13 +53,13 @@ fn time_param(field: &str, v: Option<&str>) -> Result<Option<i64>> {
 }
 
 fn filter_of(p: &QueryParams) -> Result<AuditFilter> {
-    if let Some(o) = &p.outcome {
-        if Outcome::parse(o).is_none() {
-            return Err(invalid(
-                "outcome",
-                "outcome must be success, denied, error or rate_limited".into(),
-            ));
-        }
+    if let Some(o) = &p.outcome
+        && Outcome::parse(o).is_none()
+    {
+        return Err(invalid(
+            "outcome",
+            "outcome must be success, denied, error or rate_limited".into(),
+        ));
     }
     let after_seq = match &p.after_seq {
         None => 0,
@@ -104,7 +104,10 @@ pub async fn list(
     ctx.action("audit.query", Some("audit_log"));
     session.require(READERS)?;
     if p.format.is_some() {
-        return Err(invalid("format", "format is a parameter of /audit/export".into()));
+        return Err(invalid(
+            "format",
+            "format is a parameter of /audit/export".into(),
+        ));
     }
     let filter = filter_of(&p)?;
     let rows = s
@@ -139,7 +142,9 @@ pub async fn verify(
         tracing::error!(first_bad_seq = bad, problem = ?report.problem, "audit chain broken");
         ctx.detail("first_bad_seq", bad);
     }
-    Ok(Json(serde_json::to_value(&report).map_err(Error::internal)?))
+    Ok(Json(
+        serde_json::to_value(&report).map_err(Error::internal)?,
+    ))
 }
 
 pub async fn export(
@@ -178,10 +183,21 @@ pub async fn export(
         }
     }
     let body = export::render(format, &rows);
-    ctx.detail("format", if format == Format::Csv { "csv" } else { "jsonl" });
+    ctx.detail(
+        "format",
+        if format == Format::Csv {
+            "csv"
+        } else {
+            "jsonl"
+        },
+    );
     ctx.detail("entries", rows.len());
     ctx.detail("sha256", crate::crypto::sha256_hex(body.as_bytes()));
-    let ext = if format == Format::Csv { "csv" } else { "jsonl" };
+    let ext = if format == Format::Csv {
+        "csv"
+    } else {
+        "jsonl"
+    };
     let mut resp = body.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
