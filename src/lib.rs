@@ -12,6 +12,9 @@
 //! - [`policy`] parses `policies/*.toml` strictly and answers who may check out what, when, from
 //!   where, and which platform calls a token may make.
 //! - [`platforms`] holds the platform adapters and the faithful fakes used by tests and demo mode.
+//! - [`audit`] is the tamper-evident audit log: one group-committing writer that every request
+//!   and domain event passes through before anything is released, an HMAC-SHA256 chain with
+//!   verification, checkpoints, exports and retention.
 //! - [`http`] is the axum surface: `/api/v1`, problem+json errors from one mapping, TLS serving.
 //! - [`vault::Vault`] ties them together and is what every handler shares; [`clock::Clock`] is
 //!   the one source of time, so tests move time instead of sleeping.
@@ -20,6 +23,7 @@
 //! binary (`src/main.rs`) is a thin CLI over it.
 
 pub mod accounts;
+pub mod audit;
 pub mod certs;
 pub mod checkout;
 pub mod clock;

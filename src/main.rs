@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+use mediavault::audit::cli::AuditCommand;
 use mediavault::config::{Config, LogFormat};
 use mediavault::crypto::SecretString;
 use mediavault::identity::users::NewUserInput;
@@ -69,6 +70,11 @@ enum Command {
     TotpCode {
         #[arg(long)]
         secret: String,
+    },
+    /// The audit log: verify, checkpoint, export, prune.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
     },
     /// Access policies.
     Policy {
@@ -211,6 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys {
             command: KeysCommand::RotateRoot,
         } => mediavault::vault::keys::rotate_root(&config).await,
+        Command::Audit { command } => mediavault::audit::cli::run(&config, command).await,
         Command::Policy { .. }
         | Command::Certs { .. }
         | Command::Demo { .. }

@@ -75,9 +75,11 @@ async fn method_not_allowed() -> Response {
     )
 }
 
-/// Outermost middleware: gives the request its id and context, runs it, and stamps the id on
-/// the response.
-async fn request_context(State(_state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// Outermost middleware: gives the request its id and context, runs it, records it in the audit
+/// log, and stamps the id on the response. The response leaves only after its audit entry is
+/// durably committed; if that fails, a 503 replaces it and nothing the handler produced is
+/// released (fail closed).
+async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -85,7 +87,26 @@ async fn request_context(State(_state): State<AppState>, mut req: Request, next:
     let ctx = RequestCtx::new(context::new_request_id(), peer);
     req.extensions_mut().insert(ctx.clone());
     let id = ctx.request_id.clone();
+    let method = req.method().to_string();
+    let path = req.uri().path().to_owned();
+    // Probes poll constantly and touch nothing; auditing them would drown the log.
+    let exempt = path == "/healthz" || path == "/readyz";
     let mut resp = with_request_id(id.clone(), next.run(req)).await;
+    if !exempt {
+        let code = resp.extensions().get::<problem::ErrorCode>().map(|c| c.0);
+        let entry = crate::audit::request_entry(&ctx, &method, &path, resp.status().as_u16(), code);
+        if let Err(e) = state.vault.audit.record(entry).await {
+            tracing::error!(request_id = %id, error = %e, "audit entry not written; request refused");
+            resp = with_request_id(id.clone(), async {
+                problem::plain(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "audit_unavailable",
+                    "the audit log cannot be written; the request was not completed",
+                )
+            })
+            .await;
+        }
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }

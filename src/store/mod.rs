@@ -6,6 +6,7 @@
 //! transaction) and a few readers.
 
 pub mod accounts;
+pub mod audit;
 pub mod checkouts;
 pub mod clients;
 pub mod keyring;

@@ -5,6 +5,7 @@ pub mod keys;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
+use crate::audit::AuditWriter;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::keyring::{MAC_MASTER_LABEL, new_data_key, term_label};
@@ -17,6 +18,8 @@ use crate::store::keyring::MAC_MASTER_KEY;
 
 pub struct Vault {
     pub store: Store,
+    /// Every request and domain event is recorded through this before anything is released.
+    pub audit: AuditWriter,
     pub keys: Keyring,
     pub clock: Clock,
     pub config: Arc<Config>,
@@ -70,8 +73,10 @@ impl Vault {
             crate::platforms::Broker::new(&config.platforms, clock.clone(), events_tx)
                 .map_err(|e| OpenError::Other(format!("platform client: {e}")))?,
         );
+        let audit = AuditWriter::start(store.clone(), keys.mac().audit.clone(), clock.clone());
         Ok(Self {
             store,
+            audit,
             keys,
             clock,
             config,
@@ -125,8 +130,10 @@ impl Vault {
             crate::platforms::Broker::new(&config.platforms, clock.clone(), events_tx)
                 .map_err(|e| OpenError::Other(format!("platform client: {e}")))?,
         );
+        let audit = AuditWriter::start(store.clone(), keys.mac().audit.clone(), clock.clone());
         Ok(Self {
             store,
+            audit,
             keys,
             clock,
             config,

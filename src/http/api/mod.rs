@@ -1,6 +1,7 @@
 //! `/api/v1`: the contract in API.md, grouped by rate-limit tier.
 
 pub mod accounts;
+pub mod audit;
 pub mod auth;
 pub mod checkouts;
 pub mod clients;
@@ -76,6 +77,9 @@ pub fn routes(limits: &RateLimitConfig) -> Router<AppState> {
         .route("/checkouts/{id}/approve", post(checkouts::approve))
         .route("/checkouts/{id}/deny", post(checkouts::deny))
         .route("/checkouts/{id}/checkin", post(checkouts::checkin))
+        .route("/audit", get(audit::list))
+        .route("/audit/verify", get(audit::verify))
+        .route("/audit/export", get(audit::export))
         .route("/openapi.json", get(ops::openapi))
         .layer(layer(
             PeerKey,

@@ -1,0 +1,212 @@
+//! The audit log and its prune anchors, as rows. The chain itself is computed in `crate::audit`;
+//! this file only stores and fetches.
+
+use super::{Result, Store};
+
+/// One stored entry, exactly as hashed.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuditRow {
+    pub seq: i64,
+    pub ts: i64,
+    pub actor_kind: String,
+    pub actor_id: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub source_ip: String,
+    pub request_id: String,
+    pub http_method: Option<String>,
+    pub http_path: Option<String>,
+    pub http_status: Option<i64>,
+    pub detail: String,
+    pub prev_hash: Vec<u8>,
+    pub hash: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuditAnchor {
+    pub first_seq: i64,
+    pub prev_hash: Vec<u8>,
+    pub pruned_from_seq: i64,
+    pub pruned_before: i64,
+    pub pruned_at: i64,
+    pub mac: Vec<u8>,
+}
+
+/// Filters of `GET /audit`; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub target: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
+    pub after_seq: i64,
+    pub limit: i64,
+}
+
+/// Where the next entry attaches: the last stored entry, else the latest anchor, else genesis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub hash: [u8; 32],
+}
+
+fn to_hash(v: &[u8]) -> Option<[u8; 32]> {
+    <[u8; 32]>::try_from(v).ok()
+}
+
+async fn head_in<'c, E>(conn: E, anchor: Option<AuditAnchor>) -> Result<ChainHead>
+where
+    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
+{
+    let last: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(conn)
+            .await?;
+    let corrupt = |what: &str| super::StoreError::Corrupt(format!("audit {what} is not 32 bytes"));
+    Ok(match (last, anchor) {
+        (Some((seq, hash)), _) => ChainHead {
+            seq,
+            hash: to_hash(&hash).ok_or_else(|| corrupt("hash"))?,
+        },
+        (None, Some(a)) => ChainHead {
+            seq: a.first_seq - 1,
+            hash: to_hash(&a.prev_hash).ok_or_else(|| corrupt("anchor"))?,
+        },
+        (None, None) => ChainHead {
+            seq: 0,
+            hash: [0u8; 32],
+        },
+    })
+}
+
+impl Store {
+    /// Appends a batch in one `BEGIN IMMEDIATE` transaction. The head is read inside the
+    /// transaction, so another process (the CLI) appending in between cannot fork the chain;
+    /// `build` turns the head into the rows to insert.
+    pub async fn audit_append<F>(&self, build: F) -> Result<Vec<AuditRow>>
+    where
+        F: FnOnce(ChainHead) -> Vec<AuditRow>,
+    {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let anchor: Option<AuditAnchor> = sqlx::query_as(
+            "SELECT first_seq, prev_hash, pruned_from_seq, pruned_before, pruned_at, mac FROM audit_anchor ORDER BY first_seq DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let head = head_in(&mut *tx, anchor).await?;
+        let rows = build(head);
+        for r in &rows {
+            sqlx::query(
+                "INSERT INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(r.seq)
+            .bind(r.ts)
+            .bind(&r.actor_kind)
+            .bind(&r.actor_id)
+            .bind(&r.action)
+            .bind(&r.target)
+            .bind(&r.outcome)
+            .bind(&r.source_ip)
+            .bind(&r.request_id)
+            .bind(&r.http_method)
+            .bind(&r.http_path)
+            .bind(r.http_status)
+            .bind(&r.detail)
+            .bind(&r.prev_hash)
+            .bind(&r.hash)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(rows)
+    }
+
+    pub async fn audit_head(&self) -> Result<ChainHead> {
+        let anchor = self.audit_anchor().await?;
+        head_in(&self.reader, anchor).await
+    }
+
+    /// The latest prune anchor, if the log was ever pruned.
+    pub async fn audit_anchor(&self) -> Result<Option<AuditAnchor>> {
+        Ok(sqlx::query_as(
+            "SELECT first_seq, prev_hash, pruned_from_seq, pruned_before, pruned_at, mac FROM audit_anchor ORDER BY first_seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.reader)
+        .await?)
+    }
+
+    /// Up to `limit` entries with `seq > after`, in seq order: the unit in which verify walks.
+    pub async fn audit_chunk(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    pub async fn audit_entry(&self, seq: i64) -> Result<Option<AuditRow>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log WHERE seq = ?",
+        )
+        .bind(seq)
+        .fetch_optional(&self.reader)
+        .await?)
+    }
+
+    pub async fn audit_query(&self, f: &AuditFilter) -> Result<Vec<AuditRow>> {
+        Ok(sqlx::query_as(
+            "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log \
+             WHERE (?1 IS NULL OR actor_id = ?1) AND (?2 IS NULL OR target = ?2) AND (?3 IS NULL OR action = ?3) \
+             AND (?4 IS NULL OR outcome = ?4) AND (?5 IS NULL OR ts >= ?5) AND (?6 IS NULL OR ts < ?6) AND seq > ?7 \
+             ORDER BY seq LIMIT ?8",
+        )
+        .bind(&f.actor)
+        .bind(&f.target)
+        .bind(&f.action)
+        .bind(&f.outcome)
+        .bind(f.since_ms)
+        .bind(f.until_ms)
+        .bind(f.after_seq)
+        .bind(f.limit)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// The first seq whose entry is at or after `ts_ms` (None if every entry is older).
+    pub async fn audit_first_seq_at(&self, ts_ms: i64) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT MIN(seq) FROM audit_log WHERE ts >= ?")
+                .bind(ts_ms)
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
+    /// Deletes every entry before `anchor.first_seq` and records the anchor, in one transaction.
+    pub async fn audit_prune(&self, anchor: &AuditAnchor) -> Result<u64> {
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let n = sqlx::query("DELETE FROM audit_log WHERE seq < ?")
+            .bind(anchor.first_seq)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        sqlx::query(
+            "INSERT INTO audit_anchor (first_seq, prev_hash, pruned_from_seq, pruned_before, pruned_at, mac) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(anchor.first_seq)
+        .bind(&anchor.prev_hash)
+        .bind(anchor.pruned_from_seq)
+        .bind(anchor.pruned_before)
+        .bind(anchor.pruned_at)
+        .bind(&anchor.mac)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+}
