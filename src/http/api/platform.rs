@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -63,11 +63,12 @@ pub async fn proxy(
     Ctx(ctx): Ctx,
     TokenAuth(grant): TokenAuth,
     Path((account, path)): Path<(String, String)>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    headers: HeaderMap,
+    parts: axum::http::request::Parts,
     body: Bytes,
 ) -> Result<Response> {
+    let method = parts.method.clone();
+    let query = parts.uri.query().map(str::to_owned);
+    let headers = &parts.headers;
     let digest = crate::crypto::sha256_hex(&body);
     ctx.action("platform.call", Some(&account));
     ctx.detail("call", format!("{method} {path}"));
