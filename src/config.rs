@@ -398,6 +398,19 @@ mod tests {
     }
 
     #[test]
+    fn shipped_example_parses_to_the_defaults() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mediavault.example.toml");
+        let c = Config::load_with_env(Some(&p), &[]).unwrap();
+        let d = Config::default();
+        assert_eq!(c.listen, d.listen);
+        assert_eq!(c.rate_limits.login_burst, d.rate_limits.login_burst);
+        assert_eq!(
+            c.platforms.canary_interval_seconds,
+            d.platforms.canary_interval_seconds
+        );
+    }
+
+    #[test]
     fn defaults_are_valid() {
         let c = Config::load_with_env(None, &[]).unwrap();
         assert_eq!(c.lockout.max_failures, 5);
