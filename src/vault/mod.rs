@@ -67,26 +67,7 @@ impl Vault {
         };
         let policies = PolicySet::load_dir(&config.policies_dir)
             .map_err(|e| OpenError::Other(format!("policies: {e}")))?;
-        let notifier = crate::notify::Notifier::new(config.notify.clone());
-        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-        let broker = Arc::new(
-            crate::platforms::Broker::new(&config.platforms, clock.clone(), events_tx)
-                .map_err(|e| OpenError::Other(format!("platform client: {e}")))?,
-        );
-        let audit = AuditWriter::start(store.clone(), keys.mac().audit.clone(), clock.clone());
-        Ok(Self {
-            store,
-            audit,
-            keys,
-            clock,
-            config,
-            passwords: Passwords::default(),
-            notifier,
-            broker,
-            security_log: Default::default(),
-            security_events: std::sync::Mutex::new(Some(events_rx)),
-            policies: RwLock::new(Arc::new(policies)),
-        })
+        Self::assemble(config, clock, store, keys, policies)
     }
 
     /// Creates the data dir, the database, the root key file and the keyring. Refuses to touch an
@@ -124,6 +105,17 @@ impl Vault {
         let keys = unlock(&store, &RootKey::load_file(&key_path)?).await?;
         let policies =
             PolicySet::load_dir(&config.policies_dir).unwrap_or_else(|_| PolicySet::empty());
+        Self::assemble(config, clock, store, keys, policies)
+    }
+
+    /// The services around an unlocked store: audit writer, platform broker, notifier.
+    fn assemble(
+        config: Arc<Config>,
+        clock: Clock,
+        store: Store,
+        keys: Keyring,
+        policies: PolicySet,
+    ) -> Result<Self, OpenError> {
         let notifier = crate::notify::Notifier::new(config.notify.clone());
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         let broker = Arc::new(
