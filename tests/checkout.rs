@@ -636,3 +636,72 @@ async fn sighup_with_a_broken_policy_keeps_the_old_set() {
     server.kill().unwrap();
     let _ = server.wait();
 }
+
+/// Approval requests and decisions reach the configured webhook channels (a real receiver on
+/// loopback standing in for a WeCom robot).
+#[tokio::test]
+async fn approval_events_reach_the_webhook_channels() {
+    use std::sync::{Arc, Mutex};
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = Arc::clone(&got);
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let sink = Arc::clone(&sink);
+            async move {
+                sink.lock().unwrap().push(v);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let app = spawn_with(Options {
+        policies: Some(vec![("wx.toml", policy("wx", ""))]),
+        tweak: Some(Box::new(move |c| {
+            c.notify = vec![mediavault::config::NotifyChannel {
+                name: "robot".into(),
+                kind: mediavault::config::NotifyKind::Wecom,
+                url,
+            }];
+        })),
+        ..Default::default()
+    })
+    .await;
+    let s = app.login(&app.admin.clone()).await;
+    let alice = app.create_user(&s, "alice", &["publisher"]).await;
+    app.post(&s, "/api/v1/accounts", json!({"id": "wx", "platform": "wechat", "display_name": "wx", "credential": {"app_id": "a", "app_secret": "b"}})).await;
+    let key = app
+        .post(
+            &s,
+            "/api/v1/clients",
+            json!({"name": "cms", "accounts": ["wx"]}),
+        )
+        .await
+        .1["client_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let code = app.code(&alice);
+    let (st, _) = app.post(&key, "/api/v1/checkouts", json!({"account": "wx", "operator": "alice", "totp": code, "purpose": "重大稿件", "level": "major"})).await;
+    assert_eq!(st, 202);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let texts: Vec<String> = got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|v| v["text"]["content"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        if texts
+            .iter()
+            .any(|t| t.contains("checkout.approval_requested") && t.contains("alice"))
+        {
+            assert!(got.lock().unwrap().iter().all(|v| v["msgtype"] == "text"));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no notice: {texts:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
