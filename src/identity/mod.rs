@@ -7,4 +7,4 @@ pub mod sessions;
 pub mod totp;
 pub mod users;
 
-pub use names::{AccountId, Role, Roles, Username};
+pub use names::{AccountId, Role, Roles, UnknownName, Username};

@@ -75,20 +75,37 @@ impl Role {
     }
 }
 
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl FromStr for Role {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, UnknownName> {
         match s {
             "admin" => Ok(Role::Admin),
             "publisher" => Ok(Role::Publisher),
             "approver" => Ok(Role::Approver),
             "auditor" => Ok(Role::Auditor),
-            other => Err(Error::invalid(
-                "roles",
-                format!("unknown role {other:?}; roles are admin, publisher, approver, auditor"),
-            )),
+            _ => Err(UnknownName {
+                what: "role",
+                name: s.to_owned(),
+                expected: "admin, publisher, approver, auditor",
+            }),
         }
     }
+}
+
+/// A role or level name that is not one of the known ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{name}`, expected one of: {expected}")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub name: String,
+    pub expected: &'static str,
 }
 
 /// A valid set of roles: at least one, no duplicates, and never auditor together with admin
@@ -100,7 +117,11 @@ impl Roles {
     pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Self, Error> {
         let mut roles = names
             .iter()
-            .map(|n| n.as_ref().parse())
+            .map(|n| {
+                n.as_ref()
+                    .parse()
+                    .map_err(|e: UnknownName| Error::invalid("roles", e.to_string()))
+            })
             .collect::<Result<Vec<Role>, _>>()?;
         roles.sort();
         roles.dedup();

@@ -14,6 +14,8 @@ pub use playbooks::{AutoAction, Playbook, PlaybookSet, Step, StepKind};
 
 use std::fmt;
 use std::ops::Range;
+
+pub use crate::identity::{Role, UnknownName};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -115,12 +117,10 @@ fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, PolicyE
     toml::from_str(text).map_err(|e| PolicyError::at(path, text, e.span(), e.message().trim()))
 }
 
-/// Whether `id` is a valid account or playbook id: 1-64 characters of `[a-z0-9-_]`.
+/// Whether `id` is a valid account or playbook id: the same rule as account ids everywhere else,
+/// so every account that can exist can have a policy.
 fn valid_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    crate::identity::AccountId::parse(id).is_ok()
 }
 
 /// Checkout level. Ordinary items are signed off by a deputy leader, major items by the principal
@@ -161,60 +161,6 @@ impl FromStr for Level {
             }),
         }
     }
-}
-
-/// A person's role, as named in policies and playbooks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    Admin,
-    Publisher,
-    Approver,
-    Auditor,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Publisher => "publisher",
-            Role::Approver => "approver",
-            Role::Auditor => "auditor",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Role {
-    type Err = UnknownName;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "admin" => Ok(Role::Admin),
-            "publisher" => Ok(Role::Publisher),
-            "approver" => Ok(Role::Approver),
-            "auditor" => Ok(Role::Auditor),
-            _ => Err(UnknownName {
-                what: "role",
-                name: s.to_owned(),
-                expected: "admin, publisher, approver, auditor",
-            }),
-        }
-    }
-}
-
-/// A level or role name that is not one of the known ones.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} `{name}`, expected one of: {expected}")]
-pub struct UnknownName {
-    what: &'static str,
-    name: String,
-    expected: &'static str,
 }
 
 #[cfg(test)]
