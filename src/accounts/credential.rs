@@ -50,8 +50,10 @@ pub struct CredentialInput {
 }
 
 /// A checked credential. Identifiers (`app_id`, `app_key`, `username`) are not secret but are kept
-/// sealed with the rest, so the database row says nothing about the platform account.
-#[derive(Debug, Clone, Default)]
+/// sealed with the rest, so the database row says nothing about the platform account. It is
+/// deserialized only from its own sealed form; client input goes through [`CredentialInput::check`].
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Credential {
     pub app_id: Option<String>,
     pub app_secret: Option<SecretString>,
@@ -231,18 +233,8 @@ impl Credential {
         sealed: &[u8],
     ) -> Result<Self, CryptoError> {
         let plain = keys.open(&aad(account, version), sealed)?;
-        let input: CredentialInput = serde_json::from_slice(plain.expose())
-            .map_err(|_| CryptoError::Malformed("credential encoding"))?;
-        Ok(Credential {
-            app_id: input.app_id,
-            app_secret: input.app_secret,
-            app_key: input.app_key,
-            access_token: input.access_token,
-            username: input.username,
-            password: input.password,
-            login_password: input.login_password,
-            login_totp_seed: input.login_totp_seed,
-        })
+        serde_json::from_slice(plain.expose())
+            .map_err(|_| CryptoError::Malformed("credential encoding"))
     }
 }
 

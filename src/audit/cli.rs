@@ -12,10 +12,9 @@ use super::export::{self, Format};
 use super::{AuditWriter, NewEntry, Outcome, parse_time_ms, verify_store_with};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::crypto::{Keyring, RootKey};
+use crate::crypto::Keyring;
 use crate::store::Store;
 use crate::store::audit::{AuditAnchor, AuditFilter, AuditRow};
-use crate::vault::unlock;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
@@ -53,12 +52,8 @@ pub enum AuditCommand {
 }
 
 pub async fn run(config: &Config, cmd: AuditCommand) -> anyhow::Result<()> {
-    let root = RootKey::load_file(&config.root_key_path())?;
-    let store = Store::open(&config.database_path(), false).await?;
-    let result = match unlock(&store, &root).await {
-        Ok(keys) => run_with(config, &store, &keys, cmd).await,
-        Err(e) => Err(e.into()),
-    };
+    let (_, store, keys) = crate::vault::open_store(config).await?;
+    let result = run_with(config, &store, &keys, cmd).await;
     store.close().await;
     result
 }

@@ -32,17 +32,16 @@ pub struct Aad<'a> {
 
 impl Aad<'_> {
     fn bytes(&self, term: u32) -> Vec<u8> {
+        // The row's length goes first so that no row text can imitate the fields after it.
         format!(
-            "mediavault:v1:{}:{}:{}:{}:term={term}",
+            "mediavault:v1:{}:{}:{}:{}:term={term}:version={}",
             self.table,
             self.row.len(),
             self.row,
-            self.field
+            self.field,
+            self.version
         )
         .into_bytes()
-        .into_iter()
-        .chain(format!(":version={}", self.version).into_bytes())
-        .collect()
     }
 }
 

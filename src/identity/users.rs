@@ -44,7 +44,8 @@ pub struct NewUserInput {
     pub password: SecretString,
 }
 
-fn seed_aad(username: &str) -> Aad<'_> {
+/// Where a user's sealed TOTP seed belongs (also used when rewrapping under a new term).
+pub(crate) fn seed_aad(username: &str) -> Aad<'_> {
     Aad {
         table: "users",
         row: username,

@@ -282,7 +282,9 @@ impl AccountPolicy {
         if !valid_id(&account) {
             return Err(err(
                 raw.account.span(),
-                format!("account `{account}` must be 1-64 characters of a-z, 0-9, `-`, `_` or `.`, starting with a letter or digit"),
+                format!(
+                    "account `{account}` must be 1-64 characters of a-z, 0-9, `-`, `_` or `.`, starting with a letter or digit"
+                ),
             ));
         }
 

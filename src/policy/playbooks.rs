@@ -122,7 +122,9 @@ impl Playbook {
         if !valid_id(&id) {
             return Err(err(
                 raw.id.span(),
-                format!("playbook id `{id}` must be 1-64 characters of a-z, 0-9, `-`, `_` or `.`, starting with a letter or digit"),
+                format!(
+                    "playbook id `{id}` must be 1-64 characters of a-z, 0-9, `-`, `_` or `.`, starting with a letter or digit"
+                ),
             ));
         }
         let title = non_blank(&raw.title, "title").map_err(|(s, m)| err(s, m))?;

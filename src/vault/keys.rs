@@ -8,17 +8,15 @@ use anyhow::Context;
 
 use crate::accounts::Credential;
 use crate::config::Config;
+use crate::crypto::RootKey;
 use crate::crypto::keyring::{MAC_MASTER_LABEL, new_data_key, term_label};
-use crate::crypto::{Aad, RootKey};
-use crate::store::Store;
+use crate::identity::users::seed_aad;
 use crate::store::keyring::MAC_MASTER_KEY;
-use crate::vault::unlock;
+use crate::vault::open_store;
 
 /// Adds term n+1. With `rewrap`, every credential version and TOTP seed is re-sealed under it.
 pub async fn rotate(config: &Config, rewrap: bool) -> anyhow::Result<()> {
-    let root = RootKey::load_file(&config.root_key_path())?;
-    let store = Store::open(&config.database_path(), false).await?;
-    let keys = unlock(&store, &root).await?;
+    let (root, store, keys) = open_store(config).await?;
     let term = keys.active_term() + 1;
     let key = new_data_key()?;
     store
@@ -41,12 +39,7 @@ pub async fn rotate(config: &Config, rewrap: bool) -> anyhow::Result<()> {
             n += 1;
         }
         for user in store.users_list().await? {
-            let aad = Aad {
-                table: "users",
-                row: &user.username,
-                field: "totp_seed",
-                version: 1,
-            };
+            let aad = seed_aad(&user.username);
             let seed = keys.open(&aad, &user.totp_seed)?;
             store
                 .user_replace_seed(user.id, &keys.seal(&aad, seed.expose())?)
@@ -63,10 +56,8 @@ pub async fn rotate(config: &Config, rewrap: bool) -> anyhow::Result<()> {
 /// the key file. The new key is written first (as `<key>.new`), so a crash leaves a usable key.
 pub async fn rotate_root(config: &Config) -> anyhow::Result<()> {
     let path = config.root_key_path();
-    let old = RootKey::load_file(&path)?;
-    let store = Store::open(&config.database_path(), false).await?;
-    // Proves the old key is right before anything changes.
-    unlock(&store, &old).await?;
+    // Unlocking proves the old key is right before anything changes.
+    let (old, store, _) = open_store(config).await?;
     let new_path = PathBuf::from(format!("{}.new", path.display()));
     if new_path.exists() {
         anyhow::bail!(

@@ -56,15 +56,7 @@ impl Vault {
     /// Opens an existing store: the key file is checked before the database is touched, and a
     /// wrong key is detected before anything is written.
     pub async fn open(config: Arc<Config>, clock: Clock) -> Result<Self, OpenError> {
-        let root = RootKey::load_file(&config.root_key_path())?;
-        let store = Store::open(&config.database_path(), false).await?;
-        let keys = match unlock(&store, &root).await {
-            Ok(k) => k,
-            Err(e) => {
-                store.close().await;
-                return Err(e);
-            }
-        };
+        let (_, store, keys) = open_store(&config).await?;
         let policies = PolicySet::load_dir(&config.policies_dir)
             .map_err(|e| OpenError::Other(format!("policies: {e}")))?;
         Self::assemble(config, clock, store, keys, policies)
@@ -178,6 +170,20 @@ fn create_private_dir(dir: &Path) -> Result<(), OpenError> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| OpenError::Other(format!("cannot create {}: {e}", dir.display())))
+}
+
+/// Reads the root key file (before the database is touched), opens the existing store and
+/// unlocks its keyring; a wrong key closes the store again having written nothing.
+pub async fn open_store(config: &Config) -> Result<(RootKey, Store, Keyring), OpenError> {
+    let root = RootKey::load_file(&config.root_key_path())?;
+    let store = Store::open(&config.database_path(), false).await?;
+    match unlock(&store, &root).await {
+        Ok(keys) => Ok((root, store, keys)),
+        Err(e) => {
+            store.close().await;
+            Err(e)
+        }
+    }
 }
 
 /// Unwraps the keyring and MAC master with the root key.
