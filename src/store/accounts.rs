@@ -62,7 +62,7 @@ impl Store {
             "SELECT id, platform, display_name, status, status_reason, current_version, created_at, rotated_at FROM accounts WHERE id = ?",
         )
         .bind(id)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&self.reader)
         .await?)
     }
 

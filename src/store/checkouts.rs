@@ -50,6 +50,13 @@ pub struct NewCheckout<'a> {
     pub exclusive: bool,
 }
 
+/// `SELECT <every CheckoutRow column> FROM checkouts <tail>` as one static string.
+macro_rules! select_checkouts {
+    ($tail:literal) => {
+        concat!("SELECT id, account_id, operator, client_id, purpose, level, status, requested_at, ttl_seconds, approvals_needed, content_sha256, allowed_calls, source_ip, issued_at, expires_at, ended_at, end_reason FROM checkouts ", $tail)
+    };
+}
+
 impl Store {
     /// Inserts a checkout; when it issues a token on an exclusive account, only if no other token
     /// of that account is live. Returns false if the account was taken.
@@ -87,22 +94,18 @@ impl Store {
     }
 
     pub async fn checkout_get(&self, id: &str) -> Result<Option<CheckoutRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, account_id, operator, client_id, purpose, level, status, requested_at, ttl_seconds, approvals_needed, content_sha256, allowed_calls, source_ip, issued_at, expires_at, ended_at, end_reason FROM checkouts WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.writer)
-        .await?)
+        Ok(sqlx::query_as(select_checkouts!("WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?)
     }
 
     /// The checkout a publishing token belongs to, whatever its state.
     pub async fn checkout_by_token(&self, hash: &[u8]) -> Result<Option<CheckoutRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, account_id, operator, client_id, purpose, level, status, requested_at, ttl_seconds, approvals_needed, content_sha256, allowed_calls, source_ip, issued_at, expires_at, ended_at, end_reason FROM checkouts WHERE token_hash = ?",
-        )
-        .bind(hash)
-        .fetch_optional(&self.writer)
-        .await?)
+        Ok(sqlx::query_as(select_checkouts!("WHERE token_hash = ?"))
+            .bind(hash)
+            .fetch_optional(&self.reader)
+            .await?)
     }
 
     pub async fn checkouts_list(
@@ -113,13 +116,14 @@ impl Store {
     ) -> Result<Vec<CheckoutRow>> {
         // "expired" is derived: an active row past its expiry.
         Ok(sqlx::query_as(
-            "SELECT id, account_id, operator, client_id, purpose, level, status, requested_at, ttl_seconds, approvals_needed, content_sha256, allowed_calls, source_ip, issued_at, expires_at, ended_at, end_reason FROM checkouts
-             WHERE (?2 IS NULL OR account_id = ?2)
+            select_checkouts!(
+                "WHERE (?2 IS NULL OR account_id = ?2)
                AND (?1 IS NULL
                     OR (?1 = 'expired' AND (status = 'expired' OR (status = 'active' AND expires_at <= ?3)))
                     OR (?1 = 'active' AND status = 'active' AND expires_at > ?3)
                     OR (?1 NOT IN ('active', 'expired') AND status = ?1))
-             ORDER BY requested_at DESC, id LIMIT 500",
+             ORDER BY requested_at DESC, id LIMIT 500"
+            ),
         )
         .bind(status)
         .bind(account)
@@ -131,7 +135,7 @@ impl Store {
     pub async fn approvals_of(&self, checkout: &str) -> Result<Vec<ApprovalRow>> {
         Ok(sqlx::query_as("SELECT approver, decision, comment, at FROM approvals WHERE checkout_id = ? ORDER BY at, approver")
             .bind(checkout)
-            .fetch_all(&self.writer)
+            .fetch_all(&self.reader)
             .await?)
     }
 
@@ -274,7 +278,7 @@ impl Store {
         )
         .bind(account)
         .bind(now)
-        .fetch_one(&self.writer)
+        .fetch_one(&self.reader)
         .await?)
     }
 

@@ -35,13 +35,13 @@ impl Store {
         Ok(())
     }
 
-    /// A live client by its key hash. Read through the writer so a revocation is seen at once.
+    /// A live client by its key hash. A revocation is seen at once: WAL readers see every commit.
     pub async fn client_by_key_hash(&self, hash: &[u8]) -> Result<Option<ClientRow>> {
         Ok(sqlx::query_as(
             "SELECT id, name, accounts, created_at, created_by, revoked_at FROM clients WHERE key_hash = ? AND revoked_at IS NULL",
         )
         .bind(hash)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&self.reader)
         .await?)
     }
 

@@ -3,7 +3,8 @@
 //!
 //! Two pools: one writer connection (SQLite allows one writer; queueing in-process is cheaper and
 //! fairer than `SQLITE_BUSY` retries, and it makes check-then-insert sequences atomic per
-//! transaction) and a few readers.
+//! transaction) and a few readers. Plain reads go to the readers, which in WAL mode see every
+//! committed write, so token and key lookups never queue behind audit commits.
 
 pub mod accounts;
 pub mod audit;

@@ -35,6 +35,13 @@ pub struct SessionRow {
     pub expires_at: i64,
 }
 
+/// `SELECT <every UserRow column> FROM users <tail>` as one static string (sqlx takes `&'static str`).
+macro_rules! select_users {
+    ($tail:literal) => {
+        concat!("SELECT id, username, display_name, roles, password_hash, totp_seed, totp_last_step, failed_attempts, locked_until, disabled, created_at FROM users ", $tail)
+    };
+}
+
 impl Store {
     pub async fn user_insert(&self, u: NewUser<'_>) -> Result<i64> {
         let id = sqlx::query(
@@ -58,31 +65,26 @@ impl Store {
             .await?)
     }
 
-    /// Read through the writer: lockout and replay decisions must see the latest committed state.
+    /// Lockout and replay decisions do not rely on this read being current: the updates that
+    /// decide them are conditional statements on the writer.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, username, display_name, roles, password_hash, totp_seed, totp_last_step, failed_attempts, locked_until, disabled, created_at FROM users WHERE username = ?",
-        )
-        .bind(username)
-        .fetch_optional(&self.writer)
-        .await?)
+        Ok(sqlx::query_as(select_users!("WHERE username = ?"))
+            .bind(username)
+            .fetch_optional(&self.reader)
+            .await?)
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, username, display_name, roles, password_hash, totp_seed, totp_last_step, failed_attempts, locked_until, disabled, created_at FROM users WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?)
+        Ok(sqlx::query_as(select_users!("WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?)
     }
 
     pub async fn users_list(&self) -> Result<Vec<UserRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, username, display_name, roles, password_hash, totp_seed, totp_last_step, failed_attempts, locked_until, disabled, created_at FROM users ORDER BY username",
-        )
-        .fetch_all(&self.reader)
-        .await?)
+        Ok(sqlx::query_as(select_users!("ORDER BY username"))
+            .fetch_all(&self.reader)
+            .await?)
     }
 
     pub async fn user_set_disabled(&self, id: i64) -> Result<()> {
