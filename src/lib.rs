@@ -82,7 +82,7 @@ async fn security_events(
 ) {
     while let Some(ev) = rx.recv().await {
         tracing::warn!(account = %ev.account, event = ev.kind.as_str(), detail = %ev.detail, "security event");
-        vault.record_security_event(&ev).await;
+        audit_security_event(&vault, &ev).await;
         vault.notifier.send(notify::Notice {
             event: ev.kind.as_str().to_owned(),
             account: ev.account.clone(),
@@ -94,6 +94,24 @@ async fn security_events(
             ),
             checkout_id: None,
         });
+    }
+}
+
+/// A security event becomes an audit record, retried: losing one would hide exactly what
+/// security staff must see.
+async fn audit_security_event(vault: &Vault, ev: &platforms::SecurityEvent) {
+    let entry = || {
+        audit::NewEntry::system(ev.kind.as_str(), &ev.account, audit::Outcome::Denied)
+            .detail("detail", ev.detail.clone())
+    };
+    for attempt in 0..10u64 {
+        match vault.audit.record_event(entry()).await {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::error!(error = %e, attempt, "security event not yet audited; retrying");
+                tokio::time::sleep(std::time::Duration::from_millis(200 * (attempt + 1))).await;
+            }
+        }
     }
 }
 
@@ -120,22 +138,19 @@ impl Running {
 
     /// Stops accepting, lets in-flight requests finish, and closes the store.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        for t in &self.background {
-            t.abort();
-        }
         self.handle.graceful_shutdown(Some(http::serve::GRACE));
-        self.task.await??;
-        self.vault.store.close().await;
-        Ok(())
+        self.wait().await
     }
 
-    /// Waits until the server stops by itself (it does not, unless told).
+    /// Waits until the server stops (it does not, unless told), then stops the background tasks
+    /// and closes the store, whatever the server's result.
     pub async fn wait(self) -> anyhow::Result<()> {
-        self.task.await??;
+        let served = self.task.await;
         for t in &self.background {
             t.abort();
         }
         self.vault.store.close().await;
+        served??;
         Ok(())
     }
 

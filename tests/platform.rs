@@ -132,14 +132,15 @@ async fn fifty_concurrent_calls_on_a_cold_cache_fetch_one_token() {
 async fn wait_for_event(p: &P, kind: SecurityEventKind) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        if p.app
-            .vault()
-            .security_log
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|e| e.kind == kind)
-        {
+        // Security events are durable only as audit records; that is where the test looks.
+        let (_, audit) = p
+            .app
+            .get(
+                &p.admin_s,
+                &format!("/api/v1/audit?action={}", kind.as_str()),
+            )
+            .await;
+        if !audit["entries"].as_array().unwrap().is_empty() {
             return;
         }
         assert!(std::time::Instant::now() < deadline, "no {kind:?} event");

@@ -292,32 +292,6 @@ impl Vault {
         out
     }
 
-    /// A security event becomes an audit record (retried: losing one would hide exactly what
-    /// security staff must see) and stays in memory for this process.
-    pub async fn record_security_event(&self, ev: &crate::platforms::SecurityEvent) {
-        let entry = || {
-            crate::audit::NewEntry::system(
-                ev.kind.as_str(),
-                &ev.account,
-                crate::audit::Outcome::Denied,
-            )
-            .detail("detail", ev.detail.clone())
-        };
-        for attempt in 0..10u64 {
-            match self.audit.record_event(entry()).await {
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::error!(error = %e, attempt, "security event not yet audited; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(200 * (attempt + 1))).await;
-                }
-            }
-        }
-        self.security_log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(ev.clone());
-    }
-
     /// What must follow any change of the current credential: tokens that were issued for the
     /// old secret keep working (they never held it), but cached platform tokens must go.
     async fn after_credential_change(&self, account: &str) {

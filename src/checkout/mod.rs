@@ -294,6 +294,25 @@ impl Vault {
         })
     }
 
+    /// The checkout an approver is deciding on: only approvers decide, never on their own request.
+    async fn checkout_for_decision(
+        &self,
+        approver: &Person,
+        id: &str,
+        verb: &str,
+    ) -> Result<CheckoutRow> {
+        let row = self.checkout_row(id).await?;
+        if !approver.roles.has(Role::Approver) {
+            return Err(Error::NotPermitted(format!(
+                "{verb} needs the approver role"
+            )));
+        }
+        if row.operator == approver.username {
+            return Err(Error::SelfApproval);
+        }
+        Ok(row)
+    }
+
     #[instrument(skip_all, fields(checkout = %id, approver = %approver.username))]
     pub async fn approve_checkout(
         &self,
@@ -302,15 +321,9 @@ impl Vault {
         totp: &str,
         comment: Option<&str>,
     ) -> Result<CheckoutRow> {
-        let row = self.checkout_row(id).await?;
-        if !approver.roles.has(Role::Approver) {
-            return Err(Error::NotPermitted(
-                "approving needs the approver role".into(),
-            ));
-        }
-        if row.operator == approver.username {
-            return Err(Error::SelfApproval);
-        }
+        let row = self
+            .checkout_for_decision(approver, id, "approving")
+            .await?;
         if row.status != "pending_approval" {
             return Err(Error::Conflict {
                 code: "not_pending",
@@ -356,15 +369,7 @@ impl Vault {
         totp: &str,
         comment: Option<&str>,
     ) -> Result<CheckoutRow> {
-        let row = self.checkout_row(id).await?;
-        if !approver.roles.has(Role::Approver) {
-            return Err(Error::NotPermitted(
-                "denying needs the approver role".into(),
-            ));
-        }
-        if row.operator == approver.username {
-            return Err(Error::SelfApproval);
-        }
+        self.checkout_for_decision(approver, id, "denying").await?;
         self.verify_user_totp(&approver.username, totp).await?;
         if self
             .store

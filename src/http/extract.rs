@@ -150,9 +150,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
 pub const SESSION_COOKIE: &str = "__Host-mv_session";
 
 /// The bearer credential of a request, if any (the console's session may come as a cookie).
-pub fn bearer(parts: &Parts) -> Option<String> {
-    if let Some(v) = parts
-        .headers
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
+    if let Some(v) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
@@ -162,8 +161,7 @@ pub fn bearer(parts: &Parts) -> Option<String> {
             .or_else(|| v.strip_prefix("bearer "))
             .map(|t| t.trim().to_owned());
     }
-    parts
-        .headers
+    headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -183,7 +181,7 @@ impl FromRequestParts<AppState> for Session {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or(Error::Unauthenticated)?;
+        let token = bearer(&parts.headers).ok_or(Error::Unauthenticated)?;
         if !token.starts_with("mvs_") {
             return Err(Error::Unauthenticated.into());
         }
@@ -220,7 +218,7 @@ impl FromRequestParts<AppState> for ClientAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let key = bearer(parts).ok_or(Error::Unauthenticated)?;
+        let key = bearer(&parts.headers).ok_or(Error::Unauthenticated)?;
         let client = state.vault.client_by_key(&key).await?;
         if let Some(ctx) = parts.extensions.get::<RequestCtx>() {
             ctx.actor(ActorKind::Client, &client.id);
@@ -239,7 +237,7 @@ impl FromRequestParts<AppState> for TokenAuth {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or(Error::Unauthenticated)?;
+        let token = bearer(&parts.headers).ok_or(Error::Unauthenticated)?;
         let grant = state.vault.token_grant(&token).await?;
         if let Some(ctx) = parts.extensions.get::<RequestCtx>() {
             ctx.actor(ActorKind::Token, &grant.checkout_id);
@@ -264,7 +262,7 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts).ok_or(Error::Unauthenticated)?;
+        let token = bearer(&parts.headers).ok_or(Error::Unauthenticated)?;
         if token.starts_with("mvs_") {
             return Ok(Caller::Person(
                 Session::from_request_parts(parts, state).await?.0,

@@ -163,8 +163,36 @@ pub(crate) fn set_query_with_token(url: &mut Url, caller_query: &str, token: &Se
         .append_pair("access_token", token.expose());
 }
 
+/// Sends a request and reads its whole answer. Transport failures are classified, never
+/// formatted: the URL can hold a token or secret.
+pub(crate) async fn exchange(
+    platform: &'static str,
+    request: reqwest::RequestBuilder,
+) -> Result<(u16, Option<String>, Bytes), PlatformError> {
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| PlatformError::transport(platform, &e))?;
+    read_answer(platform, resp).await
+}
+
+/// The caller's body and content type, passed on unchanged.
+pub(crate) fn with_body(
+    mut request: reqwest::RequestBuilder,
+    content_type: Option<&str>,
+    body: Bytes,
+) -> reqwest::RequestBuilder {
+    if let Some(ct) = content_type {
+        request = request.header(reqwest::header::CONTENT_TYPE, ct);
+    }
+    if !body.is_empty() {
+        request = request.body(body);
+    }
+    request
+}
+
 /// Reads a whole answer, refusing bodies over [`MAX_ANSWER_BYTES`].
-pub(crate) async fn read_answer(
+async fn read_answer(
     platform: &'static str,
     mut resp: reqwest::Response,
 ) -> Result<(u16, Option<String>, Bytes), PlatformError> {

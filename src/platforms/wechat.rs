@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use super::error::scrub;
 use super::{
-    IssuedToken, PlatformError, PlatformResponse, endpoint, probe_error, read_answer,
-    set_query_with_token,
+    IssuedToken, PlatformError, PlatformResponse, endpoint, exchange, probe_error,
+    set_query_with_token, with_body,
 };
 use crate::crypto::SecretString;
 
@@ -111,11 +111,7 @@ impl WechatClient {
         request: reqwest::RequestBuilder,
         secret: &SecretString,
     ) -> Result<IssuedToken, PlatformError> {
-        let resp = request
-            .send()
-            .await
-            .map_err(|e| PlatformError::transport(PLATFORM, &e))?;
-        let (status, _, body) = read_answer(PLATFORM, resp).await?;
+        let (status, _, body) = exchange(PLATFORM, request).await?;
         let Ok(answer) = serde_json::from_slice::<TokenAnswer>(&body) else {
             return Err(PlatformError::Protocol {
                 platform: PLATFORM,
@@ -201,18 +197,8 @@ impl WechatClient {
     ) -> Result<PlatformResponse, PlatformError> {
         let mut url = endpoint(PLATFORM, &self.base, path)?;
         set_query_with_token(&mut url, query, token);
-        let mut request = self.http.request(method, url);
-        if let Some(ct) = content_type {
-            request = request.header(reqwest::header::CONTENT_TYPE, ct);
-        }
-        if !body.is_empty() {
-            request = request.body(body);
-        }
-        let resp = request
-            .send()
-            .await
-            .map_err(|e| PlatformError::transport(PLATFORM, &e))?;
-        let (status, content_type, body) = read_answer(PLATFORM, resp).await?;
+        let request = with_body(self.http.request(method, url), content_type, body);
+        let (status, content_type, body) = exchange(PLATFORM, request).await?;
         let probe = probe_error(&body);
         Ok(PlatformResponse {
             status,

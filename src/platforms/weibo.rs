@@ -14,8 +14,8 @@ use serde::Deserialize;
 
 use super::error::scrub;
 use super::{
-    PlatformError, PlatformResponse, encode_with_token, endpoint, pairs_without_token, probe_error,
-    read_answer, set_query_with_token,
+    PlatformError, PlatformResponse, encode_with_token, endpoint, exchange, pairs_without_token,
+    probe_error, set_query_with_token, with_body,
 };
 use crate::crypto::SecretString;
 
@@ -132,18 +132,8 @@ impl WeiboClient {
             set_query_with_token(&mut url, query, token);
             body
         };
-        let mut request = self.http.request(method, url);
-        if let Some(ct) = content_type {
-            request = request.header(reqwest::header::CONTENT_TYPE, ct);
-        }
-        if !body.is_empty() {
-            request = request.body(body);
-        }
-        let resp = request
-            .send()
-            .await
-            .map_err(|e| PlatformError::transport(PLATFORM, &e))?;
-        let (status, content_type, body) = read_answer(PLATFORM, resp).await?;
+        let request = with_body(self.http.request(method, url), content_type, body);
+        let (status, content_type, body) = exchange(PLATFORM, request).await?;
         let probe = probe_error(&body);
         Ok(PlatformResponse {
             status,

@@ -26,8 +26,6 @@ pub struct Vault {
     pub passwords: Passwords,
     pub notifier: crate::notify::Notifier,
     pub broker: Arc<crate::platforms::Broker>,
-    /// Security events seen by this process, newest last (the audit log is the durable record).
-    pub security_log: std::sync::Mutex<Vec<crate::platforms::SecurityEvent>>,
     /// Taken once by the server, which turns each event into an audit record and a notice.
     pub security_events: std::sync::Mutex<
         Option<tokio::sync::mpsc::UnboundedReceiver<crate::platforms::SecurityEvent>>,
@@ -124,7 +122,6 @@ impl Vault {
             passwords: Passwords::default(),
             notifier,
             broker,
-            security_log: Default::default(),
             security_events: std::sync::Mutex::new(Some(events_rx)),
             policies: RwLock::new(Arc::new(policies)),
         })

@@ -8,7 +8,7 @@ use crate::crypto::SecretString;
 use crate::error::Result;
 use crate::http::AppState;
 use crate::http::context::ActorKind;
-use crate::http::extract::{ApiJson, Ctx, Session, bearer};
+use crate::http::extract::{ApiJson, Ctx, bearer};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,18 +45,12 @@ pub async fn login(
 pub async fn logout(
     State(s): State<AppState>,
     Ctx(ctx): Ctx,
-    parts: axum::http::request::Parts,
+    headers: axum::http::HeaderMap,
 ) -> Result<StatusCode> {
     ctx.action("auth.logout", None);
-    let mut parts = parts;
-    let session =
-        <Session as axum::extract::FromRequestParts<AppState>>::from_request_parts(&mut parts, &s)
-            .await;
-    if session.is_err() {
-        return Err(crate::error::Error::Unauthenticated);
-    }
-    if let Some(token) = bearer(&parts) {
-        s.vault.end_session(&token).await?;
-    }
+    let token = bearer(&headers).ok_or(crate::error::Error::Unauthenticated)?;
+    let person = s.vault.session_person(&token).await?;
+    ctx.actor(ActorKind::User, &person.username);
+    s.vault.end_session(&token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

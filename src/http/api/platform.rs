@@ -38,12 +38,17 @@ fn platform_error(e: PlatformError) -> Error {
     }
 }
 
-/// The account's current policy; a token outlives no policy change (deny by default).
-fn policy_for(vault: &Vault, account: &str) -> Result<AccountPolicy> {
+/// Asks the account's current policy (a token outlives no policy change; no policy denies),
+/// without copying it on every proxied call.
+fn policy_says(
+    vault: &Vault,
+    account: &str,
+    ask: impl FnOnce(&AccountPolicy) -> bool,
+) -> Result<bool> {
     vault
         .policies()
         .for_account(account)
-        .cloned()
+        .map(ask)
         .ok_or_else(|| Error::NotPermitted(format!("account {account} has no access policy")))
 }
 
@@ -80,8 +85,9 @@ pub async fn proxy(
             grant.account
         )));
     }
-    let policy = policy_for(&s.vault, &account)?;
-    if !policy.call_allowed(method.as_str(), &path) {
+    if !policy_says(&s.vault, &account, |p| {
+        p.call_allowed(method.as_str(), &path)
+    })? {
         return Err(Error::NotPermitted(format!(
             "{method} {path} is not among this token's allowed calls"
         )));
@@ -134,8 +140,11 @@ pub async fn platform_token(
     TokenAuth(grant): TokenAuth,
 ) -> Result<Json<Value>> {
     ctx.action("platform.token_handout", Some(&grant.account));
-    let policy = policy_for(&s.vault, &grant.account)?;
-    if !policy.allow_platform_token() {
+    if !policy_says(
+        &s.vault,
+        &grant.account,
+        AccountPolicy::allow_platform_token,
+    )? {
         return Err(Error::NotPermitted(
             "policy does not allow handing out the platform token for this account".into(),
         ));
@@ -163,8 +172,7 @@ pub async fn credential(
     TokenAuth(grant): TokenAuth,
 ) -> Result<Json<Value>> {
     ctx.action("credential.reveal", Some(&grant.account));
-    let policy = policy_for(&s.vault, &grant.account)?;
-    if !policy.allow_reveal() {
+    if !policy_says(&s.vault, &grant.account, AccountPolicy::allow_reveal)? {
         return Err(Error::NotPermitted(
             "policy does not allow revealing this account's credential".into(),
         ));
@@ -198,8 +206,7 @@ pub async fn credential_totp(
     TokenAuth(grant): TokenAuth,
 ) -> Result<Json<Value>> {
     ctx.action("credential.totp", Some(&grant.account));
-    let policy = policy_for(&s.vault, &grant.account)?;
-    if !policy.allow_login_totp() {
+    if !policy_says(&s.vault, &grant.account, AccountPolicy::allow_login_totp)? {
         return Err(Error::NotPermitted(
             "policy does not allow platform-login codes for this account".into(),
         ));
