@@ -1,7 +1,6 @@
 //! Serving: HTTPS with rustls (ring provider), or plain HTTP on loopback when configured.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -117,5 +116,3 @@ pub async fn shutdown_signal() {
 }
 
 pub const GRACE: Duration = Duration::from_secs(10);
-
-pub type SharedHandle = Arc<Handle<SocketAddr>>;

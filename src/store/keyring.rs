@@ -20,15 +20,6 @@ impl Store {
             .await?)
     }
 
-    pub async fn meta_put(&self, key: &str, value: &[u8]) -> Result<()> {
-        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value")
-            .bind(key)
-            .bind(value)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
     /// Stores the first term and the MAC master in one transaction (init).
     pub async fn keyring_init(&self, term1: &[u8], mac_master: &[u8], now: i64) -> Result<()> {
         let mut tx = self.writer.begin().await?;

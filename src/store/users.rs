@@ -59,12 +59,6 @@ impl Store {
         Ok(id)
     }
 
-    pub async fn user_count(&self) -> Result<i64> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(&self.reader)
-            .await?)
-    }
-
     /// Lockout and replay decisions do not rely on this read being current: the updates that
     /// decide them are conditional statements on the writer.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
