@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::actor::{Actor, Principal};
 use crate::config::Config;
 use crate::crypto::SecretString;
 use crate::identity::users::{NewUserInput, Person};
@@ -44,21 +45,29 @@ pub async fn seed(vault: &Vault, fake: &FakePlatforms) -> anyhow::Result<Seeded>
     ] {
         let password = format!("demo-{}", random_word(6)?);
         let e = vault
-            .create_user(NewUserInput {
-                username: name.into(),
-                display_name: display.into(),
-                roles: roles.iter().map(|r| r.to_string()).collect(),
-                password: SecretString::new(password.clone()),
-            })
+            .people()
+            .create(
+                &Actor::system(),
+                NewUserInput {
+                    username: name.into(),
+                    display_name: display.into(),
+                    roles: roles.iter().map(|r| r.to_string()).collect(),
+                    password: SecretString::new(password.clone()),
+                },
+            )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         users.push((name.to_owned(), password, e.totp_secret));
     }
-    let admin = Person {
-        id: 0,
-        username: "admin".into(),
-        roles: crate::identity::Roles::parse(&["admin"]).map_err(|e| anyhow::anyhow!("{e}"))?,
-    };
+    // The seeding acts as the demo's admin, so the records name a person, as they would for real.
+    let admin = Actor::new(
+        Principal::Person(Person {
+            id: 1,
+            username: "admin".into(),
+            roles: crate::identity::Roles::parse(&["admin"]).map_err(|e| anyhow::anyhow!("{e}"))?,
+        }),
+        None,
+    );
     let wechat_secret = random_word(16)?;
     let weibo_secret = random_word(16)?;
     let weibo_token = format!("2.00{}", random_word(14)?);
@@ -71,13 +80,15 @@ pub async fn seed(vault: &Vault, fake: &FakePlatforms) -> anyhow::Result<Seeded>
     for a in accounts {
         let input = serde_json::from_value(a)?;
         vault
-            .create_account(&admin, input)
+            .accounts()
+            .create(&admin, input)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let (_, client_key) = vault
-        .create_client(
-            "admin",
+        .clients()
+        .create(
+            &admin,
             "demo-tool",
             &["wechat-demo".into(), "weibo-demo".into()],
         )
@@ -171,7 +182,8 @@ pub async fn run(listen_port: u16) -> anyhow::Result<()> {
     let vault = Vault::create(Arc::clone(&config), Clock::system()).await?;
     let seeded = seed(&vault, &fake).await?;
     vault
-        .reload_policies()
+        .reload_policies(&Actor::system())
+        .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let running = crate::start_with(Arc::new(vault)).await?;
     let base = format!("http://127.0.0.1:{}", running.addr.port());

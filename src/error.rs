@@ -15,7 +15,7 @@ pub enum Error {
     #[error("authentication failed or missing")]
     Unauthenticated,
     #[error("{0}")]
-    TotpInvalid(String),
+    TotpInvalid(TotpRefusal),
     #[error("{0}")]
     NotPermitted(String),
     #[error("the requester of a checkout cannot approve it")]
@@ -25,7 +25,7 @@ pub enum Error {
     #[error("{0} not found")]
     NotFound(String),
     #[error("{detail}")]
-    Conflict { code: &'static str, detail: String },
+    Conflict { code: Conflict, detail: String },
     #[error("too many failed attempts; locked until {until}")]
     UserLocked { until: String },
     #[error("account {0} is frozen")]
@@ -40,11 +40,51 @@ pub enum Error {
     },
     #[error("{0}")]
     Unavailable(String),
+    /// The audit log could not be written, so the change did not happen (fail closed).
+    #[error("the audit log cannot be written; the request was not completed")]
+    AuditUnavailable,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a TOTP code was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TotpRefusal {
+    #[error("the TOTP code is wrong or expired")]
+    Wrong,
+    #[error("this TOTP code was already used; wait for the next code and try again")]
+    Replayed,
+}
+
+/// Why a request conflicts with the current state: the `code` of a 409 answer. Every code is
+/// listed in `docs/API.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// The id or name is taken.
+    AlreadyExists,
+    /// The version asked for is already the current one.
+    AlreadyCurrent,
+    /// The checkout is not waiting for this step (approval, claim, denial).
+    NotPending,
+    /// The checkout has no live token.
+    NotActive,
+    /// An exclusive account is checked out by someone else.
+    AccountCheckedOut,
+}
+
+impl Conflict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Conflict::AlreadyExists => "already_exists",
+            Conflict::AlreadyCurrent => "already_current",
+            Conflict::NotPending => "not_pending",
+            Conflict::NotActive => "not_active",
+            Conflict::AccountCheckedOut => "account_checked_out",
+        }
+    }
+}
 
 impl Error {
     pub fn invalid(field: &str, detail: impl Into<String>) -> Self {
@@ -57,11 +97,29 @@ impl Error {
     pub fn internal(e: impl Into<anyhow::Error>) -> Self {
         Error::Internal(e.into())
     }
+
+    pub fn conflict(code: Conflict, detail: impl Into<String>) -> Self {
+        Error::Conflict {
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<crate::audit::AuditError> for Error {
+    fn from(e: crate::audit::AuditError) -> Self {
+        tracing::error!(error = %e, "audit entry not written; the change was not made");
+        Error::AuditUnavailable
+    }
 }
 
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
-        Error::Internal(e.into())
+        match e {
+            // The services say which thing exists where they know it; this is the fallback.
+            StoreError::Duplicate => Error::conflict(Conflict::AlreadyExists, "it already exists"),
+            e => Error::Internal(e.into()),
+        }
     }
 }
 

@@ -23,6 +23,7 @@
 //! binary (`src/main.rs`) is a thin CLI over it.
 
 pub mod accounts;
+pub mod actor;
 pub mod audit;
 pub mod certs;
 pub mod checkout;
@@ -36,6 +37,7 @@ pub mod identity;
 pub mod notify;
 pub mod platforms;
 pub mod policy;
+pub mod publishing;
 pub mod store;
 pub mod vault;
 
@@ -68,7 +70,7 @@ async fn heartbeats(vault: Arc<Vault>) {
     loop {
         tick.tick().await;
         for platform in [accounts::Platform::Wechat, accounts::Platform::Weibo] {
-            for (account, cred) in vault.platform_credentials(platform).await {
+            for (account, cred) in vault.accounts().platform_credentials(platform).await {
                 let _ = vault.broker.heartbeat(&account, platform, &cred).await;
             }
         }
@@ -120,7 +122,11 @@ async fn sweep_expired(vault: Arc<Vault>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
     loop {
         tick.tick().await;
-        if let Err(e) = vault.sweep_expired().await {
+        if let Err(e) = vault
+            .checkouts()
+            .sweep_expired(&actor::Actor::system())
+            .await
+        {
             tracing::warn!(error = %e, "expiry sweep failed");
         }
     }
@@ -149,7 +155,7 @@ impl Running {
         for t in &self.background {
             t.abort();
         }
-        self.vault.store.close().await;
+        self.vault.close().await;
         served??;
         Ok(())
     }
@@ -190,7 +196,11 @@ pub async fn start_with(vault: Arc<Vault>) -> anyhow::Result<Running> {
     let v = Arc::clone(&vault);
     background.push(Arc::clone(&vault.broker).spawn_canary(move || {
         let v = Arc::clone(&v);
-        async move { v.platform_credentials(accounts::Platform::Wechat).await }
+        async move {
+            v.accounts()
+                .platform_credentials(accounts::Platform::Wechat)
+                .await
+        }
     }));
     Ok(Running {
         addr,

@@ -260,16 +260,21 @@ async fn init(
     let password = read_password(password_stdin)?;
     mediavault::identity::passwords::check_policy(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
     let vault = Vault::create(Arc::clone(&config), Clock::system()).await?;
+    // The first admin is created by the operating-system user running init, and recorded so.
     let enrolment = vault
-        .create_user(NewUserInput {
-            username: admin.clone(),
-            display_name,
-            roles: vec!["admin".into()],
-            password,
-        })
+        .people()
+        .create(
+            &mediavault::actor::Actor::cli_from_env(),
+            NewUserInput {
+                username: admin.clone(),
+                display_name,
+                roles: vec!["admin".into()],
+                password,
+            },
+        )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    vault.store.close().await;
+    vault.close().await;
     if json {
         println!(
             "{}",
@@ -312,7 +317,10 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
             return;
         };
         while hup.recv().await.is_some() {
-            match vault.reload_policies() {
+            match vault
+                .reload_policies(&mediavault::actor::Actor::system())
+                .await
+            {
                 Ok(n) => tracing::info!(policies = n, "policies reloaded"),
                 Err(e) => {
                     tracing::error!(error = %e, "policy reload failed; the previous policies stay in force")

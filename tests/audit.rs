@@ -84,7 +84,8 @@ async fn wechat_account(app: &TestApp, s: &str, id: &str) -> (u16, Value) {
     .await
 }
 
-/// An app with a session and a few entries (seq 1 is the login).
+/// An app with a session and a few entries (seq 1 is the harness creating the admin, seq 2 the
+/// login).
 async fn app_with_entries() -> (TestApp, String) {
     let app = spawn_app().await;
     let s = app.login(&app.admin.clone()).await;
@@ -111,12 +112,12 @@ async fn clean_chain_verifies_through_api_and_cli() {
     let (app, s) = app_with_entries().await;
     let v = api_verify(&app, &s).await;
     assert_eq!(v["ok"], true, "{v}");
-    assert_eq!(v["entries_checked"], 8);
-    assert_eq!(v["head_seq"], 8);
+    assert_eq!(v["entries_checked"], 9);
+    assert_eq!(v["head_seq"], 9);
     assert_eq!(v["first_bad_seq"], Value::Null);
     let (ok, v) = cli_verify(&app, &[]);
     assert!(ok, "{v}");
-    assert_eq!(v["head_seq"], 9, "the verify request itself was audited");
+    assert_eq!(v["head_seq"], 10, "the verify request itself was audited");
 }
 
 #[tokio::test]
@@ -210,7 +211,7 @@ async fn truncated_tail_is_caught_by_a_checkpoint() {
     let (ok, line, err) = audit_cli(&app, &["checkpoint"]);
     assert!(ok, "{err}");
     let line = line.trim().to_owned();
-    assert!(line.starts_with("mvcp1:8:"), "{line}");
+    assert!(line.starts_with("mvcp1:9:"), "{line}");
     assert_eq!(cli_verify(&app, &["--checkpoint", &line]).1["ok"], true);
     let db = raw_db(&app.db_path()).await;
     sqlx::query("DELETE FROM audit_log WHERE seq > 5")
@@ -223,7 +224,7 @@ async fn truncated_tail_is_caught_by_a_checkpoint() {
     let (_, v) = cli_verify(&app, &["--checkpoint", &line]);
     assert_broken_at(&v, 6);
     // A checkpoint line that was edited is refused outright.
-    let forged = line.replacen("mvcp1:8:", "mvcp1:5:", 1);
+    let forged = line.replacen("mvcp1:9:", "mvcp1:5:", 1);
     let (ok, _, err) = audit_cli(&app, &["verify", "--checkpoint", &forged]);
     assert!(!ok && err.contains("signature"), "{err}");
 }
@@ -235,7 +236,8 @@ fn summary(e: &Value) -> (String, String, String, String, String, i64) {
         e["actor"]["id"].as_str().unwrap().to_owned(),
         e["target"].as_str().unwrap().to_owned(),
         e["outcome"].as_str().unwrap().to_owned(),
-        e["http"]["status"].as_i64().unwrap(),
+        // Null for a change committed with its entry, before the response existed.
+        e["http"]["status"].as_i64().unwrap_or(0),
     )
 }
 
@@ -269,16 +271,10 @@ async fn happy_path_and_denials_leave_exactly_the_expected_entries() {
         (a.into(), k.into(), id.into(), t.into(), o.into(), st)
     };
     let expected = vec![
-        e(
-            "auth.login",
-            "user",
-            "admin",
-            "/api/v1/auth/login",
-            "success",
-            200,
-        ),
-        e("account.create", "user", "admin", "acct-1", "success", 201),
-        e("account.rotate", "user", "admin", "acct-1", "success", 200),
+        e("user.create", "system", "mediavault", "admin", "success", 0),
+        e("auth.login", "user", "admin", "admin", "success", 0),
+        e("account.create", "user", "admin", "acct-1", "success", 0),
+        e("account.rotate", "user", "admin", "acct-1", "success", 0),
         e(
             "account.list",
             "user",
@@ -303,29 +299,24 @@ async fn happy_path_and_denials_leave_exactly_the_expected_entries() {
             "denied",
             401,
         ),
-        e("user.create", "user", "admin", "pub1", "success", 201),
-        e(
-            "auth.login",
-            "user",
-            "pub1",
-            "/api/v1/auth/login",
-            "success",
-            200,
-        ),
+        e("user.create", "user", "admin", "pub1", "success", 0),
+        e("auth.login", "user", "pub1", "pub1", "success", 0),
         e("account.create", "user", "pub1", "acct-2", "denied", 403),
         e("account.get", "user", "admin", "acct-missing", "error", 404),
         e("audit.query", "user", "pub1", "audit_log", "denied", 403),
     ];
     assert_eq!(got, expected);
     let seqs: Vec<i64> = entries.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
-    assert_eq!(seqs, (1..=11).collect::<Vec<_>>());
-    assert_eq!(entries[2]["detail"]["credential_version"], 2);
-    assert_eq!(entries[2]["http"]["method"], "POST");
-    assert_eq!(entries[2]["http"]["path"], "/api/v1/accounts/acct-1/rotate");
-    assert_eq!(entries[5]["detail"]["code"], "unauthenticated");
-    assert_eq!(entries[8]["detail"]["code"], "not_permitted");
-    assert_eq!(entries[9]["detail"]["code"], "not_found");
-    for e in &entries {
+    assert_eq!(seqs, (1..=12).collect::<Vec<_>>());
+    assert_eq!(entries[3]["detail"]["credential_version"], 2);
+    assert_eq!(entries[3]["http"]["method"], "POST");
+    assert_eq!(entries[3]["http"]["path"], "/api/v1/accounts/acct-1/rotate");
+    assert_eq!(entries[6]["detail"]["code"], "unauthenticated");
+    assert_eq!(entries[9]["detail"]["code"], "not_permitted");
+    assert_eq!(entries[10]["detail"]["code"], "not_found");
+    // The harness's setup is the vault's own act; every other entry came with a request.
+    assert_eq!(entries[0]["source_ip"], "");
+    for e in &entries[1..] {
         assert_eq!(e["source_ip"], "127.0.0.1");
         assert_eq!(e["request_id"].as_str().unwrap().len(), 32);
         let ts = e["ts"].as_str().unwrap();
@@ -345,14 +336,14 @@ async fn happy_path_and_denials_leave_exactly_the_expected_entries() {
         .iter()
         .map(summary)
         .collect();
-    assert_eq!(got, vec![expected[8].clone(), expected[10].clone()]);
+    assert_eq!(got, vec![expected[9].clone(), expected[11].clone()]);
     let (_, v) = app.get(&s, "/api/v1/audit?account=acct-1&limit=2").await;
     assert_eq!(v["entries"].as_array().unwrap().len(), 2);
-    assert_eq!(v["next_after_seq"], 3);
+    assert_eq!(v["next_after_seq"], 4);
     let (_, v) = app
-        .get(&s, "/api/v1/audit?account=acct-1&after_seq=3")
+        .get(&s, "/api/v1/audit?account=acct-1&after_seq=4")
         .await;
-    assert_eq!(v["entries"][0]["seq"], 5);
+    assert_eq!(v["entries"][0]["seq"], 6);
     assert_eq!(v["next_after_seq"], Value::Null);
     let (_, v) = app
         .get(
@@ -442,6 +433,7 @@ async fn unwritable_audit_log_fails_closed_and_recovers() {
     assert_eq!(
         actions,
         [
+            "user.create",
             "auth.login",
             "account.create",
             "account.list",
@@ -486,10 +478,10 @@ async fn concurrent_clients_lose_and_duplicate_nothing() {
     }
     assert_eq!(sent.len(), 192);
     let entries = all_entries(&app, &s).await;
-    assert_eq!(entries.len(), 1 + 192, "login plus every request");
+    assert_eq!(entries.len(), 2 + 192, "admin, login, and every request");
     let seqs: Vec<i64> = entries.iter().map(|e| e["seq"].as_i64().unwrap()).collect();
-    assert_eq!(seqs, (1..=193).collect::<Vec<_>>());
-    let logged: Vec<&str> = entries[1..]
+    assert_eq!(seqs, (1..=194).collect::<Vec<_>>());
+    let logged: Vec<&str> = entries[2..]
         .iter()
         .map(|e| e["request_id"].as_str().unwrap())
         .collect();
@@ -501,7 +493,7 @@ async fn concurrent_clients_lose_and_duplicate_nothing() {
     );
     let v = api_verify(&app, &s).await;
     assert_eq!(v["ok"], true, "{v}");
-    assert_eq!(v["entries_checked"], 1 + 192 + 1);
+    assert_eq!(v["entries_checked"], 2 + 192 + 1);
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> String {
@@ -523,7 +515,7 @@ async fn exports_reverify_offline_and_a_changed_line_is_named() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "application/x-ndjson");
     let text = r.text().await.unwrap();
-    assert_eq!(text.lines().count(), 8);
+    assert_eq!(text.lines().count(), 9);
     let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     assert_eq!(first["seq"], 1);
     assert_eq!(first["prev_hash"], "0".repeat(64));
@@ -532,7 +524,7 @@ async fn exports_reverify_offline_and_a_changed_line_is_named() {
     let good = write(app.dir.path(), "export.jsonl", &text);
     let (ok, v) = cli_verify(&app, &["--file", &good]);
     assert!(ok, "{v}");
-    assert_eq!(v["entries_checked"], 8);
+    assert_eq!(v["entries_checked"], 9);
 
     let tampered: Vec<String> = text
         .lines()
@@ -580,8 +572,15 @@ async fn prune_keeps_the_retention_floor_exports_first_and_verify_still_passes()
     use mediavault::store::audit::AuditRow;
     let app = spawn_app().await;
     // Seed entries from 400 days ago, chained under the vault's real key, before any request.
-    let key = app.vault().keys.mac().audit.clone();
+    let (_, store, keys) = mediavault::vault::open_store(&app.config).await.unwrap();
+    store.close().await;
+    let key = keys.mac().audit.clone();
     let db = raw_db(&app.db_path()).await;
+    // The harness's own entry (creating the admin) would sit where the old entries go.
+    sqlx::query("DELETE FROM audit_log")
+        .execute(&db)
+        .await
+        .unwrap();
     let old_ms = (app.clock.unix() - 400 * 86_400) * 1000;
     let mut prev = vec![0u8; 32];
     for seq in 1..=5 {

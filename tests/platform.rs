@@ -390,7 +390,11 @@ async fn platform_errors_reach_the_tool_as_502_with_the_code_and_are_audited() {
     assert_eq!(v["platform_code"], 45009);
     p.fake
         .set_ip_whitelist(APP_ID, Some(vec!["10.0.0.1".parse().unwrap()]));
-    p.app.vault().broker.invalidate("wx");
+    p.app
+        .vault()
+        .publishing()
+        .forget_platform_token(&mediavault::actor::Actor::system(), "wx")
+        .unwrap();
     let (st, v) = p.draft(&token).await;
     assert_eq!((st, v["platform_code"].as_i64()), (502, Some(40164)), "{v}");
     let (_, audit) = p

@@ -5,6 +5,7 @@ mod common;
 use std::process::Command;
 
 use common::*;
+use mediavault::actor::Actor;
 use serde_json::{Value, json};
 
 const MARKER: &str = "APPSECRET-MARKER-7f3a9c";
@@ -94,7 +95,12 @@ async fn moved_or_altered_ciphertext_fails_to_open_clearly() {
         .execute(&db)
         .await
         .unwrap();
-    let err = app.vault().current_credential("acct-b").await.unwrap_err();
+    let err = app
+        .vault()
+        .accounts()
+        .open_version(&Actor::system(), "acct-b", None)
+        .await
+        .unwrap_err();
     let msg = format!("{:#}", anyhow::Error::from(err));
     assert!(
         msg.contains("does not open") && msg.contains("acct-b"),
@@ -112,7 +118,12 @@ async fn moved_or_altered_ciphertext_fails_to_open_clearly() {
         .execute(&db)
         .await
         .unwrap();
-    let err = app.vault().current_credential("acct-a").await.unwrap_err();
+    let err = app
+        .vault()
+        .accounts()
+        .open_version(&Actor::system(), "acct-a", None)
+        .await
+        .unwrap_err();
     let msg = format!("{:#}", anyhow::Error::from(err));
     assert!(
         msg.contains("does not open") || msg.contains("malformed"),
@@ -309,21 +320,32 @@ async fn key_rotation_keeps_every_version_readable_and_retires_the_old_root() {
 
     app.restart().await;
     let s = app.login(&app.admin.clone()).await; // the TOTP seed was re-sealed and still opens
+    // Each CLI change left its own entry, by the operating-system user, in a chain that verifies.
+    for action in ["keys.rotate", "keys.rewrap", "keys.rotate_root"] {
+        let (st, v) = app.get(&s, &format!("/api/v1/audit?action={action}")).await;
+        assert_eq!(st, 200, "{v}");
+        let e = &v["entries"][0];
+        assert_eq!(e["actor"]["kind"], "system", "{action}: {v}");
+        assert!(
+            e["actor"]["id"].as_str().unwrap().starts_with("cli:"),
+            "{action}: {v}"
+        );
+    }
+    let (st, v) = app.get(&s, "/api/v1/audit/verify").await;
+    assert_eq!((st, &v["ok"]), (200, &json!(true)), "{v}");
     let versions = app.get(&s, "/api/v1/accounts/wx/versions").await.1;
     assert_eq!(versions.as_array().unwrap().len(), 2);
     let vault = app.vault();
     for v in 1..=2 {
-        let sealed = vault
-            .store
-            .credential_sealed("wx", v)
+        let c = vault
+            .accounts()
+            .open_version(&Actor::system(), "wx", Some(v))
             .await
-            .unwrap()
             .unwrap();
-        let c = mediavault::accounts::Credential::open(&vault.keys, "wx", v, &sealed).unwrap();
         assert_eq!(c.app_secret.unwrap().expose(), format!("secret-v{v}"));
     }
     // A secret stored now is sealed under the newest term.
-    assert_eq!(vault.keys.active_term(), 3);
+    assert_eq!(vault.active_key_term(), 3);
     app.stop().await;
     // The old root key no longer opens the store.
     let old_key = app.dir.path().join("old-root.key");
@@ -401,7 +423,12 @@ async fn rotation_keeps_history_rollback_restores_and_needs_totp() {
         .await;
     assert_eq!(r.0, 200, "{}", r.1);
     assert_eq!(r.1["credential_version"], 5);
-    let (_, cred) = app.vault().current_credential("wx").await.unwrap();
+    let cred = app
+        .vault()
+        .accounts()
+        .open_version(&Actor::system(), "wx", None)
+        .await
+        .unwrap();
     assert_eq!(cred.app_secret.unwrap().expose(), "s2");
     let acct = app.get(&s, "/api/v1/accounts/wx").await.1;
     assert_eq!(acct["credential_version"], 5);
@@ -476,7 +503,12 @@ async fn bad_input_gets_clear_problems_and_changes_nothing() {
     );
     assert_eq!(app.get("garbage", "/api/v1/accounts").await.0, 401);
     assert_eq!(app.get(&s, "/api/v1/accounts").await.1, before);
-    let (_, cred) = app.vault().current_credential("wx").await.unwrap();
+    let cred = app
+        .vault()
+        .accounts()
+        .open_version(&Actor::system(), "wx", None)
+        .await
+        .unwrap();
     assert_eq!(cred.app_secret.unwrap().expose(), "keep-me");
 }
 

@@ -5,13 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{Aad, CryptoError, Keyring, SecretString};
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Platform {
-    Wechat,
-    Weibo,
-    Generic,
-}
+pub use crate::store::types::Platform;
 
 impl Platform {
     pub fn parse(s: &str) -> Result<Self> {

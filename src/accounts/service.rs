@@ -1,23 +1,26 @@
-//! Account operations. Authorisation (which role may call what) is checked by the HTTP layer;
-//! step-up TOTP is checked here because it is part of what a rotation or freeze is.
+//! The accounts service: platform accounts and their credential versions. It owns who may see and
+//! change them (admins change, auditors read), the TOTP step-up of every change, and what a
+//! freeze means (the status and the revocation of every token, in one transaction).
 
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
 use super::credential::{Credential, CredentialInput, Platform};
+use crate::actor::Actor;
 use crate::clock::rfc3339_unix;
+use crate::error::Conflict;
 use crate::error::{Error, Result};
-use crate::identity::AccountId;
-use crate::identity::users::Person;
+use crate::identity::{AccountId, Role};
 use crate::store::accounts::{AccountRow, StoreAddError};
+use crate::store::types::AccountStatus;
 use crate::vault::Vault;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountView {
     pub id: String,
-    pub platform: String,
+    pub platform: Platform,
     pub display_name: String,
-    pub status: String,
+    pub status: AccountStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
     pub credential_version: i64,
@@ -52,11 +55,23 @@ fn reason_text(reason: &str) -> Result<String> {
     Ok(r.to_owned())
 }
 
+/// The accounts service; `vault.accounts()`.
+pub struct Accounts<'v> {
+    v: &'v Vault,
+}
+
 impl Vault {
-    async fn account_view(&self, row: AccountRow) -> Result<AccountView> {
+    pub fn accounts(&self) -> Accounts<'_> {
+        Accounts { v: self }
+    }
+}
+
+impl Accounts<'_> {
+    async fn view(&self, row: AccountRow) -> Result<AccountView> {
         let active = self
+            .v
             .store
-            .account_active_checkouts(&row.id, self.clock.unix())
+            .account_active_checkouts(&row.id, self.v.clock.unix())
             .await?;
         Ok(AccountView {
             id: row.id,
@@ -71,23 +86,22 @@ impl Vault {
         })
     }
 
-    pub async fn account_row(&self, id: &str) -> Result<AccountRow> {
+    pub(crate) async fn row(&self, id: &str) -> Result<AccountRow> {
         let id = AccountId::parse(id).map_err(|_| Error::NotFound(format!("account {id:?}")))?;
-        self.store
+        self.v
+            .store
             .account_get(id.as_str())
             .await?
             .ok_or_else(|| Error::NotFound(format!("account {id}")))
     }
 
     #[instrument(skip_all, fields(account = %input.id))]
-    pub async fn create_account(
-        &self,
-        actor: &Person,
-        input: CreateAccount,
-    ) -> Result<AccountView> {
+    pub async fn create(&self, actor: &Actor, input: CreateAccount) -> Result<AccountView> {
+        actor.action("account.create", Some(&input.id));
+        let me = actor.require(&[Role::Admin])?;
         let id = AccountId::parse(&input.id)?;
         let platform = Platform::parse(&input.platform)?;
-        let display = input.display_name.trim();
+        let display = input.display_name.trim().to_owned();
         if display.is_empty() || display.chars().count() > 100 {
             return Err(Error::invalid(
                 "display_name",
@@ -95,47 +109,87 @@ impl Vault {
             ));
         }
         let credential = input.credential.check(platform)?;
-        let sealed = credential.seal(&self.keys, id.as_str(), 1)?;
-        let r = self
-            .store
-            .account_insert(
-                id.as_str(),
-                platform.as_str(),
-                display,
-                &sealed,
-                &actor.username,
-                self.clock.unix(),
-            )
+        let sealed = credential.seal(&self.v.keys, id.as_str(), 1)?;
+        actor.detail("platform", platform.as_str());
+        let (aid, by, now) = (
+            id.as_str().to_owned(),
+            me.username.clone(),
+            self.v.clock.unix(),
+        );
+        let made = self
+            .v
+            .change(actor, "account.create", id.as_str(), move |tx| {
+                Box::pin(async move {
+                    tx.account_insert(&aid, platform, &display, &sealed, &by, now)
+                        .await?;
+                    Ok(())
+                })
+            })
             .await;
-        match r {
-            Err(e) if crate::store::is_unique_violation(&e) => {
-                return Err(Error::Conflict {
-                    code: "already_exists",
-                    detail: format!("account {id} already exists"),
-                });
+        match made {
+            Err(Error::Conflict {
+                code: Conflict::AlreadyExists,
+                ..
+            }) => {
+                return Err(Error::conflict(
+                    Conflict::AlreadyExists,
+                    format!("account {id} already exists"),
+                ));
             }
             other => other?,
         }
-        self.account(id.as_str()).await
+        self.view(self.row(id.as_str()).await?).await
     }
 
-    pub async fn account(&self, id: &str) -> Result<AccountView> {
-        let row = self.account_row(id).await?;
-        self.account_view(row).await
+    pub async fn get(&self, actor: &Actor, id: &str) -> Result<AccountView> {
+        actor.action("account.get", Some(id));
+        actor.require(&[Role::Admin, Role::Auditor])?;
+        self.view(self.row(id).await?).await
     }
 
-    pub async fn accounts(&self) -> Result<Vec<AccountView>> {
+    pub async fn list(&self, actor: &Actor) -> Result<Vec<AccountView>> {
+        actor.action("account.list", None);
+        actor.require(&[Role::Admin, Role::Auditor])?;
         let mut out = Vec::new();
-        for row in self.store.accounts_list().await? {
-            out.push(self.account_view(row).await?);
+        for row in self.v.store.accounts_list().await? {
+            out.push(self.view(row).await?);
         }
         Ok(out)
     }
 
-    /// The current credential, decrypted; never leaves the vault unless policy says so.
-    pub async fn current_credential(&self, account: &str) -> Result<(AccountRow, Credential)> {
-        let row = self.account_row(account).await?;
+    /// One stored version, decrypted, for the vault itself (the CLI and its tests hold the root
+    /// key anyway); no person, tool or token can ask for it. It proves what a version holds and
+    /// that it opens only where it belongs.
+    pub async fn open_version(
+        &self,
+        actor: &Actor,
+        account: &str,
+        version: Option<i64>,
+    ) -> Result<Credential> {
+        if !matches!(actor.who, crate::actor::Principal::System(_)) {
+            return Err(Error::NotPermitted(
+                "only the vault itself opens a credential".into(),
+            ));
+        }
+        let row = self.row(account).await?;
+        let version = version.unwrap_or(row.current_version);
         let sealed = self
+            .v
+            .store
+            .credential_sealed(&row.id, version)
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("version {version} of account {}", row.id)))?;
+        Ok(Credential::open(&self.v.keys, &row.id, version, &sealed)?)
+    }
+
+    /// The current credential, decrypted; never leaves the vault unless policy says so.
+    pub(crate) async fn current_credential(
+        &self,
+        account: &str,
+    ) -> Result<(AccountRow, Credential)> {
+        let row = self.row(account).await?;
+        let sealed = self
+            .v
             .store
             .credential_sealed(&row.id, row.current_version)
             .await?
@@ -145,89 +199,118 @@ impl Vault {
                     row.id
                 ))
             })?;
-        let cred = Credential::open(&self.keys, &row.id, row.current_version, &sealed)?;
+        let cred = Credential::open(&self.v.keys, &row.id, row.current_version, &sealed)?;
         Ok((row, cred))
     }
 
+    /// Stores `cred` as the next version, with the step-up spent and the audit entry written in
+    /// the same transaction.
     async fn add_version(
         &self,
+        actor: &Actor,
+        action: &str,
         row: &AccountRow,
-        actor: &Person,
-        reason: &str,
-        cred: &Credential,
+        reason: String,
+        cred: Credential,
+        proof: crate::identity::users::TotpProof,
     ) -> Result<i64> {
-        self.store
-            .credential_add_version(&row.id, &actor.username, reason, self.clock.unix(), |v| {
-                cred.seal(&self.keys, &row.id, v)
+        let by = actor.audit_id().1;
+        let (account, now) = (row.id.clone(), self.v.clock.unix());
+        let keys = std::sync::Arc::clone(&self.v.keys);
+        self.v
+            .change(actor, action, &row.id, move |tx| {
+                Box::pin(async move {
+                    proof.spend(tx).await?;
+                    let v = tx
+                        .credential_add_version(&account, &by, &reason, now, |v| {
+                            cred.seal(&keys, &account, v)
+                        })
+                        .await
+                        .map_err(|e| match e {
+                            StoreAddError::Store(s) => Error::from(s),
+                            StoreAddError::Crypto(c) => Error::from(c),
+                        })?;
+                    tx.note("credential_version", v);
+                    Ok(v)
+                })
             })
             .await
-            .map_err(|e| match e {
-                StoreAddError::Store(s) => Error::from(s),
-                StoreAddError::Crypto(c) => Error::from(c),
-            })
     }
 
-    /// Stores a new credential version after a TOTP step-up. Nothing is stored if any check fails.
-    #[instrument(skip_all, fields(account = %account, actor = %actor.username))]
+    /// Stores a new credential version after a TOTP step-up. Nothing is stored if any check fails
+    /// or the audit entry cannot be written.
+    #[instrument(skip_all, fields(account = %account))]
     pub async fn rotate(
         &self,
-        actor: &Person,
+        actor: &Actor,
         account: &str,
         input: CredentialInput,
         reason: &str,
         totp: &str,
     ) -> Result<i64> {
-        let row = self.account_row(account).await?;
-        let platform = Platform::parse(&row.platform)?;
+        actor.action("account.rotate", Some(account));
+        let me = actor.require(&[Role::Admin])?;
+        let row = self.row(account).await?;
         let reason = reason_text(reason)?;
-        let cred = input.check(platform)?;
-        self.verify_user_totp(&actor.username, totp).await?;
-        let version = self.add_version(&row, actor, &reason, &cred).await?;
+        let cred = input.check(row.platform)?;
+        let proof = self.v.people().step_up(me, totp).await?;
+        let version = self
+            .add_version(actor, "account.rotate", &row, reason, cred, proof)
+            .await?;
         self.after_credential_change(&row.id).await;
         Ok(version)
     }
 
     /// Makes an earlier version current again by copying it into a new version, so history only
     /// ever grows and the audit trail reads in order.
-    #[instrument(skip_all, fields(account = %account, actor = %actor.username))]
+    #[instrument(skip_all, fields(account = %account))]
     pub async fn rollback(
         &self,
-        actor: &Person,
+        actor: &Actor,
         account: &str,
         version: i64,
         reason: &str,
         totp: &str,
     ) -> Result<i64> {
-        let row = self.account_row(account).await?;
+        actor.action("account.rollback", Some(account));
+        actor.detail("to_version", version);
+        let me = actor.require(&[Role::Admin])?;
+        let row = self.row(account).await?;
         let reason = reason_text(reason)?;
         if version == row.current_version {
-            return Err(Error::Conflict {
-                code: "already_current",
-                detail: format!("version {version} is already current"),
-            });
+            return Err(Error::conflict(
+                Conflict::AlreadyCurrent,
+                format!("version {version} is already current"),
+            ));
         }
         let sealed = self
+            .v
             .store
             .credential_sealed(&row.id, version)
             .await?
             .ok_or_else(|| Error::NotFound(format!("version {version} of account {}", row.id)))?;
-        self.verify_user_totp(&actor.username, totp).await?;
-        let cred = Credential::open(&self.keys, &row.id, version, &sealed)?;
+        let proof = self.v.people().step_up(me, totp).await?;
+        let cred = Credential::open(&self.v.keys, &row.id, version, &sealed)?;
         let new = self
             .add_version(
-                &row,
                 actor,
-                &format!("rollback to v{version}: {reason}"),
-                &cred,
+                "account.rollback",
+                &row,
+                format!("rollback to v{version}: {reason}"),
+                cred,
+                proof,
             )
             .await?;
         self.after_credential_change(&row.id).await;
         Ok(new)
     }
 
-    pub async fn versions(&self, account: &str) -> Result<Vec<VersionView>> {
-        let row = self.account_row(account).await?;
+    pub async fn versions(&self, actor: &Actor, account: &str) -> Result<Vec<VersionView>> {
+        actor.action("account.versions", Some(account));
+        actor.require(&[Role::Admin, Role::Auditor])?;
+        let row = self.row(account).await?;
         Ok(self
+            .v
             .store
             .credential_versions(&row.id)
             .await?
@@ -243,47 +326,79 @@ impl Vault {
     }
 
     /// Freezes (or unfreezes) an account after a TOTP step-up. Freezing revokes every live token
-    /// of the account at once.
-    #[instrument(skip_all, fields(account = %account, actor = %actor.username, frozen))]
+    /// of the account in the same transaction.
+    #[instrument(skip_all, fields(account = %account, frozen))]
     pub async fn set_frozen(
         &self,
-        actor: &Person,
+        actor: &Actor,
         account: &str,
         frozen: bool,
         reason: &str,
         totp: &str,
     ) -> Result<AccountView> {
-        let row = self.account_row(account).await?;
+        let action = if frozen {
+            "account.freeze"
+        } else {
+            "account.unfreeze"
+        };
+        actor.action(action, Some(account));
+        let me = actor.require(&[Role::Admin])?;
+        let row = self.row(account).await?;
         let reason = reason_text(reason)?;
-        self.verify_user_totp(&actor.username, totp).await?;
-        self.freeze_unchecked(&row.id, frozen, &reason).await?;
-        self.account(&row.id).await
+        let proof = self.v.people().step_up(me, totp).await?;
+        self.freeze_with(actor, &row.id, frozen, reason, Some(proof))
+            .await?;
+        self.view(self.row(&row.id).await?).await
     }
 
-    /// Freeze without step-up: for incident automation, which runs as the system.
-    pub async fn freeze_unchecked(&self, account: &str, frozen: bool, reason: &str) -> Result<u64> {
-        let status = if frozen { "frozen" } else { "active" };
-        self.store
-            .account_set_status(account, status, reason)
-            .await?;
-        if frozen {
-            return Ok(self
-                .store
-                .revoke_account_tokens(account, self.clock.unix())
-                .await?);
-        }
-        Ok(0)
+    /// The status change and, when freezing, the revocation of every token of the account: one
+    /// transaction, so no checkout admitted in between keeps a token. Without a proof it is the
+    /// system acting (incident automation).
+    pub(crate) async fn freeze_with(
+        &self,
+        actor: &Actor,
+        account: &str,
+        frozen: bool,
+        reason: String,
+        proof: Option<crate::identity::users::TotpProof>,
+    ) -> Result<u64> {
+        let (action, status) = if frozen {
+            ("account.freeze", AccountStatus::Frozen)
+        } else {
+            ("account.unfreeze", AccountStatus::Active)
+        };
+        let (id, now) = (account.to_owned(), self.v.clock.unix());
+        self.v
+            .change(actor, action, account, move |tx| {
+                Box::pin(async move {
+                    if let Some(p) = proof {
+                        p.spend(tx).await?;
+                    }
+                    tx.account_set_status(&id, status, &reason).await?;
+                    let revoked = if frozen {
+                        tx.revoke_account_tokens(&id, now).await?
+                    } else {
+                        0
+                    };
+                    tx.note("tokens_revoked", revoked);
+                    Ok(revoked)
+                })
+            })
+            .await
     }
 
     /// Current credentials of the active accounts of one platform (canary, heartbeat).
-    pub async fn platform_credentials(&self, platform: Platform) -> Vec<(String, Credential)> {
-        let Ok(rows) = self.store.accounts_list().await else {
+    pub(crate) async fn platform_credentials(
+        &self,
+        platform: Platform,
+    ) -> Vec<(String, Credential)> {
+        let Ok(rows) = self.v.store.accounts_list().await else {
             return Vec::new();
         };
         let mut out = Vec::new();
         for row in rows
             .into_iter()
-            .filter(|r| r.platform == platform.as_str() && r.status == "active")
+            .filter(|r| r.platform == platform && r.status == AccountStatus::Active)
         {
             if let Ok((_, cred)) = self.current_credential(&row.id).await {
                 out.push((row.id, cred));
@@ -295,17 +410,16 @@ impl Vault {
     /// What must follow any change of the current credential: tokens that were issued for the
     /// old secret keep working (they never held it), but cached platform tokens must go.
     async fn after_credential_change(&self, account: &str) {
-        self.broker.invalidate(account);
+        self.v.broker.invalidate(account);
         // The new secret is checked against the platform off the request path; a refusal is a
         // security event (HeartbeatFailed), not an error of the rotation, which already happened.
         if let Ok((row, cred)) = self.current_credential(account).await
-            && let Ok(platform) = Platform::parse(&row.platform)
-            && platform != Platform::Generic
+            && row.platform != Platform::Generic
         {
-            let broker = std::sync::Arc::clone(&self.broker);
+            let broker = std::sync::Arc::clone(&self.v.broker);
             let account = account.to_owned();
             tokio::spawn(async move {
-                let _ = broker.heartbeat(&account, platform, &cred).await;
+                let _ = broker.heartbeat(&account, row.platform, &cred).await;
             });
         }
     }

@@ -9,7 +9,7 @@ use anyhow::{Context, bail};
 
 use super::chain::{Checkpoint, VerifyReport, anchor_mac};
 use super::export::{self, Format};
-use super::{AuditWriter, NewEntry, Outcome, parse_time_ms, verify_store_with};
+use super::{AuditWriter, parse_time_ms, verify_store_with};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::Keyring;
@@ -222,19 +222,19 @@ async fn prune(
         mac: Vec::new(),
     };
     anchor.mac = anchor_mac(audit_key, &anchor).to_vec();
-    let n = store.audit_prune(&anchor).await?;
+    // The prune and its own entry commit together: an unrecorded prune does not happen.
+    let export_sha = crate::crypto::sha256_hex(&std::fs::read(export_file)?);
     let writer = AuditWriter::start(store.clone(), audit_key.clone(), clock);
-    writer
-        .record_event(
-            NewEntry::system("audit.prune", "audit_log", Outcome::Success)
-                .detail("pruned_from_seq", first.seq)
-                .detail("pruned_to_seq", cut - 1)
-                .detail("before", super::rfc3339_ms(before_ms))
-                .detail(
-                    "export_sha256",
-                    crate::crypto::sha256_hex(&std::fs::read(export_file)?),
-                ),
-        )
+    let entry = crate::actor::Actor::cli_from_env()
+        .entry("audit.prune", "audit_log")
+        .detail("pruned_from_seq", first.seq)
+        .detail("pruned_to_seq", cut - 1)
+        .detail("before", super::rfc3339_ms(before_ms))
+        .detail("export_sha256", export_sha);
+    let n = writer
+        .commit(entry, move |tx| {
+            Box::pin(async move { Ok(tx.audit_prune(&anchor).await?) })
+        })
         .await?;
     println!(
         "pruned {n} audit entries ({}..={}); exported to {}",

@@ -108,7 +108,7 @@ pub fn parse_jsonl_line(line: &str) -> Result<AuditRow, String> {
             method,
             path,
             status,
-        }) => (Some(method), Some(path), Some(status)),
+        }) => (Some(method), Some(path), status),
         None => (None, None, None),
     };
     Ok(AuditRow {

@@ -9,8 +9,10 @@
 
 pub mod chain;
 pub mod cli;
+pub mod context;
 pub mod export;
 pub mod query;
+pub mod review;
 pub mod writer;
 
 use serde::{Deserialize, Serialize};
@@ -18,10 +20,10 @@ use serde_json::{Map, Value};
 
 pub use chain::{Checkpoint, VerifyReport};
 pub use query::{verify_store, verify_store_with};
-pub use writer::{AuditError, AuditWriter, Committed, HttpInfo, NewEntry, Outcome};
+pub use writer::{AuditError, AuditWriter, Committed, HttpInfo, NewEntry, Outcome, TxFuture};
 
-use crate::http::context::{ActorKind, RequestCtx};
 use crate::store::audit::AuditRow;
+use context::{ActorKind, RequestCtx};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActorView {
@@ -33,7 +35,8 @@ pub struct ActorView {
 pub struct HttpView {
     pub method: String,
     pub path: String,
-    pub status: i64,
+    /// Null for a change committed with its own entry before the response was rendered.
+    pub status: Option<i64>,
 }
 
 /// An entry as the API shows it: `ts` in RFC 3339 UTC with milliseconds.
@@ -54,7 +57,7 @@ pub struct EntryView {
 impl From<&AuditRow> for EntryView {
     fn from(r: &AuditRow) -> Self {
         let http = match (&r.http_method, &r.http_path, r.http_status) {
-            (Some(m), Some(p), Some(s)) => Some(HttpView {
+            (Some(m), Some(p), s) => Some(HttpView {
                 method: m.clone(),
                 path: p.clone(),
                 status: s,
@@ -122,7 +125,7 @@ pub fn request_entry(
         http: Some(HttpInfo {
             method: method.to_owned(),
             path: path.to_owned(),
-            status,
+            status: Some(status),
         }),
         detail,
     }

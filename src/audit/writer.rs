@@ -1,20 +1,30 @@
-//! The one writer of the audit log: group commit over an mpsc channel.
+//! The one writer of the audit log, and of every change of vault state: group commit over an mpsc
+//! channel.
 //!
 //! Every caller waits for the durable commit of its entry before it goes on (fail closed). The
-//! task drains whatever is queued, chains the batch onto the head it reads inside the transaction,
-//! inserts it in one `BEGIN IMMEDIATE` transaction (`synchronous=FULL`), and only then answers the
-//! waiters. A failed transaction answers every waiter with an error and changes nothing, so the
-//! next batch starts again from the head on disk and the vault recovers once the store is writable.
+//! task drains whatever is queued and opens one `BEGIN IMMEDIATE` transaction (`synchronous=FULL`)
+//! for the batch. A job that carries a change runs it inside that transaction, under a savepoint:
+//! a change that fails is undone alone and answered at once, and its entry is not written (the
+//! request's own entry records the refusal). Then the batch's entries are chained onto the head
+//! read inside the transaction and inserted, and only after the commit are the waiters answered.
+//! So a change and its audit entry commit together or not at all; a failed transaction answers
+//! every waiter with an error and changes nothing, and the next batch starts again from the head
+//! on disk. Once a job is queued it runs to its end even if its caller is dropped (a client that
+//! disconnects cannot cut a change off from its record).
+
+use std::future::Future;
+use std::pin::Pin;
 
 use ring::hmac;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
 use super::chain::entry_hash;
+use super::context::ActorKind;
 use crate::clock::Clock;
-use crate::http::context::ActorKind;
-use crate::store::Store;
+use crate::error::Error;
 use crate::store::audit::{AuditRow, ChainHead};
+use crate::store::{Store, Tx};
 
 /// Most entries committed in one transaction; keeps a transaction short under a burst.
 const MAX_BATCH: usize = 256;
@@ -65,7 +75,8 @@ impl Outcome {
 pub struct HttpInfo {
     pub method: String,
     pub path: String,
-    pub status: u16,
+    /// None for a change committed with its entry before the response existed.
+    pub status: Option<u16>,
 }
 
 /// An entry before it gets its seq, ts and chain hashes. `detail` holds ids and digests only.
@@ -121,10 +132,34 @@ pub enum AuditError {
 
 type Reply = oneshot::Sender<Result<Committed, AuditError>>;
 
+/// A future that borrows the batch transaction.
+pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 't>>;
+
+/// Answers the caller of a change once the batch's fate is known.
+type Finish = Box<dyn FnOnce(Result<Committed, AuditError>) + Send>;
+
+/// A change with its result type erased: runs in the batch transaction; on success it hands back
+/// what answers its caller after the commit, on failure it has answered the caller already.
+type Change = Box<
+    dyn for<'t> FnOnce(&'t mut Tx) -> Pin<Box<dyn Future<Output = Option<Finish>> + Send + 't>>
+        + Send,
+>;
+
+enum Job {
+    Entry(NewEntry, Reply),
+    Change(NewEntry, Change),
+}
+
 /// Handle to the writer task; cheap to clone. The task ends when the last handle is dropped.
 #[derive(Clone, Debug)]
 pub struct AuditWriter {
-    tx: mpsc::Sender<(NewEntry, Reply)>,
+    tx: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
 }
 
 impl AuditWriter {
@@ -140,10 +175,46 @@ impl AuditWriter {
     pub async fn record(&self, entry: NewEntry) -> Result<Committed, AuditError> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send((entry, reply))
+            .send(Job::Entry(entry, reply))
             .await
             .map_err(|_| AuditError::Stopped)?;
         answer.await.map_err(|_| AuditError::Stopped)?
+    }
+
+    /// Runs `change` inside the writer's transaction and commits it together with `entry` (plus
+    /// whatever the change noted with [`Tx::note`]). Returns the change's result once both are
+    /// durable. If the change fails, nothing of it is kept and its error is returned; if the
+    /// audit entry cannot be written, the change is undone and `Unavailable` is returned.
+    pub async fn commit<T, F>(&self, entry: NewEntry, change: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<Result<(T, Committed), Error>>();
+        let job: Change = Box::new(move |tx: &mut Tx| {
+            Box::pin(async move {
+                match change(tx).await {
+                    Ok(value) => Some(Box::new(move |done: Result<Committed, AuditError>| {
+                        let _ = reply.send(done.map(|c| (value, c)).map_err(Error::from));
+                    }) as Finish),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        None
+                    }
+                }
+            })
+        });
+        self.tx
+            .send(Job::Change(entry, job))
+            .await
+            .map_err(|_| Error::from(AuditError::Stopped))?;
+        // A closed channel means the change never ran (its batch failed before it): 503.
+        let (value, _) = answer.await.map_err(|_| {
+            Error::from(AuditError::Store(
+                "batch failed before the change ran".into(),
+            ))
+        })??;
+        Ok(value)
     }
 
     /// Records an event that is not a request (actor kind `system` unless the entry says else).
@@ -152,37 +223,126 @@ impl AuditWriter {
     }
 }
 
-async fn run(
-    store: Store,
-    key: hmac::Key,
-    clock: Clock,
-    mut rx: mpsc::Receiver<(NewEntry, Reply)>,
-) {
+async fn run(store: Store, key: hmac::Key, clock: Clock, mut rx: mpsc::Receiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let (entries, replies): (Vec<NewEntry>, Vec<Reply>) = batch.drain(..).unzip();
-        let now_ms = unix_ms(&clock);
-        let result = store
-            .audit_append(|head| chain_batch(&key, head, now_ms, &entries))
-            .await;
+        let jobs: Vec<Job> = std::mem::take(&mut batch);
+        let mut entries = Vec::with_capacity(jobs.len());
+        let mut waiters: Vec<Waiter> = Vec::with_capacity(jobs.len());
+        let result = write_batch(&store, &key, &clock, jobs, &mut entries, &mut waiters).await;
         match result {
             Ok(rows) => {
-                for (row, reply) in rows.iter().zip(replies) {
+                for (row, waiter) in rows.iter().zip(waiters) {
                     let mut hash = [0u8; 32];
                     hash.copy_from_slice(&row.hash);
                     // A waiter that gave up (client gone) needs no answer.
-                    let _ = reply.send(Ok(Committed { seq: row.seq, hash }));
+                    waiter.answer(Ok(Committed { seq: row.seq, hash }));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, entries = replies.len(), "audit batch not committed");
+                tracing::error!(error = %e, entries = waiters.len(), "audit batch not committed");
                 let err = AuditError::Store(e.to_string());
-                for reply in replies {
-                    let _ = reply.send(Err(err.clone()));
+                for waiter in waiters {
+                    waiter.answer(Err(err.clone()));
                 }
             }
         }
     }
+}
+
+/// Who waits for an entry of the batch.
+enum Waiter {
+    Entry(Reply),
+    Change(Finish),
+}
+
+impl Waiter {
+    fn answer(self, r: Result<Committed, AuditError>) {
+        match self {
+            Waiter::Entry(reply) => {
+                let _ = reply.send(r);
+            }
+            Waiter::Change(finish) => finish(r),
+        }
+    }
+}
+
+/// One batch in one transaction: the changes under savepoints, then the entries of every job that
+/// is still standing, chained and inserted. `entries` and `waiters` stay index-aligned; on error
+/// every waiter collected so far is answered by the caller.
+async fn write_batch(
+    store: &Store,
+    key: &hmac::Key,
+    clock: &Clock,
+    jobs: Vec<Job>,
+    entries: &mut Vec<NewEntry>,
+    waiters: &mut Vec<Waiter>,
+) -> Result<Vec<AuditRow>, crate::store::StoreError> {
+    let mut pending = jobs.into_iter();
+    let mut tx = match store.begin().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            // Nothing ran: every job is answered with the error.
+            for job in pending {
+                match job {
+                    Job::Entry(_, reply) => waiters.push(Waiter::Entry(reply)),
+                    Job::Change(_, change) => fail_unrun(change),
+                }
+            }
+            return Err(e);
+        }
+    };
+    let mut failure = None;
+    for job in pending.by_ref() {
+        match job {
+            Job::Entry(entry, reply) => {
+                entries.push(entry);
+                waiters.push(Waiter::Entry(reply));
+            }
+            Job::Change(mut entry, change) => {
+                if let Err(e) = tx.savepoint().await {
+                    fail_unrun(change);
+                    failure = Some(e);
+                    break;
+                }
+                let finish = change(&mut tx).await;
+                let notes = tx.take_notes();
+                if let Err(e) = tx.end_savepoint(finish.is_some()).await {
+                    if let Some(f) = finish {
+                        waiters.push(Waiter::Change(f));
+                    }
+                    failure = Some(e);
+                    break;
+                }
+                if let Some(f) = finish {
+                    entry.detail.extend(notes);
+                    entries.push(entry);
+                    waiters.push(Waiter::Change(f));
+                }
+            }
+        }
+    }
+    if let Some(e) = failure {
+        for job in pending {
+            match job {
+                Job::Entry(_, reply) => waiters.push(Waiter::Entry(reply)),
+                Job::Change(_, change) => fail_unrun(change),
+            }
+        }
+        return Err(e);
+    }
+    let head = tx.audit_head().await?;
+    let rows = chain_batch(key, head, unix_ms(clock), entries);
+    tx.audit_insert(&rows).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
+
+/// A change that never ran because its batch failed first. The closure owns its caller's reply
+/// channel; dropping it closes the channel, which the caller reads as `AuditUnavailable` (503):
+/// nothing was changed and nothing recorded.
+fn fail_unrun(change: Change) {
+    drop(change);
 }
 
 pub(crate) fn unix_ms(clock: &Clock) -> i64 {
@@ -208,7 +368,7 @@ fn chain_batch(key: &hmac::Key, head: ChainHead, ts: i64, entries: &[NewEntry]) 
                 request_id: e.request_id.clone(),
                 http_method: e.http.as_ref().map(|h| h.method.clone()),
                 http_path: e.http.as_ref().map(|h| h.path.clone()),
-                http_status: e.http.as_ref().map(|h| i64::from(h.status)),
+                http_status: e.http.as_ref().and_then(|h| h.status).map(i64::from),
                 // serde_json's Map is ordered by key here, so this text is canonical.
                 detail: Value::Object(e.detail.clone()).to_string(),
                 prev_hash: prev.to_vec(),

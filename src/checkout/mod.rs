@@ -1,21 +1,23 @@
-//! Checkout: a named operator proves presence with TOTP, policy decides, `general` gets a token at
-//! once, `major` waits for approvers (never the requester), and the operator claims the token with
-//! a fresh code. Tokens are stored only as keyed hashes; checkout rows outlive their tokens.
-
-use std::net::IpAddr;
+//! The checkouts service: a named operator proves presence with TOTP, policy decides, `general`
+//! gets a token at once, `major` waits for approvers (never the requester), and the operator
+//! claims the token with a fresh code. It owns every rule of that: which tool for which account
+//! and operator, policy, account state, approvals and self-approval, who may see or end a
+//! checkout. Tokens are stored only as keyed hashes; checkout rows outlive their tokens.
 
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
+use crate::actor::{Actor, Principal};
 use crate::clock::rfc3339_unix;
 use crate::crypto::tokens::{TokenKind, hash_token, well_formed};
 use crate::crypto::{SecretString, new_token};
-use crate::error::{Error, Result};
+use crate::error::{Conflict, Error, Result};
 use crate::identity::clients::Client;
 use crate::identity::users::Person;
 use crate::identity::{AccountId, Role, Roles};
 use crate::policy::{Denial, Level, Subject};
 use crate::store::checkouts::{CheckoutRow, NewCheckout};
+use crate::store::types::{AccountStatus, CheckoutStatus};
 use crate::vault::Vault;
 
 #[derive(Debug, Deserialize)]
@@ -56,8 +58,8 @@ pub struct CheckoutView {
     pub operator: String,
     pub client: String,
     pub purpose: String,
-    pub level: String,
-    pub status: String,
+    pub level: Level,
+    pub status: CheckoutStatus,
     pub requested_at: String,
     pub approvals_needed: i64,
     pub approvals: Vec<ApprovalView>,
@@ -85,12 +87,47 @@ fn denial(d: Denial) -> Error {
 }
 
 /// Status as seen now: a live row past its expiry is `expired` even before the sweeper runs.
-pub fn effective_status(row: &CheckoutRow, now: i64) -> String {
-    if row.status == "active" && row.expires_at.is_some_and(|e| e <= now) {
-        "expired".into()
+pub fn effective_status(row: &CheckoutRow, now: i64) -> CheckoutStatus {
+    if row.status == CheckoutStatus::Active && row.expires_at.is_some_and(|e| e <= now) {
+        CheckoutStatus::Expired
     } else {
-        row.status.clone()
+        row.status
     }
+}
+
+/// What `GET /checkouts` may filter on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub status: Option<String>,
+    pub account: Option<String>,
+}
+
+/// What the checkout's own token may learn about it (`GET /token`).
+#[derive(Debug, Serialize)]
+pub struct TokenView {
+    pub checkout_id: String,
+    pub account: String,
+    pub operator: String,
+    pub client: String,
+    pub expires_at: String,
+    pub allowed_calls: Vec<String>,
+    pub content_sha256: Option<Vec<String>>,
+}
+
+fn comment_text(c: Option<&str>) -> Result<Option<String>> {
+    match c.map(str::trim) {
+        Some(c) if c.chars().count() > 500 => Err(Error::invalid(
+            "comment",
+            "comment must be at most 500 characters",
+        )),
+        Some("") | None => Ok(None),
+        Some(c) => Ok(Some(c.to_owned())),
+    }
+}
+
+fn not_pending(detail: impl Into<String>) -> Error {
+    Error::conflict(Conflict::NotPending, detail)
 }
 
 fn check_digests(d: &Option<Vec<String>>) -> Result<Option<Vec<String>>> {
@@ -121,9 +158,21 @@ fn new_checkout_id() -> Result<String> {
     Ok(format!("co_{}", hex::encode(raw)))
 }
 
+/// The checkouts service; `vault.checkouts()`.
+pub struct Checkouts<'v> {
+    v: &'v Vault,
+}
+
 impl Vault {
-    pub async fn checkout_view(&self, row: &CheckoutRow) -> Result<CheckoutView> {
+    pub fn checkouts(&self) -> Checkouts<'_> {
+        Checkouts { v: self }
+    }
+}
+
+impl Checkouts<'_> {
+    pub async fn view(&self, row: &CheckoutRow) -> Result<CheckoutView> {
         let approvals = self
+            .v
             .store
             .approvals_of(&row.id)
             .await?
@@ -141,8 +190,8 @@ impl Vault {
             operator: row.operator.clone(),
             client: row.client_id.clone(),
             purpose: row.purpose.clone(),
-            level: row.level.clone(),
-            status: effective_status(row, self.clock.unix()),
+            level: row.level,
+            status: effective_status(row, self.v.clock.unix()),
             requested_at: rfc3339_unix(row.requested_at),
             approvals_needed: row.approvals_needed,
             approvals,
@@ -157,32 +206,80 @@ impl Vault {
         })
     }
 
-    pub async fn checkout_row(&self, id: &str) -> Result<CheckoutRow> {
-        self.store
+    async fn row(&self, id: &str) -> Result<CheckoutRow> {
+        self.v
+            .store
             .checkout_get(id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("checkout {id:?}")))
+    }
+
+    /// One checkout, for whoever may look at it: admins, approvers, auditors, its operator, its
+    /// tool, its own token. Anyone else is told it does not exist (ids of other tools' checkouts
+    /// are not confirmed).
+    pub async fn get(&self, actor: &Actor, id: &str) -> Result<CheckoutView> {
+        actor.action("checkout.get", Some(id));
+        let row = self.row(id).await?;
+        let allowed = match &actor.who {
+            Principal::Person(p) => {
+                p.roles.any(&[Role::Admin, Role::Approver, Role::Auditor])
+                    || p.username == row.operator
+            }
+            Principal::Client(c) => c.id == row.client_id,
+            Principal::Token(t) => t.checkout_id == row.id,
+            Principal::System(_) => true,
+            Principal::Anonymous => false,
+        };
+        if !allowed {
+            return Err(Error::NotFound(format!("checkout {id:?}")));
+        }
+        self.view(&row).await
+    }
+
+    pub async fn list(&self, actor: &Actor, q: &ListQuery) -> Result<Vec<CheckoutView>> {
+        actor.action("checkout.list", q.account.as_deref());
+        actor.require(&[Role::Admin, Role::Approver, Role::Auditor])?;
+        let status = match q.status.as_deref() {
+            None => None,
+            Some(s) => Some(CheckoutStatus::parse(s).ok_or_else(|| {
+                let all: Vec<&str> = CheckoutStatus::ALL.iter().map(|c| c.as_str()).collect();
+                Error::invalid(
+                    "status",
+                    format!("status must be one of {}", all.join(", ")),
+                )
+            })?),
+        };
+        let rows = self
+            .v
+            .store
+            .checkouts_list(status, q.account.as_deref(), self.v.clock.unix())
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.view(r).await?);
+        }
+        Ok(out)
     }
 
     /// Policy checks shared by a new checkout and a claim: account usable, tool and person
     /// admitted, source network and hours allowed.
     async fn admit(
         &self,
+        actor: &Actor,
         client: &Client,
         account: &str,
         operator: &str,
-        source: IpAddr,
     ) -> Result<(crate::policy::AccountPolicy, crate::store::users::UserRow)> {
         if !client.may_use(account) {
             return Err(Error::NotPermitted(format!(
                 "this client key is not bound to account {account}"
             )));
         }
-        let acct = self.account_row(account).await?;
-        if acct.status == "frozen" {
+        let acct = self.v.accounts().row(account).await?;
+        if acct.status == AccountStatus::Frozen {
             return Err(Error::AccountFrozen(acct.id));
         }
-        let policies = self.policies();
+        let policies = self.v.policies();
         let policy = policies.for_account(&acct.id).cloned().ok_or_else(|| {
             Error::NotPermitted(format!(
                 "account {} has no access policy; nothing may check it out",
@@ -190,6 +287,7 @@ impl Vault {
             ))
         })?;
         let user = self
+            .v
             .store
             .user_by_name(operator)
             .await?
@@ -206,25 +304,41 @@ impl Vault {
                 client_name: &client.name,
             })
             .map_err(denial)?;
+        let source = actor
+            .source()
+            .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
         policy.source_allowed(source).map_err(denial)?;
-        policy.hours_allowed(self.clock.now()).map_err(denial)?;
+        policy.hours_allowed(self.v.clock.now()).map_err(denial)?;
         Ok((policy, user))
     }
 
-    #[instrument(skip_all, fields(account = %req.account, operator = %req.operator, client = %client.id))]
-    pub async fn request_checkout(
-        &self,
-        client: &Client,
-        req: CheckoutRequest,
-        source: IpAddr,
-    ) -> Result<Outcome> {
+    /// Why an insert or claim on `account` did not take: the account froze in between, or an
+    /// exclusive account is held by someone else.
+    async fn not_taken(&self, account: &str) -> Error {
+        match self.v.accounts().row(account).await {
+            Ok(a) if a.status == AccountStatus::Frozen => Error::AccountFrozen(a.id),
+            _ => Error::conflict(
+                Conflict::AccountCheckedOut,
+                format!(
+                    "account {account} is exclusive and already checked out; wait for check-in or expiry"
+                ),
+            ),
+        }
+    }
+
+    #[instrument(skip_all, fields(account = %req.account, operator = %req.operator))]
+    pub async fn request(&self, actor: &Actor, req: CheckoutRequest) -> Result<Outcome> {
+        actor.action("checkout.create", Some(&req.account));
+        actor.detail("operator", req.operator.clone());
+        actor.detail("level", req.level.clone());
+        let client = actor.client()?;
         let account = AccountId::parse(&req.account)
             .map_err(|_| Error::invalid("account", "account must be an account id"))?;
         let level: Level = req
             .level
             .parse()
             .map_err(|_| Error::invalid("level", "level must be \"general\" or \"major\""))?;
-        let purpose = req.purpose.trim();
+        let purpose = req.purpose.trim().to_owned();
         if purpose.is_empty() || purpose.chars().count() > 500 {
             return Err(Error::invalid(
                 "purpose",
@@ -233,16 +347,16 @@ impl Vault {
         }
         let digests = check_digests(&req.content_sha256)?;
         let (policy, user) = self
-            .admit(client, account.as_str(), &req.operator, source)
+            .admit(actor, client, account.as_str(), &req.operator)
             .await?;
         let rule = *policy.level(level).map_err(denial)?;
         rule.check_content_binding(digests.is_some())
             .map_err(denial)?;
         let ttl = policy.ttl(req.ttl_seconds).map_err(denial)?;
-        self.verify_totp(&user, &req.totp).await?;
+        let proof = self.v.people().check_totp(&user, &req.totp).await?;
 
         let id = new_checkout_id()?;
-        let now = self.clock.unix();
+        let now = self.v.clock.unix();
         let calls = serde_json::to_string(&policy.allowed_calls()).map_err(Error::internal)?;
         let digests_json = digests
             .as_ref()
@@ -256,35 +370,65 @@ impl Vault {
         };
         let hash = token
             .as_ref()
-            .map(|t| hash_token(&self.keys.mac().token, t.expose()));
+            .map(|t| hash_token(&self.v.keys.mac().token, t.expose()));
+        actor.detail("checkout_id", id.clone());
+        let status = if token.is_some() {
+            CheckoutStatus::Active
+        } else {
+            CheckoutStatus::PendingApproval
+        };
+        actor.detail("status", status.as_str());
+        let (cid, aid, op, client_id) = (
+            id.clone(),
+            account.as_str().to_owned(),
+            user.username.clone(),
+            client.id.clone(),
+        );
+        let source = actor.source().map(|s| s.to_string()).unwrap_or_default();
+        let exclusive = policy.exclusive();
+        let approvals = i64::from(rule.approvals);
         let inserted = self
-            .store
-            .checkout_insert(NewCheckout {
-                id: &id,
-                account: account.as_str(),
-                operator: &user.username,
-                client_id: &client.id,
-                purpose,
-                level: level.as_str(),
-                ttl_seconds: ttl.as_secs() as i64,
-                approvals_needed: i64::from(rule.approvals),
-                content_sha256: digests_json.as_deref(),
-                allowed_calls: &calls,
-                source_ip: &source.to_string(),
-                now,
-                token_hash: hash.as_ref().map(|h| h.0.as_slice()),
-                exclusive: policy.exclusive(),
+            .v
+            .change(actor, "checkout.create", account.as_str(), move |tx| {
+                Box::pin(async move {
+                    proof.spend(tx).await?;
+                    let inserted = tx
+                        .checkout_insert(NewCheckout {
+                            id: &cid,
+                            account: &aid,
+                            operator: &op,
+                            client_id: &client_id,
+                            purpose: &purpose,
+                            level,
+                            ttl_seconds: ttl.as_secs() as i64,
+                            approvals_needed: approvals,
+                            content_sha256: digests_json.as_deref(),
+                            allowed_calls: &calls,
+                            source_ip: &source,
+                            now,
+                            token_hash: hash.as_ref().map(|h| h.0.as_slice()),
+                            exclusive,
+                        })
+                        .await?;
+                    if !inserted {
+                        // Refused: the code stays unspent with the rest of this change.
+                        return Err(Error::conflict(Conflict::AccountCheckedOut, String::new()));
+                    }
+                    if status == CheckoutStatus::PendingApproval {
+                        tx.note("notify", "checkout.approval_requested");
+                    }
+                    Ok(())
+                })
             })
-            .await?;
-        if !inserted {
-            return Err(Error::Conflict {
-                code: "account_checked_out",
-                detail: format!(
-                    "account {account} is exclusive and already checked out; wait for check-in or expiry"
-                ),
-            });
+            .await;
+        match inserted {
+            Err(Error::Conflict {
+                code: Conflict::AccountCheckedOut,
+                ..
+            }) => return Err(self.not_taken(account.as_str()).await),
+            other => other?,
         }
-        let checkout = self.checkout_row(&id).await?;
+        let checkout = self.row(&id).await?;
         Ok(match token {
             Some(token) => Outcome::Issued { checkout, token },
             None => {
@@ -295,164 +439,190 @@ impl Vault {
     }
 
     /// The checkout an approver is deciding on: only approvers decide, never on their own request.
-    async fn checkout_for_decision(
+    async fn for_decision<'a>(
         &self,
-        approver: &Person,
+        actor: &'a Actor,
         id: &str,
         verb: &str,
-    ) -> Result<CheckoutRow> {
-        let row = self.checkout_row(id).await?;
-        if !approver.roles.has(Role::Approver) {
-            return Err(Error::NotPermitted(format!(
-                "{verb} needs the approver role"
-            )));
-        }
+    ) -> Result<(&'a Person, CheckoutRow)> {
+        let approver = actor
+            .require(&[Role::Approver])
+            .map_err(|_| Error::NotPermitted(format!("{verb} needs the approver role")))?;
+        let row = self.row(id).await?;
         if row.operator == approver.username {
             return Err(Error::SelfApproval);
         }
-        Ok(row)
+        Ok((approver, row))
     }
 
-    #[instrument(skip_all, fields(checkout = %id, approver = %approver.username))]
-    pub async fn approve_checkout(
+    #[instrument(skip_all, fields(checkout = %id))]
+    pub async fn approve(
         &self,
-        approver: &Person,
+        actor: &Actor,
         id: &str,
         totp: &str,
         comment: Option<&str>,
-    ) -> Result<CheckoutRow> {
-        let row = self
-            .checkout_for_decision(approver, id, "approving")
-            .await?;
-        if row.status != "pending_approval" {
-            return Err(Error::Conflict {
-                code: "not_pending",
-                detail: format!(
-                    "checkout is {}, not pending approval",
-                    effective_status(&row, self.clock.unix())
-                ),
-            });
+    ) -> Result<CheckoutView> {
+        actor.action("checkout.approve", Some(id));
+        let comment = comment_text(comment)?;
+        let (approver, row) = self.for_decision(actor, id, "approving").await?;
+        actor.detail("account", row.account_id.clone());
+        if row.status != CheckoutStatus::PendingApproval {
+            return Err(not_pending(format!(
+                "checkout is {}, not pending approval",
+                effective_status(&row, self.v.clock.unix()).as_str()
+            )));
         }
-        self.verify_user_totp(&approver.username, totp).await?;
-        match self
-            .store
-            .approval_add(id, &approver.username, comment, self.clock.unix())
-            .await
-        {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return Err(Error::Conflict {
-                    code: "not_pending",
-                    detail: "checkout is no longer pending approval".into(),
-                });
+        let proof = self.v.people().step_up(approver, totp).await?;
+        let (cid, who, now) = (
+            id.to_owned(),
+            approver.username.clone(),
+            self.v.clock.unix(),
+        );
+        let made = self
+            .v
+            .change(actor, "checkout.approve", id, move |tx| {
+                Box::pin(async move {
+                    proof.spend(tx).await?;
+                    let status = tx
+                        .approval_add(&cid, &who, comment.as_deref(), now)
+                        .await?
+                        .ok_or_else(|| not_pending("checkout is no longer pending approval"))?;
+                    tx.note("status", status.as_str());
+                    if status == CheckoutStatus::Approved {
+                        tx.note("notify", "checkout.approved");
+                    }
+                    Ok(status)
+                })
+            })
+            .await;
+        let status = match made {
+            Err(Error::Conflict {
+                code: Conflict::AlreadyExists,
+                ..
+            }) => {
+                return Err(Error::conflict(
+                    Conflict::AlreadyExists,
+                    "you already approved this checkout; another approver must sign",
+                ));
             }
-            Err(e) if crate::store::is_unique_violation(&e) => {
-                return Err(Error::Conflict {
-                    code: "already_exists",
-                    detail: "you already approved this checkout; another approver must sign".into(),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
-        let row = self.checkout_row(id).await?;
-        if row.status == "approved" {
+            other => other?,
+        };
+        let row = self.row(id).await?;
+        if status == CheckoutStatus::Approved {
             self.notify("checkout.approved", &row, Some(&approver.username));
         }
-        Ok(row)
+        self.view(&row).await
     }
 
-    #[instrument(skip_all, fields(checkout = %id, approver = %approver.username))]
-    pub async fn deny_checkout(
+    #[instrument(skip_all, fields(checkout = %id))]
+    pub async fn deny(
         &self,
-        approver: &Person,
+        actor: &Actor,
         id: &str,
         totp: &str,
         comment: Option<&str>,
-    ) -> Result<CheckoutRow> {
-        self.checkout_for_decision(approver, id, "denying").await?;
-        self.verify_user_totp(&approver.username, totp).await?;
-        if self
-            .store
-            .checkout_deny(id, &approver.username, comment, self.clock.unix())
-            .await?
-            .is_none()
-        {
-            return Err(Error::Conflict {
-                code: "not_pending",
-                detail: "checkout has already ended".into(),
-            });
-        }
-        let row = self.checkout_row(id).await?;
+    ) -> Result<CheckoutView> {
+        actor.action("checkout.deny", Some(id));
+        let comment = comment_text(comment)?;
+        let (approver, row) = self.for_decision(actor, id, "denying").await?;
+        actor.detail("account", row.account_id.clone());
+        let proof = self.v.people().step_up(approver, totp).await?;
+        let (cid, who, now) = (
+            id.to_owned(),
+            approver.username.clone(),
+            self.v.clock.unix(),
+        );
+        self.v
+            .change(actor, "checkout.deny", id, move |tx| {
+                Box::pin(async move {
+                    proof.spend(tx).await?;
+                    let status = tx
+                        .checkout_deny(&cid, &who, comment.as_deref(), now)
+                        .await?
+                        .ok_or_else(|| not_pending("checkout has already ended"))?;
+                    tx.note("status", status.as_str());
+                    tx.note("notify", "checkout.denied");
+                    Ok(())
+                })
+            })
+            .await?;
+        let row = self.row(id).await?;
         self.notify("checkout.denied", &row, Some(&approver.username));
-        Ok(row)
+        self.view(&row).await
     }
 
-    #[instrument(skip_all, fields(checkout = %id, client = %client.id))]
-    pub async fn claim_checkout(
+    #[instrument(skip_all, fields(checkout = %id))]
+    pub async fn claim(
         &self,
-        client: &Client,
+        actor: &Actor,
         id: &str,
         operator: &str,
         totp: &str,
-        source: IpAddr,
     ) -> Result<(CheckoutRow, SecretString)> {
-        let row = self.checkout_row(id).await?;
+        actor.action("checkout.claim", Some(id));
+        let client = actor.client()?;
+        let row = self.row(id).await?;
         if row.client_id != client.id || row.operator != operator {
             return Err(Error::NotPermitted(
                 "only the requesting tool, for the requesting operator, may claim this checkout"
                     .into(),
             ));
         }
-        if row.status != "approved" {
-            return Err(Error::Conflict {
-                code: "not_pending",
-                detail: format!(
-                    "checkout is {}; only an approved checkout can be claimed, once",
-                    effective_status(&row, self.clock.unix())
-                ),
-            });
+        actor.detail("account", row.account_id.clone());
+        if row.status != CheckoutStatus::Approved {
+            return Err(not_pending(format!(
+                "checkout is {}; only an approved checkout can be claimed, once",
+                effective_status(&row, self.v.clock.unix()).as_str()
+            )));
         }
-        let (policy, user) = self
-            .admit(client, &row.account_id, operator, source)
-            .await?;
-        self.verify_totp(&user, totp).await?;
+        let (policy, user) = self.admit(actor, client, &row.account_id, operator).await?;
+        let proof = self.v.people().check_totp(&user, totp).await?;
         let token = new_token(TokenKind::Publishing)?;
-        let hash = hash_token(&self.keys.mac().token, token.expose());
-        if !self
-            .store
-            .checkout_claim(id, &hash.0, self.clock.unix(), policy.exclusive())
-            .await?
-        {
-            let now = self.checkout_row(id).await?;
-            if now.status == "approved" {
-                return Err(Error::Conflict {
-                    code: "account_checked_out",
-                    detail: format!(
-                        "account {} is exclusive and already checked out",
-                        now.account_id
-                    ),
-                });
+        let hash = hash_token(&self.v.keys.mac().token, token.expose());
+        let (cid, now, exclusive) = (id.to_owned(), self.v.clock.unix(), policy.exclusive());
+        let made = self
+            .v
+            .change(actor, "checkout.claim", id, move |tx| {
+                Box::pin(async move {
+                    proof.spend(tx).await?;
+                    if !tx.checkout_claim(&cid, &hash.0, now, exclusive).await? {
+                        return Err(Error::conflict(Conflict::AccountCheckedOut, String::new()));
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        match made {
+            Err(Error::Conflict {
+                code: Conflict::AccountCheckedOut,
+                ..
+            }) => {
+                let now = self.row(id).await?;
+                if now.status == CheckoutStatus::Approved {
+                    return Err(self.not_taken(&now.account_id).await);
+                }
+                return Err(not_pending("checkout was already claimed or ended"));
             }
-            return Err(Error::Conflict {
-                code: "not_pending",
-                detail: "checkout was already claimed or ended".into(),
-            });
+            other => other?,
         }
-        Ok((self.checkout_row(id).await?, token))
+        Ok((self.row(id).await?, token))
     }
 
-    /// Resolves a publishing token to its live grant; anything else is `Unauthenticated`.
-    pub async fn token_grant(&self, token: &str) -> Result<TokenGrant> {
+    /// Resolves a publishing token to its live grant; anything else is `Unauthenticated`. A token
+    /// also dies with its tool's key and its operator's account.
+    pub async fn authenticate(&self, token: &str) -> Result<TokenGrant> {
         if !well_formed(TokenKind::Publishing, token) {
             return Err(Error::Unauthenticated);
         }
-        let hash = hash_token(&self.keys.mac().token, token);
+        let hash = hash_token(&self.v.keys.mac().token, token);
         let row = self
+            .v
             .store
             .checkout_by_token(&hash.0)
             .await?
             .ok_or(Error::Unauthenticated)?;
-        if effective_status(&row, self.clock.unix()) != "active" {
+        if effective_status(&row, self.v.clock.unix()) != CheckoutStatus::Active {
             return Err(Error::Unauthenticated);
         }
         Ok(TokenGrant {
@@ -469,25 +639,73 @@ impl Vault {
         })
     }
 
-    pub async fn checkin(&self, checkout: &str) -> Result<()> {
-        if !self
-            .store
-            .checkout_checkin(checkout, self.clock.unix())
-            .await?
-        {
-            return Err(Error::Conflict {
-                code: "not_active",
-                detail: "checkout has no live token".into(),
-            });
-        }
-        Ok(())
+    /// What a token may learn about itself.
+    pub fn introspect(&self, actor: &Actor) -> Result<TokenView> {
+        let g = actor.token()?;
+        actor.action("token.introspect", Some(&g.account));
+        Ok(TokenView {
+            checkout_id: g.checkout_id.clone(),
+            account: g.account.clone(),
+            operator: g.operator.clone(),
+            client: g.client_id.clone(),
+            expires_at: rfc3339_unix(g.expires_at),
+            allowed_calls: g.allowed_calls.clone(),
+            content_sha256: g.content_sha256.clone(),
+        })
     }
 
-    /// Marks expired tokens and tells the channels; run on a schedule.
-    pub async fn sweep_expired(&self) -> Result<usize> {
-        let ended = self.store.checkouts_expire(self.clock.unix()).await?;
+    /// Ends a live token: by the token itself or by the tool that holds it.
+    pub async fn checkin(&self, actor: &Actor, id: &str) -> Result<()> {
+        actor.action("checkout.checkin", Some(id));
+        let row = self.row(id).await?;
+        let allowed = match &actor.who {
+            Principal::Client(c) => c.id == row.client_id,
+            Principal::Token(t) => t.checkout_id == row.id,
+            _ => false,
+        };
+        if !allowed {
+            return Err(Error::NotPermitted(
+                "only the checkout's token or its client key can check it in".into(),
+            ));
+        }
+        actor.detail("account", row.account_id.clone());
+        let (cid, now) = (id.to_owned(), self.v.clock.unix());
+        self.v
+            .change(actor, "checkout.checkin", id, move |tx| {
+                Box::pin(async move {
+                    if !tx.checkout_checkin(&cid, now).await? {
+                        return Err(Error::conflict(
+                            Conflict::NotActive,
+                            "checkout has no live token",
+                        ));
+                    }
+                    Ok(())
+                })
+            })
+            .await
+    }
+
+    /// Marks expired tokens, with one audit entry per checkout in the same transaction, and tells
+    /// the channels; run on a schedule by the system.
+    pub async fn sweep_expired(&self, actor: &Actor) -> Result<usize> {
+        let now = self.v.clock.unix();
+        // A quiet sweep writes nothing: only an expiry is an event.
+        if self.v.store.checkouts_due(now).await? == 0 {
+            return Ok(0);
+        }
+        let ended = self
+            .v
+            .change(actor, "checkout.expire", "checkouts", move |tx| {
+                Box::pin(async move {
+                    let ended = tx.checkouts_expire(now).await?;
+                    let ids: Vec<&str> = ended.iter().map(|(id, _, _)| id.as_str()).collect();
+                    tx.note("expired", ids);
+                    Ok(ended)
+                })
+            })
+            .await?;
         for (id, _, _) in &ended {
-            if let Ok(Some(row)) = self.store.checkout_get(id).await {
+            if let Ok(Some(row)) = self.v.store.checkout_get(id).await {
                 self.notify("checkout.expired", &row, None);
             }
         }
@@ -495,12 +713,12 @@ impl Vault {
     }
 
     fn notify(&self, event: &str, row: &CheckoutRow, by: Option<&str>) {
-        self.notifier.send(crate::notify::Notice {
+        self.v.notifier.send(crate::notify::Notice {
             event: event.to_owned(),
             account: row.account_id.clone(),
             summary: format!(
                 "{event}: {} checkout {} of {} by {} ({}){}",
-                row.level,
+                row.level.as_str(),
                 row.id,
                 row.account_id,
                 row.operator,

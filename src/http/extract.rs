@@ -9,11 +9,10 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use super::AppState;
-use super::context::{ActorKind, RequestCtx};
+use super::context::RequestCtx;
 use super::problem;
+use crate::actor::{Actor, Principal};
 use crate::error::Error;
-use crate::identity::Role;
-use crate::identity::users::Person;
 
 /// A JSON body; unknown fields and wrong types are refused by the target type.
 pub struct ApiJson<T>(pub T);
@@ -171,8 +170,12 @@ pub fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// A person with a live session.
-pub struct Session(pub Person);
+fn request_ctx(parts: &Parts) -> Option<RequestCtx> {
+    parts.extensions.get::<RequestCtx>().cloned()
+}
+
+/// A person with a live session, as the acting [`Actor`].
+pub struct Session(pub Actor);
 
 impl FromRequestParts<AppState> for Session {
     type Rejection = Rejection;
@@ -185,31 +188,16 @@ impl FromRequestParts<AppState> for Session {
         if !token.starts_with("mvs_") {
             return Err(Error::Unauthenticated.into());
         }
-        let person = state.vault.session_person(&token).await?;
-        if let Some(ctx) = parts.extensions.get::<RequestCtx>() {
-            ctx.actor(ActorKind::User, &person.username);
-        }
-        Ok(Session(person))
+        let person = state.vault.sessions().authenticate(&token).await?;
+        Ok(Session(Actor::new(
+            Principal::Person(person),
+            request_ctx(parts),
+        )))
     }
 }
 
-impl Session {
-    /// Deny unless the person holds one of `roles`.
-    pub fn require(&self, roles: &[Role]) -> Result<&Person, Error> {
-        if self.0.roles.any(roles) {
-            Ok(&self.0)
-        } else {
-            let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-            Err(Error::NotPermitted(format!(
-                "this needs the role {}",
-                names.join(" or ")
-            )))
-        }
-    }
-}
-
-/// A publishing tool, by its client key.
-pub struct ClientAuth(pub crate::identity::clients::Client);
+/// A publishing tool, by its client key, as the acting [`Actor`].
+pub struct ClientAuth(pub Actor);
 
 impl FromRequestParts<AppState> for ClientAuth {
     type Rejection = Rejection;
@@ -219,16 +207,16 @@ impl FromRequestParts<AppState> for ClientAuth {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let key = bearer(&parts.headers).ok_or(Error::Unauthenticated)?;
-        let client = state.vault.client_by_key(&key).await?;
-        if let Some(ctx) = parts.extensions.get::<RequestCtx>() {
-            ctx.actor(ActorKind::Client, &client.id);
-        }
-        Ok(ClientAuth(client))
+        let client = state.vault.clients().authenticate(&key).await?;
+        Ok(ClientAuth(Actor::new(
+            Principal::Client(client),
+            request_ctx(parts),
+        )))
     }
 }
 
-/// A live publishing token.
-pub struct TokenAuth(pub crate::checkout::TokenGrant);
+/// A live publishing token, as the acting [`Actor`].
+pub struct TokenAuth(pub Actor);
 
 impl FromRequestParts<AppState> for TokenAuth {
     type Rejection = Rejection;
@@ -238,22 +226,20 @@ impl FromRequestParts<AppState> for TokenAuth {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers).ok_or(Error::Unauthenticated)?;
-        let grant = state.vault.token_grant(&token).await?;
+        let grant = state.vault.checkouts().authenticate(&token).await?;
         if let Some(ctx) = parts.extensions.get::<RequestCtx>() {
-            ctx.actor(ActorKind::Token, &grant.checkout_id);
             ctx.detail("operator", grant.operator.clone());
             ctx.detail("client", grant.client_id.clone());
         }
-        Ok(TokenAuth(grant))
+        Ok(TokenAuth(Actor::new(
+            Principal::Token(grant),
+            request_ctx(parts),
+        )))
     }
 }
 
-/// Whoever may look at a checkout: a person, a tool, or the checkout's own token.
-pub enum Caller {
-    Person(Person),
-    Client(crate::identity::clients::Client),
-    Token(crate::checkout::TokenGrant),
-}
+/// Whoever presents a credential: a person, a tool, or a publishing token.
+pub struct Caller(pub Actor);
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = Rejection;
@@ -264,17 +250,27 @@ impl FromRequestParts<AppState> for Caller {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers).ok_or(Error::Unauthenticated)?;
         if token.starts_with("mvs_") {
-            return Ok(Caller::Person(
-                Session::from_request_parts(parts, state).await?.0,
-            ));
+            return Ok(Caller(Session::from_request_parts(parts, state).await?.0));
         }
         if token.starts_with("mvc_") {
-            return Ok(Caller::Client(
+            return Ok(Caller(
                 ClientAuth::from_request_parts(parts, state).await?.0,
             ));
         }
-        Ok(Caller::Token(
-            TokenAuth::from_request_parts(parts, state).await?.0,
-        ))
+        Ok(Caller(TokenAuth::from_request_parts(parts, state).await?.0))
+    }
+}
+
+/// Nobody yet: the actor of a login.
+pub struct Anonymous(pub Actor);
+
+impl<S: Send + Sync> FromRequestParts<S> for Anonymous {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Anonymous(Actor::new(
+            Principal::Anonymous,
+            request_ctx(parts),
+        )))
     }
 }

@@ -20,6 +20,7 @@ use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::error::Error;
 use crate::vault::Vault;
 use context::{RequestCtx, with_request_id};
 
@@ -78,35 +79,52 @@ async fn method_not_allowed() -> Response {
 /// Outermost middleware: gives the request its id and context, runs it, records it in the audit
 /// log, and stamps the id on the response. The response leaves only after its audit entry is
 /// durably committed; if that fails, a 503 replaces it and nothing the handler produced is
-/// released (fail closed).
+/// released (fail closed). A change committed with its own entry (see `Vault::change`) needs no
+/// second one when it succeeds; anything else (reads, refusals, errors) gets this entry.
+///
+/// The request runs on its own task: a client that hangs up drops only the wait for the answer,
+/// never the work between an effect and its record.
 async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
-    let ctx = RequestCtx::new(context::new_request_id(), peer);
+    let ctx = RequestCtx::new(context::new_request_id(), peer)
+        .with_http(req.method().as_str(), req.uri().path());
     req.extensions_mut().insert(ctx.clone());
     let id = ctx.request_id.clone();
-    let method = req.method().to_string();
-    let path = req.uri().path().to_owned();
-    // Probes poll constantly and touch nothing; auditing them would drown the log.
-    let exempt = path == "/healthz" || path == "/readyz";
-    let mut resp = with_request_id(id.clone(), next.run(req)).await;
-    if !exempt {
-        let code = resp.extensions().get::<problem::ErrorCode>().map(|c| c.0);
-        let entry = crate::audit::request_entry(&ctx, &method, &path, resp.status().as_u16(), code);
-        if let Err(e) = state.vault.audit.record(entry).await {
-            tracing::error!(request_id = %id, error = %e, "audit entry not written; request refused");
-            resp = with_request_id(id.clone(), async {
+    let work = tokio::spawn(with_request_id(id.clone(), async move {
+        let method = req.method().to_string();
+        let path = req.uri().path().to_owned();
+        // Probes poll constantly and touch nothing; auditing them would drown the log.
+        let exempt = path == "/healthz" || path == "/readyz";
+        let mut resp = next.run(req).await;
+        let recorded = ctx.note().recorded && resp.status().is_success();
+        if !exempt && !recorded {
+            let code = resp.extensions().get::<problem::ErrorCode>().map(|c| c.0);
+            let entry =
+                crate::audit::request_entry(&ctx, &method, &path, resp.status().as_u16(), code);
+            if let Err(e) = state.vault.audit.record(entry).await {
+                tracing::error!(request_id = %ctx.request_id, error = %e, "audit entry not written; request refused");
+                resp = Error::AuditUnavailable.into_response();
+            }
+        }
+        resp
+    }));
+    let mut resp = match work.await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(request_id = %id, error = %e, "request task failed");
+            with_request_id(id.clone(), async {
                 problem::plain(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "audit_unavailable",
-                    "the audit log cannot be written; the request was not completed",
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "an internal error occurred",
                 )
             })
-            .await;
+            .await
         }
-    }
+    };
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }

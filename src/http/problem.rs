@@ -35,12 +35,13 @@ pub fn code_of(e: &Error) -> &'static str {
         Error::SelfApproval => "self_approval",
         Error::ContentNotApproved => "content_not_approved",
         Error::NotFound(_) => "not_found",
-        Error::Conflict { code, .. } => code,
+        Error::Conflict { code, .. } => code.as_str(),
         Error::UserLocked { .. } => "user_locked",
         Error::AccountFrozen(_) => "account_frozen",
         Error::RateLimited { .. } => "rate_limited",
         Error::Platform { .. } => "platform_error",
         Error::Unavailable(_) => "unavailable",
+        Error::AuditUnavailable => "audit_unavailable",
         Error::Internal(_) => "internal",
     }
 }
@@ -57,7 +58,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::UserLocked { .. } | Error::AccountFrozen(_) => StatusCode::LOCKED,
         Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Platform { .. } => StatusCode::BAD_GATEWAY,
-        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Unavailable(_) | Error::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

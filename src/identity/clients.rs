@@ -1,12 +1,16 @@
-//! Publishing tools: a client key (`mvc_`) bound to the accounts the tool may use, shown once,
-//! stored as a keyed hash, revocable at once.
+//! The clients service: publishing tools, each with a client key (`mvc_`) bound to the accounts
+//! the tool may use, shown once, stored as a keyed hash, revocable at once (and with it every
+//! checkout the tool holds).
 
 use serde::Serialize;
 
 use super::AccountId;
+use crate::actor::Actor;
 use crate::crypto::tokens::{TokenKind, hash_token, well_formed};
 use crate::crypto::{SecretString, new_token};
+use crate::error::Conflict;
 use crate::error::{Error, Result};
+use crate::identity::Role;
 use crate::store::clients::ClientRow;
 use crate::vault::Vault;
 
@@ -50,14 +54,27 @@ impl From<&ClientRow> for ClientView {
     }
 }
 
+/// The clients service; `vault.clients()`.
+pub struct Clients<'v> {
+    v: &'v Vault,
+}
+
 impl Vault {
-    pub async fn create_client(
+    pub fn clients(&self) -> Clients<'_> {
+        Clients { v: self }
+    }
+}
+
+impl Clients<'_> {
+    pub async fn create(
         &self,
-        actor: &str,
+        actor: &Actor,
         name: &str,
         accounts: &[String],
     ) -> Result<(ClientView, SecretString)> {
-        let name = name.trim();
+        actor.action("client.create", Some(name));
+        let me = actor.require(&[Role::Admin])?;
+        let name = name.trim().to_owned();
         if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
             return Err(Error::invalid(
                 "name",
@@ -74,7 +91,7 @@ impl Vault {
         for a in accounts {
             let id = AccountId::parse(a)
                 .map_err(|_| Error::invalid("accounts", format!("{a:?} is not an account id")))?;
-            if self.store.account_get(id.as_str()).await?.is_none() {
+            if self.v.store.account_get(id.as_str()).await?.is_none() {
                 return Err(Error::invalid(
                     "accounts",
                     format!("account {id} does not exist"),
@@ -88,22 +105,36 @@ impl Vault {
         crate::crypto::random_bytes(&mut raw)?;
         let id = format!("cl_{}", hex::encode(raw));
         let key = new_token(TokenKind::Client)?;
-        let hash = hash_token(&self.keys.mac().token, key.expose());
+        let hash = hash_token(&self.v.keys.mac().token, key.expose());
         let json = serde_json::to_string(&ids).map_err(Error::internal)?;
-        match self
-            .store
-            .client_insert(&id, name, &hash.0, &json, actor, self.clock.unix())
-            .await
-        {
-            Err(e) if crate::store::is_unique_violation(&e) => {
-                return Err(Error::Conflict {
-                    code: "already_exists",
-                    detail: format!("a client named {name:?} already exists"),
-                });
+        actor.detail("client_id", id.clone());
+        actor.detail("accounts", ids.clone());
+        let now = self.v.clock.unix();
+        let (cid, cname, by) = (id.clone(), name.clone(), me.username.clone());
+        let made = self
+            .v
+            .change(actor, "client.create", &name, move |tx| {
+                Box::pin(async move {
+                    tx.client_insert(&cid, &cname, &hash.0, &json, &by, now)
+                        .await?;
+                    Ok(())
+                })
+            })
+            .await;
+        match made {
+            Err(Error::Conflict {
+                code: Conflict::AlreadyExists,
+                ..
+            }) => {
+                return Err(Error::conflict(
+                    Conflict::AlreadyExists,
+                    format!("a client named {name:?} already exists"),
+                ));
             }
             r => r?,
         }
         let row = self
+            .v
             .store
             .client_get(&id)
             .await?
@@ -111,20 +142,50 @@ impl Vault {
         Ok((ClientView::from(&row), key))
     }
 
-    pub async fn revoke_client(&self, id: &str) -> Result<()> {
-        if !self.store.client_revoke(id, self.clock.unix()).await? {
-            return Err(Error::NotFound(format!("live client {id:?}")));
-        }
-        Ok(())
+    pub async fn list(&self, actor: &Actor) -> Result<Vec<ClientView>> {
+        actor.action("client.list", None);
+        actor.require(&[Role::Admin, Role::Auditor])?;
+        Ok(self
+            .v
+            .store
+            .clients_list()
+            .await?
+            .iter()
+            .map(ClientView::from)
+            .collect())
+    }
+
+    /// Revokes a client key and, in the same transaction, every checkout the tool holds or waits
+    /// for: a token never outlives the tool it was issued to.
+    pub async fn revoke(&self, actor: &Actor, id: &str) -> Result<()> {
+        actor.action("client.revoke", Some(id));
+        actor.require(&[Role::Admin])?;
+        let now = self.v.clock.unix();
+        let cid = id.to_owned();
+        self.v
+            .change(actor, "client.revoke", id, move |tx| {
+                Box::pin(async move {
+                    if !tx.client_revoke(&cid, now).await? {
+                        return Err(Error::NotFound(format!("live client {cid:?}")));
+                    }
+                    let n = tx
+                        .revoke_checkouts_of(Some(&cid), None, "client revoked", now)
+                        .await?;
+                    tx.note("checkouts_revoked", n);
+                    Ok(())
+                })
+            })
+            .await
     }
 
     /// The live client behind a key, or `Unauthenticated`.
-    pub async fn client_by_key(&self, key: &str) -> Result<Client> {
+    pub async fn authenticate(&self, key: &str) -> Result<Client> {
         if !well_formed(TokenKind::Client, key) {
             return Err(Error::Unauthenticated);
         }
-        let hash = hash_token(&self.keys.mac().token, key);
+        let hash = hash_token(&self.v.keys.mac().token, key);
         let row = self
+            .v
             .store
             .client_by_key_hash(&hash.0)
             .await?

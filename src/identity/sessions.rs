@@ -1,8 +1,9 @@
 //! Sessions for people: `mvs_` tokens stored only as keyed hashes, with an idle timeout and a
-//! maximum lifetime.
+//! maximum lifetime. Part of the people service; `vault.sessions()`.
 
 use super::Roles;
-use super::users::Person;
+use super::users::{Person, TotpProof};
+use crate::actor::Actor;
 use crate::crypto::tokens::{TokenKind, hash_token, well_formed};
 use crate::crypto::{SecretString, new_token};
 use crate::error::{Error, Result};
@@ -17,35 +18,61 @@ pub struct NewSession {
 /// timeout costs nothing.
 const TOUCH_EVERY_SECONDS: i64 = 60;
 
+pub struct Sessions<'v> {
+    v: &'v Vault,
+}
+
 impl Vault {
-    pub async fn create_session(&self, person: &Person) -> Result<NewSession> {
+    pub fn sessions(&self) -> Sessions<'_> {
+        Sessions { v: self }
+    }
+}
+
+impl Sessions<'_> {
+    /// A new session for a person who just proved presence; the TOTP step is spent and the session
+    /// stored in the transaction of the login's audit entry.
+    pub(crate) async fn create(
+        &self,
+        actor: &Actor,
+        person: &Person,
+        proof: TotpProof,
+    ) -> Result<NewSession> {
         let token = new_token(TokenKind::Session)?;
-        let now = self.clock.unix();
-        let expires_at = now + i64::from(self.config.session.max_lifetime_hours) * 3600;
-        let hash = hash_token(&self.keys.mac().token, token.expose());
-        self.store
-            .session_insert(&hash.0, person.id, now, expires_at)
+        let now = self.v.clock.unix();
+        let expires_at = now + i64::from(self.v.config.session.max_lifetime_hours) * 3600;
+        let hash = hash_token(&self.v.keys.mac().token, token.expose());
+        let user_id = person.id;
+        self.v
+            .change(actor, "auth.login", &person.username, move |tx| {
+                Box::pin(async move {
+                    proof.spend(tx).await?;
+                    tx.session_insert(&hash.0, user_id, now, expires_at).await?;
+                    Ok(())
+                })
+            })
             .await?;
         Ok(NewSession { token, expires_at })
     }
 
     /// The person behind a session token, or `Unauthenticated` for anything else.
-    pub async fn session_person(&self, token: &str) -> Result<Person> {
+    pub async fn authenticate(&self, token: &str) -> Result<Person> {
         if !well_formed(TokenKind::Session, token) {
             return Err(Error::Unauthenticated);
         }
-        let hash = hash_token(&self.keys.mac().token, token);
+        let hash = hash_token(&self.v.keys.mac().token, token);
         let s = self
+            .v
             .store
             .session_get(&hash.0)
             .await?
             .ok_or(Error::Unauthenticated)?;
-        let now = self.clock.unix();
-        let idle = i64::from(self.config.session.idle_timeout_minutes) * 60;
+        let now = self.v.clock.unix();
+        let idle = i64::from(self.v.config.session.idle_timeout_minutes) * 60;
         if s.expires_at <= now || s.last_seen + idle <= now {
             return Err(Error::Unauthenticated);
         }
         let user = self
+            .v
             .store
             .user_by_id(s.user_id)
             .await?
@@ -54,7 +81,7 @@ impl Vault {
             return Err(Error::Unauthenticated);
         }
         if now - s.last_seen >= TOUCH_EVERY_SECONDS {
-            self.store.session_touch(&hash.0, now).await?;
+            self.v.store.session_touch(&hash.0, now).await?;
         }
         Ok(Person {
             id: user.id,
@@ -63,9 +90,18 @@ impl Vault {
         })
     }
 
-    pub async fn end_session(&self, token: &str) -> Result<()> {
-        let hash = hash_token(&self.keys.mac().token, token);
-        self.store.session_revoke(&hash.0).await?;
-        Ok(())
+    /// Ends the acting person's session, committed with its audit entry.
+    pub async fn end(&self, actor: &Actor, token: &str) -> Result<()> {
+        actor.action("auth.logout", None);
+        let person = self.authenticate(token).await?;
+        let hash = hash_token(&self.v.keys.mac().token, token);
+        self.v
+            .change(actor, "auth.logout", &person.username, move |tx| {
+                Box::pin(async move {
+                    tx.session_revoke(&hash.0).await?;
+                    Ok(())
+                })
+            })
+            .await
     }
 }

@@ -1,12 +1,18 @@
-//! User accounts: creation with a TOTP enrolment shown once, listing, disabling, and the checks
-//! that prove a person is present (password + TOTP at login, TOTP alone for step-up).
+//! The people service: user accounts (creation with a TOTP enrolment shown once, listing,
+//! disabling), login, and the checks that prove a person is present (password + TOTP at login,
+//! TOTP alone for step-up). It owns who may manage people and what a lockout means.
 
 use serde::Serialize;
 use tracing::instrument;
 
+use super::sessions::NewSession;
 use super::{Roles, Username, passwords, totp};
+use crate::actor::{Actor, Principal};
 use crate::crypto::{Aad, SecretBytes, SecretString};
+use crate::error::{Conflict, TotpRefusal};
 use crate::error::{Error, Result};
+use crate::identity::Role;
+use crate::store::Tx;
 use crate::store::users::{NewUser, UserRow};
 use crate::vault::Vault;
 
@@ -72,12 +78,54 @@ impl UserRow {
     }
 }
 
+/// The people service; `vault.people()`.
+pub struct People<'v> {
+    pub(crate) v: &'v Vault,
+}
+
+/// A TOTP code that checked out against a user's seed at one time step. It is spent inside the
+/// transaction of the change it authorises, so a change that is not made leaves the code unused
+/// and no code authorises two changes.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a proof is spent with `spend` inside the change's transaction"]
+pub struct TotpProof {
+    user_id: i64,
+    step: i64,
+    now: i64,
+}
+
+impl TotpProof {
+    /// Accepts the step, atomically: only if newer than the last accepted one and only while the
+    /// user is not locked, so neither a replay nor a code racing a lockout gets through.
+    pub async fn spend(self, tx: &mut Tx) -> Result<()> {
+        if tx
+            .user_accept_totp_step(self.user_id, self.step, self.now)
+            .await?
+        {
+            return Ok(());
+        }
+        Err(Error::TotpInvalid(TotpRefusal::Replayed))
+    }
+}
+
 impl Vault {
+    pub fn people(&self) -> People<'_> {
+        People { v: self }
+    }
+}
+
+impl People<'_> {
+    /// Creates a user and returns the TOTP enrolment, shown once. An admin does this; so does the
+    /// vault itself (`init`, the demo).
     #[instrument(skip_all, fields(username = %input.username))]
-    pub async fn create_user(&self, input: NewUserInput) -> Result<Enrolment> {
+    pub async fn create(&self, actor: &Actor, input: NewUserInput) -> Result<Enrolment> {
+        actor.action("user.create", Some(&input.username));
+        if !matches!(actor.who, Principal::System(_)) {
+            actor.require(&[Role::Admin])?;
+        }
         let username = Username::parse(&input.username)?;
         let roles = Roles::parse(&input.roles)?;
-        let display = input.display_name.trim();
+        let display = input.display_name.trim().to_owned();
         if display.is_empty() || display.chars().count() > 64 {
             return Err(Error::invalid(
                 "display_name",
@@ -85,39 +133,57 @@ impl Vault {
             ));
         }
         passwords::check_policy(&input.password)?;
-        if self.store.user_by_name(username.as_str()).await?.is_some() {
-            return Err(Error::Conflict {
-                code: "already_exists",
-                detail: format!("user {username} already exists"),
-            });
+        let exists = || {
+            Error::conflict(
+                Conflict::AlreadyExists,
+                format!("user {username} already exists"),
+            )
+        };
+        if self
+            .v
+            .store
+            .user_by_name(username.as_str())
+            .await?
+            .is_some()
+        {
+            return Err(exists());
         }
-        let hash = self.passwords.hash(input.password).await?;
+        let hash = self.v.passwords.hash(input.password).await?;
         let seed = totp::new_seed()?;
         let sealed = self
+            .v
             .keys
             .seal(&seed_aad(username.as_str()), seed.expose())?;
         let stored_roles = roles.to_stored();
+        let now = self.v.clock.unix();
+        actor.detail("roles", roles.names());
+        let name = username.as_str().to_owned();
         let inserted = self
-            .store
-            .user_insert(NewUser {
-                username: username.as_str(),
-                display_name: display,
-                roles: &stored_roles,
-                password_hash: &hash,
-                totp_seed: &sealed,
-                now: self.clock.unix(),
+            .v
+            .change(actor, "user.create", username.as_str(), move |tx| {
+                Box::pin(async move {
+                    tx.user_insert(NewUser {
+                        username: &name,
+                        display_name: &display,
+                        roles: &stored_roles,
+                        password_hash: &hash,
+                        totp_seed: &sealed,
+                        now,
+                    })
+                    .await
+                    .map_err(Error::from)
+                })
             })
             .await;
         match inserted {
-            Err(e) if crate::store::is_unique_violation(&e) => {
-                return Err(Error::Conflict {
-                    code: "already_exists",
-                    detail: format!("user {username} already exists"),
-                });
-            }
+            Err(Error::Conflict {
+                code: Conflict::AlreadyExists,
+                ..
+            }) => return Err(exists()),
             other => other?,
         };
         let row = self
+            .v
             .store
             .user_by_name(username.as_str())
             .await?
@@ -131,36 +197,95 @@ impl Vault {
         })
     }
 
-    pub async fn user(&self, username: &str) -> Result<UserRow> {
+    pub async fn list(&self, actor: &Actor) -> Result<Vec<UserView>> {
+        actor.action("user.list", None);
+        actor.require(&[Role::Admin])?;
+        Ok(self
+            .v
+            .store
+            .users_list()
+            .await?
+            .iter()
+            .map(UserRow::view)
+            .collect())
+    }
+
+    pub async fn get(&self, actor: &Actor, username: &str) -> Result<UserView> {
+        actor.action("user.get", Some(username));
+        actor.require(&[Role::Admin])?;
+        Ok(self.row(username).await?.view())
+    }
+
+    pub(crate) async fn row(&self, username: &str) -> Result<UserRow> {
         let name =
             Username::parse(username).map_err(|_| Error::NotFound(format!("user {username:?}")))?;
-        self.store
+        self.v
+            .store
             .user_by_name(name.as_str())
             .await?
             .ok_or_else(|| Error::NotFound(format!("user {name}")))
     }
 
-    pub async fn disable_user(&self, username: &str) -> Result<UserView> {
-        let row = self.user(username).await?;
-        self.store.user_set_disabled(row.id).await?;
-        Ok(self.user(username).await?.view())
+    /// Disables a user: their sessions end and every checkout they hold or wait for is revoked,
+    /// in the same transaction.
+    pub async fn disable(&self, actor: &Actor, username: &str) -> Result<UserView> {
+        actor.action("user.disable", Some(username));
+        let me = actor.require(&[Role::Admin])?;
+        if me.username == username {
+            return Err(Error::NotPermitted(
+                "an admin cannot disable their own account".into(),
+            ));
+        }
+        let row = self.row(username).await?;
+        let now = self.v.clock.unix();
+        let name = row.username.clone();
+        self.v
+            .change(actor, "user.disable", &row.username, move |tx| {
+                Box::pin(async move {
+                    tx.user_set_disabled(row.id).await?;
+                    let n = tx
+                        .revoke_checkouts_of(None, Some(&name), "operator disabled", now)
+                        .await?;
+                    tx.note("checkouts_revoked", n);
+                    Ok(())
+                })
+            })
+            .await?;
+        Ok(self.row(username).await?.view())
     }
 
     /// The decrypted TOTP seed of a user; stays inside the vault.
-    pub(crate) fn user_seed(&self, row: &UserRow) -> Result<SecretBytes> {
-        Ok(self.keys.open(&seed_aad(&row.username), &row.totp_seed)?)
+    pub(crate) fn seed(&self, row: &UserRow) -> Result<SecretBytes> {
+        Ok(self.v.keys.open(&seed_aad(&row.username), &row.totp_seed)?)
     }
 
     fn locked(&self, row: &UserRow) -> Option<String> {
         row.locked_until
-            .filter(|&t| t > self.clock.unix())
+            .filter(|&t| t > self.v.clock.unix())
             .map(crate::clock::rfc3339_unix)
     }
 
-    /// Proves presence with a TOTP code: refuses a locked or disabled user, a wrong code (counted
-    /// toward the lockout) and a code whose step was already used (also after a restart).
+    /// Counts a failure toward the lockout; returns the lock end if this failure locked the user.
+    async fn count_failure(&self, row: &UserRow) -> Result<Option<i64>> {
+        let now = self.v.clock.unix();
+        let lock_until = now + i64::from(self.v.config.lockout.minutes) * 60;
+        let max = i64::from(self.v.config.lockout.max_failures);
+        let locked = self
+            .v
+            .store
+            .user_record_failure(row.id, max, lock_until)
+            .await?;
+        if locked.is_some() {
+            tracing::warn!(user = %row.username, "user locked after repeated failures");
+        }
+        Ok(locked)
+    }
+
+    /// Checks a TOTP code of a person: refuses a locked or disabled user, a wrong code (counted
+    /// toward the lockout) and a code whose step was already used (also after a restart). The
+    /// proof is spent in the transaction of the change it authorises.
     #[instrument(skip_all, fields(user = %row.username))]
-    pub async fn verify_totp(&self, row: &UserRow, code: &str) -> Result<()> {
+    pub(crate) async fn check_totp(&self, row: &UserRow, code: &str) -> Result<TotpProof> {
         if row.disabled {
             return Err(Error::NotPermitted(format!(
                 "user {} is disabled",
@@ -170,86 +295,82 @@ impl Vault {
         if let Some(until) = self.locked(row) {
             return Err(Error::UserLocked { until });
         }
-        let seed = self.user_seed(row)?;
-        let now = self.clock.unix();
+        let seed = self.seed(row)?;
+        let now = self.v.clock.unix();
         let Some(step) = totp::check(&seed, code, now) else {
-            let lock_until = now + i64::from(self.config.lockout.minutes) * 60;
-            let max = i64::from(self.config.lockout.max_failures);
-            if let Some(until) = self
-                .store
-                .user_record_failure(row.id, max, lock_until)
-                .await?
-            {
-                tracing::warn!(user = %row.username, "user locked after repeated wrong codes");
+            if let Some(until) = self.count_failure(row).await? {
                 return Err(Error::UserLocked {
                     until: crate::clock::rfc3339_unix(until),
                 });
             }
-            return Err(Error::TotpInvalid(
-                "the TOTP code is wrong or expired".into(),
-            ));
+            return Err(Error::TotpInvalid(TotpRefusal::Wrong));
         };
-        if step <= row.totp_last_step || !self.store.user_accept_totp_step(row.id, step).await? {
-            return Err(Error::TotpInvalid(
-                "this TOTP code was already used; wait for the next code and try again".into(),
-            ));
+        if step <= row.totp_last_step {
+            return Err(Error::TotpInvalid(TotpRefusal::Replayed));
         }
-        Ok(())
+        Ok(TotpProof {
+            user_id: row.id,
+            step,
+            now,
+        })
     }
 
-    /// Step-up by username (rotation, approval, checkout): the code belongs to that person.
-    pub async fn verify_user_totp(&self, username: &str, code: &str) -> Result<UserRow> {
-        let row = self.user(username).await?;
-        self.verify_totp(&row, code).await?;
-        Ok(row)
+    /// Step-up: the acting person's own code (rotation, approval, freeze).
+    pub(crate) async fn step_up(&self, person: &Person, code: &str) -> Result<TotpProof> {
+        let row = self.row(&person.username).await?;
+        self.check_totp(&row, code).await
     }
 
-    /// Password + TOTP. Every failure a stranger can cause looks the same (unknown user, wrong
-    /// password, wrong code) and costs one argon2 verification.
+    /// Password + TOTP, then a new session, committed with its audit entry. Every failure a
+    /// stranger can cause looks the same (unknown user, wrong password, wrong code) and costs one
+    /// argon2 verification.
     #[instrument(skip_all)]
     pub async fn login(
         &self,
+        actor: &Actor,
         username: &str,
         password: SecretString,
         code: &str,
-    ) -> Result<Person> {
+    ) -> Result<(Person, NewSession)> {
+        actor.action("auth.login", None);
+        // Recorded before the outcome is known, so failed attempts are attributed to the name tried.
+        if let Some(ctx) = &actor.ctx {
+            ctx.actor(
+                crate::audit::context::ActorKind::Anonymous,
+                &username.chars().take(32).collect::<String>(),
+            );
+        }
         let row = match Username::parse(username) {
-            Ok(name) => self.store.user_by_name(name.as_str()).await?,
+            Ok(name) => self.v.store.user_by_name(name.as_str()).await?,
             Err(_) => None,
         };
         let phc = row.as_ref().map(|r| r.password_hash.clone());
-        let password_ok = self.passwords.verify(password, phc).await?;
+        let password_ok = self.v.passwords.verify(password, phc).await?;
         let Some(row) = row.filter(|r| !r.disabled) else {
             return Err(Error::Unauthenticated);
         };
         if !password_ok {
             if self.locked(&row).is_none() {
-                let now = self.clock.unix();
-                let lock_until = now + i64::from(self.config.lockout.minutes) * 60;
-                self.store
-                    .user_record_failure(
-                        row.id,
-                        i64::from(self.config.lockout.max_failures),
-                        lock_until,
-                    )
-                    .await?;
+                self.count_failure(&row).await?;
             }
             return Err(Error::Unauthenticated);
         }
-        match self.verify_totp(&row, code).await {
-            Ok(()) => {}
+        let proof = match self.check_totp(&row, code).await {
+            Ok(p) => p,
             // Only someone who knows the password learns about the lock or a reused code.
-            Err(e @ Error::UserLocked { .. }) => return Err(e),
-            Err(Error::TotpInvalid(msg)) if msg.contains("already used") => {
-                return Err(Error::TotpInvalid(msg));
+            Err(e @ (Error::UserLocked { .. } | Error::TotpInvalid(TotpRefusal::Replayed))) => {
+                return Err(e);
             }
-            Err(Error::TotpInvalid(_)) => return Err(Error::Unauthenticated),
+            Err(Error::TotpInvalid(TotpRefusal::Wrong)) => return Err(Error::Unauthenticated),
             Err(e) => return Err(e),
-        }
-        Ok(Person {
+        };
+        let person = Person {
             id: row.id,
             username: row.username.clone(),
             roles: Roles::from_stored(&row.roles)?,
-        })
+        };
+        let signed_in = Actor::new(Principal::Person(person.clone()), actor.ctx.clone());
+        let session = self.v.sessions().create(&signed_in, &person, proof).await?;
+        Ok((person, session))
     }
 }

@@ -20,7 +20,6 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 /// A policy or playbook file that cannot be loaded. `Display` is `file:line:col: message` (line and
 /// column are 1-based; the column counts characters, not bytes, because titles are often Chinese).
@@ -123,14 +122,10 @@ fn valid_id(id: &str) -> bool {
     crate::identity::AccountId::parse(id).is_ok()
 }
 
-/// Checkout level. Ordinary items are signed off by a deputy leader, major items by the principal
-/// leader (office plan, 发布审核); the policy maps each level to the approvals it needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    General,
-    Major,
-}
+/// Checkout level (stored typed, so defined with the rows). Ordinary items are signed off by a
+/// deputy leader, major items by the principal leader (office plan, 发布审核); the policy maps each
+/// level to the approvals it needs.
+pub use crate::store::types::Level;
 
 impl Level {
     pub fn as_str(self) -> &'static str {

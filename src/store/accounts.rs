@@ -1,13 +1,14 @@
 //! Accounts and their credential versions.
 
-use super::{Result, Store, StoreError};
+use super::types::{AccountStatus, Platform};
+use super::{Result, Store, StoreError, Tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AccountRow {
     pub id: String,
-    pub platform: String,
+    pub platform: Platform,
     pub display_name: String,
-    pub status: String,
+    pub status: AccountStatus,
     pub status_reason: Option<String>,
     pub current_version: i64,
     pub created_at: i64,
@@ -23,40 +24,6 @@ pub struct VersionRow {
 }
 
 impl Store {
-    /// Creates an account with its first credential version in one transaction.
-    pub async fn account_insert(
-        &self,
-        id: &str,
-        platform: &str,
-        display_name: &str,
-        sealed_v1: &[u8],
-        created_by: &str,
-        now: i64,
-    ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO accounts (id, platform, display_name, current_version, created_at, rotated_at) VALUES (?, ?, ?, 1, ?, ?)",
-        )
-        .bind(id)
-        .bind(platform)
-        .bind(display_name)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO credential_versions (account_id, version, sealed, created_at, created_by, reason) VALUES (?, 1, ?, ?, ?, 'created')",
-        )
-        .bind(id)
-        .bind(sealed_v1)
-        .bind(now)
-        .bind(created_by)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
     pub async fn account_get(&self, id: &str) -> Result<Option<AccountRow>> {
         Ok(sqlx::query_as(
             "SELECT id, platform, display_name, status, status_reason, current_version, created_at, rotated_at FROM accounts WHERE id = ?",
@@ -100,9 +67,51 @@ impl Store {
             .fetch_all(&self.reader)
             .await?)
     }
+}
 
+#[derive(Debug, thiserror::Error)]
+pub enum StoreAddError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Crypto(crate::crypto::CryptoError),
+}
+
+/// Changes: each runs inside the transaction the audit writer hands out.
+impl Tx {
+    /// Creates an account with its first credential version in one transaction.
+    pub async fn account_insert(
+        &mut self,
+        id: &str,
+        platform: Platform,
+        display_name: &str,
+        sealed_v1: &[u8],
+        created_by: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO accounts (id, platform, display_name, current_version, created_at, rotated_at) VALUES (?, ?, ?, 1, ?, ?)",
+        )
+        .bind(id)
+        .bind(platform)
+        .bind(display_name)
+        .bind(now)
+        .bind(now)
+        .execute(self.conn())
+        .await?;
+        sqlx::query(
+            "INSERT INTO credential_versions (account_id, version, sealed, created_at, created_by, reason) VALUES (?, 1, ?, ?, ?, 'created')",
+        )
+        .bind(id)
+        .bind(sealed_v1)
+        .bind(now)
+        .bind(created_by)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
     pub async fn credential_replace_sealed(
-        &self,
+        &mut self,
         account: &str,
         version: i64,
         sealed: &[u8],
@@ -113,15 +122,14 @@ impl Store {
         .bind(sealed)
         .bind(account)
         .bind(version)
-        .execute(&self.writer)
+        .execute(self.conn())
         .await?;
         Ok(())
     }
-
     /// Adds the next version and makes it current. `seal` gets the new version number, because
     /// the ciphertext's AAD binds it.
     pub async fn credential_add_version<F>(
-        &self,
+        &mut self,
         account: &str,
         created_by: &str,
         reason: &str,
@@ -131,11 +139,10 @@ impl Store {
     where
         F: FnOnce(i64) -> Result<Vec<u8>, crate::crypto::CryptoError>,
     {
-        let mut tx = self.writer.begin().await.map_err(StoreError::from)?;
         let max: Option<i64> =
             sqlx::query_scalar("SELECT MAX(version) FROM credential_versions WHERE account_id = ?")
                 .bind(account)
-                .fetch_one(&mut *tx)
+                .fetch_one(self.conn())
                 .await
                 .map_err(StoreError::from)?;
         let version = max
@@ -151,35 +158,30 @@ impl Store {
         .bind(now)
         .bind(created_by)
         .bind(reason)
-        .execute(&mut *tx)
+        .execute(self.conn())
         .await
         .map_err(StoreError::from)?;
         sqlx::query("UPDATE accounts SET current_version = ?, rotated_at = ? WHERE id = ?")
             .bind(version)
             .bind(now)
             .bind(account)
-            .execute(&mut *tx)
+            .execute(self.conn())
             .await
             .map_err(StoreError::from)?;
-        tx.commit().await.map_err(StoreError::from)?;
         Ok(version)
     }
-
-    pub async fn account_set_status(&self, id: &str, status: &str, reason: &str) -> Result<()> {
+    pub async fn account_set_status(
+        &mut self,
+        id: &str,
+        status: AccountStatus,
+        reason: &str,
+    ) -> Result<()> {
         sqlx::query("UPDATE accounts SET status = ?, status_reason = ? WHERE id = ?")
             .bind(status)
             .bind(reason)
             .bind(id)
-            .execute(&self.writer)
+            .execute(self.conn())
             .await?;
         Ok(())
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreAddError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Crypto(crate::crypto::CryptoError),
 }

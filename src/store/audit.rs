@@ -1,7 +1,7 @@
 //! The audit log and its prune anchors, as rows. The chain itself is computed in `crate::audit`;
 //! this file only stores and fetches.
 
-use super::{Result, Store};
+use super::{Result, Store, Tx};
 
 /// One stored entry, exactly as hashed.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -83,47 +83,6 @@ where
 }
 
 impl Store {
-    /// Appends a batch in one `BEGIN IMMEDIATE` transaction. The head is read inside the
-    /// transaction, so another process (the CLI) appending in between cannot fork the chain;
-    /// `build` turns the head into the rows to insert.
-    pub async fn audit_append<F>(&self, build: F) -> Result<Vec<AuditRow>>
-    where
-        F: FnOnce(ChainHead) -> Vec<AuditRow>,
-    {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let anchor: Option<AuditAnchor> = sqlx::query_as(
-            "SELECT first_seq, prev_hash, pruned_from_seq, pruned_before, pruned_at, mac FROM audit_anchor ORDER BY first_seq DESC LIMIT 1",
-        )
-        .fetch_optional(&mut *tx)
-        .await?;
-        let head = head_in(&mut *tx, anchor).await?;
-        let rows = build(head);
-        for r in &rows {
-            sqlx::query(
-                "INSERT INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(r.seq)
-            .bind(r.ts)
-            .bind(&r.actor_kind)
-            .bind(&r.actor_id)
-            .bind(&r.action)
-            .bind(&r.target)
-            .bind(&r.outcome)
-            .bind(&r.source_ip)
-            .bind(&r.request_id)
-            .bind(&r.http_method)
-            .bind(&r.http_path)
-            .bind(r.http_status)
-            .bind(&r.detail)
-            .bind(&r.prev_hash)
-            .bind(&r.hash)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(rows)
-    }
-
     pub async fn audit_head(&self) -> Result<ChainHead> {
         let anchor = self.audit_anchor().await?;
         head_in(&self.reader, anchor).await
@@ -186,13 +145,52 @@ impl Store {
                 .await?,
         )
     }
+}
+
+/// The writer's side: read the head and append, inside the transaction of the batch.
+impl Tx {
+    /// Where the next entry attaches. Read inside the batch's `BEGIN IMMEDIATE` transaction, so
+    /// another process (the CLI) appending in between cannot fork the chain.
+    pub async fn audit_head(&mut self) -> Result<ChainHead> {
+        let anchor: Option<AuditAnchor> = sqlx::query_as(
+            "SELECT first_seq, prev_hash, pruned_from_seq, pruned_before, pruned_at, mac FROM audit_anchor ORDER BY first_seq DESC LIMIT 1",
+        )
+        .fetch_optional(self.conn())
+        .await?;
+        head_in(self.conn(), anchor).await
+    }
+
+    pub async fn audit_insert(&mut self, rows: &[AuditRow]) -> Result<()> {
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(r.seq)
+            .bind(r.ts)
+            .bind(&r.actor_kind)
+            .bind(&r.actor_id)
+            .bind(&r.action)
+            .bind(&r.target)
+            .bind(&r.outcome)
+            .bind(&r.source_ip)
+            .bind(&r.request_id)
+            .bind(&r.http_method)
+            .bind(&r.http_path)
+            .bind(r.http_status)
+            .bind(&r.detail)
+            .bind(&r.prev_hash)
+            .bind(&r.hash)
+            .execute(self.conn())
+            .await?;
+        }
+        Ok(())
+    }
 
     /// Deletes every entry before `anchor.first_seq` and records the anchor, in one transaction.
-    pub async fn audit_prune(&self, anchor: &AuditAnchor) -> Result<u64> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+    pub async fn audit_prune(&mut self, anchor: &AuditAnchor) -> Result<u64> {
         let n = sqlx::query("DELETE FROM audit_log WHERE seq < ?")
             .bind(anchor.first_seq)
-            .execute(&mut *tx)
+            .execute(self.conn())
             .await?
             .rows_affected();
         sqlx::query(
@@ -204,9 +202,8 @@ impl Store {
         .bind(anchor.pruned_before)
         .bind(anchor.pruned_at)
         .bind(&anchor.mac)
-        .execute(&mut *tx)
+        .execute(self.conn())
         .await?;
-        tx.commit().await?;
         Ok(n)
     }
 }

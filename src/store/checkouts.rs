@@ -1,7 +1,8 @@
 //! Checkouts, approvals and publishing-token hashes. Every state change is one conditional
 //! statement on the single writer connection, so two racing requests cannot both win.
 
-use super::{Result, Store};
+use super::types::{CheckoutStatus, Level};
+use super::{Result, Store, Tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct CheckoutRow {
@@ -10,8 +11,8 @@ pub struct CheckoutRow {
     pub operator: String,
     pub client_id: String,
     pub purpose: String,
-    pub level: String,
-    pub status: String,
+    pub level: Level,
+    pub status: CheckoutStatus,
     pub requested_at: i64,
     pub ttl_seconds: i64,
     pub approvals_needed: i64,
@@ -38,7 +39,7 @@ pub struct NewCheckout<'a> {
     pub operator: &'a str,
     pub client_id: &'a str,
     pub purpose: &'a str,
-    pub level: &'a str,
+    pub level: Level,
     pub ttl_seconds: i64,
     pub approvals_needed: i64,
     pub content_sha256: Option<&'a str>,
@@ -58,18 +59,94 @@ macro_rules! select_checkouts {
 }
 
 impl Store {
-    /// Inserts a checkout; when it issues a token on an exclusive account, only if no other token
-    /// of that account is live. Returns false if the account was taken.
-    pub async fn checkout_insert(&self, c: NewCheckout<'_>) -> Result<bool> {
+    pub async fn checkout_get(&self, id: &str) -> Result<Option<CheckoutRow>> {
+        Ok(sqlx::query_as(select_checkouts!("WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    /// The checkout a publishing token belongs to, whatever its state.
+    pub async fn checkout_by_token(&self, hash: &[u8]) -> Result<Option<CheckoutRow>> {
+        Ok(sqlx::query_as(select_checkouts!("WHERE token_hash = ?"))
+            .bind(hash)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    pub async fn checkouts_list(
+        &self,
+        status: Option<CheckoutStatus>,
+        account: Option<&str>,
+        now: i64,
+    ) -> Result<Vec<CheckoutRow>> {
+        // "expired" is derived: an active row past its expiry.
+        Ok(sqlx::query_as(
+            select_checkouts!(
+                "WHERE (?2 IS NULL OR account_id = ?2)
+               AND (?1 IS NULL
+                    OR (?1 = 'expired' AND (status = 'expired' OR (status = 'active' AND expires_at <= ?3)))
+                    OR (?1 = 'active' AND status = 'active' AND expires_at > ?3)
+                    OR (?1 NOT IN ('active', 'expired') AND status = ?1))
+             ORDER BY requested_at DESC, id LIMIT 500"
+            ),
+        )
+        .bind(status.map(CheckoutStatus::as_str))
+        .bind(account)
+        .bind(now)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    pub async fn approvals_of(&self, checkout: &str) -> Result<Vec<ApprovalRow>> {
+        Ok(sqlx::query_as("SELECT approver, decision, comment, at FROM approvals WHERE checkout_id = ? ORDER BY at, approver")
+            .bind(checkout)
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
+    /// Live tokens past their expiry that the sweeper has not marked yet.
+    pub async fn checkouts_due(&self, now: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM checkouts WHERE status = 'active' AND expires_at <= ?",
+        )
+        .bind(now)
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
+    /// Checkouts whose token is live now.
+    pub async fn account_active_checkouts(&self, account: &str, now: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM checkouts WHERE account_id = ? AND status = 'active' AND expires_at > ?",
+        )
+        .bind(account)
+        .bind(now)
+        .fetch_one(&self.reader)
+        .await?)
+    }
+}
+
+/// Changes: each runs inside the transaction the audit writer hands out.
+impl Tx {
+    /// Inserts a checkout, only while its account is active (a freeze committed first wins); when
+    /// it issues a token on an exclusive account, only if no other token of that account is live.
+    /// Returns false if the account was frozen or taken; the caller reads which.
+    pub async fn checkout_insert(&mut self, c: NewCheckout<'_>) -> Result<bool> {
         let (status, issued, expires) = match c.token_hash {
-            Some(_) => ("active", Some(c.now), Some(c.now + c.ttl_seconds)),
-            None => ("pending_approval", None, None),
+            Some(_) => (
+                CheckoutStatus::Active,
+                Some(c.now),
+                Some(c.now + c.ttl_seconds),
+            ),
+            None => (CheckoutStatus::PendingApproval, None, None),
         };
         let r = sqlx::query(
             "INSERT INTO checkouts (id, account_id, operator, client_id, purpose, level, status, requested_at, ttl_seconds, approvals_needed, content_sha256, allowed_calls, source_ip, token_hash, issued_at, expires_at)
              SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16
-             WHERE ?7 <> 'active' OR ?17 = 0 OR NOT EXISTS (
-                 SELECT 1 FROM checkouts WHERE account_id = ?2 AND status = 'active' AND expires_at > ?8)",
+             WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?2 AND status = 'active')
+               AND (?7 <> 'active' OR ?17 = 0 OR NOT EXISTS (
+                 SELECT 1 FROM checkouts WHERE account_id = ?2 AND status = 'active' AND expires_at > ?8))",
         )
         .bind(c.id)
         .bind(c.account)
@@ -88,72 +165,24 @@ impl Store {
         .bind(issued)
         .bind(expires)
         .bind(c.exclusive)
-        .execute(&self.writer)
+        .execute(self.conn())
         .await?;
         Ok(r.rows_affected() == 1)
     }
-
-    pub async fn checkout_get(&self, id: &str) -> Result<Option<CheckoutRow>> {
-        Ok(sqlx::query_as(select_checkouts!("WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?)
-    }
-
-    /// The checkout a publishing token belongs to, whatever its state.
-    pub async fn checkout_by_token(&self, hash: &[u8]) -> Result<Option<CheckoutRow>> {
-        Ok(sqlx::query_as(select_checkouts!("WHERE token_hash = ?"))
-            .bind(hash)
-            .fetch_optional(&self.reader)
-            .await?)
-    }
-
-    pub async fn checkouts_list(
-        &self,
-        status: Option<&str>,
-        account: Option<&str>,
-        now: i64,
-    ) -> Result<Vec<CheckoutRow>> {
-        // "expired" is derived: an active row past its expiry.
-        Ok(sqlx::query_as(
-            select_checkouts!(
-                "WHERE (?2 IS NULL OR account_id = ?2)
-               AND (?1 IS NULL
-                    OR (?1 = 'expired' AND (status = 'expired' OR (status = 'active' AND expires_at <= ?3)))
-                    OR (?1 = 'active' AND status = 'active' AND expires_at > ?3)
-                    OR (?1 NOT IN ('active', 'expired') AND status = ?1))
-             ORDER BY requested_at DESC, id LIMIT 500"
-            ),
-        )
-        .bind(status)
-        .bind(account)
-        .bind(now)
-        .fetch_all(&self.reader)
-        .await?)
-    }
-
-    pub async fn approvals_of(&self, checkout: &str) -> Result<Vec<ApprovalRow>> {
-        Ok(sqlx::query_as("SELECT approver, decision, comment, at FROM approvals WHERE checkout_id = ? ORDER BY at, approver")
-            .bind(checkout)
-            .fetch_all(&self.reader)
-            .await?)
-    }
-
     /// Records one approver's approval; moves the checkout to `approved` once enough distinct
     /// approvers have signed. Returns the new status, or None if the checkout was not pending.
     pub async fn approval_add(
-        &self,
+        &mut self,
         checkout: &str,
         approver: &str,
         comment: Option<&str>,
         now: i64,
-    ) -> Result<Option<String>> {
-        let mut tx = self.writer.begin().await?;
+    ) -> Result<Option<CheckoutStatus>> {
         let pending: Option<i64> = sqlx::query_scalar(
             "SELECT approvals_needed FROM checkouts WHERE id = ? AND status = 'pending_approval'",
         )
         .bind(checkout)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(self.conn())
         .await?;
         let Some(needed) = pending else {
             return Ok(None);
@@ -163,39 +192,36 @@ impl Store {
             .bind(approver)
             .bind(comment)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(self.conn())
             .await?;
         let have: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM approvals WHERE checkout_id = ? AND decision = 'approve'",
         )
         .bind(checkout)
-        .fetch_one(&mut *tx)
+        .fetch_one(self.conn())
         .await?;
         let status = if have >= needed {
-            "approved"
+            CheckoutStatus::Approved
         } else {
-            "pending_approval"
+            CheckoutStatus::PendingApproval
         };
         sqlx::query("UPDATE checkouts SET status = ? WHERE id = ?")
             .bind(status)
             .bind(checkout)
-            .execute(&mut *tx)
+            .execute(self.conn())
             .await?;
-        tx.commit().await?;
-        Ok(Some(status.to_owned()))
+        Ok(Some(status))
     }
-
     /// Denies a checkout. A pending one becomes `denied`; an approved or active one is `revoked`
     /// at once (its token, if any, dies). Returns the new status, or None if already ended.
     pub async fn checkout_deny(
-        &self,
+        &mut self,
         checkout: &str,
         approver: &str,
         comment: Option<&str>,
         now: i64,
-    ) -> Result<Option<String>> {
-        let mut tx = self.writer.begin().await?;
-        let status: Option<String> = sqlx::query_scalar(
+    ) -> Result<Option<CheckoutStatus>> {
+        let status: Option<CheckoutStatus> = sqlx::query_scalar(
             "UPDATE checkouts SET
                 status = CASE status WHEN 'pending_approval' THEN 'denied' ELSE 'revoked' END,
                 ended_at = ?2, end_reason = 'denied by ' || ?3
@@ -205,7 +231,7 @@ impl Store {
         .bind(checkout)
         .bind(now)
         .bind(approver)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(self.conn())
         .await?;
         if status.is_some() {
             sqlx::query(
@@ -216,17 +242,15 @@ impl Store {
             .bind(approver)
             .bind(comment)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(self.conn())
             .await?;
         }
-        tx.commit().await?;
         Ok(status)
     }
-
     /// Issues the token of an approved checkout, once; on an exclusive account only if no other
     /// token is live. Returns false if it was not claimable.
     pub async fn checkout_claim(
-        &self,
+        &mut self,
         checkout: &str,
         token_hash: &[u8],
         now: i64,
@@ -235,6 +259,7 @@ impl Store {
         let r = sqlx::query(
             "UPDATE checkouts SET status = 'active', token_hash = ?2, issued_at = ?3, expires_at = ?3 + ttl_seconds
              WHERE id = ?1 AND status = 'approved'
+               AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = checkouts.account_id AND a.status = 'active')
                AND (?4 = 0 OR NOT EXISTS (
                    SELECT 1 FROM checkouts o WHERE o.account_id = checkouts.account_id AND o.status = 'active' AND o.expires_at > ?3))",
         )
@@ -242,55 +267,63 @@ impl Store {
         .bind(token_hash)
         .bind(now)
         .bind(exclusive)
-        .execute(&self.writer)
+        .execute(self.conn())
         .await?;
         Ok(r.rows_affected() == 1)
     }
-
     /// Ends a live token. Returns false if it was not live.
-    pub async fn checkout_checkin(&self, checkout: &str, now: i64) -> Result<bool> {
+    pub async fn checkout_checkin(&mut self, checkout: &str, now: i64) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE checkouts SET status = 'checked_in', ended_at = ?2, end_reason = 'checked in'
              WHERE id = ?1 AND status = 'active' AND expires_at > ?2",
         )
         .bind(checkout)
         .bind(now)
-        .execute(&self.writer)
+        .execute(self.conn())
         .await?;
         Ok(r.rows_affected() == 1)
     }
-
     /// Marks live tokens past their expiry as expired; returns (id, account, operator) of each.
-    pub async fn checkouts_expire(&self, now: i64) -> Result<Vec<(String, String, String)>> {
+    pub async fn checkouts_expire(&mut self, now: i64) -> Result<Vec<(String, String, String)>> {
         Ok(sqlx::query_as(
             "UPDATE checkouts SET status = 'expired', ended_at = expires_at, end_reason = 'expired'
              WHERE status = 'active' AND expires_at <= ? RETURNING id, account_id, operator",
         )
         .bind(now)
-        .fetch_all(&self.writer)
+        .fetch_all(self.conn())
         .await?)
     }
-
-    /// Checkouts whose token is live now.
-    pub async fn account_active_checkouts(&self, account: &str, now: i64) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM checkouts WHERE account_id = ? AND status = 'active' AND expires_at > ?",
-        )
-        .bind(account)
-        .bind(now)
-        .fetch_one(&self.reader)
-        .await?)
-    }
-
     /// Ends every live or pending checkout of an account (freeze, incident). Returns how many.
-    pub async fn revoke_account_tokens(&self, account: &str, now: i64) -> Result<u64> {
+    pub async fn revoke_account_tokens(&mut self, account: &str, now: i64) -> Result<u64> {
         let r = sqlx::query(
             "UPDATE checkouts SET status = 'revoked', ended_at = ?, end_reason = 'account frozen'
              WHERE account_id = ? AND status IN ('active', 'approved', 'pending_approval')",
         )
         .bind(now)
         .bind(account)
-        .execute(&self.writer)
+        .execute(self.conn())
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Ends every live or pending checkout of a client or an operator that is no longer trusted
+    /// (client revoked, user disabled): a token never outlives what it was issued under.
+    pub async fn revoke_checkouts_of(
+        &mut self,
+        client: Option<&str>,
+        operator: Option<&str>,
+        reason: &str,
+        now: i64,
+    ) -> Result<u64> {
+        let r = sqlx::query(
+            "UPDATE checkouts SET status = 'revoked', ended_at = ?1, end_reason = ?2
+             WHERE (client_id = ?3 OR operator = ?4) AND status IN ('active', 'approved', 'pending_approval')",
+        )
+        .bind(now)
+        .bind(reason)
+        .bind(client)
+        .bind(operator)
+        .execute(self.conn())
         .await?;
         Ok(r.rows_affected())
     }

@@ -1,6 +1,6 @@
 //! Publishing tools and their client keys.
 
-use super::{Result, Store};
+use super::{Result, Store, Tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClientRow {
@@ -14,27 +14,6 @@ pub struct ClientRow {
 }
 
 impl Store {
-    pub async fn client_insert(
-        &self,
-        id: &str,
-        name: &str,
-        key_hash: &[u8],
-        accounts_json: &str,
-        created_by: &str,
-        now: i64,
-    ) -> Result<()> {
-        sqlx::query("INSERT INTO clients (id, name, key_hash, accounts, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(id)
-            .bind(name)
-            .bind(key_hash)
-            .bind(accounts_json)
-            .bind(now)
-            .bind(created_by)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
     /// A live client by its key hash. A revocation is seen at once: WAL readers see every commit.
     pub async fn client_by_key_hash(&self, hash: &[u8]) -> Result<Option<ClientRow>> {
         Ok(sqlx::query_as(
@@ -57,14 +36,37 @@ impl Store {
             .fetch_all(&self.reader)
             .await?)
     }
+}
 
+/// Changes: each runs inside the transaction the audit writer hands out.
+impl Tx {
+    pub async fn client_insert(
+        &mut self,
+        id: &str,
+        name: &str,
+        key_hash: &[u8],
+        accounts_json: &str,
+        created_by: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO clients (id, name, key_hash, accounts, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)")
+            .bind(id)
+            .bind(name)
+            .bind(key_hash)
+            .bind(accounts_json)
+            .bind(now)
+            .bind(created_by)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
     /// Returns whether a live client was revoked.
-    pub async fn client_revoke(&self, id: &str, now: i64) -> Result<bool> {
+    pub async fn client_revoke(&mut self, id: &str, now: i64) -> Result<bool> {
         let r =
             sqlx::query("UPDATE clients SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
                 .bind(now)
                 .bind(id)
-                .execute(&self.writer)
+                .execute(self.conn())
                 .await?;
         Ok(r.rows_affected() == 1)
     }

@@ -1,6 +1,6 @@
 //! The wrapped keyring and the MAC master, as rows.
 
-use super::{Result, Store};
+use super::{Result, Store, Tx};
 
 pub const MAC_MASTER_KEY: &str = "mac_master";
 
@@ -36,33 +36,37 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
+}
 
-    pub async fn keyring_add(&self, term: u32, wrapped: &[u8], now: i64) -> Result<()> {
+/// Changes: each runs inside the transaction the audit writer hands out.
+impl Tx {
+    pub async fn keyring_add(&mut self, term: u32, wrapped: &[u8], now: i64) -> Result<()> {
         sqlx::query("INSERT INTO keyring (term, wrapped, created_at) VALUES (?, ?, ?)")
             .bind(i64::from(term))
             .bind(wrapped)
             .bind(now)
-            .execute(&self.writer)
+            .execute(self.conn())
             .await?;
         Ok(())
     }
-
     /// Replaces every wrapped key at once (root-key rotation): all or nothing.
-    pub async fn keyring_rewrap(&self, terms: &[(u32, Vec<u8>)], mac_master: &[u8]) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+    pub async fn keyring_rewrap(
+        &mut self,
+        terms: &[(u32, Vec<u8>)],
+        mac_master: &[u8],
+    ) -> Result<()> {
         for (term, wrapped) in terms {
             sqlx::query("UPDATE keyring SET wrapped = ? WHERE term = ?")
                 .bind(wrapped)
                 .bind(i64::from(*term))
-                .execute(&mut *tx)
+                .execute(self.conn())
                 .await?;
         }
         sqlx::query("UPDATE meta SET value = ? WHERE key = ?")
             .bind(mac_master)
             .bind(MAC_MASTER_KEY)
-            .execute(&mut *tx)
+            .execute(self.conn())
             .await?;
-        tx.commit().await?;
         Ok(())
     }
 }

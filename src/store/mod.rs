@@ -11,6 +11,7 @@ pub mod audit;
 pub mod checkouts;
 pub mod clients;
 pub mod keyring;
+pub mod types;
 pub mod users;
 
 use std::path::Path;
@@ -25,8 +26,12 @@ use sqlx::sqlite::{
 pub enum StoreError {
     #[error("no store at {0}: run `mediavault init` first (or point data_dir at the right place)")]
     Missing(String),
+    /// A uniqueness constraint refused the row: the id or name already exists. Classified here,
+    /// once, so no caller ever looks at a database error's code or text.
+    #[error("a row with that key already exists")]
+    Duplicate,
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(sqlx::Error),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
@@ -34,6 +39,68 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Duplicate,
+            _ => StoreError::Db(e),
+        }
+    }
+}
+
+/// One write transaction on the writer connection (`BEGIN IMMEDIATE`). Every change of vault state
+/// runs inside one, handed out by the audit writer, so that the change and its audit entry commit
+/// together or not at all. The mutating statements are methods on `Tx`; `Store` keeps the reads.
+pub struct Tx {
+    conn: sqlx::Transaction<'static, sqlx::Sqlite>,
+    /// Details a change adds to its own audit entry (ids, versions, counts; never a secret).
+    notes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl std::fmt::Debug for Tx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx").finish_non_exhaustive()
+    }
+}
+
+impl Tx {
+    pub(crate) fn conn(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.conn
+    }
+
+    /// Adds a detail to the audit entry of the change that is running.
+    pub fn note(&mut self, key: &str, value: impl Into<serde_json::Value>) {
+        self.notes.insert(key.to_owned(), value.into());
+    }
+
+    /// The details noted since the last call.
+    pub fn take_notes(&mut self) -> serde_json::Map<String, serde_json::Value> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// Starts a nested unit (one change in a batch) that can be undone alone.
+    pub async fn savepoint(&mut self) -> Result<()> {
+        sqlx::query("SAVEPOINT change").execute(self.conn()).await?;
+        Ok(())
+    }
+
+    /// Keeps (`keep`) or undoes the nested unit.
+    pub async fn end_savepoint(&mut self, keep: bool) -> Result<()> {
+        if !keep {
+            sqlx::query("ROLLBACK TO change")
+                .execute(self.conn())
+                .await?;
+        }
+        sqlx::query("RELEASE change").execute(self.conn()).await?;
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        self.conn.commit().await?;
+        Ok(())
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -74,18 +141,19 @@ impl Store {
         self.writer.close().await;
     }
 
+    /// Starts a write transaction that takes the write lock at once, so what it reads stays true
+    /// until it commits (also against another process such as the CLI).
+    pub async fn begin(&self) -> Result<Tx> {
+        Ok(Tx {
+            conn: self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            notes: serde_json::Map::new(),
+        })
+    }
+
     /// Cheap liveness check of both pools, for `/readyz`.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         sqlx::query("SELECT 1").execute(&self.writer).await?;
         Ok(())
-    }
-}
-
-/// Whether an error is a uniqueness violation (an id or name that already exists).
-pub fn is_unique_violation(e: &StoreError) -> bool {
-    match e {
-        StoreError::Db(sqlx::Error::Database(d)) => d.is_unique_violation(),
-        _ => false,
     }
 }

@@ -1,6 +1,6 @@
 //! People and their sessions.
 
-use super::{Result, Store};
+use super::{Result, Store, Tx};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UserRow {
@@ -43,22 +43,6 @@ macro_rules! select_users {
 }
 
 impl Store {
-    pub async fn user_insert(&self, u: NewUser<'_>) -> Result<i64> {
-        let id = sqlx::query(
-            "INSERT INTO users (username, display_name, roles, password_hash, totp_seed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(u.username)
-        .bind(u.display_name)
-        .bind(u.roles)
-        .bind(u.password_hash)
-        .bind(u.totp_seed)
-        .bind(u.now)
-        .execute(&self.writer)
-        .await?
-        .last_insert_rowid();
-        Ok(id)
-    }
-
     /// Lockout and replay decisions do not rely on this read being current: the updates that
     /// decide them are conditional statements on the writer.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
@@ -79,20 +63,6 @@ impl Store {
         Ok(sqlx::query_as(select_users!("ORDER BY username"))
             .fetch_all(&self.reader)
             .await?)
-    }
-
-    pub async fn user_set_disabled(&self, id: i64) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE users SET disabled = 1 WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("UPDATE sessions SET revoked = 1 WHERE user_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Counts a failed attempt; at `max_failures` the user is locked until `lock_until` and the
@@ -117,37 +87,6 @@ impl Store {
         Ok(locked.flatten().filter(|&t| t == lock_until))
     }
 
-    /// Accepts a TOTP time step only if it is newer than the last accepted one, atomically, so two
-    /// concurrent uses of one code cannot both pass. Clears the failure count on success.
-    pub async fn user_accept_totp_step(&self, id: i64, step: i64) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE users SET totp_last_step = ?1, failed_attempts = 0 WHERE id = ?2 AND totp_last_step < ?1",
-        )
-        .bind(step)
-        .bind(id)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    pub async fn session_insert(
-        &self,
-        hash: &[u8],
-        user_id: i64,
-        now: i64,
-        expires_at: i64,
-    ) -> Result<()> {
-        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, last_seen, expires_at) VALUES (?, ?, ?, ?, ?)")
-            .bind(hash)
-            .bind(user_id)
-            .bind(now)
-            .bind(now)
-            .bind(expires_at)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
-    }
-
     pub async fn session_get(&self, hash: &[u8]) -> Result<Option<SessionRow>> {
         Ok(sqlx::query_as(
             "SELECT user_id, created_at, last_seen, expires_at FROM sessions WHERE token_hash = ? AND revoked = 0",
@@ -165,22 +104,84 @@ impl Store {
             .await?;
         Ok(())
     }
+}
 
-    pub async fn session_revoke(&self, hash: &[u8]) -> Result<()> {
-        sqlx::query("UPDATE sessions SET revoked = 1 WHERE token_hash = ?")
-            .bind(hash)
-            .execute(&self.writer)
+impl Store {}
+
+/// Changes: each runs inside the transaction the audit writer hands out.
+impl Tx {
+    pub async fn user_insert(&mut self, u: NewUser<'_>) -> Result<i64> {
+        let id = sqlx::query(
+            "INSERT INTO users (username, display_name, roles, password_hash, totp_seed, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(u.username)
+        .bind(u.display_name)
+        .bind(u.roles)
+        .bind(u.password_hash)
+        .bind(u.totp_seed)
+        .bind(u.now)
+        .execute(self.conn())
+        .await?
+        .last_insert_rowid();
+        Ok(id)
+    }
+    pub async fn user_set_disabled(&mut self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE users SET disabled = 1 WHERE id = ?")
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        sqlx::query("UPDATE sessions SET revoked = 1 WHERE user_id = ?")
+            .bind(id)
+            .execute(self.conn())
             .await?;
         Ok(())
     }
-}
+    /// Accepts a TOTP time step only if it is newer than the last accepted one and the user is not
+    /// locked, atomically, so two concurrent uses of one code cannot both pass and no code races a
+    /// lockout. Clears the failure count on success.
+    pub async fn user_accept_totp_step(&mut self, id: i64, step: i64, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE users SET totp_last_step = ?1, failed_attempts = 0
+             WHERE id = ?2 AND totp_last_step < ?1 AND disabled = 0
+               AND (locked_until IS NULL OR locked_until <= ?3)",
+        )
+        .bind(step)
+        .bind(id)
+        .bind(now)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
 
-impl Store {
-    pub async fn user_replace_seed(&self, id: i64, sealed: &[u8]) -> Result<()> {
+    pub async fn session_insert(
+        &mut self,
+        hash: &[u8],
+        user_id: i64,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, last_seen, expires_at) VALUES (?, ?, ?, ?, ?)")
+            .bind(hash)
+            .bind(user_id)
+            .bind(now)
+            .bind(now)
+            .bind(expires_at)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+    pub async fn session_revoke(&mut self, hash: &[u8]) -> Result<()> {
+        sqlx::query("UPDATE sessions SET revoked = 1 WHERE token_hash = ?")
+            .bind(hash)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+    pub async fn user_replace_seed(&mut self, id: i64, sealed: &[u8]) -> Result<()> {
         sqlx::query("UPDATE users SET totp_seed = ? WHERE id = ?")
             .bind(sealed)
             .bind(id)
-            .execute(&self.writer)
+            .execute(self.conn())
             .await?;
         Ok(())
     }

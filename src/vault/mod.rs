@@ -1,11 +1,15 @@
-//! The service context every request handler and background task shares.
+//! The vault: an unlocked store and the parts around it (audit writer, keyring, broker,
+//! notifier, policies). Its parts are private to the crate; everything outside reaches them
+//! through the services it hands out (`people()`, `sessions()`, `clients()`, `accounts()`,
+//! `checkouts()`, `publishing()`, `audit_review()`), each of which owns the rules of its concept.
 
 pub mod keys;
 
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 
-use crate::audit::AuditWriter;
+use crate::actor::Actor;
+use crate::audit::{AuditWriter, Outcome, TxFuture};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::keyring::{MAC_MASTER_LABEL, new_data_key, term_label};
@@ -14,23 +18,38 @@ use crate::error::{Error, Result};
 use crate::identity::passwords::Passwords;
 use crate::policy::PolicySet;
 use crate::store::Store;
+use crate::store::Tx;
 use crate::store::keyring::MAC_MASTER_KEY;
 
 pub struct Vault {
-    pub store: Store,
-    /// Every request and domain event is recorded through this before anything is released.
-    pub audit: AuditWriter,
-    pub keys: Keyring,
-    pub clock: Clock,
+    pub(crate) store: Store,
+    /// Every change, request and domain event is recorded through this before anything is
+    /// released; changes commit inside its transactions.
+    pub(crate) audit: AuditWriter,
+    pub(crate) keys: Arc<Keyring>,
+    pub(crate) clock: Clock,
     pub config: Arc<Config>,
-    pub passwords: Passwords,
-    pub notifier: crate::notify::Notifier,
-    pub broker: Arc<crate::platforms::Broker>,
+    pub(crate) passwords: Passwords,
+    pub(crate) notifier: crate::notify::Notifier,
+    pub(crate) broker: Arc<crate::platforms::Broker>,
     /// Taken once by the server, which turns each event into an audit record and a notice.
-    pub security_events: std::sync::Mutex<
+    pub(crate) security_events: std::sync::Mutex<
         Option<tokio::sync::mpsc::UnboundedReceiver<crate::platforms::SecurityEvent>>,
     >,
     policies: RwLock<Arc<PolicySet>>,
+}
+
+/// What `/readyz` reports.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Readiness {
+    pub store: bool,
+    pub keys: bool,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.store && self.keys
+    }
 }
 
 impl std::fmt::Debug for Vault {
@@ -116,7 +135,7 @@ impl Vault {
         Ok(Self {
             store,
             audit,
-            keys,
+            keys: Arc::new(keys),
             clock,
             config,
             passwords: Passwords::default(),
@@ -127,6 +146,72 @@ impl Vault {
         })
     }
 
+    /// Runs `change` in the audit writer's transaction and commits it with the actor's entry for
+    /// `action` on `target`: both or neither. The request is told its change is recorded.
+    pub(crate) async fn change<T, F>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        change: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send + 'static,
+    {
+        let value = self
+            .audit
+            .commit(actor.entry(action, target), change)
+            .await?;
+        actor.recorded();
+        Ok(value)
+    }
+
+    /// Records an event of the vault itself (no change in the store), durably.
+    pub async fn record(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        outcome: Outcome,
+    ) -> Result<()> {
+        let mut entry = actor.entry(action, target);
+        entry.outcome = outcome;
+        self.audit.record(entry).await?;
+        Ok(())
+    }
+
+    /// Whether the store answers on both pools and the keyring opens a fresh seal.
+    pub async fn readiness(&self) -> Readiness {
+        let store = self.store.ping().await.is_ok();
+        let probe = crate::crypto::Aad {
+            table: "readyz",
+            row: "probe",
+            field: "probe",
+            version: 0,
+        };
+        let keys = self
+            .keys
+            .seal(&probe, b"probe")
+            .and_then(|ct| self.keys.open(&probe, &ct))
+            .is_ok();
+        Readiness { store, keys }
+    }
+
+    /// The keyring term new secrets are sealed under.
+    pub fn active_key_term(&self) -> u32 {
+        self.keys.active_term()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Closes the store's pools (after the server has stopped).
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
     pub fn policies(&self) -> Arc<PolicySet> {
         self.policies
             .read()
@@ -134,15 +219,29 @@ impl Vault {
             .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
     }
 
-    /// Loads the policy dir again; on any error the old set stays in force.
-    pub fn reload_policies(&self) -> Result<usize> {
-        let fresh = PolicySet::load_dir(&self.config.policies_dir)
-            .map_err(|e| Error::invalid("policies", e.to_string()))?;
-        let n = fresh.len();
-        if let Ok(mut p) = self.policies.write() {
-            *p = Arc::new(fresh);
+    /// Loads the policy dir again; on any error the old set stays in force. Either way the
+    /// attempt and its result are audited (actor `system`); an unrecorded reload does not happen.
+    pub async fn reload_policies(&self, actor: &Actor) -> Result<usize> {
+        let dir = self.config.policies_dir.display().to_string();
+        match PolicySet::load_dir(&self.config.policies_dir) {
+            Ok(fresh) => {
+                let n = fresh.len();
+                let mut entry = actor.entry("policy.reload", &dir);
+                entry.detail.insert("policies".into(), n.into());
+                self.audit.record(entry).await?;
+                if let Ok(mut p) = self.policies.write() {
+                    *p = Arc::new(fresh);
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                let mut entry = actor.entry("policy.reload", &dir);
+                entry.outcome = Outcome::Error;
+                entry.detail.insert("error".into(), e.to_string().into());
+                self.audit.record(entry).await?;
+                Err(Error::invalid("policies", e.to_string()))
+            }
         }
-        Ok(n)
     }
 
     /// Picks up keyring terms added by another process (`mediavault keys rotate`).

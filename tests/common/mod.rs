@@ -139,12 +139,16 @@ pub fn client_for(dir: &Path) -> reqwest::Client {
 
 pub async fn add_user_to(vault: &Vault, username: &str, roles: &[&str]) -> TestUser {
     let e = vault
-        .create_user(NewUserInput {
-            username: username.into(),
-            display_name: format!("{username} (test)"),
-            roles: roles.iter().map(|r| r.to_string()).collect(),
-            password: SecretString::from(PASSWORD),
-        })
+        .people()
+        .create(
+            &mediavault::actor::Actor::system(),
+            NewUserInput {
+                username: username.into(),
+                display_name: format!("{username} (test)"),
+                roles: roles.iter().map(|r| r.to_string()).collect(),
+                password: SecretString::from(PASSWORD),
+            },
+        )
         .await
         .unwrap();
     TestUser {

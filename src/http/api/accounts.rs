@@ -8,41 +8,30 @@ use crate::accounts::CredentialInput;
 use crate::accounts::service::{AccountView, CreateAccount, VersionView};
 use crate::error::Result;
 use crate::http::AppState;
-use crate::http::extract::{ApiJson, Ctx, Session};
-use crate::identity::Role;
+use crate::http::extract::{ApiJson, Session};
 
 pub async fn create(
     State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    session: Session,
+    Session(me): Session,
     ApiJson(b): ApiJson<CreateAccount>,
 ) -> Result<(StatusCode, Json<AccountView>)> {
-    ctx.action("account.create", Some(&b.id));
-    let me = session.require(&[Role::Admin])?;
-    let view = s.vault.create_account(me, b).await?;
-    ctx.detail("platform", view.platform.clone());
+    let view = s.vault.accounts().create(&me, b).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
 pub async fn list(
     State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    session: Session,
+    Session(me): Session,
 ) -> Result<Json<Vec<AccountView>>> {
-    ctx.action("account.list", None);
-    session.require(&[Role::Admin, Role::Auditor])?;
-    Ok(Json(s.vault.accounts().await?))
+    Ok(Json(s.vault.accounts().list(&me).await?))
 }
 
 pub async fn get_one(
     State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    session: Session,
+    Session(me): Session,
     Path(id): Path<String>,
 ) -> Result<Json<AccountView>> {
-    ctx.action("account.get", Some(&id));
-    session.require(&[Role::Admin, Role::Auditor])?;
-    Ok(Json(s.vault.account(&id).await?))
+    Ok(Json(s.vault.accounts().get(&me, &id).await?))
 }
 
 #[derive(Deserialize)]
@@ -55,30 +44,24 @@ pub struct RotateBody {
 
 pub async fn rotate(
     State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    session: Session,
+    Session(me): Session,
     Path(id): Path<String>,
     ApiJson(b): ApiJson<RotateBody>,
 ) -> Result<Json<Value>> {
-    ctx.action("account.rotate", Some(&id));
-    let me = session.require(&[Role::Admin])?;
     let v = s
         .vault
-        .rotate(me, &id, b.credential, &b.reason, &b.totp)
+        .accounts()
+        .rotate(&me, &id, b.credential, &b.reason, &b.totp)
         .await?;
-    ctx.detail("credential_version", v);
     Ok(Json(json!({ "credential_version": v })))
 }
 
 pub async fn versions(
     State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    session: Session,
+    Session(me): Session,
     Path(id): Path<String>,
 ) -> Result<Json<Vec<VersionView>>> {
-    ctx.action("account.versions", Some(&id));
-    session.require(&[Role::Admin, Role::Auditor])?;
-    Ok(Json(s.vault.versions(&id).await?))
+    Ok(Json(s.vault.accounts().versions(&me, &id).await?))
 }
 
 #[derive(Deserialize)]
@@ -91,19 +74,15 @@ pub struct RollbackBody {
 
 pub async fn rollback(
     State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    session: Session,
+    Session(me): Session,
     Path(id): Path<String>,
     ApiJson(b): ApiJson<RollbackBody>,
 ) -> Result<Json<Value>> {
-    ctx.action("account.rollback", Some(&id));
-    ctx.detail("to_version", b.version);
-    let me = session.require(&[Role::Admin])?;
     let v = s
         .vault
-        .rollback(me, &id, b.version, &b.reason, &b.totp)
+        .accounts()
+        .rollback(&me, &id, b.version, &b.reason, &b.totp)
         .await?;
-    ctx.detail("credential_version", v);
     Ok(Json(
         json!({ "credential_version": v, "restored_from": b.version }),
     ))
@@ -118,32 +97,28 @@ pub struct FreezeBody {
 
 pub async fn freeze(
     State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    session: Session,
+    Session(me): Session,
     Path(id): Path<String>,
     ApiJson(b): ApiJson<FreezeBody>,
 ) -> Result<Json<AccountView>> {
-    ctx.action("account.freeze", Some(&id));
-    let me = session.require(&[Role::Admin])?;
     Ok(Json(
         s.vault
-            .set_frozen(me, &id, true, &b.reason, &b.totp)
+            .accounts()
+            .set_frozen(&me, &id, true, &b.reason, &b.totp)
             .await?,
     ))
 }
 
 pub async fn unfreeze(
     State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    session: Session,
+    Session(me): Session,
     Path(id): Path<String>,
     ApiJson(b): ApiJson<FreezeBody>,
 ) -> Result<Json<AccountView>> {
-    ctx.action("account.unfreeze", Some(&id));
-    let me = session.require(&[Role::Admin])?;
     Ok(Json(
         s.vault
-            .set_frozen(me, &id, false, &b.reason, &b.totp)
+            .accounts()
+            .set_frozen(&me, &id, false, &b.reason, &b.totp)
             .await?,
     ))
 }

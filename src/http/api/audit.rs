@@ -1,207 +1,44 @@
-//! `/audit`: query, verify and export the audit log (auditor; admin may read).
+//! `/audit`: query, verify and export the audit log.
 
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{Value, json};
 
-use crate::audit::export::{self, Format};
-use crate::audit::query::{DEFAULT_LIMIT, MAX_LIMIT};
-use crate::audit::{EntryView, Outcome, parse_time_ms, verify_store};
-use crate::error::{Error, Result};
+use crate::audit::VerifyReport;
+use crate::audit::export::Format;
+use crate::audit::review::{Page, QueryParams};
+use crate::error::Result;
 use crate::http::AppState;
-use crate::http::extract::{ApiQuery, Ctx, Session};
-use crate::identity::Role;
-use crate::store::audit::AuditFilter;
-
-const READERS: &[Role] = &[Role::Auditor, Role::Admin];
-
-/// Everything arrives as text so that a bad value gets a message naming its parameter.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct QueryParams {
-    actor: Option<String>,
-    account: Option<String>,
-    action: Option<String>,
-    outcome: Option<String>,
-    since: Option<String>,
-    until: Option<String>,
-    after_seq: Option<String>,
-    limit: Option<String>,
-    format: Option<String>,
-}
-
-fn invalid(field: &str, detail: String) -> Error {
-    Error::Invalid {
-        field: Some(field.to_owned()),
-        detail,
-    }
-}
-
-fn time_param(field: &str, v: Option<&str>) -> Result<Option<i64>> {
-    v.map(|s| {
-        parse_time_ms(s).ok_or_else(|| {
-            invalid(
-                field,
-                format!("{field} must be an RFC 3339 time like 2025-01-31T00:00:00Z"),
-            )
-        })
-    })
-    .transpose()
-}
-
-fn filter_of(p: &QueryParams) -> Result<AuditFilter> {
-    if let Some(o) = &p.outcome
-        && Outcome::parse(o).is_none()
-    {
-        return Err(invalid(
-            "outcome",
-            "outcome must be success, denied, error or rate_limited".into(),
-        ));
-    }
-    let after_seq = match &p.after_seq {
-        None => 0,
-        Some(s) => s
-            .parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .ok_or_else(|| invalid("after_seq", "after_seq must be a number ≥ 0".into()))?,
-    };
-    let limit = match &p.limit {
-        None => DEFAULT_LIMIT,
-        Some(s) => s
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                invalid(
-                    "limit",
-                    format!("limit must be a number from 1 to {MAX_LIMIT}"),
-                )
-            })?,
-    };
-    let empty_none = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-    Ok(AuditFilter {
-        actor: empty_none(&p.actor),
-        target: empty_none(&p.account),
-        action: empty_none(&p.action),
-        outcome: empty_none(&p.outcome),
-        since_ms: time_param("since", p.since.as_deref())?,
-        until_ms: time_param("until", p.until.as_deref())?,
-        after_seq,
-        limit,
-    })
-}
+use crate::http::extract::{ApiQuery, Session};
 
 pub async fn list(
     State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    session: Session,
+    Session(me): Session,
     ApiQuery(p): ApiQuery<QueryParams>,
-) -> Result<Json<Value>> {
-    ctx.action("audit.query", Some("audit_log"));
-    session.require(READERS)?;
-    if p.format.is_some() {
-        return Err(invalid(
-            "format",
-            "format is a parameter of /audit/export".into(),
-        ));
-    }
-    let filter = filter_of(&p)?;
-    let rows = s
-        .vault
-        .store
-        .audit_query(&filter)
-        .await
-        .map_err(Error::internal)?;
-    let next = if rows.len() as i64 == filter.limit {
-        rows.last().map(|r| r.seq)
-    } else {
-        None
-    };
-    let entries: Vec<EntryView> = rows.iter().map(EntryView::from).collect();
-    ctx.detail("returned", entries.len());
-    Ok(Json(json!({ "entries": entries, "next_after_seq": next })))
+) -> Result<Json<Page>> {
+    Ok(Json(s.vault.audit_review().query(&me, &p).await?))
 }
 
-pub async fn verify(
-    State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    session: Session,
-) -> Result<Json<Value>> {
-    ctx.action("audit.verify", Some("audit_log"));
-    session.require(READERS)?;
-    let report = verify_store(&s.vault.store, &s.vault.keys.mac().audit)
-        .await
-        .map_err(Error::internal)?;
-    ctx.detail("ok", report.ok);
-    ctx.detail("head_seq", report.head_seq);
-    if let Some(bad) = report.first_bad_seq {
-        tracing::error!(first_bad_seq = bad, problem = ?report.problem, "audit chain broken");
-        ctx.detail("first_bad_seq", bad);
-    }
-    Ok(Json(
-        serde_json::to_value(&report).map_err(Error::internal)?,
-    ))
+pub async fn verify(State(s): State<AppState>, Session(me): Session) -> Result<Json<VerifyReport>> {
+    Ok(Json(s.vault.audit_review().verify(&me).await?))
 }
 
 pub async fn export(
     State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    session: Session,
+    Session(me): Session,
     ApiQuery(p): ApiQuery<QueryParams>,
 ) -> Result<Response> {
-    ctx.action("audit.export", Some("audit_log"));
-    session.require(READERS)?;
-    let format = match p.format.as_deref() {
-        None | Some("jsonl") => Format::Jsonl,
-        Some("csv") => Format::Csv,
-        Some(_) => return Err(invalid("format", "format must be jsonl or csv".into())),
-    };
-    let mut filter = AuditFilter {
-        since_ms: time_param("since", p.since.as_deref())?,
-        until_ms: time_param("until", p.until.as_deref())?,
-        limit: MAX_LIMIT,
-        ..AuditFilter::default()
-    };
-    let mut rows = Vec::new();
-    loop {
-        let page = s
-            .vault
-            .store
-            .audit_query(&filter)
-            .await
-            .map_err(Error::internal)?;
-        let full = page.len() as i64 == filter.limit;
-        let Some(last) = page.last() else { break };
-        filter.after_seq = last.seq;
-        rows.extend(page);
-        if !full {
-            break;
-        }
-    }
-    let body = export::render(format, &rows);
-    ctx.detail(
-        "format",
-        if format == Format::Csv {
-            "csv"
-        } else {
-            "jsonl"
-        },
-    );
-    ctx.detail("entries", rows.len());
-    ctx.detail("sha256", crate::crypto::sha256_hex(body.as_bytes()));
-    let ext = if format == Format::Csv {
+    let out = s.vault.audit_review().export(&me, &p).await?;
+    let ext = if out.format == Format::Csv {
         "csv"
     } else {
         "jsonl"
     };
-    let mut resp = body.into_response();
+    let mut resp = out.body.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(format.content_type()),
+        HeaderValue::from_static(out.format.content_type()),
     );
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"audit.{ext}\"")) {
         resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);

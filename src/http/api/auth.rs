@@ -5,10 +5,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::crypto::SecretString;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::http::AppState;
-use crate::http::context::ActorKind;
-use crate::http::extract::{ApiJson, Ctx, bearer};
+use crate::http::extract::{Anonymous, ApiJson, Session, bearer};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,18 +19,14 @@ pub struct LoginBody {
 
 pub async fn login(
     State(s): State<AppState>,
-    Ctx(ctx): Ctx,
+    Anonymous(anon): Anonymous,
     ApiJson(b): ApiJson<LoginBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    // Recorded before the outcome is known, so failed attempts are attributed to the name tried.
-    ctx.actor(
-        ActorKind::Anonymous,
-        &b.username.chars().take(32).collect::<String>(),
-    );
-    ctx.action("auth.login", None);
-    let person = s.vault.login(&b.username, b.password, &b.totp).await?;
-    ctx.actor(ActorKind::User, &person.username);
-    let session = s.vault.create_session(&person).await?;
+    let (person, session) = s
+        .vault
+        .people()
+        .login(&anon, &b.username, b.password, &b.totp)
+        .await?;
     Ok((
         StatusCode::OK,
         Json(json!({
@@ -44,13 +39,10 @@ pub async fn login(
 
 pub async fn logout(
     State(s): State<AppState>,
-    Ctx(ctx): Ctx,
+    Session(me): Session,
     headers: axum::http::HeaderMap,
 ) -> Result<StatusCode> {
-    ctx.action("auth.logout", None);
-    let token = bearer(&headers).ok_or(crate::error::Error::Unauthenticated)?;
-    let person = s.vault.session_person(&token).await?;
-    ctx.actor(ActorKind::User, &person.username);
-    s.vault.end_session(&token).await?;
+    let token = bearer(&headers).ok_or(Error::Unauthenticated)?;
+    s.vault.sessions().end(&me, &token).await?;
     Ok(StatusCode::NO_CONTENT)
 }

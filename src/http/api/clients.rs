@@ -6,8 +6,7 @@ use serde_json::{Value, json};
 
 use crate::error::Result;
 use crate::http::AppState;
-use crate::http::extract::{ApiJson, Ctx, Session};
-use crate::identity::Role;
+use crate::http::extract::{ApiJson, Session};
 use crate::identity::clients::ClientView;
 
 #[derive(Deserialize)]
@@ -19,18 +18,10 @@ pub struct CreateClient {
 
 pub async fn create(
     State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    session: Session,
+    Session(me): Session,
     ApiJson(b): ApiJson<CreateClient>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    ctx.action("client.create", Some(&b.name));
-    let me = session.require(&[Role::Admin])?;
-    let (view, key) = s
-        .vault
-        .create_client(&me.username, &b.name, &b.accounts)
-        .await?;
-    ctx.detail("client_id", view.client_id.clone());
-    ctx.detail("accounts", view.accounts.clone());
+    let (view, key) = s.vault.clients().create(&me, &b.name, &b.accounts).await?;
     Ok((
         StatusCode::CREATED,
         Json(
@@ -41,30 +32,16 @@ pub async fn create(
 
 pub async fn list(
     State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    session: Session,
+    Session(me): Session,
 ) -> Result<Json<Vec<ClientView>>> {
-    ctx.action("client.list", None);
-    session.require(&[Role::Admin, Role::Auditor])?;
-    Ok(Json(
-        s.vault
-            .store
-            .clients_list()
-            .await?
-            .iter()
-            .map(ClientView::from)
-            .collect(),
-    ))
+    Ok(Json(s.vault.clients().list(&me).await?))
 }
 
 pub async fn delete(
     State(s): State<AppState>,
-    Ctx(ctx): Ctx,
-    session: Session,
+    Session(me): Session,
     Path(id): Path<String>,
 ) -> Result<StatusCode> {
-    ctx.action("client.revoke", Some(&id));
-    session.require(&[Role::Admin])?;
-    s.vault.revoke_client(&id).await?;
+    s.vault.clients().revoke(&me, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

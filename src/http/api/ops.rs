@@ -12,20 +12,8 @@ pub async fn healthz() -> Json<Value> {
 
 /// Ready when the store answers on both pools and the keyring opens a fresh seal.
 pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
-    let store_ok = s.vault.store.ping().await.is_ok();
-    let probe = crate::crypto::Aad {
-        table: "readyz",
-        row: "probe",
-        field: "probe",
-        version: 0,
-    };
-    let keys_ok = s
-        .vault
-        .keys
-        .seal(&probe, b"probe")
-        .and_then(|ct| s.vault.keys.open(&probe, &ct))
-        .is_ok();
-    let status = if store_ok && keys_ok {
+    let r = s.vault.readiness().await;
+    let status = if r.ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -33,7 +21,7 @@ pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
     (
         status,
         Json(
-            json!({ "status": if status == StatusCode::OK { "ready" } else { "not_ready" }, "store": store_ok, "keys": keys_ok }),
+            json!({ "status": if r.ready() { "ready" } else { "not_ready" }, "store": r.store, "keys": r.keys }),
         ),
     )
 }

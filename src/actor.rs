@@ -1,0 +1,164 @@
+//! Who is acting, as a type: every service method takes an [`Actor`], already authenticated,
+//! and decides from it alone (roles, the tool's bindings, the token's scope). The HTTP layer,
+//! the console, the CLI and the background loops all build one; none of them checks a rule.
+
+use std::net::IpAddr;
+
+use crate::audit::context::{ActorKind, RequestCtx};
+use crate::audit::{HttpInfo, NewEntry, Outcome};
+use crate::checkout::TokenGrant;
+use crate::error::{Error, Result};
+use crate::identity::Role;
+use crate::identity::clients::Client;
+use crate::identity::users::Person;
+
+/// The authenticated party behind a call.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A person with a live session.
+    Person(Person),
+    /// A publishing tool, by its client key.
+    Client(Client),
+    /// A live publishing token.
+    Token(TokenGrant),
+    /// The vault itself: a background loop, or the CLI run by an operating-system user.
+    System(String),
+    /// Nobody yet (a login in progress).
+    Anonymous,
+}
+
+/// An authenticated principal and the request it came with (none for background work and the
+/// CLI). Audit entries of the changes it makes are built from it.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub who: Principal,
+    pub ctx: Option<RequestCtx>,
+}
+
+impl Actor {
+    pub fn new(who: Principal, ctx: Option<RequestCtx>) -> Self {
+        let actor = Self { who, ctx };
+        if let Some(ctx) = &actor.ctx {
+            let (kind, id) = actor.audit_id();
+            ctx.actor(kind, &id);
+        }
+        actor
+    }
+
+    /// The vault's own background work.
+    pub fn system() -> Self {
+        Self::new(Principal::System("mediavault".into()), None)
+    }
+
+    /// The CLI, run by the named operating-system user.
+    pub fn cli(os_user: &str) -> Self {
+        Self::new(Principal::System(format!("cli:{os_user}")), None)
+    }
+
+    /// The CLI's actor for the operating-system user running this process.
+    pub fn cli_from_env() -> Self {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".into());
+        Self::cli(&user)
+    }
+
+    /// How the audit log names this actor.
+    pub fn audit_id(&self) -> (ActorKind, String) {
+        match &self.who {
+            Principal::Person(p) => (ActorKind::User, p.username.clone()),
+            Principal::Client(c) => (ActorKind::Client, c.id.clone()),
+            Principal::Token(g) => (ActorKind::Token, g.checkout_id.clone()),
+            Principal::System(id) => (ActorKind::System, id.clone()),
+            Principal::Anonymous => (ActorKind::Anonymous, String::new()),
+        }
+    }
+
+    /// The client's address, for policies that restrict networks.
+    pub fn source(&self) -> Option<IpAddr> {
+        self.ctx.as_ref().map(|c| c.peer)
+    }
+
+    /// The person acting, if they hold one of `roles`; the one role check of every service.
+    pub fn require(&self, roles: &[Role]) -> Result<&Person> {
+        match &self.who {
+            Principal::Person(p) if p.roles.any(roles) => Ok(p),
+            _ => {
+                let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+                Err(Error::NotPermitted(format!(
+                    "this needs the role {}",
+                    names.join(" or ")
+                )))
+            }
+        }
+    }
+
+    /// The publishing tool acting.
+    pub fn client(&self) -> Result<&Client> {
+        match &self.who {
+            Principal::Client(c) => Ok(c),
+            _ => Err(Error::NotPermitted(
+                "this needs a publishing tool's client key".into(),
+            )),
+        }
+    }
+
+    /// The publishing token acting.
+    pub fn token(&self) -> Result<&TokenGrant> {
+        match &self.who {
+            Principal::Token(g) => Ok(g),
+            _ => Err(Error::NotPermitted("this needs a publishing token".into())),
+        }
+    }
+
+    /// Names what the request does, for its audit entry (a refusal is recorded under it too).
+    pub fn action(&self, action: &str, target: Option<&str>) {
+        if let Some(ctx) = &self.ctx {
+            ctx.action(action, target);
+        }
+    }
+
+    /// Adds a safe detail (ids, digests, never secrets) to the request's audit entry.
+    pub fn detail(&self, key: &str, value: impl Into<serde_json::Value>) {
+        if let Some(ctx) = &self.ctx {
+            ctx.detail(key, value);
+        }
+    }
+
+    /// The entry a change by this actor commits with: who, what, to what, from where; the details
+    /// noted on the request so far are carried over.
+    pub fn entry(&self, action: &str, target: &str) -> NewEntry {
+        let (actor_kind, actor_id) = self.audit_id();
+        let (source_ip, request_id, http, detail) = match &self.ctx {
+            Some(ctx) => (
+                ctx.peer.to_string(),
+                ctx.request_id.clone(),
+                Some(HttpInfo {
+                    method: ctx.method.clone(),
+                    path: ctx.path.clone(),
+                    status: None,
+                }),
+                ctx.note().detail,
+            ),
+            None => (String::new(), String::new(), None, serde_json::Map::new()),
+        };
+        NewEntry {
+            actor_kind,
+            actor_id,
+            action: action.to_owned(),
+            target: target.to_owned(),
+            outcome: Outcome::Success,
+            source_ip,
+            request_id,
+            http,
+            detail,
+        }
+    }
+
+    /// Tells the request that its change is recorded (so its success needs no second entry).
+    pub fn recorded(&self) {
+        if let Some(ctx) = &self.ctx {
+            ctx.mark_recorded();
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The audit review service: querying, verifying and exporting the log. It owns who may read it
+//! (auditors, and admins) and records every review in the log it reads.
+
+use serde::Deserialize;
+
+use super::export::{self, Format};
+use super::query::{DEFAULT_LIMIT, MAX_LIMIT};
+use super::{EntryView, Outcome, VerifyReport, parse_time_ms, verify_store};
+use crate::actor::Actor;
+use crate::error::{Error, Result};
+use crate::identity::Role;
+use crate::store::audit::AuditFilter;
+use crate::vault::Vault;
+
+const READERS: &[Role] = &[Role::Auditor, Role::Admin];
+
+/// Everything arrives as text so that a bad value gets a message naming its parameter.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct QueryParams {
+    pub actor: Option<String>,
+    pub account: Option<String>,
+    pub action: Option<String>,
+    pub outcome: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    pub after_seq: Option<String>,
+    pub limit: Option<String>,
+    pub format: Option<String>,
+}
+
+fn invalid(field: &str, detail: String) -> Error {
+    Error::Invalid {
+        field: Some(field.to_owned()),
+        detail,
+    }
+}
+
+fn time_param(field: &str, v: Option<&str>) -> Result<Option<i64>> {
+    v.map(|s| {
+        parse_time_ms(s).ok_or_else(|| {
+            invalid(
+                field,
+                format!("{field} must be an RFC 3339 time like 2025-01-31T00:00:00Z"),
+            )
+        })
+    })
+    .transpose()
+}
+
+fn filter_of(p: &QueryParams) -> Result<AuditFilter> {
+    if let Some(o) = &p.outcome
+        && Outcome::parse(o).is_none()
+    {
+        return Err(invalid(
+            "outcome",
+            "outcome must be success, denied, error or rate_limited".into(),
+        ));
+    }
+    let after_seq = match &p.after_seq {
+        None => 0,
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| invalid("after_seq", "after_seq must be a number ≥ 0".into()))?,
+    };
+    let limit = match &p.limit {
+        None => DEFAULT_LIMIT,
+        Some(s) => s
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                invalid(
+                    "limit",
+                    format!("limit must be a number from 1 to {MAX_LIMIT}"),
+                )
+            })?,
+    };
+    let empty_none = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    Ok(AuditFilter {
+        actor: empty_none(&p.actor),
+        target: empty_none(&p.account),
+        action: empty_none(&p.action),
+        outcome: empty_none(&p.outcome),
+        since_ms: time_param("since", p.since.as_deref())?,
+        until_ms: time_param("until", p.until.as_deref())?,
+        after_seq,
+        limit,
+    })
+}
+
+/// One page of entries and where the next starts.
+#[derive(Debug, serde::Serialize)]
+pub struct Page {
+    pub entries: Vec<EntryView>,
+    pub next_after_seq: Option<i64>,
+}
+
+/// A rendered export.
+#[derive(Debug)]
+pub struct Export {
+    pub format: Format,
+    pub body: String,
+}
+
+/// The audit review service; `vault.audit_review()`.
+pub struct AuditReview<'v> {
+    v: &'v Vault,
+}
+
+impl Vault {
+    pub fn audit_review(&self) -> AuditReview<'_> {
+        AuditReview { v: self }
+    }
+}
+
+impl AuditReview<'_> {
+    pub async fn query(&self, actor: &Actor, p: &QueryParams) -> Result<Page> {
+        actor.action("audit.query", Some("audit_log"));
+        actor.require(READERS)?;
+        if p.format.is_some() {
+            return Err(invalid(
+                "format",
+                "format is a parameter of /audit/export".into(),
+            ));
+        }
+        let filter = filter_of(p)?;
+        let rows = self.v.store.audit_query(&filter).await?;
+        let next = if rows.len() as i64 == filter.limit {
+            rows.last().map(|r| r.seq)
+        } else {
+            None
+        };
+        let entries: Vec<EntryView> = rows.iter().map(EntryView::from).collect();
+        actor.detail("returned", entries.len());
+        Ok(Page {
+            entries,
+            next_after_seq: next,
+        })
+    }
+
+    pub async fn verify(&self, actor: &Actor) -> Result<VerifyReport> {
+        actor.action("audit.verify", Some("audit_log"));
+        actor.require(READERS)?;
+        let report = verify_store(&self.v.store, &self.v.keys.mac().audit)
+            .await
+            .map_err(Error::internal)?;
+        actor.detail("ok", report.ok);
+        actor.detail("head_seq", report.head_seq);
+        if let Some(bad) = report.first_bad_seq {
+            tracing::error!(first_bad_seq = bad, problem = ?report.problem, "audit chain broken");
+            actor.detail("first_bad_seq", bad);
+        }
+        Ok(report)
+    }
+
+    pub async fn export(&self, actor: &Actor, p: &QueryParams) -> Result<Export> {
+        actor.action("audit.export", Some("audit_log"));
+        actor.require(READERS)?;
+        let format = match p.format.as_deref() {
+            None | Some("jsonl") => Format::Jsonl,
+            Some("csv") => Format::Csv,
+            Some(_) => return Err(invalid("format", "format must be jsonl or csv".into())),
+        };
+        let mut filter = AuditFilter {
+            since_ms: time_param("since", p.since.as_deref())?,
+            until_ms: time_param("until", p.until.as_deref())?,
+            limit: MAX_LIMIT,
+            ..AuditFilter::default()
+        };
+        let mut rows = Vec::new();
+        loop {
+            let page = self.v.store.audit_query(&filter).await?;
+            let full = page.len() as i64 == filter.limit;
+            let Some(last) = page.last() else { break };
+            filter.after_seq = last.seq;
+            rows.extend(page);
+            if !full {
+                break;
+            }
+        }
+        let body = export::render(format, &rows);
+        actor.detail(
+            "format",
+            if format == Format::Csv {
+                "csv"
+            } else {
+                "jsonl"
+            },
+        );
+        actor.detail("entries", rows.len());
+        actor.detail("sha256", crate::crypto::sha256_hex(body.as_bytes()));
+        Ok(Export { format, body })
+    }
+}

@@ -1,0 +1,99 @@
+//! The typed state stored in the rows: statuses, platforms, levels. Each is TEXT in SQLite (with a
+//! constraint from migration 0004 that refuses anything else) and an enum everywhere in Rust.
+
+use serde::Serialize;
+
+/// Whether an account can be checked out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum AccountStatus {
+    Active,
+    /// Checkouts are refused (423) and every token was revoked when it froze.
+    Frozen,
+}
+
+impl AccountStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountStatus::Active => "active",
+            AccountStatus::Frozen => "frozen",
+        }
+    }
+}
+
+/// Where a checkout stands. `Expired` is also derived for an `Active` row past its expiry before
+/// the sweeper marks it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum CheckoutStatus {
+    PendingApproval,
+    Approved,
+    Denied,
+    Active,
+    CheckedIn,
+    Expired,
+    Revoked,
+}
+
+impl CheckoutStatus {
+    pub const ALL: [CheckoutStatus; 7] = [
+        CheckoutStatus::PendingApproval,
+        CheckoutStatus::Approved,
+        CheckoutStatus::Denied,
+        CheckoutStatus::Active,
+        CheckoutStatus::CheckedIn,
+        CheckoutStatus::Expired,
+        CheckoutStatus::Revoked,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckoutStatus::PendingApproval => "pending_approval",
+            CheckoutStatus::Approved => "approved",
+            CheckoutStatus::Denied => "denied",
+            CheckoutStatus::Active => "active",
+            CheckoutStatus::CheckedIn => "checked_in",
+            CheckoutStatus::Expired => "expired",
+            CheckoutStatus::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+/// Which platform an account is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, sqlx::Type)]
+#[sqlx(rename_all = "snake_case")]
+#[serde(rename_all = "lowercase")]
+pub enum Platform {
+    Wechat,
+    Weibo,
+    /// Any other account: the vault keeps its secrets, but brokers no platform calls.
+    Generic,
+}
+
+/// The review tier of a checkout (the office's plan: general items signed by a deputy leader,
+/// major ones by the principal leader).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    sqlx::Type,
+)]
+#[sqlx(rename_all = "snake_case")]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    General,
+    Major,
+}
