@@ -305,27 +305,14 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
     tracing::info!(addr = %running.addr, tls = running.tls, "mediavault serving");
     println!("mediavault serving on {}", running.base_url());
     let vault = Arc::clone(&running.vault);
-    let key_path = config.root_key_path();
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         else {
             return;
         };
+        // The same reload tests run in-process through `Running::reload`; it logs each result.
         while hup.recv().await.is_some() {
-            match vault.reload_policies() {
-                Ok(n) => tracing::info!(policies = n, "policies reloaded"),
-                Err(e) => {
-                    tracing::error!(error = %e, "policy reload failed; the previous policies stay in force")
-                }
-            }
-            match mediavault::crypto::RootKey::load_file(&key_path) {
-                Ok(root) => {
-                    if let Err(e) = vault.refresh_keyring(&root).await {
-                        tracing::error!(error = %e, "keyring refresh failed");
-                    }
-                }
-                Err(e) => tracing::error!(error = %e, "keyring refresh: root key unreadable"),
-            }
+            mediavault::app::reload(&vault).await;
         }
     });
     let handle = running.handle();
