@@ -1,6 +1,7 @@
 //! The `mediavault` command line: the clap definitions here, one file per subcommand. A library
 //! module rather than part of the binary, so tests can drive a subcommand without a child process.
 
+pub mod audit;
 pub mod certs;
 pub mod demo;
 pub mod fake_platforms;
@@ -15,7 +16,6 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::audit::cli::AuditCommand;
 use crate::config::{Config, LogFormat};
 
 #[derive(Parser)]
@@ -79,7 +79,7 @@ pub enum Command {
     /// The audit log: verify, checkpoint, export, prune.
     Audit {
         #[command(subcommand)]
-        command: AuditCommand,
+        command: audit::AuditCommand,
     },
     /// Access policies.
     Policy {
@@ -135,7 +135,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Audit { command } => {
             let config = configured()?;
-            crate::audit::cli::run(&config, command).await
+            audit::run(&config, command).await
         }
     }
 }
