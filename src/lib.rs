@@ -11,7 +11,8 @@
 //!   rollback, freeze.
 //! - [`policy`] parses `policies/*.toml` strictly and answers who may check out what, when, from
 //!   where, and which platform calls a token may make.
-//! - [`platforms`] holds the platform adapters and the faithful fakes used by tests and demo mode.
+//! - [`platforms`] holds the platform adapters and, with the `demo` feature (on by default), the
+//!   faithful fakes used by tests and demo mode.
 //! - [`audit`] is the tamper-evident audit log: one group-committing writer that every request
 //!   and domain event passes through before anything is released, an HMAC-SHA256 chain with
 //!   verification, checkpoints, exports and retention.

@@ -1,5 +1,5 @@
 //! `mediavault fake-platforms`: the fake WeChat and Weibo APIs alone, for tests and local
-//! development.
+//! development. Only in builds with the `demo` feature.
 
 use std::net::SocketAddr;
 

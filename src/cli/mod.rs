@@ -3,7 +3,9 @@
 
 pub mod audit;
 pub mod certs;
+#[cfg(feature = "demo")]
 pub mod demo;
+#[cfg(feature = "demo")]
 pub mod fake_platforms;
 pub mod init;
 pub mod keys;
@@ -61,12 +63,14 @@ pub enum Command {
         command: keys::KeysCommand,
     },
     /// Try it out: the vault, the fake platforms, seeded data and a walkthrough.
+    #[cfg(feature = "demo")]
     Demo {
         /// Port for the vault on 127.0.0.1 (0 picks a free one).
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
     /// Serve the fake WeChat and Weibo APIs alone (tests, local development).
+    #[cfg(feature = "demo")]
     FakePlatforms {
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: std::net::SocketAddr,
@@ -113,10 +117,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Policy { command } => policy::run(command),
         Command::Certs { command } => certs::run(command),
+        #[cfg(feature = "demo")]
         Command::Demo { port } => {
             init_logging(&Config::default());
             demo::run(port).await
         }
+        #[cfg(feature = "demo")]
         Command::FakePlatforms { listen } => {
             init_logging(&Config::default());
             fake_platforms::run(listen).await
