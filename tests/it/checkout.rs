@@ -1,10 +1,8 @@
 //! Issue: people, roles, TOTP-verified checkout, tiered approval and publishing tokens.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn policy(account: &str, extra: &str) -> String {

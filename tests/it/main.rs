@@ -1,0 +1,10 @@
+//! The integration tests: one binary, so the shared fixtures in `common` compile once and every
+//! module can use any of them.
+
+mod audit;
+mod checkout;
+mod common;
+// The fake platforms and the `demo` subcommand exist only with the `demo` feature (on by default).
+#[cfg(feature = "demo")]
+mod platform;
+mod vault_core;
