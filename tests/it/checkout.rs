@@ -635,6 +635,34 @@ async fn sighup_with_a_broken_policy_keeps_the_old_set() {
     let _ = server.wait();
 }
 
+/// In-process, the reload that SIGHUP triggers: a broken policy file is refused by name and the
+/// old set stays in force; once fixed, the next reload takes it.
+#[tokio::test]
+async fn reload_with_a_broken_policy_keeps_the_old_set() {
+    let app = spawn_with(Options {
+        policies: Some(vec![("wx.toml", policy("wx", ""))]),
+        ..Default::default()
+    })
+    .await;
+    let running = app.running.as_ref().unwrap();
+    let wb = app.config.policies_dir.join("wb.toml");
+    std::fs::write(&wb, policy("wb", "exclusiv = false")).unwrap();
+    let reloaded = running.reload().await;
+    let err = reloaded.policies.unwrap_err().to_string();
+    assert!(err.contains("wb.toml"), "{err}");
+    assert!(reloaded.keyring.is_ok(), "{:?}", reloaded.keyring);
+    assert_eq!(
+        app.vault().policies().len(),
+        1,
+        "old policies still in force"
+    );
+    assert!(captured_logs().contains("policy reload failed"));
+
+    std::fs::write(&wb, policy("wb", "")).unwrap();
+    assert_eq!(running.reload().await.policies.unwrap(), 2);
+    assert_eq!(app.vault().policies().len(), 2);
+}
+
 /// Approval requests and decisions reach the configured webhook channels (a real receiver on
 /// loopback standing in for a WeCom robot).
 #[tokio::test]
