@@ -1,6 +1,7 @@
 //! The integration tests: one binary, so the shared fixtures in `common` compile once and every
 //! module can use any of them.
 
+mod api_contract;
 mod audit;
 mod checkout;
 mod common;
