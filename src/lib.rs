@@ -20,9 +20,14 @@
 //! - [`vault::Vault`] ties them together and is what every handler shares; [`clock::Clock`] is
 //!   the one source of time, so tests move time instead of sleeping.
 //!
-//! [`app`] builds the whole application on a bound port and runs its background loops (expiry
-//! sweep, platform heartbeats, security events, the leak canary); [`start`] returns a
-//! [`Running`] handle to reload or stop it. The binary (`src/main.rs`) is a thin CLI over it.
+//! On top:
+//!
+//! - [`app`] builds the whole application on a bound port and runs its background loops (expiry
+//!   sweep, platform heartbeats, security events, the leak canary); [`start`] returns a
+//!   [`Running`] handle to reload (what SIGHUP does) or stop it.
+//! - [`cli`] is the command line, one file per subcommand (`init`, `serve`, `keys`, `audit`, ...);
+//!   the binary (`src/main.rs`) only parses the arguments and calls it. `demo` and
+//!   `fake-platforms` exist only with the `demo` feature.
 
 pub mod accounts;
 pub mod app;
