@@ -5,10 +5,8 @@
 //! - [`chain`]: the HMAC-SHA256 chain encoding, [`chain::Verifier`], checkpoints and prune anchors.
 //! - [`query`]: filtering for `GET /audit` and verification of the stored chain.
 //! - [`export`]: JSONL/CSV exports that carry the chain fields, and offline re-verification.
-//! - [`cli`]: `mediavault audit verify|checkpoint|export|prune`.
 
 pub mod chain;
-pub mod cli;
 pub mod context;
 pub mod export;
 pub mod query;

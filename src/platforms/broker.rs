@@ -622,5 +622,6 @@ impl Broker {
     }
 }
 
-#[cfg(test)]
+// The broker's tests run against the fake platforms, which only the `demo` feature builds.
+#[cfg(all(test, feature = "demo"))]
 mod tests;

@@ -6,13 +6,15 @@
 //! - [`broker::Broker`] owns the only WeChat token fetches of the whole vault (each new token can
 //!   cancel the previous one, so there must be one fetcher), caches them with single-flight, retries
 //!   once on a rejected token, runs the leak canary, and reports [`SecurityEvent`]s.
-//! - [`fake`] is the in-process stand-in for both platforms.
+//! - `fake` is the in-process stand-in for both platforms, only in builds with the `demo` feature
+//!   (on by default) so a production build carries no fake platform.
 //!
 //! Both clients share one `reqwest::Client` (keep-alive pool, timeout from config, no redirects: a
 //! redirect would carry the access token in its query to wherever the platform points).
 
 pub mod broker;
 pub mod error;
+#[cfg(feature = "demo")]
 pub mod fake;
 pub mod wechat;
 pub mod weibo;

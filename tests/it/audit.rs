@@ -1,13 +1,11 @@
 //! Issue: tamper-evident audit log. Every request leaves one chained entry before its response
 //! leaves; tampering with the SQLite file is found by verify, naming the first bad entry.
 
-mod common;
-
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn bin() -> Command {

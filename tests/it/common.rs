@@ -1,8 +1,6 @@
 //! Test harness: a real vault on 127.0.0.1:0 over real TLS, with a temporary data dir, a real
 //! SQLite file, and a clock the test moves.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;

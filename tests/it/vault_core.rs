@@ -1,10 +1,8 @@
 //! Issue: vault core. Encrypted store, keys, accounts and rotation, through the real server.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use mediavault::actor::Actor;
 use serde_json::{Value, json};
 

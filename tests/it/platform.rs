@@ -1,10 +1,8 @@
 //! Issue: platform broker and publishing proxy, against the shipped fake WeChat and Weibo.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use mediavault::platforms::SecurityEventKind;
 use mediavault::platforms::fake::{FakeConfig, FakePlatforms};
 use serde_json::{Value, json};

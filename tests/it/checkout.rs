@@ -1,10 +1,8 @@
 //! Issue: people, roles, TOTP-verified checkout, tiered approval and publishing tokens.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 fn policy(account: &str, extra: &str) -> String {
@@ -635,6 +633,34 @@ async fn sighup_with_a_broken_policy_keeps_the_old_set() {
     assert_eq!(st, 201, "old policies still in force: {v}");
     server.kill().unwrap();
     let _ = server.wait();
+}
+
+/// In-process, the reload that SIGHUP triggers: a broken policy file is refused by name and the
+/// old set stays in force; once fixed, the next reload takes it.
+#[tokio::test]
+async fn reload_with_a_broken_policy_keeps_the_old_set() {
+    let app = spawn_with(Options {
+        policies: Some(vec![("wx.toml", policy("wx", ""))]),
+        ..Default::default()
+    })
+    .await;
+    let running = app.running.as_ref().unwrap();
+    let wb = app.config.policies_dir.join("wb.toml");
+    std::fs::write(&wb, policy("wb", "exclusiv = false")).unwrap();
+    let reloaded = running.reload().await;
+    let err = reloaded.policies.unwrap_err().to_string();
+    assert!(err.contains("wb.toml"), "{err}");
+    assert!(reloaded.keyring.is_ok(), "{:?}", reloaded.keyring);
+    assert_eq!(
+        app.vault().policies().len(),
+        1,
+        "old policies still in force"
+    );
+    assert!(captured_logs().contains("policy reload failed"));
+
+    std::fs::write(&wb, policy("wb", "")).unwrap();
+    assert_eq!(running.reload().await.policies.unwrap(), 2);
+    assert_eq!(app.vault().policies().len(), 2);
 }
 
 /// Approval requests and decisions reach the configured webhook channels (a real receiver on

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use super::chain::{Checkpoint, VerifyReport, anchor_mac};
-use super::export::{self, Format};
-use super::{AuditWriter, parse_time_ms, verify_store_with};
+use crate::audit::chain::{Checkpoint, VerifyReport, anchor_mac};
+use crate::audit::export::{self, Format};
+use crate::audit::{AuditWriter, parse_time_ms, verify_store_with};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::Keyring;
@@ -146,7 +146,7 @@ fn time_arg(flag: &'static str) -> impl Fn(&str) -> anyhow::Result<i64> {
 
 /// Every entry matching `filter`, page by page.
 async fn collect(store: &Store, mut filter: AuditFilter) -> anyhow::Result<Vec<AuditRow>> {
-    filter.limit = super::query::MAX_LIMIT;
+    filter.limit = crate::audit::query::MAX_LIMIT;
     let mut rows = Vec::new();
     loop {
         let page = store.audit_query(&filter).await?;
@@ -171,14 +171,14 @@ async fn prune(
     let audit_key = &keys.mac().audit;
     let before_ms = time_arg("--before")(before)?;
     let clock = Clock::system();
-    let now_ms = super::writer::unix_ms(&clock);
+    let now_ms = crate::audit::writer::unix_ms(&clock);
     let floor_ms = now_ms - i64::from(config.audit.retention_days) * 86_400_000;
     if before_ms > floor_ms {
         bail!(
             "--before {before} is inside the retention period of {} days (audit.retention_days); \
              the latest allowed is {}",
             config.audit.retention_days,
-            super::rfc3339_ms(floor_ms)
+            crate::audit::rfc3339_ms(floor_ms)
         );
     }
     // A broken chain is evidence; pruning it would destroy the part that shows what happened.
@@ -229,7 +229,7 @@ async fn prune(
         .entry("audit.prune", "audit_log")
         .detail("pruned_from_seq", first.seq)
         .detail("pruned_to_seq", cut - 1)
-        .detail("before", super::rfc3339_ms(before_ms))
+        .detail("before", crate::audit::rfc3339_ms(before_ms))
         .detail("export_sha256", export_sha);
     let n = writer
         .commit(entry, move |tx| {

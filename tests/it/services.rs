@@ -1,10 +1,8 @@
 //! Issue: one service layer that owns every rule, and audit records that commit with the change.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use mediavault::platforms::fake::{FakeConfig, FakePlatforms};
 use serde_json::{Value, json};
 

@@ -1,0 +1,25 @@
+//! `mediavault keys rotate|rotate-root`: keyring and root key rotation, run against the store
+//! while the server may be up (it picks new terms up on SIGHUP).
+
+use clap::Subcommand;
+
+use crate::config::Config;
+
+#[derive(Subcommand)]
+pub enum KeysCommand {
+    /// Add a keyring term; new secrets are sealed under it. Old terms keep opening old records.
+    Rotate {
+        /// Also re-seal every stored secret under the new term.
+        #[arg(long)]
+        rewrap: bool,
+    },
+    /// Re-wrap the keyring under a new root key; the old key file stops opening the store.
+    RotateRoot,
+}
+
+pub async fn run(config: &Config, command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Rotate { rewrap } => crate::vault::keys::rotate(config, rewrap).await,
+        KeysCommand::RotateRoot => crate::vault::keys::rotate_root(config).await,
+    }
+}
