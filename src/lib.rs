@@ -1,24 +1,33 @@
 //! mediavault: a hardened credential vault for an office's new-media accounts.
 //!
-//! A tour, from the bottom up:
+//! A tour, from the bottom up (arrows point down only: http → services → policy, platforms,
+//! audit → store → crypto):
 //!
 //! - [`crypto`] is the only caller of `ring`: the root key file, the keyring of data keys it wraps,
 //!   AES-256-GCM sealing with AAD bound to each record's place, token hashing, constant time.
-//! - [`store`] holds all SQL (SQLite through sqlx, WAL, one writer connection).
-//! - [`identity`] is people (argon2id passwords, TOTP with persisted replay protection, lockout),
-//!   sessions and roles.
-//! - [`accounts`] is platform accounts and their credential versions: rotation with TOTP step-up,
-//!   rollback, freeze.
+//! - [`store`] holds all SQL (SQLite through sqlx, WAL, one writer connection). Reads are methods
+//!   on `Store`; every change is a method on `store::Tx`, a transaction only the audit writer
+//!   hands out. Typed state (statuses, platforms, levels) lives in `store::types`.
+//! - [`audit`] is the tamper-evident audit log: one group-committing writer through which every
+//!   change commits together with its entry, and every request and domain event is recorded
+//!   before anything is released; an HMAC-SHA256 chain with verification, checkpoints, exports
+//!   and retention; and the request context ([`audit::context`]) the services fill in.
 //! - [`policy`] parses `policies/*.toml` strictly and answers who may check out what, when, from
 //!   where, and which platform calls a token may make.
 //! - [`platforms`] holds the platform adapters and, with the `demo` feature (on by default), the
 //!   faithful fakes used by tests and demo mode.
-//! - [`audit`] is the tamper-evident audit log: one group-committing writer that every request
-//!   and domain event passes through before anything is released, an HMAC-SHA256 chain with
-//!   verification, checkpoints, exports and retention.
+//! - [`actor::Actor`] is who acts, typed and authenticated: a person, a tool, a publishing token
+//!   or the system, with the request it came with.
+//! - The services, each owning every rule of its concept and taking an [`actor::Actor`]:
+//!   [`identity`] (people, sessions, TOTP and lockout: `vault.people()`, `vault.sessions()`;
+//!   publishing tools: `vault.clients()`), [`accounts`] (credentials, rotation, rollback, freeze:
+//!   `vault.accounts()`), [`checkout`] (checkouts, approvals, tokens: `vault.checkouts()`),
+//!   [`publishing`] (the proxy gate and hand-outs: `vault.publishing()`) and audit review
+//!   (`vault.audit_review()`).
 //! - [`http`] is the axum surface: `/api/v1`, problem+json errors from one mapping, TLS serving.
-//! - [`vault::Vault`] ties them together and is what every handler shares; [`clock::Clock`] is
-//!   the one source of time, so tests move time instead of sleeping.
+//!   A handler parses, calls one service method, renders.
+//! - [`vault::Vault`] holds the parts (private to the crate) and hands out the services;
+//!   [`clock::Clock`] is the one source of time, so tests move time instead of sleeping.
 //!
 //! On top:
 //!

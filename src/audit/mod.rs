@@ -1,7 +1,9 @@
 //! The tamper-evident audit log.
 //!
-//! - [`writer`]: [`AuditWriter`], the single group-committing writer every request and domain event
-//!   goes through, and [`NewEntry`].
+//! - [`writer`]: [`AuditWriter`], the single group-committing writer every change, request and
+//!   domain event goes through, and [`NewEntry`].
+//! - [`context`]: the per-request context (request id, peer, the note the services fill in).
+//! - [`review`]: the audit review service (`vault.audit_review()`): query, verify, export.
 //! - [`chain`]: the HMAC-SHA256 chain encoding, [`chain::Verifier`], checkpoints and prune anchors.
 //! - [`query`]: filtering for `GET /audit` and verification of the stored chain.
 //! - [`export`]: JSONL/CSV exports that carry the chain fields, and offline re-verification.

@@ -5,7 +5,7 @@ use anyhow::Context;
 pub fn run(secret: &str) -> anyhow::Result<()> {
     let seed =
         crate::identity::totp::seed_from_base32(secret).context("not a base32 TOTP secret")?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let now = crate::clock::Clock::system().unix();
     println!(
         "{}",
         crate::identity::totp::code_at(&seed, now).context("cannot compute the code")?

@@ -3,7 +3,7 @@
 //! Every message here is built from platform codes, platform messages and fixed text. Nothing is
 //! ever formatted from a `reqwest::Error` (its `Display` includes the URL, whose query holds the
 //! access token or, for the classic token endpoint, the AppSecret), and platform messages pass
-//! through [`scrub`] so a platform that echoes a credential back cannot leak it either.
+//! through `scrub` so a platform that echoes a credential back cannot leak it either.
 
 use std::fmt;
 

@@ -1,5 +1,6 @@
-//! Checkouts, approvals and publishing-token hashes. Every state change is one conditional
-//! statement on the single writer connection, so two racing requests cannot both win.
+//! Checkouts, approvals and publishing-token hashes. Every state change is a conditional statement
+//! inside a `BEGIN IMMEDIATE` transaction on the single writer connection (the audit writer's), so
+//! two racing requests cannot both win, and a freeze committed first is seen by the next insert.
 
 use super::types::{CheckoutStatus, Level};
 use super::{Result, Store, Tx};

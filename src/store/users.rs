@@ -44,7 +44,7 @@ macro_rules! select_users {
 
 impl Store {
     /// Lockout and replay decisions do not rely on this read being current: the updates that
-    /// decide them are conditional statements on the writer.
+    /// decide them are conditional statements inside the change's transaction.
     pub async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
         Ok(sqlx::query_as(select_users!("WHERE username = ?"))
             .bind(username)

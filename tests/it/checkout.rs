@@ -12,7 +12,10 @@ fn policy(account: &str, extra: &str) -> String {
 }
 
 fn shanghai_hhmm(offset_minutes: i64) -> String {
-    let t = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+8))
+    // The test vault's clock starts at the real time; the policy's hours are set around it.
+    let t = mediavault::Clock::system()
+        .now()
+        .to_offset(time::macros::offset!(+8))
         + time::Duration::minutes(offset_minutes);
     format!("{:02}:{:02}", t.hour(), t.minute())
 }
@@ -561,7 +564,8 @@ async fn sighup_with_a_broken_policy_keeps_the_old_set() {
     });
 
     let http = reqwest::Client::new();
-    let now = || time::OffsetDateTime::now_utc().unix_timestamp();
+    // The real binary runs on the real clock, so its codes are computed from it too.
+    let now = || mediavault::Clock::system().unix();
     let code = |s: &mediavault::crypto::SecretBytes| {
         mediavault::identity::totp::code_at(s, now()).unwrap()
     };

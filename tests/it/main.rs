@@ -1,6 +1,9 @@
 //! The integration tests: one binary, so the shared fixtures in `common` compile once and every
 //! module can use any of them.
 
+// Tests unwrap and panic on purpose: a failure is the message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod api_contract;
 mod audit;
 mod checkout;

@@ -1,3 +1,6 @@
+// Test helpers outside `#[test]` functions unwrap too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 //! The broker against the fake platforms, served on a real port.
 
 use std::sync::Arc;

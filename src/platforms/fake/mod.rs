@@ -97,7 +97,11 @@ pub(crate) struct State {
 
 impl State {
     pub(crate) fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc() + self.offset
+        // The fake is an outside platform with its own clock (tests move it with `advance`), so
+        // it reads the wall clock itself rather than share the vault's.
+        #[allow(clippy::disallowed_methods)]
+        let wall = OffsetDateTime::now_utc();
+        wall + self.offset
     }
 
     /// Consumes one pending injected error for `path`, if any.
