@@ -104,6 +104,12 @@ impl TotpProof {
         {
             return Ok(());
         }
+        // Locked by failures that raced this code, or the step was used meanwhile.
+        if let Some(until) = tx.user_locked_until(self.user_id, self.now).await? {
+            return Err(Error::UserLocked {
+                until: crate::clock::rfc3339_unix(until),
+            });
+        }
         Err(Error::TotpInvalid(TotpRefusal::Replayed))
     }
 }
@@ -265,7 +271,7 @@ impl People<'_> {
             .map(crate::clock::rfc3339_unix)
     }
 
-    /// Counts a failure toward the lockout; returns the lock end if this failure locked the user.
+    /// Counts a failure toward the lockout; returns the lock end if the user is locked now.
     async fn count_failure(&self, row: &UserRow) -> Result<Option<i64>> {
         let now = self.v.clock.unix();
         let lock_until = now + i64::from(self.v.config.lockout.minutes) * 60;
@@ -273,7 +279,7 @@ impl People<'_> {
         let locked = self
             .v
             .store
-            .user_record_failure(row.id, max, lock_until)
+            .user_record_failure(row.id, max, now, lock_until)
             .await?;
         if locked.is_some() {
             tracing::warn!(user = %row.username, "user locked after repeated failures");
@@ -345,23 +351,24 @@ impl People<'_> {
             Err(_) => None,
         };
         let phc = row.as_ref().map(|r| r.password_hash.clone());
+        // The hash is always checked, so every refusal costs the same.
         let password_ok = self.v.passwords.verify(password, phc).await?;
         let Some(row) = row.filter(|r| !r.disabled) else {
             return Err(Error::Unauthenticated);
         };
-        if !password_ok {
-            if self.locked(&row).is_none() {
-                self.count_failure(&row).await?;
-            }
+        // A locked user is answered exactly as a wrong password, whatever was sent, and the
+        // attempt still counts: the lock neither confirms a password nor pauses the count.
+        if self.locked(&row).is_some() || !password_ok {
+            self.count_failure(&row).await?;
             return Err(Error::Unauthenticated);
         }
         let proof = match self.check_totp(&row, code).await {
             Ok(p) => p,
-            // Only someone who knows the password learns about the lock or a reused code.
-            Err(e @ (Error::UserLocked { .. } | Error::TotpInvalid(TotpRefusal::Replayed))) => {
-                return Err(e);
+            // Only someone who knows the password learns that a code was reused.
+            Err(e @ Error::TotpInvalid(TotpRefusal::Replayed)) => return Err(e),
+            Err(Error::TotpInvalid(TotpRefusal::Wrong) | Error::UserLocked { .. }) => {
+                return Err(Error::Unauthenticated);
             }
-            Err(Error::TotpInvalid(TotpRefusal::Wrong)) => return Err(Error::Unauthenticated),
             Err(e) => return Err(e),
         };
         let person = Person {
@@ -370,7 +377,11 @@ impl People<'_> {
             roles: Roles::from_stored(&row.roles)?,
         };
         let signed_in = Actor::new(Principal::Person(person.clone()), actor.ctx.clone());
-        let session = self.v.sessions().create(&signed_in, &person, proof).await?;
+        let session = match self.v.sessions().create(&signed_in, &person, proof).await {
+            // Locked by failures that raced this login: the same answer as any locked user.
+            Err(Error::UserLocked { .. }) => return Err(Error::Unauthenticated),
+            other => other?,
+        };
         Ok((person, session))
     }
 }

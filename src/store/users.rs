@@ -65,26 +65,35 @@ impl Store {
             .await?)
     }
 
-    /// Counts a failed attempt; at `max_failures` the user is locked until `lock_until` and the
-    /// counter restarts. Returns the lock end if this failure locked the user.
+    /// Counts a failed attempt, atomically, and answers whether the user is locked now. A failure
+    /// while locked is counted too (the lock keeps its end); once a lock has ended, counting starts
+    /// again; the failure that reaches `max_failures` locks until `lock_until`. Deciding in the one
+    /// statement means parallel failures cannot slip past the lock.
     pub async fn user_record_failure(
         &self,
         id: i64,
         max_failures: i64,
+        now: i64,
         lock_until: i64,
     ) -> Result<Option<i64>> {
         let locked: Option<Option<i64>> = sqlx::query_scalar(
             "UPDATE users SET
-                failed_attempts = CASE WHEN failed_attempts + 1 >= ?1 THEN 0 ELSE failed_attempts + 1 END,
-                locked_until = CASE WHEN failed_attempts + 1 >= ?1 THEN ?2 ELSE locked_until END
-             WHERE id = ?3 RETURNING CASE WHEN failed_attempts = 0 THEN locked_until END",
+                failed_attempts = CASE WHEN locked_until IS NOT NULL AND locked_until <= ?2
+                                       THEN 1 ELSE failed_attempts + 1 END,
+                locked_until = CASE
+                    WHEN locked_until > ?2 THEN locked_until
+                    WHEN (CASE WHEN locked_until IS NOT NULL AND locked_until <= ?2
+                               THEN 1 ELSE failed_attempts + 1 END) >= ?1 THEN ?3
+                    ELSE NULL END
+             WHERE id = ?4 RETURNING locked_until",
         )
         .bind(max_failures)
+        .bind(now)
         .bind(lock_until)
         .bind(id)
         .fetch_optional(&self.writer)
         .await?;
-        Ok(locked.flatten().filter(|&t| t == lock_until))
+        Ok(locked.flatten().filter(|&t| t > now))
     }
 
     pub async fn session_get(&self, hash: &[u8]) -> Result<Option<SessionRow>> {
@@ -151,6 +160,16 @@ impl Tx {
         .execute(self.conn())
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Until when the user is locked, read inside the transaction (why a step was refused).
+    pub async fn user_locked_until(&mut self, id: i64, now: i64) -> Result<Option<i64>> {
+        let until: Option<Option<i64>> =
+            sqlx::query_scalar("SELECT locked_until FROM users WHERE id = ?")
+                .bind(id)
+                .fetch_optional(self.conn())
+                .await?;
+        Ok(until.flatten().filter(|&t| t > now))
     }
 
     pub async fn session_insert(

@@ -1,0 +1,128 @@
+//! Issue: close the holes found by an attack on the running vault (the items fixed in services).
+
+use std::time::Duration;
+
+use crate::common::*;
+use serde_json::{Value, json};
+
+fn policy(account: &str) -> String {
+    format!(
+        "account = \"{account}\"\nexclusive = false\nallowed_calls = [\"GET cgi-bin/getcallbackip\"]\n[who]\nroles = [\"publisher\"]\nclients = [\"cms\"]\n[levels.general]\napprovals = 0\n[levels.major]\napprovals = 1\n"
+    )
+}
+
+struct World {
+    app: TestApp,
+    admin_s: String,
+    key: String,
+}
+
+async fn world() -> World {
+    let app = spawn_with(Options {
+        policies: Some(vec![("wx.toml", policy("wx"))]),
+        ..Default::default()
+    })
+    .await;
+    let admin_s = app.login(&app.admin.clone()).await;
+    let r = app.post(&admin_s, "/api/v1/accounts", json!({"id": "wx", "platform": "wechat", "display_name": "wx", "credential": {"app_id": "wx1", "app_secret": "s"}})).await;
+    assert_eq!(r.0, 201, "{}", r.1);
+    let r = app
+        .post(
+            &admin_s,
+            "/api/v1/clients",
+            json!({"name": "cms", "accounts": ["wx"]}),
+        )
+        .await;
+    assert_eq!(r.0, 201, "{}", r.1);
+    let key = r.1["client_key"].as_str().unwrap().to_owned();
+    World { app, admin_s, key }
+}
+
+async fn login(app: &TestApp, user: &TestUser, password: &str, code: &str) -> (u16, Value) {
+    app.post(
+        "",
+        "/api/v1/auth/login",
+        json!({"username": user.username, "password": password, "totp": code}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn lockout_answers_a_locked_user_as_a_wrong_password_and_keeps_counting() {
+    let w = world().await;
+    let app = &w.app;
+    let carol = app.create_user(&w.admin_s, "carol", &["publisher"]).await;
+    for i in 1..=5 {
+        let code = app.code(&carol);
+        let (st, v) = login(app, &carol, "wrong-password-1", &code).await;
+        assert_eq!(
+            (st, &v["code"]),
+            (401, &json!("unauthenticated")),
+            "try {i}"
+        );
+    }
+    let db = raw_db(&app.db_path()).await;
+    let locked: Option<i64> =
+        sqlx::query_scalar("SELECT locked_until FROM users WHERE username = 'carol'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(locked.is_some(), "five wrong passwords lock");
+    // Locked: the right password and code get exactly the wrong-password answer.
+    let code = app.code(&carol);
+    let (st, right) = login(app, &carol, &carol.password, &code).await;
+    let code = app.code(&carol);
+    let (st2, wrong) = login(app, &carol, "wrong-password-2", &code).await;
+    assert_eq!((st, st2), (401, 401), "{right} {wrong}");
+    assert_eq!(right["code"], wrong["code"]);
+    assert_eq!(right["detail"], wrong["detail"]);
+    assert!(right.get("locked_until").is_none(), "{right}");
+    // Both attempts during the lock were counted.
+    let failures: i64 =
+        sqlx::query_scalar("SELECT failed_attempts FROM users WHERE username = 'carol'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(failures, 7);
+    // After the lock the right credentials work again.
+    app.clock.advance(Duration::from_secs(16 * 60));
+    let code = app.code(&carol);
+    let (st, v) = login(app, &carol, &carol.password, &code).await;
+    assert_eq!(st, 200, "{v}");
+}
+
+#[tokio::test]
+async fn parallel_wrong_codes_cannot_slip_past_the_lock() {
+    let w = world().await;
+    let app = &w.app;
+    app.create_user(&w.admin_s, "carol", &["publisher"]).await;
+    let mut tasks = Vec::new();
+    for _ in 0..18 {
+        let client = app.client.clone();
+        let url = app.url("/api/v1/checkouts");
+        let key = w.key.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"account": "wx", "operator": "carol", "totp": "000000", "purpose": "p", "level": "general"}))
+                .send()
+                .await
+                .unwrap();
+            into_pair(r).await
+        }));
+    }
+    let mut invalid = 0;
+    for t in tasks {
+        let (st, v) = t.await.unwrap();
+        match v["code"].as_str() {
+            Some("totp_invalid") => invalid += 1,
+            Some("user_locked") => assert_eq!(st, 423),
+            other => panic!("unexpected {st} {other:?}: {v}"),
+        }
+    }
+    assert!(
+        invalid <= 5,
+        "{invalid} wrong codes were judged while the lock should hold"
+    );
+}
