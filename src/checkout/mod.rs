@@ -64,6 +64,8 @@ pub struct CheckoutView {
     pub approvals_needed: i64,
     pub approvals: Vec<ApprovalView>,
     pub expires_at: Option<String>,
+    /// An approved checkout must be claimed before this time.
+    pub claim_deadline: Option<String>,
     pub ended_at: Option<String>,
     pub end_reason: Option<String>,
     pub allowed_calls: Vec<String>,
@@ -86,12 +88,14 @@ fn denial(d: Denial) -> Error {
     Error::NotPermitted(d.to_string())
 }
 
-/// Status as seen now: a live row past its expiry is `expired` even before the sweeper runs.
+/// Status as seen now: a live row past its expiry, or an approval past its claim deadline, is
+/// `expired` even before the sweeper runs.
 pub fn effective_status(row: &CheckoutRow, now: i64) -> CheckoutStatus {
-    if row.status == CheckoutStatus::Active && row.expires_at.is_some_and(|e| e <= now) {
-        CheckoutStatus::Expired
-    } else {
-        row.status
+    let past = |t: Option<i64>| t.is_some_and(|e| e <= now);
+    match row.status {
+        CheckoutStatus::Active if past(row.expires_at) => CheckoutStatus::Expired,
+        CheckoutStatus::Approved if past(row.claim_deadline) => CheckoutStatus::Expired,
+        s => s,
     }
 }
 
@@ -196,6 +200,7 @@ impl Checkouts<'_> {
             approvals_needed: row.approvals_needed,
             approvals,
             expires_at: row.expires_at.map(rfc3339_unix),
+            claim_deadline: row.claim_deadline.map(rfc3339_unix),
             ended_at: row.ended_at.map(rfc3339_unix),
             end_reason: row.end_reason.clone(),
             allowed_calls: serde_json::from_str(&row.allowed_calls).unwrap_or_default(),
@@ -387,6 +392,7 @@ impl Checkouts<'_> {
         let source = actor.source().map(|s| s.to_string()).unwrap_or_default();
         let exclusive = policy.exclusive();
         let approvals = i64::from(rule.approvals);
+        let claim_window = rule.claim_window;
         let inserted = self
             .v
             .change(actor, "checkout.create", account.as_str(), move |tx| {
@@ -408,6 +414,7 @@ impl Checkouts<'_> {
                             now,
                             token_hash: hash.as_ref().map(|h| h.0.as_slice()),
                             exclusive,
+                            claim_seconds: claim_window.as_secs() as i64,
                         })
                         .await?;
                     if !inserted {
@@ -570,10 +577,19 @@ impl Checkouts<'_> {
             ));
         }
         actor.detail("account", row.account_id.clone());
+        let now = self.v.clock.unix();
+        if row.status == CheckoutStatus::Approved
+            && effective_status(&row, now) == CheckoutStatus::Expired
+        {
+            return Err(not_pending(format!(
+                "the approval expired at {} without being claimed; request the checkout again",
+                row.claim_deadline.map(rfc3339_unix).unwrap_or_default()
+            )));
+        }
         if row.status != CheckoutStatus::Approved {
             return Err(not_pending(format!(
                 "checkout is {}; only an approved checkout can be claimed, once",
-                effective_status(&row, self.v.clock.unix()).as_str()
+                effective_status(&row, now).as_str()
             )));
         }
         let (policy, user) = self.admit(actor, client, &row.account_id, operator).await?;
@@ -599,8 +615,14 @@ impl Checkouts<'_> {
                 ..
             }) => {
                 let now = self.row(id).await?;
-                if now.status == CheckoutStatus::Approved {
+                let status = effective_status(&now, self.v.clock.unix());
+                if status == CheckoutStatus::Approved {
                     return Err(self.not_taken(&now.account_id).await);
+                }
+                if status == CheckoutStatus::Expired && now.status == CheckoutStatus::Approved {
+                    return Err(not_pending(
+                        "the approval expired without being claimed; request the checkout again",
+                    ));
                 }
                 return Err(not_pending("checkout was already claimed or ended"));
             }

@@ -118,6 +118,8 @@ pub struct LevelRule {
     pub approvals: u8,
     /// The checkout must carry `content_sha256` digests, and the proxy only forwards those bodies.
     pub require_content_binding: bool,
+    /// How long an approval may wait for its claim before it expires (default 30 minutes).
+    pub claim_window: Duration,
 }
 
 impl LevelRule {
@@ -758,7 +760,13 @@ struct RawLevel {
     approvals: Spanned<u8>,
     #[serde(default)]
     require_content_binding: bool,
+    /// Minutes an approval stays claimable; 1 to 1440, default 30.
+    claim_minutes: Option<Spanned<u64>>,
 }
+
+/// An approval nobody claims must not stay usable for weeks.
+const DEFAULT_CLAIM_MINUTES: u64 = 30;
+const MAX_CLAIM_MINUTES: u64 = 24 * 60;
 
 impl RawLevel {
     fn validate(self) -> Result<LevelRule, SpanError> {
@@ -769,9 +777,23 @@ impl RawLevel {
                 format!("approvals must be 0, 1 or 2, not {approvals}"),
             ));
         }
+        let claim_minutes = match self.claim_minutes {
+            None => DEFAULT_CLAIM_MINUTES,
+            Some(m) => {
+                let v = *m.get_ref();
+                if !(1..=MAX_CLAIM_MINUTES).contains(&v) {
+                    return Err((
+                        m.span(),
+                        format!("claim_minutes must be 1 to {MAX_CLAIM_MINUTES}, not {v}"),
+                    ));
+                }
+                v
+            }
+        };
         Ok(LevelRule {
             approvals,
             require_content_binding: self.require_content_binding,
+            claim_window: Duration::from_secs(claim_minutes * 60),
         })
     }
 }

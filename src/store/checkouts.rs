@@ -24,6 +24,8 @@ pub struct CheckoutRow {
     pub expires_at: Option<i64>,
     pub ended_at: Option<i64>,
     pub end_reason: Option<String>,
+    /// Set when the checkout is approved: the last moment it can be claimed.
+    pub claim_deadline: Option<i64>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -50,12 +52,14 @@ pub struct NewCheckout<'a> {
     /// Some: issue now (status active) with this token hash. None: wait for approval.
     pub token_hash: Option<&'a [u8]>,
     pub exclusive: bool,
+    /// How long an approval stays claimable.
+    pub claim_seconds: i64,
 }
 
 /// `SELECT <every CheckoutRow column> FROM checkouts <tail>` as one static string.
 macro_rules! select_checkouts {
     ($tail:literal) => {
-        concat!("SELECT id, account_id, operator, client_id, purpose, level, status, requested_at, ttl_seconds, approvals_needed, content_sha256, allowed_calls, source_ip, issued_at, expires_at, ended_at, end_reason FROM checkouts ", $tail)
+        concat!("SELECT id, account_id, operator, client_id, purpose, level, status, requested_at, ttl_seconds, approvals_needed, content_sha256, allowed_calls, source_ip, issued_at, expires_at, ended_at, end_reason, claim_deadline FROM checkouts ", $tail)
     };
 }
 
@@ -81,14 +85,16 @@ impl Store {
         account: Option<&str>,
         now: i64,
     ) -> Result<Vec<CheckoutRow>> {
-        // "expired" is derived: an active row past its expiry.
+        // "expired" is derived too: an active row past its expiry, an approval past its deadline.
         Ok(sqlx::query_as(
             select_checkouts!(
                 "WHERE (?2 IS NULL OR account_id = ?2)
                AND (?1 IS NULL
-                    OR (?1 = 'expired' AND (status = 'expired' OR (status = 'active' AND expires_at <= ?3)))
+                    OR (?1 = 'expired' AND (status = 'expired' OR (status = 'active' AND expires_at <= ?3)
+                                            OR (status = 'approved' AND claim_deadline <= ?3)))
                     OR (?1 = 'active' AND status = 'active' AND expires_at > ?3)
-                    OR (?1 NOT IN ('active', 'expired') AND status = ?1))
+                    OR (?1 = 'approved' AND status = 'approved' AND (claim_deadline IS NULL OR claim_deadline > ?3))
+                    OR (?1 NOT IN ('active', 'expired', 'approved') AND status = ?1))
              ORDER BY requested_at DESC, id LIMIT 500"
             ),
         )
@@ -109,7 +115,8 @@ impl Store {
     /// Live tokens past their expiry that the sweeper has not marked yet.
     pub async fn checkouts_due(&self, now: i64) -> Result<i64> {
         Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM checkouts WHERE status = 'active' AND expires_at <= ?",
+            "SELECT COUNT(*) FROM checkouts
+             WHERE (status = 'active' AND expires_at <= ?1) OR (status = 'approved' AND claim_deadline <= ?1)",
         )
         .bind(now)
         .fetch_one(&self.reader)
@@ -143,8 +150,8 @@ impl Tx {
             None => (CheckoutStatus::PendingApproval, None, None),
         };
         let r = sqlx::query(
-            "INSERT INTO checkouts (id, account_id, operator, client_id, purpose, level, status, requested_at, ttl_seconds, approvals_needed, content_sha256, allowed_calls, source_ip, token_hash, issued_at, expires_at)
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16
+            "INSERT INTO checkouts (id, account_id, operator, client_id, purpose, level, status, requested_at, ttl_seconds, approvals_needed, content_sha256, allowed_calls, source_ip, token_hash, issued_at, expires_at, claim_seconds)
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?18
              WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?2 AND status = 'active')
                AND (?7 <> 'active' OR ?17 = 0 OR NOT EXISTS (
                  SELECT 1 FROM checkouts WHERE account_id = ?2 AND status = 'active' AND expires_at > ?8))",
@@ -166,6 +173,7 @@ impl Tx {
         .bind(issued)
         .bind(expires)
         .bind(c.exclusive)
+        .bind(c.claim_seconds)
         .execute(self.conn())
         .await?;
         Ok(r.rows_affected() == 1)
@@ -206,11 +214,16 @@ impl Tx {
         } else {
             CheckoutStatus::PendingApproval
         };
-        sqlx::query("UPDATE checkouts SET status = ? WHERE id = ?")
-            .bind(status)
-            .bind(checkout)
-            .execute(self.conn())
-            .await?;
+        sqlx::query(
+            "UPDATE checkouts SET status = ?1,
+                claim_deadline = CASE WHEN ?1 = 'approved' THEN ?3 + claim_seconds END
+             WHERE id = ?2",
+        )
+        .bind(status)
+        .bind(checkout)
+        .bind(now)
+        .execute(self.conn())
+        .await?;
         Ok(Some(status))
     }
     /// Denies a checkout. A pending one becomes `denied`; an approved or active one is `revoked`
@@ -259,7 +272,7 @@ impl Tx {
     ) -> Result<bool> {
         let r = sqlx::query(
             "UPDATE checkouts SET status = 'active', token_hash = ?2, issued_at = ?3, expires_at = ?3 + ttl_seconds
-             WHERE id = ?1 AND status = 'approved'
+             WHERE id = ?1 AND status = 'approved' AND claim_deadline > ?3
                AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = checkouts.account_id AND a.status = 'active')
                AND (?4 = 0 OR NOT EXISTS (
                    SELECT 1 FROM checkouts o WHERE o.account_id = checkouts.account_id AND o.status = 'active' AND o.expires_at > ?3))",
@@ -284,11 +297,16 @@ impl Tx {
         .await?;
         Ok(r.rows_affected() == 1)
     }
-    /// Marks live tokens past their expiry as expired; returns (id, account, operator) of each.
+    /// Marks live tokens past their expiry, and approvals past their claim deadline, as expired;
+    /// returns (id, account, operator) of each.
     pub async fn checkouts_expire(&mut self, now: i64) -> Result<Vec<(String, String, String)>> {
         Ok(sqlx::query_as(
-            "UPDATE checkouts SET status = 'expired', ended_at = expires_at, end_reason = 'expired'
-             WHERE status = 'active' AND expires_at <= ? RETURNING id, account_id, operator",
+            "UPDATE checkouts SET status = 'expired',
+                ended_at = CASE status WHEN 'active' THEN expires_at ELSE claim_deadline END,
+                end_reason = CASE status WHEN 'active' THEN 'expired' ELSE 'approval not claimed in time' END
+             WHERE (status = 'active' AND expires_at <= ?1)
+                OR (status = 'approved' AND claim_deadline <= ?1)
+             RETURNING id, account_id, operator",
         )
         .bind(now)
         .fetch_all(self.conn())

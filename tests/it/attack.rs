@@ -126,3 +126,57 @@ async fn parallel_wrong_codes_cannot_slip_past_the_lock() {
         "{invalid} wrong codes were judged while the lock should hold"
     );
 }
+
+#[tokio::test]
+async fn an_approval_not_claimed_by_its_deadline_expires() {
+    let w = world().await;
+    let app = &w.app;
+    let alice = app.create_user(&w.admin_s, "alice", &["publisher"]).await;
+    let bob = app.create_user(&w.admin_s, "bob", &["approver"]).await;
+    let bob_s = app.login(&bob).await;
+    let code = app.code(&alice);
+    let (st, v) = app
+        .post(&w.key, "/api/v1/checkouts", json!({"account": "wx", "operator": "alice", "totp": code, "purpose": "p", "level": "major"}))
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let id = v["checkout_id"].as_str().unwrap().to_owned();
+    let code = app.code(&bob);
+    let (st, v) = app
+        .post(
+            &bob_s,
+            &format!("/api/v1/checkouts/{id}/approve"),
+            json!({"totp": code}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(v["claim_deadline"].is_string(), "{v}");
+    // Weeks later (here: past the default 30 minutes) the approval no longer issues a token.
+    app.clock.advance(Duration::from_secs(31 * 60));
+    let code = app.code(&alice);
+    let (st, v) = app
+        .post(
+            &w.key,
+            &format!("/api/v1/checkouts/{id}/claim"),
+            json!({"operator": "alice", "totp": code}),
+        )
+        .await;
+    assert_eq!((st, &v["code"]), (409, &json!("not_pending")), "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("expired"), "{v}");
+    assert!(v.get("token").is_none());
+    // The sweeper records the expiry.
+    let n = app
+        .vault()
+        .checkouts()
+        .sweep_expired(&mediavault::actor::Actor::system())
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    let admin_s = app.login(&app.admin.clone()).await;
+    let (_, v) = app.get(&admin_s, &format!("/api/v1/checkouts/{id}")).await;
+    assert_eq!(v["status"], "expired", "{v}");
+    assert_eq!(v["end_reason"], "approval not claimed in time");
+    let (_, v) = app
+        .get(&admin_s, "/api/v1/audit?action=checkout.expire")
+        .await;
+    assert_eq!(v["entries"][0]["detail"]["expired"][0], id.as_str(), "{v}");
+}
