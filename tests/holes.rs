@@ -1,0 +1,240 @@
+//! Issue 12: holes found by attacking the running vault (items 3, 4, 6, 7 and 8). Each test is
+//! named for the hole it closes and failed before the fix.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use mediavault::config::Config;
+
+type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+/// A TLS client that trusts the test CA and offers exactly one ALPN protocol.
+fn tls_config(dir: &Path, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(dir.join("certs/ca.pem")).unwrap();
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Arc::new(config)
+}
+
+/// Connects and completes the TLS handshake (blocking; run it off the runtime).
+fn tls_connect(addr: SocketAddr, config: Arc<rustls::ClientConfig>) -> std::io::Result<Tls> {
+    let sock = TcpStream::connect(addr)?;
+    sock.set_read_timeout(Some(Duration::from_secs(8)))?;
+    sock.set_write_timeout(Some(Duration::from_secs(8)))?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(config, name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock)?;
+    }
+    Ok(tls)
+}
+
+/// Reads until the server closes the connection and says how long after `since` that was; `None`
+/// if it was still open when the socket's 8 s read timeout ran out.
+fn wait_closed(tls: &mut Tls, since: Instant) -> Option<Duration> {
+    let mut buf = [0u8; 4096];
+    loop {
+        match tls.read(&mut buf) {
+            Ok(0) => return Some(since.elapsed()),
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None;
+            }
+            // Reset or EOF without close_notify: closed all the same.
+            Err(_) => return Some(since.elapsed()),
+        }
+    }
+}
+
+fn addr_of(app: &TestApp) -> SocketAddr {
+    app.running.as_ref().unwrap().addr
+}
+
+/// Short timeouts and a small connection cap, so the test measures them in seconds.
+const SLOTS: usize = 8;
+
+fn slow_client_limits(c: &mut Config) {
+    c.limits.header_read_timeout_seconds = 1;
+    c.limits.request_timeout_seconds = 1;
+    c.limits.idle_timeout_seconds = 2;
+    c.limits.max_connections = SLOTS;
+}
+
+#[tokio::test]
+async fn slow_header_connections_are_closed_and_healthz_stays_up() {
+    let app = spawn_with(Options {
+        tweak: Some(Box::new(slow_client_limits)),
+        ..Default::default()
+    })
+    .await;
+    let addr = addr_of(&app);
+    let config = tls_config(app.dir.path(), b"http/1.1");
+    let start = Instant::now();
+
+    // Fill every slot with a client that sends half a request head and then nothing.
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let mut slow = Vec::new();
+    for _ in 0..SLOTS {
+        let config = Arc::clone(&config);
+        let held = held_tx.clone();
+        slow.push(tokio::task::spawn_blocking(move || {
+            let mut tls = tls_connect(addr, config).expect("a slow client connects");
+            tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+                .unwrap();
+            tls.flush().unwrap();
+            let sent = Instant::now();
+            held.send(()).unwrap();
+            wait_closed(&mut tls, sent)
+        }));
+    }
+    tokio::task::spawn_blocking(move || {
+        for _ in 0..SLOTS {
+            held_rx.recv().unwrap();
+        }
+    })
+    .await
+    .unwrap();
+
+    // One client more than the cap: it is not served until a slow one has been closed.
+    let extra = tokio::task::spawn_blocking({
+        let config = Arc::clone(&config);
+        move || tls_connect(addr, config).map(|_| Instant::now())
+    });
+    // A health check while every slot is held: it waits for a freed slot, then answers.
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let health_after = start.elapsed();
+
+    for s in slow {
+        let closed = s
+            .await
+            .unwrap()
+            .expect("the server closes a connection that never finishes its request head");
+        assert!(
+            closed >= Duration::from_millis(800) && closed < Duration::from_secs(6),
+            "closed after {closed:?}; the header read timeout is 1 s"
+        );
+    }
+    let extra_at = extra
+        .await
+        .unwrap()
+        .expect("the extra client is served once a slot frees");
+    // No slot can free before the first slow client's 1 s ran out: the cap held.
+    assert!(
+        extra_at.duration_since(start) >= Duration::from_millis(900),
+        "the client past the cap was served after {:?}, before any slot was freed",
+        extra_at.duration_since(start)
+    );
+    assert!(
+        health_after >= Duration::from_millis(900) && health_after < Duration::from_secs(8),
+        "healthz answered after {health_after:?}"
+    );
+}
+
+/// An HTTP/2 frame: 24-bit length, type, flags, stream id, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let app = spawn_with(Options {
+        tweak: Some(Box::new(slow_client_limits)),
+        ..Default::default()
+    })
+    .await;
+    let addr = addr_of(&app);
+
+    // HTTP/1.1: one whole request, then silence. hyper starts the header timer as soon as a
+    // connection goes idle, so it closes after the 1 s header read timeout.
+    let config = tls_config(app.dir.path(), b"http/1.1");
+    let h1 = tokio::task::spawn_blocking(move || {
+        let mut tls = tls_connect(addr, config).unwrap();
+        tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !contains(&got, br#"{"status":"ok"}"#) {
+            let n = tls.read(&mut buf).expect("a response");
+            assert!(n > 0, "closed before answering");
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 200"));
+        wait_closed(&mut tls, Instant::now())
+    });
+
+    // HTTP/2 has no header timer: an idle connection is the idle timeout's (2 s) to close.
+    let config = tls_config(app.dir.path(), b"h2");
+    let h2 = tokio::task::spawn_blocking(move || {
+        let mut tls = tls_connect(addr, config).unwrap();
+        // HPACK: :method GET, :scheme https (static table), :path and :authority as literals.
+        let mut block = vec![0x82, 0x87, 0x04, 8];
+        block.extend_from_slice(b"/healthz");
+        block.extend_from_slice(&[0x01, 9]);
+        block.extend_from_slice(b"localhost");
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        out.extend(h2_frame(0x4, 0, 0, &[]));
+        out.extend(h2_frame(0x1, 0x5, 1, &block));
+        tls.write_all(&out).unwrap();
+        loop {
+            let mut head = [0u8; 9];
+            tls.read_exact(&mut head).expect("a frame");
+            let len =
+                (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+            let mut payload = vec![0u8; len];
+            tls.read_exact(&mut payload).unwrap();
+            let (kind, flags) = (head[3], head[4]);
+            let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+            match kind {
+                0x4 if flags & 0x1 == 0 => tls.write_all(&h2_frame(0x4, 0x1, 0, &[])).unwrap(),
+                0x3 | 0x7 => panic!("the server refused the HTTP/2 request (frame type {kind})"),
+                0x0 | 0x1 if stream == 1 && flags & 0x1 != 0 => break,
+                _ => {}
+            }
+        }
+        wait_closed(&mut tls, Instant::now())
+    });
+
+    let h1 = h1
+        .await
+        .unwrap()
+        .expect("an idle HTTP/1.1 connection is closed");
+    assert!(
+        h1 >= Duration::from_millis(800) && h1 < Duration::from_secs(6),
+        "HTTP/1.1 closed after {h1:?}"
+    );
+    let h2 = h2
+        .await
+        .unwrap()
+        .expect("an idle HTTP/2 connection is closed");
+    assert!(
+        h2 >= Duration::from_millis(1800) && h2 < Duration::from_secs(7),
+        "HTTP/2 closed after {h2:?}; the idle timeout is 2 s"
+    );
+}
