@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use mediavault::config::Config;
+use mediavault::store::audit::{AuditFilter, AuditRow};
+use serde_json::Value;
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
@@ -237,4 +239,114 @@ async fn idle_keep_alive_connections_are_closed() {
         h2 >= Duration::from_millis(1800) && h2 < Duration::from_secs(7),
         "HTTP/2 closed after {h2:?}; the idle timeout is 2 s"
     );
+}
+
+async fn status_of(app: &TestApp, method: reqwest::Method, path: &str) -> u16 {
+    app.client
+        .request(method, app.url(path))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Sends up to `tries` requests; whether one of them was refused with 429.
+async fn refused_within(app: &TestApp, method: reqwest::Method, path: &str, tries: usize) -> bool {
+    for _ in 0..tries {
+        if status_of(app, method.clone(), path).await == 429 {
+            return true;
+        }
+    }
+    false
+}
+
+async fn all_rows(app: &TestApp) -> Vec<AuditRow> {
+    let mut out = Vec::new();
+    let mut filter = AuditFilter {
+        limit: 1000,
+        ..Default::default()
+    };
+    loop {
+        let page = app.vault().store.audit_query(&filter).await.unwrap();
+        let Some(last) = page.last() else {
+            return out;
+        };
+        filter.after_seq = last.seq;
+        out.extend(page);
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_are_rate_limited_and_paths_capped() {
+    let app = spawn_with(Options {
+        tweak: Some(Box::new(|c: &mut Config| {
+            c.rate_limits.general_per_second = 1;
+            c.rate_limits.general_burst = 5;
+        })),
+        ..Default::default()
+    })
+    .await;
+    let long = format!("/{}", "a".repeat(60_000));
+    let mut statuses = Vec::new();
+    for _ in 0..10 {
+        statuses.push(status_of(&app, reqwest::Method::GET, &long).await);
+    }
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(
+        refused >= 4,
+        "unknown routes are rate limited: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 404 || *s == 429),
+        "{statuses:?}"
+    );
+
+    // Every other way around the tiers is limited by the same per-address budget.
+    let get = reqwest::Method::GET;
+    let api_unknown = format!("/api/v1/nope{long}");
+    assert!(refused_within(&app, get.clone(), &api_unknown, 4).await);
+    assert!(refused_within(&app, reqwest::Method::DELETE, "/api/v1/audit", 4).await);
+    assert!(refused_within(&app, reqwest::Method::PUT, "/api/v1/auth/login", 4).await);
+    assert!(refused_within(&app, get.clone(), "/readyz", 4).await);
+    // Liveness stays exempt: it touches nothing and a probe must see the process alive.
+    for _ in 0..10 {
+        assert_eq!(status_of(&app, get.clone(), "/healthz").await, 200);
+    }
+
+    let rows = all_rows(&app).await;
+    assert!(
+        rows.len() >= 10,
+        "every request, refused or not, is audited"
+    );
+    let max = 512 + "…".len();
+    for r in &rows {
+        let path = r.http_path.as_deref().unwrap_or("");
+        assert!(
+            path.len() <= max,
+            "http.path of entry {} is {} bytes",
+            r.seq,
+            path.len()
+        );
+        assert!(
+            r.target.len() <= max,
+            "target of entry {} is {} bytes",
+            r.seq,
+            r.target.len()
+        );
+        assert!(r.detail.len() <= 4096, "detail of entry {}", r.seq);
+    }
+    let capped = rows
+        .iter()
+        .find(|r| {
+            r.http_path
+                .as_deref()
+                .is_some_and(|p| p.starts_with("/aaa"))
+        })
+        .expect("an entry for the long path");
+    assert!(capped.http_path.as_deref().unwrap().ends_with('…'));
+    assert!(capped.target.ends_with('…'));
+    let detail: Value = serde_json::from_str(&capped.detail).unwrap();
+    assert_eq!(detail["truncated"]["http.path"], long.len(), "{detail}");
+    assert_eq!(detail["truncated"]["target"], long.len(), "{detail}");
 }

@@ -75,6 +75,16 @@ fn refused(e: GovernorError) -> axum::http::Response<Body> {
     }
 }
 
+/// The general tier: per address, for every route no stricter tier covers.
+pub fn general(limits: &crate::config::RateLimitConfig) -> Layer<PeerKey> {
+    layer(
+        PeerKey,
+        limits.general_per_second,
+        Duration::from_secs(1),
+        limits.general_burst,
+    )
+}
+
 /// `count` requests per `period`, bursts of `burst`.
 pub fn layer<K: KeyExtractor>(key: K, count: u32, period: Duration, burst: u32) -> Layer<K> {
     let per_ms = (period.as_millis() as u64 / u64::from(count.max(1))).max(1);
