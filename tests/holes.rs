@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use mediavault::audit::{NewEntry, Outcome};
 use mediavault::config::Config;
 use mediavault::store::audit::{AuditFilter, AuditRow};
 use serde_json::Value;
@@ -349,4 +350,79 @@ async fn unknown_routes_are_rate_limited_and_paths_capped() {
     let detail: Value = serde_json::from_str(&capped.detail).unwrap();
     assert_eq!(detail["truncated"]["http.path"], long.len(), "{detail}");
     assert_eq!(detail["truncated"]["target"], long.len(), "{detail}");
+}
+
+#[tokio::test]
+async fn audit_export_is_streamed_in_pages() {
+    let app = spawn_app().await;
+    // Enough entries for several pages of 1000.
+    let mut writes = tokio::task::JoinSet::new();
+    for i in 0..2500 {
+        let vault = Arc::clone(app.vault());
+        writes.spawn(async move {
+            vault
+                .audit
+                .record_event(
+                    NewEntry::system("test.bulk", "bulk", Outcome::Success).detail("i", i),
+                )
+                .await
+                .unwrap();
+        });
+    }
+    while let Some(r) = writes.join_next().await {
+        r.unwrap();
+    }
+    let s = app.login(&app.admin.clone()).await;
+    let head = app.vault().store.audit_head().await.unwrap().seq;
+
+    let mut r = app
+        .client
+        .get(app.url("/api/v1/audit/export?format=jsonl"))
+        .bearer_auth(&s)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers().get("content-length").is_none(),
+        "a streamed body has no length up front: {:?}",
+        r.headers()
+    );
+    assert_eq!(r.headers()["transfer-encoding"], "chunked");
+    let mut text = Vec::new();
+    let mut chunks = 0;
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        chunks += 1;
+        text.extend_from_slice(&chunk);
+    }
+    assert!(chunks >= 3, "one chunk per page at least: {chunks}");
+    let text = String::from_utf8(text).unwrap();
+
+    // The export is the log as of the request: entry 1 to the head, each exactly once, in order.
+    let seqs: Vec<i64> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, (1..=head).collect::<Vec<_>>());
+    let report =
+        mediavault::audit::export::verify_jsonl(&text, &app.vault().keys.mac().audit, None);
+    assert!(report.ok, "{report:?}");
+
+    // What was sent is recorded once the stream ends: the count and the digest of the bytes.
+    let sent = all_rows(&app)
+        .await
+        .into_iter()
+        .find(|r| r.action == "audit.export.sent")
+        .expect("the finished export is audited");
+    let detail: Value = serde_json::from_str(&sent.detail).unwrap();
+    assert_eq!(detail["entries"], head);
+    assert_eq!(
+        detail["sha256"],
+        mediavault::crypto::sha256_hex(text.as_bytes())
+    );
+    assert_eq!(sent.actor_id, "admin");
 }

@@ -1,6 +1,7 @@
 //! `/audit`: query, verify and export the audit log (auditor; admin may read).
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -9,9 +10,10 @@ use serde_json::{Value, json};
 
 use crate::audit::export::{self, Format};
 use crate::audit::query::{DEFAULT_LIMIT, MAX_LIMIT};
-use crate::audit::{EntryView, Outcome, parse_time_ms, verify_store};
+use crate::audit::{EntryView, NewEntry, Outcome, parse_time_ms, verify_store};
 use crate::error::{Error, Result};
 use crate::http::AppState;
+use crate::http::context::ActorKind;
 use crate::http::extract::{ApiQuery, Ctx, Session};
 use crate::identity::Role;
 use crate::store::audit::AuditFilter;
@@ -154,50 +156,42 @@ pub async fn export(
     ApiQuery(p): ApiQuery<QueryParams>,
 ) -> Result<Response> {
     ctx.action("audit.export", Some("audit_log"));
-    session.require(READERS)?;
+    let person = session.require(READERS)?;
     let format = match p.format.as_deref() {
         None | Some("jsonl") => Format::Jsonl,
         Some("csv") => Format::Csv,
         Some(_) => return Err(invalid("format", "format must be jsonl or csv".into())),
     };
-    let mut filter = AuditFilter {
+    let filter = AuditFilter {
         since_ms: time_param("since", p.since.as_deref())?,
         until_ms: time_param("until", p.until.as_deref())?,
-        limit: MAX_LIMIT,
         ..AuditFilter::default()
     };
-    let mut rows = Vec::new();
-    loop {
-        let page = s
-            .vault
-            .store
-            .audit_query(&filter)
-            .await
-            .map_err(Error::internal)?;
-        let full = page.len() as i64 == filter.limit;
-        let Some(last) = page.last() else { break };
-        filter.after_seq = last.seq;
-        rows.extend(page);
-        if !full {
-            break;
-        }
-    }
-    let body = export::render(format, &rows);
-    ctx.detail(
-        "format",
-        if format == Format::Csv {
-            "csv"
-        } else {
-            "jsonl"
-        },
-    );
-    ctx.detail("entries", rows.len());
-    ctx.detail("sha256", crate::crypto::sha256_hex(body.as_bytes()));
+    // The body is streamed after this request's own entry is committed; it ends at today's head,
+    // and a second entry records what was sent once the stream is done.
+    let through_seq = s
+        .vault
+        .store
+        .audit_head()
+        .await
+        .map_err(Error::internal)?
+        .seq;
     let ext = if format == Format::Csv {
         "csv"
     } else {
         "jsonl"
     };
+    ctx.detail("format", ext);
+    ctx.detail("through_seq", through_seq);
+    let mut sent = NewEntry::system("audit.export.sent", "audit_log", Outcome::Success)
+        .detail("format", ext)
+        .detail("through_seq", through_seq);
+    sent.actor_kind = ActorKind::User;
+    sent.actor_id = person.username.clone();
+    sent.source_ip = ctx.peer.to_string();
+    sent.request_id = ctx.request_id.clone();
+    let pages = export::Pages::new(s.vault.store.clone(), filter, through_seq);
+    let body = Body::from_stream(export::stream(pages, format, s.vault.audit.clone(), sent));
     let mut resp = body.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
