@@ -426,3 +426,35 @@ async fn audit_export_is_streamed_in_pages() {
     );
     assert_eq!(sent.actor_id, "admin");
 }
+
+#[tokio::test]
+async fn bearer_rate_limit_is_keyed_on_normalised_token() {
+    let app = spawn_with(Options {
+        tweak: Some(Box::new(|c: &mut Config| {
+            c.rate_limits.token_per_second = 1;
+            c.rate_limits.token_burst = 3;
+        })),
+        ..Default::default()
+    })
+    .await;
+    let call = |auth: &'static str| {
+        let req = app
+            .client
+            .get(app.url("/api/v1/token"))
+            .header("authorization", auth);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    for _ in 0..3 {
+        assert_eq!(call("Bearer mvt_stolen_token").await, 401);
+    }
+    // The same credential, spelled differently, is the same bucket.
+    for spelling in [
+        "bearer mvt_stolen_token",
+        "BEARER    mvt_stolen_token",
+        "Bearer\tmvt_stolen_token   ",
+    ] {
+        assert_eq!(call(spelling).await, 429, "{spelling:?} got a fresh bucket");
+    }
+    // Another token still has its own.
+    assert_eq!(call("Bearer mvt_another_token").await, 401);
+}
