@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 use common::*;
 use mediavault::audit::{NewEntry, Outcome};
 use mediavault::config::Config;
+use mediavault::http::context::ActorKind;
 use mediavault::store::audit::{AuditFilter, AuditRow};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
@@ -457,4 +458,101 @@ async fn bearer_rate_limit_is_keyed_on_normalised_token() {
     }
     // Another token still has its own.
     assert_eq!(call("Bearer mvt_another_token").await, 401);
+}
+
+/// A small CSV reader (RFC 4180 quoting) that keeps any stray character in the cell.
+fn parse_csv(text: &str) -> Vec<Vec<String>> {
+    let (mut rows, mut row, mut cell) = (Vec::new(), Vec::new(), String::new());
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if quoted {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                    cell.push('"');
+                } else {
+                    quoted = false;
+                }
+            } else {
+                cell.push(c);
+            }
+            continue;
+        }
+        match c {
+            '"' => quoted = true,
+            ',' => row.push(std::mem::take(&mut cell)),
+            '\n' => {
+                row.push(std::mem::take(&mut cell));
+                rows.push(std::mem::take(&mut row));
+            }
+            _ => cell.push(c),
+        }
+    }
+    rows
+}
+
+const FORMULA: &str = "=HYPERLINK(\"http://evil.test/\",\"open\")";
+
+#[tokio::test]
+async fn csv_export_neutralises_formulas() {
+    let app = spawn_app().await;
+    // A login attempt under a formula name.
+    let (st, _) = app
+        .post(
+            "",
+            "/api/v1/auth/login",
+            json!({"username": FORMULA, "password": "x", "totp": "000000"}),
+        )
+        .await;
+    assert_eq!(st, 401);
+    // Entries written before this fix hold attempted names as typed, and other fields can start
+    // with a formula trigger or carry control characters.
+    let mut old = NewEntry::system(
+        "auth.login",
+        "+SUM(1,2)\u{7}\r\nsecond line",
+        Outcome::Denied,
+    );
+    old.actor_kind = ActorKind::Anonymous;
+    old.actor_id = FORMULA.into();
+    old.source_ip = "-2+3".into();
+    old.request_id = "@SUM(1,2)".into();
+    old.action = "\tauth.login".into();
+    app.vault().audit.record_event(old).await.unwrap();
+
+    let s = app.login(&app.admin.clone()).await;
+    let fetch = |format: &'static str| {
+        let req = app
+            .client
+            .get(app.url(&format!("/api/v1/audit/export?format={format}")))
+            .bearer_auth(&s);
+        async move { req.send().await.unwrap().text().await.unwrap() }
+    };
+    let csv = fetch("csv").await;
+    let rows = parse_csv(&csv);
+    assert!(rows.len() >= 3, "{csv}");
+    let width = rows[0].len();
+    for row in &rows {
+        assert_eq!(row.len(), width, "every row has every column: {row:?}");
+        for cell in row {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "a spreadsheet would run {cell:?}"
+            );
+            assert!(
+                !cell.chars().any(char::is_control),
+                "control character in {cell:?}"
+            );
+        }
+    }
+    let flat: Vec<&String> = rows.iter().flatten().collect();
+    assert!(flat.contains(&&format!("'{FORMULA}")), "{csv}");
+    assert!(flat.contains(&&"'-2+3".to_owned()), "{csv}");
+
+    // The JSONL export keeps every field exactly as hashed, and re-verifies.
+    let jsonl = fetch("jsonl").await;
+    assert!(jsonl.contains(&serde_json::to_string(FORMULA).unwrap()));
+    let report =
+        mediavault::audit::export::verify_jsonl(&jsonl, &app.vault().keys.mac().audit, None);
+    assert!(report.ok, "{report:?}");
 }

@@ -53,11 +53,31 @@ pub fn jsonl_line(r: &AuditRow) -> String {
 
 const CSV_HEADER: &str = "seq,ts,ts_ms,actor_kind,actor_id,action,target,outcome,source_ip,request_id,http_method,http_path,http_status,detail,prev_hash,hash";
 
+/// Characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection).
+const FORMULA_TRIGGERS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// One CSV cell that a spreadsheet shows as text and never runs: a value that starts with a
+/// formula trigger gets a leading `'`, and control characters are written as visible `\u{..}`
+/// escapes. This changes the value, on purpose and without a way back: the CSV is a view for
+/// people, while the JSONL export carries every field exactly as hashed and is what verification
+/// reads. Each CSV row keeps its entry's `hash`, which finds the matching JSONL line.
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
+    use std::fmt::Write;
+    let mut cell = String::with_capacity(s.len() + 1);
+    if s.starts_with(FORMULA_TRIGGERS) {
+        cell.push('\'');
+    }
+    for c in s.chars() {
+        if c.is_control() {
+            let _ = write!(cell, "\\u{{{:04x}}}", u32::from(c));
+        } else {
+            cell.push(c);
+        }
+    }
+    if cell.contains([',', '"']) {
+        format!("\"{}\"", cell.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        cell
     }
 }
 
@@ -298,5 +318,22 @@ pub fn verify_jsonl(text: &str, key: &hmac::Key, checkpoint: Option<&Checkpoint>
             first_bad_seq: None,
             problem: None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_cells_cannot_become_formulas() {
+        assert_eq!(csv_field("=1+1"), "'=1+1");
+        assert_eq!(csv_field("-2+3"), "'-2+3");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("\tx"), "'\\u{0009}x");
+        assert_eq!(csv_field("a\r\nb\u{1b}"), "a\\u{000d}\\u{000a}b\\u{001b}");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("/api/v1/audit"), "/api/v1/audit");
+        assert_eq!(csv_field("{\"a\":1}"), "\"{\"\"a\"\":1}\"");
     }
 }
