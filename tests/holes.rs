@@ -556,3 +556,55 @@ async fn csv_export_neutralises_formulas() {
         mediavault::audit::export::verify_jsonl(&jsonl, &app.vault().keys.mac().audit, None);
     assert!(report.ok, "{report:?}");
 }
+
+#[tokio::test]
+async fn unknown_login_name_is_recorded_as_digest() {
+    let app = spawn_app().await;
+    // A password typed into the username field, and a well-formed name nobody has.
+    let typed = "Tr0ub4dor&3 typed in the wrong box";
+    let plausible = "hunter2secret";
+    let app = &app;
+    let attempt = |name: &'static str, password: &'static str| {
+        let body = json!({"username": name, "password": password, "totp": "000000"});
+        async move { app.post("", "/api/v1/auth/login", body).await.0 }
+    };
+    assert_eq!(attempt(typed, "x").await, 401);
+    assert_eq!(attempt(typed, "x").await, 401);
+    assert_eq!(attempt(plausible, "x").await, 401);
+    // A known user with a wrong password is still named.
+    assert_eq!(attempt("admin", "wrong password").await, 401);
+
+    let logins: Vec<AuditRow> = all_rows(app)
+        .await
+        .into_iter()
+        .filter(|r| r.action == "auth.login")
+        .collect();
+    let ids: Vec<&str> = logins.iter().map(|r| r.actor_id.as_str()).collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    for id in &ids[..3] {
+        let hex = id
+            .strip_prefix("unknown:")
+            .unwrap_or_else(|| panic!("{id:?}"));
+        assert!(
+            hex.len() == 16 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id:?}"
+        );
+    }
+    assert_eq!(
+        ids[0], ids[1],
+        "one name, one digest: repeated attempts still correlate"
+    );
+    assert_ne!(ids[0], ids[2]);
+    assert_eq!(ids[3], "admin");
+
+    // Nowhere in the store, WAL included.
+    for (path, bytes) in all_bytes_under(&app.config.data_dir) {
+        for name in [typed, plausible] {
+            assert!(
+                !contains(&bytes, name.as_bytes()),
+                "{name:?} is stored in {}",
+                path.display()
+            );
+        }
+    }
+}

@@ -23,10 +23,11 @@ pub async fn login(
     Ctx(ctx): Ctx,
     ApiJson(b): ApiJson<LoginBody>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    // Recorded before the outcome is known, so failed attempts are attributed to the name tried.
+    // Recorded before the outcome is known, so failed attempts are attributed to the name tried;
+    // a name that is no user's is only ever recorded as a keyed digest.
     ctx.actor(
         ActorKind::Anonymous,
-        &b.username.chars().take(32).collect::<String>(),
+        &s.vault.login_audit_name(&b.username).await?,
     );
     ctx.action("auth.login", None);
     let person = s.vault.login(&b.username, b.password, &b.totp).await?;
