@@ -5,6 +5,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -607,4 +608,117 @@ async fn unknown_login_name_is_recorded_as_digest() {
             );
         }
     }
+}
+
+/// A file's permission bits in octal, as `ls -l` users read them.
+fn mode(p: &Path) -> String {
+    let m = std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode();
+    format!("{:o}", m & 0o777)
+}
+
+fn set_mode(p: &Path, m: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+}
+
+#[tokio::test]
+async fn files_are_created_private_even_in_open_data_dir() {
+    use mediavault::audit::chain::entry_hash;
+    let mut app = spawn_with(Options {
+        tweak: Some(Box::new(|c: &mut Config| {
+            std::fs::create_dir_all(&c.data_dir).unwrap();
+            set_mode(&c.data_dir, 0o755);
+        })),
+        ..Default::default()
+    })
+    .await;
+    let data = app.config.data_dir.clone();
+
+    // Two entries old enough to prune, chained under the vault's key, before any request.
+    let key = app.vault().keys.mac().audit.clone();
+    let db = raw_db(&app.db_path()).await;
+    let old_ms = (app.clock.unix() - 400 * 86_400) * 1000;
+    let mut prev = vec![0u8; 32];
+    for seq in 1..=2 {
+        let mut row = AuditRow {
+            seq,
+            ts: old_ms + seq,
+            actor_kind: "system".into(),
+            actor_id: "mediavault".into(),
+            action: "test.old".into(),
+            target: "t".into(),
+            outcome: "success".into(),
+            source_ip: String::new(),
+            request_id: String::new(),
+            http_method: None,
+            http_path: None,
+            http_status: None,
+            detail: "{}".into(),
+            prev_hash: prev.clone(),
+            hash: Vec::new(),
+        };
+        row.hash = entry_hash(&key, &row).to_vec();
+        sqlx::query("INSERT INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, detail, prev_hash, hash) VALUES (?, ?, 'system', 'mediavault', 'test.old', 't', 'success', '', '', '{}', ?, ?)")
+            .bind(row.seq)
+            .bind(row.ts)
+            .bind(&row.prev_hash)
+            .bind(&row.hash)
+            .execute(&db)
+            .await
+            .unwrap();
+        prev = row.hash;
+    }
+    db.close().await;
+    app.login(&app.admin.clone()).await;
+
+    assert_eq!(mode(&data), "700", "data dir");
+    for f in [
+        "mediavault.db",
+        "mediavault.db-wal",
+        "mediavault.db-shm",
+        "root.key",
+    ] {
+        assert_eq!(mode(&data.join(f)), "600", "{f}");
+    }
+
+    // The file of pruned entries.
+    let pruned = app.dir.path().join("pruned.jsonl");
+    mediavault::audit::cli::run(
+        &app.config,
+        mediavault::audit::cli::AuditCommand::Prune {
+            before: mediavault::audit::rfc3339_ms((app.clock.unix() - 300 * 86_400) * 1000),
+            export_file: pruned.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(std::fs::read_to_string(&pruned).unwrap().lines().count(), 2);
+    assert_eq!(mode(&pruned), "600", "pruned entries");
+
+    // A loosened data dir or database stops the vault at start, naming the path and the fix.
+    app.stop().await;
+    let refused = |what: &'static str| {
+        let (config, clock) = (Arc::clone(&app.config), app.clock.clone());
+        async move {
+            match mediavault::start(config, clock).await {
+                Ok(_) => panic!("started with a {what} others can read"),
+                Err(e) => format!("{e:#}"),
+            }
+        }
+    };
+    set_mode(&data, 0o755);
+    let err = refused("data dir").await;
+    assert!(err.contains(&data.display().to_string()), "{err}");
+    assert!(err.contains("chmod 700"), "{err}");
+    set_mode(&data, 0o700);
+    let db_path = app.db_path();
+    set_mode(&db_path, 0o644);
+    let err = refused("database").await;
+    assert!(err.contains(&db_path.display().to_string()), "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+    set_mode(&db_path, 0o600);
+    app.restart().await;
+    assert_eq!(app.get("", "/healthz").await.0, 200);
 }

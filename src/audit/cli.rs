@@ -239,10 +239,13 @@ async fn prune(
 }
 
 /// Writes a new file and syncs it and its directory, so the export exists before the delete.
+/// Mode 0600: the entries are the audit log's, and as private.
 fn write_durably(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
     f.write_all(text.as_bytes())?;
