@@ -167,8 +167,8 @@ pub async fn export(
         until_ms: time_param("until", p.until.as_deref())?,
         ..AuditFilter::default()
     };
-    // The body is streamed after this request's own entry is committed; it ends at today's head,
-    // and a second entry records what was sent once the stream is done.
+    // The body is streamed after this request's own entry is committed; it ends at the head as it
+    // is now, and a second entry records what was sent once the stream is done.
     let through_seq = s
         .vault
         .store
