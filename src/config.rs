@@ -58,6 +58,15 @@ pub struct LockoutConfig {
 pub struct LimitsConfig {
     pub body_bytes: usize,
     pub request_timeout_seconds: u64,
+    /// How long a client has to send a complete request head; the TLS handshake gets as long
+    /// again. A client that dribbles a header would otherwise hold its connection for ever.
+    pub header_read_timeout_seconds: u64,
+    /// A connection on which nothing has moved either way for this long is closed. Must be longer
+    /// than `request_timeout_seconds`, so a request still being worked on never looks idle.
+    pub idle_timeout_seconds: u64,
+    /// Connections served at once. Past it the server stops accepting, and new clients wait in
+    /// the kernel's listen backlog until a connection closes.
+    pub max_connections: usize,
 }
 
 /// Requests per period and burst, per client address (and per token for token calls).
@@ -176,6 +185,9 @@ impl Default for LimitsConfig {
         Self {
             body_bytes: 1024 * 1024,
             request_timeout_seconds: 30,
+            header_read_timeout_seconds: 10,
+            idle_timeout_seconds: 60,
+            max_connections: 512,
         }
     }
 }
@@ -227,6 +239,37 @@ impl Default for AuditConfig {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct ConfigError(pub String);
+
+impl LimitsConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |m: String| Err(ConfigError(m));
+        for (name, v) in [
+            ("request_timeout_seconds", self.request_timeout_seconds),
+            (
+                "header_read_timeout_seconds",
+                self.header_read_timeout_seconds,
+            ),
+            ("idle_timeout_seconds", self.idle_timeout_seconds),
+        ] {
+            if v == 0 {
+                return fail(format!("limits.{name} must be at least 1"));
+            }
+        }
+        if self.idle_timeout_seconds <= self.request_timeout_seconds {
+            return fail(format!(
+                "limits.idle_timeout_seconds ({}) must be longer than limits.request_timeout_seconds ({}), or a connection could be closed as idle while its request is still being handled",
+                self.idle_timeout_seconds, self.request_timeout_seconds
+            ));
+        }
+        if self.max_connections == 0 {
+            return fail(
+                "limits.max_connections must be at least 1 (it caps connections served at once)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
 
 const ENV_PREFIX: &str = "MEDIAVAULT_";
 /// Environment variables read by the CLI itself rather than mapped onto config keys.
@@ -301,6 +344,7 @@ impl Config {
         if self.limits.body_bytes < 1024 {
             return fail("limits.body_bytes must be at least 1024".into());
         }
+        self.limits.validate()?;
         if self.audit.retention_days < 180 {
             return fail(format!(
                 "audit.retention_days is {}, below the legal floor of 180 days (Cybersecurity Law art. 21)",
@@ -408,6 +452,18 @@ mod tests {
             c.platforms.canary_interval_seconds,
             d.platforms.canary_interval_seconds
         );
+        assert_eq!(
+            (
+                c.limits.header_read_timeout_seconds,
+                c.limits.idle_timeout_seconds,
+                c.limits.max_connections
+            ),
+            (
+                d.limits.header_read_timeout_seconds,
+                d.limits.idle_timeout_seconds,
+                d.limits.max_connections
+            )
+        );
     }
 
     #[test]
@@ -432,6 +488,31 @@ mod tests {
         assert!(err.contains("c.toml"), "{err}");
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("plain_htttp"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_are_checked() {
+        let err = |pairs: &[(&str, &str)]| {
+            Config::load_with_env(None, &env(pairs))
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&[("MEDIAVAULT_LIMITS__HEADER_READ_TIMEOUT_SECONDS", "0")]);
+        assert!(e.contains("limits.header_read_timeout_seconds"), "{e}");
+        let e = err(&[("MEDIAVAULT_LIMITS__IDLE_TIMEOUT_SECONDS", "30")]);
+        assert!(e.contains("limits.idle_timeout_seconds (30)"), "{e}");
+        assert!(e.contains("request_timeout_seconds (30)"), "{e}");
+        let e = err(&[("MEDIAVAULT_LIMITS__MAX_CONNECTIONS", "0")]);
+        assert!(e.contains("limits.max_connections"), "{e}");
+        let c = Config::load_with_env(
+            None,
+            &env(&[
+                ("MEDIAVAULT_LIMITS__REQUEST_TIMEOUT_SECONDS", "1"),
+                ("MEDIAVAULT_LIMITS__IDLE_TIMEOUT_SECONDS", "2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.limits.idle_timeout_seconds, 2);
     }
 
     #[test]

@@ -87,9 +87,11 @@ impl RequestCtx {
         }
     }
 
+    /// Method and path, capped like every client-supplied text in the log.
     pub fn with_http(mut self, method: &str, path: &str) -> Self {
-        self.method = method.to_owned();
-        self.path = path.to_owned();
+        let mut cut = serde_json::Map::new();
+        self.method = super::capped("http.method", method, &mut cut);
+        self.path = super::capped("http.path", path, &mut cut);
         self
     }
 

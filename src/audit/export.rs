@@ -3,13 +3,18 @@
 //! A JSONL line is the API's entry plus `ts_ms` (the exact hashed timestamp), `prev_hash` and
 //! `hash` in hex. `detail` is re-serialised with serde_json, which writes a parsed map back to the
 //! same canonical text that was hashed, so a line re-verifies without the database.
+//!
+//! Exports are produced a page at a time ([`Pages`], [`stream`]): however long the log, an export
+//! holds one page of rows in memory.
 
 use ring::hmac;
 use serde::{Deserialize, Serialize};
 
 use super::chain::{Checkpoint, Verifier, VerifyReport};
+use super::writer::{AuditWriter, NewEntry};
 use super::{EntryView, HttpView};
-use crate::store::audit::AuditRow;
+use crate::store::audit::{AuditFilter, AuditRow};
+use crate::store::{Result as StoreResult, Store};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -48,11 +53,31 @@ pub fn jsonl_line(r: &AuditRow) -> String {
 
 const CSV_HEADER: &str = "seq,ts,ts_ms,actor_kind,actor_id,action,target,outcome,source_ip,request_id,http_method,http_path,http_status,detail,prev_hash,hash";
 
+/// Characters that make a spreadsheet read a cell as a formula (OWASP, CSV injection).
+const FORMULA_TRIGGERS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// One CSV cell that a spreadsheet shows as text and never runs: a value that starts with a
+/// formula trigger gets a leading `'`, and control characters are written as visible `\u{..}`
+/// escapes. This changes the value, on purpose and without a way back: the CSV is a view for
+/// people, while the JSONL export carries every field exactly as hashed and is what verification
+/// reads. Each CSV row keeps its entry's `hash`, which finds the matching JSONL line.
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
+    use std::fmt::Write;
+    let mut cell = String::with_capacity(s.len() + 1);
+    if s.starts_with(FORMULA_TRIGGERS) {
+        cell.push('\'');
+    }
+    for c in s.chars() {
+        if c.is_control() {
+            let _ = write!(cell, "\\u{{{:04x}}}", u32::from(c));
+        } else {
+            cell.push(c);
+        }
+    }
+    if cell.contains([',', '"']) {
+        format!("\"{}\"", cell.replace('"', "\"\""))
     } else {
-        s.to_owned()
+        cell
     }
 }
 
@@ -84,8 +109,13 @@ pub fn csv_line(r: &AuditRow) -> String {
 
 /// The whole export text of `rows` (header included for CSV), each line ending in `\n`.
 pub fn render(format: Format, rows: &[AuditRow]) -> String {
+    render_page(format, rows, true)
+}
+
+/// One page of an export; the CSV header goes before the first page only.
+pub fn render_page(format: Format, rows: &[AuditRow], first: bool) -> String {
     let mut out = String::new();
-    if format == Format::Csv {
+    if first && format == Format::Csv {
         out.push_str(CSV_HEADER);
         out.push('\n');
     }
@@ -97,6 +127,118 @@ pub fn render(format: Format, rows: &[AuditRow]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Rows read per round trip while exporting: all an export holds in memory at once.
+pub const PAGE: i64 = 1000;
+
+/// The entries matching a filter, in seq order, read a page at a time and never past
+/// `through_seq`. Fixing the end when the export starts makes it the log as of that moment: a
+/// busy log cannot keep it running, and the same parameters produce the same bytes again.
+pub struct Pages {
+    store: Store,
+    filter: AuditFilter,
+    through_seq: i64,
+    done: bool,
+}
+
+impl Pages {
+    pub fn new(store: Store, mut filter: AuditFilter, through_seq: i64) -> Self {
+        filter.limit = PAGE;
+        Self {
+            store,
+            filter,
+            through_seq,
+            done: false,
+        }
+    }
+
+    /// The next page, or `None` once every entry has been returned.
+    pub async fn next_page(&mut self) -> StoreResult<Option<Vec<AuditRow>>> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut page = self.store.audit_query(&self.filter).await?;
+        let full = page.len() as i64 == self.filter.limit;
+        let through = self.through_seq;
+        page.retain(|r| r.seq <= through);
+        let Some(last) = page.last() else {
+            self.done = true;
+            return Ok(None);
+        };
+        self.filter.after_seq = last.seq;
+        self.done = !full || last.seq >= through;
+        Ok(Some(page))
+    }
+}
+
+/// A streamed export: one text chunk per page. Once the last chunk has been produced, `sent` is
+/// recorded with the number of entries and the SHA-256 of every byte of the export, so the log
+/// says what left; if that record cannot be written the stream ends in an error, and the client
+/// sees a broken transfer rather than a complete one.
+pub fn stream(
+    pages: Pages,
+    format: Format,
+    writer: AuditWriter,
+    sent: NewEntry,
+) -> impl futures_util::Stream<Item = anyhow::Result<String>> + Send + 'static {
+    struct State {
+        pages: Pages,
+        format: Format,
+        first: bool,
+        entries: u64,
+        digest: crate::crypto::Sha256,
+        writer: AuditWriter,
+        sent: Option<NewEntry>,
+        failed: bool,
+    }
+    let state = State {
+        pages,
+        format,
+        first: true,
+        entries: 0,
+        digest: crate::crypto::Sha256::new(),
+        writer,
+        sent: Some(sent),
+        failed: false,
+    };
+    futures_util::stream::unfold(state, |mut st| async move {
+        if st.failed {
+            return None;
+        }
+        let rows = match st.pages.next_page().await {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "audit export stopped: the store could not be read");
+                st.failed = true;
+                return Some((Err(e.into()), st));
+            }
+        };
+        let text = match rows {
+            Some(rows) => {
+                st.entries += rows.len() as u64;
+                render_page(st.format, &rows, st.first)
+            }
+            // An empty CSV export is still a header.
+            None if st.first && st.format == Format::Csv => render_page(st.format, &[], true),
+            None => {
+                let sent = st.sent.take()?;
+                let sent = sent
+                    .detail("entries", st.entries)
+                    .detail("sha256", st.digest.clone().finish_hex());
+                return match st.writer.record_event(sent).await {
+                    Ok(_) => None,
+                    Err(e) => {
+                        st.failed = true;
+                        Some((Err(e.into()), st))
+                    }
+                };
+            }
+        };
+        st.first = false;
+        st.digest.update(text.as_bytes());
+        Some((Ok(text), st))
+    })
 }
 
 /// Reads one JSONL line back into the row it was made from.
@@ -176,5 +318,22 @@ pub fn verify_jsonl(text: &str, key: &hmac::Key, checkpoint: Option<&Checkpoint>
             first_bad_seq: None,
             problem: None,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::csv_field;
+
+    #[test]
+    fn csv_cells_cannot_become_formulas() {
+        assert_eq!(csv_field("=1+1"), "'=1+1");
+        assert_eq!(csv_field("-2+3"), "'-2+3");
+        assert_eq!(csv_field("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(csv_field("\tx"), "'\\u{0009}x");
+        assert_eq!(csv_field("a\r\nb\u{1b}"), "a\\u{000d}\\u{000a}b\\u{001b}");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("/api/v1/audit"), "/api/v1/audit");
+        assert_eq!(csv_field("{\"a\":1}"), "\"{\"\"a\"\":1}\"");
     }
 }

@@ -99,8 +99,31 @@ pub fn parse_time_ms(s: &str) -> Option<i64> {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
 
+/// The most bytes of one client-supplied text an entry keeps (path, target, method, actor id, a
+/// string in `detail`). Every request is audited, anonymous ones included, so without a cap one
+/// client with long URLs could grow the log by megabytes a second.
+pub const MAX_FIELD_BYTES: usize = 512;
+
+/// Appended where a text was cut.
+pub const TRUNCATION_MARK: &str = "…";
+
+/// `text` cut to [`MAX_FIELD_BYTES`] (on a character boundary) and marked; the original length is
+/// noted under `name` in `truncated`.
+pub(crate) fn capped(name: &str, text: &str, truncated: &mut Map<String, Value>) -> String {
+    if text.len() <= MAX_FIELD_BYTES {
+        return text.to_owned();
+    }
+    let mut end = MAX_FIELD_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    truncated.insert(name.to_owned(), Value::from(text.len()));
+    format!("{}{TRUNCATION_MARK}", &text[..end])
+}
+
 /// The entry for one finished request: who and what from the handler's note, the rest from the
-/// request and its response. An error response's code goes into `detail.code`.
+/// request and its response. An error response's code goes into `detail.code`. Client-supplied
+/// texts are capped; `detail.truncated` maps each cut field to its original length in bytes.
 pub fn request_entry(
     ctx: &RequestCtx,
     method: &str,
@@ -110,23 +133,61 @@ pub fn request_entry(
 ) -> NewEntry {
     let note = ctx.note();
     let (actor_kind, actor_id) = note.actor.unwrap_or((ActorKind::Anonymous, String::new()));
-    let mut detail = note.detail;
+    let mut truncated = Map::new();
+    let mut detail = Map::new();
+    for (key, value) in note.detail {
+        let value = match value {
+            Value::String(s) => Value::String(capped(&format!("detail.{key}"), &s, &mut truncated)),
+            other => other,
+        };
+        detail.insert(key, value);
+    }
     if let Some(code) = error_code {
         detail.insert("code".into(), Value::String(code.to_owned()));
+    }
+    let target = note.target.unwrap_or_else(|| path.to_owned());
+    let entry_target = capped("target", &target, &mut truncated);
+    let actor_id = capped("actor.id", &actor_id, &mut truncated);
+    let http = HttpInfo {
+        method: capped("http.method", method, &mut truncated),
+        path: capped("http.path", path, &mut truncated),
+        status: Some(status),
+    };
+    if !truncated.is_empty() {
+        detail.insert("truncated".into(), Value::Object(truncated));
     }
     NewEntry {
         actor_kind,
         actor_id,
         action: note.action.unwrap_or_else(|| "http.request".into()),
-        target: note.target.unwrap_or_else(|| path.to_owned()),
+        target: entry_target,
         outcome: Outcome::of_status(status),
         source_ip: ctx.peer.to_string(),
         request_id: ctx.request_id.clone(),
-        http: Some(HttpInfo {
-            method: method.to_owned(),
-            path: path.to_owned(),
-            status: Some(status),
-        }),
+        http: Some(http),
         detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_texts_are_capped_on_a_char_boundary() {
+        let ctx = RequestCtx::new("r".into(), None);
+        ctx.detail("call", "é".repeat(400));
+        let path = format!("/{}", "é".repeat(1000));
+        let e = request_entry(&ctx, "GET", &path, 404, Some("not_found"));
+        let http = e.http.expect("a request entry");
+        assert!(http.path.len() <= MAX_FIELD_BYTES + TRUNCATION_MARK.len());
+        assert!(http.path.ends_with(TRUNCATION_MARK));
+        assert_eq!(e.target, http.path);
+        assert_eq!(e.detail["truncated"]["http.path"], path.len());
+        assert_eq!(e.detail["truncated"]["target"], path.len());
+        assert_eq!(e.detail["truncated"]["detail.call"], 800);
+        assert_eq!(e.detail["code"], "not_found");
+        let short = request_entry(&RequestCtx::new("r".into(), None), "GET", "/x", 200, None);
+        assert!(short.detail.get("truncated").is_none());
     }
 }

@@ -98,11 +98,21 @@ pub struct Page {
     pub next_after_seq: Option<i64>,
 }
 
-/// A rendered export.
-#[derive(Debug)]
+/// A streamed export: text chunks, the last of which is produced only after `audit.export.sent`
+/// is recorded.
 pub struct Export {
     pub format: Format,
-    pub body: String,
+    pub body: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = anyhow::Result<String>> + Send + 'static>,
+    >,
+}
+
+impl std::fmt::Debug for Export {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Export")
+            .field("format", &self.format)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The audit review service; `vault.audit_review()`.
@@ -156,6 +166,9 @@ impl AuditReview<'_> {
         Ok(report)
     }
 
+    /// An export, streamed a page at a time up to the head as it is now. The request's own entry
+    /// records the format and where the export ends; when the last byte has been produced, an
+    /// `audit.export.sent` entry records how many entries and the SHA-256 of what was sent.
     pub async fn export(&self, actor: &Actor, p: &QueryParams) -> Result<Export> {
         actor.action("audit.export", Some("audit_log"));
         actor.require(READERS)?;
@@ -164,34 +177,24 @@ impl AuditReview<'_> {
             Some("csv") => Format::Csv,
             Some(_) => return Err(invalid("format", "format must be jsonl or csv".into())),
         };
-        let mut filter = AuditFilter {
+        let filter = AuditFilter {
             since_ms: time_param("since", p.since.as_deref())?,
             until_ms: time_param("until", p.until.as_deref())?,
-            limit: MAX_LIMIT,
             ..AuditFilter::default()
         };
-        let mut rows = Vec::new();
-        loop {
-            let page = self.v.store.audit_query(&filter).await?;
-            let full = page.len() as i64 == filter.limit;
-            let Some(last) = page.last() else { break };
-            filter.after_seq = last.seq;
-            rows.extend(page);
-            if !full {
-                break;
-            }
-        }
-        let body = export::render(format, &rows);
-        actor.detail(
-            "format",
-            if format == Format::Csv {
-                "csv"
-            } else {
-                "jsonl"
-            },
-        );
-        actor.detail("entries", rows.len());
-        actor.detail("sha256", crate::crypto::sha256_hex(body.as_bytes()));
-        Ok(Export { format, body })
+        let through_seq = self.v.store.audit_head().await?.seq;
+        let ext = if format == Format::Csv {
+            "csv"
+        } else {
+            "jsonl"
+        };
+        actor.detail("format", ext);
+        actor.detail("through_seq", through_seq);
+        let sent = actor.entry("audit.export.sent", "audit_log");
+        let pages = export::Pages::new(self.v.store.clone(), filter, through_seq);
+        Ok(Export {
+            format,
+            body: Box::pin(export::stream(pages, format, self.v.audit.clone(), sent)),
+        })
     }
 }

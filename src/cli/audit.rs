@@ -14,7 +14,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::Keyring;
 use crate::store::Store;
-use crate::store::audit::{AuditAnchor, AuditFilter, AuditRow};
+use crate::store::audit::{AuditAnchor, AuditFilter};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
@@ -104,10 +104,20 @@ async fn run_with(
                 until_ms: until.as_deref().map(time_arg("--until")).transpose()?,
                 ..AuditFilter::default()
             };
-            let rows = collect(store, filter).await?;
-            let mut out = std::io::stdout().lock();
-            out.write_all(export::render(format, &rows).as_bytes())?;
-            out.flush()?;
+            // A page at a time, as the API does, up to the head as it is now.
+            let through = store.audit_head().await?.seq;
+            let mut pages = export::Pages::new(store.clone(), filter, through);
+            let mut first = true;
+            while let Some(rows) = pages.next_page().await? {
+                let text = export::render_page(format, &rows, first);
+                std::io::stdout().lock().write_all(text.as_bytes())?;
+                first = false;
+            }
+            if first {
+                let text = export::render_page(format, &[], true);
+                std::io::stdout().lock().write_all(text.as_bytes())?;
+            }
+            std::io::stdout().lock().flush()?;
             Ok(())
         }
         AuditCommand::Prune {
@@ -142,23 +152,6 @@ fn time_arg(flag: &'static str) -> impl Fn(&str) -> anyhow::Result<i64> {
             format!("{flag}: {s:?} is not an RFC 3339 time (like 2025-01-31T00:00:00Z)")
         })
     }
-}
-
-/// Every entry matching `filter`, page by page.
-async fn collect(store: &Store, mut filter: AuditFilter) -> anyhow::Result<Vec<AuditRow>> {
-    filter.limit = crate::audit::query::MAX_LIMIT;
-    let mut rows = Vec::new();
-    loop {
-        let page = store.audit_query(&filter).await?;
-        let Some(last) = page.last() else { break };
-        filter.after_seq = last.seq;
-        let full = page.len() as i64 == filter.limit;
-        rows.extend(page);
-        if !full {
-            break;
-        }
-    }
-    Ok(rows)
 }
 
 async fn prune(
@@ -246,10 +239,13 @@ async fn prune(
 }
 
 /// Writes a new file and syncs it and its directory, so the export exists before the delete.
+/// Mode 0600: the entries are the audit log's, and as private.
 fn write_durably(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
+        .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
     f.write_all(text.as_bytes())?;

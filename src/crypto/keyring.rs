@@ -156,6 +156,8 @@ pub struct MacKeys {
     pub token: hmac::Key,
     pub audit: hmac::Key,
     pub checkpoint: hmac::Key,
+    /// Pseudonymises login names that match no user before they reach the audit log.
+    pub login_name: hmac::Key,
 }
 
 impl MacKeys {
@@ -171,6 +173,7 @@ impl MacKeys {
             token: key(b"token-hash"),
             audit: key(b"audit-chain"),
             checkpoint: key(b"audit-checkpoint"),
+            login_name: key(b"audit-login-name"),
         }
     }
 }

@@ -36,6 +36,30 @@ pub fn sha256_hex(data: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
 }
 
+/// SHA-256 of data that arrives in pieces (a streamed export), hex encoded at the end.
+#[derive(Clone)]
+pub struct Sha256(ring::digest::Context);
+
+impl Sha256 {
+    pub fn new() -> Self {
+        Self(ring::digest::Context::new(&ring::digest::SHA256))
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    pub fn finish_hex(self) -> String {
+        hex::encode(self.0.finish().as_ref())
+    }
+}
+
+impl Default for Sha256 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Fills `buf` from the operating system's generator.
 pub fn random_bytes(buf: &mut [u8]) -> Result<(), CryptoError> {
     use ring::rand::SecureRandom;

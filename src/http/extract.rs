@@ -148,17 +148,24 @@ impl<S: Send + Sync> FromRequestParts<S> for Ctx {
 
 pub const SESSION_COOKIE: &str = "__Host-mv_session";
 
+/// The token of an `Authorization` value: the scheme is case-insensitive (RFC 9110 §11.1) and
+/// any run of spaces or tabs may surround the token, so every spelling of one credential yields
+/// the same token. Authentication and the per-token rate limit both read it through here.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim().split_once([' ', '\t'])?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    Some(rest.trim_matches([' ', '\t'])).filter(|t| !t.is_empty())
+}
+
 /// The bearer credential of a request, if any (the console's session may come as a cookie).
 pub fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
     if let Some(v) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
     {
-        let v = v.trim();
-        return v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-            .map(|t| t.trim().to_owned());
+        return bearer_token(v).map(str::to_owned);
     }
     headers
         .get_all(header::COOKIE)
@@ -272,5 +279,25 @@ impl<S: Send + Sync> FromRequestParts<S> for Anonymous {
             Principal::Anonymous,
             request_ctx(parts),
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_spacing_free() {
+        for v in [
+            "Bearer mvt_x",
+            "bearer mvt_x",
+            "BEARER   mvt_x",
+            "  Bearer\tmvt_x \t",
+        ] {
+            assert_eq!(bearer_token(v), Some("mvt_x"), "{v:?}");
+        }
+        for v in ["Basic mvt_x", "Bearer", "Bearer   ", "Bearermvt_x", ""] {
+            assert_eq!(bearer_token(v), None, "{v:?}");
+        }
     }
 }

@@ -38,7 +38,10 @@ impl KeyExtractor for PeerKey {
     }
 }
 
-/// The bearer credential, reduced to a digest so the limiter never holds a token.
+/// The bearer credential, reduced to a digest so the limiter never holds a token. It is the token
+/// as authentication reads it, not the raw header: `bearer` in lower case or extra spaces must not
+/// buy a fresh bucket. Requests without one share the empty key (they fail authentication anyway,
+/// and the per-address tier still counts them).
 #[derive(Debug, Clone, Copy)]
 pub struct BearerKey;
 
@@ -50,12 +53,8 @@ impl KeyExtractor for BearerKey {
     }
 
     fn extract<T>(&self, req: &Request<T>) -> Result<Self::Key, GovernorError> {
-        let auth = req
-            .headers()
-            .get(axum::http::header::AUTHORIZATION)
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        let digest = ring::digest::digest(&ring::digest::SHA256, auth);
+        let token = super::extract::bearer(req.headers()).unwrap_or_default();
+        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
         let mut key = [0u8; 16];
         key.copy_from_slice(&digest.as_ref()[..16]);
         Ok(key)
@@ -73,6 +72,16 @@ fn refused(e: GovernorError) -> axum::http::Response<Body> {
         _ => Error::internal(anyhow::anyhow!("rate limiter could not key the request"))
             .into_response(),
     }
+}
+
+/// The general tier: per address, for every route no stricter tier covers.
+pub fn general(limits: &crate::config::RateLimitConfig) -> Layer<PeerKey> {
+    layer(
+        PeerKey,
+        limits.general_per_second,
+        Duration::from_secs(1),
+        limits.general_burst,
+    )
 }
 
 /// `count` requests per `period`, bursts of `burst`.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -31,14 +32,22 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     let cfg = Arc::clone(&state.vault.config);
-    let api = api::routes(&cfg.rate_limits)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed);
+    // One per-address budget (the general tier) for the general routes and for everything that
+    // matches no tier: unknown paths, wrong methods, readiness. Clones share its buckets, so
+    // mixing them gains nothing. Wrong methods need their own layer because axum swaps the
+    // method-not-allowed fallback in after the routes were layered.
+    let general = limits::general(&cfg.rate_limits);
+    let api = api::routes(&cfg.rate_limits, general.clone())
+        .fallback(not_found.layer(general.clone()))
+        .method_not_allowed_fallback(method_not_allowed.layer(general.clone()));
     Router::new()
+        // Liveness stays outside every limit: it reads nothing and is not audited, so it can
+        // neither load the store nor grow the log, and a probe that shares an address with an
+        // abusive client must still see the process alive.
         .route("/healthz", get(api::ops::healthz))
-        .route("/readyz", get(api::ops::readyz))
+        .route("/readyz", get(api::ops::readyz).layer(general.clone()))
         .nest("/api/v1", api)
-        .fallback(not_found)
+        .fallback(not_found.layer(general))
         .layer(DefaultBodyLimit::max(cfg.limits.body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

@@ -1,13 +1,20 @@
 //! Serving: HTTPS with rustls (ring provider), or plain HTTP on loopback when configured.
+//!
+//! Slow clients are bounded at every stage: the TLS handshake and the first request each get
+//! `limits.header_read_timeout_seconds`, hyper closes an HTTP/1 connection whose request head
+//! takes longer, a connection on which nothing moves for `limits.idle_timeout_seconds` is closed
+//! (HTTP/2 included), and at most `limits.max_connections` are served at once ([`conn`]).
+
+mod conn;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use axum_server::Handle;
-use axum_server::tls_rustls::RustlsConfig;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use axum_server::{Handle, Server};
 
-use crate::config::Config;
+use crate::config::{Config, LimitsConfig};
 
 /// Installs ring as rustls' process-wide provider; harmless if already done.
 pub fn install_crypto_provider() {
@@ -38,6 +45,7 @@ pub struct Bound {
     listener: std::net::TcpListener,
     pub addr: SocketAddr,
     tls: Option<RustlsConfig>,
+    limits: LimitsConfig,
 }
 
 pub async fn bind(config: &Config) -> Result<Bound, ServeError> {
@@ -66,6 +74,7 @@ pub async fn bind(config: &Config) -> Result<Bound, ServeError> {
         listener,
         addr,
         tls,
+        limits: config.limits.clone(),
     })
 }
 
@@ -76,23 +85,44 @@ impl Bound {
 
     /// Serves until `handle` is told to shut down; in-flight requests get `grace` to finish.
     pub async fn serve(self, app: Router, handle: Handle<SocketAddr>) -> Result<(), ServeError> {
-        let make = app.into_make_service_with_connect_info::<SocketAddr>();
+        let make = conn::LimitConnections::new(
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+            self.limits.max_connections,
+        );
+        let header = Duration::from_secs(self.limits.header_read_timeout_seconds);
+        let guard = conn::GuardAcceptor::new(Duration::from_secs(self.limits.idle_timeout_seconds));
+        let server = axum_server::from_tcp(self.listener)?;
         match self.tls {
             Some(tls) => {
-                axum_server::from_tcp_rustls(self.listener, tls)?
-                    .handle(handle)
+                let acceptor = RustlsAcceptor::new(tls)
+                    .handshake_timeout(header)
+                    .acceptor(guard);
+                bounded(server.acceptor(acceptor), handle, header)
                     .serve(make)
                     .await?
             }
             None => {
-                axum_server::from_tcp(self.listener)?
-                    .handle(handle)
+                bounded(server.acceptor(guard), handle, header)
                     .serve(make)
                     .await?
             }
         }
         Ok(())
     }
+}
+
+/// The per-connection time limits that do not depend on TLS.
+fn bounded<A>(
+    server: Server<SocketAddr, A>,
+    handle: Handle<SocketAddr>,
+    header: Duration,
+) -> Server<SocketAddr, A> {
+    // Also covers hyper's protocol detection and an HTTP/2 client that never opens a stream.
+    let mut server = server.handle(handle).first_request_timeout(header);
+    // hyper restarts this timer whenever an HTTP/1 connection goes idle, so it also bounds the
+    // wait for the next request on a kept-alive connection.
+    server.http_builder().http1().header_read_timeout(header);
+    server
 }
 
 /// Resolves on SIGTERM or ctrl-c.

@@ -1,5 +1,6 @@
 //! People, roles, passwords, TOTP, sessions and publishing-tool client keys.
 
+pub mod audit_name;
 pub mod clients;
 pub mod names;
 pub mod passwords;

@@ -339,17 +339,18 @@ impl People<'_> {
         code: &str,
     ) -> Result<(Person, NewSession)> {
         actor.action("auth.login", None);
-        // Recorded before the outcome is known, so failed attempts are attributed to the name tried.
-        if let Some(ctx) = &actor.ctx {
-            ctx.actor(
-                crate::audit::context::ActorKind::Anonymous,
-                &username.chars().take(32).collect::<String>(),
-            );
-        }
         let row = match Username::parse(username) {
             Ok(name) => self.v.store.user_by_name(name.as_str()).await?,
             Err(_) => None,
         };
+        // Recorded before the outcome is known, so failed attempts are attributed to the name
+        // tried; a name that is no user's only as a keyed digest (see `audit_name`).
+        if let Some(ctx) = &actor.ctx {
+            ctx.actor(
+                crate::audit::context::ActorKind::Anonymous,
+                &self.login_audit_name(username, row.as_ref().map(|r| r.username.as_str())),
+            );
+        }
         let phc = row.as_ref().map(|r| r.password_hash.clone());
         // The hash is always checked, so every refusal costs the same.
         let password_ok = self.v.passwords.verify(password, phc).await?;

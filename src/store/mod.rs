@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod audit;
 pub mod checkouts;
 pub mod clients;
+pub mod files;
 pub mod keyring;
 pub mod types;
 pub mod users;
@@ -36,6 +37,19 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error(
+        "{path} has permissions {mode:o}, so other users of this machine can reach the vault's data; run `chmod {fix} {path}`"
+    )]
+    Exposed {
+        path: String,
+        mode: u32,
+        fix: &'static str,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -109,11 +123,21 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (and with `create`, creates) the database and applies embedded migrations.
+    /// Opens (and with `create`, creates) the database and applies embedded migrations. The
+    /// database and its directory must be private to this user ([`files`]).
     pub async fn open(path: &Path, create: bool) -> Result<Self> {
         if !create && !path.exists() {
             return Err(StoreError::Missing(path.display().to_string()));
         }
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        files::refuse_if_open(dir, "700")?;
+        if create {
+            files::create_private_file(path)?;
+        }
+        files::refuse_if_open(path, "600")?;
         let opts = SqliteConnectOptions::from_str("sqlite://")?
             .filename(path)
             .create_if_missing(create)
@@ -133,6 +157,9 @@ impl Store {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts.read_only(true))
             .await?;
+        for sidecar in files::sidecars(path) {
+            files::tighten(&sidecar)?;
+        }
         Ok(Self { writer, reader })
     }
 

@@ -97,6 +97,7 @@ impl Vault {
             )));
         }
         create_private_dir(&config.data_dir)?;
+        make_dir_private(&config.data_dir)?;
         if let Some(parent) = key_path.parent() {
             create_private_dir(parent)?;
         }
@@ -266,6 +267,23 @@ fn create_private_dir(dir: &Path) -> Result<(), OpenError> {
         .mode(0o700)
         .create(dir)
         .map_err(|e| OpenError::Other(format!("cannot create {}: {e}", dir.display())))
+}
+
+/// An existing data dir may have been made by hand with the usual 0755; the store about to be
+/// created in it holds password hashes and the audit log, so it becomes the vault's alone.
+/// (Opening a store later refuses an open data dir instead of changing it.)
+fn make_dir_private(dir: &Path) -> Result<(), OpenError> {
+    use std::os::unix::fs::PermissionsExt;
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let fail = |e: std::io::Error| OpenError::Other(format!("{}: {e}", dir.display()));
+    let mode = std::fs::metadata(dir).map_err(fail)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+        tracing::warn!(dir = %dir.display(), was = format!("{mode:o}"), "data dir set to 0700");
+    }
+    Ok(())
 }
 
 /// Reads the root key file (before the database is touched), opens the existing store and

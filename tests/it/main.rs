@@ -9,6 +9,7 @@ mod attack;
 mod audit;
 mod checkout;
 mod common;
+mod holes;
 // The fake platforms and the `demo` subcommand exist only with the `demo` feature (on by default).
 #[cfg(feature = "demo")]
 mod platform;

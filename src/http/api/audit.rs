@@ -1,6 +1,7 @@
 //! `/audit`: query, verify and export the audit log.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -35,7 +36,7 @@ pub async fn export(
     } else {
         "jsonl"
     };
-    let mut resp = out.body.into_response();
+    let mut resp = Body::from_stream(out.body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(out.format.content_type()),

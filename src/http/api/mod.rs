@@ -15,10 +15,11 @@ use axum::Router;
 use axum::routing::{delete, get, post};
 
 use super::AppState;
-use super::limits::{BearerKey, PeerKey, layer};
+use super::limits::{BearerKey, Layer, PeerKey, layer};
 use crate::config::RateLimitConfig;
 
-pub fn routes(limits: &RateLimitConfig) -> Router<AppState> {
+/// `general` is the general tier's layer, shared with the routes outside every tier.
+pub fn routes(limits: &RateLimitConfig, general: Layer<PeerKey>) -> Router<AppState> {
     let minute = Duration::from_secs(60);
     let second = Duration::from_secs(1);
     let login = Router::new()
@@ -81,12 +82,7 @@ pub fn routes(limits: &RateLimitConfig) -> Router<AppState> {
         .route("/audit/verify", get(audit::verify))
         .route("/audit/export", get(audit::export))
         .route("/openapi.json", get(ops::openapi))
-        .layer(layer(
-            PeerKey,
-            limits.general_per_second,
-            second,
-            limits.general_burst,
-        ));
+        .layer(general);
     Router::new()
         .merge(login)
         .merge(checkout)
