@@ -54,6 +54,7 @@ pub async fn seed(vault: &Vault, fake: &FakePlatforms) -> anyhow::Result<Seeded>
                     roles: roles.iter().map(|r| r.to_string()).collect(),
                     password: SecretString::new(password.clone()),
                 },
+                None,
             )
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -88,9 +89,10 @@ pub async fn seed(vault: &Vault, fake: &FakePlatforms) -> anyhow::Result<Seeded>
     let (_, client_key) = vault
         .clients()
         .create(
-            &admin,
+            &Actor::system(),
             "demo-tool",
             &["wechat-demo".into(), "weibo-demo".into()],
+            None,
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

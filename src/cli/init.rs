@@ -56,6 +56,7 @@ pub async fn run(
                 roles: vec!["admin".into()],
                 password,
             },
+            None,
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -108,13 +108,24 @@ pub struct UnknownName {
     pub expected: &'static str,
 }
 
-/// A valid set of roles: at least one, no duplicates, and never auditor together with admin
-/// (separation of duties, 等保 level 3).
+/// A valid set of roles, no duplicates, following the separation of duties (等保 level 3,
+/// SECURITY.md): an admin holds no other role, an auditor holds no other role, an approver may
+/// also publish (and never approves their own request).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Roles(Vec<Role>);
 
 impl Roles {
+    /// Roles asked for by a person: at least one, each known, and separated as the table says.
     pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Self, Error> {
+        let roles = Self::parse_any(names)?;
+        if roles.0.is_empty() {
+            return Err(Error::invalid("roles", "a user needs at least one role"));
+        }
+        roles.separated()?;
+        Ok(roles)
+    }
+
+    fn parse_any<S: AsRef<str>>(names: &[S]) -> Result<Self, Error> {
         let mut roles = names
             .iter()
             .map(|n| {
@@ -125,22 +136,57 @@ impl Roles {
             .collect::<Result<Vec<Role>, _>>()?;
         roles.sort();
         roles.dedup();
-        if roles.is_empty() {
-            return Err(Error::invalid("roles", "a user needs at least one role"));
-        }
-        if roles.contains(&Role::Admin) && roles.contains(&Role::Auditor) {
-            return Err(Error::invalid(
-                "roles",
-                "an auditor cannot also be an admin (separation of duties)",
-            ));
-        }
         Ok(Self(roles))
     }
 
-    /// From the stored comma-separated form.
+    /// The separation-of-duties check: admin and auditor each stand alone.
+    pub fn separated(&self) -> Result<(), Error> {
+        for alone in [Role::Admin, Role::Auditor] {
+            if self.has(alone) && self.0.len() > 1 {
+                return Err(Error::invalid(
+                    "roles",
+                    format!(
+                        "{alone} cannot be combined with another role (separation of duties: {})",
+                        self.names().join(", ")
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// These roles plus `role`, if the result is still separated.
+    pub fn with(&self, role: Role) -> Result<Self, Error> {
+        let mut roles = self.0.clone();
+        roles.push(role);
+        roles.sort();
+        roles.dedup();
+        let out = Self(roles);
+        out.separated()?;
+        Ok(out)
+    }
+
+    /// Roles whose grant a second admin must confirm.
+    pub fn needs_confirmation(role: Role) -> bool {
+        matches!(role, Role::Admin | Role::Approver)
+    }
+
+    /// The roles granted at once and those that wait for a second admin.
+    pub fn split_confirmed(&self) -> (Roles, Vec<Role>) {
+        let (pending, now): (Vec<Role>, Vec<Role>) =
+            self.0.iter().partition(|r| Self::needs_confirmation(**r));
+        (Roles(now), pending)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// From the stored comma-separated form. Not re-checked for separation, so a store from an
+    /// older version keeps working; empty while every role still waits for confirmation.
     pub fn from_stored(s: &str) -> Result<Self, Error> {
         let parts: Vec<&str> = s.split(',').filter(|p| !p.is_empty()).collect();
-        Self::parse(&parts)
+        Self::parse_any(&parts)
     }
 
     pub fn to_stored(&self) -> String {
@@ -174,11 +220,23 @@ mod tests {
     }
 
     #[test]
-    fn auditor_cannot_be_admin() {
-        assert!(Roles::parse(&["admin", "auditor"]).is_err());
+    fn separation_of_duties() {
+        for bad in [
+            &["admin", "auditor"][..],
+            &["admin", "publisher"],
+            &["admin", "approver"],
+            &["auditor", "publisher"],
+            &["auditor", "approver"],
+        ] {
+            assert!(Roles::parse(bad).is_err(), "{bad:?}");
+        }
         assert!(Roles::parse::<&str>(&[]).is_err());
         assert!(Roles::parse(&["root"]).is_err());
         let r = Roles::parse(&["publisher", "approver", "publisher"]).unwrap();
         assert_eq!(r.to_stored(), "publisher,approver");
+        assert!(r.with(Role::Auditor).is_err());
+        let (now, pending) = r.split_confirmed();
+        assert_eq!(now.names(), ["publisher"]);
+        assert_eq!(pending, [Role::Approver]);
     }
 }

@@ -25,6 +25,8 @@ pub struct UserView {
     pub disabled: bool,
     pub locked_until: Option<String>,
     pub created_at: String,
+    /// Privileged roles asked for and waiting for a second admin's confirmation.
+    pub pending_roles: Vec<String>,
 }
 
 /// An authenticated person.
@@ -74,6 +76,7 @@ impl UserRow {
             disabled: self.disabled,
             locked_until: self.locked_until.map(crate::clock::rfc3339_unix),
             created_at: crate::clock::rfc3339_unix(self.created_at),
+            pending_roles: Vec::new(),
         }
     }
 }
@@ -114,6 +117,12 @@ impl TotpProof {
     }
 }
 
+/// A step-up code that must be there: a person's sensitive action without one is a clear 400.
+pub(crate) fn required_totp(totp: Option<&str>) -> Result<&str> {
+    totp.filter(|t| !t.trim().is_empty())
+        .ok_or_else(|| Error::invalid("totp", "this action needs your current TOTP code"))
+}
+
 impl Vault {
     pub fn people(&self) -> People<'_> {
         People { v: self }
@@ -123,14 +132,27 @@ impl Vault {
 impl People<'_> {
     /// Creates a user and returns the TOTP enrolment, shown once. An admin does this; so does the
     /// vault itself (`init`, the demo).
+    /// Creates a user and returns the TOTP enrolment, shown once. A person needs the admin role
+    /// and their TOTP code; roles that need a second admin (`approver`, `admin`) wait as pending
+    /// grants. The vault itself (`init`, the CLI, the demo) grants directly.
     #[instrument(skip_all, fields(username = %input.username))]
-    pub async fn create(&self, actor: &Actor, input: NewUserInput) -> Result<Enrolment> {
+    pub async fn create(
+        &self,
+        actor: &Actor,
+        input: NewUserInput,
+        totp: Option<&str>,
+    ) -> Result<Enrolment> {
         actor.action("user.create", Some(&input.username));
-        if !matches!(actor.who, Principal::System(_)) {
-            actor.require(&[Role::Admin])?;
-        }
+        let admin = match &actor.who {
+            Principal::System(_) => None,
+            _ => Some(actor.require(&[Role::Admin])?),
+        };
         let username = Username::parse(&input.username)?;
-        let roles = Roles::parse(&input.roles)?;
+        let asked = Roles::parse(&input.roles)?;
+        let (roles, pending) = match admin {
+            Some(_) => asked.split_confirmed(),
+            None => (asked, Vec::new()),
+        };
         let display = input.display_name.trim().to_owned();
         if display.is_empty() || display.chars().count() > 64 {
             return Err(Error::invalid(
@@ -139,6 +161,10 @@ impl People<'_> {
             ));
         }
         passwords::check_policy(&input.password)?;
+        let proof = match admin {
+            Some(me) => Some(self.step_up(me, required_totp(totp)?).await?),
+            None => None,
+        };
         let exists = || {
             Error::conflict(
                 Conflict::AlreadyExists,
@@ -163,11 +189,20 @@ impl People<'_> {
         let stored_roles = roles.to_stored();
         let now = self.v.clock.unix();
         actor.detail("roles", roles.names());
+        let pending_names: Vec<String> = pending.iter().map(|r| r.as_str().to_owned()).collect();
+        if !pending.is_empty() {
+            actor.detail("pending_roles", pending_names.clone());
+        }
         let name = username.as_str().to_owned();
+        let by = actor.audit_id().1;
+        let grants = pending_names.clone();
         let inserted = self
             .v
             .change(actor, "user.create", username.as_str(), move |tx| {
                 Box::pin(async move {
+                    if let Some(p) = proof {
+                        p.spend(tx).await?;
+                    }
                     tx.user_insert(NewUser {
                         username: &name,
                         display_name: &display,
@@ -176,8 +211,11 @@ impl People<'_> {
                         totp_seed: &sealed,
                         now,
                     })
-                    .await
-                    .map_err(Error::from)
+                    .await?;
+                    for role in &grants {
+                        tx.grant_request(&name, role, &by, now).await?;
+                    }
+                    Ok(())
                 })
             })
             .await;
@@ -196,8 +234,10 @@ impl People<'_> {
             .ok_or_else(|| Error::internal(anyhow::anyhow!("user vanished after insert")))?;
         let totp_uri = totp::otpauth_uri(&seed, username.as_str())
             .ok_or_else(|| Error::internal(anyhow::anyhow!("cannot build otpauth uri")))?;
+        let mut user = row.view();
+        user.pending_roles = pending_names;
         Ok(Enrolment {
-            user: row.view(),
+            user,
             totp_uri,
             totp_secret: totp::seed_base32(&seed),
         })
@@ -206,20 +246,178 @@ impl People<'_> {
     pub async fn list(&self, actor: &Actor) -> Result<Vec<UserView>> {
         actor.action("user.list", None);
         actor.require(&[Role::Admin])?;
+        let grants = self.v.store.grants_pending(None).await?;
         Ok(self
             .v
             .store
             .users_list()
             .await?
             .iter()
-            .map(UserRow::view)
+            .map(|u| {
+                let mut view = u.view();
+                view.pending_roles = grants
+                    .iter()
+                    .filter(|g| g.username == u.username)
+                    .map(|g| g.role.clone())
+                    .collect();
+                view
+            })
             .collect())
     }
 
     pub async fn get(&self, actor: &Actor, username: &str) -> Result<UserView> {
         actor.action("user.get", Some(username));
         actor.require(&[Role::Admin])?;
-        Ok(self.row(username).await?.view())
+        self.view(&self.row(username).await?).await
+    }
+
+    async fn view(&self, row: &UserRow) -> Result<UserView> {
+        let mut view = row.view();
+        view.pending_roles = self
+            .v
+            .store
+            .grants_pending(Some(&row.username))
+            .await?
+            .into_iter()
+            .map(|g| g.role)
+            .collect();
+        Ok(view)
+    }
+
+    /// Grants a role to an existing user (TOTP step-up). `approver` and `admin` wait for a
+    /// second admin; the others are granted at once. Separation of duties is checked either way.
+    /// Returns the user and whether the grant is still pending.
+    pub async fn grant_role(
+        &self,
+        actor: &Actor,
+        username: &str,
+        role: &str,
+        totp: &str,
+    ) -> Result<(UserView, bool)> {
+        actor.action("user.grant_role", Some(username));
+        actor.detail("role", role);
+        let me = actor.require(&[Role::Admin])?;
+        let role: Role = role
+            .parse()
+            .map_err(|e: super::UnknownName| Error::invalid("role", e.to_string()))?;
+        let row = self.row(username).await?;
+        let current = Roles::from_stored(&row.roles)?;
+        if current.has(role) {
+            return Err(Error::conflict(
+                Conflict::AlreadyExists,
+                format!("{username} already holds the role {role}"),
+            ));
+        }
+        let roles = current.with(role)?;
+        let proof = self.step_up(me, totp).await?;
+        let pending = Roles::needs_confirmation(role);
+        let (by, now, stored) = (me.username.clone(), self.v.clock.unix(), row.roles.clone());
+        let (name, id, new) = (row.username.clone(), row.id, roles.to_stored());
+        let made = self
+            .v
+            .change(actor, "user.grant_role", username, move |tx| {
+                Box::pin(async move {
+                    proof.spend(tx).await?;
+                    if pending {
+                        tx.grant_request(&name, role.as_str(), &by, now).await?;
+                        tx.note("pending", true);
+                    } else if !tx.user_set_roles(id, &stored, &new).await? {
+                        return Err(Error::conflict(
+                            Conflict::NotPending,
+                            "the user's roles changed meanwhile; look again and retry",
+                        ));
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        match made {
+            Err(Error::Conflict {
+                code: Conflict::AlreadyExists,
+                ..
+            }) => {
+                return Err(Error::conflict(
+                    Conflict::AlreadyExists,
+                    format!("a grant of {role} to {username} is already waiting for confirmation"),
+                ));
+            }
+            other => other?,
+        }
+        Ok((self.view(&self.row(username).await?).await?, pending))
+    }
+
+    /// A second admin confirms a pending grant of `approver` or `admin` (TOTP step-up); the admin
+    /// who asked for it cannot. Separation of duties is checked again against the roles now.
+    pub async fn confirm_role(
+        &self,
+        actor: &Actor,
+        username: &str,
+        role: &str,
+        totp: &str,
+    ) -> Result<UserView> {
+        actor.action("user.confirm_role", Some(username));
+        actor.detail("role", role);
+        let me = actor.require(&[Role::Admin])?;
+        let role: Role = role
+            .parse()
+            .map_err(|e: super::UnknownName| Error::invalid("role", e.to_string()))?;
+        let row = self.row(username).await?;
+        let grant = self
+            .v
+            .store
+            .grants_pending(Some(&row.username))
+            .await?
+            .into_iter()
+            .find(|g| g.role == role.as_str())
+            .ok_or_else(|| Error::NotFound(format!("a pending grant of {role} to {username}")))?;
+        if grant.requested_by == me.username {
+            return Err(Error::NotPermitted(
+                "a second admin must confirm this grant; the one who asked for it cannot".into(),
+            ));
+        }
+        if row.username == me.username {
+            return Err(Error::NotPermitted(
+                "nobody confirms a role for themselves".into(),
+            ));
+        }
+        let roles = Roles::from_stored(&row.roles)?.with(role)?;
+        let proof = self.step_up(me, totp).await?;
+        actor.detail("requested_by", grant.requested_by.clone());
+        let (name, id, stored, new) = (
+            row.username.clone(),
+            row.id,
+            row.roles.clone(),
+            roles.to_stored(),
+        );
+        self.v
+            .change(actor, "user.confirm_role", username, move |tx| {
+                Box::pin(async move {
+                    proof.spend(tx).await?;
+                    if tx.grant_take(&name, role.as_str()).await?.is_none() {
+                        return Err(Error::NotFound(format!(
+                            "a pending grant of {role} to {name}"
+                        )));
+                    }
+                    if !tx.user_set_roles(id, &stored, &new).await? {
+                        return Err(Error::conflict(
+                            Conflict::NotPending,
+                            "the user's roles changed meanwhile; look again and retry",
+                        ));
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        self.view(&self.row(username).await?).await
+    }
+
+    /// Every grant waiting for a second admin (the console's home page lists them).
+    pub async fn pending_grants(
+        &self,
+        actor: &Actor,
+    ) -> Result<Vec<crate::store::users::GrantRow>> {
+        actor.require(&[Role::Admin])?;
+        Ok(self.v.store.grants_pending(None).await?)
     }
 
     pub(crate) async fn row(&self, username: &str) -> Result<UserRow> {

@@ -27,6 +27,15 @@ pub struct NewUser<'a> {
     pub now: i64,
 }
 
+/// A privileged role waiting for a second admin.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct GrantRow {
+    pub username: String,
+    pub role: String,
+    pub requested_by: String,
+    pub requested_at: i64,
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SessionRow {
     pub user_id: i64,
@@ -94,6 +103,17 @@ impl Store {
         .fetch_optional(&self.writer)
         .await?;
         Ok(locked.flatten().filter(|&t| t > now))
+    }
+
+    /// Privileged roles waiting for confirmation: of one user, or of everyone.
+    pub async fn grants_pending(&self, username: Option<&str>) -> Result<Vec<GrantRow>> {
+        Ok(sqlx::query_as(
+            "SELECT username, role, requested_by, requested_at FROM role_grants
+             WHERE ?1 IS NULL OR username = ?1 ORDER BY requested_at, username, role",
+        )
+        .bind(username)
+        .fetch_all(&self.reader)
+        .await?)
     }
 
     pub async fn session_get(&self, hash: &[u8]) -> Result<Option<SessionRow>> {
@@ -203,5 +223,46 @@ impl Tx {
             .execute(self.conn())
             .await?;
         Ok(())
+    }
+
+    pub async fn grant_request(
+        &mut self,
+        username: &str,
+        role: &str,
+        requested_by: &str,
+        now: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO role_grants (username, role, requested_by, requested_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(username)
+        .bind(role)
+        .bind(requested_by)
+        .bind(now)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Takes a pending grant away (to confirm it); returns who asked for it.
+    pub async fn grant_take(&mut self, username: &str, role: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "DELETE FROM role_grants WHERE username = ? AND role = ? RETURNING requested_by",
+        )
+        .bind(username)
+        .bind(role)
+        .fetch_optional(self.conn())
+        .await?)
+    }
+
+    /// Replaces a user's roles, only if they are still `expected` (no change raced this one).
+    pub async fn user_set_roles(&mut self, id: i64, expected: &str, roles: &str) -> Result<bool> {
+        let r = sqlx::query("UPDATE users SET roles = ? WHERE id = ? AND roles = ?")
+            .bind(roles)
+            .bind(id)
+            .bind(expected)
+            .execute(self.conn())
+            .await?;
+        Ok(r.rows_affected() == 1)
     }
 }

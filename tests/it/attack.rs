@@ -26,13 +26,7 @@ async fn world() -> World {
     let admin_s = app.login(&app.admin.clone()).await;
     let r = app.post(&admin_s, "/api/v1/accounts", json!({"id": "wx", "platform": "wechat", "display_name": "wx", "credential": {"app_id": "wx1", "app_secret": "s"}})).await;
     assert_eq!(r.0, 201, "{}", r.1);
-    let r = app
-        .post(
-            &admin_s,
-            "/api/v1/clients",
-            json!({"name": "cms", "accounts": ["wx"]}),
-        )
-        .await;
+    let r = app.create_client(&admin_s, "cms", &["wx"]).await;
     assert_eq!(r.0, 201, "{}", r.1);
     let key = r.1["client_key"].as_str().unwrap().to_owned();
     World { app, admin_s, key }
@@ -179,4 +173,123 @@ async fn an_approval_not_claimed_by_its_deadline_expires() {
         .get(&admin_s, "/api/v1/audit?action=checkout.expire")
         .await;
     assert_eq!(v["entries"][0]["detail"]["expired"][0], id.as_str(), "{v}");
+}
+
+#[tokio::test]
+async fn one_admin_session_cannot_defeat_the_two_person_rule() {
+    let w = world().await;
+    let app = &w.app;
+    // No step-up, no new user and no new tool.
+    let (st, v) = app
+        .post(&w.admin_s, "/api/v1/users", json!({"username": "mallory", "display_name": "m", "roles": ["publisher"], "password": PASSWORD}))
+        .await;
+    assert_eq!((st, &v["field"]), (400, &json!("totp")), "{v}");
+    let (st, v) = app
+        .post(
+            &w.admin_s,
+            "/api/v1/clients",
+            json!({"name": "rogue", "accounts": ["wx"]}),
+        )
+        .await;
+    assert_eq!((st, &v["field"]), (400, &json!("totp")), "{v}");
+    assert_eq!(app.get(&w.admin_s, "/api/v1/users/mallory").await.0, 404);
+    // Separation of duties: an auditor stands alone, so does an admin.
+    for roles in [
+        json!(["auditor", "publisher"]),
+        json!(["admin", "approver"]),
+    ] {
+        let code = app.code(&app.admin);
+        let (st, v) = app
+            .post(&w.admin_s, "/api/v1/users", json!({"username": "mixed", "display_name": "m", "roles": roles, "password": PASSWORD, "totp": code}))
+            .await;
+        assert_eq!((st, &v["field"]), (400, &json!("roles")), "{v}");
+    }
+    // With step-up: a publisher at once, an approver only as a pending grant.
+    let code = app.code(&app.admin);
+    let (st, v) = app
+        .post(&w.admin_s, "/api/v1/users", json!({"username": "alice", "display_name": "a", "roles": ["publisher"], "password": PASSWORD, "totp": code}))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let alice = TestUser {
+        username: "alice".into(),
+        password: PASSWORD.into(),
+        seed: std::sync::Arc::new(
+            mediavault::identity::totp::seed_from_base32(
+                v["totp_uri"]
+                    .as_str()
+                    .unwrap()
+                    .split("secret=")
+                    .nth(1)
+                    .unwrap()
+                    .split('&')
+                    .next()
+                    .unwrap(),
+            )
+            .unwrap(),
+        ),
+    };
+    let code = app.code(&app.admin);
+    let (st, v) = app
+        .post(&w.admin_s, "/api/v1/users", json!({"username": "bob", "display_name": "b", "roles": ["approver"], "password": PASSWORD, "totp": code}))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["roles"], json!([]), "{v}");
+    assert_eq!(v["pending_roles"], json!(["approver"]), "{v}");
+    let bob = TestUser {
+        username: "bob".into(),
+        password: PASSWORD.into(),
+        seed: std::sync::Arc::new(
+            mediavault::identity::totp::seed_from_base32(
+                v["totp_uri"]
+                    .as_str()
+                    .unwrap()
+                    .split("secret=")
+                    .nth(1)
+                    .unwrap()
+                    .split('&')
+                    .next()
+                    .unwrap(),
+            )
+            .unwrap(),
+        ),
+    };
+    // The admin who asked cannot confirm it.
+    let code = app.code(&app.admin);
+    let (st, v) = app
+        .post(
+            &w.admin_s,
+            "/api/v1/users/bob/roles/approver/confirm",
+            json!({"totp": code}),
+        )
+        .await;
+    assert_eq!((st, &v["code"]), (403, &json!("not_permitted")), "{v}");
+    // So the major checkout the admin staged cannot be approved by bob.
+    let code = app.code(&alice);
+    let (st, v) = app
+        .post(&w.key, "/api/v1/checkouts", json!({"account": "wx", "operator": "alice", "totp": code, "purpose": "p", "level": "major"}))
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let id = v["checkout_id"].as_str().unwrap().to_owned();
+    let bob_s = app.login(&bob).await;
+    let path = format!("/api/v1/checkouts/{id}/approve");
+    let (st, v) = app
+        .post(&bob_s, &path, json!({"totp": app.code(&bob)}))
+        .await;
+    assert_eq!(st, 403, "{v}");
+    // A second admin confirms; now bob approves.
+    app.confirm_role("bob", "approver").await;
+    let (st, v) = app
+        .post(&bob_s, &path, json!({"totp": app.code(&bob)}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["status"], "approved");
+    let (_, v) = app
+        .get(
+            &w.admin_s,
+            "/api/v1/audit?action=user.confirm_role&outcome=success",
+        )
+        .await;
+    let e = &v["entries"][0];
+    assert_eq!(e["actor"]["id"], "admin2", "{v}");
+    assert_eq!(e["detail"]["requested_by"], "admin", "{v}");
 }

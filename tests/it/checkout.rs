@@ -60,11 +60,7 @@ async fn world() -> World {
         assert_eq!(r.0, 201, "{}", r.1);
     }
     let r = app
-        .post(
-            &admin_s,
-            "/api/v1/clients",
-            json!({"name": "cms", "accounts": ["wx", "wb", "lan"]}),
-        )
+        .create_client(&admin_s, "cms", &["wx", "wb", "lan"])
         .await;
     assert_eq!(r.0, 201, "{}", r.1);
     let client_key = r.1["client_key"].as_str().unwrap().to_owned();
@@ -502,7 +498,7 @@ fn policy_check_names_file_and_line() {
 /// The real binary: SIGHUP with a broken policy file keeps the old policies working.
 #[tokio::test]
 async fn sighup_with_a_broken_policy_keeps_the_old_set() {
-    use std::io::{BufRead, BufReader, Write};
+    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir().unwrap();
     let pol = dir.path().join("policies");
@@ -518,32 +514,33 @@ async fn sighup_with_a_broken_policy_keeps_the_old_set() {
         format!("data_dir = \"{d}/data\"\nlisten = \"127.0.0.1:0\"\npolicies_dir = \"{d}/policies\"\n[tls]\nplain_http = true\n", d = dir.path().display()),
     )
     .unwrap();
-    let bin = env!("CARGO_BIN_EXE_mediavault");
-    let mut init = Command::new(bin)
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "init",
-            "--admin",
-            "root",
-            "--password-stdin",
-            "--json",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
+    // The store is prepared in-process, as the vault itself (the CLI's actor); the real binary
+    // then serves it, so SIGHUP reaches a real process.
+    let config = std::sync::Arc::new(mediavault::Config {
+        data_dir: dir.path().join("data"),
+        policies_dir: pol.clone(),
+        ..Default::default()
+    });
+    let vault =
+        mediavault::Vault::create(std::sync::Arc::clone(&config), mediavault::Clock::system())
+            .await
+            .unwrap();
+    let mut seeds = Vec::new();
+    for name in ["p1", "p2"] {
+        seeds.push(add_user_to(&vault, name, &["publisher"]).await.seed);
+    }
+    let system = mediavault::actor::Actor::system();
+    let account = serde_json::from_value(json!({"id": "wx", "platform": "wechat", "display_name": "wx", "credential": {"app_id": "a", "app_secret": "b"}})).unwrap();
+    vault.accounts().create(&system, account).await.unwrap();
+    let (_, key) = vault
+        .clients()
+        .create(&system, "cms", &["wx".into()], None)
+        .await
         .unwrap();
-    init.stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{PASSWORD}\n").as_bytes())
-        .unwrap();
-    let out = init.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let enrol: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let seed = mediavault::identity::totp::seed_from_base32(enrol["totp_secret"].as_str().unwrap())
-        .unwrap();
+    let key = key.expose().to_owned();
+    vault.close().await;
 
+    let bin = env!("CARGO_BIN_EXE_mediavault");
     let mut server = Command::new(bin)
         .args(["--config", cfg.to_str().unwrap(), "serve"])
         .stdout(Stdio::piped())
@@ -576,36 +573,6 @@ async fn sighup_with_a_broken_policy_keeps_the_old_set() {
             .json(&body);
         async move { into_pair(req.send().await.unwrap()).await }
     };
-    let (st, v) = post(
-        "/api/v1/auth/login",
-        "",
-        json!({"username": "root", "password": PASSWORD, "totp": code(&seed)}),
-    )
-    .await;
-    assert_eq!(st, 200, "{v}");
-    let s = v["session_token"].as_str().unwrap().to_owned();
-    let mut seeds = Vec::new();
-    for name in ["p1", "p2"] {
-        let (st, v) = post("/api/v1/users", &s, json!({"username": name, "display_name": name, "roles": ["publisher"], "password": PASSWORD})).await;
-        assert_eq!(st, 201, "{v}");
-        let uri = v["totp_uri"].as_str().unwrap();
-        let secret = uri
-            .split("secret=")
-            .nth(1)
-            .unwrap()
-            .split('&')
-            .next()
-            .unwrap();
-        seeds.push(mediavault::identity::totp::seed_from_base32(secret).unwrap());
-    }
-    assert_eq!(post("/api/v1/accounts", &s, json!({"id": "wx", "platform": "wechat", "display_name": "wx", "credential": {"app_id": "a", "app_secret": "b"}})).await.0, 201);
-    let (_, v) = post(
-        "/api/v1/clients",
-        &s,
-        json!({"name": "cms", "accounts": ["wx"]}),
-    )
-    .await;
-    let key = v["client_key"].as_str().unwrap().to_owned();
     let checkout = |op: &str, c: String| {
         post(
             "/api/v1/checkouts",
@@ -702,14 +669,7 @@ async fn approval_events_reach_the_webhook_channels() {
     let s = app.login(&app.admin.clone()).await;
     let alice = app.create_user(&s, "alice", &["publisher"]).await;
     app.post(&s, "/api/v1/accounts", json!({"id": "wx", "platform": "wechat", "display_name": "wx", "credential": {"app_id": "a", "app_secret": "b"}})).await;
-    let key = app
-        .post(
-            &s,
-            "/api/v1/clients",
-            json!({"name": "cms", "accounts": ["wx"]}),
-        )
-        .await
-        .1["client_key"]
+    let key = app.create_client(&s, "cms", &["wx"]).await.1["client_key"]
         .as_str()
         .unwrap()
         .to_owned();

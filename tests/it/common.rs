@@ -65,6 +65,8 @@ pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
     pub admin: TestUser,
+    /// A second admin with a session, made on first need: privileged roles need two admins.
+    second_admin: tokio::sync::Mutex<Option<(TestUser, String)>>,
 }
 
 pub type Tweak = Box<dyn FnOnce(&mut Config)>;
@@ -123,6 +125,7 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         base,
         client,
         admin,
+        second_admin: tokio::sync::Mutex::new(None),
     }
 }
 
@@ -146,6 +149,7 @@ pub async fn add_user_to(vault: &Vault, username: &str, roles: &[&str]) -> TestU
                 roles: roles.iter().map(|r| r.to_string()).collect(),
                 password: SecretString::from(PASSWORD),
             },
+            None,
         )
         .await
         .unwrap();
@@ -186,10 +190,12 @@ impl TestApp {
         v["session_token"].as_str().unwrap().to_owned()
     }
 
-    /// Creates a user through the API and returns its TOTP seed from the enrolment URI.
+    /// Creates a user through the API (the admin's step-up code included) and returns its TOTP
+    /// seed from the enrolment URI. Roles that need a second admin are confirmed by one.
     pub async fn create_user(&self, session: &str, username: &str, roles: &[&str]) -> TestUser {
+        let code = self.code(&self.admin);
         let r = self
-            .post(session, "/api/v1/users", json!({"username": username, "display_name": username, "roles": roles, "password": PASSWORD}))
+            .post(session, "/api/v1/users", json!({"username": username, "display_name": username, "roles": roles, "password": PASSWORD, "totp": code}))
             .await;
         assert_eq!(r.0, 201, "{}", r.1);
         let uri = r.1["totp_uri"].as_str().unwrap();
@@ -200,11 +206,58 @@ impl TestApp {
             .split('&')
             .next()
             .unwrap();
+        let pending: Vec<String> = r.1["pending_roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect();
+        for role in pending {
+            self.confirm_role(username, &role).await;
+        }
         TestUser {
             username: username.into(),
             password: PASSWORD.into(),
             seed: Arc::new(totp::seed_from_base32(secret).unwrap()),
         }
+    }
+
+    /// The second admin confirms a pending grant.
+    pub async fn confirm_role(&self, username: &str, role: &str) {
+        let mut second = self.second_admin.lock().await;
+        if second.is_none() {
+            let admin2 = add_user_to(self.vault(), "admin2", &["admin"]).await;
+            let s = self.login(&admin2).await;
+            *second = Some((admin2, s));
+        }
+        let Some((admin2, s)) = second.as_ref() else {
+            unreachable!()
+        };
+        let code = self.code(admin2);
+        let r = self
+            .post(
+                s,
+                &format!("/api/v1/users/{username}/roles/{role}/confirm"),
+                json!({"totp": code}),
+            )
+            .await;
+        assert_eq!(r.0, 200, "{}", r.1);
+    }
+
+    /// Registers a publishing tool through the API with the admin's step-up code.
+    pub async fn create_client(
+        &self,
+        session: &str,
+        name: &str,
+        accounts: &[&str],
+    ) -> (u16, Value) {
+        let code = self.code(&self.admin);
+        self.post(
+            session,
+            "/api/v1/clients",
+            json!({"name": name, "accounts": accounts, "totp": code}),
+        )
+        .await
     }
 
     pub async fn post(&self, bearer: &str, path: &str, body: Value) -> (u16, Value) {

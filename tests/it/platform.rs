@@ -49,13 +49,7 @@ async fn setup() -> P {
     let bob = app.create_user(&admin_s, "bob", &["approver"]).await;
     let r = app.post(&admin_s, "/api/v1/accounts", json!({"id": "wx", "platform": "wechat", "display_name": "公众号", "credential": {"app_id": APP_ID, "app_secret": SECRET}})).await;
     assert_eq!(r.0, 201, "{}", r.1);
-    let r = app
-        .post(
-            &admin_s,
-            "/api/v1/clients",
-            json!({"name": "cms", "accounts": ["wx"]}),
-        )
-        .await;
+    let r = app.create_client(&admin_s, "cms", &["wx"]).await;
     let key = r.1["client_key"].as_str().unwrap().to_owned();
     P {
         app,

@@ -63,13 +63,7 @@ async fn world(slow: Option<Duration>) -> World {
         let r = app.post(&admin_s, "/api/v1/accounts", json!({"id": id, "platform": "wechat", "display_name": id, "credential": {"app_id": APP_ID, "app_secret": SECRET}})).await;
         assert_eq!(r.0, 201, "{}", r.1);
     }
-    let r = app
-        .post(
-            &admin_s,
-            "/api/v1/clients",
-            json!({"name": "cms", "accounts": ["wx", "wy"]}),
-        )
-        .await;
+    let r = app.create_client(&admin_s, "cms", &["wx", "wy"]).await;
     assert_eq!(r.0, 201, "{}", r.1);
     let key = r.1["client_key"].as_str().unwrap().to_owned();
     World {
@@ -214,12 +208,7 @@ async fn with_the_audit_log_unwritable_every_change_answers_503_and_changes_noth
     ));
     answers.push((
         "create client".into(),
-        app.post(
-            &w.admin_s,
-            "/api/v1/clients",
-            json!({"name": "other", "accounts": ["wx"]}),
-        )
-        .await,
+        app.create_client(&w.admin_s, "other", &["wx"]).await,
     ));
     let code = app.code(&admin);
     answers.push((
@@ -410,14 +399,7 @@ async fn revoking_the_client_or_disabling_the_operator_kills_live_tokens() {
     assert_eq!(v["entries"][0]["detail"]["checkouts_revoked"], 2, "{v}");
 
     // Revoking a client does the same for the tool's tokens.
-    let bob_tool = w
-        .app
-        .post(
-            &w.admin_s,
-            "/api/v1/clients",
-            json!({"name": "cms2", "accounts": ["wx"]}),
-        )
-        .await;
+    let bob_tool = w.app.create_client(&w.admin_s, "cms2", &["wx"]).await;
     let client_id = bob_tool.1["client_id"].as_str().unwrap().to_owned();
     let r = w
         .app

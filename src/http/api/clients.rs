@@ -14,6 +14,7 @@ use crate::identity::clients::ClientView;
 pub struct CreateClient {
     name: String,
     accounts: Vec<String>,
+    totp: Option<String>,
 }
 
 pub async fn create(
@@ -21,7 +22,11 @@ pub async fn create(
     Session(me): Session,
     ApiJson(b): ApiJson<CreateClient>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    let (view, key) = s.vault.clients().create(&me, &b.name, &b.accounts).await?;
+    let (view, key) = s
+        .vault
+        .clients()
+        .create(&me, &b.name, &b.accounts, b.totp.as_deref())
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(

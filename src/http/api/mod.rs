@@ -65,6 +65,11 @@ pub fn routes(limits: &RateLimitConfig, general: Layer<PeerKey>) -> Router<AppSt
         .route("/users", post(users::create).get(users::list))
         .route("/users/{username}", get(users::get_one))
         .route("/users/{username}/disable", post(users::disable))
+        .route("/users/{username}/roles", post(users::grant_role))
+        .route(
+            "/users/{username}/roles/{role}/confirm",
+            post(users::confirm_role),
+        )
         .route("/clients", post(clients::create).get(clients::list))
         .route("/clients/{id}", delete(clients::delete))
         .route("/accounts", post(accounts::create).get(accounts::list))

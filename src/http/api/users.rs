@@ -17,6 +17,7 @@ pub struct CreateUser {
     display_name: String,
     roles: Vec<String>,
     password: SecretString,
+    totp: Option<String>,
 }
 
 pub async fn create(
@@ -35,6 +36,7 @@ pub async fn create(
                 roles: b.roles,
                 password: b.password,
             },
+            b.totp.as_deref(),
         )
         .await?;
     Ok((
@@ -43,6 +45,7 @@ pub async fn create(
             "username": e.user.username,
             "display_name": e.user.display_name,
             "roles": e.user.roles,
+            "pending_roles": e.user.pending_roles,
             "totp_uri": e.totp_uri.expose(),
         })),
     ))
@@ -66,4 +69,50 @@ pub async fn disable(
     Path(username): Path<String>,
 ) -> Result<Json<UserView>> {
     Ok(Json(s.vault.people().disable(&me, &username).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantBody {
+    role: String,
+    totp: String,
+}
+
+pub async fn grant_role(
+    State(s): State<AppState>,
+    Session(me): Session,
+    Path(username): Path<String>,
+    ApiJson(b): ApiJson<GrantBody>,
+) -> Result<(StatusCode, Json<UserView>)> {
+    let (view, pending) = s
+        .vault
+        .people()
+        .grant_role(&me, &username, &b.role, &b.totp)
+        .await?;
+    let status = if pending {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmBody {
+    totp: String,
+}
+
+pub async fn confirm_role(
+    State(s): State<AppState>,
+    Session(me): Session,
+    Path((username, role)): Path<(String, String)>,
+    ApiJson(b): ApiJson<ConfirmBody>,
+) -> Result<Json<UserView>> {
+    Ok(Json(
+        s.vault
+            .people()
+            .confirm_role(&me, &username, &role, &b.totp)
+            .await?,
+    ))
 }
