@@ -9,5 +9,7 @@ mod common;
 #[cfg(feature = "demo")]
 mod platform;
 #[cfg(feature = "demo")]
+mod publishing;
+#[cfg(feature = "demo")]
 mod services;
 mod vault_core;

@@ -7,6 +7,7 @@ pub mod checkouts;
 pub mod clients;
 pub mod ops;
 pub mod platform;
+pub mod posts;
 pub mod users;
 
 use std::time::Duration;
@@ -77,6 +78,9 @@ pub fn routes(limits: &RateLimitConfig) -> Router<AppState> {
         .route("/checkouts/{id}/approve", post(checkouts::approve))
         .route("/checkouts/{id}/deny", post(checkouts::deny))
         .route("/checkouts/{id}/checkin", post(checkouts::checkin))
+        .route("/posts", get(posts::list))
+        .route("/posts/export", get(posts::export))
+        .route("/posts/{id}", get(posts::get_one))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
         .route("/audit/export", get(audit::export))
