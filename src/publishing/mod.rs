@@ -369,3 +369,168 @@ impl Publishing<'_> {
         })
     }
 }
+
+fn answer_json(a: &ProxyAnswer) -> Value {
+    serde_json::from_slice(&a.body).unwrap_or(Value::Null)
+}
+
+fn answer_id(a: &ProxyAnswer, key: &str) -> Result<String> {
+    answer_json(a)
+        .get(key)
+        .and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+        .ok_or_else(|| Error::Platform {
+            platform: "platform",
+            code: -1,
+            message: format!("the answer carries no {key}"),
+        })
+}
+
+impl Publishing<'_> {
+    /// Publishes a checkout's approved post on each of its target accounts, building the
+    /// platform calls itself (WeChat: images, cover, draft, submit, status; Weibo: the status).
+    /// Every call goes through [`Self::proxy`], so each is gated, recorded before it is sent and
+    /// leaves its evidence exactly as a tool's own calls would. A target whose post already went
+    /// out is skipped. Only the checkout's own token may do this.
+    pub async fn publish_approved(
+        &self,
+        actor: &Actor,
+        checkout: &str,
+    ) -> Result<Vec<posts::PostView>> {
+        let grant = actor.token()?.clone();
+        actor.action("checkout.publish", Some(checkout));
+        if grant.checkout_id != checkout {
+            return Err(Error::NotPermitted(
+                "only the checkout's own token may publish its post".into(),
+            ));
+        }
+        let (_, post) = self.approved_post(checkout).await?.ok_or_else(|| {
+            Error::invalid(
+                "checkout",
+                "this checkout carries no post; publish through the proxy instead",
+            )
+        })?;
+        let done: Vec<String> = self
+            .v
+            .store
+            .posts_of_checkout(checkout)
+            .await?
+            .into_iter()
+            .filter(|p| p.status != crate::store::types::PostStatus::Failed)
+            .map(|p| p.account_id)
+            .collect();
+        for account in grant.targets.iter().filter(|t| !done.contains(t)) {
+            let platform = self.v.accounts().row(account).await?.platform;
+            let call = |path: &str, query: Option<&str>, ct: &str, body: Vec<u8>| ProxyCall {
+                account: account.clone(),
+                path: path.to_owned(),
+                method: Method::POST,
+                query: query.map(str::to_owned),
+                content_type: Some(ct.to_owned()),
+                body: Bytes::from(body),
+            };
+            match platform {
+                Platform::Wechat => {
+                    let body = post.body.as_deref().unwrap_or("");
+                    let mut html = body.to_owned();
+                    let mut thumb = None;
+                    for img in &post.images {
+                        let (ct, data) = crate::platforms::payload::multipart_file(
+                            "media",
+                            &img.name,
+                            &img.content_type,
+                            &img.data,
+                        );
+                        if img.role == content::ImageRole::Cover {
+                            let a = self
+                                .proxy(
+                                    actor,
+                                    call(
+                                        "cgi-bin/material/add_material",
+                                        Some("type=image"),
+                                        &ct,
+                                        data,
+                                    ),
+                                )
+                                .await?;
+                            thumb = Some(answer_id(&a, "media_id")?);
+                        } else {
+                            let a = self
+                                .proxy(actor, call("cgi-bin/media/uploadimg", None, &ct, data))
+                                .await?;
+                            let url = answer_id(&a, "url")?;
+                            html = html.replace(&format!("cid:{}", img.name), &url);
+                        }
+                    }
+                    let draft = crate::platforms::payload::wechat_draft(
+                        &crate::platforms::payload::WechatArticle {
+                            title: &post.title,
+                            author: &post.author,
+                            digest: &post.digest,
+                            content: &html,
+                            thumb_media_id: thumb.as_deref(),
+                            need_open_comment: 0,
+                            only_fans_can_comment: 0,
+                        },
+                    );
+                    let json = "application/json";
+                    let a = self
+                        .proxy(actor, call("cgi-bin/draft/add", None, json, draft))
+                        .await?;
+                    let media_id = answer_id(&a, "media_id")?;
+                    let submit = serde_json::to_vec(&serde_json::json!({ "media_id": media_id }))
+                        .map_err(Error::internal)?;
+                    let a = self
+                        .proxy(
+                            actor,
+                            call("cgi-bin/freepublish/submit", None, json, submit),
+                        )
+                        .await?;
+                    let publish_id = answer_id(&a, "publish_id")?;
+                    let get = serde_json::to_vec(&serde_json::json!({ "publish_id": publish_id }))
+                        .map_err(Error::internal)?;
+                    // The status call is best effort: the post is out; a later
+                    // `freepublish/get` through the proxy completes the record too.
+                    if self.policy_says(account, |p| {
+                        p.call_allowed("POST", "cgi-bin/freepublish/get")
+                    })? {
+                        self.proxy(actor, call("cgi-bin/freepublish/get", None, json, get))
+                            .await?;
+                    }
+                }
+                Platform::Weibo => {
+                    let text = post.text.as_deref().unwrap_or("");
+                    let form = crate::platforms::payload::weibo_share_form(text);
+                    self.proxy(
+                        actor,
+                        call(
+                            "2/statuses/share.json",
+                            None,
+                            "application/x-www-form-urlencoded",
+                            form.into_bytes(),
+                        ),
+                    )
+                    .await?;
+                }
+                Platform::Generic => {
+                    return Err(Error::invalid(
+                        "targets",
+                        format!("account {account} is generic; the vault publishes nothing there"),
+                    ));
+                }
+            }
+        }
+        actor.action("checkout.publish", Some(checkout));
+        Ok(self
+            .v
+            .store
+            .posts_of_checkout(checkout)
+            .await?
+            .into_iter()
+            .map(posts::PostView::from)
+            .collect())
+    }
+}

@@ -578,3 +578,61 @@ async fn anything_but_the_approved_post_is_refused_before_the_platform_sees_it()
     assert_eq!(p.fake.calls().len(), before);
     assert_eq!(p.fake.wechat_published(APP_ID).len(), 1);
 }
+
+#[tokio::test]
+async fn the_vault_publishes_the_approved_post_itself_on_every_target() {
+    let p = setup().await;
+    let (id, token) = p.approved(&["wx", "wb"]).await;
+    let (st, v) = p
+        .app
+        .post(
+            &token,
+            &format!("/api/v1/checkouts/{id}/publish"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let posts = v.as_array().unwrap();
+    assert_eq!(posts.len(), 2, "{v}");
+    assert!(posts.iter().all(|p| p["status"] == "published"), "{v}");
+    let wx = posts.iter().find(|p| p["account"] == "wx").unwrap();
+    let live = p.fake.wechat_published(APP_ID);
+    assert_eq!(live.len(), 1);
+    assert_eq!(wx["article_id"], live[0].article_id.as_str());
+    let article = &live[0].articles[0];
+    assert_eq!(article["title"], "2025年重大项目清单");
+    let html = article["content"].as_str().unwrap();
+    assert!(
+        html.starts_with("<p>省发改委发布重大项目清单。</p><img src=\"http://mmbiz.qpic.cn/"),
+        "{html}"
+    );
+    assert!(article["thumb_media_id"].is_string());
+    assert_eq!(p.fake.weibo_statuses(WB_UID)[0].text, TEXT);
+    // Again: nothing more goes out.
+    let before = p.fake.calls().len();
+    let (st, v) = p
+        .app
+        .post(
+            &token,
+            &format!("/api/v1/checkouts/{id}/publish"),
+            json!({}),
+        )
+        .await;
+    assert_eq!((st, v.as_array().unwrap().len()), (200, 2));
+    assert_eq!(p.fake.calls().len(), before);
+    // Another checkout's token cannot publish this one.
+    let code = p.app.code(&p.alice);
+    let (_, v) = p.app.post(&p.key, "/api/v1/checkouts", json!({"account": "wb", "operator": "alice", "totp": code, "purpose": "p", "level": "general"})).await;
+    let other = v["token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        p.app
+            .post(
+                &other,
+                &format!("/api/v1/checkouts/{id}/publish"),
+                json!({})
+            )
+            .await
+            .0,
+        403
+    );
+}

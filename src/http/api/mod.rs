@@ -41,6 +41,7 @@ pub fn routes(limits: &RateLimitConfig) -> Router<AppState> {
         ));
     let token = Router::new()
         .route("/token", get(checkouts::introspect))
+        .route("/checkouts/{id}/publish", post(checkouts::publish))
         .route(
             "/platform/{account}/{*path}",
             get(platform::proxy).post(platform::proxy),
