@@ -40,13 +40,14 @@ pub async fn seed(vault: &Vault, fake: &FakePlatforms) -> anyhow::Result<Seeded>
     for (name, roles, display) in [
         ("admin", vec!["admin"], "系统管理员"),
         ("publisher", vec!["publisher"], "编辑 (publisher)"),
+        ("editor", vec!["publisher"], "综合处编辑 (publisher)"),
         ("approver", vec!["approver"], "分管领导 (approver)"),
         ("auditor", vec!["auditor"], "安全审计员 (auditor)"),
     ] {
         let password = format!("demo-{}", random_word(6)?);
         let e = vault
             .people()
-            .create(
+            .create_in(
                 &Actor::system(),
                 NewUserInput {
                     username: name.into(),
@@ -54,6 +55,7 @@ pub async fn seed(vault: &Vault, fake: &FakePlatforms) -> anyhow::Result<Seeded>
                     roles: roles.iter().map(|r| r.to_string()).collect(),
                     password: SecretString::new(password.clone()),
                 },
+                roles.contains(&"publisher").then(|| "综合处".to_owned()),
                 None,
             )
             .await
@@ -108,7 +110,9 @@ fn write_policies(dir: &Path) -> anyhow::Result<()> {
             &[
                 "POST cgi-bin/draft/add",
                 "POST cgi-bin/freepublish/submit",
+                "POST cgi-bin/freepublish/get",
                 "POST cgi-bin/media/uploadimg",
+                "POST cgi-bin/material/add_material?type",
                 "GET cgi-bin/getcallbackip",
             ],
         ),
@@ -132,6 +136,8 @@ pub fn walkthrough(base: &str, exe: &str, seeded: &Seeded) -> String {
     };
     let (_, pub_secret) = secret("publisher");
     let (aud_pw, aud_secret) = secret("auditor");
+    let (_, ed_secret) = secret("editor");
+    let (appr_pw, appr_secret) = secret("approver");
     let key = seeded.client_key.expose();
     format!(
         r#"# --- walkthrough: copy and paste into bash (needs curl) ---
@@ -157,6 +163,28 @@ SESSION=$(curl -sS --fail-with-body $V/api/v1/auth/login -H 'content-type: appli
   -d "{{\"username\":\"auditor\",\"password\":\"{aud_pw}\",\"totp\":\"$ACODE\"}}" | field session_token)
 curl -sS --fail-with-body "$V/api/v1/audit?limit=5" -H "Authorization: Bearer $SESSION"; echo
 curl -sS --fail-with-body "$V/api/v1/audit/verify" -H "Authorization: Bearer $SESSION"; echo
+# 5. A major item: the editor's tool sends the post itself for review, for both accounts at once.
+POST='{{"title":"演示重大稿件","author":"综合处","digest":"经主要领导审核","body":"<p>经主要领导审核的正文</p>","text":"经主要领导审核的微博正文","images":[{{"name":"cover.png","role":"cover","content_type":"image/png","data_base64":"iVBORw0KGgo="}}],"targets":["wechat-demo","weibo-demo"]}}'
+ECODE=$({exe} totp-code --secret {ed_secret})
+MAJOR=$(curl -sS --fail-with-body $V/api/v1/checkouts -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
+  -d "$(printf '{{"account":"wechat-demo","operator":"editor","totp":"%s","purpose":"重大信息发布","level":"major","content":%s}}' "$ECODE" "$POST")" | field checkout_id)
+# 6. The approver (never the requester) reads the post itself, not only digests ...
+PCODE=$({exe} totp-code --secret {appr_secret})
+PSESSION=$(curl -sS --fail-with-body $V/api/v1/auth/login -H 'content-type: application/json' \
+  -d "{{\"username\":\"approver\",\"password\":\"{appr_pw}\",\"totp\":\"$PCODE\"}}" | field session_token)
+curl -sS --fail-with-body "$V/api/v1/checkouts/$MAJOR" -H "Authorization: Bearer $PSESSION"; echo
+# ... and approves with a fresh code of their own (a TOTP code is never accepted twice: wait for the next one).
+sleep $(( 31 - $(date +%s) % 30 ))
+PCODE=$({exe} totp-code --secret {appr_secret})
+curl -sS --fail-with-body -X POST "$V/api/v1/checkouts/$MAJOR/approve" -H "Authorization: Bearer $PSESSION" \
+  -H 'content-type: application/json' -d "{{\"totp\":\"$PCODE\",\"comment\":\"同意发布\"}}" > /dev/null
+# 7. The editor claims the token and the vault publishes the approved post on WeChat and Weibo.
+ECODE=$({exe} totp-code --secret {ed_secret})
+TOKEN2=$(curl -sS --fail-with-body -X POST "$V/api/v1/checkouts/$MAJOR/claim" -H "Authorization: Bearer $KEY" \
+  -H 'content-type: application/json' -d "{{\"operator\":\"editor\",\"totp\":\"$ECODE\"}}" | field token)
+curl -sS --fail-with-body -X POST "$V/api/v1/checkouts/$MAJOR/publish" -H "Authorization: Bearer $TOKEN2"; echo
+# 8. The auditor lists the evidence: operator and department, approver, the platforms' ids.
+curl -sS --fail-with-body "$V/api/v1/posts" -H "Authorization: Bearer $SESSION"; echo
 echo "walkthrough done"
 # --- end of walkthrough ---"#
     )

@@ -22,6 +22,7 @@ pub struct UserView {
     pub username: String,
     pub display_name: String,
     pub roles: Vec<String>,
+    pub department: Option<String>,
     pub disabled: bool,
     pub locked_until: Option<String>,
     pub created_at: String,
@@ -73,6 +74,7 @@ impl UserRow {
                 .filter(|r| !r.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            department: self.department.clone(),
             disabled: self.disabled,
             locked_until: self.locked_until.map(crate::clock::rfc3339_unix),
             created_at: crate::clock::rfc3339_unix(self.created_at),
@@ -130,8 +132,6 @@ impl Vault {
 }
 
 impl People<'_> {
-    /// Creates a user and returns the TOTP enrolment, shown once. An admin does this; so does the
-    /// vault itself (`init`, the demo).
     /// Creates a user and returns the TOTP enrolment, shown once. A person needs the admin role
     /// and their TOTP code; roles that need a second admin (`approver`, `admin`) wait as pending
     /// grants. The vault itself (`init`, the CLI, the demo) grants directly.
@@ -142,7 +142,29 @@ impl People<'_> {
         input: NewUserInput,
         totp: Option<&str>,
     ) -> Result<Enrolment> {
+        self.create_in(actor, input, None, totp).await
+    }
+
+    /// As [`Self::create`], naming the department (处室) the person works for; evidence records
+    /// of what they publish carry it.
+    pub async fn create_in(
+        &self,
+        actor: &Actor,
+        input: NewUserInput,
+        department: Option<String>,
+        totp: Option<&str>,
+    ) -> Result<Enrolment> {
         actor.action("user.create", Some(&input.username));
+        let department = match department.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(d) if d.chars().count() > 64 || d.chars().any(char::is_control) => {
+                return Err(Error::invalid(
+                    "department",
+                    "department must be at most 64 characters",
+                ));
+            }
+            Some(d) => Some(d.to_owned()),
+        };
         let admin = match &actor.who {
             Principal::System(_) => None,
             _ => Some(actor.require(&[Role::Admin])?),
@@ -214,6 +236,9 @@ impl People<'_> {
                     .await?;
                     for role in &grants {
                         tx.grant_request(&name, role, &by, now).await?;
+                    }
+                    if let Some(d) = &department {
+                        tx.user_set_department(&name, d).await?;
                     }
                     Ok(())
                 })

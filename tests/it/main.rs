@@ -14,5 +14,7 @@ mod holes;
 #[cfg(feature = "demo")]
 mod platform;
 #[cfg(feature = "demo")]
+mod publishing;
+#[cfg(feature = "demo")]
 mod services;
 mod vault_core;

@@ -130,3 +130,13 @@ pub async fn introspect(
 ) -> Result<Json<TokenView>> {
     Ok(Json(s.vault.checkouts().introspect(&token)?))
 }
+
+pub async fn publish(
+    State(s): State<AppState>,
+    TokenAuth(token): TokenAuth,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<crate::publishing::posts::PostView>>> {
+    Ok(Json(
+        s.vault.publishing().publish_approved(&token, &id).await?,
+    ))
+}

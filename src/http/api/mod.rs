@@ -7,6 +7,7 @@ pub mod checkouts;
 pub mod clients;
 pub mod ops;
 pub mod platform;
+pub mod posts;
 pub mod users;
 
 use std::time::Duration;
@@ -41,6 +42,7 @@ pub fn routes(limits: &RateLimitConfig, general: Layer<PeerKey>) -> Router<AppSt
         ));
     let token = Router::new()
         .route("/token", get(checkouts::introspect))
+        .route("/checkouts/{id}/publish", post(checkouts::publish))
         .route(
             "/platform/{account}/{*path}",
             get(platform::proxy).post(platform::proxy),
@@ -83,6 +85,9 @@ pub fn routes(limits: &RateLimitConfig, general: Layer<PeerKey>) -> Router<AppSt
         .route("/checkouts/{id}/approve", post(checkouts::approve))
         .route("/checkouts/{id}/deny", post(checkouts::deny))
         .route("/checkouts/{id}/checkin", post(checkouts::checkin))
+        .route("/posts", get(posts::list))
+        .route("/posts/export", get(posts::export))
+        .route("/posts/{id}", get(posts::get_one))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
         .route("/audit/export", get(audit::export))

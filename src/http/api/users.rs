@@ -18,6 +18,7 @@ pub struct CreateUser {
     roles: Vec<String>,
     password: SecretString,
     totp: Option<String>,
+    department: Option<String>,
 }
 
 pub async fn create(
@@ -28,7 +29,7 @@ pub async fn create(
     let e = s
         .vault
         .people()
-        .create(
+        .create_in(
             &me,
             NewUserInput {
                 username: b.username,
@@ -36,6 +37,7 @@ pub async fn create(
                 roles: b.roles,
                 password: b.password,
             },
+            b.department,
             b.totp.as_deref(),
         )
         .await?;
@@ -46,6 +48,7 @@ pub async fn create(
             "display_name": e.user.display_name,
             "roles": e.user.roles,
             "pending_roles": e.user.pending_roles,
+            "department": e.user.department,
             "totp_uri": e.totp_uri.expose(),
         })),
     ))
