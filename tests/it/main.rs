@@ -5,6 +5,8 @@ mod api_contract;
 mod audit;
 mod checkout;
 mod common;
+#[cfg(feature = "demo")]
+mod incidents;
 // The fake platforms and the `demo` subcommand exist only with the `demo` feature (on by default).
 #[cfg(feature = "demo")]
 mod platform;
