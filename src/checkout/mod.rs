@@ -16,6 +16,7 @@ use crate::identity::clients::Client;
 use crate::identity::users::Person;
 use crate::identity::{AccountId, Role, Roles};
 use crate::policy::{Denial, Level, Subject};
+use crate::publishing::content::{ContentInput, ContentView, Post};
 use crate::store::checkouts::{CheckoutRow, NewCheckout};
 use crate::store::types::{AccountStatus, CheckoutStatus};
 use crate::vault::Vault;
@@ -30,6 +31,8 @@ pub struct CheckoutRequest {
     pub level: String,
     pub ttl_seconds: Option<u64>,
     pub content_sha256: Option<Vec<String>>,
+    /// The post itself, for review; the approval covers exactly this.
+    pub content: Option<ContentInput>,
 }
 
 /// What a checkout request produced.
@@ -68,6 +71,14 @@ pub struct CheckoutView {
     pub end_reason: Option<String>,
     pub allowed_calls: Vec<String>,
     pub content_sha256: Option<Vec<String>>,
+    /// Every account this checkout may publish to.
+    pub targets: Vec<String>,
+    /// The post under review, in full (title, author, summary, HTML body, Weibo text, images by
+    /// name and digest), for approvers to read; absent in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<ContentView>,
+    /// The evidence records of what went out under this checkout.
+    pub posts: Vec<String>,
 }
 
 /// A live publishing token, resolved.
@@ -80,6 +91,8 @@ pub struct TokenGrant {
     pub expires_at: i64,
     pub allowed_calls: Vec<String>,
     pub content_sha256: Option<Vec<String>>,
+    /// Every account the token may publish to (its own account first).
+    pub targets: Vec<String>,
 }
 
 fn denial(d: Denial) -> Error {
@@ -113,6 +126,7 @@ pub struct TokenView {
     pub expires_at: String,
     pub allowed_calls: Vec<String>,
     pub content_sha256: Option<Vec<String>>,
+    pub targets: Vec<String>,
 }
 
 fn comment_text(c: Option<&str>) -> Result<Option<String>> {
@@ -170,7 +184,26 @@ impl Vault {
 }
 
 impl Checkouts<'_> {
-    pub async fn view(&self, row: &CheckoutRow) -> Result<CheckoutView> {
+    /// A checkout as shown; `full` adds the post under review (decrypted) and its evidence.
+    pub async fn view(&self, row: &CheckoutRow, full: bool) -> Result<CheckoutView> {
+        let content = match (full, self.v.store.checkout_content(&row.id).await?) {
+            (true, Some(c)) => {
+                Some(Post::open(&self.v.keys, &row.id, &c.sealed)?.view(&c.content_sha256))
+            }
+            _ => None,
+        };
+        let posts = if full {
+            self.v
+                .store
+                .posts_of_checkout(&row.id)
+                .await?
+                .into_iter()
+                .map(|p| p.id)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let targets = self.targets_of(row).await?;
         let approvals = self
             .v
             .store
@@ -203,7 +236,23 @@ impl Checkouts<'_> {
                 .content_sha256
                 .as_deref()
                 .and_then(|s| serde_json::from_str(s).ok()),
+            targets,
+            content,
+            posts,
         })
+    }
+
+    /// The accounts a checkout may publish to: its targets, or its own account alone.
+    async fn targets_of(&self, row: &CheckoutRow) -> Result<Vec<String>> {
+        let mut t = self.v.store.checkout_targets(&row.id).await?;
+        if t.is_empty() {
+            t.push(row.account_id.clone());
+        } else if let Some(i) = t.iter().position(|a| *a == row.account_id) {
+            // Its own account first.
+            let own = t.remove(i);
+            t.insert(0, own);
+        }
+        Ok(t)
     }
 
     async fn row(&self, id: &str) -> Result<CheckoutRow> {
@@ -233,7 +282,7 @@ impl Checkouts<'_> {
         if !allowed {
             return Err(Error::NotFound(format!("checkout {id:?}")));
         }
-        self.view(&row).await
+        self.view(&row, true).await
     }
 
     pub async fn list(&self, actor: &Actor, q: &ListQuery) -> Result<Vec<CheckoutView>> {
@@ -256,7 +305,7 @@ impl Checkouts<'_> {
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
-            out.push(self.view(r).await?);
+            out.push(self.view(r, false).await?);
         }
         Ok(out)
     }
@@ -346,11 +395,46 @@ impl Checkouts<'_> {
             ));
         }
         let digests = check_digests(&req.content_sha256)?;
+        let post = req.content.map(|c| c.check(account.as_str())).transpose()?;
         let (policy, user) = self
             .admit(actor, client, account.as_str(), &req.operator)
             .await?;
-        let rule = *policy.level(level).map_err(denial)?;
-        rule.check_content_binding(digests.is_some())
+        let mut rule = *policy.level(level).map_err(denial)?;
+        if let Some(post) = &post {
+            // One post, several accounts: each is admitted on its own policy, and the strictest
+            // level rule among them applies to the one approval.
+            for t in &post.targets {
+                let t = AccountId::parse(t)
+                    .map_err(|_| Error::invalid("targets", "each target must be an account id"))?;
+                if t.as_str() != account.as_str() {
+                    let (p, _) = self.admit(actor, client, t.as_str(), &req.operator).await?;
+                    let r = p.level(level).map_err(denial)?;
+                    rule.approvals = rule.approvals.max(r.approvals);
+                    rule.require_content_binding |= r.require_content_binding;
+                }
+                let platform = self.v.accounts().row(t.as_str()).await?.platform;
+                let fits = match platform {
+                    crate::accounts::Platform::Wechat => post.body.is_some(),
+                    crate::accounts::Platform::Weibo => post.text.is_some(),
+                    crate::accounts::Platform::Generic => false,
+                };
+                if !fits {
+                    return Err(Error::invalid(
+                        "content",
+                        format!(
+                            "target {t} needs {}",
+                            match platform {
+                                crate::accounts::Platform::Wechat => "a body (the article's HTML)",
+                                crate::accounts::Platform::Weibo => "a text (the status)",
+                                crate::accounts::Platform::Generic =>
+                                    "a WeChat or Weibo account; generic accounts take no posts",
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        rule.check_content_binding(digests.is_some() || post.is_some())
             .map_err(denial)?;
         let ttl = policy.ttl(req.ttl_seconds).map_err(denial)?;
         let proof = self.v.people().check_totp(&user, &req.totp).await?;
@@ -372,6 +456,15 @@ impl Checkouts<'_> {
             .as_ref()
             .map(|t| hash_token(&self.v.keys.mac().token, t.expose()));
         actor.detail("checkout_id", id.clone());
+        let sealed = match &post {
+            Some(p) => {
+                let (sealed, sha) = p.seal(&self.v.keys, &id)?;
+                actor.detail("content_sha256", sha.clone());
+                actor.detail("targets", p.targets.clone());
+                Some((sealed, sha, p.targets.clone()))
+            }
+            None => None,
+        };
         let status = if token.is_some() {
             CheckoutStatus::Active
         } else {
@@ -413,6 +506,12 @@ impl Checkouts<'_> {
                     if !inserted {
                         // Refused: the code stays unspent with the rest of this change.
                         return Err(Error::conflict(Conflict::AccountCheckedOut, String::new()));
+                    }
+                    if let Some((sealed, sha, targets)) = &sealed {
+                        tx.checkout_content_insert(&cid, sha, sealed, now).await?;
+                        for t in targets {
+                            tx.checkout_target_insert(&cid, t).await?;
+                        }
                     }
                     if status == CheckoutStatus::PendingApproval {
                         tx.note("notify", "checkout.approval_requested");
@@ -512,7 +611,7 @@ impl Checkouts<'_> {
         if status == CheckoutStatus::Approved {
             self.notify("checkout.approved", &row, Some(&approver.username));
         }
-        self.view(&row).await
+        self.view(&row, false).await
     }
 
     #[instrument(skip_all, fields(checkout = %id))]
@@ -549,7 +648,7 @@ impl Checkouts<'_> {
             .await?;
         let row = self.row(id).await?;
         self.notify("checkout.denied", &row, Some(&approver.username));
-        self.view(&row).await
+        self.view(&row, false).await
     }
 
     #[instrument(skip_all, fields(checkout = %id))]
@@ -625,7 +724,9 @@ impl Checkouts<'_> {
         if effective_status(&row, self.v.clock.unix()) != CheckoutStatus::Active {
             return Err(Error::Unauthenticated);
         }
+        let targets = self.targets_of(&row).await?;
         Ok(TokenGrant {
+            targets,
             allowed_calls: serde_json::from_str(&row.allowed_calls).unwrap_or_default(),
             content_sha256: row
                 .content_sha256
@@ -651,6 +752,7 @@ impl Checkouts<'_> {
             expires_at: rfc3339_unix(g.expires_at),
             allowed_calls: g.allowed_calls.clone(),
             content_sha256: g.content_sha256.clone(),
+            targets: g.targets.clone(),
         })
     }
 

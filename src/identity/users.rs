@@ -22,6 +22,7 @@ pub struct UserView {
     pub username: String,
     pub display_name: String,
     pub roles: Vec<String>,
+    pub department: Option<String>,
     pub disabled: bool,
     pub locked_until: Option<String>,
     pub created_at: String,
@@ -71,6 +72,7 @@ impl UserRow {
                 .filter(|r| !r.is_empty())
                 .map(str::to_owned)
                 .collect(),
+            department: self.department.clone(),
             disabled: self.disabled,
             locked_until: self.locked_until.map(crate::clock::rfc3339_unix),
             created_at: crate::clock::rfc3339_unix(self.created_at),
@@ -119,7 +121,28 @@ impl People<'_> {
     /// vault itself (`init`, the demo).
     #[instrument(skip_all, fields(username = %input.username))]
     pub async fn create(&self, actor: &Actor, input: NewUserInput) -> Result<Enrolment> {
+        self.create_in(actor, input, None).await
+    }
+
+    /// As [`Self::create`], naming the department (处室) the person works for; evidence records
+    /// of what they publish carry it.
+    pub async fn create_in(
+        &self,
+        actor: &Actor,
+        input: NewUserInput,
+        department: Option<String>,
+    ) -> Result<Enrolment> {
         actor.action("user.create", Some(&input.username));
+        let department = match department.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(d) if d.chars().count() > 64 || d.chars().any(char::is_control) => {
+                return Err(Error::invalid(
+                    "department",
+                    "department must be at most 64 characters",
+                ));
+            }
+            Some(d) => Some(d.to_owned()),
+        };
         if !matches!(actor.who, Principal::System(_)) {
             actor.require(&[Role::Admin])?;
         }
@@ -170,8 +193,11 @@ impl People<'_> {
                         totp_seed: &sealed,
                         now,
                     })
-                    .await
-                    .map_err(Error::from)
+                    .await?;
+                    if let Some(d) = &department {
+                        tx.user_set_department(&name, d).await?;
+                    }
+                    Ok(())
                 })
             })
             .await;

@@ -16,6 +16,7 @@ pub mod broker;
 pub mod error;
 #[cfg(feature = "demo")]
 pub mod fake;
+pub mod payload;
 pub mod wechat;
 pub mod weibo;
 

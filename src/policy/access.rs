@@ -247,6 +247,27 @@ impl AccountPolicy {
             .any(|c| c.method == method && c.matches(path))
     }
 
+    /// The query parameters a call may carry: the first name that no matching rule of the policy
+    /// lists is returned as refused. None are allowed unless a rule names them
+    /// (`"POST cgi-bin/material/add_material?type"`); `access_token` is never counted, because
+    /// the broker replaces it.
+    pub fn query_refused<'n>(
+        &self,
+        method: &str,
+        path: &str,
+        names: impl IntoIterator<Item = &'n str>,
+    ) -> Option<&'n str> {
+        let path = path.strip_prefix('/').unwrap_or(path);
+        let rules: Vec<&CallRule> = self
+            .calls
+            .iter()
+            .filter(|c| c.method == method && c.matches(path))
+            .collect();
+        names
+            .into_iter()
+            .find(|n| *n != "access_token" && !rules.iter().any(|r| r.query.iter().any(|q| q == n)))
+    }
+
     /// The allowed calls as written in the policy, e.g. `POST cgi-bin/draft/add`.
     pub fn allowed_calls(&self) -> Vec<String> {
         self.calls.iter().map(CallRule::to_string).collect()
@@ -441,6 +462,8 @@ struct CallRule {
     /// Without a leading `/`; for a prefix rule, without the trailing `*`.
     path: String,
     prefix: bool,
+    /// Query parameters this call may carry (none unless listed after `?`).
+    query: Vec<String>,
 }
 
 impl CallRule {
@@ -457,6 +480,13 @@ impl CallRule {
                 METHODS.join(", ")
             ));
         }
+        let (path, query) = match path.split_once('?') {
+            Some((p, q)) => (
+                p,
+                parse_query_names(q).map_err(|m| format!("allowed call `{s}`: {m}"))?,
+            ),
+            None => (path, Vec::new()),
+        };
         if path.starts_with('/') {
             return Err(format!(
                 "allowed call `{s}`: write the path without the leading `/`"
@@ -474,6 +504,7 @@ impl CallRule {
             method: method.to_owned(),
             path: path.to_owned(),
             prefix,
+            query,
         })
     }
 
@@ -492,8 +523,35 @@ impl fmt::Display for CallRule {
         if self.prefix {
             f.write_str("*")?;
         }
+        if !self.query.is_empty() {
+            write!(f, "?{}", self.query.join("&"))?;
+        }
         Ok(())
     }
+}
+
+/// The names after `?` in an allowed call: `type` or `count&page`.
+fn parse_query_names(q: &str) -> Result<Vec<String>, &'static str> {
+    let mut out: Vec<String> = Vec::new();
+    for n in q.split('&') {
+        if n.is_empty()
+            || n.len() > 64
+            || !n
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        {
+            return Err(
+                "query parameter names after `?` must be letters, digits, `_`, `-` or `.`, separated by `&`",
+            );
+        }
+        if n == "access_token" {
+            return Err("`access_token` is set by the vault and cannot be allowed");
+        }
+        if !out.iter().any(|o| o == n) {
+            out.push(n.to_owned());
+        }
+    }
+    Ok(out)
 }
 
 /// Checks a path without its leading `/`. For a prefix the last segment may be empty or partial.
@@ -1097,6 +1155,14 @@ require_content_binding = true
         let p = parse(FULL).unwrap();
         assert!(p.call_allowed("POST", "cgi-bin/draft/add"));
         assert!(p.call_allowed("POST", "/cgi-bin/draft/add"));
+        assert_eq!(
+            p.query_refused("POST", "cgi-bin/draft/add", ["x"]),
+            Some("x")
+        );
+        assert_eq!(
+            p.query_refused("POST", "cgi-bin/draft/add", ["access_token"]),
+            None
+        );
         assert!(!p.call_allowed("GET", "cgi-bin/draft/add"));
         assert!(!p.call_allowed("POST", "cgi-bin/draft/add/x"));
         assert!(!p.call_allowed("POST", "cgi-bin/draft/addx"));

@@ -3,6 +3,11 @@
 //! policy-gated hand-outs (platform token, credential reveal, platform-login code), and the rule
 //! that a platform call is recorded before it is sent and runs to its end once sent.
 
+pub mod content;
+mod evidence;
+pub mod gate;
+pub mod posts;
+
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -12,13 +17,13 @@ use serde_json::Value;
 
 use crate::accounts::{Credential, Platform};
 use crate::actor::Actor;
-use crate::checkout::TokenGrant;
 use crate::error::{Error, Result};
 use crate::platforms::PlatformError;
 use crate::platforms::broker::ApiRequest;
 use crate::policy::AccountPolicy;
 use crate::store::types::AccountStatus;
 use crate::vault::Vault;
+use content::Post;
 
 /// One call a tool makes through the proxy, as received.
 #[derive(Debug)]
@@ -90,25 +95,6 @@ fn platform_error(e: PlatformError) -> Error {
     }
 }
 
-/// The ids a platform answered for a new post (WeChat `publish_id`/`msg_data_id`/`article_id`,
-/// Weibo `idstr`), as a JSON object; none for other answers.
-fn platform_ids(body: &[u8]) -> Option<Value> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    let mut ids = serde_json::Map::new();
-    for key in ["publish_id", "msg_data_id", "article_id", "idstr"] {
-        match v.get(key) {
-            Some(Value::String(s)) => {
-                ids.insert(key.to_owned(), Value::String(s.clone()));
-            }
-            Some(Value::Number(n)) => {
-                ids.insert(key.to_owned(), Value::String(n.to_string()));
-            }
-            _ => {}
-        }
-    }
-    (!ids.is_empty()).then_some(Value::Object(ids))
-}
-
 /// The publishing service; `vault.publishing()`.
 pub struct Publishing<'v> {
     v: &'v Vault,
@@ -131,8 +117,8 @@ impl Publishing<'_> {
             .ok_or_else(|| Error::NotPermitted(format!("account {account} has no access policy")))
     }
 
-    async fn usable_account(&self, grant: &TokenGrant) -> Result<(Platform, Credential)> {
-        let (row, cred) = self.v.accounts().current_credential(&grant.account).await?;
+    async fn usable_account(&self, account: &str) -> Result<(Platform, Credential)> {
+        let (row, cred) = self.v.accounts().current_credential(account).await?;
         if row.status == AccountStatus::Frozen {
             return Err(Error::AccountFrozen(row.id));
         }
@@ -140,10 +126,12 @@ impl Publishing<'_> {
     }
 
     /// Forwards one call to the platform with the credential injected. Refused before anything
-    /// leaves: another account, a call the policy does not allow, a body whose digest is not
-    /// approved, a frozen account. The call is recorded (durably) before it is sent; once sent
-    /// it runs to its end on its own task, so a tool that hangs up cannot make the vault forget
-    /// a call the platform received.
+    /// leaves: an account the checkout does not target, a call or a query parameter the policy
+    /// does not allow, content that was not approved (see [`gate`]), a frozen account. The call
+    /// is recorded (durably) before it is sent, and a publish gets its evidence record in that
+    /// same commit; once sent it runs to its end on its own task, which also records what the
+    /// platform created and completes the evidence, so a tool that hangs up cannot make the
+    /// vault forget a call the platform received.
     pub async fn proxy(&self, actor: &Actor, call: ProxyCall) -> Result<ProxyAnswer> {
         let grant = actor.token()?;
         let digest = crate::crypto::sha256_hex(&call.body);
@@ -153,10 +141,17 @@ impl Publishing<'_> {
         actor.detail("payload_bytes", call.body.len());
         actor.detail("operator", grant.operator.clone());
         actor.detail("client", grant.client_id.clone());
-        if call.account != grant.account {
+        actor.detail("checkout_id", grant.checkout_id.clone());
+        let query = crate::platforms::pairs_without_token(call.query.as_deref().unwrap_or(""));
+        if !query.is_empty() {
+            let shown: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            actor.detail("query", shown.join("&"));
+        }
+        if !grant.targets.contains(&call.account) {
             return Err(Error::NotPermitted(format!(
                 "this token is for account {}, not {}",
-                grant.account, call.account
+                grant.targets.join(", "),
+                call.account
             )));
         }
         if !self.policy_says(&call.account, |p| {
@@ -167,21 +162,69 @@ impl Publishing<'_> {
                 call.method, call.path
             )));
         }
-        if let Some(approved) = &grant.content_sha256
-            && call.method == Method::POST
-            && !approved
-                .iter()
-                .any(|d| crate::crypto::ct_eq(d.as_bytes(), digest.as_bytes()))
-        {
-            return Err(Error::ContentNotApproved);
+        let mut refused = None;
+        self.policy_says(&call.account, |p| {
+            refused = p
+                .query_refused(
+                    call.method.as_str(),
+                    &call.path,
+                    query.iter().map(|(k, _)| k.as_str()),
+                )
+                .map(str::to_owned);
+            true
+        })?;
+        if let Some(name) = refused {
+            return Err(Error::NotPermitted(format!(
+                "the query parameter {name:?} is not allowed for {} {} by the account's policy",
+                call.method, call.path
+            )));
         }
-        let (platform, cred) = self.usable_account(grant).await?;
-        // Recorded before it is sent: if this entry cannot be written, nothing leaves.
-        self.v
-            .audit
-            .record(actor.entry("platform.send", &call.account))
+        let (platform, cred) = self.usable_account(&call.account).await?;
+        let approved = self.approved_post(&grant.checkout_id).await?;
+        let media = if call.method == Method::POST {
+            self.v
+                .store
+                .checkout_media(&grant.checkout_id, &call.account)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let plan = gate::plan(
+            platform,
+            &gate::Call {
+                method: &call.method,
+                path: &call.path,
+                content_type: call.content_type.as_deref(),
+                body: &call.body,
+            },
+            approved.as_ref().map(|(_, p)| p),
+            grant.content_sha256.as_deref(),
+            &media,
+        )
+        .map_err(|why| {
+            actor.detail("refused", why);
+            Error::ContentNotApproved
+        })?;
+        let content_sha = approved.as_ref().map(|(sha, _)| sha.clone());
+        // Recorded before it is sent: if this cannot be written, nothing leaves. A publish
+        // writes its evidence record (status `sending`) in the same commit.
+        let follow = self
+            .before_send(
+                actor,
+                grant,
+                &call,
+                platform,
+                plan,
+                content_sha,
+                &media,
+                &digest,
+            )
             .await?;
         let broker = Arc::clone(&self.v.broker);
+        let audit = self.v.audit.clone();
+        let clock = self.v.clock.clone();
+        let (who, account) = (actor.clone(), call.account.clone());
+        let checkout_id = grant.checkout_id.clone();
         let sent = tokio::spawn(async move {
             let path = format!("/{}", call.path);
             let req = ApiRequest {
@@ -191,26 +234,44 @@ impl Publishing<'_> {
                 body: call.body,
                 content_type: call.content_type.as_deref(),
             };
-            broker.forward(&call.account, platform, &cred, req).await
+            let answer = broker.forward(&call.account, platform, &cred, req).await;
+            let kept = evidence::after_send(
+                &audit,
+                &clock,
+                &who,
+                &checkout_id,
+                &account,
+                platform,
+                follow,
+                answer.as_ref().ok(),
+            )
+            .await;
+            (answer, kept)
         });
-        let answer = sent
-            .await
-            .map_err(Error::internal)?
-            .map_err(platform_error)?;
+        let (answer, kept) = sent.await.map_err(Error::internal)?;
+        let answer = answer.map_err(platform_error)?;
+        kept?;
         if let Some(e) = answer.error(platform.as_str()) {
             actor.detail("platform_code", answer.errcode.unwrap_or_default());
             return Err(platform_error(e));
         }
         actor.detail("platform_status", answer.status);
-        if let Some(ids) = platform_ids(&answer.body) {
-            // What the publication watch matches live posts against (until evidence records).
-            actor.detail("platform_ids", ids);
-        }
         Ok(ProxyAnswer {
             status: answer.status,
             content_type: answer.content_type,
             body: answer.body,
         })
+    }
+
+    /// The approved post of a checkout and its digest, if it carries one.
+    async fn approved_post(&self, checkout: &str) -> Result<Option<(String, Post)>> {
+        match self.v.store.checkout_content(checkout).await? {
+            None => Ok(None),
+            Some(row) => {
+                let post = Post::open(&self.v.keys, checkout, &row.sealed)?;
+                Ok(Some((row.content_sha256, post)))
+            }
+        }
     }
 
     /// Drops the broker's cached platform token of an account, so the next call fetches a fresh
@@ -234,7 +295,7 @@ impl Publishing<'_> {
                 "policy does not allow handing out the platform token for this account".into(),
             ));
         }
-        let (platform, cred) = self.usable_account(grant).await?;
+        let (platform, cred) = self.usable_account(&grant.account).await?;
         if platform != Platform::Wechat {
             return Err(Error::NotPermitted(
                 "only WeChat accounts have a brokered platform token".into(),
@@ -261,7 +322,7 @@ impl Publishing<'_> {
                 "policy does not allow revealing this account's credential".into(),
             ));
         }
-        let (_, cred) = self.usable_account(grant).await?;
+        let (_, cred) = self.usable_account(&grant.account).await?;
         let mut out = serde_json::Map::new();
         let mut put = |k: &str, v: Option<&str>| {
             if let Some(v) = v {
@@ -293,7 +354,7 @@ impl Publishing<'_> {
                 "policy does not allow platform-login codes for this account".into(),
             ));
         }
-        let (_, cred) = self.usable_account(grant).await?;
+        let (_, cred) = self.usable_account(&grant.account).await?;
         let seed = cred
             .login_totp_seed
             .as_ref()

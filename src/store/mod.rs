@@ -12,6 +12,7 @@ pub mod checkouts;
 pub mod clients;
 pub mod incidents;
 pub mod keyring;
+pub mod posts;
 pub mod types;
 pub mod users;
 

@@ -65,6 +65,43 @@ impl CheckoutStatus {
     }
 }
 
+/// Where an evidence record of a post stands: written `sending` before the platform is called,
+/// then `submitted` (WeChat accepted the publish job), `published` (live, with its platform ids) or
+/// `failed` (the platform refused; the approved post may be sent again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum PostStatus {
+    Sending,
+    Submitted,
+    Published,
+    Failed,
+}
+
+impl PostStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PostStatus::Sending => "sending",
+            PostStatus::Submitted => "submitted",
+            PostStatus::Published => "published",
+            PostStatus::Failed => "failed",
+        }
+    }
+}
+
+/// What a platform created through the vault under a checkout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum MediaKind {
+    /// A WeChat inline image (`media/uploadimg`); the platform id is its URL.
+    ImageUrl,
+    /// WeChat cover material (`material/add_material?type=image`); the id is its media_id.
+    Thumb,
+    /// A WeChat draft (`draft/add`); the id is its media_id.
+    Draft,
+}
+
 /// Which platform an account is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, sqlx::Type)]
 #[sqlx(rename_all = "snake_case")]

@@ -16,6 +16,8 @@ pub struct UserRow {
     pub locked_until: Option<i64>,
     pub disabled: bool,
     pub created_at: i64,
+    /// The office department (处室) the person works for; evidence records name it.
+    pub department: Option<String>,
 }
 
 pub struct NewUser<'a> {
@@ -38,7 +40,7 @@ pub struct SessionRow {
 /// `SELECT <every UserRow column> FROM users <tail>` as one static string (sqlx takes `&'static str`).
 macro_rules! select_users {
     ($tail:literal) => {
-        concat!("SELECT id, username, display_name, roles, password_hash, totp_seed, totp_last_step, failed_attempts, locked_until, disabled, created_at FROM users ", $tail)
+        concat!("SELECT id, username, display_name, roles, password_hash, totp_seed, totp_last_step, failed_attempts, locked_until, disabled, created_at, department FROM users ", $tail)
     };
 }
 
@@ -124,6 +126,14 @@ impl Tx {
         .await?
         .last_insert_rowid();
         Ok(id)
+    }
+    pub async fn user_set_department(&mut self, username: &str, department: &str) -> Result<()> {
+        sqlx::query("UPDATE users SET department = ? WHERE username = ?")
+            .bind(department)
+            .bind(username)
+            .execute(self.conn())
+            .await?;
+        Ok(())
     }
     pub async fn user_set_disabled(&mut self, id: i64) -> Result<()> {
         sqlx::query("UPDATE users SET disabled = 1 WHERE id = ?")

@@ -11,5 +11,7 @@ mod incidents;
 #[cfg(feature = "demo")]
 mod platform;
 #[cfg(feature = "demo")]
+mod publishing;
+#[cfg(feature = "demo")]
 mod services;
 mod vault_core;

@@ -8,6 +8,7 @@ pub mod clients;
 pub mod incidents;
 pub mod ops;
 pub mod platform;
+pub mod posts;
 pub mod users;
 
 use std::time::Duration;
@@ -87,6 +88,9 @@ pub fn routes(limits: &RateLimitConfig) -> Router<AppState> {
         )
         .route("/incidents/{id}/close", post(incidents::close))
         .route("/incidents/{id}/report", get(incidents::report))
+        .route("/posts", get(posts::list))
+        .route("/posts/export", get(posts::export))
+        .route("/posts/{id}", get(posts::get_one))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
         .route("/audit/export", get(audit::export))

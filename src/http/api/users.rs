@@ -17,6 +17,7 @@ pub struct CreateUser {
     display_name: String,
     roles: Vec<String>,
     password: SecretString,
+    department: Option<String>,
 }
 
 pub async fn create(
@@ -27,7 +28,7 @@ pub async fn create(
     let e = s
         .vault
         .people()
-        .create(
+        .create_in(
             &me,
             NewUserInput {
                 username: b.username,
@@ -35,6 +36,7 @@ pub async fn create(
                 roles: b.roles,
                 password: b.password,
             },
+            b.department,
         )
         .await?;
     Ok((
@@ -43,6 +45,7 @@ pub async fn create(
             "username": e.user.username,
             "display_name": e.user.display_name,
             "roles": e.user.roles,
+            "department": e.user.department,
             "totp_uri": e.totp_uri.expose(),
         })),
     ))

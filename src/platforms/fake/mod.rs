@@ -17,6 +17,9 @@ mod posts;
 mod wechat;
 mod weibo;
 
+pub use wechat::PublishedArticle;
+pub use weibo::PostedStatus;
+
 #[cfg(test)]
 mod tests;
 
@@ -94,7 +97,6 @@ pub(crate) struct State {
     rng: SystemRandom,
     wechat: wechat::WechatState,
     weibo: weibo::WeiboState,
-    posts: posts::PostsState,
 }
 
 impl State {
@@ -277,7 +279,6 @@ impl FakePlatforms {
                 rng: SystemRandom::new(),
                 wechat: wechat::WechatState::default(),
                 weibo: weibo::WeiboState::default(),
-                posts: posts::PostsState::default(),
             })),
         }
     }
@@ -311,10 +312,19 @@ impl FakePlatforms {
                 platform!(wechat::freepublish_submit),
             )
             .route("/cgi-bin/media/uploadimg", platform!(wechat::upload_img))
+            .route(
+                "/cgi-bin/material/add_material",
+                platform!(wechat::add_material),
+            )
+            .route(
+                "/cgi-bin/freepublish/get",
+                platform!(wechat::freepublish_get),
+            )
             .route("/oauth2/get_token_info", platform!(weibo::get_token_info))
             .route("/2/statuses/share.json", platform!(weibo::share))
             .merge(self.posts_routes())
             .route("/_fake/calls", get(ctl_calls).delete(ctl_clear_calls))
+            .route("/_fake/published", get(ctl_published))
             .route("/_fake/wechat/apps", post(ctl_wechat_app))
             .route("/_fake/wechat/whitelist", post(ctl_whitelist))
             .route(
@@ -376,6 +386,28 @@ impl FakePlatforms {
         st.offset = st.offset.saturating_add(by).min(MAX_OFFSET);
     }
 
+    /// The articles published on a WeChat app, oldest first, with their content.
+    pub fn wechat_published(&self, app_id: &str) -> Vec<PublishedArticle> {
+        self.lock()
+            .wechat
+            .published
+            .iter()
+            .filter(|p| p.app_id == app_id)
+            .cloned()
+            .collect()
+    }
+
+    /// The statuses posted on a Weibo account (by uid), oldest first, with their text.
+    pub fn weibo_statuses(&self, uid: u64) -> Vec<PostedStatus> {
+        self.lock()
+            .weibo
+            .posted
+            .iter()
+            .filter(|s| s.uid == uid)
+            .cloned()
+            .collect()
+    }
+
     pub fn calls(&self) -> Vec<RecordedCall> {
         self.lock().calls.clone()
     }
@@ -412,10 +444,6 @@ impl FakePlatforms {
             .route(
                 "/cgi-bin/freepublish/getarticle",
                 platform!(posts::wechat_getarticle),
-            )
-            .route(
-                "/cgi-bin/freepublish/get",
-                platform!(posts::wechat_publish_status),
             )
             .route(
                 "/cgi-bin/freepublish/delete",
@@ -528,6 +556,12 @@ async fn record(AxState(fp): AxState<FakePlatforms>, req: Request, next: Next) -
 
 async fn ctl_calls(AxState(fp): AxState<FakePlatforms>) -> axum::Json<Vec<RecordedCall>> {
     axum::Json(fp.calls())
+}
+
+/// Everything published on either platform, for the demo and for people looking at the fake.
+async fn ctl_published(AxState(fp): AxState<FakePlatforms>) -> axum::Json<Value> {
+    let st = fp.lock();
+    axum::Json(json!({ "wechat": st.wechat.published, "weibo": st.weibo.posted }))
 }
 
 async fn ctl_clear_calls(AxState(fp): AxState<FakePlatforms>) -> StatusCode {

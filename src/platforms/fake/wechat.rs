@@ -7,7 +7,7 @@
 //! error, request body. An injection is consumed only by a request that gets
 //! as far as that step.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use serde_json::{Value, json};
@@ -30,6 +30,20 @@ pub(crate) struct WechatState {
     /// apart (42001 expired vs 40001 cancelled) from one never issued.
     tokens: HashMap<String, Token>,
     publishes: u64,
+    /// Every article published through `freepublish/submit`, in order, with its content.
+    pub(crate) published: Vec<PublishedArticle>,
+}
+
+/// An article live on an official account (what `freepublish/batchget` lists).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PublishedArticle {
+    pub app_id: String,
+    pub publish_id: String,
+    pub article_id: String,
+    pub msg_data_id: u64,
+    /// The draft's `articles` array as it was added.
+    pub articles: Value,
+    pub published_at: i64,
 }
 
 struct App {
@@ -37,7 +51,10 @@ struct App {
     classic_current: Option<String>,
     classic_previous: Option<String>,
     stable_current: Option<String>,
-    media: HashSet<String>,
+    /// Drafts in the draft box: media_id -> the `articles` array. Publishing takes one out.
+    drafts: HashMap<String, Value>,
+    /// Permanent image material (covers): media_id -> URL.
+    materials: HashMap<String, String>,
     fetches: usize,
     /// Stable tokens issued with `force_refresh`, and classic tokens issued.
     stable_forced: usize,
@@ -96,7 +113,8 @@ impl WechatState {
                 classic_current: None,
                 classic_previous: None,
                 stable_current: None,
-                media: HashSet::new(),
+                drafts: HashMap::new(),
+                materials: HashMap::new(),
                 fetches: 0,
                 stable_forced: 0,
                 classic_issued: 0,
@@ -142,6 +160,7 @@ fn message(code: i64) -> &'static str {
         -1 => "system error",
         40001 => "invalid credential, access_token is invalid or not latest",
         40002 => "invalid grant_type",
+        40004 => "invalid media type",
         40007 => "invalid media_id",
         40013 => "invalid appid",
         40125 => "invalid appsecret",
@@ -421,13 +440,28 @@ pub(crate) fn draft_add(st: &mut State, req: &Req) -> Reply {
         if !well_formed {
             return Err(error(st, 47001));
         }
+        let articles = body.get("articles").cloned().unwrap_or(Value::Null);
+        // A cover must be this account's own image material.
+        let thumbs_known = articles.as_array().is_some_and(|list| {
+            list.iter()
+                .all(|a| match a.get("thumb_media_id").and_then(Value::as_str) {
+                    None => true,
+                    Some(id) => st
+                        .wechat
+                        .apps
+                        .get(&app_id)
+                        .is_some_and(|app| app.materials.contains_key(id)),
+                })
+        });
+        if !thumbs_known {
+            return Err(error(st, 40007));
+        }
         let Some(media_id) = st.random_b64(48) else {
             return Err(error(st, SYSTEM_ERROR));
         };
         if let Some(app) = st.wechat.apps.get_mut(&app_id) {
-            app.media.insert(media_id.clone());
+            app.drafts.insert(media_id.clone(), articles);
         }
-        super::posts::remember_draft(st, &media_id, body.get("articles"));
         Ok(Reply::ok(json!({ "media_id": media_id })))
     };
     run(st).unwrap_or_else(|e| e)
@@ -443,23 +477,37 @@ pub(crate) fn freepublish_submit(st: &mut State, req: &Req) -> Reply {
         let Some(media_id) = body.get("media_id").and_then(Value::as_str) else {
             return Err(error(st, 47001));
         };
-        // Drafts belong to one account: another app's media_id is unknown.
-        let known = st
+        // Drafts belong to one account: another app's media_id is unknown. Publishing takes
+        // the draft out of the draft box, so it cannot be published twice.
+        let Some(articles) = st
             .wechat
             .apps
-            .get(&app_id)
-            .is_some_and(|a| a.media.contains(media_id));
-        if !known {
+            .get_mut(&app_id)
+            .and_then(|a| a.drafts.remove(media_id))
+        else {
             return Err(error(st, 40007));
-        }
+        };
         st.wechat.publishes += 1;
         let n = st.wechat.publishes;
-        super::posts::wechat_published(st, &app_id, media_id, &(100_000_000 + n).to_string());
+        let publish_id = (100_000_000 + n).to_string();
+        let msg_data_id = 2_247_483_600_u64 + n;
+        let Some(article_id) = st.random_b64(48) else {
+            return Err(error(st, SYSTEM_ERROR));
+        };
+        let published_at = st.now().unix_timestamp();
+        st.wechat.published.push(PublishedArticle {
+            app_id,
+            publish_id: publish_id.clone(),
+            article_id,
+            msg_data_id,
+            articles,
+            published_at,
+        });
         Ok(Reply::ok(json!({
             "errcode": 0,
             "errmsg": "ok",
-            "publish_id": (100_000_000 + n).to_string(),
-            "msg_data_id": 2_247_483_600_u64 + n,
+            "publish_id": publish_id,
+            "msg_data_id": msg_data_id,
         })))
     };
     run(st).unwrap_or_else(|e| e)
@@ -481,6 +529,70 @@ pub(crate) fn upload_img(st: &mut State, req: &Req) -> Reply {
         Ok(Reply::ok(json!({
             "url": format!("http://mmbiz.qpic.cn/mmbiz_jpg/{id}/0"),
         })))
+    };
+    run(st).unwrap_or_else(|e| e)
+}
+
+/// `POST /cgi-bin/freepublish/get`: the fake publishes at once, so a known publish_id reports
+/// success (`publish_status` 0) with its article.
+pub(crate) fn freepublish_get(st: &mut State, req: &Req) -> Reply {
+    let run = |st: &mut State| -> Result<Reply, Reply> {
+        require_post(st, req)?;
+        let app_id = authorize(st, req)?;
+        injected(st, req)?;
+        let body = json_body(st, req)?;
+        let Some(publish_id) = body.get("publish_id").and_then(Value::as_str) else {
+            return Err(error(st, 47001));
+        };
+        let Some(p) = st
+            .wechat
+            .published
+            .iter()
+            .find(|p| p.app_id == app_id && p.publish_id == publish_id)
+        else {
+            return Err(error(st, 40007));
+        };
+        let count = p.articles.as_array().map_or(0, Vec::len);
+        let items: Vec<Value> = (1..=count)
+            .map(|idx| {
+                json!({
+                    "idx": idx,
+                    "article_url": format!("https://mp.weixin.qq.com/s/{}_{idx}", p.article_id),
+                })
+            })
+            .collect();
+        Ok(Reply::ok(json!({
+            "publish_id": p.publish_id,
+            "publish_status": 0,
+            "article_id": p.article_id,
+            "article_detail": { "count": count, "item": items },
+            "fail_idx": [],
+        })))
+    };
+    run(st).unwrap_or_else(|e| e)
+}
+
+/// `POST /cgi-bin/material/add_material?type=image`: permanent image material (a cover). Real
+/// requests are multipart with a `media` part; the fake accepts any non-empty body.
+pub(crate) fn add_material(st: &mut State, req: &Req) -> Reply {
+    let run = |st: &mut State| -> Result<Reply, Reply> {
+        require_post(st, req)?;
+        let app_id = authorize(st, req)?;
+        injected(st, req)?;
+        if req.query_param("type") != Some("image") {
+            return Err(error(st, 40004));
+        }
+        if req.body.is_empty() {
+            return Err(error(st, 44002));
+        }
+        let (Some(media_id), Some(id)) = (st.random_b64(32), st.random_b64(48)) else {
+            return Err(error(st, SYSTEM_ERROR));
+        };
+        let url = format!("http://mmbiz.qpic.cn/mmbiz_png/{id}/0");
+        if let Some(app) = st.wechat.apps.get_mut(&app_id) {
+            app.materials.insert(media_id.clone(), url.clone());
+        }
+        Ok(Reply::ok(json!({ "media_id": media_id, "url": url })))
     };
     run(st).unwrap_or_else(|e| e)
 }

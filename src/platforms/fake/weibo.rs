@@ -39,6 +39,19 @@ pub(crate) struct WeiboState {
     /// Last posted text per user, for Weibo's duplicate-post rule.
     last_text: HashMap<u64, String>,
     statuses: u64,
+    /// Every status posted, in order, with its text (what `statuses/user_timeline` lists).
+    pub(crate) posted: Vec<PostedStatus>,
+}
+
+/// A status live on a Weibo account.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PostedStatus {
+    pub uid: u64,
+    pub id: u64,
+    pub idstr: String,
+    pub text: String,
+    pub app_key: String,
+    pub created_at: i64,
 }
 
 struct App {
@@ -127,13 +140,13 @@ pub(crate) struct Caller {
     expires_at: OffsetDateTime,
 }
 
-/// The user a live access token belongs to (for the outsider helper).
-pub(crate) fn uid_of(st: &State, token: &str) -> Option<u64> {
+/// The user and app a live access token belongs to (for the outsider helper).
+pub(crate) fn owner_of(st: &State, token: &str) -> Option<(u64, String)> {
     st.weibo
         .tokens
         .get(token)
         .filter(|t| st.now() < t.expires_at)
-        .map(|t| t.uid)
+        .map(|t| (t.uid, t.app_key.clone()))
 }
 
 pub(crate) fn authorize(st: &State, req: &Req, form: &[(String, String)]) -> Result<Caller, Reply> {
@@ -215,6 +228,15 @@ pub(crate) fn share(st: &mut State, req: &Req) -> Reply {
     st.weibo.last_text.insert(caller.uid, text.to_owned());
     st.weibo.statuses += 1;
     let id = 4_990_000_000_000_000_u64 + st.weibo.statuses;
+    let posted_at = st.now().unix_timestamp();
+    st.weibo.posted.push(PostedStatus {
+        uid: caller.uid,
+        id,
+        idstr: id.to_string(),
+        text: text.to_owned(),
+        app_key: caller.app_key.clone(),
+        created_at: posted_at,
+    });
     let screen_name = format!("fake_user_{}", caller.uid);
     let status = json!({
         "created_at": created_at,
@@ -237,6 +259,5 @@ pub(crate) fn share(st: &mut State, req: &Req) -> Reply {
             "name": screen_name,
         },
     });
-    super::posts::weibo_posted(st, caller.uid, &status);
     Reply::ok(status)
 }
