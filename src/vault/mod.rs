@@ -38,6 +38,8 @@ pub struct Vault {
     >,
     policies: RwLock<Arc<PolicySet>>,
     playbooks: RwLock<Arc<crate::policy::PlaybookSet>>,
+    /// When each early-warning (rule, key) last fired, by audit timestamp (ms); in memory only.
+    pub(crate) alerts_fired: std::sync::Mutex<std::collections::HashMap<(String, String), i64>>,
 }
 
 /// What `/readyz` reports.
@@ -147,6 +149,7 @@ impl Vault {
             security_events: std::sync::Mutex::new(Some(events_rx)),
             policies: RwLock::new(Arc::new(policies)),
             playbooks: RwLock::new(Arc::new(playbooks)),
+            alerts_fired: std::sync::Mutex::default(),
         })
     }
 

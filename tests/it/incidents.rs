@@ -501,3 +501,98 @@ async fn harmful_content_is_captured_and_deleted_only_after_an_approvers_totp() 
     let sends = w.audit("platform.send").await;
     assert!(confirm[0]["seq"].as_i64() < sends.last().unwrap()["seq"].as_i64());
 }
+
+#[tokio::test]
+async fn the_publication_watch_finds_an_outsiders_post_and_the_rule_freezes_the_account() {
+    let (url, inbox) = receiver().await;
+    let tweak: Tweak = Box::new(|c| {
+        c.watch.interval_seconds = 1;
+        c.early_warning.rules = vec![mediavault::config::WarningRule {
+            name: "unknown-post".into(),
+            kind: mediavault::config::RuleKind::UnknownPost,
+            threshold: 1,
+            window_minutes: 15,
+            open_playbook: Some("wechat-account-compromised".into()),
+        }];
+    });
+    let w = world(channel(&url), Some(tweak)).await;
+
+    // A post made through the vault never raises it.
+    let token = w.token().await;
+    let (st, v) = w
+        .app
+        .post(
+            &token,
+            "/api/v1/platform/wx/cgi-bin/draft/add",
+            json!({"articles": [{"title": "通知", "content": "<p>正文</p>"}]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = w
+        .app
+        .post(
+            &token,
+            "/api/v1/platform/wx/cgi-bin/freepublish/submit",
+            json!({"media_id": v["media_id"]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let listed = || {
+        w.fake
+            .calls()
+            .iter()
+            .filter(|c| c.path == "/cgi-bin/freepublish/batchget")
+            .count()
+    };
+    let start = listed();
+    eventually("two watch rounds", || async { listed() >= start + 2 }).await;
+    assert!(w.audit("watch.unknown_post").await.is_empty());
+    assert!(w.audit("alert.raised").await.is_empty());
+    let (_, acct) = w.app.get(&w.admin_s, "/api/v1/accounts/wx").await;
+    assert_eq!(acct["status"], "active");
+
+    // An outsider with the AppSecret publishes straight on WeChat.
+    let article = w
+        .fake
+        .outsider_publish_wechat(APP_ID, SECRET, "假消息", "<p>not ours</p>")
+        .unwrap();
+    let posted = Instant::now();
+    eventually("the unknown post", || async {
+        !w.audit("watch.unknown_post").await.is_empty()
+    })
+    .await;
+    assert!(
+        posted.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        posted.elapsed()
+    );
+    let found = w.audit("watch.unknown_post").await;
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["detail"]["platform_id"], article.as_str());
+    // The alert goes out, and the rule opened the account-compromised playbook: frozen.
+    eventually("the alert", || async {
+        inbox
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|v| v["event"] == "alert.unknown_post")
+    })
+    .await;
+    let (_, list) = w
+        .app
+        .get(&w.admin_s, "/api/v1/incidents?account=wx&status=open")
+        .await;
+    let list = list.as_array().unwrap().clone();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["trigger"], "rule:unknown-post");
+    assert_eq!(list[0]["opened_by"], "system:mediavault");
+    let (_, acct) = w.app.get(&w.admin_s, "/api/v1/accounts/wx").await;
+    assert_eq!(acct["status"], "frozen");
+    assert_eq!(w.checkout().await.0, 423);
+    // Reported once, not once per round.
+    let rounds = listed();
+    eventually("another round", || async { listed() > rounds + 1 }).await;
+    assert_eq!(w.audit("watch.unknown_post").await.len(), 1);
+    let (_, list) = w.app.get(&w.admin_s, "/api/v1/incidents").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+}
