@@ -16,6 +16,10 @@
 //! - [`audit`] is the tamper-evident audit log: one group-committing writer that every request
 //!   and domain event passes through before anything is released, an HMAC-SHA256 chain with
 //!   verification, checkpoints, exports and retention.
+//! - [`incidents`] runs playbooks on an account (freeze, revoke, cancel platform tokens, mark the
+//!   credential compromised, seal a checkpoint, capture evidence, notify), with a two-person close
+//!   and a report; its `watch` compares what is live on each account with the evidence records and
+//!   evaluates the early-warning rules. [`notify`] delivers alerts with retries and dead letters.
 //! - [`http`] is the axum surface: `/api/v1`, problem+json errors from one mapping, TLS serving.
 //! - [`vault::Vault`] ties them together and is what every handler shares; [`clock::Clock`] is
 //!   the one source of time, so tests move time instead of sleeping.
