@@ -47,6 +47,18 @@ async fn security_events(
     while let Some(ev) = rx.recv().await {
         tracing::warn!(account = %ev.account, event = ev.kind.as_str(), detail = %ev.detail, "security event");
         audit_security_event(&vault, &ev).await;
+        let kind = match ev.kind {
+            platforms::SecurityEventKind::CanaryTripped => crate::config::RuleKind::CanaryTripped,
+            platforms::SecurityEventKind::TokenCancelledExternally => {
+                crate::config::RuleKind::TokenCancelled
+            }
+            platforms::SecurityEventKind::HeartbeatFailed => {
+                crate::config::RuleKind::HeartbeatFailed
+            }
+        };
+        if let Err(e) = vault.incidents().evaluate_rules(Some(kind)).await {
+            tracing::error!(error = %e, "early-warning rules not evaluated");
+        }
         vault.notifier.send(notify::Notice {
             event: ev.kind.as_str().to_owned(),
             account: ev.account.clone(),
@@ -57,6 +69,7 @@ async fn security_events(
                 ev.detail
             ),
             checkout_id: None,
+            incident_id: None,
         });
     }
 }
@@ -75,6 +88,35 @@ async fn audit_security_event(vault: &Vault, ev: &platforms::SecurityEvent) {
                 tracing::error!(error = %e, attempt, "security event not yet audited; retrying");
                 tokio::time::sleep(std::time::Duration::from_millis(200 * (attempt + 1))).await;
             }
+        }
+    }
+}
+
+/// The publication watch: every `watch.interval_seconds`, what is live on each account against
+/// what the vault published (first round after one interval).
+async fn publication_watch(vault: Arc<Vault>) {
+    let every = std::time::Duration::from_secs(vault.config.watch.interval_seconds.max(1));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = vault.incidents().watch_round().await {
+            tracing::warn!(error = %e, "publication watch round failed");
+        }
+    }
+}
+
+/// The counting early-warning rules (TOTP failures, refused checkouts, reveals, hand-outs), on a
+/// schedule; event rules also run right after their event.
+async fn early_warning(vault: Arc<Vault>) {
+    let every = std::time::Duration::from_secs(vault.config.early_warning.interval_seconds.max(1));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Err(e) = vault.incidents().evaluate_rules(None).await {
+            tracing::warn!(error = %e, "early-warning round failed");
         }
     }
 }
@@ -153,6 +195,9 @@ pub async fn reload(vault: &Vault) -> Reloaded {
             tracing::error!(error = %e, "policy reload failed; the previous policies stay in force")
         }
     }
+    if let Err(e) = vault.reload_playbooks(&crate::actor::Actor::system()).await {
+        tracing::error!(error = %e, "playbook reload not recorded");
+    }
     let keyring = match crate::crypto::RootKey::load_file(&vault.config.root_key_path()) {
         Ok(root) => vault.refresh_keyring(&root).await.map_err(|e| {
             tracing::error!(error = %e, "keyring refresh failed");
@@ -185,7 +230,11 @@ pub async fn start_with(vault: Arc<Vault>) -> anyhow::Result<Running> {
     let mut background = vec![
         tokio::spawn(sweep_expired(Arc::clone(&vault))),
         tokio::spawn(heartbeats(Arc::clone(&vault))),
+        tokio::spawn(early_warning(Arc::clone(&vault))),
     ];
+    if vault.config.watch.enabled {
+        background.push(tokio::spawn(publication_watch(Arc::clone(&vault))));
+    }
     let taken = vault
         .security_events
         .lock()

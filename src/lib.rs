@@ -24,6 +24,10 @@
 //!   `vault.accounts()`), [`checkout`] (checkouts, approvals, tokens: `vault.checkouts()`),
 //!   [`publishing`] (the proxy gate and hand-outs: `vault.publishing()`) and audit review
 //!   (`vault.audit_review()`).
+//! - [`incidents`] runs playbooks on an account (freeze, revoke, cancel platform tokens, mark the
+//!   credential compromised, seal a checkpoint, capture evidence, notify), with a two-person close
+//!   and a report; its `watch` compares what is live on each account with the evidence records and
+//!   evaluates the early-warning rules. [`notify`] delivers alerts with retries and dead letters.
 //! - [`http`] is the axum surface: `/api/v1`, problem+json errors from one mapping, TLS serving.
 //!   A handler parses, calls one service method, renders.
 //! - [`vault::Vault`] holds the parts (private to the crate) and hands out the services;
@@ -51,6 +55,7 @@ pub mod crypto;
 pub mod error;
 pub mod http;
 pub mod identity;
+pub mod incidents;
 pub mod notify;
 pub mod platforms;
 pub mod policy;

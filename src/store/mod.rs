@@ -11,6 +11,7 @@ pub mod audit;
 pub mod checkouts;
 pub mod clients;
 pub mod files;
+pub mod incidents;
 pub mod keyring;
 pub mod posts;
 pub mod types;
