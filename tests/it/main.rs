@@ -5,6 +5,7 @@ mod api_contract;
 mod audit;
 mod checkout;
 mod common;
+mod console;
 // The fake platforms and the `demo` subcommand exist only with the `demo` feature (on by default).
 #[cfg(feature = "demo")]
 mod platform;
