@@ -548,6 +548,16 @@ async fn logout_ends_the_session_and_pages_send_you_to_login() {
     // The old cookie no longer works.
     b.cookies.insert("__Host-mv_session".into(), token);
     assert_eq!(b.get("/console").await.status, 303);
+
+    // The idle timeout is shown on every page and enforced by the sessions service.
+    b.login(&w.app, &w.app.admin.clone()).await;
+    let home = b.get("/console").await;
+    assert!(home.body.contains("data-idle=\"1800\""), "{}", home.body);
+    assert!(home.body.contains("id=\"idle-left\""));
+    w.app.clock.advance(Duration::from_secs(31 * 60));
+    let p = b.get("/console/admin/accounts").await;
+    assert_eq!(p.status, 303);
+    assert!(p.location().starts_with("/console/login"));
     let _ = (&w.bob, &w.client_key);
 }
 

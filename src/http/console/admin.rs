@@ -380,7 +380,7 @@ pub async fn create_user(
         section.card.once #enrolment {
             p.notice { (l.t("用户已创建。", "The user was created.")) " " b { (e.user.username) } }
             p { (l.t(
-                "请让该用户现在用验证器应用（如 FreeOTP、Google Authenticator、微信小程序“腾讯身份验证器”）扫描下方二维码。此二维码只显示这一次，离开本页后无法再次查看。",
+                "请让该用户现在用手机上的验证器应用（支持 TOTP 的任一应用）扫描下方二维码。此二维码只显示这一次，离开本页后无法再次查看。",
                 "Have the user scan this code now with an authenticator app. It is shown only this once; it cannot be shown again after you leave this page."
             )) }
             div.qr { (qr) }
