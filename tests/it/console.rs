@@ -267,6 +267,27 @@ async fn every_console_response_carries_the_security_headers() {
     assert_console_headers("rotate with a wrong code", &p);
     assert_eq!(p.status, 401);
     assert!(p.body.contains("动态验证码不正确"), "{}", p.body);
+    // Bad paths and filters are pages too.
+    let p = b.get("/console/audit/entry/abc").await;
+    assert_eq!(p.status, 404);
+    assert!(p.body.contains("未找到"));
+    let p = b.get("/console/audit?since=yesterday").await;
+    assert_eq!(p.status, 400);
+    assert!(
+        p.body.contains("输入有误") && p.body.contains("since must be an RFC 3339 time"),
+        "{}",
+        p.body
+    );
+    // Page views are audited through the same middleware as the API, under the service's action.
+    let views = audit_entries(&w.app, &w.admin_s, "action=user.list&actor=admin").await;
+    assert!(
+        views
+            .iter()
+            .any(|e| e["http"]["path"] == "/console/admin/users"
+                && e["outcome"] == "success"
+                && e["http"]["status"] == 200),
+        "{views:?}"
+    );
     let statuses: HashMap<_, _> = seen.into_iter().collect();
     assert_eq!(statuses["/console/login"], 200);
     assert_eq!(statuses["/console/nothing-here"], 404);

@@ -1,6 +1,7 @@
 //! The auditor's pages: the log with filters and paging, one entry in full, the chain's
 //! verification status, exports, and charts of activity and failures (24 hours, 30 days).
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -71,11 +72,18 @@ impl Filters {
     }
 }
 
+/// Filters that do not parse (a stray `%`) are a page that says so, like any other bad input.
+fn filters(me: &Me, q: Result<Query<Filters>, QueryRejection>) -> Result<Filters, Fail> {
+    q.map(|Query(f)| f)
+        .map_err(|_| me.fail(Error::invalid("query", "the filters could not be read")))
+}
+
 pub async fn page_view(
     State(s): State<AppState>,
     me: Me,
-    Query(f): Query<Filters>,
+    q: Result<Query<Filters>, QueryRejection>,
 ) -> Result<Response, Fail> {
+    let f = filters(&me, q)?;
     let l = me.lang;
     let review = s.vault.audit_review();
     let report = review.verify(&me.actor).await.or_fail(&me)?;
@@ -87,7 +95,15 @@ pub async fn page_view(
         .activity(&me.actor, 86_400_000, 30)
         .await
         .or_fail(&me)?;
-    let result = review.query(&me.actor, &f.params()).await.or_fail(&me)?;
+    // Without filters or a page, open on the latest entries: that is what a reviewer looks for.
+    let mut params = f.params();
+    let unfiltered = f.query().is_empty() && params.after_seq.is_none();
+    if unfiltered {
+        let size: i64 = PAGE_SIZE.parse().unwrap_or(50);
+        params.after_seq = Some((report.head_seq - size).max(0).to_string());
+    }
+    let paged = params.after_seq.as_deref().is_some_and(|a| a != "0");
+    let result = review.query(&me.actor, &params).await.or_fail(&me)?;
     let q = f.query();
     let hour = |_: usize, a: &crate::audit::review::Activity| {
         crate::audit::rfc3339_ms(a.start_ms)
@@ -160,7 +176,7 @@ pub async fn page_view(
         }
         @if result.entries.is_empty() { p { (l.t("没有符合条件的记录。", "No entry matches.")) } }
         p.paging {
-            @if f.after_seq.is_some() { a.button.secondary href=(format!("/console/audit?{q}")) { (l.t("回到第一页", "First page")) } " " }
+            @if paged { a.button.secondary href=(format!("/console/audit?{q}&after_seq=0")) { (l.t("最早的记录", "Oldest entries")) } " " }
             @if let Some(next) = result.next_after_seq {
                 a.button #next-page href=(format!("/console/audit?{q}&after_seq={next}")) { (l.t("下一页", "Next page")) }
             }
@@ -174,8 +190,11 @@ pub async fn page_view(
 pub async fn entry(
     State(s): State<AppState>,
     me: Me,
-    Path(seq): Path<i64>,
+    seq: Result<Path<i64>, PathRejection>,
 ) -> Result<Response, Fail> {
+    let Ok(Path(seq)) = seq else {
+        return Err(me.fail(Error::NotFound("audit entry".into())));
+    };
     let l = me.lang;
     let p = QueryParams {
         after_seq: Some((seq - 1).max(0).to_string()),
@@ -225,8 +244,9 @@ pub async fn entry(
 pub async fn export(
     State(s): State<AppState>,
     me: Me,
-    Query(f): Query<Filters>,
+    q: Result<Query<Filters>, QueryRejection>,
 ) -> Result<Response, Fail> {
+    let f = filters(&me, q)?;
     let p = QueryParams {
         since: blank(&f.since),
         until: blank(&f.until),
