@@ -550,7 +550,11 @@ pub async fn policies(State(s): State<AppState>, me: Me) -> Result<Response, Fai
                         }
                     }
                     li { (l.t("允许时段：", "Allowed hours: ")) (p.hours_text().unwrap_or_else(|| l.t("任何时间", "any time").to_owned())) }
-                    li { (l.t("允许的来源网络：", "Allowed networks: ")) (p.networks().join(", ")) }
+                    @let nets = p.networks();
+                    li { (l.t("允许的来源网络：", "Allowed networks: "))
+                        @if nets.iter().any(|n| n == "0.0.0.0/0") && nets.iter().any(|n| n == "::/0") { (l.t("任何地址", "any address")) }
+                        @else if nets.is_empty() { (l.t("无（不能签出）", "none (no checkout possible)")) }
+                        @else { (nets.join(", ")) } }
                     li { (l.t("令牌有效期：默认 ", "Token lifetime: default ")) (p.default_ttl().as_secs() / 60) (l.t(" 分钟，最长 ", " min, at most ")) (p.max_ttl().as_secs() / 60) (l.t(" 分钟", " min")) }
                     li { @if p.exclusive() { (l.t("同一时间只允许一个签出", "one checkout at a time")) } @else { (l.t("允许多个签出同时进行", "several checkouts may run at once")) } }
                     li { (l.t("允许的平台接口：", "Allowed platform calls: ")) code { (p.allowed_calls().join(" · ")) } }
