@@ -57,6 +57,7 @@ async fn security_events(
                 ev.detail
             ),
             checkout_id: None,
+            incident_id: None,
         });
     }
 }
@@ -152,6 +153,9 @@ pub async fn reload(vault: &Vault) -> Reloaded {
         Err(e) => {
             tracing::error!(error = %e, "policy reload failed; the previous policies stay in force")
         }
+    }
+    if let Err(e) = vault.reload_playbooks(&crate::actor::Actor::system()).await {
+        tracing::error!(error = %e, "playbook reload not recorded");
     }
     let keyring = match crate::crypto::RootKey::load_file(&vault.config.root_key_path()) {
         Ok(root) => vault.refresh_keyring(&root).await.map_err(|e| {

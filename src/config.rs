@@ -28,6 +28,130 @@ pub struct Config {
     pub audit: AuditConfig,
     #[serde(rename = "notify")]
     pub notify: Vec<NotifyChannel>,
+    /// Incident playbooks; `<policies_dir>/playbooks` when not set.
+    pub playbooks_dir: Option<PathBuf>,
+    pub watch: WatchConfig,
+    pub early_warning: EarlyWarningConfig,
+}
+
+/// The publication watch: what is live on each account, compared with what the vault published.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WatchConfig {
+    pub enabled: bool,
+    pub interval_seconds: u64,
+    /// How many of the newest posts per account each round lists.
+    pub page_size: u32,
+}
+
+/// Early-warning rules: each raises an alert (audited, notified); one with `open_playbook` also
+/// opens an incident from that playbook on the account concerned.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EarlyWarningConfig {
+    /// How often the counting rules (TOTP failures, reveals, hand-outs) are evaluated.
+    pub interval_seconds: u64,
+    pub rules: Vec<WarningRule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WarningRule {
+    pub name: String,
+    pub kind: RuleKind,
+    /// How many occurrences within the window raise the alert (1 for single events).
+    #[serde(default = "one")]
+    pub threshold: u32,
+    #[serde(default = "fifteen")]
+    pub window_minutes: u32,
+    /// Open an incident from this playbook on the account (needs an account: not for rules that
+    /// count across users).
+    #[serde(default)]
+    pub open_playbook: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn fifteen() -> u32 {
+    15
+}
+
+/// What a rule watches.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    /// Failed TOTP codes of one user (login, checkout, step-up).
+    TotpFailuresUser,
+    /// Failed TOTP codes across all users.
+    TotpFailuresAny,
+    /// Checkouts refused by policy (outside allowed hours, from a network not allowed), per account.
+    CheckoutRefused,
+    /// The WeChat leak canary tripped.
+    CanaryTripped,
+    /// The vault's platform token was cancelled by someone else.
+    TokenCancelled,
+    /// A credential heartbeat failed.
+    HeartbeatFailed,
+    /// Credential reveals per account.
+    Reveals,
+    /// Platform-token hand-outs per account.
+    Handouts,
+    /// A post is live on the account that the vault did not publish.
+    UnknownPost,
+}
+
+impl RuleKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleKind::TotpFailuresUser => "totp_failures_user",
+            RuleKind::TotpFailuresAny => "totp_failures_any",
+            RuleKind::CheckoutRefused => "checkout_refused",
+            RuleKind::CanaryTripped => "canary_tripped",
+            RuleKind::TokenCancelled => "token_cancelled",
+            RuleKind::HeartbeatFailed => "heartbeat_failed",
+            RuleKind::Reveals => "reveals",
+            RuleKind::Handouts => "handouts",
+            RuleKind::UnknownPost => "unknown_post",
+        }
+    }
+}
+
+impl Default for WatchConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_seconds: 300,
+            page_size: 20,
+        }
+    }
+}
+
+impl Default for EarlyWarningConfig {
+    fn default() -> Self {
+        let rule = |name: &str, kind, threshold, window_minutes| WarningRule {
+            name: name.into(),
+            kind,
+            threshold,
+            window_minutes,
+            open_playbook: None,
+        };
+        Self {
+            interval_seconds: 60,
+            rules: vec![
+                rule("totp-failures-user", RuleKind::TotpFailuresUser, 3, 15),
+                rule("totp-failures-any", RuleKind::TotpFailuresAny, 10, 15),
+                rule("checkout-refused", RuleKind::CheckoutRefused, 3, 60),
+                rule("canary", RuleKind::CanaryTripped, 1, 15),
+                rule("token-cancelled", RuleKind::TokenCancelled, 1, 15),
+                rule("heartbeat", RuleKind::HeartbeatFailed, 1, 15),
+                rule("reveals", RuleKind::Reveals, 5, 60),
+                rule("handouts", RuleKind::Handouts, 20, 60),
+                rule("unknown-post", RuleKind::UnknownPost, 1, 15),
+            ],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,7 +236,47 @@ pub struct AuditConfig {
 pub struct NotifyChannel {
     pub name: String,
     pub kind: NotifyKind,
+    /// A robot URL carries its key; it is never logged or audited (the channel name is).
     pub url: String,
+    /// DingTalk signed mode: the robot's `SEC…` secret; the vault adds `timestamp` and `sign`.
+    #[serde(default)]
+    pub secret: Option<crate::crypto::SecretString>,
+    /// Delivery attempts before the notice becomes an audited dead letter.
+    #[serde(default = "default_attempts")]
+    pub attempts: u32,
+    /// Per attempt.
+    #[serde(default = "default_notify_timeout")]
+    pub timeout_seconds: u64,
+    /// Wait before the second attempt; doubles after each failure.
+    #[serde(default = "default_backoff")]
+    pub backoff_ms: u64,
+}
+
+impl NotifyChannel {
+    /// A channel with the default delivery settings (4 attempts, 10 s each, 1 s backoff).
+    pub fn new(name: &str, kind: NotifyKind, url: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind,
+            url: url.to_owned(),
+            secret: None,
+            attempts: default_attempts(),
+            timeout_seconds: default_notify_timeout(),
+            backoff_ms: default_backoff(),
+        }
+    }
+}
+
+fn default_attempts() -> u32 {
+    4
+}
+
+fn default_notify_timeout() -> u64 {
+    10
+}
+
+fn default_backoff() -> u64 {
+    1000
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -139,6 +303,9 @@ impl Default for Config {
             log: LogConfig::default(),
             audit: AuditConfig::default(),
             notify: Vec::new(),
+            playbooks_dir: None,
+            watch: WatchConfig::default(),
+            early_warning: EarlyWarningConfig::default(),
         }
     }
 }
@@ -334,6 +501,41 @@ impl Config {
             if !(ch.url.starts_with("https://") || ch.url.starts_with("http://")) {
                 return fail(format!("notify channel {:?}: url must be http(s)", ch.name));
             }
+            if ch.attempts == 0 || ch.timeout_seconds == 0 {
+                return fail(format!(
+                    "notify channel {:?}: attempts and timeout_seconds must be at least 1",
+                    ch.name
+                ));
+            }
+            if ch.secret.is_some() && ch.kind != NotifyKind::Dingtalk {
+                return fail(format!(
+                    "notify channel {:?}: secret is for DingTalk's signed mode only",
+                    ch.name
+                ));
+            }
+        }
+        if self.watch.interval_seconds == 0 || self.early_warning.interval_seconds == 0 {
+            return fail(
+                "watch.interval_seconds and early_warning.interval_seconds must be at least 1"
+                    .into(),
+            );
+        }
+        if !(1..=100).contains(&self.watch.page_size) {
+            return fail("watch.page_size must be 1-100".into());
+        }
+        for r in &self.early_warning.rules {
+            if r.threshold == 0 || r.window_minutes == 0 {
+                return fail(format!(
+                    "early_warning rule {:?}: threshold and window_minutes must be at least 1",
+                    r.name
+                ));
+            }
+            if r.open_playbook.is_some() && r.kind == RuleKind::TotpFailuresAny {
+                return fail(format!(
+                    "early_warning rule {:?}: totp_failures_any concerns no account, so it cannot open a playbook",
+                    r.name
+                ));
+            }
         }
         if !matches!(
             self.log.level.as_str(),
@@ -351,6 +553,12 @@ impl Config {
         self.root_key_file
             .clone()
             .unwrap_or_else(|| self.data_dir.join("root.key"))
+    }
+
+    pub fn playbooks_path(&self) -> PathBuf {
+        self.playbooks_dir
+            .clone()
+            .unwrap_or_else(|| self.policies_dir.join("playbooks"))
     }
 
     pub fn database_path(&self) -> PathBuf {

@@ -72,6 +72,15 @@ pub enum Conflict {
     NotActive,
     /// An exclusive account is checked out by someone else.
     AccountCheckedOut,
+    /// The incident is closed; nothing more can be done in it.
+    IncidentClosed,
+    /// This person already signed the incident's close; a second, different person must.
+    AlreadySigned,
+    /// The step is not waiting to be completed (done, failed, skipped, or automatic).
+    StepNotPending,
+    /// An incident marked the account's credential compromised: rotate it before unfreezing, and
+    /// do not roll back to a compromised version.
+    CredentialCompromised,
 }
 
 impl Conflict {
@@ -82,6 +91,10 @@ impl Conflict {
             Conflict::NotPending => "not_pending",
             Conflict::NotActive => "not_active",
             Conflict::AccountCheckedOut => "account_checked_out",
+            Conflict::IncidentClosed => "incident_closed",
+            Conflict::AlreadySigned => "already_signed",
+            Conflict::StepNotPending => "step_not_pending",
+            Conflict::CredentialCompromised => "credential_compromised",
         }
     }
 }

@@ -42,6 +42,7 @@ pub mod crypto;
 pub mod error;
 pub mod http;
 pub mod identity;
+pub mod incidents;
 pub mod notify;
 pub mod platforms;
 pub mod policy;

@@ -290,6 +290,21 @@ impl Accounts<'_> {
                 format!("version {version} is already current"),
             ));
         }
+        if self
+            .v
+            .store
+            .credential_compromised_up_to(&row.id)
+            .await?
+            .is_some_and(|bad| version <= bad)
+        {
+            return Err(Error::conflict(
+                Conflict::CredentialCompromised,
+                format!(
+                    "version {version} of account {} was marked compromised by an incident",
+                    row.id
+                ),
+            ));
+        }
         let sealed = self
             .v
             .store
@@ -380,6 +395,14 @@ impl Accounts<'_> {
                 Box::pin(async move {
                     if let Some(p) = proof {
                         p.spend(tx).await?;
+                    }
+                    if !frozen && tx.credential_is_compromised(&id).await? {
+                        return Err(Error::conflict(
+                            Conflict::CredentialCompromised,
+                            format!(
+                                "an incident marked the credential of account {id} compromised; rotate it before unfreezing"
+                            ),
+                        ));
                     }
                     tx.account_set_status(&id, status, &reason).await?;
                     let revoked = if frozen {

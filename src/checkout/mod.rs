@@ -726,6 +726,7 @@ impl Checkouts<'_> {
                 by.map(|b| format!(", by {b}")).unwrap_or_default()
             ),
             checkout_id: Some(row.id.clone()),
+            incident_id: None,
         });
     }
 }

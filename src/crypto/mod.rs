@@ -64,3 +64,13 @@ pub fn hmac_parts(key: &ring::hmac::Key, parts: &[&[u8]]) -> [u8; 32] {
     out.copy_from_slice(tag.as_ref());
     out
 }
+
+/// Plain HMAC-SHA256 of one message under a raw key, for protocols that define it so (DingTalk's
+/// robot signature); the vault's own MACs use [`hmac_parts`].
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let tag = ring::hmac::sign(&key, msg);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(tag.as_ref());
+    out
+}

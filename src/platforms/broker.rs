@@ -114,6 +114,22 @@ pub struct Broker {
     events: UnboundedSender<SecurityEvent>,
     canary_interval: Duration,
     slots: Mutex<HashMap<String, Arc<Slot>>>,
+    /// When the broker last force-refreshed each account's stable token (by [`Clock`]); WeChat
+    /// allows one `force_refresh` per 30 seconds, and one already cancelled every older token.
+    forced_at: Mutex<HashMap<String, i64>>,
+}
+
+/// WeChat refuses a second `force_refresh` of the stable token within this many seconds.
+pub const FORCE_REFRESH_SPACING_SECS: i64 = 30;
+
+/// What [`Broker::cancel_outstanding`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cancelled {
+    /// A `force_refresh` stable token was fetched (false: one was fetched less than 30 s ago,
+    /// which already cancelled every older stable token).
+    pub stable_forced: bool,
+    /// A classic token was fetched (it becomes the canary, so the canary does not trip on it).
+    pub classic_fetched: bool,
 }
 
 /// Per-account state. The async mutexes are held across platform round trips on purpose: that is
@@ -234,6 +250,7 @@ impl Broker {
             events,
             canary_interval: Duration::from_secs(config.canary_interval_seconds.max(1)),
             slots: Mutex::new(HashMap::new()),
+            forced_at: Mutex::new(HashMap::new()),
         })
     }
 
@@ -453,6 +470,46 @@ impl Broker {
         let issued = self.wechat.stable_token(app_id, secret, true).await?;
         *cached = Some(Cached::new(issued, app_id, secret, self.clock.unix(), None));
         Ok(())
+    }
+
+    /// Cancels any WeChat access token someone else may hold (incident playbooks): one
+    /// `stable_token` with `force_refresh` (skipped if the broker forced one less than 30 s ago,
+    /// WeChat's limit; that one already cancelled every older stable token) and one classic
+    /// `cgi-bin/token` fetch, which ends the previous classic token (after WeChat's overlap) and
+    /// becomes the account's canary. Both new tokens stay in the broker.
+    pub async fn cancel_outstanding(
+        &self,
+        account: &str,
+        cred: &Credential,
+    ) -> Result<Cancelled, PlatformError> {
+        let (app_id, secret) = wechat_credential(cred)?;
+        let slot = self.slot(account);
+        let mut out = Cancelled::default();
+        {
+            let mut cached = slot.stable.lock().await;
+            let now = self.clock.unix();
+            let recent = self
+                .forced_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(account)
+                .is_some_and(|t| now - t < FORCE_REFRESH_SPACING_SECS);
+            if !recent {
+                let issued = self.wechat.stable_token(app_id, secret, true).await?;
+                let now = self.clock.unix();
+                self.forced_at
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(account.to_owned(), now);
+                *cached = Some(Cached::new(issued, app_id, secret, now, None));
+                out.stable_forced = true;
+            }
+        }
+        let mut canary = slot.canary.lock().await;
+        let issued = self.wechat.classic_token(app_id, secret).await?;
+        *canary = Some(Cached::new(issued, app_id, secret, self.clock.unix(), None));
+        out.classic_fetched = true;
+        Ok(out)
     }
 
     /// One leak check of one WeChat account: the canary classic token (fetched when absent, near

@@ -10,7 +10,7 @@ mod access;
 mod playbooks;
 
 pub use access::{AccountPolicy, Denial, LevelRule, PolicySet, Subject};
-pub use playbooks::{AutoAction, Playbook, PlaybookSet, Step, StepKind};
+pub use playbooks::{AutoAction, ConfirmedAction, Playbook, PlaybookSet, Step, StepKind};
 
 use std::fmt;
 use std::ops::Range;

@@ -48,6 +48,49 @@ impl PlaybookSet {
         Ok(set)
     }
 
+    /// Like [`Self::load_dir`], but a broken file (or a duplicate id) does not keep the others
+    /// out: the good playbooks load and every problem is returned, named with its file and line.
+    /// This is what the server uses, so one typo cannot disable every emergency plan.
+    pub fn load_dir_lenient(dir: &Path) -> (PlaybookSet, Vec<PolicyError>) {
+        let mut set = PlaybookSet::empty();
+        let mut problems = Vec::new();
+        let files = match toml_files(dir) {
+            Ok(f) => f,
+            Err(e) => return (set, vec![e]),
+        };
+        let mut sources: BTreeMap<String, PathBuf> = BTreeMap::new();
+        for file in files {
+            let text = match read_text(&file) {
+                Ok(t) => t,
+                Err(e) => {
+                    problems.push(e);
+                    continue;
+                }
+            };
+            match Playbook::parse(&file, &text) {
+                Ok((playbook, id_span)) => {
+                    if let Some(first) = sources.get(&playbook.id) {
+                        problems.push(PolicyError::at(
+                            &file,
+                            &text,
+                            Some(id_span),
+                            format!(
+                                "playbook id `{}` is already used by {}",
+                                playbook.id,
+                                first.display()
+                            ),
+                        ));
+                        continue;
+                    }
+                    sources.insert(playbook.id.clone(), file.clone());
+                    set.playbooks.insert(playbook.id.clone(), playbook);
+                }
+                Err(e) => problems.push(e),
+            }
+        }
+        (set, problems)
+    }
+
     pub fn empty() -> Self {
         PlaybookSet::default()
     }
@@ -90,6 +133,9 @@ pub struct Step {
     pub owner_role: Option<Role>,
     /// For manual steps: minutes after the incident opens by which it should be done.
     pub due_minutes: Option<u32>,
+    /// For manual steps: what the vault does once the owner confirms the step with their TOTP
+    /// code (e.g. delete the captured posts). Such a step cannot be ticked off with a note alone.
+    pub confirm: Option<ConfirmedAction>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -111,6 +157,63 @@ pub enum AutoAction {
     RefreshPlatformToken,
     /// Send the incident to the configured notification channels.
     Notify,
+    /// Mark the account's current credential compromised: the account cannot be unfrozen until a
+    /// rotation made after the incident opened is current.
+    MarkCompromised,
+    /// Seal a signed audit checkpoint of the chain head into the incident.
+    SealCheckpoint,
+    /// Fetch the post named when the incident opened and keep it as evidence (content, digest,
+    /// platform id).
+    CaptureEvidence,
+}
+
+impl AutoAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutoAction::FreezeAccount => "freeze_account",
+            AutoAction::RevokeTokens => "revoke_tokens",
+            AutoAction::RefreshPlatformToken => "refresh_platform_token",
+            AutoAction::Notify => "notify",
+            AutoAction::MarkCompromised => "mark_compromised",
+            AutoAction::SealCheckpoint => "seal_checkpoint",
+            AutoAction::CaptureEvidence => "capture_evidence",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            AutoAction::FreezeAccount,
+            AutoAction::RevokeTokens,
+            AutoAction::RefreshPlatformToken,
+            AutoAction::Notify,
+            AutoAction::MarkCompromised,
+            AutoAction::SealCheckpoint,
+            AutoAction::CaptureEvidence,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
+    }
+}
+
+/// What a manual step does when its owner confirms it with TOTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmedAction {
+    /// Delete every post captured as evidence from the platform (WeChat `freepublish/delete`,
+    /// Weibo `statuses/destroy`). The evidence stays.
+    DeletePost,
+}
+
+impl ConfirmedAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfirmedAction::DeletePost => "delete_post",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        (s == "delete_post").then_some(ConfirmedAction::DeletePost)
+    }
 }
 
 impl Playbook {
@@ -158,15 +261,16 @@ impl Playbook {
                         return Err(err(
                             span,
                             format!(
-                                "step {n} is automatic but has no action (one of freeze_account, revoke_tokens, refresh_platform_token, notify)"
+                                "step {n} is automatic but has no action (one of freeze_account, revoke_tokens, refresh_platform_token, notify, mark_compromised, seal_checkpoint, capture_evidence)"
                             ),
                         ));
                     }
-                    if step.owner_role.is_some() || due_minutes.is_some() {
+                    if step.owner_role.is_some() || due_minutes.is_some() || step.confirm.is_some()
+                    {
                         return Err(err(
                             span,
                             format!(
-                                "step {n} is automatic and runs at once; owner_role and due_minutes belong to manual steps"
+                                "step {n} is automatic and runs at once; owner_role, due_minutes and confirm belong to manual steps"
                             ),
                         ));
                     }
@@ -203,6 +307,7 @@ impl Playbook {
                 title,
                 owner_role: step.owner_role,
                 due_minutes,
+                confirm: step.confirm,
             });
         }
 
@@ -244,6 +349,7 @@ struct RawStep {
     title: Spanned<String>,
     owner_role: Option<Role>,
     due_minutes: Option<Spanned<u32>>,
+    confirm: Option<ConfirmedAction>,
 }
 
 #[cfg(test)]
@@ -332,18 +438,74 @@ due_minutes = 30
     fn shipped_playbooks_load() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/playbooks");
         let set = PlaybookSet::load_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
-        let compromised = set.get("account-compromised").unwrap();
+        let compromised = set.get("wechat-account-compromised").unwrap();
         let actions: Vec<_> = compromised.steps.iter().filter_map(|s| s.action).collect();
         assert_eq!(
             actions,
             vec![
                 AutoAction::FreezeAccount,
                 AutoAction::RevokeTokens,
+                AutoAction::MarkCompromised,
                 AutoAction::RefreshPlatformToken,
+                AutoAction::SealCheckpoint,
                 AutoAction::Notify
             ]
         );
-        assert!(set.get("harmful-content").is_some());
-        assert_eq!(set.iter().count(), set.len());
+        for id in [
+            "weibo-account-compromised",
+            "appsecret-leaked",
+            "credential-rejected",
+            "harmful-content",
+        ] {
+            assert!(set.get(id).is_some(), "{id}");
+        }
+        let harmful = set.get("harmful-content").unwrap();
+        assert!(
+            harmful
+                .steps
+                .iter()
+                .any(|s| s.confirm == Some(ConfirmedAction::DeletePost))
+        );
+        assert_eq!(set.len(), 5);
+        // Every title is bilingual.
+        for p in set.iter() {
+            for s in &p.steps {
+                assert!(s.title.contains("/ "), "{}: {}", p.id, s.title);
+            }
+        }
+    }
+
+    #[test]
+    fn a_broken_playbook_does_not_keep_the_others_out() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.toml"), GOOD).unwrap();
+        std::fs::write(
+            dir.path().join("b.toml"),
+            GOOD.replace("account-compromised", "other")
+                .replace("due_minutes = 30", "due_minutes = 0"),
+        )
+        .unwrap();
+        let (set, problems) = PlaybookSet::load_dir_lenient(dir.path());
+        assert_eq!(set.len(), 1);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].file, dir.path().join("b.toml"));
+        assert_eq!(problems[0].line, Some(15));
+    }
+
+    #[test]
+    fn confirm_belongs_to_manual_steps() {
+        let bad = GOOD.replace(
+            "title = \"冻结账号\"",
+            "title = \"冻结账号\"\nconfirm = \"delete_post\"",
+        );
+        assert!(parse(&bad).is_err());
+        let good = GOOD.replace(
+            "due_minutes = 30",
+            "due_minutes = 30\nconfirm = \"delete_post\"",
+        );
+        assert_eq!(
+            parse(&good).unwrap().steps[1].confirm,
+            Some(ConfirmedAction::DeletePost)
+        );
     }
 }

@@ -90,6 +90,25 @@ fn platform_error(e: PlatformError) -> Error {
     }
 }
 
+/// The ids a platform answered for a new post (WeChat `publish_id`/`msg_data_id`/`article_id`,
+/// Weibo `idstr`), as a JSON object; none for other answers.
+fn platform_ids(body: &[u8]) -> Option<Value> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let mut ids = serde_json::Map::new();
+    for key in ["publish_id", "msg_data_id", "article_id", "idstr"] {
+        match v.get(key) {
+            Some(Value::String(s)) => {
+                ids.insert(key.to_owned(), Value::String(s.clone()));
+            }
+            Some(Value::Number(n)) => {
+                ids.insert(key.to_owned(), Value::String(n.to_string()));
+            }
+            _ => {}
+        }
+    }
+    (!ids.is_empty()).then_some(Value::Object(ids))
+}
+
 /// The publishing service; `vault.publishing()`.
 pub struct Publishing<'v> {
     v: &'v Vault,
@@ -183,6 +202,10 @@ impl Publishing<'_> {
             return Err(platform_error(e));
         }
         actor.detail("platform_status", answer.status);
+        if let Some(ids) = platform_ids(&answer.body) {
+            // What the publication watch matches live posts against (until evidence records).
+            actor.detail("platform_ids", ids);
+        }
         Ok(ProxyAnswer {
             status: answer.status,
             content_type: answer.content_type,

@@ -10,6 +10,7 @@ pub mod accounts;
 pub mod audit;
 pub mod checkouts;
 pub mod clients;
+pub mod incidents;
 pub mod keyring;
 pub mod types;
 pub mod users;

@@ -97,3 +97,37 @@ pub enum Level {
     General,
     Major,
 }
+
+/// Whether an incident is still being handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStatus {
+    Open,
+    /// Two different people signed the close.
+    Closed,
+}
+
+/// Where one step of an incident stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    Done,
+    /// An automated step that could not be carried out (the reason is in its note).
+    Failed,
+    /// An automated step that does not apply to this account (e.g. a WeChat action on Weibo).
+    Skipped,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Done => "done",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+        }
+    }
+}

@@ -37,6 +37,7 @@ pub struct Vault {
         Option<tokio::sync::mpsc::UnboundedReceiver<crate::platforms::SecurityEvent>>,
     >,
     policies: RwLock<Arc<PolicySet>>,
+    playbooks: RwLock<Arc<crate::policy::PlaybookSet>>,
 }
 
 /// What `/readyz` reports.
@@ -125,13 +126,15 @@ impl Vault {
         keys: Keyring,
         policies: PolicySet,
     ) -> Result<Self, OpenError> {
-        let notifier = crate::notify::Notifier::new(config.notify.clone());
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         let broker = Arc::new(
             crate::platforms::Broker::new(&config.platforms, clock.clone(), events_tx)
                 .map_err(|e| OpenError::Other(format!("platform client: {e}")))?,
         );
         let audit = AuditWriter::start(store.clone(), keys.mac().audit.clone(), clock.clone());
+        let notifier =
+            crate::notify::Notifier::new(config.notify.clone(), audit.clone(), clock.clone());
+        let playbooks = load_playbooks(&config);
         Ok(Self {
             store,
             audit,
@@ -143,6 +146,7 @@ impl Vault {
             broker,
             security_events: std::sync::Mutex::new(Some(events_rx)),
             policies: RwLock::new(Arc::new(policies)),
+            playbooks: RwLock::new(Arc::new(playbooks)),
         })
     }
 
@@ -219,6 +223,39 @@ impl Vault {
             .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
     }
 
+    /// Notifications still being delivered (attempts and backoff included).
+    pub fn notifications_in_flight(&self) -> usize {
+        self.notifier.in_flight()
+    }
+
+    /// The incident playbooks in force.
+    pub fn playbooks(&self) -> Arc<crate::policy::PlaybookSet> {
+        self.playbooks
+            .read()
+            .map(|p| Arc::clone(&p))
+            .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+
+    /// Loads the playbooks again: every good file is taken, each broken one is named (file and
+    /// line) in the log and in the audit entry, so one typo cannot disable the other plans.
+    pub async fn reload_playbooks(&self, actor: &Actor) -> Result<usize> {
+        let dir = self.config.playbooks_path();
+        let (fresh, problems) = crate::policy::PlaybookSet::load_dir_lenient(&dir);
+        let mut entry = actor.entry("playbooks.reload", &dir.display().to_string());
+        entry.detail.insert("playbooks".into(), fresh.len().into());
+        if !problems.is_empty() {
+            entry.outcome = Outcome::Error;
+            let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            entry.detail.insert("problems".into(), list.into());
+        }
+        self.audit.record(entry).await?;
+        let n = fresh.len();
+        if let Ok(mut p) = self.playbooks.write() {
+            *p = Arc::new(fresh);
+        }
+        Ok(n)
+    }
+
     /// Loads the policy dir again; on any error the old set stays in force. Either way the
     /// attempt and its result are audited (actor `system`); an unrecorded reload does not happen.
     pub async fn reload_policies(&self, actor: &Actor) -> Result<usize> {
@@ -254,6 +291,15 @@ impl Vault {
         }
         Ok(())
     }
+}
+
+/// The playbooks at start: the good ones load, each broken file is logged with its line.
+fn load_playbooks(config: &Config) -> crate::policy::PlaybookSet {
+    let (set, problems) = crate::policy::PlaybookSet::load_dir_lenient(&config.playbooks_path());
+    for p in problems {
+        tracing::error!(problem = %p, "playbook not loaded");
+    }
+    set
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), OpenError> {

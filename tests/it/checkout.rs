@@ -686,11 +686,11 @@ async fn approval_events_reach_the_webhook_channels() {
     let app = spawn_with(Options {
         policies: Some(vec![("wx.toml", policy("wx", ""))]),
         tweak: Some(Box::new(move |c| {
-            c.notify = vec![mediavault::config::NotifyChannel {
-                name: "robot".into(),
-                kind: mediavault::config::NotifyKind::Wecom,
-                url,
-            }];
+            c.notify = vec![mediavault::config::NotifyChannel::new(
+                "robot",
+                mediavault::config::NotifyKind::Wecom,
+                &url,
+            )];
         })),
         ..Default::default()
     })

@@ -6,6 +6,8 @@ mod audit;
 mod checkout;
 mod common;
 mod console;
+#[cfg(feature = "demo")]
+mod incidents;
 // The fake platforms and the `demo` subcommand exist only with the `demo` feature (on by default).
 #[cfg(feature = "demo")]
 mod platform;

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod checkouts;
 pub mod clients;
+pub mod incidents;
 pub mod ops;
 pub mod platform;
 pub mod users;
@@ -77,6 +78,15 @@ pub fn routes(limits: &RateLimitConfig) -> Router<AppState> {
         .route("/checkouts/{id}/approve", post(checkouts::approve))
         .route("/checkouts/{id}/deny", post(checkouts::deny))
         .route("/checkouts/{id}/checkin", post(checkouts::checkin))
+        .route("/playbooks", get(incidents::playbooks))
+        .route("/incidents", post(incidents::open).get(incidents::list))
+        .route("/incidents/{id}", get(incidents::get_one))
+        .route(
+            "/incidents/{id}/steps/{n}/complete",
+            post(incidents::complete_step),
+        )
+        .route("/incidents/{id}/close", post(incidents::close))
+        .route("/incidents/{id}/report", get(incidents::report))
         .route("/audit", get(audit::list))
         .route("/audit/verify", get(audit::verify))
         .route("/audit/export", get(audit::export))

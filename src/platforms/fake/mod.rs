@@ -13,6 +13,7 @@
 //! (as [`FakePlatforms::serve`] does). Without it the WeChat IP whitelist
 //! cannot be checked and is skipped rather than failing every token call.
 
+mod posts;
 mod wechat;
 mod weibo;
 
@@ -93,6 +94,7 @@ pub(crate) struct State {
     rng: SystemRandom,
     wechat: wechat::WechatState,
     weibo: weibo::WeiboState,
+    posts: posts::PostsState,
 }
 
 impl State {
@@ -275,6 +277,7 @@ impl FakePlatforms {
                 rng: SystemRandom::new(),
                 wechat: wechat::WechatState::default(),
                 weibo: weibo::WeiboState::default(),
+                posts: posts::PostsState::default(),
             })),
         }
     }
@@ -310,6 +313,7 @@ impl FakePlatforms {
             .route("/cgi-bin/media/uploadimg", platform!(wechat::upload_img))
             .route("/oauth2/get_token_info", platform!(weibo::get_token_info))
             .route("/2/statuses/share.json", platform!(weibo::share))
+            .merge(self.posts_routes())
             .route("/_fake/calls", get(ctl_calls).delete(ctl_clear_calls))
             .route("/_fake/wechat/apps", post(ctl_wechat_app))
             .route("/_fake/wechat/whitelist", post(ctl_whitelist))
@@ -386,6 +390,115 @@ impl FakePlatforms {
     pub fn token_fetches(&self, app_id: &str) -> usize {
         self.lock().wechat.token_fetches(app_id)
     }
+}
+
+/// Posts (issue 10): listing, fetch, delete, publish status, and outsider publishing.
+impl FakePlatforms {
+    fn posts_routes(&self) -> Router<FakePlatforms> {
+        macro_rules! platform {
+            ($f:path) => {
+                any(
+                    |AxState(fp): AxState<FakePlatforms>, req: Req| async move {
+                        fp.handle(&req, $f)
+                    },
+                )
+            };
+        }
+        Router::new()
+            .route(
+                "/cgi-bin/freepublish/batchget",
+                platform!(posts::wechat_batchget),
+            )
+            .route(
+                "/cgi-bin/freepublish/getarticle",
+                platform!(posts::wechat_getarticle),
+            )
+            .route(
+                "/cgi-bin/freepublish/get",
+                platform!(posts::wechat_publish_status),
+            )
+            .route(
+                "/cgi-bin/freepublish/delete",
+                platform!(posts::wechat_delete),
+            )
+            .route(
+                "/2/statuses/user_timeline.json",
+                platform!(posts::weibo_timeline),
+            )
+            .route("/2/statuses/show.json", platform!(posts::weibo_show))
+            .route("/2/statuses/destroy.json", platform!(posts::weibo_destroy))
+            .route("/_fake/wechat/outsider_post", post(ctl_outsider_wechat))
+            .route("/_fake/weibo/outsider_post", post(ctl_outsider_weibo))
+            .route(
+                "/_fake/wechat/pool_refreshes/{app_id}",
+                get(ctl_pool_refreshes),
+            )
+    }
+
+    /// Someone holding the AppSecret publishes an article directly on WeChat, not through the
+    /// vault (normal-mode `stable_token`, so no token of the vault's is cancelled). Returns the
+    /// article id, or `None` if the app or the secret is wrong.
+    pub fn outsider_publish_wechat(
+        &self,
+        app_id: &str,
+        app_secret: &str,
+        title: &str,
+        content: &str,
+    ) -> Option<String> {
+        posts::outsider_wechat(&mut self.lock(), app_id, app_secret, title, content)
+    }
+
+    /// Someone holding the account's Weibo access token posts a status directly.
+    pub fn outsider_publish_weibo(&self, access_token: &str, text: &str) -> Option<u64> {
+        posts::outsider_weibo(&mut self.lock(), access_token, text)
+    }
+
+    /// Per token pool: (stable tokens issued with `force_refresh`, classic tokens issued).
+    pub fn pool_refreshes(&self, app_id: &str) -> (usize, usize) {
+        self.lock().wechat.pool_refreshes(app_id)
+    }
+}
+
+#[derive(Deserialize)]
+struct OutsiderWechatBody {
+    app_id: String,
+    app_secret: String,
+    title: String,
+    content: String,
+}
+
+async fn ctl_outsider_wechat(
+    AxState(fp): AxState<FakePlatforms>,
+    axum::Json(b): axum::Json<OutsiderWechatBody>,
+) -> Response {
+    match fp.outsider_publish_wechat(&b.app_id, &b.app_secret, &b.title, &b.content) {
+        Some(id) => axum::Json(json!({ "article_id": id })).into_response(),
+        None => StatusCode::FORBIDDEN.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct OutsiderWeiboBody {
+    access_token: String,
+    text: String,
+}
+
+async fn ctl_outsider_weibo(
+    AxState(fp): AxState<FakePlatforms>,
+    axum::Json(b): axum::Json<OutsiderWeiboBody>,
+) -> Response {
+    match fp.outsider_publish_weibo(&b.access_token, &b.text) {
+        Some(id) => axum::Json(json!({ "id": id })).into_response(),
+        None => StatusCode::FORBIDDEN.into_response(),
+    }
+}
+
+async fn ctl_pool_refreshes(
+    AxState(fp): AxState<FakePlatforms>,
+    Path(app_id): Path<String>,
+) -> axum::Json<Value> {
+    let (stable_forced, classic) = fp.pool_refreshes(&app_id);
+    axum::Json(json!({ "app_id": app_id, "stable_forced": stable_forced, "classic": classic }))
 }
 
 /// Records every non-control request before routing it on.

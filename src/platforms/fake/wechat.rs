@@ -39,6 +39,9 @@ struct App {
     stable_current: Option<String>,
     media: HashSet<String>,
     fetches: usize,
+    /// Stable tokens issued with `force_refresh`, and classic tokens issued.
+    stable_forced: usize,
+    classic_issued: usize,
 }
 
 struct Token {
@@ -95,6 +98,8 @@ impl WechatState {
                 stable_current: None,
                 media: HashSet::new(),
                 fetches: 0,
+                stable_forced: 0,
+                classic_issued: 0,
             },
         );
     }
@@ -113,7 +118,24 @@ impl WechatState {
     pub(crate) fn token_fetches(&self, app_id: &str) -> usize {
         self.apps.get(app_id).map_or(0, |a| a.fetches)
     }
+
+    /// (stable tokens issued with `force_refresh`, classic tokens issued) for this app.
+    pub(crate) fn pool_refreshes(&self, app_id: &str) -> (usize, usize) {
+        self.apps
+            .get(app_id)
+            .map_or((0, 0), |a| (a.stable_forced, a.classic_issued))
+    }
 }
+
+/// Whether `secret` is the app's current AppSecret (for the outsider helpers).
+pub(crate) fn secret_matches(st: &State, app_id: &str, secret: &str) -> bool {
+    st.wechat
+        .apps
+        .get(app_id)
+        .is_some_and(|a| a.secret == secret)
+}
+
+impl WechatState {}
 
 fn message(code: i64) -> &'static str {
     match code {
@@ -132,6 +154,8 @@ fn message(code: i64) -> &'static str {
         44002 => "empty post data",
         45009 => "reach max api daily quota limit",
         45011 => "api minute-quota reach limit  mustslower  retry next minute",
+        40097 => "invalid args",
+        53600 => "Article ID invalid",
         47001 => "data format error",
         48001 => "api unauthorized",
         50002 => "user limited",
@@ -149,18 +173,18 @@ fn error_with(st: &State, code: i64, msg: &str) -> Reply {
     Reply::ok(json!({ "errcode": code, "errmsg": format!("{msg} rid: {}", rid(st)) }))
 }
 
-fn error(st: &State, code: i64) -> Reply {
+pub(crate) fn error(st: &State, code: i64) -> Reply {
     error_with(st, code, message(code))
 }
 
-fn injected(st: &mut State, req: &Req) -> Result<(), Reply> {
+pub(crate) fn injected(st: &mut State, req: &Req) -> Result<(), Reply> {
     match st.take_injection(&req.path) {
         Some(code) => Err(error(st, code)),
         None => Ok(()),
     }
 }
 
-fn require_post(st: &State, req: &Req) -> Result<(), Reply> {
+pub(crate) fn require_post(st: &State, req: &Req) -> Result<(), Reply> {
     if req.method == axum::http::Method::POST {
         Ok(())
     } else {
@@ -169,7 +193,7 @@ fn require_post(st: &State, req: &Req) -> Result<(), Reply> {
 }
 
 /// Resolves the `access_token` query parameter to the owning app.
-fn authorize(st: &State, req: &Req) -> Result<String, Reply> {
+pub(crate) fn authorize(st: &State, req: &Req) -> Result<String, Reply> {
     let Some(token) = req.query_param("access_token").filter(|t| !t.is_empty()) else {
         return Err(error(st, 41001));
     };
@@ -184,7 +208,7 @@ fn authorize(st: &State, req: &Req) -> Result<String, Reply> {
 }
 
 /// Parses a JSON object body, with WeChat's codes for empty and malformed.
-fn json_body(st: &State, req: &Req) -> Result<serde_json::Map<String, Value>, Reply> {
+pub(crate) fn json_body(st: &State, req: &Req) -> Result<serde_json::Map<String, Value>, Reply> {
     if req.body.iter().all(u8::is_ascii_whitespace) {
         return Err(error(st, 44002));
     }
@@ -290,6 +314,7 @@ fn classic(st: &mut State, req: &Req) -> Result<Reply, Reply> {
     }
     app.classic_current = Some(token.clone());
     app.fetches += 1;
+    app.classic_issued += 1;
     Ok(token_reply(&token, ttl_secs(st)))
 }
 
@@ -352,6 +377,9 @@ fn stable(st: &mut State, req: &Req) -> Result<Reply, Reply> {
     if let Some(app) = st.wechat.apps.get_mut(app_id) {
         app.stable_current = Some(token.clone());
         app.fetches += 1;
+        if force {
+            app.stable_forced += 1;
+        }
     }
     Ok(token_reply(&token, ttl_secs(st)))
 }
@@ -399,6 +427,7 @@ pub(crate) fn draft_add(st: &mut State, req: &Req) -> Reply {
         if let Some(app) = st.wechat.apps.get_mut(&app_id) {
             app.media.insert(media_id.clone());
         }
+        super::posts::remember_draft(st, &media_id, body.get("articles"));
         Ok(Reply::ok(json!({ "media_id": media_id })))
     };
     run(st).unwrap_or_else(|e| e)
@@ -425,6 +454,7 @@ pub(crate) fn freepublish_submit(st: &mut State, req: &Req) -> Reply {
         }
         st.wechat.publishes += 1;
         let n = st.wechat.publishes;
+        super::posts::wechat_published(st, &app_id, media_id, &(100_000_000 + n).to_string());
         Ok(Reply::ok(json!({
             "errcode": 0,
             "errmsg": "ok",

@@ -96,6 +96,7 @@ fn message(code: i64) -> &'static str {
         10024 => "User requests for this api out of rate limit!",
         20012 => "Text too long, please input text less than 140 characters!",
         20019 => "repeat content!",
+        20101 => "target weibo does not exist!",
         21301 => "auth faild!",
         21314 => "Token used",
         21315 => "Token expired",
@@ -112,21 +113,30 @@ fn status_for(code: i64) -> StatusCode {
     }
 }
 
-fn error(req: &Req, code: i64) -> Reply {
+pub(crate) fn error(req: &Req, code: i64) -> Reply {
     Reply::with_status(
         status_for(code),
         json!({ "request": req.path, "error_code": code, "error": message(code) }),
     )
 }
 
-struct Caller {
+pub(crate) struct Caller {
     app_key: String,
-    uid: u64,
+    pub(crate) uid: u64,
     created_at: OffsetDateTime,
     expires_at: OffsetDateTime,
 }
 
-fn authorize(st: &State, req: &Req, form: &[(String, String)]) -> Result<Caller, Reply> {
+/// The user a live access token belongs to (for the outsider helper).
+pub(crate) fn uid_of(st: &State, token: &str) -> Option<u64> {
+    st.weibo
+        .tokens
+        .get(token)
+        .filter(|t| st.now() < t.expires_at)
+        .map(|t| t.uid)
+}
+
+pub(crate) fn authorize(st: &State, req: &Req, form: &[(String, String)]) -> Result<Caller, Reply> {
     let header_token = req
         .headers
         .get(header::AUTHORIZATION)
@@ -206,7 +216,7 @@ pub(crate) fn share(st: &mut State, req: &Req) -> Reply {
     st.weibo.statuses += 1;
     let id = 4_990_000_000_000_000_u64 + st.weibo.statuses;
     let screen_name = format!("fake_user_{}", caller.uid);
-    Reply::ok(json!({
+    let status = json!({
         "created_at": created_at,
         "id": id,
         "idstr": id.to_string(),
@@ -226,5 +236,7 @@ pub(crate) fn share(st: &mut State, req: &Req) -> Reply {
             "screen_name": screen_name,
             "name": screen_name,
         },
-    }))
+    });
+    super::posts::weibo_posted(st, caller.uid, &status);
+    Reply::ok(status)
 }
