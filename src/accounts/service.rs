@@ -160,6 +160,13 @@ impl Accounts<'_> {
         Ok(out)
     }
 
+    /// The loaded access policies, for reading (admins and auditors).
+    pub fn policies(&self, actor: &Actor) -> Result<std::sync::Arc<crate::policy::PolicySet>> {
+        actor.action("policy.list", None);
+        actor.require(&[Role::Admin, Role::Auditor])?;
+        Ok(self.v.policies())
+    }
+
     /// One stored version, decrypted, for the vault itself (the CLI and its tests hold the root
     /// key anyway); no person, tool or token can ask for it. It proves what a version holds and
     /// that it opens only where it belongs.

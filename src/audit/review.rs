@@ -98,6 +98,14 @@ pub struct Page {
     pub next_after_seq: Option<i64>,
 }
 
+/// Activity in one time bucket.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Activity {
+    pub start_ms: i64,
+    pub total: i64,
+    pub failures: i64,
+}
+
 /// A streamed export: text chunks, the last of which is produced only after `audit.export.sent`
 /// is recorded.
 pub struct Export {
@@ -164,6 +172,36 @@ impl AuditReview<'_> {
             actor.detail("first_bad_seq", bad);
         }
         Ok(report)
+    }
+
+    /// Entries and failures per bucket: `buckets` buckets of `bucket_ms` ending now (for charts).
+    pub async fn activity(
+        &self,
+        actor: &Actor,
+        bucket_ms: i64,
+        buckets: usize,
+    ) -> Result<Vec<Activity>> {
+        actor.action("audit.activity", Some("audit_log"));
+        actor.require(READERS)?;
+        let bucket_ms = bucket_ms.max(1);
+        let now_ms = self.v.clock.unix().saturating_mul(1000);
+        // Buckets end at the next whole bucket, so the last one is the current hour or day.
+        let end = (now_ms / bucket_ms + 1) * bucket_ms;
+        let since = end - bucket_ms * buckets as i64;
+        let mut out: Vec<Activity> = (0..buckets)
+            .map(|i| Activity {
+                start_ms: since + bucket_ms * i as i64,
+                total: 0,
+                failures: 0,
+            })
+            .collect();
+        for (b, total, failures) in self.v.store.audit_activity(since, bucket_ms).await? {
+            if let Some(slot) = usize::try_from(b).ok().and_then(|i| out.get_mut(i)) {
+                slot.total = total;
+                slot.failures = failures;
+            }
+        }
+        Ok(out)
     }
 
     /// An export, streamed a page at a time up to the head as it is now. The request's own entry

@@ -1,6 +1,8 @@
-//! The HTTP surface: `/api/v1` (API.md), health endpoints, middleware, TLS.
+//! The HTTP surface: `/api/v1` (API.md), the web console (`/console`), health endpoints,
+//! middleware, TLS.
 
 pub mod api;
+pub mod console;
 pub mod context;
 pub mod extract;
 pub mod limits;
@@ -47,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(api::ops::healthz))
         .route("/readyz", get(api::ops::readyz).layer(general.clone()))
         .nest("/api/v1", api)
+        .nest("/console", console::routes(&cfg.rate_limits))
         .fallback(not_found.layer(general))
         .layer(DefaultBodyLimit::max(cfg.limits.body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -108,7 +111,9 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
         // Probes poll constantly and touch nothing; auditing them would drown the log.
         let exempt = path == "/healthz" || path == "/readyz";
         let mut resp = next.run(req).await;
-        let recorded = ctx.note().recorded && resp.status().is_success();
+        // A console action answers with a redirect (303) once its change is committed.
+        let done = resp.status().is_success() || resp.status().is_redirection();
+        let recorded = ctx.note().recorded && done;
         if !exempt && !recorded {
             let code = resp.extensions().get::<problem::ErrorCode>().map(|c| c.0);
             let entry =

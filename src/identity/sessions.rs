@@ -90,6 +90,22 @@ impl Sessions<'_> {
         })
     }
 
+    /// The console's CSRF token for a session: an HMAC of the session token under the token key
+    /// (domain-separated), so it needs no storage and dies with the session.
+    pub fn csrf_token(&self, session_token: &str) -> String {
+        let tag = crate::crypto::hmac_parts(
+            &self.v.keys.mac().token,
+            &[b"console csrf v1", session_token.as_bytes()],
+        );
+        hex::encode(tag)
+    }
+
+    /// Whether `presented` is the CSRF token of `session_token`, compared in constant time.
+    pub fn csrf_ok(&self, session_token: &str, presented: &str) -> bool {
+        let expected = self.csrf_token(session_token);
+        crate::crypto::ct_eq(expected.as_bytes(), presented.as_bytes())
+    }
+
     /// Ends the acting person's session, committed with its audit entry.
     pub async fn end(&self, actor: &Actor, token: &str) -> Result<()> {
         actor.action("auth.logout", None);

@@ -290,6 +290,30 @@ impl AccountPolicy {
         self.allow_login_totp
     }
 
+    /// The people and tools listed under `[who]` (users by name, roles, clients), for showing.
+    pub fn who(&self) -> (&[String], Vec<&'static str>, &[String]) {
+        (
+            &self.users,
+            self.roles.iter().map(|r| r.as_str()).collect(),
+            &self.clients,
+        )
+    }
+
+    /// The allowed source networks, as written.
+    pub fn networks(&self) -> Vec<String> {
+        self.networks.iter().map(ToString::to_string).collect()
+    }
+
+    /// The allowed hours (`mon,tue 07:00-23:00 Asia/Shanghai`), if the policy limits them.
+    pub fn hours_text(&self) -> Option<String> {
+        self.hours.as_ref().map(ToString::to_string)
+    }
+
+    /// The token lifetime when a request names none.
+    pub fn default_ttl(&self) -> Duration {
+        Duration::from_secs(self.default_ttl)
+    }
+
     /// Parses and validates one policy file; also returns the span of `account` for reporting a
     /// duplicate.
     fn parse(

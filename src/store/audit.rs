@@ -136,6 +136,22 @@ impl Store {
         .await?)
     }
 
+    /// Entries and failures (any outcome but success) per bucket of `bucket_ms` from `since_ms`.
+    pub async fn audit_activity(
+        &self,
+        since_ms: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, i64, i64)>> {
+        Ok(sqlx::query_as(
+            "SELECT (ts - ?1) / ?2 AS bucket, COUNT(*), SUM(CASE WHEN outcome = 'success' THEN 0 ELSE 1 END) \
+             FROM audit_log WHERE ts >= ?1 GROUP BY bucket ORDER BY bucket",
+        )
+        .bind(since_ms)
+        .bind(bucket_ms.max(1))
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
     /// The first seq whose entry is at or after `ts_ms` (None if every entry is older).
     pub async fn audit_first_seq_at(&self, ts_ms: i64) -> Result<Option<i64>> {
         Ok(

@@ -9,6 +9,7 @@ mod attack;
 mod audit;
 mod checkout;
 mod common;
+mod console;
 mod holes;
 #[cfg(feature = "demo")]
 mod incidents;

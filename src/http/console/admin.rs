@@ -1,0 +1,579 @@
+//! Admin pages: accounts (rotate, roll back, freeze), users (create with the enrolment shown
+//! once, disable), publishing tools (create with the key shown once, revoke) and the loaded
+//! policies in words. Each action checks the form's CSRF token, then calls one service method.
+
+use axum::extract::{Path, State};
+use axum::response::Response;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::home::{ROTATION_DUE_DAYS, age_days};
+use super::layout::{page, when};
+use super::{AppState, ConsoleForm, Fail, Lang, Me, OrFail, done, svg};
+use crate::accounts::CredentialInput;
+use crate::accounts::service::AccountView;
+use crate::crypto::SecretString;
+use crate::identity::users::NewUserInput;
+use crate::store::types::{AccountStatus, Platform};
+
+fn platform_name(l: Lang, p: Platform) -> &'static str {
+    match p {
+        Platform::Wechat => l.t("微信公众号", "WeChat official account"),
+        Platform::Weibo => l.t("新浪微博", "Sina Weibo"),
+        Platform::Generic => l.t("其他", "Other"),
+    }
+}
+
+fn status_badge(l: Lang, a: &AccountView) -> Markup {
+    html! {
+        @match a.status {
+            AccountStatus::Active => span.badge.ok { (l.t("正常", "active")) },
+            AccountStatus::Frozen => span.badge.bad { (l.t("已冻结", "frozen")) },
+        }
+    }
+}
+
+fn totp_field(l: Lang, id: &str) -> Markup {
+    html! {
+        label { (l.t("本人动态验证码", "Your TOTP code"))
+            input id=(id) name="totp" required inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code"; }
+    }
+}
+
+pub async fn accounts(State(s): State<AppState>, me: Me) -> Result<Response, Fail> {
+    let l = me.lang;
+    let list = s.vault.accounts().list(&me.actor).await.or_fail(&me)?;
+    let body = html! {
+        table #accounts {
+            thead { tr {
+                th { (l.t("账号", "Account")) } th { (l.t("平台", "Platform")) } th { (l.t("状态", "Status")) }
+                th { (l.t("凭据版本", "Credential version")) } th { (l.t("上次更换", "Last rotation")) }
+                th { (l.t("在用签出", "Live checkouts")) }
+            } }
+            tbody { @for a in &list {
+                @let age = age_days(&s, &a.rotated_at);
+                tr {
+                    td { a href=(format!("/console/admin/accounts/{}", a.id)) { (a.display_name) } br; span.small { (a.id) } }
+                    td { (platform_name(l, a.platform)) }
+                    td { (status_badge(l, a)) }
+                    td { "v" (a.credential_version) }
+                    td.warn[age >= ROTATION_DUE_DAYS] { (when(&a.rotated_at)) br; span.small { (age) (l.t(" 天前", " days ago")) }
+                        @if age >= ROTATION_DUE_DAYS { " " span.badge.bad { (l.t("应更换", "due")) } } }
+                    td { (a.active_checkouts) }
+                }
+            } }
+        }
+    };
+    Ok(page(
+        &s,
+        &me,
+        l.t("账号与凭据", "Accounts and credentials"),
+        body,
+    ))
+}
+
+pub async fn account(
+    State(s): State<AppState>,
+    me: Me,
+    Path(id): Path<String>,
+) -> Result<Response, Fail> {
+    let l = me.lang;
+    let a = s.vault.accounts().get(&me.actor, &id).await.or_fail(&me)?;
+    let versions = s
+        .vault
+        .accounts()
+        .versions(&me.actor, &id)
+        .await
+        .or_fail(&me)?;
+    me.actor.action("account.get", Some(&id));
+    let base = format!("/console/admin/accounts/{}", a.id);
+    let body = html! {
+        section.card {
+            dl.facts {
+                dt { (l.t("账号编号", "Account id")) } dd #account-id { (a.id) }
+                dt { (l.t("平台", "Platform")) } dd { (platform_name(l, a.platform)) }
+                dt { (l.t("状态", "Status")) } dd #account-status { (status_badge(l, &a))
+                    @if let Some(r) = &a.status_reason { " · " (r) } }
+                dt { (l.t("当前凭据版本", "Current credential version")) } dd #account-version { "v" (a.credential_version) }
+                dt { (l.t("上次更换", "Last rotation")) } dd { (when(&a.rotated_at)) " (" (age_days(&s, &a.rotated_at)) (l.t(" 天前", " days ago")) ")" }
+                dt { (l.t("在用签出", "Live checkouts")) } dd { (a.active_checkouts) }
+            }
+        }
+        section.card #rotate {
+            h2 { (l.t("更换凭据", "Rotate the credential")) }
+            p.small { (l.t(
+                "新密钥只在此输入一次，保存后不会再显示。已签发的发布令牌继续有效，平台访问令牌会重新获取。",
+                "The new secret is typed here once and never shown again. Publishing tokens stay valid; the platform access token is fetched anew."
+            )) }
+            form method="post" action=(format!("{base}/rotate")) autocomplete="off" {
+                input type="hidden" name="csrf" value=(me.csrf);
+                @match a.platform {
+                    Platform::Wechat => {
+                        label { "AppID" input #cred-app_id name="app_id" required; }
+                        label { "AppSecret" input #cred-app_secret type="password" name="app_secret" required autocomplete="new-password"; }
+                    }
+                    Platform::Weibo => {
+                        label { "App Key" input #cred-app_key name="app_key" required; }
+                        label { "App Secret" input #cred-app_secret type="password" name="app_secret" required autocomplete="new-password"; }
+                        label { "Access token" input #cred-access_token type="password" name="access_token" required autocomplete="new-password"; }
+                    }
+                    Platform::Generic => {
+                        label { (l.t("用户名", "Username")) input #cred-username name="username" required; }
+                        label { (l.t("密码", "Password")) input #cred-password type="password" name="password" required autocomplete="new-password"; }
+                    }
+                }
+                label { (l.t("原因", "Reason")) input #rotate-reason name="reason" required maxlength="500"; }
+                (totp_field(l, "rotate-totp"))
+                button #rotate-submit type="submit" { (l.t("更换凭据", "Rotate")) }
+            }
+        }
+        section.card #versions {
+            h2 { (l.t("版本历史", "Versions")) }
+            table {
+                thead { tr { th { (l.t("版本", "Version")) } th { (l.t("时间", "When")) } th { (l.t("操作人", "By")) }
+                    th { (l.t("原因", "Reason")) } th { (l.t("回滚", "Roll back")) } } }
+                tbody { @for v in &versions {
+                    tr {
+                        td { "v" (v.version) @if v.current { " " span.badge.ok { (l.t("当前", "current")) } } }
+                        td { (when(&v.created_at)) } td { (v.created_by) } td { (v.reason) }
+                        td { @if !v.current {
+                            form.row method="post" action=(format!("{base}/rollback")) autocomplete="off" {
+                                input type="hidden" name="csrf" value=(me.csrf);
+                                input type="hidden" name="version" value=(v.version);
+                                input name="reason" required placeholder=(l.t("原因", "Reason")) maxlength="500";
+                                input name="totp" required placeholder=(l.t("验证码", "TOTP")) inputmode="numeric" maxlength="6" autocomplete="one-time-code";
+                                button type="submit" { (l.t("回滚到此版本", "Roll back to this")) }
+                            }
+                        } }
+                    }
+                } }
+            }
+        }
+        section.card #freeze {
+            @let freezing = a.status == AccountStatus::Active;
+            h2 { @if freezing { (l.t("冻结账号", "Freeze the account")) } @else { (l.t("解除冻结", "Unfreeze the account")) } }
+            p.small { @if freezing { (l.t(
+                "冻结后不能再签出，所有在用的发布令牌立即吊销。发现账号异常时使用。",
+                "A frozen account cannot be checked out and every live publishing token is revoked at once. Use it when something is wrong."
+            )) } @else { (l.t("解除冻结后可以再次签出。", "Once active again it can be checked out.")) } }
+            form method="post" action=(format!("{base}/status")) autocomplete="off"
+                data-confirm=(if freezing { l.t("确定冻结该账号并吊销所有令牌？", "Freeze this account and revoke every token?") } else { l.t("确定解除冻结？", "Make this account active again?") }) {
+                input type="hidden" name="csrf" value=(me.csrf);
+                input type="hidden" name="to" value=(if freezing { "frozen" } else { "active" });
+                label { (l.t("原因", "Reason")) input #freeze-reason name="reason" required maxlength="500"; }
+                (totp_field(l, "freeze-totp"))
+                button.danger[freezing] #freeze-submit type="submit" { @if freezing { (l.t("冻结", "Freeze")) } @else { (l.t("解除冻结", "Unfreeze")) } }
+            }
+        }
+    };
+    Ok(page(&s, &me, &a.display_name, body))
+}
+
+/// Form fields arrive as empty strings when left blank; blank means absent.
+fn text(v: Option<String>) -> Option<String> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+fn secret(v: Option<SecretString>) -> Option<SecretString> {
+    v.filter(|s| !s.expose().is_empty())
+}
+
+#[derive(Deserialize)]
+pub struct RotateForm {
+    #[serde(default)]
+    csrf: String,
+    reason: String,
+    totp: String,
+    app_id: Option<String>,
+    app_secret: Option<SecretString>,
+    app_key: Option<String>,
+    access_token: Option<SecretString>,
+    username: Option<String>,
+    password: Option<SecretString>,
+}
+
+pub async fn rotate(
+    State(s): State<AppState>,
+    me: Me,
+    Path(id): Path<String>,
+    ConsoleForm(f): ConsoleForm<RotateForm>,
+) -> Result<Response, Fail> {
+    me.check_csrf(&s, &f.csrf)?;
+    let input = CredentialInput {
+        app_id: text(f.app_id),
+        app_secret: secret(f.app_secret),
+        app_key: text(f.app_key),
+        access_token: secret(f.access_token),
+        username: text(f.username),
+        password: secret(f.password),
+        ..CredentialInput::default()
+    };
+    s.vault
+        .accounts()
+        .rotate(&me.actor, &id, input, &f.reason, f.totp.trim())
+        .await
+        .or_fail(&me)?;
+    Ok(done(&format!("/console/admin/accounts/{id}"), "rotated"))
+}
+
+#[derive(Deserialize)]
+pub struct RollbackForm {
+    #[serde(default)]
+    csrf: String,
+    version: i64,
+    reason: String,
+    totp: String,
+}
+
+pub async fn rollback(
+    State(s): State<AppState>,
+    me: Me,
+    Path(id): Path<String>,
+    ConsoleForm(f): ConsoleForm<RollbackForm>,
+) -> Result<Response, Fail> {
+    me.check_csrf(&s, &f.csrf)?;
+    s.vault
+        .accounts()
+        .rollback(&me.actor, &id, f.version, &f.reason, f.totp.trim())
+        .await
+        .or_fail(&me)?;
+    Ok(done(
+        &format!("/console/admin/accounts/{id}"),
+        "rolled_back",
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct StatusForm {
+    #[serde(default)]
+    csrf: String,
+    to: String,
+    reason: String,
+    totp: String,
+}
+
+pub async fn set_status(
+    State(s): State<AppState>,
+    me: Me,
+    Path(id): Path<String>,
+    ConsoleForm(f): ConsoleForm<StatusForm>,
+) -> Result<Response, Fail> {
+    me.check_csrf(&s, &f.csrf)?;
+    let frozen = f.to == "frozen";
+    s.vault
+        .accounts()
+        .set_frozen(&me.actor, &id, frozen, &f.reason, f.totp.trim())
+        .await
+        .or_fail(&me)?;
+    Ok(done(
+        &format!("/console/admin/accounts/{id}"),
+        if frozen { "frozen" } else { "unfrozen" },
+    ))
+}
+
+const ROLES: [(&str, &str, &str); 4] = [
+    ("admin", "管理员", "admin"),
+    ("publisher", "发布人员", "publisher"),
+    ("approver", "审批领导", "approver"),
+    ("auditor", "安全审计员", "auditor"),
+];
+
+fn role_name(l: Lang, r: &str) -> &str {
+    ROLES
+        .iter()
+        .find(|(k, _, _)| *k == r)
+        .map(|(_, zh, en)| l.t(zh, en))
+        .unwrap_or(r)
+}
+
+pub async fn users(State(s): State<AppState>, me: Me) -> Result<Response, Fail> {
+    let l = me.lang;
+    let list = s.vault.people().list(&me.actor).await.or_fail(&me)?;
+    let body = html! {
+        table #users {
+            thead { tr { th { (l.t("用户名", "Username")) } th { (l.t("姓名", "Name")) } th { (l.t("角色", "Roles")) }
+                th { (l.t("状态", "Status")) } th {} } }
+            tbody { @for u in &list {
+                tr {
+                    td { (u.username) } td { (u.display_name) }
+                    td { @for r in &u.roles { span.badge { (role_name(l, r)) } " " } }
+                    td { @if u.disabled { span.badge.bad { (l.t("已停用", "disabled")) } }
+                         @else if let Some(t) = &u.locked_until { span.badge.warn { (l.t("锁定至 ", "locked until ")) (when(t)) } }
+                         @else { span.badge.ok { (l.t("正常", "active")) } } }
+                    td { @if !u.disabled && u.username != me.person.username {
+                        form.inline method="post" action=(format!("/console/admin/users/{}/disable", u.username))
+                            data-confirm=(l.t("确定停用该用户？其会话和签出将立即结束。", "Disable this user? Their sessions and checkouts end at once.")) {
+                            input type="hidden" name="csrf" value=(me.csrf);
+                            button.danger type="submit" { (l.t("停用", "Disable")) }
+                        }
+                    } }
+                }
+            } }
+        }
+        section.card #create-user {
+            h2 { (l.t("新建用户", "New user")) }
+            form method="post" action="/console/admin/users" autocomplete="off" {
+                input type="hidden" name="csrf" value=(me.csrf);
+                label { (l.t("用户名（小写字母、数字）", "Username (lower-case letters, digits)")) input #new-username name="username" required; }
+                label { (l.t("姓名", "Display name")) input #new-display name="display_name" required; }
+                fieldset { legend { (l.t("角色", "Roles")) }
+                    @for (k, zh, en) in ROLES {
+                        label.check { input type="checkbox" name=(format!("role_{k}")) value="1"; (l.t(zh, en)) }
+                    }
+                    p.small { (l.t("管理员、安全审计员不能兼任其他角色；审核员可同时是发布员。", "An admin or an auditor holds no other role; an approver may also publish.")) }
+                }
+                label { (l.t("初始密码（至少 12 位）", "Initial password (12 characters or more)"))
+                    input #new-password type="password" name="password" required autocomplete="new-password"; }
+                p.small { (l.t("审核员、管理员角色须由另一位管理员确认后生效。", "The approver and admin roles take effect once another admin confirms them.")) }
+                (totp_field(l, "create-user-totp"))
+                button #create-user-submit type="submit" { (l.t("创建并显示动态验证码二维码", "Create and show the TOTP enrolment")) }
+            }
+        }
+    };
+    Ok(page(&s, &me, l.t("用户", "Users"), body))
+}
+
+#[derive(Deserialize)]
+pub struct UserForm {
+    #[serde(default)]
+    csrf: String,
+    username: String,
+    display_name: String,
+    password: SecretString,
+    role_admin: Option<String>,
+    role_publisher: Option<String>,
+    role_approver: Option<String>,
+    role_auditor: Option<String>,
+    #[serde(default)]
+    totp: String,
+}
+
+pub async fn create_user(
+    State(s): State<AppState>,
+    me: Me,
+    ConsoleForm(f): ConsoleForm<UserForm>,
+) -> Result<Response, Fail> {
+    me.check_csrf(&s, &f.csrf)?;
+    let l = me.lang;
+    let roles: Vec<String> = [
+        ("admin", &f.role_admin),
+        ("publisher", &f.role_publisher),
+        ("approver", &f.role_approver),
+        ("auditor", &f.role_auditor),
+    ]
+    .iter()
+    .filter(|(_, on)| on.is_some())
+    .map(|(r, _)| (*r).to_owned())
+    .collect();
+    let e = s
+        .vault
+        .people()
+        .create(
+            &me.actor,
+            NewUserInput {
+                username: f.username,
+                display_name: f.display_name,
+                roles,
+                password: f.password,
+            },
+            Some(f.totp.trim()),
+        )
+        .await
+        .or_fail(&me)?;
+    let qr = svg::qr(e.totp_uri.expose());
+    let body = html! {
+        section.card.once #enrolment {
+            p.notice { (l.t("用户已创建。", "The user was created.")) " " b { (e.user.username) } }
+            p { (l.t(
+                "请让该用户现在用手机上的验证器应用（支持 TOTP 的任一应用）扫描下方二维码。此二维码只显示这一次，离开本页后无法再次查看。",
+                "Have the user scan this code now with an authenticator app. It is shown only this once; it cannot be shown again after you leave this page."
+            )) }
+            div.qr { (qr) }
+            details { summary { (l.t("无法扫码时手动输入密钥", "Enter the key by hand if scanning fails")) }
+                code #totp-secret { (e.totp_secret.expose()) } }
+            p { a.button href="/console/admin/users" { (l.t("已完成，返回用户列表", "Done, back to users")) } }
+        }
+    };
+    Ok(page(&s, &me, l.t("动态验证码登记", "TOTP enrolment"), body))
+}
+
+pub async fn disable_user(
+    State(s): State<AppState>,
+    me: Me,
+    Path(name): Path<String>,
+    ConsoleForm(f): ConsoleForm<super::auth::CsrfOnly>,
+) -> Result<Response, Fail> {
+    me.check_csrf(&s, &f.csrf)?;
+    s.vault
+        .people()
+        .disable(&me.actor, &name)
+        .await
+        .or_fail(&me)?;
+    Ok(done("/console/admin/users", "disabled"))
+}
+
+pub async fn clients(State(s): State<AppState>, me: Me) -> Result<Response, Fail> {
+    let l = me.lang;
+    let list = s.vault.clients().list(&me.actor).await.or_fail(&me)?;
+    let accounts = s.vault.accounts().list(&me.actor).await.or_fail(&me)?;
+    me.actor.action("client.list", None);
+    let body = html! {
+        table #clients {
+            thead { tr { th { (l.t("名称", "Name")) } th { (l.t("编号", "Id")) } th { (l.t("可用账号", "Accounts")) }
+                th { (l.t("创建", "Created")) } th { (l.t("状态", "Status")) } th {} } }
+            tbody { @for c in &list {
+                tr {
+                    td { (c.name) } td { code { (c.client_id) } } td { (c.accounts.join(", ")) }
+                    td { (when(&c.created_at)) " · " (c.created_by) }
+                    td { @if c.revoked { span.badge.bad { (l.t("已吊销", "revoked")) } } @else { span.badge.ok { (l.t("有效", "live")) } } }
+                    td { @if !c.revoked {
+                        form.inline method="post" action=(format!("/console/admin/clients/{}/revoke", c.client_id))
+                            data-confirm=(l.t("确定吊销该工具的密钥？其所有签出将立即结束。", "Revoke this tool's key? All its checkouts end at once.")) {
+                            input type="hidden" name="csrf" value=(me.csrf);
+                            button.danger type="submit" { (l.t("吊销", "Revoke")) }
+                        }
+                    } }
+                }
+            } }
+        }
+        section.card #create-client {
+            h2 { (l.t("登记发布工具", "Register a publishing tool")) }
+            form method="post" action="/console/admin/clients" autocomplete="off" {
+                input type="hidden" name="csrf" value=(me.csrf);
+                label { (l.t("名称", "Name")) input #client-name name="name" required maxlength="64"; }
+                fieldset { legend { (l.t("可使用的账号", "Accounts it may use")) }
+                    @for a in &accounts {
+                        label.check { input type="checkbox" name="account" value=(a.id); (a.display_name) " (" (a.id) ")" }
+                    }
+                }
+                (totp_field(l, "create-client-totp"))
+                button #create-client-submit type="submit" { (l.t("创建并显示密钥", "Create and show the key")) }
+            }
+        }
+    };
+    Ok(page(&s, &me, l.t("发布工具", "Publishing tools"), body))
+}
+
+pub async fn create_client(
+    State(s): State<AppState>,
+    me: Me,
+    ConsoleForm(pairs): ConsoleForm<Vec<(String, String)>>,
+) -> Result<Response, Fail> {
+    let l = me.lang;
+    let field = |k: &str| {
+        pairs
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default()
+    };
+    me.check_csrf(&s, field("csrf"))?;
+    let accounts: Vec<String> = pairs
+        .iter()
+        .filter(|(n, _)| n == "account")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let (view, key) = s
+        .vault
+        .clients()
+        .create(
+            &me.actor,
+            field("name"),
+            &accounts,
+            Some(field("totp").trim()),
+        )
+        .await
+        .or_fail(&me)?;
+    let body = html! {
+        section.card.once #client-key-card {
+            p.notice { (l.t("发布工具已登记：", "The tool is registered: ")) b { (view.name) } " (" code { (view.client_id) } ")" }
+            p { (l.t(
+                "请立即把下面的密钥配置到发布工具中。密钥只显示这一次，保管库只保存其摘要，无法再次查看。",
+                "Put this key into the tool's configuration now. It is shown only this once; the vault keeps only a keyed hash of it."
+            )) }
+            p { code #client-key { (key.expose()) } " " button type="button" data-copy="client-key" { (l.t("复制", "Copy")) } }
+            p { a.button href="/console/admin/clients" { (l.t("已完成，返回列表", "Done, back to the list")) } }
+        }
+    };
+    Ok(page(
+        &s,
+        &me,
+        l.t("发布工具密钥", "Publishing tool key"),
+        body,
+    ))
+}
+
+pub async fn revoke_client(
+    State(s): State<AppState>,
+    me: Me,
+    Path(id): Path<String>,
+    ConsoleForm(f): ConsoleForm<super::auth::CsrfOnly>,
+) -> Result<Response, Fail> {
+    me.check_csrf(&s, &f.csrf)?;
+    s.vault
+        .clients()
+        .revoke(&me.actor, &id)
+        .await
+        .or_fail(&me)?;
+    Ok(done("/console/admin/clients", "revoked"))
+}
+
+fn yes_no(l: Lang, b: bool) -> &'static str {
+    if b {
+        l.t("允许", "allowed")
+    } else {
+        l.t("不允许", "not allowed")
+    }
+}
+
+pub async fn policies(State(s): State<AppState>, me: Me) -> Result<Response, Fail> {
+    use crate::policy::Level;
+    let l = me.lang;
+    let set = s.vault.accounts().policies(&me.actor).or_fail(&me)?;
+    let body = html! {
+        p.small { (l.t(
+            "以下是当前加载的访问策略（只读）。修改请编辑服务器上的 policies/*.toml 文件后重新加载。",
+            "These are the loaded access policies (read-only). To change one, edit policies/*.toml on the server and reload."
+        )) }
+        @if set.is_empty() { p.warn { (l.t("没有加载任何策略：所有账号都不能签出。", "No policy is loaded: no account can be checked out.")) } }
+        @for p in set.iter() {
+            @let (users, roles, clients) = p.who();
+            section.card.policy {
+                h2 { (p.account()) }
+                ul {
+                    li { (l.t("谁可以签出：", "Who may check out: "))
+                        @if !roles.is_empty() { (l.t("角色 ", "people with the role ")) (roles.iter().map(|r| role_name(l, r)).collect::<Vec<_>>().join(l.t("、", ", "))) }
+                        @if !roles.is_empty() && !users.is_empty() { (l.t("，以及 ", ", and ")) }
+                        @if !users.is_empty() { (l.t("用户 ", "the users ")) (users.join(l.t("、", ", "))) }
+                        @if roles.is_empty() && users.is_empty() { (l.t("没有人", "nobody")) }
+                        (l.t("；通过发布工具 ", "; through the tools ")) (if clients.is_empty() { l.t("（无）", "(none)").to_owned() } else { clients.join(l.t("、", ", ")) })
+                    }
+                    @for (level, zh, en) in [(Level::General, "一般信息", "General items"), (Level::Major, "重大信息", "Major items")] {
+                        li { (l.t(zh, en)) (l.t("：", ": "))
+                            @match p.level(level) {
+                                Ok(rule) => {
+                                    @if rule.approvals == 0 { (l.t("无需在保管库审批，立即签发令牌", "no approval in the vault; a token is issued at once")) }
+                                    @else { (l.t("需要 ", "needs ")) (rule.approvals) (l.t(" 位审批人（不能是申请人本人）批准", " approver(s), never the requester")) }
+                                    @if rule.require_content_binding { (l.t("；只能发布经审批的内容", "; only the approved content can be published")) }
+                                }
+                                Err(_) => { (l.t("不能申请", "cannot be requested")) }
+                            }
+                        }
+                    }
+                    li { (l.t("允许时段：", "Allowed hours: ")) (p.hours_text().unwrap_or_else(|| l.t("任何时间", "any time").to_owned())) }
+                    @let nets = p.networks();
+                    li { (l.t("允许的来源网络：", "Allowed networks: "))
+                        @if nets.iter().any(|n| n == "0.0.0.0/0") && nets.iter().any(|n| n == "::/0") { (l.t("任何地址", "any address")) }
+                        @else if nets.is_empty() { (l.t("无（不能签出）", "none (no checkout possible)")) }
+                        @else { (nets.join(", ")) } }
+                    li { (l.t("令牌有效期：默认 ", "Token lifetime: default ")) (p.default_ttl().as_secs() / 60) (l.t(" 分钟，最长 ", " min, at most ")) (p.max_ttl().as_secs() / 60) (l.t(" 分钟", " min")) }
+                    li { @if p.exclusive() { (l.t("同一时间只允许一个签出", "one checkout at a time")) } @else { (l.t("允许多个签出同时进行", "several checkouts may run at once")) } }
+                    li { (l.t("允许的平台接口：", "Allowed platform calls: ")) code { (p.allowed_calls().join(" · ")) } }
+                    li { (l.t("交出平台访问令牌：", "Handing out the platform token: ")) (yes_no(l, p.allow_platform_token()))
+                        (l.t("；显示凭据：", "; revealing the credential: ")) (yes_no(l, p.allow_reveal())) }
+                }
+            }
+        }
+    };
+    Ok(page(&s, &me, l.t("访问策略", "Access policies"), body))
+}

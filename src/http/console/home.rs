@@ -1,0 +1,110 @@
+//! The home page: what needs the signed-in person's attention. Each part comes from a service
+//! call; a part the person's roles may not read is simply not shown (the service decides).
+
+use axum::extract::State;
+use axum::response::Response;
+use maud::html;
+
+use super::layout::{page, when};
+use super::{AppState, Fail, Me};
+use crate::checkout::ListQuery;
+use crate::store::types::AccountStatus;
+
+/// A credential older than this is shown as due for rotation.
+pub const ROTATION_DUE_DAYS: i64 = 90;
+
+/// Whole days since an RFC 3339 time.
+pub fn age_days(s: &AppState, rfc3339: &str) -> i64 {
+    crate::clock::parse_rfc3339(rfc3339)
+        .map(|t| (s.vault.clock().now() - t).whole_days())
+        .unwrap_or(0)
+}
+
+async fn render(s: &AppState, me: &Me) -> Result<Response, Fail> {
+    let l = me.lang;
+    let v = &s.vault;
+    let pending = v
+        .checkouts()
+        .list(
+            &me.actor,
+            &ListQuery {
+                status: Some("pending_approval".into()),
+                account: None,
+            },
+        )
+        .await
+        .ok();
+    let users = v.people().list(&me.actor).await.ok();
+    let now = v.clock().now();
+    let locked: Option<Vec<_>> = users.map(|us| {
+        us.into_iter()
+            .filter(|u| {
+                u.locked_until
+                    .as_deref()
+                    .and_then(crate::clock::parse_rfc3339)
+                    .is_some_and(|t| t > now)
+            })
+            .collect()
+    });
+    let accounts = v.accounts().list(&me.actor).await.ok();
+    me.actor.action("console.home", None);
+    let body = html! {
+        div.grid {
+            @if let Some(p) = &pending {
+                section.card #attention-approvals {
+                    h2 { (l.t("待审批的签出", "Checkouts waiting for approval")) span.count { (p.len()) } }
+                    @if p.is_empty() { p.ok { (l.t("没有待审批的申请。", "Nothing is waiting.")) } }
+                    ul { @for c in p {
+                        li { b { (c.account) } " · " (c.operator) " · " (c.purpose) " · " span.small { (when(&c.requested_at)) } }
+                    } }
+                    @if !p.is_empty() { a.button href="/console/approvals" { (l.t("去审批", "Review them")) } }
+                }
+            }
+            @if let Some(accts) = &accounts {
+                @let due: Vec<_> = accts.iter().filter(|a| age_days(s, &a.rotated_at) >= ROTATION_DUE_DAYS).collect();
+                @let frozen: Vec<_> = accts.iter().filter(|a| a.status == AccountStatus::Frozen).collect();
+                section.card #attention-rotation {
+                    h2 { (l.t("需要更换的凭据", "Credentials due for rotation")) span.count { (due.len()) } }
+                    p.small { (l.t("超过 90 天未更换的凭据。", "Credentials not rotated for 90 days or more.")) }
+                    @if due.is_empty() { p.ok { (l.t("所有凭据都在有效期内。", "Every credential is recent.")) } }
+                    ul { @for a in &due {
+                        li { a href=(format!("/console/admin/accounts/{}", a.id)) { (a.display_name) } " · "
+                            (age_days(s, &a.rotated_at)) (l.t(" 天", " days")) }
+                    } }
+                }
+                @if !frozen.is_empty() {
+                    section.card.warn #attention-frozen {
+                        h2 { (l.t("已冻结的账号", "Frozen accounts")) span.count { (frozen.len()) } }
+                        ul { @for a in &frozen {
+                            li { a href=(format!("/console/admin/accounts/{}", a.id)) { (a.display_name) }
+                                @if let Some(r) = &a.status_reason { " · " (r) } }
+                        } }
+                    }
+                }
+            }
+            @if let Some(locked) = &locked {
+                section.card #attention-locked {
+                    h2 { (l.t("被锁定的用户", "Locked users")) span.count { (locked.len()) } }
+                    @if locked.is_empty() { p.ok { (l.t("没有被锁定的用户。", "No one is locked out.")) } }
+                    ul { @for u in locked {
+                        li { (u.username) " · " (u.display_name) " · " (l.t("锁定至 ", "until "))
+                            (when(u.locked_until.as_deref().unwrap_or_default())) }
+                    } }
+                }
+            }
+            @if pending.is_none() && accounts.is_none() && locked.is_none() {
+                section.card {
+                    p { (l.t(
+                        "您的角色在控制台中没有需要处理的事项。发布操作通过发布工具进行。",
+                        "Nothing here needs your role's attention. Publishing happens in your publishing tool."
+                    )) }
+                }
+            }
+        }
+    };
+    Ok(page(s, me, l.t("首页", "Home"), body))
+}
+
+pub async fn home(State(s): State<AppState>, me: Me) -> Result<Response, Fail> {
+    render(&s, &me).await
+}

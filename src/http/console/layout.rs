@@ -1,0 +1,172 @@
+//! The page frame: head with the embedded stylesheet and script, navigation by role, language
+//! switch, the session's idle timeout, logout; and the error page.
+
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use maud::{DOCTYPE, Markup, html};
+
+use super::{AppState, Lang, Me};
+use crate::identity::Role;
+
+fn head(l: Lang, title: &str) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · " (l.t("新媒体账号保管库", "mediavault")) }
+            link rel="stylesheet" href="/console/assets/console.css";
+            script src="/console/assets/console.js" defer {}
+        }
+    }
+}
+
+/// The notices a change redirects to, by name; anything else shows nothing.
+fn notice(l: Lang, done: &str) -> Option<&'static str> {
+    Some(match done {
+        "rotated" => l.t(
+            "凭据已更换，新版本已生效。",
+            "The credential was rotated; the new version is current.",
+        ),
+        "rolled_back" => l.t(
+            "已回滚：所选版本已复制为新的当前版本。",
+            "Rolled back: the chosen version is now current as a new version.",
+        ),
+        "frozen" => l.t(
+            "账号已冻结，所有令牌已吊销。",
+            "The account is frozen and every token was revoked.",
+        ),
+        "unfrozen" => l.t("账号已解除冻结。", "The account is active again."),
+        "disabled" => l.t(
+            "用户已停用，其会话和签出均已结束。",
+            "The user is disabled; their sessions and checkouts ended.",
+        ),
+        "revoked" => l.t("客户端密钥已吊销。", "The client key is revoked."),
+        "approved" => l.t("已批准。", "Approved."),
+        "denied" => l.t("已驳回。", "Denied."),
+        _ => return None,
+    })
+}
+
+fn lang_link(path: &str, l: Lang) -> Markup {
+    html! {
+        @match l {
+            Lang::Zh => a.lang href=(format!("{path}?lang=en")) lang="en" { "English" },
+            Lang::En => a.lang href=(format!("{path}?lang=zh")) lang="zh-CN" { "中文" },
+        }
+    }
+}
+
+/// A full page for a signed-in person.
+pub fn page(s: &AppState, me: &Me, title: &str, body: Markup) -> Response {
+    let l = me.lang;
+    let idle = u64::from(s.vault.config.session.idle_timeout_minutes) * 60;
+    let roles = &me.person.roles;
+    let admin = roles.any(&[Role::Admin]);
+    let approver = roles.any(&[Role::Approver, Role::Admin]);
+    let auditor = roles.any(&[Role::Auditor, Role::Admin]);
+    let markup = html! {
+        (DOCTYPE)
+        html lang=(l.html_lang()) {
+            (head(l, title))
+            body data-idle=(idle) {
+                header.top {
+                    a.brand href="/console" { (l.t("新媒体账号保管库", "mediavault")) }
+                    nav {
+                        a href="/console" { (l.t("首页", "Home")) }
+                        @if admin {
+                            a href="/console/admin/accounts" { (l.t("账号", "Accounts")) }
+                            a href="/console/admin/users" { (l.t("用户", "Users")) }
+                            a href="/console/admin/clients" { (l.t("发布工具", "Tools")) }
+                        }
+                        @if admin || auditor {
+                            a href="/console/admin/policies" { (l.t("访问策略", "Policies")) }
+                        }
+                        @if approver {
+                            a href="/console/approvals" { (l.t("审批", "Approvals")) }
+                        }
+                        @if auditor {
+                            a href="/console/audit" { (l.t("审计日志", "Audit log")) }
+                        }
+                    }
+                    div.who {
+                        span #me { (me.person.username) }
+                        " · "
+                        span.idle title=(l.t("闲置超时后需重新登录", "You must sign in again after this much idle time")) {
+                            (l.t("闲置退出：", "Idle sign-out in "))
+                            span #idle-left { (idle / 60) ":00" }
+                        }
+                        " · "
+                        (lang_link(&me.path, l))
+                        form.inline method="post" action="/console/logout" {
+                            input type="hidden" name="csrf" value=(me.csrf);
+                            button #logout type="submit" { (l.t("退出", "Sign out")) }
+                        }
+                    }
+                }
+                main {
+                    h1 { (title) }
+                    @if let Some(n) = me.done.as_deref().and_then(|d| notice(l, d)) {
+                        p.notice #notice role="status" { (n) }
+                    }
+                    (body)
+                }
+                footer { (l.t("所有访问和操作均记入防篡改审计日志。", "Every view and action is recorded in the tamper-evident audit log.")) }
+            }
+        }
+    };
+    Html(markup.into_string()).into_response()
+}
+
+/// A page without a session (login, errors before sign-in).
+pub fn bare(l: Lang, path: &str, title: &str, body: Markup) -> String {
+    html! {
+        (DOCTYPE)
+        html lang=(l.html_lang()) {
+            (head(l, title))
+            body {
+                header.top {
+                    a.brand href="/console" { (l.t("新媒体账号保管库", "mediavault")) }
+                    div.who { (lang_link(path, l)) }
+                }
+                main.narrow {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+    .into_string()
+}
+
+pub fn error_page(
+    l: Lang,
+    status: StatusCode,
+    title: &str,
+    todo: &str,
+    detail: Option<&str>,
+    request_id: &str,
+) -> Html<String> {
+    Html(bare(
+        l,
+        "/console",
+        title,
+        html! {
+            div.error #error data-status=(status.as_u16()) {
+                p.todo { (todo) }
+                @if let Some(d) = detail {
+                    p.detail { (l.t("详细信息：", "Details: ")) (d) }
+                }
+                p.small { (l.t("请求编号：", "Request id: ")) code { (request_id) } " · HTTP " (status.as_u16()) }
+                p { a href="/console" { (l.t("返回首页", "Back to the home page")) } }
+            }
+        },
+    ))
+}
+
+/// A timestamp as shown: `2026-11-02 14:03 UTC` from RFC 3339.
+pub fn when(rfc3339: &str) -> String {
+    let s = rfc3339.replace('T', " ");
+    let s = s.trim_end_matches('Z');
+    let s = s.split('.').next().unwrap_or(s);
+    format!("{} UTC", s.get(..16).unwrap_or(s))
+}
