@@ -79,6 +79,9 @@ pub struct CheckoutView {
     /// name and digest), for approvers to read; absent in lists.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<ContentView>,
+    /// The operator's department (处室), shown to approvers with the post; absent in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
     /// The evidence records of what went out under this checkout.
     pub posts: Vec<String>,
 }
@@ -207,6 +210,15 @@ impl Checkouts<'_> {
         } else {
             Vec::new()
         };
+        let department = if full {
+            self.v
+                .store
+                .user_by_name(&row.operator)
+                .await?
+                .and_then(|u| u.department)
+        } else {
+            None
+        };
         let targets = self.targets_of(row).await?;
         let approvals = self
             .v
@@ -243,6 +255,7 @@ impl Checkouts<'_> {
                 .and_then(|s| serde_json::from_str(s).ok()),
             targets,
             content,
+            department,
             posts,
         })
     }

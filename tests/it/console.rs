@@ -15,8 +15,80 @@ fn policy(account: &str) -> String {
     )
 }
 
-/// An app with account `wx`, a publishing tool `cms`, and users: admin, bob (approver),
-/// carol (publisher), dave (auditor).
+/// A playbook that stays inside the vault (no platform call, no notification channel).
+const PLAYBOOK: &str = r#"
+id = "console-drill"
+title = "控制台演练 / Console drill"
+description = "演练用预案。A drill playbook."
+
+[[steps]]
+kind = "auto"
+action = "freeze_account"
+title = "冻结账号 / Freeze the account"
+
+[[steps]]
+kind = "auto"
+action = "seal_checkpoint"
+title = "封存审计检查点 / Seal an audit checkpoint"
+
+[[steps]]
+kind = "manual"
+title = "核实账号情况 / Check the account"
+owner_role = "admin"
+due_minutes = 30
+
+[[steps]]
+kind = "manual"
+title = "事后复盘 / Review"
+owner_role = "auditor"
+due_minutes = 240
+"#;
+
+/// The post a major checkout carries: untrusted HTML with a script, a handler and hidden text.
+fn post_content() -> Value {
+    use base64::Engine;
+    json!({
+        "title": "2026年重点项目清单",
+        "author": "综合处",
+        "digest": "省发改委发布重点项目清单",
+        "body": "<p>省发改委发布重点项目清单。</p><img src=\"cid:fig1.png\" onerror=\"alert(1)\"><script>alert('x')</script><p style=\"display:none\">隐藏文字</p><p>&lt;b&gt;不是标签&lt;/b&gt;</p>",
+        "text": "【重点项目】省发改委发布2026年重点项目清单。",
+        "images": [{"name": "fig1.png", "role": "inline", "content_type": "image/png",
+                    "data_base64": base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\nfigure")}],
+        "targets": ["wx"],
+    })
+}
+
+/// A user created through the API with a department (处室).
+async fn create_user_in(
+    app: &TestApp,
+    session: &str,
+    username: &str,
+    roles: &[&str],
+    department: &str,
+) -> TestUser {
+    let code = app.code(&app.admin);
+    let r = app
+        .post(session, "/api/v1/users", json!({"username": username, "display_name": username, "roles": roles, "password": PASSWORD, "department": department, "totp": code}))
+        .await;
+    assert_eq!(r.0, 201, "{}", r.1);
+    let uri = r.1["totp_uri"].as_str().unwrap();
+    let secret = uri
+        .split("secret=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap();
+    TestUser {
+        username: username.into(),
+        password: PASSWORD.into(),
+        seed: std::sync::Arc::new(mediavault::identity::totp::seed_from_base32(secret).unwrap()),
+    }
+}
+
+/// An app with account `wx`, a publishing tool `cms`, the `console-drill` playbook, and users:
+/// admin, bob (approver), carol (publisher, 综合处), dave (auditor).
 struct World {
     app: TestApp,
     admin_s: String,
@@ -29,12 +101,18 @@ struct World {
 async fn world() -> World {
     let app = spawn_with(Options {
         policies: Some(vec![("wx.toml", policy("wx"))]),
+        tweak: Some(Box::new(|c| {
+            let dir = c.policies_dir.with_file_name("playbooks");
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("console-drill.toml"), PLAYBOOK).unwrap();
+            c.playbooks_dir = Some(dir);
+        })),
         ..Default::default()
     })
     .await;
     let admin_s = app.login(&app.admin.clone()).await;
     let bob = app.create_user(&admin_s, "bob", &["approver"]).await;
-    let carol = app.create_user(&admin_s, "carol", &["publisher"]).await;
+    let carol = create_user_in(&app, &admin_s, "carol", &["publisher"], "综合处").await;
     let dave = app.create_user(&admin_s, "dave", &["auditor"]).await;
     let r = app
         .post(&admin_s, "/api/v1/accounts", json!({"id": "wx", "platform": "wechat", "display_name": "吉林省发展和改革委员会", "credential": {"app_id": "wx1", "app_secret": "first-secret"}}))
@@ -53,6 +131,31 @@ async fn world() -> World {
 }
 
 impl World {
+    /// Carol's tool asks for a major checkout carrying the post; it waits for an approver.
+    async fn major_checkout(&self) -> String {
+        let code = self.app.code(&self.carol);
+        let (st, v) = self
+            .app
+            .post(&self.client_key, "/api/v1/checkouts", json!({"account": "wx", "operator": "carol", "totp": code, "purpose": "发布重大政策解读：2026 年重点项目清单", "level": "major", "content": post_content()}))
+            .await;
+        assert_eq!(st, 202, "{v}");
+        v["checkout_id"].as_str().unwrap().to_owned()
+    }
+
+    /// An incident opened through the API (the console's own opening is tested in the browser).
+    async fn incident(&self) -> String {
+        let (st, v) = self
+            .app
+            .post(
+                &self.admin_s,
+                "/api/v1/incidents",
+                json!({"account": "wx", "playbook": "console-drill", "summary": "测试 test"}),
+            )
+            .await;
+        assert_eq!(st, 201, "{v}");
+        v["incident_id"].as_str().unwrap().to_owned()
+    }
+
     async fn version(&self) -> i64 {
         let r = self.app.get(&self.admin_s, "/api/v1/accounts/wx").await;
         r.1["credential_version"].as_i64().unwrap()
@@ -225,6 +328,29 @@ async fn every_console_response_carries_the_security_headers() {
     }
     let login = b.login(&w.app, &w.app.admin.clone()).await;
     assert_console_headers("POST /console/login", &login);
+    let checkout = w.major_checkout().await;
+    let incident = w.incident().await;
+    let dynamic = [
+        format!("/console/approvals/{checkout}"),
+        format!("/console/incidents/{incident}"),
+        format!("/console/incidents/{incident}/report?format=md"),
+        format!("/console/incidents/{incident}/report?format=json"),
+    ];
+    for path in [
+        "/console/incidents",
+        "/console/incidents?status=open",
+        "/console/incidents/new",
+        "/console/incidents/in_nope",
+        "/console/posts",
+    ]
+    .iter()
+    .copied()
+    .chain(dynamic.iter().map(String::as_str))
+    {
+        let p = b.get(path).await;
+        assert_console_headers(path, &p);
+        seen.push((path.to_owned(), p.status));
+    }
     for path in [
         "/console",
         "/console/admin/accounts",
@@ -283,6 +409,14 @@ async fn every_console_response_carries_the_security_headers() {
         "{views:?}"
     );
     let statuses: HashMap<_, _> = seen.into_iter().collect();
+    for path in dynamic.iter().map(String::as_str).chain([
+        "/console/incidents",
+        "/console/incidents/new",
+        "/console/posts",
+    ]) {
+        assert_eq!(statuses[path], 200, "{path}");
+    }
+    assert_eq!(statuses["/console/incidents/in_nope"], 404);
     assert_eq!(statuses["/console/login"], 200);
     assert_eq!(statuses["/console/nothing-here"], 404);
     assert_eq!(statuses["/console/audit"], 200);
@@ -375,6 +509,69 @@ async fn forms_without_this_sessions_csrf_token_are_refused_and_change_nothing()
         .await;
     assert_eq!(p.status, 403);
     assert!(!fresh.cookies.contains_key("__Host-mv_session"));
+
+    // The new forms: opening an incident (and its confirmation page), a checklist step, a close
+    // signature, confirming a role grant, approving; another session's token changes nothing.
+    let checkout = w.major_checkout().await;
+    let incident = w.incident().await;
+    let code = w.app.code(&w.app.admin);
+    let code = code.as_str();
+    let open = [
+        ("account", "wx"),
+        ("playbook", "console-drill"),
+        ("summary", "csrf"),
+    ];
+    let forms: Vec<(String, Vec<(&str, &str)>)> = vec![
+        ("/console/incidents/confirm".into(), open.to_vec()),
+        ("/console/incidents".into(), open.to_vec()),
+        (
+            format!("/console/incidents/{incident}/steps/3"),
+            vec![("note", "csrf")],
+        ),
+        (
+            format!("/console/incidents/{incident}/close"),
+            vec![("review", "csrf"), ("totp", code)],
+        ),
+        (
+            "/console/admin/users/bob/confirm".into(),
+            vec![("role", "admin"), ("totp", code)],
+        ),
+        (
+            format!("/console/approvals/{checkout}"),
+            vec![("decision", "approve"), ("totp", code)],
+        ),
+    ];
+    for (path, fields) in &forms {
+        for csrf in [others_token.as_str(), ""] {
+            let mut form = fields.clone();
+            form.push(("csrf", csrf));
+            let p = mine.post(path, &form).await;
+            assert_eq!(p.status, 403, "{path}: {}", p.body);
+            assert!(p.body.contains("表单校验失败"), "{path}");
+        }
+    }
+    let list = w.app.get(&w.admin_s, "/api/v1/incidents").await.1;
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        1,
+        "no incident was opened: {list}"
+    );
+    let inc = w
+        .app
+        .get(&w.admin_s, &format!("/api/v1/incidents/{incident}"))
+        .await
+        .1;
+    assert_eq!(inc["steps"][2]["status"], "pending", "{inc}");
+    assert_eq!(inc["close_signatures"].as_array().unwrap().len(), 0);
+    let co = w
+        .app
+        .get(&w.admin_s, &format!("/api/v1/checkouts/{checkout}"))
+        .await
+        .1;
+    assert_eq!(co["approvals"].as_array().unwrap().len(), 0, "{co}");
+    let refused = audit_entries(&w.app, &w.admin_s, "action=console.csrf").await;
+    // 8 refused above, 1 refused login, then two per new form.
+    assert_eq!(refused.len(), 9 + 2 * forms.len(), "{refused:?}");
 }
 
 #[tokio::test]
@@ -495,6 +692,9 @@ async fn a_publisher_gets_a_403_page_for_admin_and_audit_pages_and_an_auditor_ca
         "/console/audit",
         "/console/audit/export?format=csv",
         "/console/approvals",
+        "/console/incidents",
+        "/console/incidents/new",
+        "/console/posts",
     ] {
         let p = carol.get(path).await;
         assert_eq!(p.status, 403, "{path}");
@@ -574,6 +774,318 @@ async fn logout_ends_the_session_and_pages_send_you_to_login() {
     assert_eq!(p.status, 303);
     assert!(p.location().starts_with("/console/login"));
     let _ = (&w.bob, &w.client_key);
+}
+
+#[tokio::test]
+async fn an_incident_is_confirmed_in_words_before_it_runs_then_worked_signed_twice_and_reported() {
+    let w = world().await;
+    let mut admin = Browser::new(&w.app);
+    admin.login(&w.app, &w.app.admin.clone()).await;
+    let new = admin
+        .get("/console/incidents/new?account=wx&post=2247483647_1")
+        .await;
+    assert_eq!(new.status, 200, "{}", new.body);
+    assert!(new.body.contains("console-drill") && new.body.contains("2247483647_1"));
+    let csrf = new.csrf();
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("account", "wx"),
+        ("playbook", "console-drill"),
+        ("summary", "发现可疑登录 <b>suspicious</b>"),
+        ("post", ""),
+    ];
+    // The confirmation says what will run, and nothing has run yet.
+    let confirm = admin.post("/console/incidents/confirm", &form).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.body);
+    assert!(
+        confirm.body.contains("冻结账号：不能再签出"),
+        "{}",
+        confirm.body
+    );
+    assert!(confirm.body.contains("封存审计日志链头的签名检查点"));
+    assert!(confirm.body.contains("核实账号情况"));
+    assert!(
+        confirm.body.contains("&lt;b&gt;suspicious"),
+        "the summary is text"
+    );
+    let list = w.app.get(&w.admin_s, "/api/v1/incidents").await.1;
+    assert_eq!(list.as_array().unwrap().len(), 0, "{list}");
+    let acct = w.app.get(&w.admin_s, "/api/v1/accounts/wx").await.1;
+    assert_eq!(acct["status"], "active");
+    // An unknown playbook is a page that says so.
+    let mut bad = form.to_vec();
+    bad[2] = ("playbook", "nope");
+    assert_eq!(
+        admin.post("/console/incidents/confirm", &bad).await.status,
+        404
+    );
+
+    let opened = admin.post("/console/incidents", &form).await;
+    assert_eq!(opened.status, 303, "{}", opened.body);
+    let location = opened.location().to_owned();
+    assert!(location.contains("done=incident_opened"), "{location}");
+    let id = location
+        .trim_start_matches("/console/incidents/")
+        .split('?')
+        .next()
+        .unwrap()
+        .to_owned();
+    let acct = w.app.get(&w.admin_s, "/api/v1/accounts/wx").await.1;
+    assert_eq!(acct["status"], "frozen");
+    let page = admin.get(&location).await;
+    assert!(page.body.contains("应急事件已启动"), "{}", page.body);
+    assert!(page.body.contains("id=\"step-3-note\""));
+    assert!(
+        !page.body.contains("id=\"step-1-note\""),
+        "automated steps are not ticked off"
+    );
+
+    // The admin completes step 3 with a note; step 4 belongs to the auditor (an admin may too).
+    let p = admin
+        .post(
+            &format!("/console/incidents/{id}/steps/3"),
+            &[("csrf", &csrf), ("note", "已核实：密码未泄露")],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let page = admin.get(p.location()).await;
+    assert!(page.body.contains("步骤已标记完成"));
+    assert!(page.body.contains("已核实：密码未泄露"));
+    assert!(!page.body.contains("id=\"step-3-note\""));
+    // The same step twice is a page that says it conflicts.
+    let p = admin
+        .post(
+            &format!("/console/incidents/{id}/steps/3"),
+            &[("csrf", &csrf), ("note", "again")],
+        )
+        .await;
+    assert_eq!(p.status, 409, "{}", p.body);
+
+    // First signature: the incident waits for a second person.
+    let code = w.app.code(&w.app.admin);
+    let p = admin
+        .post(
+            &format!("/console/incidents/{id}/close"),
+            &[("csrf", &csrf), ("review", "处置完毕"), ("totp", &code)],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(p.location().contains("done=close_signed"));
+    let page = admin.get(p.location()).await;
+    assert!(
+        page.body.contains("正在等待另一位人员签署"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("id=\"waiting-second\""));
+    assert!(!page.body.contains("id=\"close-submit\""));
+
+    // The auditor signs second: closed.
+    let mut dave = Browser::new(&w.app);
+    dave.login(&w.app, &w.dave).await;
+    let page = dave.get(&format!("/console/incidents/{id}")).await;
+    assert_eq!(page.status, 200);
+    let dcsrf = page.csrf();
+    let code = w.app.code(&w.dave);
+    let p = dave
+        .post(
+            &format!("/console/incidents/{id}/close"),
+            &[("csrf", &dcsrf), ("review", "同意结案"), ("totp", &code)],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(p.location().contains("done=incident_closed"));
+    let inc = w
+        .app
+        .get(&w.admin_s, &format!("/api/v1/incidents/{id}"))
+        .await
+        .1;
+    assert_eq!(inc["status"], "closed", "{inc}");
+
+    // The report downloads as Markdown and JSON.
+    let md = dave
+        .get(&format!("/console/incidents/{id}/report?format=md"))
+        .await;
+    assert_eq!(md.status, 200);
+    assert!(
+        md.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert!(md.body.contains(&id));
+    let js = dave
+        .get(&format!("/console/incidents/{id}/report?format=json"))
+        .await;
+    assert_eq!(js.status, 200);
+    let v: Value = serde_json::from_str(&js.body).unwrap();
+    assert_eq!(v["incident"]["incident_id"], id.as_str());
+    assert_eq!(
+        dave.get(&format!("/console/incidents/{id}/report?format=pdf"))
+            .await
+            .status,
+        400
+    );
+    // Everything is in the audit log under the service's actions, with the console's paths.
+    for action in [
+        "incident.open",
+        "incident.step",
+        "incident.close",
+        "incident.report",
+    ] {
+        let e = audit_entries(
+            &w.app,
+            &w.admin_s,
+            &format!("action={action}&outcome=success"),
+        )
+        .await;
+        assert!(
+            e.iter().any(|e| e["http"]["path"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("/console/incidents"))),
+            "{action}: {e:?}"
+        );
+    }
+    // The list and the home page.
+    let list = admin.get("/console/incidents").await;
+    assert!(list.body.contains(&id));
+    let home = admin.get("/console").await;
+    assert!(home.body.contains("id=\"attention-incidents\""));
+}
+
+#[tokio::test]
+async fn the_approver_reads_the_post_as_text_with_the_department_and_targets() {
+    let w = world().await;
+    let id = w.major_checkout().await;
+    let mut bob = Browser::new(&w.app);
+    bob.login(&w.app, &w.bob).await;
+    let list = bob.get("/console/approvals").await;
+    assert!(
+        list.body.contains(&format!("/console/approvals/{id}")),
+        "{}",
+        list.body
+    );
+    let p = bob.get(&format!("/console/approvals/{id}")).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert_console_headers("approval", &p);
+    for text in [
+        "2026年重点项目清单",
+        "综合处",
+        "省发改委发布重点项目清单",
+        "<p>省发改委发布重点项目清单。</p>",
+        "<code>fig1.png</code>",
+        "&lt;b&gt;不是标签&lt;/b&gt;",
+        "【重点项目】省发改委发布2026年重点项目清单。",
+        "id=\"post-flags\"",
+        "id=\"targets\"",
+    ] {
+        assert!(p.body.contains(text), "{text}: {}", p.body);
+    }
+    // Nothing of the untrusted HTML is markup in the page: the script, the handler and the
+    // image exist only as escaped text.
+    assert!(!p.body.contains("<script>alert"), "{}", p.body);
+    assert!(!p.body.contains("onerror=\"alert"));
+    assert!(!p.body.contains("<img"));
+    assert!(p.body.contains("&lt;script&gt;alert"));
+    let csp = p.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("img-src 'self'") && !csp.contains("data:"),
+        "{csp}"
+    );
+    // The decision form is there, and approving from it works.
+    let csrf = p.csrf();
+    let code = w.app.code(&w.bob);
+    let r = bob
+        .post(
+            &format!("/console/approvals/{id}"),
+            &[
+                ("csrf", &csrf),
+                ("decision", "approve"),
+                ("totp", &code),
+                ("comment", "同意"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let co = w
+        .app
+        .get(&w.admin_s, &format!("/api/v1/checkouts/{id}"))
+        .await
+        .1;
+    assert_eq!(co["status"], "approved", "{co}");
+    assert_eq!(co["department"], "综合处");
+}
+
+#[tokio::test]
+async fn a_pending_role_grant_is_confirmed_by_a_second_admin_never_by_the_one_who_asked() {
+    let w = world().await;
+    let mut admin = Browser::new(&w.app);
+    admin.login(&w.app, &w.app.admin.clone()).await;
+    let csrf = admin.get("/console/admin/users").await.csrf();
+    let code = w.app.code(&w.app.admin);
+    let p = admin
+        .post(
+            "/console/admin/users",
+            &[
+                ("csrf", &csrf),
+                ("username", "frank"),
+                ("display_name", "Frank"),
+                ("role_approver", "1"),
+                ("password", PASSWORD),
+                ("totp", &code),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("id=\"pending-roles\""), "{}", p.body);
+    let users = admin.get("/console/admin/users").await;
+    assert!(
+        users.body.contains("id=\"grant-frank-approver\""),
+        "{}",
+        users.body
+    );
+    assert!(users.body.contains("由您提出"));
+    assert!(!users.body.contains("/console/admin/users/frank/confirm"));
+    let home = admin.get("/console").await;
+    assert!(home.body.contains("id=\"attention-grants\""));
+    // The service refuses the admin who asked, even with a hand-made form.
+    let code = w.app.code(&w.app.admin);
+    let p = admin
+        .post(
+            "/console/admin/users/frank/confirm",
+            &[("csrf", &csrf), ("role", "approver"), ("totp", &code)],
+        )
+        .await;
+    assert_eq!(p.status, 403, "{}", p.body);
+    assert!(p.body.contains("无权访问"));
+    // A second admin confirms with their own code.
+    let second = add_user_to(w.app.vault(), "admin3", &["admin"]).await;
+    let mut other = Browser::new(&w.app);
+    other.login(&w.app, &second).await;
+    let users = other.get("/console/admin/users").await;
+    assert!(users.body.contains("/console/admin/users/frank/confirm"));
+    let csrf2 = users.csrf();
+    let code = w.app.code(&second);
+    let p = other
+        .post(
+            "/console/admin/users/frank/confirm",
+            &[("csrf", &csrf2), ("role", "approver"), ("totp", &code)],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(p.location().contains("done=role_confirmed"));
+    let u = w.app.get(&w.admin_s, "/api/v1/users/frank").await.1;
+    assert_eq!(u["roles"], json!(["approver"]), "{u}");
+    assert_eq!(u["pending_roles"], json!([]));
+    let e = audit_entries(&w.app, &w.admin_s, "action=user.confirm_role").await;
+    assert!(
+        e.iter()
+            .any(|e| e["outcome"] == "success" && e["actor"]["id"] == "admin3")
+    );
+    assert!(
+        e.iter()
+            .any(|e| e["outcome"] == "denied" && e["actor"]["id"] == "admin")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -794,7 +1306,8 @@ impl Driver {
 }
 
 #[tokio::test]
-async fn in_chromium_an_admin_rotates_an_approver_approves_and_the_auditor_finds_both() {
+async fn in_chromium_an_admin_rotates_an_approver_approves_an_incident_is_worked_and_the_auditor_finds_all()
+ {
     let w = world().await;
     let app = &w.app;
     let d = Driver::start().await;
@@ -836,38 +1349,67 @@ async fn in_chromium_an_admin_rotates_an_approver_approves_and_the_auditor_finds
     d.screenshot("06-policies").await;
     d.logout().await;
 
-    // Carol's tool asks for a major checkout; it waits for an approver.
-    let code = app.code(&w.carol);
-    let r = app
-        .client
-        .post(app.url("/api/v1/checkouts"))
-        .bearer_auth(&w.client_key)
-        .json(&json!({"account": "wx", "operator": "carol", "totp": code, "purpose": "发布重大政策解读：2026 年重点项目清单", "level": "major"}))
-        .send()
-        .await
-        .unwrap();
-    let (status, v) = into_pair(r).await;
-    assert_eq!(status, 202, "{v}");
-    let id = v["checkout_id"].as_str().unwrap().to_owned();
+    // Carol's tool asks for a major checkout carrying the post; it waits for an approver.
+    let id = w.major_checkout().await;
 
-    // Bob, an approver, approves it with his own code.
+    // Bob, an approver, reads the post as it will appear and approves it with his own code.
     d.login(app, &w.bob).await;
     d.screenshot("07-home-approver").await;
     d.goto(&app.url("/console/approvals")).await;
     let card = format!("#co-{id}");
     assert!(d.text(&card).await.contains("carol"));
     d.screenshot("08-approvals").await;
-    d.fill(&format!("{card} input[name=comment]"), "同意发布")
-        .await;
-    d.fill(&format!("{card} input[name=totp]"), &app.code(&w.bob))
-        .await;
-    d.click(&format!("{card} button.approve")).await;
+    d.click(&format!("{card} a.review")).await;
+    assert_eq!(d.text("#post-title").await, "2026年重点项目清单");
+    assert!(d.text("#department").await.contains("综合处"));
+    let body = d.text("#post-body").await;
+    assert!(
+        body.contains("省发改委发布重点项目清单。") && body.contains("<b>不是标签</b>"),
+        "{body}"
+    );
+    d.screenshot("12-approval-post").await;
+    d.fill("#decide-comment", "同意发布").await;
+    d.fill("#decide-totp", &app.code(&w.bob)).await;
+    d.click("#approve").await;
     assert!(d.text("#notice").await.contains("已批准"));
     d.wait("#no-pending").await;
     let r = app
         .get(&w.admin_s, &format!("/api/v1/checkouts/{id}"))
         .await;
     assert_eq!(r.1["status"], "approved", "{}", r.1);
+    d.logout().await;
+
+    // The admin opens an incident from a playbook: the confirmation says what will run, then
+    // the incident page; a checklist step is completed with a note.
+    d.login(app, &app.admin).await;
+    d.goto(&app.url("/console/incidents")).await;
+    d.click("#new-incident").await;
+    d.fill("#incident-summary", "发现异地登录，启动演练预案")
+        .await;
+    d.click("#incident-next").await;
+    let words = d.text("#auto-steps").await;
+    assert!(words.contains("冻结账号：不能再签出"), "{words}");
+    d.screenshot("13-incident-confirm").await;
+    d.click("#incident-open").await;
+    assert!(d.text("#notice").await.contains("应急事件已启动"));
+    let incident = d.text("#incident-id").await;
+    d.fill("#step-3-note", "已核实：异地登录为出差人员").await;
+    d.click("#step-3-done").await;
+    assert!(d.text("#notice").await.contains("步骤已标记完成"));
+    assert!(
+        d.text("#step-3")
+            .await
+            .contains("已核实：异地登录为出差人员")
+    );
+    d.fill("#close-review", "演练完毕").await;
+    d.fill("#close-totp", &app.code(&app.admin)).await;
+    d.click("#close-submit").await;
+    assert!(d.text("#waiting-second").await.contains("等待另一位人员"));
+    d.screenshot("14-incident").await;
+    assert_eq!(
+        app.get(&w.admin_s, "/api/v1/accounts/wx").await.1["status"],
+        "frozen"
+    );
     d.logout().await;
 
     // Dave, the auditor, finds both actions on the audit page; the chain verifies.
@@ -890,6 +1432,21 @@ async fn in_chromium_an_admin_rotates_an_approver_approves_and_the_auditor_finds
         log.contains("checkout.approve") && log.contains("bob") && log.contains(&id),
         "{log}"
     );
+    for action in ["incident.open", "incident.step", "incident.close"] {
+        d.goto(&app.url(&format!("/console/audit?action={action}&outcome=success")))
+            .await;
+        let log = d.text("#audit-log").await;
+        assert!(
+            log.contains(action)
+                && log.contains("admin")
+                && log.contains(if action == "incident.open" {
+                    "wx"
+                } else {
+                    &incident
+                }),
+            "{action}: {log}"
+        );
+    }
     d.click("#audit-log tbody a").await;
     d.wait("#entry").await;
     d.screenshot("10-audit-entry").await;
@@ -900,5 +1457,4 @@ async fn in_chromium_an_admin_rotates_an_approver_approves_and_the_auditor_finds
             .contains("The audit chain verifies")
     );
     d.screenshot("11-audit-en").await;
-    // Incidents have not landed on this branch yet: no incident step in this story.
 }

@@ -278,7 +278,7 @@ const ROLES: [(&str, &str, &str); 4] = [
     ("auditor", "安全审计员", "auditor"),
 ];
 
-fn role_name(l: Lang, r: &str) -> &str {
+pub(super) fn role_name(l: Lang, r: &str) -> &str {
     ROLES
         .iter()
         .find(|(k, _, _)| *k == r)
@@ -289,14 +289,54 @@ fn role_name(l: Lang, r: &str) -> &str {
 pub async fn users(State(s): State<AppState>, me: Me) -> Result<Response, Fail> {
     let l = me.lang;
     let list = s.vault.people().list(&me.actor).await.or_fail(&me)?;
+    let grants = s
+        .vault
+        .people()
+        .pending_grants(&me.actor)
+        .await
+        .or_fail(&me)?;
+    // The page's own entry reads as the user list it shows.
+    me.actor.action("user.list", None);
     let body = html! {
+        section.card #pending-grants {
+            h2 { (l.t("等待第二位管理员确认的角色", "Roles waiting for a second admin")) span.count { (grants.len()) } }
+            p.small { (l.t(
+                "审核员、管理员角色须由提出授予的管理员以外的另一位管理员，用本人动态验证码确认后才生效。",
+                "The approver and admin roles take effect once an admin other than the one who asked confirms them with their own TOTP code."
+            )) }
+            @if grants.is_empty() { p.ok #no-grants { (l.t("没有等待确认的角色。", "Nothing is waiting.")) } }
+            @else {
+                table { thead { tr { th { (l.t("用户", "User")) } th { (l.t("角色", "Role")) } th { (l.t("提出人", "Asked by")) }
+                    th { (l.t("提出时间", "Asked")) } th {} } }
+                    tbody { @for g in &grants {
+                        tr id=(format!("grant-{}-{}", g.username, g.role)) {
+                            td { (g.username) } td { span.badge { (role_name(l, &g.role)) } }
+                            td { (g.requested_by) } td { (when(&crate::clock::rfc3339_unix(g.requested_at))) }
+                            td { @if g.requested_by == me.person.username {
+                                span.small.waiting { (l.t("由您提出：须另一位管理员确认", "You asked: another admin must confirm")) }
+                            } @else if g.username == me.person.username {
+                                span.small.waiting { (l.t("授予您本人的角色：须另一位管理员确认", "A role for you: another admin must confirm")) }
+                            } @else {
+                                form.row method="post" action=(format!("/console/admin/users/{}/confirm", g.username)) autocomplete="off" {
+                                    input type="hidden" name="csrf" value=(me.csrf);
+                                    input type="hidden" name="role" value=(g.role);
+                                    input name="totp" required placeholder=(l.t("本人验证码", "Your TOTP")) inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code";
+                                    button.confirm-grant type="submit" { (l.t("确认授予", "Confirm")) }
+                                }
+                            } }
+                        }
+                    } }
+                }
+            }
+        }
         table #users {
             thead { tr { th { (l.t("用户名", "Username")) } th { (l.t("姓名", "Name")) } th { (l.t("角色", "Roles")) }
                 th { (l.t("状态", "Status")) } th {} } }
             tbody { @for u in &list {
                 tr {
                     td { (u.username) } td { (u.display_name) }
-                    td { @for r in &u.roles { span.badge { (role_name(l, r)) } " " } }
+                    td { @for r in &u.roles { span.badge { (role_name(l, r)) } " " }
+                         @for r in &u.pending_roles { span.badge.warn title=(l.t("等待第二位管理员确认", "waiting for a second admin")) { (role_name(l, r)) (l.t("（待确认）", " (pending)")) } " " } }
                     td { @if u.disabled { span.badge.bad { (l.t("已停用", "disabled")) } }
                          @else if let Some(t) = &u.locked_until { span.badge.warn { (l.t("锁定至 ", "locked until ")) (when(t)) } }
                          @else { span.badge.ok { (l.t("正常", "active")) } } }
@@ -384,6 +424,10 @@ pub async fn create_user(
     let body = html! {
         section.card.once #enrolment {
             p.notice { (l.t("用户已创建。", "The user was created.")) " " b { (e.user.username) } }
+            @if !e.user.pending_roles.is_empty() {
+                p.warn #pending-roles { (l.t("以下角色须由另一位管理员确认后才生效：", "These roles take effect once another admin confirms them: "))
+                    @for r in &e.user.pending_roles { span.badge.warn { (role_name(l, r)) } " " } }
+            }
             p { (l.t(
                 "请让该用户现在用手机上的验证器应用（支持 TOTP 的任一应用）扫描下方二维码。此二维码只显示这一次，离开本页后无法再次查看。",
                 "Have the user scan this code now with an authenticator app. It is shown only this once; it cannot be shown again after you leave this page."
@@ -395,6 +439,30 @@ pub async fn create_user(
         }
     };
     Ok(page(&s, &me, l.t("动态验证码登记", "TOTP enrolment"), body))
+}
+
+#[derive(Deserialize)]
+pub struct ConfirmForm {
+    #[serde(default)]
+    csrf: String,
+    role: String,
+    totp: String,
+}
+
+/// A second admin confirms a pending grant; the service refuses the admin who asked for it.
+pub async fn confirm_role(
+    State(s): State<AppState>,
+    me: Me,
+    Path(name): Path<String>,
+    ConsoleForm(f): ConsoleForm<ConfirmForm>,
+) -> Result<Response, Fail> {
+    me.check_csrf(&s, &f.csrf)?;
+    s.vault
+        .people()
+        .confirm_role(&me.actor, &name, &f.role, f.totp.trim())
+        .await
+        .or_fail(&me)?;
+    Ok(done("/console/admin/users", "role_confirmed"))
 }
 
 pub async fn disable_user(

@@ -1,5 +1,7 @@
-//! The approver's page: checkouts waiting for approval, each with who asks, for which account,
-//! why, at which level; approve or deny with one's own TOTP code and a comment.
+//! The approver's pages: checkouts waiting for approval, each with who asks, for which account,
+//! why, at which level; and one checkout in full, with the post as it will appear on each target
+//! (see `post.rs` for how untrusted HTML is shown), where the approver approves or denies with
+//! their own TOTP code and a comment.
 
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -7,9 +9,10 @@ use maud::html;
 use serde::Deserialize;
 
 use super::layout::{page, when};
-use super::{AppState, ConsoleForm, Fail, Me, OrFail, done};
+use super::{AppState, ConsoleForm, Fail, Me, OrFail, done, post};
 use crate::checkout::ListQuery;
 use crate::policy::Level;
+use crate::store::types::CheckoutStatus;
 
 pub async fn page_view(State(s): State<AppState>, me: Me) -> Result<Response, Fail> {
     let l = me.lang;
@@ -47,16 +50,9 @@ pub async fn page_view(State(s): State<AppState>, me: Me) -> Result<Response, Fa
                         dt { (l.t("绑定内容（SHA-256）", "Bound content (SHA-256)")) } dd { @for h in d { code.small { (h) } br; } }
                     }
                 }
-                form method="post" action=(format!("/console/approvals/{}", c.checkout_id)) autocomplete="off" {
-                    input type="hidden" name="csrf" value=(me.csrf);
-                    label { (l.t("意见（可选）", "Comment (optional)")) input name="comment" maxlength="500"; }
-                    label { (l.t("本人动态验证码", "Your TOTP code"))
-                        input name="totp" required inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code"; }
-                    div.buttons {
-                        button.approve type="submit" name="decision" value="approve" { (l.t("批准", "Approve")) }
-                        button.danger.deny type="submit" name="decision" value="deny" { (l.t("驳回", "Deny")) }
-                    }
-                }
+                p { a.button.review href=(format!("/console/approvals/{}", c.checkout_id)) {
+                    @if c.content_sha256.is_some() { (l.t("阅读待发布内容并审批", "Read the post and decide")) }
+                    @else { (l.t("查看并审批", "Open and decide")) } } }
             }
         }
     };
@@ -64,6 +60,78 @@ pub async fn page_view(State(s): State<AppState>, me: Me) -> Result<Response, Fa
         &s,
         &me,
         l.t("待审批的签出", "Checkouts waiting for approval"),
+        body,
+    ))
+}
+
+/// One checkout in full: the facts, the operator's department, the target accounts, the post
+/// as it will appear, and the decision form.
+pub async fn detail(
+    State(s): State<AppState>,
+    me: Me,
+    Path(id): Path<String>,
+) -> Result<Response, Fail> {
+    let l = me.lang;
+    let c = s.vault.checkouts().get(&me.actor, &id).await.or_fail(&me)?;
+    let pending = c.status == CheckoutStatus::PendingApproval;
+    // The service refuses self-approval; the requester is simply not offered the form.
+    let decidable = pending && c.operator != me.person.username;
+    let body = html! {
+        section.card.checkout #checkout id=(format!("co-{}", c.checkout_id)) {
+            h2 { (c.account) " · "
+                @match c.level {
+                    Level::Major => span.badge.bad { (l.t("重大信息", "major")) },
+                    Level::General => span.badge { (l.t("一般信息", "general")) },
+                }
+                " " @if pending { span.badge.warn { (l.t("待审批", "waiting for approval")) } }
+                @else { span.badge { (c.status.as_str()) } }
+            }
+            dl.facts {
+                dt { (l.t("申请人", "Requested by")) } dd.operator #operator { (c.operator) }
+                dt { (l.t("责任处室", "Responsible department")) } dd #department {
+                    @if let Some(d) = &c.department { (d) } @else { span.small { (l.t("（未登记）", "(not recorded)")) } } }
+                dt { (l.t("发布工具", "Tool")) } dd { code { (c.client) } }
+                dt { (l.t("用途", "Purpose")) } dd.purpose { (c.purpose) }
+                dt { (l.t("申请时间", "Requested")) } dd { (when(&c.requested_at)) }
+                dt { (l.t("发布到的账号", "Target accounts")) } dd #targets { @for t in &c.targets { span.badge { (t) } " " } }
+                dt { (l.t("所需审批", "Approvals needed")) } dd { (c.approvals.iter().filter(|a| a.decision == "approve").count()) " / " (c.approvals_needed) }
+                @for a in &c.approvals {
+                    dt { (l.t("审批记录", "Decision")) } dd { b { (a.approver) } " · " (a.decision) " · " (when(&a.at))
+                        @if let Some(m) = &a.comment { " · " (m) } }
+                }
+            }
+        }
+        section.card #post {
+            h2 { (l.t("待发布内容（按发布后的样子显示）", "The post, as it will appear")) }
+            @match &c.content {
+                Some(content) => {
+                    p.small { (l.t("内容摘要（SHA-256）：", "Content digest (SHA-256): ")) code.small { (content.sha256) } }
+                    (post::render(l, content))
+                }
+                None => p { (l.t("此签出未附带内容：批准后令牌可调用策略允许的平台接口。", "This checkout carries no post: once approved, its token may make the platform calls the policy allows.")) },
+            }
+        }
+        @if decidable {
+            section.card #decide {
+                h2 { (l.t("审批", "Decision")) }
+                form method="post" action=(format!("/console/approvals/{}", c.checkout_id)) autocomplete="off" {
+                    input type="hidden" name="csrf" value=(me.csrf);
+                    label { (l.t("意见（可选）", "Comment (optional)")) input #decide-comment name="comment" maxlength="500"; }
+                    label { (l.t("本人动态验证码", "Your TOTP code"))
+                        input #decide-totp name="totp" required inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code"; }
+                    div.buttons {
+                        button.approve #approve type="submit" name="decision" value="approve" { (l.t("批准", "Approve")) }
+                        button.danger.deny #deny type="submit" name="decision" value="deny" { (l.t("驳回", "Deny")) }
+                    }
+                }
+            }
+        }
+        p { a href="/console/approvals" { (l.t("返回待审批列表", "Back to the waiting list")) } }
+    };
+    Ok(page(
+        &s,
+        &me,
+        l.t("审阅签出申请", "Review a checkout"),
         body,
     ))
 }

@@ -8,6 +8,7 @@ use maud::html;
 use super::layout::{page, when};
 use super::{AppState, Fail, Me};
 use crate::checkout::ListQuery;
+use crate::incidents::IncidentQuery;
 use crate::store::types::AccountStatus;
 
 /// A credential older than this is shown as due for rotation.
@@ -47,6 +48,18 @@ async fn render(s: &AppState, me: &Me) -> Result<Response, Fail> {
             .collect()
     });
     let accounts = v.accounts().list(&me.actor).await.ok();
+    let incidents = v
+        .incidents()
+        .list(
+            &me.actor,
+            &IncidentQuery {
+                account: None,
+                status: Some("open".into()),
+            },
+        )
+        .await
+        .ok();
+    let grants = v.people().pending_grants(&me.actor).await.ok();
     me.actor.action("console.home", None);
     let body = html! {
         div.grid {
@@ -58,6 +71,28 @@ async fn render(s: &AppState, me: &Me) -> Result<Response, Fail> {
                         li { b { (c.account) } " · " (c.operator) " · " (c.purpose) " · " span.small { (when(&c.requested_at)) } }
                     } }
                     @if !p.is_empty() { a.button href="/console/approvals" { (l.t("去审批", "Review them")) } }
+                }
+            }
+            @if let Some(open) = &incidents {
+                section.card.warn[!open.is_empty()] #attention-incidents {
+                    h2 { (l.t("处理中的应急事件", "Open incidents")) span.count { (open.len()) } }
+                    @if open.is_empty() { p.ok { (l.t("没有处理中的应急事件。", "No incident is open.")) } }
+                    ul { @for i in open {
+                        li { a href=(format!("/console/incidents/{}", i.incident_id)) { (i.title) } " · " b { (i.account) }
+                            " · " span.small { (when(&i.opened_at)) } }
+                    } }
+                    a.button.secondary href="/console/incidents" { (l.t("全部事件", "All incidents")) }
+                }
+            }
+            @if let Some(g) = &grants {
+                section.card #attention-grants {
+                    h2 { (l.t("待确认的角色授予", "Role grants waiting for a second admin")) span.count { (g.len()) } }
+                    @if g.is_empty() { p.ok { (l.t("没有待确认的授予。", "Nothing is waiting.")) } }
+                    ul { @for x in g {
+                        li { b { (x.username) } " · " (super::admin::role_name(l, &x.role)) " · "
+                            span.small { (l.t("提出人 ", "asked by ")) (x.requested_by) } }
+                    } }
+                    @if !g.is_empty() { a.button href="/console/admin/users#pending-grants" { (l.t("去确认", "Review them")) } }
                 }
             }
             @if let Some(accts) = &accounts {
@@ -92,7 +127,7 @@ async fn render(s: &AppState, me: &Me) -> Result<Response, Fail> {
                     } }
                 }
             }
-            @if pending.is_none() && accounts.is_none() && locked.is_none() {
+            @if pending.is_none() && accounts.is_none() && locked.is_none() && incidents.is_none() {
                 section.card {
                     p { (l.t(
                         "您的角色在控制台中没有需要处理的事项。发布操作通过发布工具进行。",

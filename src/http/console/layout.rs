@@ -43,6 +43,23 @@ fn notice(l: Lang, done: &str) -> Option<&'static str> {
         "revoked" => l.t("客户端密钥已吊销。", "The client key is revoked."),
         "approved" => l.t("已批准。", "Approved."),
         "denied" => l.t("已驳回。", "Denied."),
+        "role_confirmed" => l.t(
+            "角色已确认，现已生效。",
+            "The role is confirmed and in effect.",
+        ),
+        "incident_opened" => l.t(
+            "应急事件已启动，自动步骤已执行，结果见处置清单。",
+            "The incident is open; the automated steps ran, see the checklist for their results.",
+        ),
+        "step_done" => l.t("步骤已标记完成。", "The step is marked done."),
+        "close_signed" => l.t(
+            "已签署结案，正在等待另一位人员签署。",
+            "Signed; waiting for a second person to sign the close.",
+        ),
+        "incident_closed" => l.t(
+            "两位人员均已签署，事件已结案。",
+            "Two people signed; the incident is closed.",
+        ),
         _ => return None,
     })
 }
@@ -80,6 +97,8 @@ pub fn page(s: &AppState, me: &Me, title: &str, body: Markup) -> Response {
                         }
                         @if admin || auditor {
                             a href="/console/admin/policies" { (l.t("访问策略", "Policies")) }
+                            a href="/console/incidents" { (l.t("应急事件", "Incidents")) }
+                            a href="/console/posts" { (l.t("发布记录", "Posts")) }
                         }
                         @if approver {
                             a href="/console/approvals" { (l.t("审批", "Approvals")) }

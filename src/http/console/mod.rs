@@ -14,7 +14,9 @@ mod audit;
 mod auth;
 mod home;
 mod i18n;
+mod incidents;
 mod layout;
+mod post;
 mod svg;
 
 use std::time::Duration;
@@ -68,6 +70,7 @@ pub fn routes(limits: &RateLimitConfig) -> Router<AppState> {
         .route("/admin/accounts/{id}/status", post(admin::set_status))
         .route("/admin/users", get(admin::users).post(admin::create_user))
         .route("/admin/users/{name}/disable", post(admin::disable_user))
+        .route("/admin/users/{name}/confirm", post(admin::confirm_role))
         .route(
             "/admin/clients",
             get(admin::clients).post(admin::create_client),
@@ -75,7 +78,18 @@ pub fn routes(limits: &RateLimitConfig) -> Router<AppState> {
         .route("/admin/clients/{id}/revoke", post(admin::revoke_client))
         .route("/admin/policies", get(admin::policies))
         .route("/approvals", get(approvals::page_view))
-        .route("/approvals/{id}", post(approvals::decide))
+        .route(
+            "/approvals/{id}",
+            get(approvals::detail).post(approvals::decide),
+        )
+        .route("/incidents", get(incidents::list).post(incidents::open))
+        .route("/incidents/new", get(incidents::new))
+        .route("/incidents/confirm", post(incidents::confirm))
+        .route("/incidents/{id}", get(incidents::incident))
+        .route("/incidents/{id}/steps/{n}", post(incidents::step))
+        .route("/incidents/{id}/close", post(incidents::close))
+        .route("/incidents/{id}/report", get(incidents::report))
+        .route("/posts", get(incidents::posts))
         .route("/audit", get(audit::page_view))
         .route("/audit/export", get(audit::export))
         .route("/audit/entry/{seq}", get(audit::entry))
