@@ -21,7 +21,9 @@ pub enum CryptoError {
     Open(String),
     #[error("ciphertext is malformed: {0}")]
     Malformed(&'static str),
-    #[error("the keyring has no term {0}; run `mediavault keys` on the right store")]
+    #[error(
+        "the keyring has no term {0}: the store names a term this process cannot unwrap; check that the root key file belongs to this store (after `keys rotate-root`, the new one)"
+    )]
     UnknownTerm(u32),
     #[error("the root key does not open this store's keyring (wrong key file?)")]
     WrongRootKey,
