@@ -2,6 +2,7 @@
 //! module rather than part of the binary, so tests can drive a subcommand without a child process.
 
 pub mod audit;
+pub mod backup;
 pub mod certs;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -10,6 +11,7 @@ pub mod fake_platforms;
 pub mod init;
 pub mod keys;
 pub mod policy;
+pub mod restore;
 pub mod serve;
 pub mod totp_code;
 
@@ -85,6 +87,23 @@ pub enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Write an encrypted, consistent snapshot of the store to FILE (safe while serving).
+    Backup {
+        /// The backup file to create (mode 0600; never overwritten).
+        file: PathBuf,
+    },
+    /// Restore a backup into an empty data dir, verifying the audit chain and every secret.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The new data dir: must be empty or absent.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The root key file that was current when the backup was made (default: the
+        /// configured one). It is copied into the new data dir.
+        #[arg(long)]
+        root_key: Option<PathBuf>,
+    },
     /// Access policies.
     Policy {
         #[command(subcommand)]
@@ -143,5 +162,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = configured()?;
             audit::run(&config, command).await
         }
+        Command::Backup { file } => backup::run(&*configured()?, &file).await,
+        Command::Restore {
+            file,
+            data_dir,
+            root_key,
+        } => restore::run(&*configured()?, &file, &data_dir, root_key.as_deref()).await,
     }
 }

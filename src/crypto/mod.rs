@@ -27,6 +27,10 @@ pub enum CryptoError {
     UnknownTerm(u32),
     #[error("the root key does not open this store's keyring (wrong key file?)")]
     WrongRootKey,
+    #[error(
+        "the backup does not open with this root key: it was altered, or made under another root key (after `keys rotate-root`, backups made before need the old key file)"
+    )]
+    BackupDoesNotOpen,
     #[error("root key file {path}: {problem}")]
     KeyFile { path: String, problem: String },
     #[error("the system random generator failed")]

@@ -4,6 +4,17 @@ use super::{Result, Store, Tx};
 
 pub const MAC_MASTER_KEY: &str = "mac_master";
 
+/// Every sealed record (ciphertext only).
+#[derive(Debug, Default)]
+pub struct SealedRecords {
+    /// Account id, version, sealed credential.
+    pub credentials: Vec<(String, i64, Vec<u8>)>,
+    /// Username, sealed TOTP seed.
+    pub seeds: Vec<(String, Vec<u8>)>,
+    /// Checkout id, sealed post.
+    pub contents: Vec<(String, Vec<u8>)>,
+}
+
 /// Sealed samples for the readiness probe (ciphertext only).
 #[derive(Debug)]
 pub struct KeyProbes {
@@ -43,6 +54,25 @@ impl Store {
                 .fetch_optional(&self.reader)
                 .await?;
         Ok(KeyProbes { credential, seed })
+    }
+
+    /// Every sealed record of the store, to prove the keys open them all (a restore).
+    pub async fn sealed_records(&self) -> Result<SealedRecords> {
+        Ok(SealedRecords {
+            credentials: sqlx::query_as(
+                "SELECT account_id, version, sealed FROM credential_versions ORDER BY account_id, version",
+            )
+            .fetch_all(&self.reader)
+            .await?,
+            seeds: sqlx::query_as("SELECT username, totp_seed FROM users ORDER BY id")
+                .fetch_all(&self.reader)
+                .await?,
+            contents: sqlx::query_as(
+                "SELECT checkout_id, sealed FROM checkout_content ORDER BY checkout_id",
+            )
+            .fetch_all(&self.reader)
+            .await?,
+        })
     }
 
     /// Stores the first term and the MAC master in one transaction (init).

@@ -3,6 +3,7 @@
 //! through the services it hands out (`people()`, `sessions()`, `clients()`, `accounts()`,
 //! `checkouts()`, `publishing()`, `audit_review()`), each of which owns the rules of its concept.
 
+pub mod backup;
 pub mod keys;
 
 use std::path::Path;

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 pub const WX_SECRET: &str = "live-ops-secret-v1";
 
 fn policy() -> String {
-    "account = \"wx\"\nexclusive = true\nallow_reveal = true\ndefault_ttl_minutes = 60\nallowed_calls = [\"GET cgi-bin/getcallbackip\"]\n[who]\nroles = [\"publisher\"]\nclients = [\"cms\"]\n[levels.general]\napprovals = 0\n[levels.major]\napprovals = 1\n".to_owned()
+    "account = \"wx\"\nexclusive = false\nallow_reveal = true\ndefault_ttl_minutes = 60\nallowed_calls = [\"GET cgi-bin/getcallbackip\"]\n[who]\nroles = [\"publisher\"]\nclients = [\"cms\"]\n[levels.general]\napprovals = 0\n[levels.major]\napprovals = 1\n".to_owned()
 }
 
 /// A vault with an account, a publishing tool, an operator (alice), a second person who only logs
@@ -309,4 +309,118 @@ async fn readyz_says_not_ready_when_the_keys_cannot_open_what_is_stored() {
     let r = w.app.client.get(w.app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     w.login().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backup_under_load_restores_into_a_new_dir_with_the_chain_and_every_secret() {
+    use std::os::unix::fs::PermissionsExt;
+    let w = Arc::new(loaded().await);
+    let cfg = cli_config(&w.app);
+    let file = w.app.dir.path().join("vault.backup");
+    let (failures, counts) = w
+        .under_load(|| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let out = run_cli(&cfg, &["backup", file.to_str().unwrap()]).await;
+            assert!(out.contains("chain head"), "{out}");
+        })
+        .await;
+    assert!(failures.is_empty(), "failed requests: {failures:#?}");
+    assert!(counts.iter().all(|&n| n >= 2), "{counts:?}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let bytes = std::fs::read(&file).unwrap();
+    for plain in ["carol", "alice", "SQLite format", "LIVE-OPS-POST"] {
+        assert!(!contains(&bytes, plain.as_bytes()), "{plain} in the backup");
+    }
+    let header: Value =
+        serde_json::from_slice(bytes.split(|&b| b == b'\n').nth(1).unwrap()).unwrap();
+    // The backup is in the live chain, naming the head it holds.
+    let (st, v) = w
+        .app
+        .get(&w.admin_s, "/api/v1/audit?action=backup.create")
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let entry = &v["entries"][0];
+    assert_eq!(
+        entry["detail"]["chain_head_seq"], header["chain_head"]["seq"],
+        "{v}"
+    );
+    assert_eq!(
+        entry["detail"]["chain_head_hash"],
+        header["chain_head"]["hash"]
+    );
+    let mut w = Arc::try_unwrap(w).ok().unwrap();
+
+    // Restore refuses a directory that holds anything, and a backup that was altered.
+    let busy = w.app.dir.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("x"), b"x").unwrap();
+    let out = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["restore", file.to_str().unwrap(), "--data-dir"])
+        .arg(&busy)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not empty"), "{err}");
+    let mut altered = bytes.clone();
+    let last = altered.len() - 1;
+    altered[last] ^= 1;
+    let bad = w.app.dir.path().join("altered.backup");
+    std::fs::write(&bad, &altered).unwrap();
+    let fresh = w.app.dir.path().join("never");
+    let out = bin()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["restore", bad.to_str().unwrap(), "--data-dir"])
+        .arg(&fresh)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not open"), "{err}");
+    assert!(!fresh.exists());
+
+    // Restore into a new directory: the chain verifies and every secret opens.
+    let restored = w.app.dir.path().join("restored");
+    let out = run_cli(
+        &cfg,
+        &[
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            restored.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(out.contains("chain verified"), "{out}");
+    assert!(out.contains("1 checkout posts"), "{out}");
+
+    // A fresh server on the restored dir serves the old login, the credential and the post.
+    w.app.stop().await;
+    let mut config = (*w.app.config).clone();
+    config.data_dir = restored.clone();
+    let config = Arc::new(config);
+    let running = mediavault::start(Arc::clone(&config), w.app.clock.clone())
+        .await
+        .unwrap();
+    w.app.base = running.base_url();
+    w.app.running = Some(running);
+    w.app.config = config;
+    w.login().await.unwrap();
+    w.checkout_cycle().await.unwrap();
+    w.reads().await.unwrap();
+    let (st, v) = w.app.get(&w.admin_s, "/api/v1/audit/verify").await;
+    assert_eq!((st, &v["ok"]), (200, &json!(true)), "{v}");
+    let (st, v) = w
+        .app
+        .get(&w.admin_s, "/api/v1/audit?action=backup.restore")
+        .await;
+    assert_eq!(
+        (st, v["entries"].as_array().unwrap().len()),
+        (200, 1),
+        "{v}"
+    );
 }
