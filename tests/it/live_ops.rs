@@ -424,3 +424,39 @@ async fn backup_under_load_restores_into_a_new_dir_with_the_chain_and_every_secr
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn audit_lists_newest_first_on_request() {
+    let app = spawn_app().await;
+    let s = app.login(&app.admin.clone()).await;
+    for _ in 0..3 {
+        assert_eq!(app.get(&s, "/api/v1/accounts").await.0, 200);
+    }
+    let (st, asc) = app.get(&s, "/api/v1/audit?limit=3").await;
+    assert_eq!(st, 200, "{asc}");
+    let seqs = |v: &Value| -> Vec<i64> {
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(seqs(&asc), vec![1, 2, 3]);
+    let (st, desc) = app.get(&s, "/api/v1/audit?order=desc&limit=2").await;
+    assert_eq!(st, 200, "{desc}");
+    let page1 = seqs(&desc);
+    assert!(page1[0] > page1[1] && page1[0] > 3, "{desc}");
+    let before = desc["next_before_seq"].as_i64().unwrap();
+    assert_eq!(before, page1[1]);
+    let (_, older) = app
+        .get(
+            &s,
+            &format!("/api/v1/audit?order=desc&limit=2&before_seq={before}"),
+        )
+        .await;
+    assert_eq!(seqs(&older), vec![before - 1, before - 2], "{older}");
+    let (st, v) = app.get(&s, "/api/v1/audit?order=newest").await;
+    assert_eq!(st, 400, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("desc"), "{v}");
+}
