@@ -198,14 +198,14 @@ pub async fn reload(vault: &Vault) -> Reloaded {
     if let Err(e) = vault.reload_playbooks(&crate::actor::Actor::system()).await {
         tracing::error!(error = %e, "playbook reload not recorded");
     }
-    let keyring = match crate::crypto::RootKey::load_file(&vault.config.root_key_path()) {
-        Ok(root) => vault.refresh_keyring(&root).await.map_err(|e| {
-            tracing::error!(error = %e, "keyring refresh failed");
-            anyhow::Error::new(e).context("keyring refresh failed")
-        }),
+    let keyring = match vault.refresh_keyring().await {
+        Ok(n) => {
+            tracing::info!(new_terms = n, "keyring refreshed");
+            Ok(())
+        }
         Err(e) => {
-            tracing::error!(error = %e, "keyring refresh: root key unreadable");
-            Err(anyhow::Error::new(e).context("keyring refresh: root key unreadable"))
+            tracing::error!(error = %e, "keyring refresh failed");
+            Err(anyhow::Error::new(e).context("keyring refresh failed"))
         }
     };
     Reloaded { policies, keyring }

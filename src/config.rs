@@ -467,6 +467,8 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        let from_file = table.clone();
+        let mut overrides = Vec::new();
         for (name, value) in env {
             let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
                 continue;
@@ -476,19 +478,54 @@ impl Config {
             }
             let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
             set_path(&mut table, &path, env_value(value))
-                .map_err(|e| ConfigError(format!("environment {name}: {e}")))?;
+                .map_err(|e| ConfigError(format!("environment variable {name}: {e}")))?;
+            overrides.push((name.as_str(), path, value.as_str()));
         }
-        let config: Config =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| {
-                    ConfigError(format!(
-                        "configuration (after MEDIAVAULT_* overrides): {}",
-                        e.message()
-                    ))
-                })?;
+        match Self::checked(table) {
+            Ok(config) => Ok(config),
+            Err(e) if overrides.is_empty() => Err(e),
+            Err(e) => Err(Self::blame(&from_file, &overrides, e)),
+        }
+    }
+
+    /// Deserializes and validates a complete table.
+    fn checked(table: toml::Table) -> Result<Self, ConfigError> {
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError(e.message().to_owned()))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Names the `MEDIAVAULT_*` variable that makes a configuration invalid: the first one that
+    /// fails on its own over the file, else all of them (a combination fails). Values are never
+    /// repeated: a variable may hold a secret.
+    fn blame(
+        from_file: &toml::Table,
+        overrides: &[(&str, Vec<String>, &str)],
+        e: ConfigError,
+    ) -> ConfigError {
+        if Self::checked(from_file.clone()).is_ok() {
+            for (name, path, value) in overrides {
+                let mut alone = from_file.clone();
+                if set_path(&mut alone, path, env_value(value)).is_err() {
+                    continue;
+                }
+                if let Err(why) = Self::checked(alone) {
+                    return ConfigError(format!(
+                        "environment variable {name} (sets {}): {}",
+                        path.join("."),
+                        why.0
+                    ));
+                }
+            }
+        }
+        let names: Vec<&str> = overrides.iter().map(|(n, _, _)| *n).collect();
+        ConfigError(format!(
+            "configuration (with environment variables {}): {}",
+            names.join(", "),
+            e.0
+        ))
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -749,5 +786,26 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("loopback"), "{err}");
+        assert!(err.contains("MEDIAVAULT_LISTEN"), "{err}");
+        // A bad value names its variable (and not its value).
+        let err = Config::load_with_env(
+            None,
+            &env(&[
+                ("MEDIAVAULT_LOG__LEVEL", "info"),
+                ("MEDIAVAULT_LISTEN", "not-an-address"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("environment variable MEDIAVAULT_LISTEN"),
+            "{err}"
+        );
+        assert!(err.contains("(sets listen)"), "{err}");
+        assert!(!err.contains("not-an-address"), "{err}");
+        let err = Config::load_with_env(None, &env(&[("MEDIAVAULT_LIMITS__MAX_CONNECTIONS", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("MEDIAVAULT_LIMITS__MAX_CONNECTIONS"), "{err}");
     }
 }

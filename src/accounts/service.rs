@@ -189,6 +189,7 @@ impl Accounts<'_> {
             .credential_sealed(&row.id, version)
             .await?
             .ok_or_else(|| Error::NotFound(format!("version {version} of account {}", row.id)))?;
+        self.v.know_term_of(&sealed).await?;
         Ok(Credential::open(&self.v.keys, &row.id, version, &sealed)?)
     }
 
@@ -209,6 +210,7 @@ impl Accounts<'_> {
                     row.id
                 ))
             })?;
+        self.v.know_term_of(&sealed).await?;
         let cred = Credential::open(&self.v.keys, &row.id, row.current_version, &sealed)?;
         Ok((row, cred))
     }
@@ -315,6 +317,7 @@ impl Accounts<'_> {
             .await?
             .ok_or_else(|| Error::NotFound(format!("version {version} of account {}", row.id)))?;
         let proof = self.v.people().step_up(me, totp).await?;
+        self.v.know_term_of(&sealed).await?;
         let cred = Credential::open(&self.v.keys, &row.id, version, &sealed)?;
         let new = self
             .add_version(

@@ -25,6 +25,9 @@ pub struct QueryParams {
     pub since: Option<String>,
     pub until: Option<String>,
     pub after_seq: Option<String>,
+    /// `desc`: newest first (page on with `before_seq`); `asc` (the default): chain order.
+    pub order: Option<String>,
+    pub before_seq: Option<String>,
     pub limit: Option<String>,
     pub format: Option<String>,
 }
@@ -78,6 +81,25 @@ fn filter_of(p: &QueryParams) -> Result<AuditFilter> {
                 )
             })?,
     };
+    let newest_first = match p.order.as_deref() {
+        None | Some("") | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => {
+            return Err(invalid(
+                "order",
+                "order must be asc (oldest first) or desc (newest first)".into(),
+            ));
+        }
+    };
+    let before_seq = match &p.before_seq {
+        None => None,
+        Some(s) => Some(
+            s.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| invalid("before_seq", "before_seq must be a number ≥ 1".into()))?,
+        ),
+    };
     let empty_none = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
     Ok(AuditFilter {
         actor: empty_none(&p.actor),
@@ -87,6 +109,8 @@ fn filter_of(p: &QueryParams) -> Result<AuditFilter> {
         since_ms: time_param("since", p.since.as_deref())?,
         until_ms: time_param("until", p.until.as_deref())?,
         after_seq,
+        before_seq,
+        newest_first,
         limit,
     })
 }
@@ -96,6 +120,9 @@ fn filter_of(p: &QueryParams) -> Result<AuditFilter> {
 pub struct Page {
     pub entries: Vec<EntryView>,
     pub next_after_seq: Option<i64>,
+    /// With `order=desc`: pass as `before_seq` for the next (older) page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_before_seq: Option<i64>,
 }
 
 /// Activity in one time bucket.
@@ -146,16 +173,19 @@ impl AuditReview<'_> {
         }
         let filter = filter_of(p)?;
         let rows = self.v.store.audit_query(&filter).await?;
-        let next = if rows.len() as i64 == filter.limit {
-            rows.last().map(|r| r.seq)
+        let more = rows.len() as i64 == filter.limit;
+        let last = rows.last().map(|r| r.seq).filter(|_| more);
+        let (next, next_before) = if filter.newest_first {
+            (None, last)
         } else {
-            None
+            (last, None)
         };
         let entries: Vec<EntryView> = rows.iter().map(EntryView::from).collect();
         actor.detail("returned", entries.len());
         Ok(Page {
             entries,
             next_after_seq: next,
+            next_before_seq: next_before,
         })
     }
 

@@ -195,6 +195,7 @@ impl Checkouts<'_> {
     pub async fn view(&self, row: &CheckoutRow, full: bool) -> Result<CheckoutView> {
         let content = match (full, self.v.store.checkout_content(&row.id).await?) {
             (true, Some(c)) => {
+                self.v.know_term_of(&c.sealed).await?;
                 Some(Post::open(&self.v.keys, &row.id, &c.sealed)?.view(&c.content_sha256))
             }
             _ => None,

@@ -1,5 +1,6 @@
-//! `mediavault keys rotate|rotate-root`: keyring and root key rotation, run against the store
-//! while the server may be up (it picks new terms up on SIGHUP).
+//! `mediavault keys rotate|rotate-root`: keyring and root key rotation, safe to run against the
+//! store while the server is up: it picks a new term up the moment it meets a record sealed under
+//! it (reading the keyring again with the root key file), and on SIGHUP.
 
 use clap::Subcommand;
 
@@ -9,7 +10,8 @@ use crate::config::Config;
 pub enum KeysCommand {
     /// Add a keyring term; new secrets are sealed under it. Old terms keep opening old records.
     Rotate {
-        /// Also re-seal every stored secret under the new term.
+        /// Also re-seal every stored secret (credential versions, TOTP seeds, checkout posts)
+        /// under the new term.
         #[arg(long)]
         rewrap: bool,
     },

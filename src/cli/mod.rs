@@ -2,6 +2,7 @@
 //! module rather than part of the binary, so tests can drive a subcommand without a child process.
 
 pub mod audit;
+pub mod backup;
 pub mod certs;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -10,6 +11,7 @@ pub mod fake_platforms;
 pub mod init;
 pub mod keys;
 pub mod policy;
+pub mod restore;
 pub mod serve;
 pub mod totp_code;
 
@@ -85,6 +87,23 @@ pub enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Write an encrypted, consistent snapshot of the store to FILE (safe while serving).
+    Backup {
+        /// The backup file to create (mode 0600; never overwritten).
+        file: PathBuf,
+    },
+    /// Restore a backup into an empty data dir, verifying the audit chain and every secret.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// The new data dir: must be empty or absent.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The root key file that was current when the backup was made (default: the
+        /// configured one). It is copied into the new data dir.
+        #[arg(long)]
+        root_key: Option<PathBuf>,
+    },
     /// Access policies.
     Policy {
         #[command(subcommand)]
@@ -96,8 +115,11 @@ pub fn init_logging(config: &Config) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("MEDIAVAULT_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("{},sqlx=warn,hyper=warn", config.log.level)));
+    // Colour codes only for a person at a terminal, never into the journal, a file or a pipe.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match config.log.format {
         LogFormat::Json => builder.json().try_init(),
@@ -143,5 +165,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = configured()?;
             audit::run(&config, command).await
         }
+        Command::Backup { file } => backup::run(&*configured()?, &file).await,
+        Command::Restore {
+            file,
+            data_dir,
+            root_key,
+        } => restore::run(&*configured()?, &file, &data_dir, root_key.as_deref()).await,
     }
 }

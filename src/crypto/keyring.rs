@@ -48,6 +48,9 @@ impl Aad<'_> {
 /// The 256-bit root key, read from a file that only its owner may read.
 pub struct RootKey {
     kek: LessSafeKey,
+    /// Seals backup files (`mediavault backup`); derived under its own label, so a backup key
+    /// can never open a wrapped keyring or the other way round.
+    backup: LessSafeKey,
 }
 
 impl std::fmt::Debug for RootKey {
@@ -61,11 +64,14 @@ impl RootKey {
         // The root key wraps through a derived KEK, so the file's bytes are never used as an AEAD
         // key directly and a future second use of the root key cannot collide with this one.
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"mediavault root").extract(bytes);
-        let okm = prk
-            .expand(&[b"keyring-wrap"], &AES_256_GCM)
-            .map_err(|_| CryptoError::Malformed("hkdf"))?;
+        let derive = |label: &'static [u8]| {
+            prk.expand(&[label], &AES_256_GCM)
+                .map(|okm| LessSafeKey::new(UnboundKey::from(okm)))
+                .map_err(|_| CryptoError::Malformed("hkdf"))
+        };
         Ok(Self {
-            kek: LessSafeKey::new(UnboundKey::from(okm)),
+            kek: derive(b"keyring-wrap")?,
+            backup: derive(BACKUP_LABEL)?,
         })
     }
 
@@ -135,6 +141,17 @@ impl RootKey {
     pub fn unwrap(&self, label: &str, blob: &[u8]) -> Result<SecretBytes, CryptoError> {
         open_with(&self.kek, label.as_bytes(), blob, 0).map_err(|_| CryptoError::WrongRootKey)
     }
+
+    /// Seals a backup's body under the backup key; `header` (the file's plaintext header) is
+    /// authenticated with it, so neither can be changed or swapped. Output: nonce, ciphertext, tag.
+    pub fn seal_backup(&self, header: &[u8], body: &[u8]) -> Result<Vec<u8>, CryptoError> {
+        seal_with(&self.backup, header, body, &[])
+    }
+
+    /// Opens a backup's body; fails alike for another root key, another header or any change.
+    pub fn open_backup(&self, header: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
+        open_with(&self.backup, header, sealed, 0).map_err(|_| CryptoError::BackupDoesNotOpen)
+    }
 }
 
 /// Label of a keyring term when wrapped under the root key.
@@ -142,6 +159,8 @@ pub fn term_label(term: u32) -> String {
     format!("mediavault:keyring:term={term}")
 }
 pub const MAC_MASTER_LABEL: &str = "mediavault:mac-master";
+/// HKDF label of the key that seals backup files.
+const BACKUP_LABEL: &[u8] = b"backup-v1";
 
 /// A fresh 256-bit key.
 pub fn new_data_key() -> Result<SecretBytes, CryptoError> {
@@ -417,5 +436,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("missing"), "{err}");
+    }
+
+    #[test]
+    fn backup_seals_open_only_with_the_same_root_and_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = RootKey::create_file(&dir.path().join("root.key")).unwrap();
+        let other = RootKey::create_file(&dir.path().join("other.key")).unwrap();
+        let sealed = root.seal_backup(b"header", b"database").unwrap();
+        assert_eq!(
+            root.open_backup(b"header", &sealed).unwrap().expose(),
+            b"database"
+        );
+        assert!(root.open_backup(b"other header", &sealed).is_err());
+        assert!(other.open_backup(b"header", &sealed).is_err());
+        // The backup key is not the keyring-wrapping key.
+        assert!(root.unwrap("header", &sealed).is_err());
     }
 }

@@ -21,10 +21,16 @@ pub enum CryptoError {
     Open(String),
     #[error("ciphertext is malformed: {0}")]
     Malformed(&'static str),
-    #[error("the keyring has no term {0}; run `mediavault keys` on the right store")]
+    #[error(
+        "the keyring has no term {0}: the store names a term this process cannot unwrap; check that the root key file belongs to this store (after `keys rotate-root`, the new one)"
+    )]
     UnknownTerm(u32),
     #[error("the root key does not open this store's keyring (wrong key file?)")]
     WrongRootKey,
+    #[error(
+        "the backup does not open with this root key: it was altered, or made under another root key (after `keys rotate-root`, backups made before need the old key file)"
+    )]
+    BackupDoesNotOpen,
     #[error("root key file {path}: {problem}")]
     KeyFile { path: String, problem: String },
     #[error("the system random generator failed")]

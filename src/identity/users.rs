@@ -484,7 +484,8 @@ impl People<'_> {
     }
 
     /// The decrypted TOTP seed of a user; stays inside the vault.
-    pub(crate) fn seed(&self, row: &UserRow) -> Result<SecretBytes> {
+    pub(crate) async fn seed(&self, row: &UserRow) -> Result<SecretBytes> {
+        self.v.know_term_of(&row.totp_seed).await?;
         Ok(self.v.keys.open(&seed_aad(&row.username), &row.totp_seed)?)
     }
 
@@ -524,7 +525,7 @@ impl People<'_> {
         if let Some(until) = self.locked(row) {
             return Err(Error::UserLocked { until });
         }
-        let seed = self.seed(row)?;
+        let seed = self.seed(row).await?;
         let now = self.v.clock.unix();
         let Some(step) = totp::check(&seed, code, now) else {
             if let Some(until) = self.count_failure(row).await? {

@@ -268,6 +268,7 @@ impl Publishing<'_> {
         match self.v.store.checkout_content(checkout).await? {
             None => Ok(None),
             Some(row) => {
+                self.v.know_term_of(&row.sealed).await?;
                 let post = Post::open(&self.v.keys, checkout, &row.sealed)?;
                 Ok(Some((row.content_sha256, post)))
             }

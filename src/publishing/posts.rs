@@ -149,6 +149,7 @@ impl Posts<'_> {
             let checkout = self.v.checkouts().get(actor, &p.checkout_id).await?;
             let content = match self.v.store.checkout_content(&p.checkout_id).await? {
                 Some(c) => {
+                    self.v.know_term_of(&c.sealed).await?;
                     let post = Post::open(&self.v.keys, &p.checkout_id, &c.sealed)?;
                     let images: Vec<Value> = post
                         .images

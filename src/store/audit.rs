@@ -43,6 +43,10 @@ pub struct AuditFilter {
     pub since_ms: Option<i64>,
     pub until_ms: Option<i64>,
     pub after_seq: i64,
+    /// Only entries before this one (paging newest first).
+    pub before_seq: Option<i64>,
+    /// Newest first instead of in chain order.
+    pub newest_first: bool,
     pub limit: i64,
 }
 
@@ -118,22 +122,27 @@ impl Store {
     }
 
     pub async fn audit_query(&self, f: &AuditFilter) -> Result<Vec<AuditRow>> {
-        Ok(sqlx::query_as(
-            "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log \
+        // Two fixed statements rather than an ORDER BY expression, so both walk the seq index.
+        const ASC: &str = "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log \
              WHERE (?1 IS NULL OR actor_id = ?1) AND (?2 IS NULL OR target = ?2) AND (?3 IS NULL OR action = ?3) \
              AND (?4 IS NULL OR outcome = ?4) AND (?5 IS NULL OR ts >= ?5) AND (?6 IS NULL OR ts < ?6) AND seq > ?7 \
-             ORDER BY seq LIMIT ?8",
-        )
-        .bind(&f.actor)
-        .bind(&f.target)
-        .bind(&f.action)
-        .bind(&f.outcome)
-        .bind(f.since_ms)
-        .bind(f.until_ms)
-        .bind(f.after_seq)
-        .bind(f.limit)
-        .fetch_all(&self.reader)
-        .await?)
+             AND (?9 IS NULL OR seq < ?9) ORDER BY seq LIMIT ?8";
+        const DESC: &str = "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log \
+             WHERE (?1 IS NULL OR actor_id = ?1) AND (?2 IS NULL OR target = ?2) AND (?3 IS NULL OR action = ?3) \
+             AND (?4 IS NULL OR outcome = ?4) AND (?5 IS NULL OR ts >= ?5) AND (?6 IS NULL OR ts < ?6) AND seq > ?7 \
+             AND (?9 IS NULL OR seq < ?9) ORDER BY seq DESC LIMIT ?8";
+        Ok(sqlx::query_as(if f.newest_first { DESC } else { ASC })
+            .bind(&f.actor)
+            .bind(&f.target)
+            .bind(&f.action)
+            .bind(&f.outcome)
+            .bind(f.since_ms)
+            .bind(f.until_ms)
+            .bind(f.after_seq)
+            .bind(f.limit)
+            .bind(f.before_seq)
+            .fetch_all(&self.reader)
+            .await?)
     }
 
     /// Entries and failures (any outcome but success) per bucket of `bucket_ms` from `since_ms`.

@@ -179,6 +179,42 @@ impl Store {
         })
     }
 
+    /// Writes a consistent copy of the whole database to `path` (`VACUUM INTO`, on the writer
+    /// connection, so no write of this process interleaves; it reads one committed snapshot, so
+    /// another process writing meanwhile changes nothing in the copy). `path` is created first
+    /// with mode 0600, empty, so the copy is never readable by others, whatever the umask.
+    pub async fn snapshot_into(&self, path: &Path) -> Result<()> {
+        files::create_private_file(path)?;
+        let target = path
+            .to_str()
+            .ok_or_else(|| StoreError::Corrupt(format!("{} is not UTF-8", path.display())))?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(target)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Opens a database file read-only and immutable (a snapshot, or a restored copy before it is
+    /// put in service): nothing is written, no migration runs, no WAL is made.
+    pub async fn open_snapshot(path: &Path) -> Result<Self> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .read_only(true)
+            .immutable(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await?;
+        Ok(Self {
+            writer: pool.clone(),
+            reader: pool,
+        })
+    }
+
     /// Cheap liveness check of both pools, for `/readyz`.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;

@@ -1,9 +1,10 @@
 //! `mediavault keys`: keyring and root-key rotation, run against the store while the server may be
 //! running (SQLite serialises the writes; a running server learns new terms on SIGHUP or when it
-//! meets a record sealed under a term it does not know yet). Each change commits together with its
+//! meets a record sealed under a term it does not know yet, see `Vault::know_term_of`). Each change commits together with its
 //! audit entry (actor `system`, id `cli:<os user>`), through the same writer the server uses.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Context;
 
@@ -12,9 +13,10 @@ use crate::actor::Actor;
 use crate::audit::AuditWriter;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::crypto::RootKey;
 use crate::crypto::keyring::{MAC_MASTER_LABEL, new_data_key, term_label};
+use crate::crypto::{Keyring, RootKey};
 use crate::identity::users::seed_aad;
+use crate::publishing::content::aad as content_aad;
 use crate::store::keyring::MAC_MASTER_KEY;
 use crate::vault::open_store;
 
@@ -42,46 +44,92 @@ pub async fn rotate(config: &Config, rewrap: bool) -> anyhow::Result<()> {
     keys.add_term(term, &key)?;
     println!("keyring term {term} added; new secrets are sealed under it");
     if rewrap {
-        // Sealed outside, written in one transaction with its entry: all re-sealed, or none.
-        let mut creds = Vec::new();
-        for (account, version, sealed) in store.credential_all_sealed().await? {
-            let cred = Credential::open(&keys, &account, version, &sealed)
-                .with_context(|| format!("opening {account} v{version}"))?;
-            let resealed = cred.seal(&keys, &account, version)?;
-            creds.push((account, version, resealed));
-        }
-        let mut seeds = Vec::new();
-        for user in store.users_list().await? {
-            let aad = seed_aad(&user.username);
-            let seed = keys.open(&aad, &user.totp_seed)?;
-            seeds.push((user.id, keys.seal(&aad, seed.expose())?));
-        }
-        let n = creds.len() + seeds.len();
-        audit
-            .commit(
-                actor
-                    .entry("keys.rewrap", "keyring")
-                    .detail("term", term)
-                    .detail("secrets", n),
-                move |tx| {
-                    Box::pin(async move {
-                        for (account, version, sealed) in &creds {
-                            tx.credential_replace_sealed(account, *version, sealed)
-                                .await?;
-                        }
-                        for (id, sealed) in &seeds {
-                            tx.user_replace_seed(*id, sealed).await?;
-                        }
-                        Ok(())
-                    })
-                },
-            )
-            .await?;
-        println!("re-sealed {n} secrets under term {term}");
+        let counts = rewrap_all(&audit, &actor, Arc::new(keys), term).await?;
+        println!(
+            "re-sealed {} secrets under term {term} ({} credential versions, {} TOTP seeds, {} checkout posts)",
+            counts.total(),
+            counts.credentials,
+            counts.seeds,
+            counts.contents
+        );
     }
     drop(audit);
     store.close().await;
     Ok(())
+}
+
+/// What a rewrap re-sealed.
+#[derive(Debug, Default, Clone, Copy)]
+struct Rewrapped {
+    credentials: usize,
+    seeds: usize,
+    contents: usize,
+}
+
+impl Rewrapped {
+    fn total(&self) -> usize {
+        self.credentials + self.seeds + self.contents
+    }
+}
+
+/// Re-seals every sealed record (credential versions, TOTP seeds, checkout posts) under the
+/// active term, in one transaction with its `keys.rewrap` entry: all or none. The records are
+/// read inside that transaction (it holds the write lock), so what a running server wrote a
+/// moment before is re-sealed as it is now and nothing it writes meanwhile is lost. A running
+/// server that meets the new term reads the keyring again (`Vault::know_term_of`).
+async fn rewrap_all(
+    audit: &AuditWriter,
+    actor: &Actor,
+    keys: Arc<Keyring>,
+    term: u32,
+) -> anyhow::Result<Rewrapped> {
+    let counts = audit
+        .commit(
+            actor.entry("keys.rewrap", "keyring").detail("term", term),
+            move |tx| {
+                Box::pin(async move {
+                    let mut n = Rewrapped::default();
+                    for (account, version, sealed) in tx.sealed_credentials().await? {
+                        let cred = Credential::open(&keys, &account, version, &sealed)?;
+                        let resealed = cred.seal(&keys, &account, version)?;
+                        tx.credential_replace_sealed(&account, version, &resealed)
+                            .await?;
+                        n.credentials += 1;
+                    }
+                    for (id, username, sealed) in tx.sealed_seeds().await? {
+                        let aad = seed_aad(&username);
+                        let seed = keys.open(&aad, &sealed)?;
+                        tx.user_replace_seed(id, &keys.seal(&aad, seed.expose())?)
+                            .await?;
+                        n.seeds += 1;
+                    }
+                    for (checkout, sealed) in tx.sealed_contents().await? {
+                        let aad = content_aad(&checkout);
+                        let post = keys.open(&aad, &sealed)?;
+                        tx.checkout_content_replace_sealed(
+                            &checkout,
+                            &keys.seal(&aad, post.expose())?,
+                        )
+                        .await?;
+                        n.contents += 1;
+                    }
+                    tx.note("credentials", n.credentials);
+                    tx.note("seeds", n.seeds);
+                    tx.note("contents", n.contents);
+                    tx.note("secrets", n.total());
+                    Ok(n)
+                })
+            },
+        )
+        .await
+        .context("re-sealing the stored secrets (nothing was changed)")?;
+    Ok(counts)
+}
+
+/// Where `keys rotate-root` writes the new root key before the store is re-wrapped under it; it
+/// replaces the key file once the change is committed.
+pub fn pending_root_path(key_file: &std::path::Path) -> PathBuf {
+    PathBuf::from(format!("{}.new", key_file.display()))
 }
 
 /// Generates a new root key and re-wraps the keyring under it in one transaction, then replaces
@@ -90,7 +138,7 @@ pub async fn rotate_root(config: &Config) -> anyhow::Result<()> {
     let path = config.root_key_path();
     // Unlocking proves the old key is right before anything changes.
     let (old, store, keys) = open_store(config).await?;
-    let new_path = PathBuf::from(format!("{}.new", path.display()));
+    let new_path = pending_root_path(&path);
     if new_path.exists() {
         anyhow::bail!(
             "{} exists from an interrupted rotation; check which key opens the store, then remove it",

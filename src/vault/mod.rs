@@ -3,6 +3,7 @@
 //! through the services it hands out (`people()`, `sessions()`, `clients()`, `accounts()`,
 //! `checkouts()`, `publishing()`, `audit_review()`), each of which owns the rules of its concept.
 
+pub mod backup;
 pub mod keys;
 
 use std::path::Path;
@@ -13,7 +14,7 @@ use crate::audit::{AuditWriter, Outcome, TxFuture};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::keyring::{MAC_MASTER_LABEL, new_data_key, term_label};
-use crate::crypto::{Keyring, RootKey};
+use crate::crypto::{CryptoError, Keyring, RootKey};
 use crate::error::{Error, Result};
 use crate::identity::passwords::Passwords;
 use crate::policy::PolicySet;
@@ -40,6 +41,10 @@ pub struct Vault {
     playbooks: RwLock<Arc<crate::policy::PlaybookSet>>,
     /// When each early-warning (rule, key) last fired, by audit timestamp (ms); in memory only.
     pub(crate) alerts_fired: std::sync::Mutex<std::collections::HashMap<(String, String), i64>>,
+    /// Held while the keyring is read again from the store (see [`Vault::know_term_of`]).
+    keyring_refresh: tokio::sync::Mutex<()>,
+    /// What the last readiness probe found, so a change is logged once, not at every probe.
+    keys_ready: std::sync::atomic::AtomicBool,
 }
 
 /// What `/readyz` reports.
@@ -151,6 +156,8 @@ impl Vault {
             policies: RwLock::new(Arc::new(policies)),
             playbooks: RwLock::new(Arc::new(playbooks)),
             alerts_fired: std::sync::Mutex::default(),
+            keyring_refresh: tokio::sync::Mutex::new(()),
+            keys_ready: std::sync::atomic::AtomicBool::new(true),
         })
     }
 
@@ -189,21 +196,64 @@ impl Vault {
         Ok(())
     }
 
-    /// Whether the store answers on both pools and the keyring opens a fresh seal.
+    /// Whether the store answers on both pools and the keys in memory open what is stored: a fresh
+    /// seal, the newest credential version and the newest TOTP seed (terms added by another
+    /// process are picked up first). Not ready is logged, once per change, with what to do.
     pub async fn readiness(&self) -> Readiness {
         let store = self.store.ping().await.is_ok();
+        let keys = match self.probe_keys().await {
+            Ok(()) => {
+                if !self
+                    .keys_ready
+                    .swap(true, std::sync::atomic::Ordering::AcqRel)
+                {
+                    tracing::info!("the keys open the stored secrets again");
+                }
+                true
+            }
+            Err(e) => {
+                if self
+                    .keys_ready
+                    .swap(false, std::sync::atomic::Ordering::AcqRel)
+                {
+                    tracing::error!(
+                        error = ?e,
+                        key_file = %self.config.root_key_path().display(),
+                        "not ready: the keys in memory cannot open what is stored. Check that the \
+                         root key file is the one this store was last rotated to (after `keys \
+                         rotate-root` it holds the new key), then send SIGHUP or restart; \
+                         `mediavault keys rotate` never makes old records unreadable"
+                    );
+                }
+                false
+            }
+        };
+        Readiness { store, keys }
+    }
+
+    /// Opens a fresh seal and one stored credential and TOTP seed; their plaintext is dropped
+    /// (zeroized) at once.
+    async fn probe_keys(&self) -> Result<()> {
         let probe = crate::crypto::Aad {
             table: "readyz",
             row: "probe",
             field: "probe",
             version: 0,
         };
-        let keys = self
-            .keys
+        self.keys
             .seal(&probe, b"probe")
-            .and_then(|ct| self.keys.open(&probe, &ct))
-            .is_ok();
-        Readiness { store, keys }
+            .and_then(|ct| self.keys.open(&probe, &ct))?;
+        let probes = self.store.keyring_probes().await?;
+        if let Some((account, version, sealed)) = &probes.credential {
+            self.know_term_of(sealed).await?;
+            crate::accounts::Credential::open(&self.keys, account, *version, sealed)?;
+        }
+        if let Some((username, sealed)) = &probes.seed {
+            self.know_term_of(sealed).await?;
+            self.keys
+                .open(&crate::identity::users::seed_aad(username), sealed)?;
+        }
+        Ok(())
     }
 
     /// The keyring term new secrets are sealed under.
@@ -285,15 +335,85 @@ impl Vault {
         }
     }
 
-    /// Picks up keyring terms added by another process (`mediavault keys rotate`).
-    pub async fn refresh_keyring(&self, root: &RootKey) -> Result<()> {
-        for (term, wrapped) in self.store.keyring_terms().await? {
-            if !self.keys.has_term(term) {
-                self.keys
-                    .add_term(term, &root.unwrap(&term_label(term), &wrapped)?)?;
+    /// Makes sure the keyring knows the term `sealed` was sealed under, before it is opened.
+    ///
+    /// Another process (`mediavault keys rotate`, with or without `--rewrap`) may have added a
+    /// term after this server started and re-sealed records under it. Meeting such a record, the
+    /// server reads the keyring from the store again and retries, so rotation is safe at any
+    /// time. Concurrent requests meeting the same new term read the store once.
+    pub(crate) async fn know_term_of(&self, sealed: &[u8]) -> Result<()> {
+        // A malformed ciphertext is reported by `open`, with its place.
+        let Ok(term) = Keyring::term_of(sealed) else {
+            return Ok(());
+        };
+        if self.keys.has_term(term) {
+            return Ok(());
+        }
+        let _one_at_a_time = self.keyring_refresh.lock().await;
+        if self.keys.has_term(term) {
+            return Ok(());
+        }
+        self.refresh_keyring().await?;
+        if self.keys.has_term(term) {
+            Ok(())
+        } else {
+            Err(CryptoError::UnknownTerm(term).into())
+        }
+    }
+
+    /// Picks up keyring terms added by another process (`mediavault keys rotate`): reads the
+    /// wrapped terms from the store and unwraps the new ones with the root key file, read again
+    /// because `keys rotate-root` may have replaced it since the start. While a root rotation is
+    /// between its commit and the rename of its key file, the store opens only with
+    /// `<key>.new`, which is tried second. Returns how many terms were added.
+    pub async fn refresh_keyring(&self) -> Result<usize> {
+        let unknown: Vec<(u32, Vec<u8>)> = self
+            .store
+            .keyring_terms()
+            .await?
+            .into_iter()
+            .filter(|(term, _)| !self.keys.has_term(*term))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(0);
+        }
+        let path = self.config.root_key_path();
+        let mut first_problem = None;
+        for candidate in [path.clone(), keys::pending_root_path(&path)] {
+            let unwrapped = RootKey::load_file(&candidate).and_then(|root| {
+                unknown
+                    .iter()
+                    .map(|(term, wrapped)| Ok((*term, root.unwrap(&term_label(*term), wrapped)?)))
+                    .collect::<Result<Vec<_>, CryptoError>>()
+            });
+            match unwrapped {
+                Ok(terms) => {
+                    for (term, key) in &terms {
+                        self.keys.add_term(*term, key)?;
+                        tracing::info!(term, "keyring term added by another process picked up");
+                    }
+                    return Ok(terms.len());
+                }
+                Err(e) => {
+                    first_problem.get_or_insert(e);
+                }
             }
         }
-        Ok(())
+        let terms: Vec<u32> = unknown.iter().map(|(t, _)| *t).collect();
+        let cause = first_problem.map(|e| e.to_string()).unwrap_or_default();
+        tracing::error!(
+            ?terms,
+            key_file = %path.display(),
+            error = %cause,
+            "the store has keyring terms this server cannot unwrap: the root key file no longer \
+             matches the store. If `mediavault keys rotate-root` ran, put the key it wrote in \
+             place of this file (it keeps the old one nowhere); otherwise restore the key file \
+             that belongs to this store. Records sealed under the old terms still open."
+        );
+        Err(Error::internal(anyhow::anyhow!(
+            "keyring terms {terms:?} cannot be unwrapped with {}: {cause}",
+            path.display()
+        )))
     }
 }
 

@@ -10,7 +10,8 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the store answers on both pools and the keyring opens a fresh seal.
+/// Ready when the store answers on both pools and the keys open what is stored (a fresh seal, the
+/// newest credential version and TOTP seed): see `Vault::readiness`.
 pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
     let r = s.vault.readiness().await;
     let status = if r.ready() {

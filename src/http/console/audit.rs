@@ -52,6 +52,7 @@ impl Filters {
             after_seq: blank(&self.after_seq),
             limit: Some(PAGE_SIZE.into()),
             format: None,
+            ..QueryParams::default()
         }
     }
 

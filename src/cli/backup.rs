@@ -1,0 +1,22 @@
+//! `mediavault backup FILE`: an encrypted, consistent snapshot of the store, taken while the server
+//! may be running (see `vault::backup`).
+
+use std::path::Path;
+
+use crate::config::Config;
+
+pub async fn run(config: &Config, file: &Path) -> anyhow::Result<()> {
+    let header = crate::vault::backup::backup(config, file).await?;
+    println!(
+        "backup written to {} (mode 0600): {} audit entries, chain head #{} {}",
+        file.display(),
+        header.entries,
+        header.chain_head.seq,
+        header.chain_head.hash
+    );
+    println!(
+        "it opens only with the root key file in use now ({}); keep a copy of that key apart from the backup",
+        config.root_key_path().display()
+    );
+    Ok(())
+}

@@ -1,0 +1,333 @@
+//! `mediavault backup` and `mediavault restore`: an encrypted, consistent online snapshot of the
+//! store, and a restore that proves the copy is whole before it finishes.
+//!
+//! A backup file is two plaintext lines and a sealed body:
+//!
+//! ```text
+//! mediavault-backup v1
+//! {"created_at":"…","chain_head":{"seq":…,"hash":"…"},"entries":…,"vault_version":"…"}
+//! <nonce, AES-256-GCM ciphertext of the SQLite database, tag>
+//! ```
+//!
+//! The body is sealed under a key derived from the root key (HKDF label `backup-v1`), with both
+//! lines as AAD: the header, which names the audit chain head the copy holds, cannot be changed
+//! without the file failing to open. The database inside holds the wrapped keyring but not the
+//! root key, so a backup needs the root key file that was current when it was made (keep the two
+//! apart: the file alone reveals nothing).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+use crate::accounts::Credential;
+use crate::actor::Actor;
+use crate::audit::{AuditWriter, verify_store};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::{RootKey, SecretBytes};
+use crate::identity::users::seed_aad;
+use crate::publishing::content::aad as content_aad;
+use crate::store::Store;
+use crate::vault::open_store;
+
+const MAGIC: &[u8] = b"mediavault-backup v1\n";
+
+/// What the plaintext header of a backup says.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct BackupHeader {
+    pub created_at: String,
+    pub chain_head: ChainHeadInfo,
+    /// Audit entries the copy holds (verified when it was made).
+    pub entries: u64,
+    pub vault_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ChainHeadInfo {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// A file that is removed when dropped, unless kept: the snapshot and half-written outputs never
+/// outlive a failure.
+struct Scratch(Vec<PathBuf>);
+
+impl Scratch {
+    fn keep(mut self) {
+        self.0.clear();
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            for q in std::iter::once(p.clone()).chain(crate::store::files::sidecars(p)) {
+                let _ = std::fs::remove_file(q);
+            }
+        }
+    }
+}
+
+/// Writes an encrypted snapshot of the configured store to `out` (mode 0600; an existing file is
+/// never overwritten) and records a `backup.create` entry with the chain head it holds. Safe while
+/// the server runs.
+pub async fn backup(config: &Config, out: &Path) -> anyhow::Result<BackupHeader> {
+    if out.exists() {
+        bail!(
+            "{} already exists; a backup never overwrites a file",
+            out.display()
+        );
+    }
+    let (root, store, keys) = open_store(config).await?;
+    let result = backup_with(config, &root, &store, &keys, out).await;
+    store.close().await;
+    result
+}
+
+async fn backup_with(
+    config: &Config,
+    root: &RootKey,
+    store: &Store,
+    keys: &crate::crypto::Keyring,
+    out: &Path,
+) -> anyhow::Result<BackupHeader> {
+    let clock = Clock::system();
+    // The plaintext snapshot lives only inside the private data dir, and only until sealed.
+    let snapshot = config
+        .data_dir
+        .join(format!(".backup-{}.db", std::process::id()));
+    let scratch = Scratch(vec![snapshot.clone()]);
+    store
+        .snapshot_into(&snapshot)
+        .await
+        .context("taking the snapshot")?;
+    let copy = Store::open_snapshot(&snapshot).await?;
+    let report = verify_store(&copy, &keys.mac().audit).await;
+    copy.close().await;
+    let report = report?;
+    if !report.ok {
+        bail!(
+            "the audit chain does not verify at entry {:?} ({}); run `mediavault audit verify` and resolve that before backing up",
+            report.first_bad_seq,
+            report.problem.unwrap_or_default()
+        );
+    }
+    let header = BackupHeader {
+        created_at: crate::clock::rfc3339(clock.now()),
+        chain_head: ChainHeadInfo {
+            seq: report.head_seq,
+            hash: report.head_hash.clone(),
+        },
+        entries: report.entries_checked,
+        vault_version: env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    let db = SecretBytes::new(
+        std::fs::read(&snapshot).with_context(|| format!("reading {}", snapshot.display()))?,
+    );
+    drop(scratch);
+    let aad = header_bytes(&header)?;
+    let sealed = root.seal_backup(&aad, db.expose())?;
+    let tmp = PathBuf::from(format!("{}.partial", out.display()));
+    let partial = Scratch(vec![tmp.clone()]);
+    write_private(&tmp, &[&aad, &sealed])?;
+    let digest = crate::crypto::sha256_hex(&[aad.as_slice(), sealed.as_slice()].concat());
+    // Recorded before the file is in place: a backup that was not recorded was not made.
+    let audit = AuditWriter::start(store.clone(), keys.mac().audit.clone(), clock);
+    audit
+        .record(
+            Actor::cli_from_env()
+                .entry("backup.create", &out.display().to_string())
+                .detail("chain_head_seq", header.chain_head.seq)
+                .detail("chain_head_hash", header.chain_head.hash.clone())
+                .detail("entries", header.entries)
+                .detail("sha256", digest)
+                .detail("bytes", aad.len() + sealed.len()),
+        )
+        .await
+        .context("the backup.create audit entry cannot be written; no backup was made")?;
+    drop(audit);
+    std::fs::rename(&tmp, out)
+        .with_context(|| format!("moving {} to {}", tmp.display(), out.display()))?;
+    partial.keep();
+    Ok(header)
+}
+
+fn header_bytes(header: &BackupHeader) -> anyhow::Result<Vec<u8>> {
+    let mut aad = MAGIC.to_vec();
+    aad.extend_from_slice(&serde_json::to_vec(header)?);
+    aad.push(b'\n');
+    Ok(aad)
+}
+
+/// Creates `path` with mode 0600 (refusing an existing file) and writes `parts`, synced.
+fn write_private(path: &Path, parts: &[&[u8]]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    for p in parts {
+        f.write_all(p)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    f.sync_all()
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Splits a backup file into its header (as authenticated) and sealed body.
+fn parse(bytes: &[u8]) -> anyhow::Result<(BackupHeader, &[u8], &[u8])> {
+    let not_backup = || anyhow::anyhow!("not a mediavault backup file (v1)");
+    let rest = bytes.strip_prefix(MAGIC).ok_or_else(not_backup)?;
+    let end = rest
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(not_backup)?;
+    let header: BackupHeader = serde_json::from_slice(&rest[..end]).map_err(|_| not_backup())?;
+    let split = MAGIC.len() + end + 1;
+    Ok((header, &bytes[..split], &bytes[split..]))
+}
+
+/// What a restore found and proved.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Restored {
+    pub header: BackupHeader,
+    pub credentials: usize,
+    pub seeds: usize,
+    pub contents: usize,
+}
+
+/// Restores `file` into `dir`, which must be empty or absent: writes the database and a copy of
+/// the root key (`dir/root.key`), then proves the copy whole (the keyring unwraps, the audit
+/// chain verifies up to the head named in the header, every credential version, TOTP seed and
+/// checkout post opens) and records `backup.restore` in it. On any failure nothing is left in
+/// `dir`. `root_key` defaults to the configured root key file.
+pub async fn restore(
+    config: &Config,
+    file: &Path,
+    dir: &Path,
+    root_key: Option<&Path>,
+) -> anyhow::Result<Restored> {
+    if dir.exists() {
+        let mut entries =
+            std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        if entries.next().is_some() {
+            bail!(
+                "{} is not empty; restore only into an empty or new directory",
+                dir.display()
+            );
+        }
+    }
+    let key_path = root_key
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| config.root_key_path());
+    let root = RootKey::load_file(&key_path)?;
+    let key_text = SecretBytes::new(
+        std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?,
+    );
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let (header, aad, sealed) = parse(&bytes)?;
+    let db = root.open_backup(aad, sealed)?;
+
+    let created_dir = !dir.exists();
+    if created_dir {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut restored = config.clone();
+    restored.data_dir = dir.to_path_buf();
+    restored.root_key_file = None;
+    let scratch = Scratch(vec![restored.database_path(), restored.root_key_path()]);
+    let outcome = async {
+        write_private(&restored.root_key_path(), &[key_text.expose()])?;
+        write_private(&restored.database_path(), &[db.expose()])?;
+        drop(db);
+        prove(&restored, &header, file).await
+    }
+    .await;
+    match outcome {
+        Ok(r) => {
+            scratch.keep();
+            Ok(r)
+        }
+        Err(e) => {
+            drop(scratch);
+            if created_dir {
+                let _ = std::fs::remove_dir(dir);
+            }
+            Err(e.context(format!("restore failed; {} was left empty", dir.display())))
+        }
+    }
+}
+
+/// Opens the restored store and checks everything a server will need of it.
+async fn prove(config: &Config, header: &BackupHeader, file: &Path) -> anyhow::Result<Restored> {
+    let (_, store, keys) = open_store(config).await?;
+    let result = async {
+        let report = verify_store(&store, &keys.mac().audit).await?;
+        if !report.ok {
+            bail!(
+                "the audit chain does not verify at entry {:?}: {}",
+                report.first_bad_seq,
+                report.problem.unwrap_or_default()
+            );
+        }
+        let head = ChainHeadInfo {
+            seq: report.head_seq,
+            hash: report.head_hash,
+        };
+        if head != header.chain_head {
+            bail!(
+                "the restored chain ends at entry {} but the backup header names entry {}",
+                head.seq,
+                header.chain_head.seq
+            );
+        }
+        let records = store.sealed_records().await?;
+        for (account, version, sealed) in &records.credentials {
+            Credential::open(&keys, account, *version, sealed)
+                .with_context(|| format!("credential {account} v{version} does not open"))?;
+        }
+        for (username, sealed) in &records.seeds {
+            keys.open(&seed_aad(username), sealed)
+                .with_context(|| format!("the TOTP seed of {username} does not open"))?;
+        }
+        for (checkout, sealed) in &records.contents {
+            keys.open(&content_aad(checkout), sealed)
+                .with_context(|| format!("the post of checkout {checkout} does not open"))?;
+        }
+        let restored = Restored {
+            header: header.clone(),
+            credentials: records.credentials.len(),
+            seeds: records.seeds.len(),
+            contents: records.contents.len(),
+        };
+        let audit = AuditWriter::start(store.clone(), keys.mac().audit.clone(), Clock::system());
+        audit
+            .record(
+                Actor::cli_from_env()
+                    .entry("backup.restore", &file.display().to_string())
+                    .detail("chain_head_seq", header.chain_head.seq)
+                    .detail("chain_head_hash", header.chain_head.hash.clone())
+                    .detail("backup_created_at", header.created_at.clone())
+                    .detail(
+                        "secrets_opened",
+                        restored.credentials + restored.seeds + restored.contents,
+                    ),
+            )
+            .await
+            .context("the backup.restore audit entry cannot be written")?;
+        drop(audit);
+        Ok(restored)
+    }
+    .await;
+    store.close().await;
+    result
+}
