@@ -27,6 +27,9 @@ pub struct AccountView {
     pub created_at: String,
     pub rotated_at: String,
     pub active_checkouts: i64,
+    /// On creation: why the account cannot be checked out yet (no policy covers it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -83,6 +86,7 @@ impl Accounts<'_> {
             created_at: rfc3339_unix(row.created_at),
             rotated_at: rfc3339_unix(row.rotated_at),
             active_checkouts: active,
+            warning: None,
         })
     }
 
@@ -141,7 +145,14 @@ impl Accounts<'_> {
             }
             other => other?,
         }
-        self.view(self.row(id.as_str()).await?).await
+        let mut view = self.view(self.row(id.as_str()).await?).await?;
+        if self.v.policies().for_account(id.as_str()).is_none() {
+            tracing::warn!(account = %id, "account created without an access policy");
+            view.warning = Some(format!(
+                "no access policy covers account {id}: nothing can check it out until                  policies/{id}.toml exists and the server reloads"
+            ));
+        }
+        Ok(view)
     }
 
     pub async fn get(&self, actor: &Actor, id: &str) -> Result<AccountView> {

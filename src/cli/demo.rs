@@ -193,6 +193,8 @@ echo "walkthrough done"
 /// Runs the demo until ctrl-c or SIGTERM.
 pub async fn run(listen_port: u16) -> anyhow::Result<()> {
     let tmp = std::env::temp_dir().join(format!("mediavault-demo-{}", random_word(4)?));
+    // The data dir holds a root key: it goes on every way out of here, errors included.
+    let _cleanup = RemoveOnDrop(tmp.clone());
     let fake = FakePlatforms::new(FakeConfig::default());
     let fake_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let fake_addr = fake_listener.local_addr()?;
@@ -242,7 +244,14 @@ pub async fn run(listen_port: u16) -> anyhow::Result<()> {
         crate::http::serve::shutdown_signal().await;
         handle.graceful_shutdown(Some(crate::http::serve::GRACE));
     });
-    let r = running.wait().await;
-    let _ = std::fs::remove_dir_all(&tmp);
-    r
+    running.wait().await
+}
+
+/// Removes a directory when dropped (end of the demo, an error, a panic unwinding).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

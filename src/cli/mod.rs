@@ -128,7 +128,7 @@ pub fn init_logging(config: &Config) {
 }
 
 /// Runs one subcommand. Only the commands that open the store read the configuration file, so
-/// `policy check`, `certs dev`, `totp-code` and the demo work without one.
+/// `policy check DIR`, `certs dev`, `totp-code` and the demo work without one.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let Cli { config, command } = cli;
     let configured = || -> anyhow::Result<Arc<Config>> {
@@ -137,7 +137,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Ok(config)
     };
     match command {
-        Command::Policy { command } => policy::run(command),
+        Command::Policy { command } => policy::run(command, configured),
         Command::Certs { command } => certs::run(command),
         #[cfg(feature = "demo")]
         Command::Demo { port } => {

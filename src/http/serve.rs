@@ -23,7 +23,9 @@ pub fn install_crypto_provider() {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error(
+        "cannot listen on {addr}: {source}; if another process holds the port, stop it or choose another (`listen` in the config or MEDIAVAULT_LISTEN; `demo --port N`)"
+    )]
     Bind {
         addr: SocketAddr,
         source: std::io::Error,

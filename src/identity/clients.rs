@@ -35,6 +35,9 @@ pub struct ClientView {
     pub created_at: String,
     pub created_by: String,
     pub revoked: bool,
+    /// On creation: the bound accounts whose policy does not admit this tool.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 fn parse_accounts(row: &ClientRow) -> Vec<String> {
@@ -50,6 +53,7 @@ impl From<&ClientRow> for ClientView {
             created_at: crate::clock::rfc3339_unix(r.created_at),
             created_by: r.created_by.clone(),
             revoked: r.revoked_at.is_some(),
+            warning: None,
         }
     }
 }
@@ -156,7 +160,27 @@ impl Clients<'_> {
             .client_get(&id)
             .await?
             .ok_or_else(|| Error::internal(anyhow::anyhow!("client vanished")))?;
-        Ok((ClientView::from(&row), key))
+        let mut view = ClientView::from(&row);
+        let policies = self.v.policies();
+        let uncovered: Vec<&str> = view
+            .accounts
+            .iter()
+            .filter(|a| {
+                !policies
+                    .for_account(a)
+                    .is_some_and(|p| p.lists_client(&view.name, &view.client_id))
+            })
+            .map(String::as_str)
+            .collect();
+        if !uncovered.is_empty() {
+            tracing::warn!(client = %view.client_id, accounts = ?uncovered, "client created that no policy admits");
+            view.warning = Some(format!(
+                "no access policy admits the tool {:?} for {}: add it to `[who] clients` in those                  policies and reload, or its checkouts are refused",
+                view.name,
+                uncovered.join(", ")
+            ));
+        }
+        Ok((view, key))
     }
 
     pub async fn list(&self, actor: &Actor) -> Result<Vec<ClientView>> {

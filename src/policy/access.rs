@@ -290,6 +290,11 @@ impl AccountPolicy {
         self.allow_login_totp
     }
 
+    /// Whether the tool (by name or id) is among the clients this policy admits.
+    pub fn lists_client(&self, name: &str, id: &str) -> bool {
+        self.clients.iter().any(|c| c == name || c == id)
+    }
+
     /// The people and tools listed under `[who]` (users by name, roles, clients), for showing.
     pub fn who(&self) -> (&[String], Vec<&'static str>, &[String]) {
         (

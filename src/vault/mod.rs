@@ -82,8 +82,18 @@ impl Vault {
     /// wrong key is detected before anything is written.
     pub async fn open(config: Arc<Config>, clock: Clock) -> Result<Self, OpenError> {
         let (_, store, keys) = open_store(&config).await?;
-        let policies = PolicySet::load_dir(&config.policies_dir)
-            .map_err(|e| OpenError::Other(format!("policies: {e}")))?;
+        // A missing directory is allowed at start (a vault before its first policy), with a
+        // warning that says what follows; a broken policy file still stops the start.
+        let policies = if config.policies_dir.is_dir() {
+            PolicySet::load_dir(&config.policies_dir)
+                .map_err(|e| OpenError::Other(format!("policies: {e}")))?
+        } else {
+            tracing::warn!(
+                dir = %config.policies_dir.display(),
+                "no policy directory: every checkout is refused until policies are written there                  (or `policies_dir` points at them) and the server reloads (SIGHUP)"
+            );
+            PolicySet::empty()
+        };
         Self::assemble(config, clock, store, keys, policies)
     }
 

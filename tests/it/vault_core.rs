@@ -526,3 +526,34 @@ async fn health_and_readiness() {
         200
     );
 }
+
+/// A vault before its first policy starts (with a warning that says what follows), and what is
+/// created there that no policy covers is said so at once rather than failing later.
+#[tokio::test]
+async fn without_policies_the_vault_starts_and_says_what_cannot_be_checked_out() {
+    let mut app = spawn_with(Options {
+        tweak: Some(Box::new(|c| {
+            c.policies_dir = c.policies_dir.with_file_name("no-such-policies");
+        })),
+        ..Default::default()
+    })
+    .await;
+    app.restart().await;
+    assert!(
+        captured_logs().contains("no policy directory"),
+        "the start warns about the missing policy directory"
+    );
+    let s = app.login(&app.admin.clone()).await;
+    let (st, v) = wechat_account(&app, &s, "wx", "secret-1").await;
+    assert_eq!(st, 201, "{v}");
+    assert!(
+        v["warning"].as_str().unwrap().contains("no access policy"),
+        "{v}"
+    );
+    let (st, v) = app.create_client(&s, "cms", &["wx"]).await;
+    assert_eq!(st, 201, "{v}");
+    assert!(v["warning"].as_str().unwrap().contains("wx"), "{v}");
+    // Listing shows no warning: it belongs to the answer of the creation.
+    let (_, v) = app.get(&s, "/api/v1/accounts/wx").await;
+    assert!(v.get("warning").is_none(), "{v}");
+}

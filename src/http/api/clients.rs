@@ -30,7 +30,7 @@ pub async fn create(
     Ok((
         StatusCode::CREATED,
         Json(
-            json!({"client_id": view.client_id, "name": view.name, "accounts": view.accounts, "client_key": key.expose()}),
+            json!({"client_id": view.client_id, "name": view.name, "accounts": view.accounts, "client_key": key.expose(), "warning": view.warning}),
         ),
     ))
 }
