@@ -4,6 +4,7 @@
 // Tests unwrap and panic on purpose: a failure is the message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin;
 mod api_contract;
 mod attack;
 mod audit;
