@@ -1,6 +1,7 @@
 //! The `mediavault` command line: the clap definitions here, one file per subcommand. A library
 //! module rather than part of the binary, so tests can drive a subcommand without a child process.
 
+pub mod admin;
 pub mod audit;
 pub mod certs;
 #[cfg(feature = "demo")]
@@ -80,6 +81,8 @@ pub enum Command {
         #[arg(long)]
         secret: String,
     },
+    /// Administer a running vault over its API: users, tools, accounts, checkouts, audit.
+    Admin(admin::AdminArgs),
     /// The audit log: verify, checkpoint, export, prune.
     Audit {
         #[command(subcommand)]
@@ -128,6 +131,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             fake_platforms::run(listen).await
         }
         Command::TotpCode { secret } => totp_code::run(&secret),
+        Command::Admin(args) => admin::run(args).await,
         Command::Init {
             admin,
             display_name,

@@ -247,3 +247,212 @@ async fn policies_show_what_they_cover() {
     let carol_s = app.login(&carol).await;
     assert_eq!(app.get(&carol_s, "/api/v1/policies").await.0, 403);
 }
+
+/// Runs `mediavault admin --profile PROFILE ARGS…` with `stdin` as its standard input (not a
+/// terminal, so every prompt reads one line). Async, so the server in this runtime keeps serving.
+async fn admin_cli(
+    profile: &std::path::Path,
+    args: &[&str],
+    stdin: &str,
+) -> (bool, String, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mediavault"))
+        .arg("admin")
+        .arg("--profile")
+        .arg(profile)
+        .args(args)
+        .env_remove("MEDIAVAULT_ADMIN_PROFILE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn admin_cli_from_login_to_a_first_checkout() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = app().await;
+    let profile = app.dir.path().join("home/.config/mediavault/admin.toml");
+    let ca = app.dir.path().join("certs/ca.pem");
+    let ca = ca.to_str().unwrap();
+
+    // Before login: a clear message, no crash.
+    let (ok, _, err) = admin_cli(&profile, &["users", "list"], "").await;
+    assert!(!ok && err.contains("admin login"), "{err}");
+
+    // Login: username by flag, password and TOTP code from standard input.
+    let code = app.code(&app.admin);
+    let (ok, out, err) = admin_cli(
+        &profile,
+        &[
+            "login",
+            "--url",
+            &app.base,
+            "--ca",
+            ca,
+            "--username",
+            "admin",
+        ],
+        &format!("{PASSWORD}\n{code}\n"),
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("signed in as admin"), "{out}");
+    let mode = std::fs::metadata(&profile).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the profile holds a session");
+    let text = std::fs::read_to_string(&profile).unwrap();
+    assert!(text.contains("session_token = \"mvs_") && !text.contains(PASSWORD));
+
+    // A user with a department; the enrolment's base32 secret is printed once.
+    let code = app.code(&app.admin);
+    let (ok, out, err) = admin_cli(
+        &profile,
+        &[
+            "users",
+            "add",
+            "carol",
+            "--role",
+            "publisher",
+            "--department",
+            "宣传处",
+            "--display-name",
+            "Carol",
+        ],
+        &format!("{PASSWORD}\n{code}\n"),
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains('█'), "the QR code: {out}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret: "))
+        .unwrap()
+        .to_owned();
+    let carol = TestUser {
+        username: "carol".into(),
+        password: PASSWORD.into(),
+        seed: Arc::new(totp::seed_from_base32(&secret).unwrap()),
+    };
+
+    // An account, its secret from standard input, never on the command line.
+    let app_secret = "wechat-app-secret-0123456789";
+    let (ok, out, err) = admin_cli(
+        &profile,
+        &[
+            "accounts",
+            "add",
+            "wx",
+            "--platform",
+            "wechat",
+            "--display-name",
+            "公众号",
+            "--secret-stdin",
+        ],
+        &format!("wx_app_1\n{app_secret}\n"),
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+
+    // The tool named in the policy; its key is shown once.
+    let code = app.code(&app.admin);
+    let (ok, out, err) = admin_cli(
+        &profile,
+        &["--json", "clients", "add", "cms", "--account", "wx"],
+        &format!("{code}\n"),
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let client_key = v["client_key"].as_str().unwrap().to_owned();
+
+    // What the policies cover, and lists.
+    let (ok, out, err) = admin_cli(&profile, &["policies"], "").await;
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("wx [wx.toml]") && out.contains("cms ("),
+        "{out}"
+    );
+    let (ok, out, _) = admin_cli(&profile, &["users", "list"], "").await;
+    assert!(
+        ok && out.contains("carol") && out.contains("宣传处"),
+        "{out}"
+    );
+    let (ok, out, _) = admin_cli(&profile, &["accounts", "list"], "").await;
+    assert!(
+        ok && out.contains("wx") && !out.contains(app_secret),
+        "{out}"
+    );
+
+    // The tool's first checkout through the API.
+    let code = app.code(&carol);
+    let (st, v) = app
+        .post(
+            &client_key,
+            "/api/v1/checkouts",
+            json!({"account": "wx", "operator": "carol", "totp": code, "purpose": "first post", "level": "general"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert!(v["token"].as_str().unwrap().starts_with("mvt_"));
+
+    // It shows in the CLI's lists and the audit log, and the chain verifies.
+    let (ok, out, _) = admin_cli(&profile, &["checkouts", "list"], "").await;
+    assert!(
+        ok && out.contains("carol") && out.contains("active"),
+        "{out}"
+    );
+    let (ok, out, _) = admin_cli(&profile, &["audit", "tail", "-n", "50"], "").await;
+    assert!(
+        ok && out.contains("client.create") && out.contains("checkout"),
+        "{out}"
+    );
+    let (ok, out, err) = admin_cli(&profile, &["audit", "verify"], "").await;
+    assert!(ok && out.contains("verifies"), "{out}{err}");
+
+    // A TOTP reset through the CLI: the new secret is what carol logs in with.
+    let code = app.code(&app.admin);
+    let (ok, out, err) = admin_cli(
+        &profile,
+        &["users", "reset-totp", "carol"],
+        &format!("{code}\n"),
+    )
+    .await;
+    assert!(ok && out.contains('█'), "{out}{err}");
+    let new_secret = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("secret: "))
+        .unwrap();
+    assert_ne!(new_secret, secret);
+
+    // A wrong step-up code is the server's clear refusal, and nothing changes.
+    let (ok, _, err) = admin_cli(&profile, &["users", "unlock", "carol"], "000000\n").await;
+    assert!(!ok && err.contains("totp_invalid"), "{err}");
+
+    // The audit log names the admin for every change; no secret reached it or the logs.
+    let all = app
+        .get(
+            &app.login(&app.admin.clone()).await,
+            "/api/v1/audit?limit=1000",
+        )
+        .await
+        .1
+        .to_string();
+    assert!(!all.contains(app_secret) && !all.contains(&secret) && !all.contains(&client_key));
+    assert!(!captured_logs().contains(app_secret));
+
+    // Logout forgets the session.
+    let (ok, _, err) = admin_cli(&profile, &["logout"], "").await;
+    assert!(ok, "{err}");
+    let (ok, _, err) = admin_cli(&profile, &["users", "list"], "").await;
+    assert!(!ok && err.contains("admin login"), "{err}");
+}
