@@ -72,9 +72,19 @@ pub enum Command {
     },
     /// Serve the fake WeChat and Weibo APIs alone (tests, local development).
     #[cfg(feature = "demo")]
+    #[command(after_help = fake_platforms::CONTROL_HELP)]
     FakePlatforms {
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: std::net::SocketAddr,
+        /// Register a WeChat app: APP_ID:APP_SECRET (repeatable; fake credentials only).
+        #[arg(long = "wechat-app", value_name = "ID:SECRET")]
+        wechat_apps: Vec<String>,
+        /// Register a Weibo app: APP_KEY:APP_SECRET:ACCESS_TOKEN:UID (repeatable).
+        #[arg(long = "weibo-app", value_name = "KEY:SECRET:TOKEN:UID")]
+        weibo_apps: Vec<String>,
+        /// A TOML file of apps ([[wechat]] and [[weibo]] tables; see below).
+        #[arg(long = "apps", value_name = "FILE")]
+        apps: Option<PathBuf>,
     },
     /// Print the current TOTP code for a base32 secret (demo and scripts).
     TotpCode {
@@ -126,9 +136,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             demo::run(port).await
         }
         #[cfg(feature = "demo")]
-        Command::FakePlatforms { listen } => {
+        Command::FakePlatforms {
+            listen,
+            wechat_apps,
+            weibo_apps,
+            apps,
+        } => {
             init_logging(&Config::default());
-            fake_platforms::run(listen).await
+            fake_platforms::run(listen, wechat_apps, weibo_apps, apps).await
         }
         Command::TotpCode { secret } => totp_code::run(&secret),
         Command::Admin(args) => admin::run(args).await,

@@ -456,3 +456,64 @@ async fn admin_cli_from_login_to_a_first_checkout() {
     let (ok, _, err) = admin_cli(&profile, &["users", "list"], "").await;
     assert!(!ok && err.contains("admin login"), "{err}");
 }
+
+/// The standalone fakes know the apps given on the command line or in a file.
+#[cfg(feature = "demo")]
+#[tokio::test]
+async fn fake_platforms_alone_serve_the_apps_they_are_given() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let apps = dir.path().join("apps.toml");
+    std::fs::write(
+        &apps,
+        "[[weibo]]\napp_key = \"k1\"\napp_secret = \"s1\"\naccess_token = \"t1\"\nuid = 42\n",
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mediavault"))
+        .args([
+            "fake-platforms",
+            "--listen",
+            "127.0.0.1:0",
+            "--wechat-app",
+            "wx1:sekrit",
+            "--apps",
+        ])
+        .arg(&apps)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next_line().await.unwrap().unwrap();
+    let base = first.rsplit(' ').next().unwrap().to_owned();
+    assert!(base.starts_with("http://127.0.0.1:"), "{first}");
+    let v: Value = reqwest::get(format!(
+        "{base}/cgi-bin/token?grant_type=client_credential&appid=wx1&secret=sekrit"
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(v["access_token"].is_string(), "{v}");
+    let v: Value = reqwest::Client::new()
+        .post(format!("{base}/oauth2/get_token_info"))
+        .form(&[("access_token", "t1")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["uid"], 42, "{v}");
+    child.kill().await.unwrap();
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_mediavault"))
+        .args(["fake-platforms", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("/_fake/wechat/apps") && help.contains("--weibo-app"),
+        "{help}"
+    );
+}
