@@ -517,3 +517,48 @@ async fn fake_platforms_alone_serve_the_apps_they_are_given() {
         "{help}"
     );
 }
+
+/// The README's CLI table names every command the binary has, down to `admin users reset-totp`.
+#[test]
+fn readme_cli_table_lists_every_command() {
+    use clap::CommandFactory;
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = readme.split("## CLI\n").nth(1).unwrap();
+    let section = section.split("\n## ").next().unwrap();
+    let rows: Vec<&str> = section.lines().filter(|l| l.starts_with("| `")).collect();
+    fn leaves(cmd: &clap::Command, path: Vec<String>, out: &mut Vec<Vec<String>>) {
+        let subs: Vec<&clap::Command> = cmd
+            .get_subcommands()
+            .filter(|c| c.get_name() != "help")
+            .collect();
+        if subs.is_empty() {
+            out.push(path);
+            return;
+        }
+        for s in subs {
+            let mut p = path.clone();
+            p.push(s.get_name().to_owned());
+            leaves(s, p, out);
+        }
+    }
+    let mut all = Vec::new();
+    leaves(&mediavault::cli::Cli::command(), Vec::new(), &mut all);
+    assert!(all.len() > 30, "{all:?}");
+    for path in all {
+        let (leaf, parents) = path.split_last().unwrap();
+        let prefix = if parents.is_empty() {
+            format!("`{leaf}")
+        } else {
+            format!("`{} ", parents.join(" "))
+        };
+        let found = rows.iter().any(|r| {
+            let first = r.split(" | ").next().unwrap_or_default();
+            first.contains(&prefix)
+                && first
+                    .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+                    .any(|w| w == leaf)
+        });
+        assert!(found, "README's CLI table lacks `{}`", path.join(" "));
+    }
+}
