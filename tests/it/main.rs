@@ -14,6 +14,7 @@ mod console;
 mod holes;
 #[cfg(feature = "demo")]
 mod incidents;
+mod packaging;
 // The fake platforms and the `demo` subcommand exist only with the `demo` feature (on by default).
 #[cfg(feature = "demo")]
 mod platform;
