@@ -1,6 +1,6 @@
 //! Issue 13: the Debian package. Its metadata in Cargo.toml, the systemd unit's sandbox, the
 //! maintainer scripts and the default configuration are checked here on every run; when CI has
-//! built the package it names it in `MEDIAVAULT_DEB`, and the same checks run on the unit and
+//! built the package it names it in `MV_DEB_UNDER_TEST`, and the same checks run on the unit and
 //! configuration inside it.
 
 use std::collections::BTreeMap;
@@ -171,11 +171,11 @@ fn the_deb_metadata_builds_a_production_package_with_the_unit() {
     );
 }
 
-/// Runs when CI has built the package: `MEDIAVAULT_DEB=target/debian/mediavault_….deb`.
+/// Runs when CI has built the package: `MV_DEB_UNDER_TEST=target/debian/mediavault_….deb`.
 #[test]
 fn the_built_deb_carries_the_unit_and_config() {
-    let Ok(deb) = std::env::var("MEDIAVAULT_DEB") else {
-        eprintln!("MEDIAVAULT_DEB not set: the built package is checked in CI (.ci/run)");
+    let Ok(deb) = std::env::var("MV_DEB_UNDER_TEST") else {
+        eprintln!("MV_DEB_UNDER_TEST not set: the built package is checked in CI (.ci/run)");
         return;
     };
     let out = tempfile::tempdir().unwrap();
@@ -216,5 +216,16 @@ fn the_built_deb_carries_the_unit_and_config() {
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    assert!(help.contains("serve") && !help.contains("demo"), "{help}");
+    let commands: Vec<&str> = help
+        .lines()
+        .filter_map(|l| l.strip_prefix("  ")?.split_whitespace().next())
+        .collect();
+    assert!(
+        commands.contains(&"serve") && commands.contains(&"admin"),
+        "{help}"
+    );
+    assert!(
+        !commands.contains(&"demo") && !commands.contains(&"fake-platforms"),
+        "{help}"
+    );
 }
