@@ -41,6 +41,43 @@ pub struct VersionView {
     pub current: bool,
 }
 
+/// What the loaded policies cover; `GET /policies`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyCoverage {
+    pub policies: Vec<PolicyView>,
+    /// Accounts no policy names: nobody can check them out (deny by default).
+    pub accounts_without_policy: Vec<String>,
+    /// Live tools (`name (id)`) that no policy of an account they are bound to lists.
+    pub clients_without_policy: Vec<String>,
+}
+
+/// One access policy, as far as it says who may use what.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyView {
+    pub account: String,
+    pub account_exists: bool,
+    pub file: String,
+    pub users: Vec<String>,
+    pub roles: Vec<String>,
+    /// Tool names or ids as the policy lists them.
+    pub clients: Vec<String>,
+    /// Live tools the policy admits that are bound to the account.
+    pub admitted_clients: Vec<PolicyClient>,
+    /// Listed tool names or ids that match no live tool bound to the account.
+    pub unmatched_clients: Vec<String>,
+    /// Approvals a `general` / `major` checkout needs; `null`: that level cannot be requested.
+    pub approvals_general: Option<u8>,
+    pub approvals_major: Option<u8>,
+    pub exclusive: bool,
+    pub allowed_calls: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyClient {
+    pub client_id: String,
+    pub name: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
@@ -176,6 +213,90 @@ impl Accounts<'_> {
         actor.action("policy.list", None);
         actor.require(&[Role::Admin, Role::Auditor])?;
         Ok(self.v.policies())
+    }
+
+    /// What each loaded policy covers (admins and auditors): its account (and whether that
+    /// account exists), who may check out, the live tools it admits for that account, the tool
+    /// names it lists that no live tool answers to, and the accounts and tools no policy covers,
+    /// which cannot be checked out or cannot check anything out.
+    pub async fn policy_coverage(&self, actor: &Actor) -> Result<PolicyCoverage> {
+        actor.action("policy.list", None);
+        actor.require(&[Role::Admin, Role::Auditor])?;
+        let set = self.v.policies();
+        let accounts = self.v.store.accounts_list().await?;
+        let clients: Vec<(String, String, Vec<String>)> = self
+            .v
+            .store
+            .clients_list()
+            .await?
+            .into_iter()
+            .filter(|c| c.revoked_at.is_none())
+            .map(|c| {
+                let bound: Vec<String> = serde_json::from_str(&c.accounts).unwrap_or_default();
+                (c.id, c.name, bound)
+            })
+            .collect();
+        let mut policies = Vec::new();
+        for p in set.iter() {
+            let (users, roles, listed) = p.who();
+            let admitted: Vec<PolicyClient> = clients
+                .iter()
+                .filter(|(id, name, bound)| {
+                    listed.iter().any(|l| l == id || l == name)
+                        && bound.iter().any(|a| a == p.account())
+                })
+                .map(|(id, name, _)| PolicyClient {
+                    client_id: id.clone(),
+                    name: name.clone(),
+                })
+                .collect();
+            let unmatched = listed
+                .iter()
+                .filter(|l| !admitted.iter().any(|c| &&c.client_id == l || &&c.name == l))
+                .cloned()
+                .collect();
+            let level = |l| p.level(l).ok().map(|r| r.approvals);
+            policies.push(PolicyView {
+                account: p.account().to_owned(),
+                account_exists: accounts.iter().any(|a| a.id == p.account()),
+                file: p
+                    .source()
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                users: users.to_vec(),
+                roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+                clients: listed.to_vec(),
+                admitted_clients: admitted,
+                unmatched_clients: unmatched,
+                approvals_general: level(crate::policy::Level::General),
+                approvals_major: level(crate::policy::Level::Major),
+                exclusive: p.exclusive(),
+                allowed_calls: p.allowed_calls(),
+            });
+        }
+        let accounts_without_policy = accounts
+            .iter()
+            .filter(|a| set.for_account(&a.id).is_none())
+            .map(|a| a.id.clone())
+            .collect();
+        let clients_without_policy = clients
+            .iter()
+            .filter(|(id, name, bound)| {
+                !bound.iter().any(|a| {
+                    set.for_account(a).is_some_and(|p| {
+                        let (_, _, listed) = p.who();
+                        listed.iter().any(|l| l == id || l == name)
+                    })
+                })
+            })
+            .map(|(id, name, _)| format!("{name} ({id})"))
+            .collect();
+        Ok(PolicyCoverage {
+            policies,
+            accounts_without_policy,
+            clients_without_policy,
+        })
     }
 
     /// One stored version, decrypted, for the vault itself (the CLI and its tests hold the root

@@ -1,6 +1,7 @@
 //! The `mediavault` command line: the clap definitions here, one file per subcommand. A library
 //! module rather than part of the binary, so tests can drive a subcommand without a child process.
 
+pub mod admin;
 pub mod audit;
 pub mod backup;
 pub mod certs;
@@ -73,15 +74,27 @@ pub enum Command {
     },
     /// Serve the fake WeChat and Weibo APIs alone (tests, local development).
     #[cfg(feature = "demo")]
+    #[command(after_help = fake_platforms::CONTROL_HELP)]
     FakePlatforms {
         #[arg(long, default_value = "127.0.0.1:9090")]
         listen: std::net::SocketAddr,
+        /// Register a WeChat app: APP_ID:APP_SECRET (repeatable; fake credentials only).
+        #[arg(long = "wechat-app", value_name = "ID:SECRET")]
+        wechat_apps: Vec<String>,
+        /// Register a Weibo app: APP_KEY:APP_SECRET:ACCESS_TOKEN:UID (repeatable).
+        #[arg(long = "weibo-app", value_name = "KEY:SECRET:TOKEN:UID")]
+        weibo_apps: Vec<String>,
+        /// A TOML file of apps ([[wechat]] and [[weibo]] tables; see below).
+        #[arg(long = "apps", value_name = "FILE")]
+        apps: Option<PathBuf>,
     },
     /// Print the current TOTP code for a base32 secret (demo and scripts).
     TotpCode {
         #[arg(long)]
         secret: String,
     },
+    /// Administer a running vault over its API: users, tools, accounts, checkouts, audit.
+    Admin(admin::AdminArgs),
     /// The audit log: verify, checkpoint, export, prune.
     Audit {
         #[command(subcommand)]
@@ -145,11 +158,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             demo::run(port).await
         }
         #[cfg(feature = "demo")]
-        Command::FakePlatforms { listen } => {
+        Command::FakePlatforms {
+            listen,
+            wechat_apps,
+            weibo_apps,
+            apps,
+        } => {
             init_logging(&Config::default());
-            fake_platforms::run(listen).await
+            fake_platforms::run(listen, wechat_apps, weibo_apps, apps).await
         }
         Command::TotpCode { secret } => totp_code::run(&secret),
+        Command::Admin(args) => admin::run(args).await,
         Command::Init {
             admin,
             display_name,

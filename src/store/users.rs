@@ -175,6 +175,56 @@ impl Tx {
             .await?;
         Ok(())
     }
+    /// Clears a lockout and the failure count.
+    pub async fn user_unlock(&mut self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE users SET failed_attempts = 0, locked_until = NULL WHERE id = ?")
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+    /// Enables a disabled user, with a clean failure count and no lock.
+    pub async fn user_set_enabled(&mut self, id: i64) -> Result<()> {
+        sqlx::query(
+            "UPDATE users SET disabled = 0, failed_attempts = 0, locked_until = NULL WHERE id = ?",
+        )
+        .bind(id)
+        .execute(self.conn())
+        .await?;
+        Ok(())
+    }
+    /// Replaces a user's password hash, clears the failure count and lock, and ends every session
+    /// of the user.
+    pub async fn user_set_password(&mut self, id: i64, password_hash: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE users SET password_hash = ?, failed_attempts = 0, locked_until = NULL WHERE id = ?",
+        )
+        .bind(password_hash)
+        .bind(id)
+        .execute(self.conn())
+        .await?;
+        self.user_end_sessions(id).await
+    }
+    /// Replaces a user's sealed TOTP seed (a re-enrolment), clears the failure count and lock,
+    /// and ends every session. The last accepted step stays: no step is accepted twice.
+    pub async fn user_reset_seed(&mut self, id: i64, sealed: &[u8]) -> Result<()> {
+        sqlx::query(
+            "UPDATE users SET totp_seed = ?, failed_attempts = 0, locked_until = NULL WHERE id = ?",
+        )
+        .bind(sealed)
+        .bind(id)
+        .execute(self.conn())
+        .await?;
+        self.user_end_sessions(id).await
+    }
+    /// Ends every session of a user.
+    pub async fn user_end_sessions(&mut self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE sessions SET revoked = 1 WHERE user_id = ?")
+            .bind(id)
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
     /// Accepts a TOTP time step only if it is newer than the last accepted one and the user is not
     /// locked, atomically, so two concurrent uses of one code cannot both pass and no code races a
     /// lockout. Clears the failure count on success.

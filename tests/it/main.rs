@@ -4,6 +4,7 @@
 // Tests unwrap and panic on purpose: a failure is the message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod admin;
 mod api_contract;
 mod attack;
 mod audit;
@@ -14,6 +15,7 @@ mod holes;
 #[cfg(feature = "demo")]
 mod incidents;
 mod live_ops;
+mod packaging;
 // The fake platforms and the `demo` subcommand exist only with the `demo` feature (on by default).
 #[cfg(feature = "demo")]
 mod platform;

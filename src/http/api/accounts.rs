@@ -122,3 +122,11 @@ pub async fn unfreeze(
             .await?,
     ))
 }
+
+/// `GET /policies`: what each loaded access policy covers.
+pub async fn policies(
+    State(s): State<AppState>,
+    Session(me): Session,
+) -> Result<Json<crate::accounts::service::PolicyCoverage>> {
+    Ok(Json(s.vault.accounts().policy_coverage(&me).await?))
+}

@@ -68,6 +68,13 @@ pub fn routes(limits: &RateLimitConfig, general: Layer<PeerKey>) -> Router<AppSt
         .route("/users", post(users::create).get(users::list))
         .route("/users/{username}", get(users::get_one))
         .route("/users/{username}/disable", post(users::disable))
+        .route("/users/{username}/enable", post(users::enable))
+        .route("/users/{username}/unlock", post(users::unlock))
+        .route("/users/{username}/reset-totp", post(users::reset_totp))
+        .route(
+            "/users/{username}/reset-password",
+            post(users::reset_password),
+        )
         .route("/users/{username}/roles", post(users::grant_role))
         .route(
             "/users/{username}/roles/{role}/confirm",
@@ -86,6 +93,7 @@ pub fn routes(limits: &RateLimitConfig, general: Layer<PeerKey>) -> Router<AppSt
         .route("/checkouts/{id}/approve", post(checkouts::approve))
         .route("/checkouts/{id}/deny", post(checkouts::deny))
         .route("/checkouts/{id}/checkin", post(checkouts::checkin))
+        .route("/policies", get(accounts::policies))
         .route("/playbooks", get(incidents::playbooks))
         .route("/incidents", post(incidents::open).get(incidents::list))
         .route("/incidents/{id}", get(incidents::get_one))

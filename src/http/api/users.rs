@@ -50,6 +50,7 @@ pub async fn create(
             "pending_roles": e.user.pending_roles,
             "department": e.user.department,
             "totp_uri": e.totp_uri.expose(),
+            "totp_secret": e.totp_secret.expose(),
         })),
     ))
 }
@@ -116,6 +117,71 @@ pub async fn confirm_role(
         s.vault
             .people()
             .confirm_role(&me, &username, &role, &b.totp)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepUp {
+    totp: String,
+}
+
+pub async fn unlock(
+    State(s): State<AppState>,
+    Session(me): Session,
+    Path(username): Path<String>,
+    ApiJson(b): ApiJson<StepUp>,
+) -> Result<Json<UserView>> {
+    Ok(Json(
+        s.vault.people().unlock(&me, &username, &b.totp).await?,
+    ))
+}
+
+pub async fn enable(
+    State(s): State<AppState>,
+    Session(me): Session,
+    Path(username): Path<String>,
+    ApiJson(b): ApiJson<StepUp>,
+) -> Result<Json<UserView>> {
+    Ok(Json(
+        s.vault.people().enable(&me, &username, &b.totp).await?,
+    ))
+}
+
+pub async fn reset_totp(
+    State(s): State<AppState>,
+    Session(me): Session,
+    Path(username): Path<String>,
+    ApiJson(b): ApiJson<StepUp>,
+) -> Result<Json<Value>> {
+    let e = s.vault.people().reset_totp(&me, &username, &b.totp).await?;
+    Ok(Json(json!({
+        "username": e.user.username,
+        "roles": e.user.roles,
+        "pending_roles": e.user.pending_roles,
+        "totp_uri": e.totp_uri.expose(),
+        "totp_secret": e.totp_secret.expose(),
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResetPassword {
+    password: SecretString,
+    totp: String,
+}
+
+pub async fn reset_password(
+    State(s): State<AppState>,
+    Session(me): Session,
+    Path(username): Path<String>,
+    ApiJson(b): ApiJson<ResetPassword>,
+) -> Result<Json<UserView>> {
+    Ok(Json(
+        s.vault
+            .people()
+            .reset_password(&me, &username, b.password, &b.totp)
             .await?,
     ))
 }
