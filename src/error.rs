@@ -117,6 +117,15 @@ impl Error {
             detail: detail.into(),
         }
     }
+
+    /// A `code` conflict (classified generically where the store found it) told in the words of
+    /// the service that knows what the thing is; any other error passes through.
+    pub fn explain(self, code: Conflict, detail: impl FnOnce() -> String) -> Self {
+        match self {
+            Error::Conflict { code: c, .. } if c == code => Error::conflict(code, detail()),
+            other => other,
+        }
+    }
 }
 
 impl From<crate::audit::AuditError> for Error {

@@ -170,18 +170,11 @@ impl Accounts<'_> {
                 })
             })
             .await;
-        match made {
-            Err(Error::Conflict {
-                code: Conflict::AlreadyExists,
-                ..
-            }) => {
-                return Err(Error::conflict(
-                    Conflict::AlreadyExists,
-                    format!("account {id} already exists"),
-                ));
-            }
-            other => other?,
-        }
+        made.map_err(|e| {
+            e.explain(Conflict::AlreadyExists, || {
+                format!("account {id} already exists")
+            })
+        })?;
         let mut view = self.view(self.row(id.as_str()).await?).await?;
         if self.v.policies().for_account(id.as_str()).is_none() {
             tracing::warn!(account = %id, "account created without an access policy");

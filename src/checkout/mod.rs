@@ -616,18 +616,11 @@ impl Checkouts<'_> {
                 })
             })
             .await;
-        let status = match made {
-            Err(Error::Conflict {
-                code: Conflict::AlreadyExists,
-                ..
-            }) => {
-                return Err(Error::conflict(
-                    Conflict::AlreadyExists,
-                    "you already approved this checkout; another approver must sign",
-                ));
-            }
-            other => other?,
-        };
+        let status = made.map_err(|e| {
+            e.explain(Conflict::AlreadyExists, || {
+                "you already approved this checkout; another approver must sign".into()
+            })
+        })?;
         let row = self.row(id).await?;
         if status == CheckoutStatus::Approved {
             self.notify("checkout.approved", &row, Some(&approver.username));

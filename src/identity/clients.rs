@@ -142,18 +142,11 @@ impl Clients<'_> {
                 })
             })
             .await;
-        match made {
-            Err(Error::Conflict {
-                code: Conflict::AlreadyExists,
-                ..
-            }) => {
-                return Err(Error::conflict(
-                    Conflict::AlreadyExists,
-                    format!("a client named {name:?} already exists"),
-                ));
-            }
-            r => r?,
-        }
+        made.map_err(|e| {
+            e.explain(Conflict::AlreadyExists, || {
+                format!("a client named {name:?} already exists")
+            })
+        })?;
         let row = self
             .v
             .store

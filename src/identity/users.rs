@@ -187,12 +187,7 @@ impl People<'_> {
             Some(me) => Some(self.step_up(me, required_totp(totp)?).await?),
             None => None,
         };
-        let exists = || {
-            Error::conflict(
-                Conflict::AlreadyExists,
-                format!("user {username} already exists"),
-            )
-        };
+        let exists = || format!("user {username} already exists");
         if self
             .v
             .store
@@ -200,7 +195,7 @@ impl People<'_> {
             .await?
             .is_some()
         {
-            return Err(exists());
+            return Err(Error::conflict(Conflict::AlreadyExists, exists()));
         }
         let hash = self.v.passwords.hash(input.password).await?;
         let seed = totp::new_seed()?;
@@ -244,13 +239,7 @@ impl People<'_> {
                 })
             })
             .await;
-        match inserted {
-            Err(Error::Conflict {
-                code: Conflict::AlreadyExists,
-                ..
-            }) => return Err(exists()),
-            other => other?,
-        };
+        inserted.map_err(|e| e.explain(Conflict::AlreadyExists, exists))?;
         let row = self
             .v
             .store
@@ -356,18 +345,11 @@ impl People<'_> {
                 })
             })
             .await;
-        match made {
-            Err(Error::Conflict {
-                code: Conflict::AlreadyExists,
-                ..
-            }) => {
-                return Err(Error::conflict(
-                    Conflict::AlreadyExists,
-                    format!("a grant of {role} to {username} is already waiting for confirmation"),
-                ));
-            }
-            other => other?,
-        }
+        made.map_err(|e| {
+            e.explain(Conflict::AlreadyExists, || {
+                format!("a grant of {role} to {username} is already waiting for confirmation")
+            })
+        })?;
         Ok((self.view(&self.row(username).await?).await?, pending))
     }
 
