@@ -338,6 +338,23 @@ async fn write_batch(
     Ok(rows)
 }
 
+/// Appends many entries in one transaction, chained onto the head read inside it (so it cannot
+/// fork the chain even beside a running writer). For seeding large logs (the benchmark); a
+/// request's entry always goes through [`AuditWriter`].
+#[cfg(feature = "demo")]
+pub(crate) async fn append_bulk(
+    store: &Store,
+    key: &hmac::Key,
+    clock: &Clock,
+    entries: &[NewEntry],
+) -> Result<(), crate::store::StoreError> {
+    let mut tx = store.begin().await?;
+    let head = tx.audit_head().await?;
+    let rows = chain_batch(key, head, unix_ms(clock), entries);
+    tx.audit_insert(&rows).await?;
+    tx.commit().await
+}
+
 /// A change that never ran because its batch failed first. The closure owns its caller's reply
 /// channel; dropping it closes the channel, which the caller reads as `AuditUnavailable` (503):
 /// nothing was changed and nothing recorded.

@@ -2,6 +2,8 @@
 //! module rather than part of the binary, so tests can drive a subcommand without a child process.
 
 pub mod audit;
+#[cfg(feature = "demo")]
+pub mod bench;
 pub mod certs;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -69,6 +71,10 @@ pub enum Command {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
+    /// Measure the vault on this machine: a temporary vault on loopback, the fake platforms in
+    /// process, and a load generator (see the README).
+    #[cfg(feature = "demo")]
+    Bench(bench::BenchArgs),
     /// Serve the fake WeChat and Weibo APIs alone (tests, local development).
     #[cfg(feature = "demo")]
     FakePlatforms {
@@ -127,6 +133,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(&Config::default());
             fake_platforms::run(listen).await
         }
+        #[cfg(feature = "demo")]
+        Command::Bench(args) => bench::run(args).await,
         Command::TotpCode { secret } => totp_code::run(&secret),
         Command::Init {
             admin,
