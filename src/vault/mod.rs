@@ -40,6 +40,8 @@ pub struct Vault {
     playbooks: RwLock<Arc<crate::policy::PlaybookSet>>,
     /// When each early-warning (rule, key) last fired, by audit timestamp (ms); in memory only.
     pub(crate) alerts_fired: std::sync::Mutex<std::collections::HashMap<(String, String), i64>>,
+    /// Live publishing tokens by keyed hash, so a token request reads no store.
+    pub(crate) tokens: crate::checkout::TokenIndex,
 }
 
 /// What `/readyz` reports.
@@ -151,6 +153,7 @@ impl Vault {
             policies: RwLock::new(Arc::new(policies)),
             playbooks: RwLock::new(Arc::new(playbooks)),
             alerts_fired: std::sync::Mutex::default(),
+            tokens: crate::checkout::TokenIndex::default(),
         })
     }
 
