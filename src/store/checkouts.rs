@@ -71,6 +71,16 @@ impl Store {
             .await?)
     }
 
+    /// How many checkouts hold a live token at `now` (a gauge of `/metrics`).
+    pub async fn checkouts_live(&self, now: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM checkouts WHERE status = 'active' AND expires_at > ?",
+        )
+        .bind(now)
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
     /// The checkout a publishing token belongs to, whatever its state.
     pub async fn checkout_by_token(&self, hash: &[u8]) -> Result<Option<CheckoutRow>> {
         Ok(sqlx::query_as(select_checkouts!("WHERE token_hash = ?"))

@@ -42,6 +42,8 @@ pub struct Vault {
     pub(crate) alerts_fired: std::sync::Mutex<std::collections::HashMap<(String, String), i64>>,
     /// Live publishing tokens by keyed hash, so a token request reads no store.
     pub(crate) tokens: crate::checkout::TokenIndex,
+    /// What `/metrics` shows.
+    pub(crate) metrics: crate::telemetry::Metrics,
 }
 
 /// What `/readyz` reports.
@@ -140,6 +142,7 @@ impl Vault {
         let notifier =
             crate::notify::Notifier::new(config.notify.clone(), audit.clone(), clock.clone());
         let playbooks = load_playbooks(&config);
+        let metrics = crate::telemetry::Metrics::new(audit.stats());
         Ok(Self {
             store,
             audit,
@@ -154,6 +157,7 @@ impl Vault {
             playbooks: RwLock::new(Arc::new(playbooks)),
             alerts_fired: std::sync::Mutex::default(),
             tokens: crate::checkout::TokenIndex::default(),
+            metrics,
         })
     }
 
@@ -216,6 +220,18 @@ impl Vault {
 
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// The Prometheus text of `/metrics`, with the gauges read now.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let m = &self.metrics;
+        m.audit_queue_depth
+            .set(i64::try_from(self.audit.queue_depth()).unwrap_or(i64::MAX));
+        m.indexed_tokens
+            .set(i64::try_from(self.tokens.len()).unwrap_or(i64::MAX));
+        m.live_checkouts
+            .set(self.store.checkouts_live(self.clock.unix()).await?);
+        m.render().map_err(Error::internal)
     }
 
     /// Closes the store's pools (after the server has stopped).

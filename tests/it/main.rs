@@ -13,6 +13,7 @@ mod console;
 mod holes;
 #[cfg(feature = "demo")]
 mod incidents;
+mod metrics;
 // The fake platforms and the `demo` subcommand exist only with the `demo` feature (on by default).
 #[cfg(feature = "demo")]
 mod platform;
