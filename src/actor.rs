@@ -20,7 +20,7 @@ pub enum Principal {
     /// A publishing tool, by its client key.
     Client(Client),
     /// A live publishing token.
-    Token(TokenGrant),
+    Token(std::sync::Arc<TokenGrant>),
     /// The vault itself: a background loop, or the CLI run by an operating-system user.
     System(String),
     /// Nobody yet (a login in progress).
@@ -106,7 +106,7 @@ impl Actor {
     /// The publishing token acting.
     pub fn token(&self) -> Result<&TokenGrant> {
         match &self.who {
-            Principal::Token(g) => Ok(g),
+            Principal::Token(g) => Ok(g.as_ref()),
             _ => Err(Error::NotPermitted("this needs a publishing token".into())),
         }
     }

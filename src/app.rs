@@ -46,6 +46,13 @@ async fn security_events(
 ) {
     while let Some(ev) = rx.recv().await {
         tracing::warn!(account = %ev.account, event = ev.kind.as_str(), detail = %ev.detail, "security event");
+        vault
+            .metrics
+            .security_events
+            .get_or_create(&crate::telemetry::KindLabels {
+                kind: ev.kind.as_str(),
+            })
+            .inc();
         audit_security_event(&vault, &ev).await;
         let kind = match ev.kind {
             platforms::SecurityEventKind::CanaryTripped => crate::config::RuleKind::CanaryTripped,

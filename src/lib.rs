@@ -61,6 +61,7 @@ pub mod platforms;
 pub mod policy;
 pub mod publishing;
 pub mod store;
+pub mod telemetry;
 pub mod vault;
 
 pub use app::{Running, start, start_with};

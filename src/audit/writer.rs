@@ -154,6 +154,7 @@ enum Job {
 #[derive(Clone, Debug)]
 pub struct AuditWriter {
     tx: mpsc::Sender<Job>,
+    stats: crate::telemetry::AuditStats,
 }
 
 impl std::fmt::Debug for Job {
@@ -167,8 +168,19 @@ impl AuditWriter {
     /// inside every batch transaction, so it starts from the store's current head.
     pub fn start(store: Store, key: hmac::Key, clock: Clock) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(store, key, clock, rx));
-        Self { tx }
+        let stats = crate::telemetry::AuditStats::default();
+        tokio::spawn(run(store, key, clock, rx, stats.clone()));
+        Self { tx, stats }
+    }
+
+    /// Commit latency and batch sizes, for `/metrics`.
+    pub fn stats(&self) -> &crate::telemetry::AuditStats {
+        &self.stats
+    }
+
+    /// Jobs queued and not yet taken by the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
     }
 
     /// Records an entry and returns once it is durably committed.
@@ -223,13 +235,24 @@ impl AuditWriter {
     }
 }
 
-async fn run(store: Store, key: hmac::Key, clock: Clock, mut rx: mpsc::Receiver<Job>) {
+async fn run(
+    store: Store,
+    key: hmac::Key,
+    clock: Clock,
+    mut rx: mpsc::Receiver<Job>,
+    stats: crate::telemetry::AuditStats,
+) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let jobs: Vec<Job> = std::mem::take(&mut batch);
+        let started = std::time::Instant::now();
+        stats.batch_size.observe(jobs.len() as f64);
         let mut entries = Vec::with_capacity(jobs.len());
         let mut waiters: Vec<Waiter> = Vec::with_capacity(jobs.len());
         let result = write_batch(&store, &key, &clock, jobs, &mut entries, &mut waiters).await;
+        stats
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(rows) => {
                 for (row, waiter) in rows.iter().zip(waiters) {
@@ -336,6 +359,23 @@ async fn write_batch(
     tx.audit_insert(&rows).await?;
     tx.commit().await?;
     Ok(rows)
+}
+
+/// Appends many entries in one transaction, chained onto the head read inside it (so it cannot
+/// fork the chain even beside a running writer). For seeding large logs (the benchmark); a
+/// request's entry always goes through [`AuditWriter`].
+#[cfg(feature = "demo")]
+pub(crate) async fn append_bulk(
+    store: &Store,
+    key: &hmac::Key,
+    clock: &Clock,
+    entries: &[NewEntry],
+) -> Result<(), crate::store::StoreError> {
+    let mut tx = store.begin().await?;
+    let head = tx.audit_head().await?;
+    let rows = chain_batch(key, head, unix_ms(clock), entries);
+    tx.audit_insert(&rows).await?;
+    tx.commit().await
 }
 
 /// A change that never ran because its batch failed first. The closure owns its caller's reply

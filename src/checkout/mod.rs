@@ -4,6 +4,12 @@
 //! and operator, policy, account state, approvals and self-approval, who may see or end a
 //! checkout. Tokens are stored only as keyed hashes; checkout rows outlive their tokens.
 
+mod index;
+
+pub use index::TokenIndex;
+
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use tracing::instrument;
 
@@ -739,22 +745,29 @@ impl Checkouts<'_> {
 
     /// Resolves a publishing token to its live grant; anything else is `Unauthenticated`. A token
     /// also dies with its tool's key and its operator's account.
-    pub async fn authenticate(&self, token: &str) -> Result<TokenGrant> {
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<TokenGrant>> {
         if !well_formed(TokenKind::Publishing, token) {
             return Err(Error::Unauthenticated);
         }
         let hash = hash_token(&self.v.keys.mac().token, token);
+        // Read before the store is: a revocation committed after this read moves it, and the
+        // grant found below is then not kept (see `TokenIndex`).
+        let epoch = self.v.store.token_epoch();
+        let now = self.v.clock.unix();
+        if let Some(grant) = self.v.tokens.get(&hash.0, epoch, now) {
+            return Ok(grant);
+        }
         let row = self
             .v
             .store
             .checkout_by_token(&hash.0)
             .await?
             .ok_or(Error::Unauthenticated)?;
-        if effective_status(&row, self.v.clock.unix()) != CheckoutStatus::Active {
+        if effective_status(&row, now) != CheckoutStatus::Active {
             return Err(Error::Unauthenticated);
         }
         let targets = self.targets_of(&row).await?;
-        Ok(TokenGrant {
+        let grant = Arc::new(TokenGrant {
             targets,
             allowed_calls: serde_json::from_str(&row.allowed_calls).unwrap_or_default(),
             content_sha256: row
@@ -766,7 +779,14 @@ impl Checkouts<'_> {
             operator: row.operator,
             client_id: row.client_id,
             expires_at: row.expires_at.unwrap_or_default(),
-        })
+        });
+        self.v.tokens.insert(
+            hash.0,
+            Arc::clone(&grant),
+            epoch,
+            self.v.store.token_epoch(),
+        );
+        Ok(grant)
     }
 
     /// What a token may learn about itself.

@@ -4,6 +4,8 @@
 pub mod admin;
 pub mod audit;
 pub mod backup;
+#[cfg(feature = "demo")]
+pub mod bench;
 pub mod certs;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -72,6 +74,10 @@ pub enum Command {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
+    /// Measure the vault on this machine: a temporary vault on loopback, the fake platforms in
+    /// process, and a load generator (see the README).
+    #[cfg(feature = "demo")]
+    Bench(bench::BenchArgs),
     /// Serve the fake WeChat and Weibo APIs alone (tests, local development).
     #[cfg(feature = "demo")]
     #[command(after_help = fake_platforms::CONTROL_HELP)]
@@ -167,6 +173,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(&Config::default());
             fake_platforms::run(listen, wechat_apps, weibo_apps, apps).await
         }
+        #[cfg(feature = "demo")]
+        Command::Bench(args) => bench::run(args).await,
         Command::TotpCode { secret } => totp_code::run(&secret),
         Command::Admin(args) => admin::run(args).await,
         Command::Init {

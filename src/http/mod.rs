@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::handler::Handler;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -48,9 +48,11 @@ pub fn router(state: AppState) -> Router {
         // abusive client must still see the process alive.
         .route("/healthz", get(api::ops::healthz))
         .route("/readyz", get(api::ops::readyz).layer(general.clone()))
+        .route("/metrics", get(api::ops::metrics).layer(general.clone()))
         .nest("/api/v1", api)
         .nest("/console", console::routes(&cfg.rate_limits))
         .fallback(not_found.layer(general))
+        .layer(middleware::from_fn(tag_route))
         .layer(DefaultBodyLimit::max(cfg.limits.body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
@@ -74,6 +76,20 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
         .with_state(state)
+}
+
+/// The route template a request matched, carried out on its response for the metrics (the
+/// outermost middleware runs before routing and cannot see it).
+#[derive(Clone)]
+struct RouteTag(MatchedPath);
+
+async fn tag_route(req: Request, next: Next) -> Response {
+    let tag = req.extensions().get::<MatchedPath>().cloned().map(RouteTag);
+    let mut resp = next.run(req).await;
+    if let Some(tag) = tag {
+        resp.extensions_mut().insert(tag);
+    }
+    resp
 }
 
 async fn not_found() -> Response {
@@ -105,6 +121,7 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
         .with_http(req.method().as_str(), req.uri().path());
     req.extensions_mut().insert(ctx.clone());
     let id = ctx.request_id.clone();
+    let started = std::time::Instant::now();
     let work = tokio::spawn(with_request_id(id.clone(), async move {
         let method = req.method().to_string();
         let path = req.uri().path().to_owned();
@@ -123,6 +140,16 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
                 resp = Error::AuditUnavailable.into_response();
             }
         }
+        let route = resp
+            .extensions()
+            .get::<RouteTag>()
+            .map_or("unmatched", |t| t.0.as_str());
+        state.vault.metrics.request(
+            route,
+            &method,
+            resp.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
         resp
     }));
     let mut resp = match work.await {

@@ -249,6 +249,14 @@ impl Publishing<'_> {
             (answer, kept)
         });
         let (answer, kept) = sent.await.map_err(Error::internal)?;
+        match &answer {
+            Ok(a) => self.v.metrics.platform_call(
+                platform.as_str(),
+                Some(a.errcode.unwrap_or(0)),
+                a.error(platform.as_str()).is_some(),
+            ),
+            Err(_) => self.v.metrics.platform_call(platform.as_str(), None, true),
+        }
         let answer = answer.map_err(platform_error)?;
         kept?;
         if let Some(e) = answer.error(platform.as_str()) {

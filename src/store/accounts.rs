@@ -176,6 +176,7 @@ impl Tx {
         status: AccountStatus,
         reason: &str,
     ) -> Result<()> {
+        self.touch_tokens();
         sqlx::query("UPDATE accounts SET status = ?, status_reason = ? WHERE id = ?")
             .bind(status)
             .bind(reason)

@@ -3,6 +3,10 @@
 
 use super::{Result, Store, Tx};
 
+/// Rows per `INSERT` statement: 15 parameters each, far below SQLite's 32766, and few distinct
+/// statement shapes for sqlx's statement cache.
+pub const INSERT_CHUNK: usize = 100;
+
 /// One stored entry, exactly as hashed.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRow {
@@ -185,28 +189,31 @@ impl Tx {
         head_in(self.conn(), anchor).await
     }
 
+    /// Appends rows with one multi-row `INSERT` per chunk of [`INSERT_CHUNK`]: every sqlx
+    /// statement costs a worker-thread hop, so one statement per row would dominate a batch.
     pub async fn audit_insert(&mut self, rows: &[AuditRow]) -> Result<()> {
-        for r in rows {
-            sqlx::query(
-                "INSERT INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(r.seq)
-            .bind(r.ts)
-            .bind(&r.actor_kind)
-            .bind(&r.actor_id)
-            .bind(&r.action)
-            .bind(&r.target)
-            .bind(&r.outcome)
-            .bind(&r.source_ip)
-            .bind(&r.request_id)
-            .bind(&r.http_method)
-            .bind(&r.http_path)
-            .bind(r.http_status)
-            .bind(&r.detail)
-            .bind(&r.prev_hash)
-            .bind(&r.hash)
-            .execute(self.conn())
-            .await?;
+        for chunk in rows.chunks(INSERT_CHUNK) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash) ",
+            );
+            q.push_values(chunk, |mut b, r| {
+                b.push_bind(r.seq)
+                    .push_bind(r.ts)
+                    .push_bind(&r.actor_kind)
+                    .push_bind(&r.actor_id)
+                    .push_bind(&r.action)
+                    .push_bind(&r.target)
+                    .push_bind(&r.outcome)
+                    .push_bind(&r.source_ip)
+                    .push_bind(&r.request_id)
+                    .push_bind(&r.http_method)
+                    .push_bind(&r.http_path)
+                    .push_bind(r.http_status)
+                    .push_bind(&r.detail)
+                    .push_bind(&r.prev_hash)
+                    .push_bind(&r.hash);
+            });
+            q.build().execute(self.conn()).await?;
         }
         Ok(())
     }

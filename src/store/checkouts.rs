@@ -71,6 +71,16 @@ impl Store {
             .await?)
     }
 
+    /// How many checkouts hold a live token at `now` (a gauge of `/metrics`).
+    pub async fn checkouts_live(&self, now: i64) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM checkouts WHERE status = 'active' AND expires_at > ?",
+        )
+        .bind(now)
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
     /// The checkout a publishing token belongs to, whatever its state.
     pub async fn checkout_by_token(&self, hash: &[u8]) -> Result<Option<CheckoutRow>> {
         Ok(sqlx::query_as(select_checkouts!("WHERE token_hash = ?"))
@@ -187,6 +197,7 @@ impl Tx {
         comment: Option<&str>,
         now: i64,
     ) -> Result<Option<CheckoutStatus>> {
+        self.touch_tokens();
         let pending: Option<i64> = sqlx::query_scalar(
             "SELECT approvals_needed FROM checkouts WHERE id = ? AND status = 'pending_approval'",
         )
@@ -235,6 +246,7 @@ impl Tx {
         comment: Option<&str>,
         now: i64,
     ) -> Result<Option<CheckoutStatus>> {
+        self.touch_tokens();
         let status: Option<CheckoutStatus> = sqlx::query_scalar(
             "UPDATE checkouts SET
                 status = CASE status WHEN 'pending_approval' THEN 'denied' ELSE 'revoked' END,
@@ -287,6 +299,7 @@ impl Tx {
     }
     /// Ends a live token. Returns false if it was not live.
     pub async fn checkout_checkin(&mut self, checkout: &str, now: i64) -> Result<bool> {
+        self.touch_tokens();
         let r = sqlx::query(
             "UPDATE checkouts SET status = 'checked_in', ended_at = ?2, end_reason = 'checked in'
              WHERE id = ?1 AND status = 'active' AND expires_at > ?2",
@@ -300,6 +313,7 @@ impl Tx {
     /// Marks live tokens past their expiry, and approvals past their claim deadline, as expired;
     /// returns (id, account, operator) of each.
     pub async fn checkouts_expire(&mut self, now: i64) -> Result<Vec<(String, String, String)>> {
+        self.touch_tokens();
         Ok(sqlx::query_as(
             "UPDATE checkouts SET status = 'expired',
                 ended_at = CASE status WHEN 'active' THEN expires_at ELSE claim_deadline END,
@@ -314,6 +328,7 @@ impl Tx {
     }
     /// Ends every live or pending checkout of an account (freeze, incident). Returns how many.
     pub async fn revoke_account_tokens(&mut self, account: &str, now: i64) -> Result<u64> {
+        self.touch_tokens();
         let r = sqlx::query(
             "UPDATE checkouts SET status = 'revoked', ended_at = ?, end_reason = 'account frozen'
              WHERE account_id = ? AND status IN ('active', 'approved', 'pending_approval')",
@@ -334,6 +349,7 @@ impl Tx {
         reason: &str,
         now: i64,
     ) -> Result<u64> {
+        self.touch_tokens();
         let r = sqlx::query(
             "UPDATE checkouts SET status = 'revoked', ended_at = ?1, end_reason = ?2
              WHERE (client_id = ?3 OR operator = ?4) AND status IN ('active', 'approved', 'pending_approval')",

@@ -62,6 +62,7 @@ impl Tx {
     }
     /// Returns whether a live client was revoked.
     pub async fn client_revoke(&mut self, id: &str, now: i64) -> Result<bool> {
+        self.touch_tokens();
         let r =
             sqlx::query("UPDATE clients SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
                 .bind(now)

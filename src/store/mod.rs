@@ -19,6 +19,8 @@ pub mod users;
 
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::sqlite::{
@@ -72,6 +74,10 @@ pub struct Tx {
     conn: sqlx::Transaction<'static, sqlx::Sqlite>,
     /// Details a change adds to its own audit entry (ids, versions, counts; never a secret).
     notes: serde_json::Map<String, serde_json::Value>,
+    /// Set by every statement that can end a token or what it was issued under (checkout status,
+    /// client revocation, user disable, account freeze); the commit then bumps `token_epoch`.
+    tokens_touched: bool,
+    token_epoch: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Tx {
@@ -112,8 +118,21 @@ impl Tx {
         Ok(())
     }
 
+    /// Marks this transaction as one that may end live tokens (see [`Store::token_epoch`]).
+    pub(crate) fn touch_tokens(&mut self) {
+        self.tokens_touched = true;
+    }
+
+    /// Commits; if anything here could have ended a token, bumps the token epoch before the
+    /// caller goes on (and so before any waiter of the change is answered).
     pub async fn commit(self) -> Result<()> {
-        self.conn.commit().await?;
+        let (touched, epoch) = (self.tokens_touched, Arc::clone(&self.token_epoch));
+        let r = self.conn.commit().await;
+        if touched {
+            // Bumped whatever the outcome: an unsure commit costs only cache misses.
+            epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        r?;
         Ok(())
     }
 }
@@ -122,6 +141,9 @@ impl Tx {
 pub struct Store {
     pub(crate) writer: SqlitePool,
     pub(crate) reader: SqlitePool,
+    /// Moves after every commit that may have ended a token; in-memory indexes of live tokens
+    /// drop what they hold when it moved (see `checkout::TokenIndex`).
+    token_epoch: Arc<AtomicU64>,
 }
 
 impl Store {
@@ -162,7 +184,11 @@ impl Store {
         for sidecar in files::sidecars(path) {
             files::tighten(&sidecar)?;
         }
-        Ok(Self { writer, reader })
+        Ok(Self {
+            writer,
+            reader,
+            token_epoch: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     pub async fn close(&self) {
@@ -176,6 +202,8 @@ impl Store {
         Ok(Tx {
             conn: self.writer.begin_with("BEGIN IMMEDIATE").await?,
             notes: serde_json::Map::new(),
+            tokens_touched: false,
+            token_epoch: Arc::clone(&self.token_epoch),
         })
     }
 
@@ -212,7 +240,14 @@ impl Store {
         Ok(Self {
             writer: pool.clone(),
             reader: pool,
+            token_epoch: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// The token epoch: read it before a token lookup, and keep what the lookup found only while
+    /// it has not moved. It moves after (never before) a commit that may have ended a token.
+    pub fn token_epoch(&self) -> u64 {
+        self.token_epoch.load(Ordering::SeqCst)
     }
 
     /// Cheap liveness check of both pools, for `/readyz`.

@@ -165,6 +165,7 @@ impl Tx {
         Ok(())
     }
     pub async fn user_set_disabled(&mut self, id: i64) -> Result<()> {
+        self.touch_tokens();
         sqlx::query("UPDATE users SET disabled = 1 WHERE id = ?")
             .bind(id)
             .execute(self.conn())
@@ -317,6 +318,7 @@ impl Tx {
 
     /// Replaces a user's roles, only if they are still `expected` (no change raced this one).
     pub async fn user_set_roles(&mut self, id: i64, expected: &str, roles: &str) -> Result<bool> {
+        self.touch_tokens();
         let r = sqlx::query("UPDATE users SET roles = ? WHERE id = ? AND roles = ?")
             .bind(roles)
             .bind(id)

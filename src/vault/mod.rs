@@ -45,6 +45,10 @@ pub struct Vault {
     keyring_refresh: tokio::sync::Mutex<()>,
     /// What the last readiness probe found, so a change is logged once, not at every probe.
     keys_ready: std::sync::atomic::AtomicBool,
+    /// Live publishing tokens by keyed hash, so a token request reads no store.
+    pub(crate) tokens: crate::checkout::TokenIndex,
+    /// What `/metrics` shows.
+    pub(crate) metrics: crate::telemetry::Metrics,
 }
 
 /// What `/readyz` reports.
@@ -153,6 +157,7 @@ impl Vault {
         let notifier =
             crate::notify::Notifier::new(config.notify.clone(), audit.clone(), clock.clone());
         let playbooks = load_playbooks(&config);
+        let metrics = crate::telemetry::Metrics::new(audit.stats());
         Ok(Self {
             store,
             audit,
@@ -168,6 +173,8 @@ impl Vault {
             alerts_fired: std::sync::Mutex::default(),
             keyring_refresh: tokio::sync::Mutex::new(()),
             keys_ready: std::sync::atomic::AtomicBool::new(true),
+            tokens: crate::checkout::TokenIndex::default(),
+            metrics,
         })
     }
 
@@ -273,6 +280,18 @@ impl Vault {
 
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    /// The Prometheus text of `/metrics`, with the gauges read now.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let m = &self.metrics;
+        m.audit_queue_depth
+            .set(i64::try_from(self.audit.queue_depth()).unwrap_or(i64::MAX));
+        m.indexed_tokens
+            .set(i64::try_from(self.tokens.len()).unwrap_or(i64::MAX));
+        m.live_checkouts
+            .set(self.store.checkouts_live(self.clock.unix()).await?);
+        m.render().map_err(Error::internal)
     }
 
     /// Closes the store's pools (after the server has stopped).

@@ -695,3 +695,74 @@ async fn approval_events_reach_the_webhook_channels() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The index of live tokens never serves a token the store considers dead: a token that was just
+/// used (and so is indexed) is refused on its very next request after a check-in, a freeze of its
+/// account, or a revocation of its tool's key.
+#[tokio::test]
+async fn an_indexed_token_dies_at_once_with_checkin_freeze_and_client_revoke() {
+    let w = world().await;
+    let live = |token: String| {
+        let app = &w.app;
+        async move {
+            for _ in 0..3 {
+                assert_eq!(app.get(&token, "/api/v1/token").await.0, 200);
+            }
+        }
+    };
+    // Check-in by the token itself.
+    let (st, v) = w.checkout("wx", &w.alice, "general").await;
+    assert_eq!(st, 201, "{v}");
+    let token = v["token"].as_str().unwrap().to_owned();
+    live(token.clone()).await;
+    let id = v["checkout_id"].as_str().unwrap();
+    let (st, _) = w
+        .app
+        .post(
+            &token,
+            &format!("/api/v1/checkouts/{id}/checkin"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(w.app.get(&token, "/api/v1/token").await.0, 401);
+
+    // Freeze of the account.
+    let (st, v) = w.checkout("wx", &w.carol, "general").await;
+    assert_eq!(st, 201, "{v}");
+    let token = v["token"].as_str().unwrap().to_owned();
+    live(token.clone()).await;
+    let code = w.app.code(&w.app.admin);
+    let freeze = json!({"reason": "test", "totp": code});
+    let (st, _) = w
+        .app
+        .post(&w.admin_s, "/api/v1/accounts/wx/freeze", freeze)
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(w.app.get(&token, "/api/v1/token").await.0, 401);
+    let code = w.app.code(&w.app.admin);
+    let unfreeze = json!({"reason": "test over", "totp": code});
+    let (st, _) = w
+        .app
+        .post(&w.admin_s, "/api/v1/accounts/wx/unfreeze", unfreeze)
+        .await;
+    assert_eq!(st, 200);
+
+    // Revocation of the tool's key.
+    let (st, v) = w.checkout("wx", &w.alice, "general").await;
+    assert_eq!(st, 201, "{v}");
+    let token = v["token"].as_str().unwrap().to_owned();
+    live(token.clone()).await;
+    let clients = w.app.get(&w.admin_s, "/api/v1/clients").await.1;
+    let cid = clients[0]["client_id"].as_str().unwrap();
+    let r = w
+        .app
+        .client
+        .delete(w.app.url(&format!("/api/v1/clients/{cid}")))
+        .bearer_auth(&w.admin_s)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(w.app.get(&token, "/api/v1/token").await.0, 401);
+}

@@ -15,6 +15,7 @@ mod holes;
 #[cfg(feature = "demo")]
 mod incidents;
 mod live_ops;
+mod metrics;
 mod packaging;
 // The fake platforms and the `demo` subcommand exist only with the `demo` feature (on by default).
 #[cfg(feature = "demo")]

@@ -4,7 +4,10 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
 
+use crate::error::Error;
 use crate::http::AppState;
+use crate::http::extract::{Ctx, bearer};
+use crate::identity::Role;
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
@@ -25,6 +28,36 @@ pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
             json!({ "status": if r.ready() { "ready" } else { "not_ready" }, "store": r.store, "keys": r.keys }),
         ),
     )
+}
+
+/// Prometheus text, to the vault's own host or to an admin session (see `telemetry`).
+pub async fn metrics(
+    State(s): State<AppState>,
+    Ctx(ctx): Ctx,
+    headers: axum::http::HeaderMap,
+) -> Result<impl IntoResponse, Error> {
+    let admin = match bearer(&headers) {
+        Some(t) if t.starts_with("mvs_") => s
+            .vault
+            .sessions()
+            .authenticate(&t)
+            .await
+            .is_ok_and(|p| p.roles.any(&[Role::Admin])),
+        _ => false,
+    };
+    if !crate::telemetry::metrics_allowed(Some(ctx.peer), admin) {
+        return Err(Error::NotPermitted(
+            "metrics are served to the vault's own host or to an admin session".into(),
+        ));
+    }
+    let text = s.vault.metrics_text().await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    ))
 }
 
 pub async fn openapi() -> impl IntoResponse {
