@@ -179,7 +179,7 @@ impl Accounts<'_> {
         if self.v.policies().for_account(id.as_str()).is_none() {
             tracing::warn!(account = %id, "account created without an access policy");
             view.warning = Some(format!(
-                "no access policy covers account {id}: nothing can check it out until                  policies/{id}.toml exists and the server reloads"
+                "no access policy covers account {id}: nothing can check it out until policies/{id}.toml exists and the server reloads"
             ));
         }
         Ok(view)

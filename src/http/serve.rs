@@ -24,7 +24,7 @@ pub fn install_crypto_provider() {
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(
-        "cannot listen on {addr}: {source}; if another process holds the port, stop it or choose another (`listen` in the config or MEDIAVAULT_LISTEN; `demo --port N`)"
+        "cannot listen on {addr} (if another process holds the port, stop it or choose another: `listen` in the config, MEDIAVAULT_LISTEN, or `demo --port N`)"
     )]
     Bind {
         addr: SocketAddr,

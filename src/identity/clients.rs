@@ -168,7 +168,7 @@ impl Clients<'_> {
         if !uncovered.is_empty() {
             tracing::warn!(client = %view.client_id, accounts = ?uncovered, "client created that no policy admits");
             view.warning = Some(format!(
-                "no access policy admits the tool {:?} for {}: add it to `[who] clients` in those                  policies and reload, or its checkouts are refused",
+                "no access policy admits the tool {:?} for {}: add it to `[who] clients` in those policies and reload, or its checkouts are refused",
                 view.name,
                 uncovered.join(", ")
             ));

@@ -181,7 +181,12 @@ impl Publishing<'_> {
         }
         let (platform, cred) = self.usable_account(&call.account).await?;
         let approved = self.approved_post(&grant.checkout_id).await?;
-        let media = if call.method == Method::POST {
+        // The media this checkout created are needed to check a bound post's calls and to tie a
+        // submit to its draft; a plain draft of an unbound checkout needs none, and reading them
+        // all on every call would grow with every draft the checkout makes.
+        let needs_media = call.method == Method::POST
+            && (approved.is_some() || call.path.ends_with("freepublish/submit"));
+        let media = if needs_media {
             self.v
                 .store
                 .checkout_media(&grant.checkout_id, &call.account)

@@ -94,7 +94,7 @@ impl Vault {
         } else {
             tracing::warn!(
                 dir = %config.policies_dir.display(),
-                "no policy directory: every checkout is refused until policies are written there                  (or `policies_dir` points at them) and the server reloads (SIGHUP)"
+                "no policy directory: every checkout is refused until policies are written there (or `policies_dir` points at them) and the server reloads (SIGHUP)"
             );
             PolicySet::empty()
         };
@@ -448,7 +448,13 @@ impl Vault {
 
 /// The playbooks at start: the good ones load, each broken file is logged with its line.
 fn load_playbooks(config: &Config) -> crate::policy::PlaybookSet {
-    let (set, problems) = crate::policy::PlaybookSet::load_dir_lenient(&config.playbooks_path());
+    let dir = config.playbooks_path();
+    if !dir.is_dir() {
+        // Not an error: a vault may run before its playbooks are written; incidents need them.
+        tracing::warn!(dir = %dir.display(), "no playbook directory: no incident can be opened until playbooks are there and the server reloads");
+        return crate::policy::PlaybookSet::default();
+    }
+    let (set, problems) = crate::policy::PlaybookSet::load_dir_lenient(&dir);
     for p in problems {
         tracing::error!(problem = %p, "playbook not loaded");
     }
