@@ -239,8 +239,9 @@ pub struct AuditConfig {
 }
 
 /// A webhook channel. Channels live here only, never created through the API, so a stolen admin
-/// session cannot redirect alerts.
-#[derive(Debug, Clone, Deserialize)]
+/// session cannot redirect alerts. `Debug` shows the name and kind, never the URL (it carries the
+/// robot's key) or the signing secret.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyChannel {
     pub name: String,
@@ -259,6 +260,19 @@ pub struct NotifyChannel {
     /// Wait before the second attempt; doubles after each failure.
     #[serde(default = "default_backoff")]
     pub backoff_ms: u64,
+}
+
+impl std::fmt::Debug for NotifyChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NotifyChannel")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &"[REDACTED]")
+            .field("attempts", &self.attempts)
+            .field("timeout_seconds", &self.timeout_seconds)
+            .field("backoff_ms", &self.backoff_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 impl NotifyChannel {
@@ -807,5 +821,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("MEDIAVAULT_LIMITS__MAX_CONNECTIONS"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod notify_debug_tests {
+    #[test]
+    fn notify_channel_debug_hides_the_robot_key() {
+        let c: super::NotifyChannel = toml::from_str(
+            "name = \"robot\"\nkind = \"wecom\"\nurl = \"https://qyapi.example/send?key=ROBOT-KEY-42\"\nsecret = \"SEC-SIGNING-7\"\n",
+        )
+        .unwrap();
+        let shown = format!("{c:?}");
+        assert!(shown.contains("robot"), "{shown}");
+        assert!(!shown.contains("ROBOT-KEY-42"), "{shown}");
+        assert!(!shown.contains("SEC-SIGNING-7"), "{shown}");
     }
 }
