@@ -477,47 +477,60 @@ impl People<'_> {
         Ok(row)
     }
 
-    /// Clears a user's lockout and failure count (TOTP step-up of the admin).
-    pub async fn unlock(&self, actor: &Actor, username: &str, totp: &str) -> Result<UserView> {
-        actor.action("user.unlock", Some(username));
+    /// An admin's change to another person's account: the admin role, never their own account,
+    /// the admin's TOTP step-up spent in the transaction of the change (`op`, given the user id).
+    async fn change_other<F>(
+        &self,
+        actor: &Actor,
+        username: &str,
+        action: &str,
+        totp: &str,
+        note: impl FnOnce(&UserRow),
+        op: F,
+    ) -> Result<UserView>
+    where
+        F: for<'t> FnOnce(&'t mut Tx, i64) -> crate::audit::TxFuture<'t, ()> + Send + 'static,
+    {
+        actor.action(action, Some(username));
         let me = actor.require(&[Role::Admin])?;
-        let row = self.other(me, username, "unlock").await?;
+        // `user.unlock` → "an admin cannot unlock their own account".
+        let verb = action.trim_start_matches("user.");
+        let row = self.other(me, username, verb).await?;
         let proof = self.step_up(me, required_totp(Some(totp))?).await?;
-        actor.detail("failed_attempts", row.failed_attempts);
-        actor.detail("was_locked", self.locked(&row).is_some());
+        note(&row);
         let id = row.id;
         self.v
-            .change(actor, "user.unlock", &row.username, move |tx| {
+            .change(actor, action, &row.username, move |tx| {
                 Box::pin(async move {
                     proof.spend(tx).await?;
-                    tx.user_unlock(id).await?;
-                    Ok(())
+                    op(tx, id).await
                 })
             })
             .await?;
         self.view(&self.row(username).await?).await
     }
 
+    /// Clears a user's lockout and failure count (TOTP step-up of the admin).
+    pub async fn unlock(&self, actor: &Actor, username: &str, totp: &str) -> Result<UserView> {
+        let note = |row: &UserRow| {
+            actor.detail("failed_attempts", row.failed_attempts);
+            actor.detail("was_locked", self.locked(row).is_some());
+        };
+        self.change_other(actor, username, "user.unlock", totp, note, |tx, id| {
+            Box::pin(async move { Ok(tx.user_unlock(id).await?) })
+        })
+        .await
+    }
+
     /// Enables a disabled user again, unlocked (TOTP step-up of the admin). Their checkouts stay
     /// revoked and their old sessions stay ended; they log in afresh. Enabling an enabled user
     /// changes nothing but is still recorded.
     pub async fn enable(&self, actor: &Actor, username: &str, totp: &str) -> Result<UserView> {
-        actor.action("user.enable", Some(username));
-        let me = actor.require(&[Role::Admin])?;
-        let row = self.other(me, username, "enable").await?;
-        let proof = self.step_up(me, required_totp(Some(totp))?).await?;
-        actor.detail("was_disabled", row.disabled);
-        let id = row.id;
-        self.v
-            .change(actor, "user.enable", &row.username, move |tx| {
-                Box::pin(async move {
-                    proof.spend(tx).await?;
-                    tx.user_set_enabled(id).await?;
-                    Ok(())
-                })
-            })
-            .await?;
-        self.view(&self.row(username).await?).await
+        let note = |row: &UserRow| actor.detail("was_disabled", row.disabled);
+        self.change_other(actor, username, "user.enable", totp, note, |tx, id| {
+            Box::pin(async move { Ok(tx.user_set_enabled(id).await?) })
+        })
+        .await
     }
 
     /// A new TOTP seed for a user who lost their authenticator (TOTP step-up of the admin): the

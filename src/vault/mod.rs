@@ -54,13 +54,15 @@ pub struct Vault {
 /// What `/readyz` reports.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Readiness {
-    pub store: bool,
-    pub keys: bool,
+    /// Both pools answer.
+    pub store_usable: bool,
+    /// The keyring seals and opens, and opens what is stored.
+    pub keys_usable: bool,
 }
 
 impl Readiness {
     pub fn ready(&self) -> bool {
-        self.store && self.keys
+        self.store_usable && self.keys_usable
     }
 }
 
@@ -245,7 +247,10 @@ impl Vault {
                 false
             }
         };
-        Readiness { store, keys }
+        Readiness {
+            store_usable: store,
+            keys_usable: keys,
+        }
     }
 
     /// Opens a fresh seal and one stored credential and TOTP seed; their plaintext is dropped

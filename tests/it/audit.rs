@@ -566,55 +566,10 @@ async fn exports_reverify_offline_and_a_changed_line_is_named() {
 
 #[tokio::test]
 async fn prune_keeps_the_retention_floor_exports_first_and_verify_still_passes() {
-    use mediavault::audit::chain::entry_hash;
-    use mediavault::store::audit::AuditRow;
     let app = spawn_app().await;
-    // Seed entries from 400 days ago, chained under the vault's real key, before any request.
-    let (_, store, keys) = mediavault::vault::open_store(&app.config).await.unwrap();
-    store.close().await;
-    let key = keys.mac().audit.clone();
+    // Entries from 400 days ago, chained under the vault's real key, before any request.
+    seed_old_entries(&app, 5).await;
     let db = raw_db(&app.db_path()).await;
-    // The harness's own entry (creating the admin) would sit where the old entries go.
-    sqlx::query("DELETE FROM audit_log")
-        .execute(&db)
-        .await
-        .unwrap();
-    let old_ms = (app.clock.unix() - 400 * 86_400) * 1000;
-    let mut prev = vec![0u8; 32];
-    for seq in 1..=5 {
-        let mut row = AuditRow {
-            seq,
-            ts: old_ms + seq,
-            actor_kind: "system".into(),
-            actor_id: "mediavault".into(),
-            action: "test.old".into(),
-            target: "t".into(),
-            outcome: "success".into(),
-            source_ip: String::new(),
-            request_id: String::new(),
-            http_method: None,
-            http_path: None,
-            http_status: None,
-            detail: "{}".into(),
-            prev_hash: prev.clone(),
-            hash: Vec::new(),
-        };
-        row.hash = entry_hash(&key, &row).to_vec();
-        sqlx::query("INSERT INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, '', '', '{}', ?, ?)")
-            .bind(row.seq)
-            .bind(row.ts)
-            .bind(&row.actor_kind)
-            .bind(&row.actor_id)
-            .bind(&row.action)
-            .bind(&row.target)
-            .bind(&row.outcome)
-            .bind(&row.prev_hash)
-            .bind(&row.hash)
-            .execute(&db)
-            .await
-            .unwrap();
-        prev = row.hash;
-    }
     let s = app.login(&app.admin.clone()).await;
     assert_eq!(app.get(&s, "/api/v1/accounts").await.0, 200);
     assert_eq!(api_verify(&app, &s).await["ok"], true);

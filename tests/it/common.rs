@@ -347,3 +347,51 @@ pub async fn raw_db(path: &Path) -> sqlx::SqlitePool {
         .await
         .unwrap()
 }
+
+/// Replaces the log with `n` entries from 400 days ago (old enough to prune), chained under the
+/// vault's real audit key the way a second process would read it. The harness's own first entry
+/// (creating the admin) would sit where they go, so the log is emptied first.
+pub async fn seed_old_entries(app: &TestApp, n: i64) {
+    use mediavault::audit::chain::entry_hash;
+    use mediavault::store::audit::AuditRow;
+    let (_, store, keys) = mediavault::vault::open_store(&app.config).await.unwrap();
+    store.close().await;
+    let key = keys.mac().audit.clone();
+    let db = raw_db(&app.db_path()).await;
+    sqlx::query("DELETE FROM audit_log")
+        .execute(&db)
+        .await
+        .unwrap();
+    let old_ms = (app.clock.unix() - 400 * 86_400) * 1000;
+    let mut prev = vec![0u8; 32];
+    for seq in 1..=n {
+        let mut row = AuditRow {
+            seq,
+            ts: old_ms + seq,
+            actor_kind: "system".into(),
+            actor_id: "mediavault".into(),
+            action: "test.old".into(),
+            target: "t".into(),
+            outcome: "success".into(),
+            source_ip: String::new(),
+            request_id: String::new(),
+            http_method: None,
+            http_path: None,
+            http_status: None,
+            detail: "{}".into(),
+            prev_hash: prev.clone(),
+            hash: Vec::new(),
+        };
+        row.hash = entry_hash(&key, &row).to_vec();
+        sqlx::query("INSERT INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, detail, prev_hash, hash) VALUES (?, ?, 'system', 'mediavault', 'test.old', 't', 'success', '', '', '{}', ?, ?)")
+            .bind(row.seq)
+            .bind(row.ts)
+            .bind(&row.prev_hash)
+            .bind(&row.hash)
+            .execute(&db)
+            .await
+            .unwrap();
+        prev = row.hash;
+    }
+    db.close().await;
+}

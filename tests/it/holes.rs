@@ -640,7 +640,6 @@ fn set_mode(p: &Path, m: u32) {
 
 #[tokio::test]
 async fn files_are_created_private_even_in_open_data_dir() {
-    use mediavault::audit::chain::entry_hash;
     let mut app = spawn_with(Options {
         tweak: Some(Box::new(|c: &mut Config| {
             std::fs::create_dir_all(&c.data_dir).unwrap();
@@ -652,46 +651,7 @@ async fn files_are_created_private_even_in_open_data_dir() {
     let data = app.config.data_dir.clone();
 
     // Two entries old enough to prune, chained under the vault's key, before any request.
-    let (_, keys, _) = side_door(&app).await;
-    let key = keys.mac().audit.clone();
-    let db = raw_db(&app.db_path()).await;
-    // The harness's own entry (creating the admin) would sit where the old entries go.
-    sqlx::query("DELETE FROM audit_log")
-        .execute(&db)
-        .await
-        .unwrap();
-    let old_ms = (app.clock.unix() - 400 * 86_400) * 1000;
-    let mut prev = vec![0u8; 32];
-    for seq in 1..=2 {
-        let mut row = AuditRow {
-            seq,
-            ts: old_ms + seq,
-            actor_kind: "system".into(),
-            actor_id: "mediavault".into(),
-            action: "test.old".into(),
-            target: "t".into(),
-            outcome: "success".into(),
-            source_ip: String::new(),
-            request_id: String::new(),
-            http_method: None,
-            http_path: None,
-            http_status: None,
-            detail: "{}".into(),
-            prev_hash: prev.clone(),
-            hash: Vec::new(),
-        };
-        row.hash = entry_hash(&key, &row).to_vec();
-        sqlx::query("INSERT INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, detail, prev_hash, hash) VALUES (?, ?, 'system', 'mediavault', 'test.old', 't', 'success', '', '', '{}', ?, ?)")
-            .bind(row.seq)
-            .bind(row.ts)
-            .bind(&row.prev_hash)
-            .bind(&row.hash)
-            .execute(&db)
-            .await
-            .unwrap();
-        prev = row.hash;
-    }
-    db.close().await;
+    seed_old_entries(&app, 2).await;
     app.login(&app.admin.clone()).await;
 
     assert_eq!(mode(&data), "700", "data dir");

@@ -25,7 +25,7 @@ pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
     (
         status,
         Json(
-            json!({ "status": if r.ready() { "ready" } else { "not_ready" }, "store": r.store, "keys": r.keys }),
+            json!({ "status": if r.ready() { "ready" } else { "not_ready" }, "store": r.store_usable, "keys": r.keys_usable }),
         ),
     )
 }
