@@ -1266,6 +1266,29 @@ impl Driver {
             .to_owned()
     }
 
+    /// Waits up to ten seconds for an element whose text contains `needle`. A click that submits
+    /// a form returns before the next page has loaded, and the page it leaves may hold the same
+    /// element (a `#notice` from the previous action): reading at once can see the old page.
+    async fn wait_text(&self, css: &str, needle: &str) -> String {
+        let mut last = String::new();
+        for _ in 0..100 {
+            if let Some(e) = self.find(css).await {
+                let v = self
+                    .call("GET", &format!("/element/{e}/text"), json!({}))
+                    .await;
+                last = v.as_str().unwrap_or_default().to_owned();
+                if last.contains(needle) {
+                    return last;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "{css} never said {needle:?} (last: {last:?}) on {}",
+            self.source().await
+        );
+    }
+
     async fn source(&self) -> String {
         self.call("GET", "/source", json!({}))
             .await
@@ -1327,8 +1350,7 @@ async fn in_chromium_an_admin_rotates_an_approver_approves_an_incident_is_worked
     d.fill("#rotate-reason", "季度例行更换").await;
     d.fill("#rotate-totp", &app.code(&app.admin)).await;
     d.click("#rotate-submit").await;
-    let notice = d.text("#notice").await;
-    assert!(notice.contains("凭据已更换"), "{notice}");
+    d.wait_text("#notice", "凭据已更换").await;
     assert_eq!(d.text("#account-version").await, "v2");
     assert!(!d.source().await.contains(SECRET));
     d.screenshot("04-account-rotated").await;
@@ -1371,7 +1393,7 @@ async fn in_chromium_an_admin_rotates_an_approver_approves_an_incident_is_worked
     d.fill("#decide-comment", "同意发布").await;
     d.fill("#decide-totp", &app.code(&w.bob)).await;
     d.click("#approve").await;
-    assert!(d.text("#notice").await.contains("已批准"));
+    d.wait_text("#notice", "已批准").await;
     d.wait("#no-pending").await;
     let r = app
         .get(&w.admin_s, &format!("/api/v1/checkouts/{id}"))
@@ -1391,11 +1413,11 @@ async fn in_chromium_an_admin_rotates_an_approver_approves_an_incident_is_worked
     assert!(words.contains("冻结账号：不能再签出"), "{words}");
     d.screenshot("13-incident-confirm").await;
     d.click("#incident-open").await;
-    assert!(d.text("#notice").await.contains("应急事件已启动"));
+    d.wait_text("#notice", "应急事件已启动").await;
     let incident = d.text("#incident-id").await;
     d.fill("#step-3-note", "已核实：异地登录为出差人员").await;
     d.click("#step-3-done").await;
-    assert!(d.text("#notice").await.contains("步骤已标记完成"));
+    d.wait_text("#notice", "步骤已标记完成").await;
     assert!(
         d.text("#step-3")
             .await
@@ -1404,7 +1426,7 @@ async fn in_chromium_an_admin_rotates_an_approver_approves_an_incident_is_worked
     d.fill("#close-review", "演练完毕").await;
     d.fill("#close-totp", &app.code(&app.admin)).await;
     d.click("#close-submit").await;
-    assert!(d.text("#waiting-second").await.contains("等待另一位人员"));
+    d.wait_text("#waiting-second", "等待另一位人员").await;
     d.screenshot("14-incident").await;
     assert_eq!(
         app.get(&w.admin_s, "/api/v1/accounts/wx").await.1["status"],
