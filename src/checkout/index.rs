@@ -102,6 +102,7 @@ mod tests {
             allowed_calls: vec![],
             content_sha256: None,
             targets: vec!["a".into()],
+            has_post: false,
         })
     }
 

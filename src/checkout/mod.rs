@@ -104,6 +104,8 @@ pub struct TokenGrant {
     pub content_sha256: Option<Vec<String>>,
     /// Every account the token may publish to (its own account first).
     pub targets: Vec<String>,
+    /// The checkout carries a post that approvers reviewed (the proxy then binds calls to it).
+    pub has_post: bool,
 }
 
 fn denial(d: Denial) -> Error {
@@ -767,8 +769,10 @@ impl Checkouts<'_> {
             return Err(Error::Unauthenticated);
         }
         let targets = self.targets_of(&row).await?;
+        let has_post = self.v.store.checkout_has_content(&row.id).await?;
         let grant = Arc::new(TokenGrant {
             targets,
+            has_post,
             allowed_calls: serde_json::from_str(&row.allowed_calls).unwrap_or_default(),
             content_sha256: row
                 .content_sha256

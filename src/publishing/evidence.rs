@@ -234,20 +234,25 @@ pub(super) async fn after_send(
                 created_at: now,
                 used_at: None,
             };
+            // The media row is this request's change: the request's own `platform.call` entry
+            // commits with it (one entry per request, one commit fewer before the answer).
+            actor.detail("platform_status", answer.status);
             audit
-                .commit(actor.entry("checkout.media", checkout), move |tx| {
+                .commit(actor.entry("platform.call", account), move |tx| {
                     Box::pin(async move {
                         tx.note(
                             "media_kind",
                             serde_json::to_value(row.kind).unwrap_or_default(),
                         );
                         tx.note("platform_id", row.platform_id.as_str());
-                        tx.note("sha256", row.sha256.as_str());
+                        tx.note("media_sha256", row.sha256.as_str());
                         tx.checkout_media_insert(&row).await?;
                         Ok(())
                     })
                 })
-                .await
+                .await?;
+            actor.recorded();
+            Ok(())
         }
         Follow::Post { post_id, draft } => {
             let (status, update) = match (&failed, platform) {

@@ -180,7 +180,11 @@ impl Publishing<'_> {
             )));
         }
         let (platform, cred) = self.usable_account(&call.account).await?;
-        let approved = self.approved_post(&grant.checkout_id).await?;
+        let approved = if grant.has_post {
+            self.approved_post(&grant.checkout_id).await?
+        } else {
+            None
+        };
         // The media this checkout created are needed to check a bound post's calls and to tie a
         // submit to its draft; a plain draft of an unbound checkout needs none, and reading them
         // all on every call would grow with every draft the checkout makes.

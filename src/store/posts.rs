@@ -199,6 +199,17 @@ impl Store {
         .await?)
     }
 
+    /// Whether a checkout carries a post for review. Fixed once the checkout exists (its content
+    /// is written in the same change), so a token's grant may remember it.
+    pub async fn checkout_has_content(&self, checkout: &str) -> Result<bool> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM checkout_content WHERE checkout_id = ?)",
+        )
+        .bind(checkout)
+        .fetch_one(&self.reader)
+        .await?)
+    }
+
     /// The accounts a checkout may publish to (empty for a checkout from before 0005: then only
     /// its own account).
     pub async fn checkout_targets(&self, checkout: &str) -> Result<Vec<String>> {

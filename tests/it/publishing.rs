@@ -328,6 +328,35 @@ async fn the_approver_reads_the_post_and_the_approved_post_goes_out_on_wechat_an
 
     // Evidence: one record per post.
     let audrey_s = p.app.login(&p.auditor).await;
+    // The draft call recorded its intent before it left, then one entry for the request,
+    // committed with the media row the platform created (one entry per answered request).
+    let (_, v) = p
+        .app
+        .get(&audrey_s, "/api/v1/audit?action=platform.call&limit=1000")
+        .await;
+    let drafts: Vec<&Value> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["detail"]["call"] == "POST cgi-bin/draft/add")
+        .collect();
+    assert_eq!(drafts.len(), 1, "{v}");
+    assert_eq!(drafts[0]["detail"]["media_kind"], "draft");
+    assert_eq!(drafts[0]["detail"]["platform_id"], media_id.as_str());
+    assert_eq!(drafts[0]["outcome"], "success");
+    let request = drafts[0]["request_id"].as_str().unwrap();
+    let (_, v) = p
+        .app
+        .get(&audrey_s, "/api/v1/audit?action=platform.send&limit=1000")
+        .await;
+    assert!(
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["request_id"] == request),
+        "{v}"
+    );
     let (st, v) = p
         .app
         .get(
