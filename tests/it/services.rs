@@ -369,7 +369,11 @@ async fn a_tool_that_hangs_up_mid_call_leaves_the_call_and_its_record_together()
         .await;
     let e = &done["entries"][0];
     assert_eq!(e["outcome"], "success", "{e}");
-    assert_eq!(e["http"]["status"], 200, "{e}");
+    // The draft's media row is the request's change: its entry committed with it, before any
+    // response existed (status null), and says what the platform answered and created.
+    assert_eq!(e["http"]["status"], Value::Null, "{e}");
+    assert_eq!(e["detail"]["platform_status"], 200, "{e}");
+    assert_eq!(e["detail"]["media_kind"], "draft", "{e}");
     assert_eq!(e["detail"]["operator"], "alice");
 }
 
