@@ -65,35 +65,46 @@ fn to_hash(v: &[u8]) -> Option<[u8; 32]> {
     <[u8; 32]>::try_from(v).ok()
 }
 
-async fn head_in<'c, E>(conn: E, anchor: Option<AuditAnchor>) -> Result<ChainHead>
+/// One statement (the writer reads the head in every batch, and each statement is a hop to the
+/// connection's worker thread): the last entry, and the latest anchor for a log pruned empty.
+async fn head_in<'c, E>(conn: E) -> Result<ChainHead>
 where
     E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
 {
-    let last: Option<(i64, Vec<u8>)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(conn)
-            .await?;
+    type Head = (Option<i64>, Option<Vec<u8>>, Option<i64>, Option<Vec<u8>>);
+    let (seq, hash, first_seq, prev_hash): Head = sqlx::query_as(
+        "SELECT (SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1), \
+                (SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1), \
+                (SELECT first_seq FROM audit_anchor ORDER BY first_seq DESC LIMIT 1), \
+                (SELECT prev_hash FROM audit_anchor ORDER BY first_seq DESC LIMIT 1)",
+    )
+    .fetch_one(conn)
+    .await?;
     let corrupt = |what: &str| super::StoreError::Corrupt(format!("audit {what} is not 32 bytes"));
-    Ok(match (last, anchor) {
-        (Some((seq, hash)), _) => ChainHead {
+    Ok(match (seq, hash, first_seq, prev_hash) {
+        (Some(seq), Some(hash), _, _) => ChainHead {
             seq,
             hash: to_hash(&hash).ok_or_else(|| corrupt("hash"))?,
         },
-        (None, Some(a)) => ChainHead {
-            seq: a.first_seq - 1,
-            hash: to_hash(&a.prev_hash).ok_or_else(|| corrupt("anchor"))?,
+        (None, _, Some(first_seq), Some(prev)) => ChainHead {
+            seq: first_seq - 1,
+            hash: to_hash(&prev).ok_or_else(|| corrupt("anchor"))?,
         },
-        (None, None) => ChainHead {
+        (None, _, None, _) => ChainHead {
             seq: 0,
             hash: [0u8; 32],
         },
+        _ => {
+            return Err(super::StoreError::Corrupt(
+                "audit head or anchor lacks its hash".into(),
+            ));
+        }
     })
 }
 
 impl Store {
     pub async fn audit_head(&self) -> Result<ChainHead> {
-        let anchor = self.audit_anchor().await?;
-        head_in(&self.reader, anchor).await
+        head_in(&self.reader).await
     }
 
     /// The latest prune anchor, if the log was ever pruned.
@@ -181,12 +192,7 @@ impl Tx {
     /// Where the next entry attaches. Read inside the batch's `BEGIN IMMEDIATE` transaction, so
     /// another process (the CLI) appending in between cannot fork the chain.
     pub async fn audit_head(&mut self) -> Result<ChainHead> {
-        let anchor: Option<AuditAnchor> = sqlx::query_as(
-            "SELECT first_seq, prev_hash, pruned_from_seq, pruned_before, pruned_at, mac FROM audit_anchor ORDER BY first_seq DESC LIMIT 1",
-        )
-        .fetch_optional(self.conn())
-        .await?;
-        head_in(self.conn(), anchor).await
+        head_in(self.conn()).await
     }
 
     /// Appends rows with one multi-row `INSERT` per chunk of [`INSERT_CHUNK`]: every sqlx
