@@ -27,6 +27,49 @@ pub struct AuditRow {
     pub hash: Vec<u8>,
 }
 
+/// An entry's stored fields, borrowed: from an [`AuditRow`], or straight from the database row
+/// while verifying, so a walk of the whole log allocates nothing per entry.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditFields<'a> {
+    pub seq: i64,
+    pub ts: i64,
+    pub actor_kind: &'a str,
+    pub actor_id: &'a str,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub outcome: &'a str,
+    pub source_ip: &'a str,
+    pub request_id: &'a str,
+    pub http_method: Option<&'a str>,
+    pub http_path: Option<&'a str>,
+    pub http_status: Option<i64>,
+    pub detail: &'a str,
+    pub prev_hash: &'a [u8],
+    pub hash: &'a [u8],
+}
+
+impl AuditRow {
+    pub fn fields(&self) -> AuditFields<'_> {
+        AuditFields {
+            seq: self.seq,
+            ts: self.ts,
+            actor_kind: &self.actor_kind,
+            actor_id: &self.actor_id,
+            action: &self.action,
+            target: &self.target,
+            outcome: &self.outcome,
+            source_ip: &self.source_ip,
+            request_id: &self.request_id,
+            http_method: self.http_method.as_deref(),
+            http_path: self.http_path.as_deref(),
+            http_status: self.http_status,
+            detail: &self.detail,
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditAnchor {
     pub first_seq: i64,
@@ -114,6 +157,57 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.reader)
         .await?)
+    }
+
+    /// The lowest and highest seq stored (None when the log is empty).
+    pub async fn audit_seq_bounds(&self) -> Result<Option<(i64, i64)>> {
+        let (lo, hi): (Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM audit_log")
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(lo.zip(hi))
+    }
+
+    /// Hands every entry with `lo <= seq <= hi` to `each`, in seq order, until it returns false;
+    /// returns `state`. One statement for the whole range, decoded without copying.
+    pub async fn audit_walk<S>(
+        &self,
+        lo: i64,
+        hi: i64,
+        mut state: S,
+        mut each: impl FnMut(&mut S, AuditFields<'_>) -> bool,
+    ) -> Result<S> {
+        use futures_util::TryStreamExt;
+        use sqlx::Row;
+        let mut rows = sqlx::query(
+            "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log WHERE seq >= ? AND seq <= ? ORDER BY seq",
+        )
+        .bind(lo)
+        .bind(hi)
+        .fetch(&self.reader);
+        while let Some(r) = rows.try_next().await? {
+            let f = AuditFields {
+                seq: r.try_get(0)?,
+                ts: r.try_get(1)?,
+                actor_kind: r.try_get(2)?,
+                actor_id: r.try_get(3)?,
+                action: r.try_get(4)?,
+                target: r.try_get(5)?,
+                outcome: r.try_get(6)?,
+                source_ip: r.try_get(7)?,
+                request_id: r.try_get(8)?,
+                http_method: r.try_get(9)?,
+                http_path: r.try_get(10)?,
+                http_status: r.try_get(11)?,
+                detail: r.try_get(12)?,
+                prev_hash: r.try_get(13)?,
+                hash: r.try_get(14)?,
+            };
+            if !each(&mut state, f) {
+                break;
+            }
+        }
+        Ok(state)
     }
 
     pub async fn audit_entry(&self, seq: i64) -> Result<Option<AuditRow>> {
