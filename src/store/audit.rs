@@ -1,7 +1,9 @@
 //! The audit log and its prune anchors, as rows. The chain itself is computed in `crate::audit`;
 //! this file only stores and fetches.
 
-use super::{Result, Store, Tx};
+use std::sync::Arc;
+
+use super::{Result, Store, StoreError, Tx};
 
 /// Rows per `INSERT` statement: 15 parameters each, far below SQLite's 32766, and few distinct
 /// statement shapes for sqlx's statement cache.
@@ -133,6 +135,46 @@ where
     })
 }
 
+fn walk<S>(
+    conn: &rusqlite::Connection,
+    lo: i64,
+    hi: i64,
+    mut state: S,
+    mut each: impl FnMut(&mut S, AuditFields<'_>) -> bool,
+) -> rusqlite::Result<S> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log WHERE seq >= ? AND seq <= ? ORDER BY seq",
+    )?;
+    let mut rows = stmt.query((lo, hi))?;
+    while let Some(r) = rows.next()? {
+        let text = |i| r.get_ref(i).and_then(|v| Ok(v.as_str()?));
+        let text_or_null = |i| r.get_ref(i).and_then(|v| Ok(v.as_str_or_null()?));
+        let int = |i| r.get_ref(i).and_then(|v| Ok(v.as_i64()?));
+        let blob = |i| r.get_ref(i).and_then(|v| Ok(v.as_blob()?));
+        let row = AuditFields {
+            seq: int(0)?,
+            ts: int(1)?,
+            actor_kind: text(2)?,
+            actor_id: text(3)?,
+            action: text(4)?,
+            target: text(5)?,
+            outcome: text(6)?,
+            source_ip: text(7)?,
+            request_id: text(8)?,
+            http_method: text_or_null(9)?,
+            http_path: text_or_null(10)?,
+            http_status: r.get_ref(11).and_then(|v| Ok(v.as_i64_or_null()?))?,
+            detail: text(12)?,
+            prev_hash: blob(13)?,
+            hash: blob(14)?,
+        };
+        if !each(&mut state, row) {
+            break;
+        }
+    }
+    Ok(state)
+}
+
 impl Store {
     pub async fn audit_head(&self) -> Result<ChainHead> {
         let anchor = self.audit_anchor().await?;
@@ -169,45 +211,24 @@ impl Store {
     }
 
     /// Hands every entry with `lo <= seq <= hi` to `each`, in seq order, until it returns false;
-    /// returns `state`. One statement for the whole range, decoded without copying.
-    pub async fn audit_walk<S>(
+    /// returns `state`. One statement for the whole range, on a read-only connection of its own
+    /// in a blocking thread, each row's values borrowed straight from SQLite: through sqlx every
+    /// row crosses a channel from its worker thread and every value is copied (a walk of the
+    /// log measured ~5× slower).
+    pub async fn audit_walk<S: Send + 'static>(
         &self,
         lo: i64,
         hi: i64,
-        mut state: S,
-        mut each: impl FnMut(&mut S, AuditFields<'_>) -> bool,
+        state: S,
+        each: impl FnMut(&mut S, AuditFields<'_>) -> bool + Send + 'static,
     ) -> Result<S> {
-        use futures_util::TryStreamExt;
-        use sqlx::Row;
-        let mut rows = sqlx::query(
-            "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log WHERE seq >= ? AND seq <= ? ORDER BY seq",
-        )
-        .bind(lo)
-        .bind(hi)
-        .fetch(&self.reader);
-        while let Some(r) = rows.try_next().await? {
-            let f = AuditFields {
-                seq: r.try_get(0)?,
-                ts: r.try_get(1)?,
-                actor_kind: r.try_get(2)?,
-                actor_id: r.try_get(3)?,
-                action: r.try_get(4)?,
-                target: r.try_get(5)?,
-                outcome: r.try_get(6)?,
-                source_ip: r.try_get(7)?,
-                request_id: r.try_get(8)?,
-                http_method: r.try_get(9)?,
-                http_path: r.try_get(10)?,
-                http_status: r.try_get(11)?,
-                detail: r.try_get(12)?,
-                prev_hash: r.try_get(13)?,
-                hash: r.try_get(14)?,
-            };
-            if !each(&mut state, f) {
-                break;
-            }
-        }
-        Ok(state)
+        let file = Arc::clone(&self.file);
+        tokio::task::spawn_blocking(move || {
+            let conn = file.open_read_only()?;
+            Ok(walk(&conn, lo, hi, state, each)?)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("audit walk: {e}")))?
     }
 
     pub async fn audit_entry(&self, seq: i64) -> Result<Option<AuditRow>> {
