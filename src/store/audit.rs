@@ -201,12 +201,14 @@ impl Store {
         .await?)
     }
 
-    /// The lowest and highest seq stored (None when the log is empty).
+    /// The lowest and highest seq stored (None when the log is empty). Two subqueries: SQLite
+    /// reads a lone MIN or MAX off the end of the index, but scans the table for both at once.
     pub async fn audit_seq_bounds(&self) -> Result<Option<(i64, i64)>> {
-        let (lo, hi): (Option<i64>, Option<i64>) =
-            sqlx::query_as("SELECT MIN(seq), MAX(seq) FROM audit_log")
-                .fetch_one(&self.reader)
-                .await?;
+        let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT MIN(seq) FROM audit_log), (SELECT MAX(seq) FROM audit_log)",
+        )
+        .fetch_one(&self.reader)
+        .await?;
         Ok(lo.zip(hi))
     }
 

@@ -4,7 +4,9 @@
 //! Two pools: one writer connection (SQLite allows one writer; queueing in-process is cheaper and
 //! fairer than `SQLITE_BUSY` retries, and it makes check-then-insert sequences atomic per
 //! transaction) and a few readers. Plain reads go to the readers, which in WAL mode see every
-//! committed write, so token and key lookups never queue behind audit commits.
+//! committed write, so token and key lookups never queue behind audit commits. The audit verifier's
+//! walk of the whole log reads through rusqlite, on read-only connections of its own
+//! ([`Store::audit_walk`] says why).
 
 pub mod accounts;
 pub mod audit;
