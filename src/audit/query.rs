@@ -49,19 +49,18 @@ pub async fn verify_store_with(
     walk_ranges(store, v, ranges, MIN_RANGE).await
 }
 
-/// Walks the stored log on up to `ranges` connections at once (each slice at least `min_range`
-/// seqs wide), each a slice of the seq span, and joins
-/// the walks in order ([`Verifier::join`]), so the report is the one a single walk would give.
-/// The first range also takes every seq below the span's start, the last everything above its
-/// end (entries appended meanwhile), so no stored entry escapes the walk.
+/// Walks the stored log in up to `ranges` slices of its seq span (each at least `min_range`
+/// wide) at once, each on its own connection, and joins the walks in order ([`Verifier::join`]),
+/// so the report is the one a single walk would give. The first range also takes every seq below
+/// the span's start, the last everything above its end (entries appended meanwhile), so no stored
+/// entry escapes the walk.
 async fn walk_ranges(
     store: &Store,
-    v: Verifier,
+    mut v: Verifier,
     ranges: usize,
     min_range: i64,
 ) -> crate::store::Result<VerifyReport> {
     let Some((lo, hi)) = store.audit_seq_bounds().await? else {
-        let mut v = v;
         return Ok(v.finish());
     };
     let span = i128::from(hi) - i128::from(lo) + 1;
