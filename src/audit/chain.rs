@@ -20,15 +20,16 @@
 use ring::hmac;
 
 use crate::crypto::{ct_eq, hmac_parts};
-use crate::store::audit::{AuditAnchor, AuditRow};
+use crate::store::audit::{AuditAnchor, AuditFields};
 
 pub const GENESIS: [u8; 32] = [0u8; 32];
 const DOMAIN: &[u8] = b"mediavault-audit-v1";
 const ANCHOR_DOMAIN: &[u8] = b"mediavault-audit-anchor-v1";
 const CHECKPOINT_PREFIX: &str = "mvcp1";
 
-/// The hash of `row` given its `prev_hash` field (the stored `hash` is ignored).
-pub fn entry_hash(key: &hmac::Key, row: &AuditRow) -> [u8; 32] {
+/// The hash of an entry given its `prev_hash` field (the stored `hash` is ignored). The writer and
+/// every verifier go through this one function.
+pub fn entry_hash(key: &hmac::Key, row: AuditFields<'_>) -> [u8; 32] {
     let seq = row.seq.to_be_bytes();
     let ts = row.ts.to_be_bytes();
     let is_http = row.http_method.is_some() || row.http_path.is_some() || row.http_status.is_some();
@@ -37,7 +38,7 @@ pub fn entry_hash(key: &hmac::Key, row: &AuditRow) -> [u8; 32] {
         key,
         &[
             DOMAIN,
-            &row.prev_hash,
+            row.prev_hash,
             &seq,
             &ts,
             row.actor_kind.as_bytes(),
@@ -48,8 +49,8 @@ pub fn entry_hash(key: &hmac::Key, row: &AuditRow) -> [u8; 32] {
             row.source_ip.as_bytes(),
             row.request_id.as_bytes(),
             if is_http { b"1" } else { b"0" },
-            row.http_method.as_deref().unwrap_or("").as_bytes(),
-            row.http_path.as_deref().unwrap_or("").as_bytes(),
+            row.http_method.unwrap_or("").as_bytes(),
+            row.http_path.unwrap_or("").as_bytes(),
             &status,
             row.detail.as_bytes(),
         ],
@@ -70,7 +71,8 @@ pub struct VerifyReport {
     pub problem: Option<String>,
 }
 
-/// Walks entries in seq order and stops at the first broken one.
+/// Walks entries in seq order and stops at the first broken one. A long chain can be walked in
+/// ranges at once: [`Self::fork`] starts the walk of a later range, [`Self::join`] appends it.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     key: hmac::Key,
@@ -79,6 +81,8 @@ pub struct Verifier {
     checked: u64,
     bad: Option<(i64, String)>,
     checkpoint: Option<(i64, [u8; 32])>,
+    /// The seq and prev_hash the walk started from, by which [`Self::join`] links it.
+    start: (i64, Vec<u8>),
 }
 
 impl Verifier {
@@ -91,47 +95,88 @@ impl Verifier {
             checked: 0,
             bad: None,
             checkpoint: None,
+            start: (first_seq, prev.to_vec()),
         }
     }
 
     /// Starts wherever the first entry says it starts; for exports of a range, whose start can
     /// only be pinned by the database or a checkpoint.
-    pub fn from_first(key: &hmac::Key, first: &AuditRow) -> Self {
-        let mut prev = [0u8; 32];
-        if first.prev_hash.len() == 32 {
-            prev.copy_from_slice(&first.prev_hash);
+    pub fn from_first(key: &hmac::Key, first: AuditFields<'_>) -> Self {
+        let prev = <[u8; 32]>::try_from(first.prev_hash).unwrap_or_default();
+        Self {
+            start: (first.seq, first.prev_hash.to_vec()),
+            ..Self::new(key, first.seq, prev)
         }
-        Self::new(key, first.seq, prev)
+    }
+
+    /// A walk of a later range, starting at its first entry (push that entry next), taken as
+    /// given until [`Self::join`] links it to this walk. It holds the same checkpoint.
+    pub fn fork(&self, first: AuditFields<'_>) -> Self {
+        Self {
+            checkpoint: self.checkpoint,
+            ..Self::from_first(&self.key, first)
+        }
+    }
+
+    /// This walk followed by `next`, a [`Self::fork`] of it that walked the entries after these:
+    /// the same result as if this walk had pushed them itself. The link between the two is the
+    /// only thing neither checked alone; a break before it wins, as it comes first.
+    pub fn join(self, next: Self) -> Self {
+        if self.bad.is_some() {
+            return self;
+        }
+        if let Some(bad) = self.link(next.start.0, &next.start.1) {
+            return Self {
+                bad: Some(bad),
+                ..self
+            };
+        }
+        Self {
+            checked: self.checked + next.checked,
+            start: self.start,
+            ..next
+        }
     }
 
     pub fn is_broken(&self) -> bool {
         self.bad.is_some()
     }
 
-    /// Checks one entry. A deletion is named by the missing seq, anything else by the entry's own.
-    pub fn push(&mut self, row: &AuditRow) -> bool {
+    /// Whether an entry at `seq` with `prev_hash` comes right after the walk so far; if not,
+    /// where and why not. A deletion is named by the missing seq, anything else by the entry's own.
+    fn link(&self, seq: i64, prev_hash: &[u8]) -> Option<(i64, String)> {
+        if seq > self.next_seq {
+            Some((
+                self.next_seq,
+                format!(
+                    "entry {} is missing (the next stored entry is {seq})",
+                    self.next_seq
+                ),
+            ))
+        } else if seq < self.next_seq {
+            Some((seq, "entry is out of order or duplicated".to_owned()))
+        } else if !ct_eq(prev_hash, &self.prev) {
+            Some((seq, "prev_hash does not match the previous entry: an entry was removed, inserted or moved before it".to_owned()))
+        } else {
+            None
+        }
+    }
+
+    /// Checks one entry.
+    pub fn push(&mut self, row: AuditFields<'_>) -> bool {
         if self.bad.is_some() {
             return false;
         }
-        let problem = if row.seq > self.next_seq {
-            self.bad = Some((
-                self.next_seq,
-                format!(
-                    "entry {} is missing (the next stored entry is {})",
-                    self.next_seq, row.seq
-                ),
-            ));
+        if let Some(bad) = self.link(row.seq, row.prev_hash) {
+            self.bad = Some(bad);
             return false;
-        } else if row.seq < self.next_seq {
-            Some("entry is out of order or duplicated".to_owned())
-        } else if !ct_eq(&row.prev_hash, &self.prev) {
-            Some("prev_hash does not match the previous entry: an entry was removed, inserted or moved before it".to_owned())
-        } else if !ct_eq(&entry_hash(&self.key, row), &row.hash) {
+        }
+        let problem = if !ct_eq(&entry_hash(&self.key, row), row.hash) {
             Some(
                 "hash does not match the entry's contents: the entry was altered or forged"
                     .to_owned(),
             )
-        } else if matches!(self.checkpoint, Some((seq, h)) if seq == row.seq && !ct_eq(&h, &row.hash))
+        } else if matches!(self.checkpoint, Some((seq, h)) if seq == row.seq && !ct_eq(&h, row.hash))
         {
             Some("entry differs from the checkpoint: the chain was rewritten from here".to_owned())
         } else {
@@ -141,7 +186,7 @@ impl Verifier {
             self.bad = Some((row.seq, p));
             return false;
         }
-        self.prev.copy_from_slice(&row.hash);
+        self.prev.copy_from_slice(row.hash);
         self.next_seq = row.seq + 1;
         self.checked += 1;
         true
@@ -277,6 +322,7 @@ impl Checkpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::audit::AuditRow;
 
     fn key() -> hmac::Key {
         hmac::Key::new(hmac::HMAC_SHA256, &[7u8; 32])
@@ -327,6 +373,9 @@ mod tests {
             http_status: Some(0),
             ..event.clone()
         };
-        assert_ne!(entry_hash(&key(), &event), entry_hash(&key(), &request));
+        assert_ne!(
+            entry_hash(&key(), event.fields()),
+            entry_hash(&key(), request.fields())
+        );
     }
 }

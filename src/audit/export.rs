@@ -297,13 +297,13 @@ pub fn verify_jsonl(text: &str, key: &hmac::Key, checkpoint: Option<&Checkpoint>
             }
         };
         let v = verifier.get_or_insert_with(|| {
-            let v = Verifier::from_first(key, &row);
+            let v = Verifier::from_first(key, row.fields());
             match checkpoint {
                 Some(cp) => v.with_checkpoint(cp),
                 None => v,
             }
         });
-        if !v.push(&row) {
+        if !v.push(row.fields()) {
             break;
         }
         expected_seq = Some(row.seq + 1);

@@ -414,7 +414,7 @@ fn chain_batch(key: &hmac::Key, head: ChainHead, ts: i64, entries: &[NewEntry]) 
                 prev_hash: prev.to_vec(),
                 hash: Vec::new(),
             };
-            let hash = entry_hash(key, &row);
+            let hash = entry_hash(key, row.fields());
             row.hash = hash.to_vec();
             prev = hash;
             row

@@ -1,7 +1,9 @@
 //! The audit log and its prune anchors, as rows. The chain itself is computed in `crate::audit`;
 //! this file only stores and fetches.
 
-use super::{Result, Store, Tx};
+use std::sync::Arc;
+
+use super::{Result, Store, StoreError, Tx};
 
 /// Rows per `INSERT` statement: 15 parameters each, far below SQLite's 32766, and few distinct
 /// statement shapes for sqlx's statement cache.
@@ -25,6 +27,49 @@ pub struct AuditRow {
     pub detail: String,
     pub prev_hash: Vec<u8>,
     pub hash: Vec<u8>,
+}
+
+/// An entry's stored fields, borrowed: from an [`AuditRow`], or straight from the database row
+/// while verifying, so a walk of the whole log allocates nothing per entry.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditFields<'a> {
+    pub seq: i64,
+    pub ts: i64,
+    pub actor_kind: &'a str,
+    pub actor_id: &'a str,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub outcome: &'a str,
+    pub source_ip: &'a str,
+    pub request_id: &'a str,
+    pub http_method: Option<&'a str>,
+    pub http_path: Option<&'a str>,
+    pub http_status: Option<i64>,
+    pub detail: &'a str,
+    pub prev_hash: &'a [u8],
+    pub hash: &'a [u8],
+}
+
+impl AuditRow {
+    pub fn fields(&self) -> AuditFields<'_> {
+        AuditFields {
+            seq: self.seq,
+            ts: self.ts,
+            actor_kind: &self.actor_kind,
+            actor_id: &self.actor_id,
+            action: &self.action,
+            target: &self.target,
+            outcome: &self.outcome,
+            source_ip: &self.source_ip,
+            request_id: &self.request_id,
+            http_method: self.http_method.as_deref(),
+            http_path: self.http_path.as_deref(),
+            http_status: self.http_status,
+            detail: &self.detail,
+            prev_hash: &self.prev_hash,
+            hash: &self.hash,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -102,6 +147,46 @@ where
     })
 }
 
+fn walk<S>(
+    conn: &rusqlite::Connection,
+    lo: i64,
+    hi: i64,
+    mut state: S,
+    mut each: impl FnMut(&mut S, AuditFields<'_>) -> bool,
+) -> rusqlite::Result<S> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log WHERE seq >= ? AND seq <= ? ORDER BY seq",
+    )?;
+    let mut rows = stmt.query((lo, hi))?;
+    while let Some(r) = rows.next()? {
+        let text = |i| r.get_ref(i).and_then(|v| Ok(v.as_str()?));
+        let text_or_null = |i| r.get_ref(i).and_then(|v| Ok(v.as_str_or_null()?));
+        let int = |i| r.get_ref(i).and_then(|v| Ok(v.as_i64()?));
+        let blob = |i| r.get_ref(i).and_then(|v| Ok(v.as_blob()?));
+        let row = AuditFields {
+            seq: int(0)?,
+            ts: int(1)?,
+            actor_kind: text(2)?,
+            actor_id: text(3)?,
+            action: text(4)?,
+            target: text(5)?,
+            outcome: text(6)?,
+            source_ip: text(7)?,
+            request_id: text(8)?,
+            http_method: text_or_null(9)?,
+            http_path: text_or_null(10)?,
+            http_status: r.get_ref(11).and_then(|v| Ok(v.as_i64_or_null()?))?,
+            detail: text(12)?,
+            prev_hash: blob(13)?,
+            hash: blob(14)?,
+        };
+        if !each(&mut state, row) {
+            break;
+        }
+    }
+    Ok(state)
+}
+
 impl Store {
     pub async fn audit_head(&self) -> Result<ChainHead> {
         head_in(&self.reader).await
@@ -125,6 +210,38 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.reader)
         .await?)
+    }
+
+    /// The lowest and highest seq stored (None when the log is empty). Two subqueries: SQLite
+    /// reads a lone MIN or MAX off the end of the index, but scans the table for both at once.
+    pub async fn audit_seq_bounds(&self) -> Result<Option<(i64, i64)>> {
+        let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT (SELECT MIN(seq) FROM audit_log), (SELECT MAX(seq) FROM audit_log)",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(lo.zip(hi))
+    }
+
+    /// Hands every entry with `lo <= seq <= hi` to `each`, in seq order, until it returns false;
+    /// returns `state`. One statement for the whole range, on a read-only connection of its own
+    /// in a blocking thread, each row's values borrowed straight from SQLite: through sqlx every
+    /// row crosses a channel from its worker thread and every value is copied (a walk of the
+    /// log measured ~5× slower).
+    pub async fn audit_walk<S: Send + 'static>(
+        &self,
+        lo: i64,
+        hi: i64,
+        state: S,
+        each: impl FnMut(&mut S, AuditFields<'_>) -> bool + Send + 'static,
+    ) -> Result<S> {
+        let file = Arc::clone(&self.file);
+        tokio::task::spawn_blocking(move || {
+            let conn = file.open_read_only()?;
+            Ok(walk(&conn, lo, hi, state, each)?)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("audit walk: {e}")))?
     }
 
     pub async fn audit_entry(&self, seq: i64) -> Result<Option<AuditRow>> {

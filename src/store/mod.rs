@@ -4,7 +4,9 @@
 //! Two pools: one writer connection (SQLite allows one writer; queueing in-process is cheaper and
 //! fairer than `SQLITE_BUSY` retries, and it makes check-then-insert sequences atomic per
 //! transaction) and a few readers. Plain reads go to the readers, which in WAL mode see every
-//! committed write, so token and key lookups never queue behind audit commits.
+//! committed write, so token and key lookups never queue behind audit commits. The audit verifier's
+//! walk of the whole log reads through rusqlite, on read-only connections of its own
+//! ([`Store::audit_walk`] says why).
 
 pub mod accounts;
 pub mod audit;
@@ -17,7 +19,7 @@ pub mod posts;
 pub mod types;
 pub mod users;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +39,9 @@ pub enum StoreError {
     Duplicate,
     #[error("database: {0}")]
     Db(sqlx::Error),
+    /// From the audit verifier's own read-only connection (see [`Store::audit_walk`]).
+    #[error("database: {0}")]
+    Read(#[from] rusqlite::Error),
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
@@ -55,6 +60,8 @@ pub enum StoreError {
         source: std::io::Error,
     },
 }
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -137,10 +144,49 @@ impl Tx {
     }
 }
 
+/// Where the database is, and how the pools opened it.
+#[derive(Debug)]
+struct DbFile {
+    path: PathBuf,
+    /// A snapshot ([`Store::open_snapshot`]): opened as immutable, so no WAL or lock is touched.
+    immutable: bool,
+}
+
+impl DbFile {
+    /// A rusqlite connection that can only read, with the pools' busy timeout.
+    fn open_read_only(&self) -> Result<rusqlite::Connection> {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = if self.immutable {
+            // `immutable` is only a URI parameter; the path goes in percent-encoded, as sqlx does.
+            let path = self.path.to_str().ok_or_else(|| {
+                StoreError::Corrupt(format!("{} is not UTF-8", self.path.display()))
+            })?;
+            let encoded: String = path
+                .bytes()
+                .map(|b| match b {
+                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' => char::from(b).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            rusqlite::Connection::open_with_flags(
+                format!("file:{encoded}?immutable=1"),
+                flags | OpenFlags::SQLITE_OPEN_URI,
+            )?
+        } else {
+            rusqlite::Connection::open_with_flags(&self.path, flags)?
+        };
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        Ok(conn)
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(crate) writer: SqlitePool,
     pub(crate) reader: SqlitePool,
+    /// The database file, for readers outside the pools (the audit verifier's walk).
+    file: Arc<DbFile>,
     /// Moves after every commit that may have ended a token; in-memory indexes of live tokens
     /// drop what they hold when it moved (see `checkout::TokenIndex`).
     token_epoch: Arc<AtomicU64>,
@@ -168,7 +214,7 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(BUSY_TIMEOUT);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -187,6 +233,10 @@ impl Store {
         Ok(Self {
             writer,
             reader,
+            file: Arc::new(DbFile {
+                path: path.to_owned(),
+                immutable: false,
+            }),
             token_epoch: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -240,6 +290,10 @@ impl Store {
         Ok(Self {
             writer: pool.clone(),
             reader: pool,
+            file: Arc::new(DbFile {
+                path: path.to_owned(),
+                immutable: true,
+            }),
             token_epoch: Arc::new(AtomicU64::new(0)),
         })
     }

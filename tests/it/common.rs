@@ -382,7 +382,7 @@ pub async fn seed_old_entries(app: &TestApp, n: i64) {
             prev_hash: prev.clone(),
             hash: Vec::new(),
         };
-        row.hash = entry_hash(&key, &row).to_vec();
+        row.hash = entry_hash(&key, row.fields()).to_vec();
         sqlx::query("INSERT INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, detail, prev_hash, hash) VALUES (?, ?, 'system', 'mediavault', 'test.old', 't', 'success', '', '', '{}', ?, ?)")
             .bind(row.seq)
             .bind(row.ts)
