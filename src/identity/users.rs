@@ -708,6 +708,9 @@ impl People<'_> {
             // Only someone who knows the password learns that a code was reused.
             Err(e @ Error::TotpInvalid(TotpRefusal::Replayed)) => return Err(e),
             Err(Error::TotpInvalid(TotpRefusal::Wrong) | Error::UserLocked { .. }) => {
+                // The caller learns nothing; the log (and the early-warning rule on TOTP
+                // failures) learns that the password was right and the code was not.
+                actor.detail("refused", "totp_invalid");
                 return Err(Error::Unauthenticated);
             }
             Err(e) => return Err(e),

@@ -29,7 +29,7 @@ use crate::audit::{NewEntry, Outcome};
 use crate::config::{RuleKind, WarningRule};
 use crate::error::{Error, Result};
 use crate::platforms::broker::ApiRequest;
-use crate::store::audit::{AuditFilter, AuditRow};
+use crate::store::audit::AuditRow;
 
 /// A live post the vault did not publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,11 +39,25 @@ pub struct UnknownPost {
 }
 
 /// The audit entries a rule of this kind counts, and the key it counts them by.
+/// The successful actions a rule counts; every other rule counts failures only (see [`matches`]),
+/// so the store hands over nothing else.
+const RULE_ACTIONS: &[&str] = &[
+    "credential.reveal",
+    "platform.token_handout",
+    "platform.canary_tripped",
+    "platform.token_cancelled_externally",
+    "platform.heartbeat_failed",
+    "watch.unknown_post",
+];
+
 fn matches(kind: RuleKind, r: &AuditRow, detail: &Value) -> Option<String> {
     let code = detail.get("code").and_then(Value::as_str);
     match kind {
         RuleKind::TotpFailuresUser | RuleKind::TotpFailuresAny => {
-            if code != Some("totp_invalid") && code != Some("user_locked") {
+            // A login answers every refusal alike; its entry says when the code was the reason.
+            let refused = detail.get("refused").and_then(Value::as_str);
+            let totp = |c: Option<&str>| matches!(c, Some("totp_invalid" | "user_locked"));
+            if !totp(code) && !totp(refused) {
                 return None;
             }
             if kind == RuleKind::TotpFailuresAny {
@@ -103,17 +117,18 @@ impl Incidents<'_> {
             .map(|r| i64::from(r.window_minutes) * 60_000)
             .max()
             .unwrap_or(0);
-        let mut filter = AuditFilter {
-            since_ms: Some(now_ms - widest),
-            limit: 10_000,
-            ..AuditFilter::default()
-        };
+        const PAGE: i64 = 10_000;
+        let mut after = 0;
         let mut rows = Vec::new();
         loop {
-            let page = self.v.store.audit_query(&filter).await?;
-            let full = page.len() as i64 == filter.limit;
+            let page = self
+                .v
+                .store
+                .audit_alert_candidates(now_ms - widest, after, PAGE, RULE_ACTIONS)
+                .await?;
+            let full = page.len() as i64 == PAGE;
             let Some(last) = page.last() else { break };
-            filter.after_seq = last.seq;
+            after = last.seq;
             rows.extend(page);
             if !full {
                 break;

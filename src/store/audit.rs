@@ -277,6 +277,32 @@ impl Store {
             .await?)
     }
 
+    /// Up to `limit` entries after `after_seq` with `ts >= since_ms` that did not succeed or
+    /// whose action is one of `actions`, in seq order: what the early-warning rules count. The
+    /// filter runs in SQLite, so a busy window of successful requests is never read into memory.
+    pub async fn audit_alert_candidates(
+        &self,
+        since_ms: i64,
+        after_seq: i64,
+        limit: i64,
+        actions: &[&str],
+    ) -> Result<Vec<AuditRow>> {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log WHERE ts >= ",
+        );
+        q.push_bind(since_ms)
+            .push(" AND seq > ")
+            .push_bind(after_seq)
+            .push(" AND (outcome <> 'success' OR action IN (");
+        let mut list = q.separated(", ");
+        for a in actions {
+            list.push_bind(*a);
+        }
+        list.push_unseparated(")) ORDER BY seq LIMIT ");
+        q.push_bind(limit);
+        Ok(q.build_query_as().fetch_all(&self.reader).await?)
+    }
+
     /// Entries and failures (any outcome but success) per bucket of `bucket_ms` from `since_ms`.
     pub async fn audit_activity(
         &self,

@@ -590,3 +590,102 @@ async fn the_publication_watch_finds_an_outsiders_post_and_the_rule_freezes_the_
     let (_, list) = w.app.get(&w.admin_s, "/api/v1/incidents").await;
     assert_eq!(list.as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn early_warning_counts_failures_and_events_in_a_busy_log() {
+    use mediavault::audit::{NewEntry, Outcome};
+    use mediavault::config::{RuleKind, WarningRule};
+    let (url, inbox) = receiver().await;
+    let rule = |name: &str, kind, threshold| WarningRule {
+        name: name.into(),
+        kind,
+        threshold,
+        window_minutes: 15,
+        open_playbook: None,
+    };
+    let rules = vec![
+        rule("totp-user", RuleKind::TotpFailuresUser, 3),
+        rule("heartbeat", RuleKind::HeartbeatFailed, 2),
+    ];
+    let tweak: Tweak = Box::new(move |c| c.early_warning.rules = rules);
+    let w = world(channel(&url), Some(tweak)).await;
+    let (_, store, keys) = mediavault::vault::open_store(&w.app.config).await.unwrap();
+    let side =
+        mediavault::audit::AuditWriter::start(store, keys.mac().audit.clone(), w.app.clock.clone());
+    let vault = &w.app.running.as_ref().unwrap().vault;
+
+    // Successful traffic all around the events: the rules never count it.
+    let busy = || async {
+        for _ in 0..30 {
+            let (st, _) = w.app.get(&w.admin_s, "/api/v1/accounts").await;
+            assert_eq!(st, 200);
+        }
+    };
+    busy().await;
+    // Two logins with the right password and a wrong code, and one heartbeat failure: below
+    // both thresholds.
+    let admin = w.app.admin.clone();
+    let wrong = || async {
+        let r = w
+            .app
+            .client
+            .post(w.app.url("/api/v1/auth/login"))
+            .json(
+                &json!({"username": admin.username, "password": admin.password, "totp": "000000"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        // The caller is told nothing about which factor failed.
+        assert_eq!(v["code"], "unauthenticated", "{v}");
+    };
+    let heartbeat = || async {
+        side.record(NewEntry::system(
+            "platform.heartbeat_failed",
+            "wx",
+            Outcome::Success,
+        ))
+        .await
+        .unwrap();
+    };
+    wrong().await;
+    wrong().await;
+    heartbeat().await;
+    busy().await;
+    vault.incidents().evaluate_rules(None).await.unwrap();
+    assert!(w.audit("alert.raised").await.is_empty());
+
+    // The third wrong code and the second failure cross them: one alert each, for the user and
+    // for the account, and a notification.
+    wrong().await;
+    heartbeat().await;
+    busy().await;
+    vault.incidents().evaluate_rules(None).await.unwrap();
+    let alerts = w.audit("alert.raised").await;
+    let raised: Vec<(String, String)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a["detail"]["rule"].as_str().unwrap().to_owned(),
+                a["target"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        raised.contains(&("totp-user".into(), admin.username.clone())),
+        "{raised:?}"
+    );
+    assert!(
+        raised.contains(&("heartbeat".into(), "wx".into())),
+        "{raised:?}"
+    );
+    assert_eq!(raised.len(), 2, "{raised:?}");
+    eventually("the notifications", || async {
+        inbox.lock().unwrap().len() >= 2
+    })
+    .await;
+    // Nothing new: evaluated again, nothing fires twice.
+    vault.incidents().evaluate_rules(None).await.unwrap();
+    assert_eq!(w.audit("alert.raised").await.len(), 2);
+}
