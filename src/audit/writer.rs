@@ -423,8 +423,85 @@ fn chain_batch(key: &hmac::Key, head: ChainHead, ts: i64, entries: &[NewEntry]) 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use super::Outcome;
+    use super::{AuditWriter, NewEntry, Outcome};
+    use crate::clock::Clock;
+    use crate::error::Error;
+    use crate::store::Store;
+    use ring::hmac;
+
+    /// Changes queued together run in one batch transaction, each under its own savepoint (kept
+    /// ones stay open until the COMMIT): a failing change in the middle leaves no trace, and the
+    /// changes before and after it are committed with their entries on one unbroken chain.
+    #[tokio::test]
+    async fn a_failed_change_in_a_batch_is_undone_alone() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let store = Store::open(&dir.path().join("vault.db"), true)
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (name TEXT NOT NULL)")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &[7u8; 32]);
+        let writer = AuditWriter::start(store.clone(), key.clone(), Clock::system());
+        let put = |name: &'static str, fail: bool| {
+            let w = writer.clone();
+            async move {
+                w.commit(
+                    NewEntry::system("test.change", name, Outcome::Success),
+                    move |tx| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO t (name) VALUES (?)")
+                                .bind(name)
+                                .execute(tx.conn())
+                                .await
+                                .map_err(crate::store::StoreError::from)?;
+                            if fail {
+                                return Err(Error::invalid("name", "refused after its insert"));
+                            }
+                            Ok(())
+                        })
+                    },
+                )
+                .await
+            }
+        };
+        // Queued before the writer runs (this runtime has one thread), so one batch takes all.
+        let (a, b, c, d, e) = tokio::join!(
+            put("a", false),
+            put("b", true),
+            put("c", false),
+            put("d", true),
+            put("e", false)
+        );
+        assert!(a.is_ok() && c.is_ok() && e.is_ok());
+        assert!(b.is_err() && d.is_err());
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM t ORDER BY rowid")
+            .fetch_all(&store.reader)
+            .await
+            .unwrap();
+        assert_eq!(names, ["a", "c", "e"]);
+        let targets: Vec<String> = sqlx::query_scalar(
+            "SELECT target FROM audit_log WHERE action = 'test.change' ORDER BY seq",
+        )
+        .fetch_all(&store.reader)
+        .await
+        .unwrap();
+        assert_eq!(targets, ["a", "c", "e"]);
+        let report = crate::audit::verify_store(&store, &key).await.unwrap();
+        assert!(report.ok, "{report:?}");
+        // The next batch starts clean on the same connection.
+        put("f", false).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
+        assert_eq!(n, 4);
+    }
 
     #[test]
     fn outcome_of_status() {
