@@ -56,8 +56,7 @@ async fn metrics_count_requests_by_route_and_hold_no_secret() {
     assert!(!after.contains("/users/admin\""), "{after}");
     assert!(!after.contains("mvt_nonsense"));
     assert!(!after.contains(&session));
-    // An admin session is also let in (the refusal from other addresses is a unit test of
-    // `telemetry::metrics_allowed`: this harness serves on loopback only).
+    // An admin session is also let in (from another address too: the test below).
     assert_eq!(
         app.client
             .get(app.url("/metrics"))
@@ -67,5 +66,98 @@ async fn metrics_count_requests_by_route_and_hold_no_secret() {
             .unwrap()
             .status(),
         200
+    );
+}
+
+/// One of this machine's own non-loopback IPv4 addresses: the one a route out would leave from
+/// (connecting a UDP socket sends nothing; 192.0.2.1 is a documentation address), else any local
+/// address the kernel lists in /proc/net/fib_trie.
+fn outward_ip() -> Option<std::net::IpAddr> {
+    let routed = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+        .and_then(|s| s.local_addr())
+        .map(|a| a.ip())
+        .ok()
+        .filter(|ip| !ip.is_loopback() && !ip.is_unspecified());
+    if routed.is_some() {
+        return routed;
+    }
+    let trie = std::fs::read_to_string("/proc/net/fib_trie").ok()?;
+    let mut last = None;
+    for line in trie.lines() {
+        if let Some(ip) = line.trim().strip_prefix("|-- ") {
+            last = ip.parse::<std::net::Ipv4Addr>().ok();
+        } else if line.contains("/32 host LOCAL")
+            && let Some(ip) = last.filter(|ip| !ip.is_loopback())
+        {
+            return Some(ip.into());
+        }
+    }
+    None
+}
+
+#[tokio::test]
+async fn metrics_from_another_address_need_an_admin_session() {
+    let Some(ip) = outward_ip() else {
+        // Only a machine with nothing but loopback gets here; there is no other address to
+        // come from.
+        eprintln!("skipped: this machine has no non-loopback address");
+        return;
+    };
+    let tweak: Tweak = Box::new(|c| c.listen = "0.0.0.0:0".parse().unwrap());
+    let app = spawn_with(Options {
+        tweak: Some(tweak),
+        ..Default::default()
+    })
+    .await;
+    let port = app.running.as_ref().unwrap().addr.port();
+    // The vault's certificate names localhost: resolve that name to the machine's outward
+    // address, so the vault sees a peer that is not loopback.
+    let ca = std::fs::read(app.dir.path().join("certs/ca.pem")).unwrap();
+    let outside = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .resolve("localhost", std::net::SocketAddr::new(ip, port))
+        .build()
+        .unwrap();
+    let url = |path: &str| format!("https://localhost:{port}{path}");
+
+    let r = outside.get(url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "not_permitted", "{v}");
+    // Nor does a header claiming to come from the host itself help.
+    let r = outside
+        .get(url("/metrics"))
+        .header("x-forwarded-for", "127.0.0.1")
+        .header("x-real-ip", "127.0.0.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // An admin who signs in from that address is let in.
+    let admin = app.admin.clone();
+    let v: serde_json::Value = outside
+        .post(url("/api/v1/auth/login"))
+        .json(&serde_json::json!({"username": admin.username, "password": admin.password, "totp": app.code(&admin)}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let session = v["session_token"].as_str().expect("admin login").to_owned();
+    let r = outside
+        .get(url("/metrics"))
+        .bearer_auth(&session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("mediavault_http_requests_total")
     );
 }
