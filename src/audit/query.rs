@@ -112,10 +112,7 @@ mod tests {
 
     /// A store holding a clean chain of `N` entries.
     async fn chain() -> (tempfile::TempDir, Store) {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let store = Store::open(&dir.path().join("v.db"), true).await.unwrap();
+        let (dir, store) = Store::open_temp().await;
         let mut prev = super::super::chain::GENESIS.to_vec();
         let rows: Vec<AuditRow> = (1..=N)
             .map(|seq| {

@@ -436,12 +436,7 @@ mod tests {
     /// changes before and after it are committed with their entries on one unbroken chain.
     #[tokio::test]
     async fn a_failed_change_in_a_batch_is_undone_alone() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
-        let store = Store::open(&dir.path().join("vault.db"), true)
-            .await
-            .unwrap();
+        let (_dir, store) = Store::open_temp().await;
         sqlx::query("CREATE TABLE t (name TEXT NOT NULL)")
             .execute(&store.writer)
             .await

@@ -1,7 +1,8 @@
 //! `mediavault bench`: the vault, started from this binary as a process of its own, on plain HTTP
 //! at 127.0.0.1 with a temporary data dir (removed on every way out) and rate limits raised; the
-//! fake platforms and a keep-alive load generator run in this process. Every judged figure is a ratio to a baseline taken in the same run, since
-//! the machines it runs on are shared and noisy. Only in builds with the `demo` feature.
+//! fake platforms and a keep-alive load generator run in this process. Every judged figure is a
+//! ratio to a baseline taken in the same run, since the machines it runs on are shared and noisy.
+//! Only in builds with the `demo` feature.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -9,6 +9,18 @@ use super::{Result, Store, StoreError, Tx};
 /// statement shapes for sqlx's statement cache.
 pub const INSERT_CHUNK: usize = 100;
 
+/// `SELECT <every column of an entry, in AuditRow's order> FROM audit_log ` followed by the rest of
+/// a statement (string literals, for `concat!`): one column list for every read of whole entries.
+macro_rules! select_entries {
+    ($($rest:literal),+) => {
+        concat!(
+            "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, \
+             http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log ",
+            $($rest),+
+        )
+    };
+}
+
 /// One stored entry, exactly as hashed.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRow {
@@ -154,9 +166,7 @@ fn walk<S>(
     mut state: S,
     mut each: impl FnMut(&mut S, AuditFields<'_>) -> bool,
 ) -> rusqlite::Result<S> {
-    let mut stmt = conn.prepare(
-        "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log WHERE seq >= ? AND seq <= ? ORDER BY seq",
-    )?;
+    let mut stmt = conn.prepare(select_entries!("WHERE seq >= ? AND seq <= ? ORDER BY seq"))?;
     let mut rows = stmt.query((lo, hi))?;
     while let Some(r) = rows.next()? {
         let text = |i| r.get_ref(i).and_then(|v| Ok(v.as_str()?));
@@ -203,13 +213,13 @@ impl Store {
 
     /// Up to `limit` entries with `seq > after`, in seq order: the unit in which verify walks.
     pub async fn audit_chunk(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>> {
-        Ok(sqlx::query_as(
-            "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+        Ok(
+            sqlx::query_as(select_entries!("WHERE seq > ? ORDER BY seq LIMIT ?"))
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.reader)
+                .await?,
         )
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?)
     }
 
     /// The lowest and highest seq stored (None when the log is empty). Two subqueries: SQLite
@@ -245,24 +255,24 @@ impl Store {
     }
 
     pub async fn audit_entry(&self, seq: i64) -> Result<Option<AuditRow>> {
-        Ok(sqlx::query_as(
-            "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log WHERE seq = ?",
-        )
-        .bind(seq)
-        .fetch_optional(&self.reader)
-        .await?)
+        Ok(sqlx::query_as(select_entries!("WHERE seq = ?"))
+            .bind(seq)
+            .fetch_optional(&self.reader)
+            .await?)
     }
 
     pub async fn audit_query(&self, f: &AuditFilter) -> Result<Vec<AuditRow>> {
         // Two fixed statements rather than an ORDER BY expression, so both walk the seq index.
-        const ASC: &str = "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log \
-             WHERE (?1 IS NULL OR actor_id = ?1) AND (?2 IS NULL OR target = ?2) AND (?3 IS NULL OR action = ?3) \
+        const ASC: &str = select_entries!(
+            "WHERE (?1 IS NULL OR actor_id = ?1) AND (?2 IS NULL OR target = ?2) AND (?3 IS NULL OR action = ?3) \
              AND (?4 IS NULL OR outcome = ?4) AND (?5 IS NULL OR ts >= ?5) AND (?6 IS NULL OR ts < ?6) AND seq > ?7 \
-             AND (?9 IS NULL OR seq < ?9) ORDER BY seq LIMIT ?8";
-        const DESC: &str = "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log \
-             WHERE (?1 IS NULL OR actor_id = ?1) AND (?2 IS NULL OR target = ?2) AND (?3 IS NULL OR action = ?3) \
+             AND (?9 IS NULL OR seq < ?9) ORDER BY seq LIMIT ?8"
+        );
+        const DESC: &str = select_entries!(
+            "WHERE (?1 IS NULL OR actor_id = ?1) AND (?2 IS NULL OR target = ?2) AND (?3 IS NULL OR action = ?3) \
              AND (?4 IS NULL OR outcome = ?4) AND (?5 IS NULL OR ts >= ?5) AND (?6 IS NULL OR ts < ?6) AND seq > ?7 \
-             AND (?9 IS NULL OR seq < ?9) ORDER BY seq DESC LIMIT ?8";
+             AND (?9 IS NULL OR seq < ?9) ORDER BY seq DESC LIMIT ?8"
+        );
         Ok(sqlx::query_as(if f.newest_first { DESC } else { ASC })
             .bind(&f.actor)
             .bind(&f.target)
@@ -287,9 +297,7 @@ impl Store {
         limit: i64,
         actions: &[&str],
     ) -> Result<Vec<AuditRow>> {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log WHERE ts >= ",
-        );
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(select_entries!("WHERE ts >= "));
         q.push_bind(since_ms)
             .push(" AND seq > ")
             .push_bind(after_seq)

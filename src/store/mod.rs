@@ -321,3 +321,18 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+impl Store {
+    /// A new store in a temporary directory of mode 0700 (the store refuses a looser one).
+    #[allow(clippy::unwrap_used)]
+    pub(crate) async fn open_temp() -> (tempfile::TempDir, Store) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let store = Store::open(&dir.path().join("vault.db"), true)
+            .await
+            .unwrap();
+        (dir, store)
+    }
+}
