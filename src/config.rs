@@ -168,6 +168,10 @@ pub struct TlsConfig {
 pub struct SessionConfig {
     pub idle_timeout_minutes: u32,
     pub max_lifetime_hours: u32,
+    /// How long one TOTP step-up authorises the session's sensitive actions (people, tools,
+    /// rotations, freezes); 0 asks for a code with every action. Approving or denying a post
+    /// and closing an incident ask for a code each time regardless.
+    pub step_up_minutes: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -348,6 +352,7 @@ impl Default for SessionConfig {
         Self {
             idle_timeout_minutes: 30,
             max_lifetime_hours: 12,
+            step_up_minutes: 5,
         }
     }
 }
@@ -556,6 +561,12 @@ impl Config {
         if self.session.idle_timeout_minutes == 0 || self.session.max_lifetime_hours == 0 {
             return fail(
                 "session.idle_timeout_minutes and session.max_lifetime_hours must be at least 1"
+                    .into(),
+            );
+        }
+        if self.session.step_up_minutes > 60 {
+            return fail(
+                "session.step_up_minutes must be at most 60 (0 asks for a code with every change)"
                     .into(),
             );
         }

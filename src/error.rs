@@ -81,12 +81,18 @@ pub enum Conflict {
     /// An incident marked the account's credential compromised: rotate it before unfreezing, and
     /// do not roll back to a compromised version.
     CredentialCompromised,
+    /// Step-up windows are switched off (`session.step_up_minutes = 0`).
+    StepUpOff,
+    /// The vault has two admins already: the root key holder's confirmation no longer applies.
+    BootstrapOver,
 }
 
 impl Conflict {
     pub fn as_str(self) -> &'static str {
         match self {
             Conflict::AlreadyExists => "already_exists",
+            Conflict::StepUpOff => "step_up_off",
+            Conflict::BootstrapOver => "bootstrap_over",
             Conflict::AlreadyCurrent => "already_current",
             Conflict::NotPending => "not_pending",
             Conflict::NotActive => "not_active",

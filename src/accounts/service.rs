@@ -349,7 +349,7 @@ impl Accounts<'_> {
         row: &AccountRow,
         reason: String,
         cred: Credential,
-        proof: crate::identity::users::TotpProof,
+        proof: crate::identity::users::StepUp,
     ) -> Result<i64> {
         let by = actor.audit_id().1;
         let (account, now) = (row.id.clone(), self.v.clock.unix());
@@ -383,14 +383,14 @@ impl Accounts<'_> {
         account: &str,
         input: CredentialInput,
         reason: &str,
-        totp: &str,
+        totp: Option<&str>,
     ) -> Result<i64> {
         actor.action("account.rotate", Some(account));
         let me = actor.require(&[Role::Admin])?;
         let row = self.row(account).await?;
         let reason = reason_text(reason)?;
         let cred = input.check(row.platform)?;
-        let proof = self.v.people().step_up(me, totp).await?;
+        let proof = self.v.people().authorize(me, totp).await?;
         let version = self
             .add_version(actor, "account.rotate", &row, reason, cred, proof)
             .await?;
@@ -407,7 +407,7 @@ impl Accounts<'_> {
         account: &str,
         version: i64,
         reason: &str,
-        totp: &str,
+        totp: Option<&str>,
     ) -> Result<i64> {
         actor.action("account.rollback", Some(account));
         actor.detail("to_version", version);
@@ -441,7 +441,7 @@ impl Accounts<'_> {
             .credential_sealed(&row.id, version)
             .await?
             .ok_or_else(|| Error::NotFound(format!("version {version} of account {}", row.id)))?;
-        let proof = self.v.people().step_up(me, totp).await?;
+        let proof = self.v.people().authorize(me, totp).await?;
         self.v.know_term_of(&sealed).await?;
         let cred = Credential::open(&self.v.keys, &row.id, version, &sealed)?;
         let new = self
@@ -487,7 +487,7 @@ impl Accounts<'_> {
         account: &str,
         frozen: bool,
         reason: &str,
-        totp: &str,
+        totp: Option<&str>,
     ) -> Result<AccountView> {
         let action = if frozen {
             "account.freeze"
@@ -498,7 +498,7 @@ impl Accounts<'_> {
         let me = actor.require(&[Role::Admin])?;
         let row = self.row(account).await?;
         let reason = reason_text(reason)?;
-        let proof = self.v.people().step_up(me, totp).await?;
+        let proof = self.v.people().authorize(me, totp).await?;
         self.freeze_with(actor, &row.id, frozen, reason, Some(proof))
             .await?;
         self.view(self.row(&row.id).await?).await
@@ -513,7 +513,7 @@ impl Accounts<'_> {
         account: &str,
         frozen: bool,
         reason: String,
-        proof: Option<crate::identity::users::TotpProof>,
+        proof: Option<crate::identity::users::StepUp>,
     ) -> Result<u64> {
         let (action, status) = if frozen {
             ("account.freeze", AccountStatus::Frozen)

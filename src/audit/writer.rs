@@ -316,6 +316,8 @@ async fn write_batch(
         }
     };
     let mut failure = None;
+    // (index of the entry, rows that must name its seq)
+    let mut links: Vec<(usize, Vec<crate::store::SeqLink>)> = Vec::new();
     for job in pending.by_ref() {
         match job {
             Job::Entry(entry, reply) => {
@@ -330,6 +332,7 @@ async fn write_batch(
                 }
                 let finish = change(&mut tx).await;
                 let notes = tx.take_notes();
+                let asked = tx.take_links();
                 if let Err(e) = tx.end_savepoint(finish.is_some()).await {
                     if let Some(f) = finish {
                         waiters.push(Waiter::Change(f));
@@ -339,6 +342,9 @@ async fn write_batch(
                 }
                 if let Some(f) = finish {
                     entry.detail.extend(notes);
+                    if !asked.is_empty() {
+                        links.push((entries.len(), asked));
+                    }
                     entries.push(entry);
                     waiters.push(Waiter::Change(f));
                 }
@@ -357,6 +363,13 @@ async fn write_batch(
     let head = tx.audit_head().await?;
     let rows = chain_batch(key, head, unix_ms(clock), entries);
     tx.audit_insert(&rows).await?;
+    for (index, asked) in &links {
+        if let Some(row) = rows.get(*index) {
+            for link in asked {
+                tx.apply_link(link, row.seq).await?;
+            }
+        }
+    }
     tx.commit().await?;
     Ok(rows)
 }

@@ -68,6 +68,7 @@ pub async fn seed(vault: &Vault, fake: &FakePlatforms) -> anyhow::Result<Seeded>
             id: 1,
             username: "admin".into(),
             roles: crate::identity::Roles::parse(&["admin"]).map_err(|e| anyhow::anyhow!("{e}"))?,
+            session: None,
         }),
         None,
     );

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod backup;
 #[cfg(feature = "demo")]
 pub mod bench;
+pub mod bootstrap;
 pub mod certs;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -123,6 +124,11 @@ pub enum Command {
         #[arg(long)]
         root_key: Option<PathBuf>,
     },
+    /// A new vault's second admin, confirmed by the root key holder on the server.
+    Bootstrap {
+        #[command(subcommand)]
+        command: bootstrap::BootstrapCommand,
+    },
     /// Access policies.
     Policy {
         #[command(subcommand)]
@@ -192,6 +198,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = configured()?;
             audit::run(&config, command).await
         }
+        Command::Bootstrap { command } => bootstrap::run(configured()?, command).await,
         Command::Backup { file } => backup::run(&*configured()?, &file).await,
         Command::Restore {
             file,

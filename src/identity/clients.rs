@@ -111,12 +111,7 @@ impl Clients<'_> {
         ids.sort();
         ids.dedup();
         let proof = match admin {
-            Some(me) => Some(
-                self.v
-                    .people()
-                    .step_up(me, crate::identity::users::required_totp(totp)?)
-                    .await?,
-            ),
+            Some(me) => Some(self.v.people().authorize(me, totp).await?),
             None => None,
         };
         let mut raw = [0u8; 8];

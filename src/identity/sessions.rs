@@ -14,6 +14,29 @@ pub struct NewSession {
     pub expires_at: i64,
 }
 
+/// The session a person acts through: which one (by its keyed hash, so a step-up is bound to
+/// it) and its step-up window as read when the request came in.
+#[derive(Clone)]
+pub struct SessionRef {
+    pub(crate) hash: Vec<u8>,
+    pub step_up: Option<StepUpWindow>,
+}
+
+impl std::fmt::Debug for SessionRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRef")
+            .field("step_up", &self.step_up)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An open step-up window: until when, and the audit entry of the step-up that opened it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepUpWindow {
+    pub until: i64,
+    pub seq: i64,
+}
+
 /// Writing `last_seen` on every request would cost a commit per call; a minute of slack in the idle
 /// timeout costs nothing.
 const TOUCH_EVERY_SECONDS: i64 = 60;
@@ -60,10 +83,19 @@ impl Sessions<'_> {
             return Err(Error::Unauthenticated);
         }
         let hash = hash_token(&self.v.keys.mac().token, token);
+        self.by_hash(&hash.0).await
+    }
+
+    /// The person of a session read again (after a change to its step-up window).
+    pub(crate) async fn reread(&self, session: &SessionRef) -> Result<Person> {
+        self.by_hash(&session.hash).await
+    }
+
+    async fn by_hash(&self, hash: &[u8]) -> Result<Person> {
         let s = self
             .v
             .store
-            .session_get(&hash.0)
+            .session_get(hash)
             .await?
             .ok_or(Error::Unauthenticated)?;
         let now = self.v.clock.unix();
@@ -81,12 +113,23 @@ impl Sessions<'_> {
             return Err(Error::Unauthenticated);
         }
         if now - s.last_seen >= TOUCH_EVERY_SECONDS {
-            self.v.store.session_touch(&hash.0, now).await?;
+            self.v.store.session_touch(hash, now).await?;
         }
+        // A window is open only once its step-up entry is linked (same transaction), and not
+        // at all once windows are switched off (`session.step_up_minutes = 0`).
+        let windows = self.v.config.session.step_up_minutes > 0;
+        let step_up = match (s.step_up_until, s.step_up_seq) {
+            (Some(until), Some(seq)) if until > now && windows => Some(StepUpWindow { until, seq }),
+            _ => None,
+        };
         Ok(Person {
             id: user.id,
             username: user.username,
             roles: Roles::from_stored(&user.roles)?,
+            session: Some(SessionRef {
+                hash: hash.to_vec(),
+                step_up,
+            }),
         })
     }
 

@@ -5,7 +5,7 @@
 use serde::Serialize;
 use tracing::instrument;
 
-use super::sessions::NewSession;
+use super::sessions::{NewSession, SessionRef, StepUpWindow};
 use super::{Roles, Username, passwords, totp};
 use crate::actor::{Actor, Principal};
 use crate::crypto::{Aad, SecretBytes, SecretString};
@@ -36,6 +36,15 @@ pub struct Person {
     pub id: i64,
     pub username: String,
     pub roles: Roles,
+    /// The session the person acts through (none while logging in, or for the demo's seeding).
+    pub session: Option<SessionRef>,
+}
+
+impl Person {
+    /// The step-up window open on this person's session, if any.
+    pub fn step_up(&self) -> Option<StepUpWindow> {
+        self.session.as_ref().and_then(|s| s.step_up)
+    }
 }
 
 /// The enrolment of a new user: shown once, never stored in plaintext.
@@ -121,8 +130,63 @@ impl TotpProof {
 
 /// A step-up code that must be there: a person's sensitive action without one is a clear 400.
 pub(crate) fn required_totp(totp: Option<&str>) -> Result<&str> {
-    totp.filter(|t| !t.trim().is_empty())
-        .ok_or_else(|| Error::invalid("totp", "this action needs your current TOTP code"))
+    given(totp).ok_or_else(|| Error::invalid("totp", "this action needs your current TOTP code"))
+}
+
+fn given(totp: Option<&str>) -> Option<&str> {
+    totp.map(str::trim).filter(|t| !t.is_empty())
+}
+
+/// What lets a person's sensitive action through, spent with [`Self::spend`] inside the
+/// transaction of the change: their TOTP code given with it (which also opens their session's
+/// step-up window, when windows are configured), or the window a step-up opened earlier.
+#[derive(Debug)]
+#[must_use = "a step-up is spent with `spend` inside the change's transaction"]
+pub enum StepUp {
+    Code {
+        proof: TotpProof,
+        /// The session whose window this code opens, and until when.
+        opens: Option<(Vec<u8>, i64)>,
+    },
+    Window {
+        session: Vec<u8>,
+        window: StepUpWindow,
+        now: i64,
+    },
+}
+
+impl StepUp {
+    /// Spends the code (and opens the window, linking this change's entry as its step-up), or
+    /// checks inside the transaction that the window still stands and names its step-up entry
+    /// in this change's entry.
+    pub async fn spend(self, tx: &mut Tx) -> Result<()> {
+        match self {
+            StepUp::Code { proof, opens } => {
+                proof.spend(tx).await?;
+                tx.note("step_up", "code");
+                if let Some((session, until)) = opens
+                    && tx.session_open_step_up(&session, until).await?
+                {
+                    tx.note("step_up_until", crate::clock::rfc3339_unix(until));
+                }
+                Ok(())
+            }
+            StepUp::Window {
+                session,
+                window,
+                now,
+            } => {
+                if !tx.session_step_up_open(&session, window.seq, now).await? {
+                    return Err(Error::invalid(
+                        "totp",
+                        "your step-up has ended; enter your current TOTP code",
+                    ));
+                }
+                tx.note("step_up_seq", window.seq);
+                Ok(())
+            }
+        }
+    }
 }
 
 impl Vault {
@@ -184,7 +248,7 @@ impl People<'_> {
         }
         passwords::check_policy(&input.password)?;
         let proof = match admin {
-            Some(me) => Some(self.step_up(me, required_totp(totp)?).await?),
+            Some(me) => Some(self.authorize(me, totp).await?),
             None => None,
         };
         let exists = || format!("user {username} already exists");
@@ -306,7 +370,7 @@ impl People<'_> {
         actor: &Actor,
         username: &str,
         role: &str,
-        totp: &str,
+        totp: Option<&str>,
     ) -> Result<(UserView, bool)> {
         actor.action("user.grant_role", Some(username));
         actor.detail("role", role);
@@ -323,7 +387,7 @@ impl People<'_> {
             ));
         }
         let roles = current.with(role)?;
-        let proof = self.step_up(me, totp).await?;
+        let proof = self.authorize(me, totp).await?;
         let pending = Roles::needs_confirmation(role);
         let (by, now, stored) = (me.username.clone(), self.v.clock.unix(), row.roles.clone());
         let (name, id, new) = (row.username.clone(), row.id, roles.to_stored());
@@ -360,7 +424,7 @@ impl People<'_> {
         actor: &Actor,
         username: &str,
         role: &str,
-        totp: &str,
+        totp: Option<&str>,
     ) -> Result<UserView> {
         actor.action("user.confirm_role", Some(username));
         actor.detail("role", role);
@@ -388,7 +452,7 @@ impl People<'_> {
             ));
         }
         let roles = Roles::from_stored(&row.roles)?.with(role)?;
-        let proof = self.step_up(me, totp).await?;
+        let proof = self.authorize(me, totp).await?;
         actor.detail("requested_by", grant.requested_by.clone());
         let (name, id, stored, new) = (
             row.username.clone(),
@@ -403,6 +467,86 @@ impl People<'_> {
                     if tx.grant_take(&name, role.as_str()).await?.is_none() {
                         return Err(Error::NotFound(format!(
                             "a pending grant of {role} to {name}"
+                        )));
+                    }
+                    if !tx.user_set_roles(id, &stored, &new).await? {
+                        return Err(Error::conflict(
+                            Conflict::NotPending,
+                            "the user's roles changed meanwhile; look again and retry",
+                        ));
+                    }
+                    Ok(())
+                })
+            })
+            .await?;
+        self.view(&self.row(username).await?).await
+    }
+
+    /// The root key holder confirms a pending `admin` grant on the server itself (`mediavault
+    /// bootstrap confirm-admin`), only while the vault has fewer than two enabled admins: how a
+    /// new vault gets the second admin that every privileged grant needs. Someone holding an
+    /// admin session asked for the grant (with their TOTP code); someone with a shell on the
+    /// server and the root key confirms it: still two parties. Recorded as the CLI's actor with
+    /// `bootstrap: true` and who asked.
+    pub async fn bootstrap_confirm(&self, actor: &Actor, username: &str) -> Result<UserView> {
+        actor.action("user.confirm_role", Some(username));
+        actor.detail("role", Role::Admin.as_str());
+        actor.detail("bootstrap", true);
+        match &actor.who {
+            Principal::System(id) if id.starts_with("cli:") => {}
+            _ => {
+                return Err(Error::NotPermitted(
+                    "only the root key holder on the server confirms the bootstrap admin".into(),
+                ));
+            }
+        }
+        let row = self.row(username).await?;
+        if row.disabled {
+            return Err(Error::NotPermitted(format!(
+                "user {} is disabled",
+                row.username
+            )));
+        }
+        let grant = self
+            .v
+            .store
+            .grants_pending(Some(&row.username))
+            .await?
+            .into_iter()
+            .find(|g| g.role == Role::Admin.as_str())
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "a pending grant of admin to {username} (an admin asks for it first: \
+                     `mediavault admin users add {username} --role admin` or \
+                     `mediavault admin users grant {username} admin`)"
+                ))
+            })?;
+        let roles = Roles::from_stored(&row.roles)?.with(Role::Admin)?;
+        actor.detail("requested_by", grant.requested_by.clone());
+        let (name, id, stored, new) = (
+            row.username.clone(),
+            row.id,
+            row.roles.clone(),
+            roles.to_stored(),
+        );
+        self.v
+            .change(actor, "user.confirm_role", username, move |tx| {
+                Box::pin(async move {
+                    // Counted inside the transaction: two confirmations racing cannot both pass.
+                    let admins = tx.admins_enabled().await?;
+                    if admins >= 2 {
+                        return Err(Error::conflict(
+                            Conflict::BootstrapOver,
+                            format!(
+                                "the vault has {admins} admins: the bootstrap confirmation is over; \
+                                 another admin confirms with `mediavault admin users confirm {name} admin`"
+                            ),
+                        ));
+                    }
+                    tx.note("admins_before", admins);
+                    if tx.grant_take(&name, Role::Admin.as_str()).await?.is_none() {
+                        return Err(Error::NotFound(format!(
+                            "a pending grant of admin to {name}"
                         )));
                     }
                     if !tx.user_set_roles(id, &stored, &new).await? {
@@ -484,7 +628,7 @@ impl People<'_> {
         actor: &Actor,
         username: &str,
         action: &str,
-        totp: &str,
+        totp: Option<&str>,
         note: impl FnOnce(&UserRow),
         op: F,
     ) -> Result<UserView>
@@ -496,7 +640,7 @@ impl People<'_> {
         // `user.unlock` → "an admin cannot unlock their own account".
         let verb = action.trim_start_matches("user.");
         let row = self.other(me, username, verb).await?;
-        let proof = self.step_up(me, required_totp(Some(totp))?).await?;
+        let proof = self.authorize(me, totp).await?;
         note(&row);
         let id = row.id;
         self.v
@@ -511,7 +655,12 @@ impl People<'_> {
     }
 
     /// Clears a user's lockout and failure count (TOTP step-up of the admin).
-    pub async fn unlock(&self, actor: &Actor, username: &str, totp: &str) -> Result<UserView> {
+    pub async fn unlock(
+        &self,
+        actor: &Actor,
+        username: &str,
+        totp: Option<&str>,
+    ) -> Result<UserView> {
         let note = |row: &UserRow| {
             actor.detail("failed_attempts", row.failed_attempts);
             actor.detail("was_locked", self.locked(row).is_some());
@@ -525,7 +674,12 @@ impl People<'_> {
     /// Enables a disabled user again, unlocked (TOTP step-up of the admin). Their checkouts stay
     /// revoked and their old sessions stay ended; they log in afresh. Enabling an enabled user
     /// changes nothing but is still recorded.
-    pub async fn enable(&self, actor: &Actor, username: &str, totp: &str) -> Result<UserView> {
+    pub async fn enable(
+        &self,
+        actor: &Actor,
+        username: &str,
+        totp: Option<&str>,
+    ) -> Result<UserView> {
         let note = |row: &UserRow| actor.detail("was_disabled", row.disabled);
         self.change_other(actor, username, "user.enable", totp, note, |tx, id| {
             Box::pin(async move { Ok(tx.user_set_enabled(id).await?) })
@@ -536,11 +690,16 @@ impl People<'_> {
     /// A new TOTP seed for a user who lost their authenticator (TOTP step-up of the admin): the
     /// enrolment is returned once, the lock is cleared and every session of the user ends. See
     /// [`Self::reset_password`] for what happens to `approver` and `admin`.
-    pub async fn reset_totp(&self, actor: &Actor, username: &str, totp: &str) -> Result<Enrolment> {
+    pub async fn reset_totp(
+        &self,
+        actor: &Actor,
+        username: &str,
+        totp: Option<&str>,
+    ) -> Result<Enrolment> {
         actor.action("user.reset_totp", Some(username));
         let me = actor.require(&[Role::Admin])?;
         let row = self.other(me, username, "reset the TOTP of").await?;
-        let proof = self.step_up(me, required_totp(Some(totp))?).await?;
+        let proof = self.authorize(me, totp).await?;
         let seed = totp::new_seed()?;
         let sealed = self.v.keys.seal(&seed_aad(&row.username), seed.expose())?;
         let back = Requalify::of(&row, me, self.v.clock.unix())?;
@@ -576,13 +735,13 @@ impl People<'_> {
         actor: &Actor,
         username: &str,
         password: SecretString,
-        totp: &str,
+        totp: Option<&str>,
     ) -> Result<UserView> {
         actor.action("user.reset_password", Some(username));
         let me = actor.require(&[Role::Admin])?;
         let row = self.other(me, username, "reset the password of").await?;
         passwords::check_policy(&password)?;
-        let proof = self.step_up(me, required_totp(Some(totp))?).await?;
+        let proof = self.authorize(me, totp).await?;
         let hash = self.v.passwords.hash(password).await?;
         let back = Requalify::of(&row, me, self.v.clock.unix())?;
         back.note(actor);
@@ -661,10 +820,88 @@ impl People<'_> {
         })
     }
 
-    /// Step-up: the acting person's own code (rotation, approval, freeze).
+    /// The acting person's own code, for a decision that asks for one every time (approving or
+    /// denying a post, closing an incident); no window opens or counts.
     pub(crate) async fn step_up(&self, person: &Person, code: &str) -> Result<TotpProof> {
         let row = self.row(&person.username).await?;
         self.check_totp(&row, code).await
+    }
+
+    /// The step-up of a sensitive action (people, tools, rotation, rollback, freeze): the code
+    /// given with it, which opens the session's window for `session.step_up_minutes`; or, with no
+    /// code, a window still open on the session. A locked or disabled person gets neither.
+    pub(crate) async fn authorize(&self, person: &Person, code: Option<&str>) -> Result<StepUp> {
+        let row = self.row(&person.username).await?;
+        let now = self.v.clock.unix();
+        if let Some(code) = given(code) {
+            let proof = self.check_totp(&row, code).await?;
+            let minutes = i64::from(self.v.config.session.step_up_minutes);
+            let opens = person
+                .session
+                .as_ref()
+                .filter(|_| minutes > 0)
+                .map(|s| (s.hash.clone(), now + minutes * 60));
+            return Ok(StepUp::Code { proof, opens });
+        }
+        if row.disabled {
+            return Err(Error::NotPermitted(format!(
+                "user {} is disabled",
+                row.username
+            )));
+        }
+        if let Some(until) = self.locked(&row) {
+            return Err(Error::UserLocked { until });
+        }
+        match (&person.session, person.step_up()) {
+            (Some(s), Some(window)) if window.until > now => Ok(StepUp::Window {
+                session: s.hash.clone(),
+                window,
+                now,
+            }),
+            _ => Err(Error::invalid(
+                "totp",
+                "this action needs your current TOTP code (or a step-up in this session)",
+            )),
+        }
+    }
+
+    /// The person signed in on the acting session.
+    pub fn whoami<'a>(&self, actor: &'a Actor) -> Result<&'a Person> {
+        match &actor.who {
+            Principal::Person(p) => Ok(p),
+            _ => Err(Error::NotPermitted("this needs a person's session".into())),
+        }
+    }
+
+    /// Opens the session's step-up window with the person's code and nothing else: what the
+    /// console's and the CLI's "step up" does before a run of changes. Returns the window.
+    pub async fn open_step_up(&self, actor: &Actor, code: &str) -> Result<StepUpWindow> {
+        actor.action("auth.step_up", None);
+        let me = actor.require(&[Role::Admin, Role::Auditor, Role::Approver, Role::Publisher])?;
+        let Some(session) = me.session.clone() else {
+            return Err(Error::NotPermitted(
+                "a step-up window belongs to a signed-in session".into(),
+            ));
+        };
+        if self.v.config.session.step_up_minutes == 0 {
+            return Err(Error::conflict(
+                Conflict::StepUpOff,
+                "step-up windows are switched off here (session.step_up_minutes = 0): give your code with each change",
+            ));
+        }
+        let step = self.authorize(me, Some(required_totp(Some(code))?)).await?;
+        let name = me.username.clone();
+        self.v
+            .change(actor, "auth.step_up", &name, move |tx| {
+                Box::pin(async move { step.spend(tx).await })
+            })
+            .await?;
+        let person = self.v.sessions().reread(&session).await?;
+        person.step_up().ok_or_else(|| {
+            Error::internal(anyhow::anyhow!(
+                "step-up committed but its window is not open"
+            ))
+        })
     }
 
     /// Password + TOTP, then a new session, committed with its audit entry. Every failure a
@@ -719,6 +956,7 @@ impl People<'_> {
             id: row.id,
             username: row.username.clone(),
             roles: Roles::from_stored(&row.roles)?,
+            session: None,
         };
         let signed_in = Actor::new(Principal::Person(person.clone()), actor.ctx.clone());
         let session = match self.v.sessions().create(&signed_in, &person, proof).await {

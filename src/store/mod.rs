@@ -85,6 +85,16 @@ pub struct Tx {
     /// client revocation, user disable, account freeze); the commit then bumps `token_epoch`.
     tokens_touched: bool,
     token_epoch: Arc<AtomicU64>,
+    /// Rows that must name the audit entry of the change that is running, once the writer has
+    /// given it a sequence number (later in the same transaction).
+    links: Vec<SeqLink>,
+}
+
+/// A row that records the sequence number of the audit entry its change commits with.
+#[derive(Debug, Clone)]
+pub enum SeqLink {
+    /// The session (by token hash) whose step-up window the entry opened.
+    SessionStepUp(Vec<u8>),
 }
 
 impl std::fmt::Debug for Tx {
@@ -106,6 +116,31 @@ impl Tx {
     /// The details noted since the last call.
     pub fn take_notes(&mut self) -> serde_json::Map<String, serde_json::Value> {
         std::mem::take(&mut self.notes)
+    }
+
+    /// Asks that `link` be given the sequence number of the running change's audit entry, in
+    /// this transaction, once the entry is chained.
+    pub fn link_entry(&mut self, link: SeqLink) {
+        self.links.push(link);
+    }
+
+    /// The links asked for since the last call.
+    pub fn take_links(&mut self) -> Vec<SeqLink> {
+        std::mem::take(&mut self.links)
+    }
+
+    /// Writes a chained entry's sequence number where its change asked for it.
+    pub async fn apply_link(&mut self, link: &SeqLink, seq: i64) -> Result<()> {
+        match link {
+            SeqLink::SessionStepUp(hash) => {
+                sqlx::query("UPDATE sessions SET step_up_seq = ? WHERE token_hash = ?")
+                    .bind(seq)
+                    .bind(hash)
+                    .execute(self.conn())
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Starts a nested unit (one change in a batch) that can be undone alone.
@@ -263,6 +298,7 @@ impl Store {
             conn: self.writer.begin_with("BEGIN IMMEDIATE").await?,
             notes: serde_json::Map::new(),
             tokens_touched: false,
+            links: Vec::new(),
             token_epoch: Arc::clone(&self.token_epoch),
         })
     }

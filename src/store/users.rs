@@ -44,6 +44,10 @@ pub struct SessionRow {
     pub created_at: i64,
     pub last_seen: i64,
     pub expires_at: i64,
+    /// The end of the session's step-up window, and the audit entry of the step-up that opened
+    /// it (set in the same transaction; a window without one is not open).
+    pub step_up_until: Option<i64>,
+    pub step_up_seq: Option<i64>,
 }
 
 /// `SELECT <every UserRow column> FROM users <tail>` as one static string (sqlx takes `&'static str`).
@@ -120,7 +124,8 @@ impl Store {
 
     pub async fn session_get(&self, hash: &[u8]) -> Result<Option<SessionRow>> {
         Ok(sqlx::query_as(
-            "SELECT user_id, created_at, last_seen, expires_at FROM sessions WHERE token_hash = ? AND revoked = 0",
+            "SELECT user_id, created_at, last_seen, expires_at, step_up_until, step_up_seq
+             FROM sessions WHERE token_hash = ? AND revoked = 0",
         )
         .bind(hash)
         .fetch_optional(&self.reader)
@@ -270,6 +275,48 @@ impl Tx {
             .await?;
         Ok(())
     }
+    /// Opens (or renews) a live session's step-up window until `until`; the entry of the change
+    /// that does it is linked as the window's step-up (see [`super::SeqLink`]).
+    pub async fn session_open_step_up(&mut self, hash: &[u8], until: i64) -> Result<bool> {
+        let r = sqlx::query(
+            "UPDATE sessions SET step_up_until = ?, step_up_seq = NULL
+             WHERE token_hash = ? AND revoked = 0",
+        )
+        .bind(until)
+        .bind(hash)
+        .execute(self.conn())
+        .await?;
+        self.link_entry(super::SeqLink::SessionStepUp(hash.to_vec()));
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Whether the session's window opened by step-up entry `seq` still stands at `now`, read in
+    /// the transaction of the change it would authorise (a logout or reset that raced the change
+    /// has ended it).
+    pub async fn session_step_up_open(&mut self, hash: &[u8], seq: i64, now: i64) -> Result<bool> {
+        let open: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM sessions WHERE token_hash = ? AND revoked = 0 AND step_up_seq = ?
+               AND step_up_until > ? AND expires_at > ?",
+        )
+        .bind(hash)
+        .bind(seq)
+        .bind(now)
+        .bind(now)
+        .fetch_optional(self.conn())
+        .await?;
+        Ok(open.is_some())
+    }
+
+    /// Enabled users holding the `admin` role, counted in the transaction (the bootstrap
+    /// confirmation holds only while there are fewer than two).
+    pub async fn admins_enabled(&mut self) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT COUNT(*) FROM users WHERE disabled = 0 AND ',' || roles || ',' LIKE '%,admin,%'",
+        )
+        .fetch_one(self.conn())
+        .await?)
+    }
+
     pub async fn session_revoke(&mut self, hash: &[u8]) -> Result<()> {
         sqlx::query("UPDATE sessions SET revoked = 1 WHERE token_hash = ?")
             .bind(hash)

@@ -39,7 +39,7 @@ pub async fn get_one(
 pub struct RotateBody {
     credential: CredentialInput,
     reason: String,
-    totp: String,
+    totp: Option<String>,
 }
 
 pub async fn rotate(
@@ -51,7 +51,7 @@ pub async fn rotate(
     let v = s
         .vault
         .accounts()
-        .rotate(&me, &id, b.credential, &b.reason, &b.totp)
+        .rotate(&me, &id, b.credential, &b.reason, b.totp.as_deref())
         .await?;
     Ok(Json(json!({ "credential_version": v })))
 }
@@ -69,7 +69,7 @@ pub async fn versions(
 pub struct RollbackBody {
     version: i64,
     reason: String,
-    totp: String,
+    totp: Option<String>,
 }
 
 pub async fn rollback(
@@ -81,7 +81,7 @@ pub async fn rollback(
     let v = s
         .vault
         .accounts()
-        .rollback(&me, &id, b.version, &b.reason, &b.totp)
+        .rollback(&me, &id, b.version, &b.reason, b.totp.as_deref())
         .await?;
     Ok(Json(
         json!({ "credential_version": v, "restored_from": b.version }),
@@ -92,7 +92,7 @@ pub async fn rollback(
 #[serde(deny_unknown_fields)]
 pub struct FreezeBody {
     reason: String,
-    totp: String,
+    totp: Option<String>,
 }
 
 pub async fn freeze(
@@ -104,7 +104,7 @@ pub async fn freeze(
     Ok(Json(
         s.vault
             .accounts()
-            .set_frozen(&me, &id, true, &b.reason, &b.totp)
+            .set_frozen(&me, &id, true, &b.reason, b.totp.as_deref())
             .await?,
     ))
 }
@@ -118,7 +118,7 @@ pub async fn unfreeze(
     Ok(Json(
         s.vault
             .accounts()
-            .set_frozen(&me, &id, false, &b.reason, &b.totp)
+            .set_frozen(&me, &id, false, &b.reason, b.totp.as_deref())
             .await?,
     ))
 }

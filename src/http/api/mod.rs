@@ -26,6 +26,7 @@ pub fn routes(limits: &RateLimitConfig, general: Layer<PeerKey>) -> Router<AppSt
     let second = Duration::from_secs(1);
     let login = Router::new()
         .route("/auth/login", post(auth::login))
+        .route("/auth/step-up", post(auth::step_up))
         .layer(layer(
             PeerKey,
             limits.login_per_minute,
@@ -65,6 +66,7 @@ pub fn routes(limits: &RateLimitConfig, general: Layer<PeerKey>) -> Router<AppSt
         ));
     let general = Router::new()
         .route("/auth/logout", post(auth::logout))
+        .route("/auth/session", get(auth::session))
         .route("/users", post(users::create).get(users::list))
         .route("/users/{username}", get(users::get_one))
         .route("/users/{username}/disable", post(users::disable))

@@ -79,7 +79,7 @@ pub async fn disable(
 #[serde(deny_unknown_fields)]
 pub struct GrantBody {
     role: String,
-    totp: String,
+    totp: Option<String>,
 }
 
 pub async fn grant_role(
@@ -91,7 +91,7 @@ pub async fn grant_role(
     let (view, pending) = s
         .vault
         .people()
-        .grant_role(&me, &username, &b.role, &b.totp)
+        .grant_role(&me, &username, &b.role, b.totp.as_deref())
         .await?;
     let status = if pending {
         StatusCode::ACCEPTED
@@ -104,7 +104,7 @@ pub async fn grant_role(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfirmBody {
-    totp: String,
+    totp: Option<String>,
 }
 
 pub async fn confirm_role(
@@ -116,7 +116,7 @@ pub async fn confirm_role(
     Ok(Json(
         s.vault
             .people()
-            .confirm_role(&me, &username, &role, &b.totp)
+            .confirm_role(&me, &username, &role, b.totp.as_deref())
             .await?,
     ))
 }
@@ -124,7 +124,7 @@ pub async fn confirm_role(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StepUp {
-    totp: String,
+    totp: Option<String>,
 }
 
 pub async fn unlock(
@@ -134,7 +134,10 @@ pub async fn unlock(
     ApiJson(b): ApiJson<StepUp>,
 ) -> Result<Json<UserView>> {
     Ok(Json(
-        s.vault.people().unlock(&me, &username, &b.totp).await?,
+        s.vault
+            .people()
+            .unlock(&me, &username, b.totp.as_deref())
+            .await?,
     ))
 }
 
@@ -145,7 +148,10 @@ pub async fn enable(
     ApiJson(b): ApiJson<StepUp>,
 ) -> Result<Json<UserView>> {
     Ok(Json(
-        s.vault.people().enable(&me, &username, &b.totp).await?,
+        s.vault
+            .people()
+            .enable(&me, &username, b.totp.as_deref())
+            .await?,
     ))
 }
 
@@ -155,7 +161,11 @@ pub async fn reset_totp(
     Path(username): Path<String>,
     ApiJson(b): ApiJson<StepUp>,
 ) -> Result<Json<Value>> {
-    let e = s.vault.people().reset_totp(&me, &username, &b.totp).await?;
+    let e = s
+        .vault
+        .people()
+        .reset_totp(&me, &username, b.totp.as_deref())
+        .await?;
     Ok(Json(json!({
         "username": e.user.username,
         "roles": e.user.roles,
@@ -169,7 +179,7 @@ pub async fn reset_totp(
 #[serde(deny_unknown_fields)]
 pub struct ResetPassword {
     password: SecretString,
-    totp: String,
+    totp: Option<String>,
 }
 
 pub async fn reset_password(
@@ -181,7 +191,7 @@ pub async fn reset_password(
     Ok(Json(
         s.vault
             .people()
-            .reset_password(&me, &username, b.password, &b.totp)
+            .reset_password(&me, &username, b.password, b.totp.as_deref())
             .await?,
     ))
 }

@@ -33,13 +33,6 @@ fn status_badge(l: Lang, a: &AccountView) -> Markup {
     }
 }
 
-fn totp_field(l: Lang, id: &str) -> Markup {
-    html! {
-        label { (l.t("本人动态验证码", "Your TOTP code"))
-            input id=(id) name="totp" required inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code"; }
-    }
-}
-
 pub async fn accounts(State(s): State<AppState>, me: Me) -> Result<Response, Fail> {
     let l = me.lang;
     let list = s.vault.accounts().list(&me.actor).await.or_fail(&me)?;
@@ -123,7 +116,7 @@ pub async fn account(
                     }
                 }
                 label { (l.t("原因", "Reason")) input #rotate-reason name="reason" required maxlength="500"; }
-                (totp_field(l, "rotate-totp"))
+                (me.totp_field(&s, "rotate-totp"))
                 button #rotate-submit type="submit" { (l.t("更换凭据", "Rotate")) }
             }
         }
@@ -141,7 +134,7 @@ pub async fn account(
                                 input type="hidden" name="csrf" value=(me.csrf);
                                 input type="hidden" name="version" value=(v.version);
                                 input name="reason" required placeholder=(l.t("原因", "Reason")) maxlength="500";
-                                input name="totp" required placeholder=(l.t("验证码", "TOTP")) inputmode="numeric" maxlength="6" autocomplete="one-time-code";
+                                (me.totp_inline(&s))
                                 button type="submit" { (l.t("回滚到此版本", "Roll back to this")) }
                             }
                         } }
@@ -161,7 +154,7 @@ pub async fn account(
                 input type="hidden" name="csrf" value=(me.csrf);
                 input type="hidden" name="to" value=(if freezing { "frozen" } else { "active" });
                 label { (l.t("原因", "Reason")) input #freeze-reason name="reason" required maxlength="500"; }
-                (totp_field(l, "freeze-totp"))
+                (me.totp_field(&s, "freeze-totp"))
                 button.danger[freezing] #freeze-submit type="submit" { @if freezing { (l.t("冻结", "Freeze")) } @else { (l.t("解除冻结", "Unfreeze")) } }
             }
         }
@@ -183,6 +176,7 @@ pub struct RotateForm {
     #[serde(default)]
     csrf: String,
     reason: String,
+    #[serde(default)]
     totp: String,
     app_id: Option<String>,
     app_secret: Option<SecretString>,
@@ -210,7 +204,7 @@ pub async fn rotate(
     };
     s.vault
         .accounts()
-        .rotate(&me.actor, &id, input, &f.reason, f.totp.trim())
+        .rotate(&me.actor, &id, input, &f.reason, Some(f.totp.trim()))
         .await
         .or_fail(&me)?;
     Ok(done(&format!("/console/admin/accounts/{id}"), "rotated"))
@@ -222,6 +216,7 @@ pub struct RollbackForm {
     csrf: String,
     version: i64,
     reason: String,
+    #[serde(default)]
     totp: String,
 }
 
@@ -234,7 +229,7 @@ pub async fn rollback(
     me.check_csrf(&s, &f.csrf)?;
     s.vault
         .accounts()
-        .rollback(&me.actor, &id, f.version, &f.reason, f.totp.trim())
+        .rollback(&me.actor, &id, f.version, &f.reason, Some(f.totp.trim()))
         .await
         .or_fail(&me)?;
     Ok(done(
@@ -249,6 +244,7 @@ pub struct StatusForm {
     csrf: String,
     to: String,
     reason: String,
+    #[serde(default)]
     totp: String,
 }
 
@@ -262,7 +258,7 @@ pub async fn set_status(
     let frozen = f.to == "frozen";
     s.vault
         .accounts()
-        .set_frozen(&me.actor, &id, frozen, &f.reason, f.totp.trim())
+        .set_frozen(&me.actor, &id, frozen, &f.reason, Some(f.totp.trim()))
         .await
         .or_fail(&me)?;
     Ok(done(
@@ -320,7 +316,7 @@ pub async fn users(State(s): State<AppState>, me: Me) -> Result<Response, Fail> 
                                 form.row method="post" action=(format!("/console/admin/users/{}/confirm", g.username)) autocomplete="off" {
                                     input type="hidden" name="csrf" value=(me.csrf);
                                     input type="hidden" name="role" value=(g.role);
-                                    input name="totp" required placeholder=(l.t("本人验证码", "Your TOTP")) inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code";
+                                    (me.totp_inline(&s))
                                     button.confirm-grant type="submit" { (l.t("确认授予", "Confirm")) }
                                 }
                             } }
@@ -365,7 +361,7 @@ pub async fn users(State(s): State<AppState>, me: Me) -> Result<Response, Fail> 
                 label { (l.t("初始密码（至少 12 位）", "Initial password (12 characters or more)"))
                     input #new-password type="password" name="password" required autocomplete="new-password"; }
                 p.small { (l.t("审核员、管理员角色须由另一位管理员确认后生效。", "The approver and admin roles take effect once another admin confirms them.")) }
-                (totp_field(l, "create-user-totp"))
+                (me.totp_field(&s, "create-user-totp"))
                 button #create-user-submit type="submit" { (l.t("创建并显示动态验证码二维码", "Create and show the TOTP enrolment")) }
             }
         }
@@ -446,6 +442,7 @@ pub struct ConfirmForm {
     #[serde(default)]
     csrf: String,
     role: String,
+    #[serde(default)]
     totp: String,
 }
 
@@ -459,7 +456,7 @@ pub async fn confirm_role(
     me.check_csrf(&s, &f.csrf)?;
     s.vault
         .people()
-        .confirm_role(&me.actor, &name, &f.role, f.totp.trim())
+        .confirm_role(&me.actor, &name, &f.role, Some(f.totp.trim()))
         .await
         .or_fail(&me)?;
     Ok(done("/console/admin/users", "role_confirmed"))
@@ -514,7 +511,7 @@ pub async fn clients(State(s): State<AppState>, me: Me) -> Result<Response, Fail
                         label.check { input type="checkbox" name="account" value=(a.id); (a.display_name) " (" (a.id) ")" }
                     }
                 }
-                (totp_field(l, "create-client-totp"))
+                (me.totp_field(&s, "create-client-totp"))
                 button #create-client-submit type="submit" { (l.t("创建并显示密钥", "Create and show the key")) }
             }
         }

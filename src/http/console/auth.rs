@@ -183,3 +183,26 @@ pub async fn logout(
     );
     Ok(resp)
 }
+
+#[derive(Deserialize)]
+pub struct StepUpForm {
+    csrf: String,
+    totp: String,
+    next: Option<String>,
+}
+
+/// Opens the session's step-up window, then back to the page the person came from.
+pub async fn step_up(
+    State(s): State<AppState>,
+    me: Me,
+    ConsoleForm(f): ConsoleForm<StepUpForm>,
+) -> Result<Response, Fail> {
+    me.check_csrf(&s, &f.csrf)?;
+    let next = safe_next(f.next.as_deref()).to_owned();
+    s.vault
+        .people()
+        .open_step_up(&me.actor, f.totp.trim())
+        .await
+        .map_err(|e| me.fail(e))?;
+    Ok(super::done(&next, "stepped_up"))
+}

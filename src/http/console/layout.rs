@@ -41,6 +41,10 @@ fn notice(l: Lang, done: &str) -> Option<&'static str> {
             "The user is disabled; their sessions and checkouts ended.",
         ),
         "revoked" => l.t("客户端密钥已吊销。", "The client key is revoked."),
+        "stepped_up" => l.t(
+            "身份验证成功：在有效期内，敏感操作无需再次输入验证码（审批发布、关闭事件除外）。",
+            "Stepped up: sensitive changes need no new code while the window lasts (approving posts and closing incidents still do).",
+        ),
         "approved" => l.t("已批准。", "Approved."),
         "denied" => l.t("已驳回。", "Denied."),
         "role_confirmed" => l.t(
@@ -113,6 +117,22 @@ pub fn page(s: &AppState, me: &Me, title: &str, body: Markup) -> Response {
                         span.idle title=(l.t("闲置超时后需重新登录", "You must sign in again after this much idle time")) {
                             (l.t("闲置退出：", "Idle sign-out in "))
                             span #idle-left { (idle / 60) ":00" }
+                        }
+                        " · "
+                        @let left = me.step_up_left(s);
+                        @if left > 0 {
+                            span.stepup #step-up data-left=(left) title=(l.t("在此期间的敏感操作无需再次输入验证码（审批发布除外）", "Sensitive changes need no new code until then (approvals still do)")) {
+                                (l.t("身份验证有效：", "Stepped up for "))
+                                span #step-up-left { (left / 60) ":" (format!("{:02}", left % 60)) }
+                            }
+                        } @else {
+                            form.inline #step-up-form method="post" action="/console/step-up" {
+                                input type="hidden" name="csrf" value=(me.csrf);
+                                input type="hidden" name="next" value=(me.path);
+                                input #step-up-totp name="totp" required inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code" size="6"
+                                    placeholder=(l.t("验证码", "TOTP")) aria-label=(l.t("本人动态验证码", "Your TOTP code"));
+                                button #step-up-button type="submit" { (l.t("验证身份", "Step up")) }
+                            }
                         }
                         " · "
                         (lang_link(&me.path, l))

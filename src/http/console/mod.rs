@@ -53,6 +53,7 @@ pub fn routes(limits: &RateLimitConfig) -> Router<AppState> {
     // The console's login is rate-limited like the API's: same tier, same peer key.
     let login = Router::new()
         .route("/login", get(auth::login_page).post(auth::login))
+        .route("/step-up", post(auth::step_up))
         .layer(layer(
             PeerKey,
             limits.login_per_minute,
@@ -263,6 +264,42 @@ impl Me {
 
     pub fn t(&self, zh: &'static str, en: &'static str) -> &'static str {
         self.lang.t(zh, en)
+    }
+
+    /// Seconds left in this session's step-up window (0: none open).
+    pub fn step_up_left(&self, state: &AppState) -> i64 {
+        let now = state.vault.clock().unix();
+        self.person.step_up().map_or(0, |w| (w.until - now).max(0))
+    }
+
+    /// The compact code input of a form in a table row, optional as [`Self::totp_field`].
+    pub fn totp_inline(&self, state: &AppState) -> maud::Markup {
+        let l = self.lang;
+        let open = self.step_up_left(state) > 0;
+        maud::html! {
+            @if open {
+                input name="totp" placeholder=(l.t("已验证，可留空", "stepped up")) inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code";
+            } @else {
+                input name="totp" required placeholder=(l.t("本人验证码", "Your TOTP")) inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code";
+            }
+        }
+    }
+
+    /// The "your TOTP code" field of a form for a sensitive change: required unless the session's
+    /// step-up window is open, in which case it may stay empty.
+    pub fn totp_field(&self, state: &AppState, id: &str) -> maud::Markup {
+        let l = self.lang;
+        let open = self.step_up_left(state) > 0;
+        maud::html! {
+            label { (l.t("本人动态验证码", "Your TOTP code"))
+                @if open {
+                    input id=(id) name="totp" inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code"
+                        placeholder=(l.t("已验证身份，可留空", "stepped up: may stay empty"));
+                } @else {
+                    input id=(id) name="totp" required inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code";
+                }
+            }
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 // mediavault console: the only script, served from the binary (CSP: script-src 'self').
-// It counts down the idle timeout, asks before destructive actions, and copies one-time keys.
+// It counts down the idle timeout and the step-up window, asks before destructive actions, and copies one-time keys.
 (function () {
   'use strict';
   var body = document.body;
@@ -17,6 +17,23 @@
       window.setTimeout(tick, 1000);
     };
     tick();
+  }
+  // The step-up window: count it down; at its end the page reloads so the forms ask for a code.
+  var su = document.getElementById('step-up');
+  var suOut = document.getElementById('step-up-left');
+  var suLeft = su ? parseInt(su.getAttribute('data-left') || '0', 10) : 0;
+  if (suLeft > 0 && suOut) {
+    var suEnd = Date.now() + suLeft * 1000;
+    var suTick = function () {
+      var s = Math.max(0, Math.round((suEnd - Date.now()) / 1000));
+      suOut.textContent = Math.floor(s / 60) + ':' + String(s % 60).padStart(2, '0');
+      if (s <= 0) {
+        window.location.reload();
+        return;
+      }
+      window.setTimeout(suTick, 1000);
+    };
+    suTick();
   }
   document.querySelectorAll('form[data-confirm]').forEach(function (f) {
     f.addEventListener('submit', function (e) {
