@@ -57,9 +57,22 @@ impl Actor {
 
     /// The CLI's actor for the operating-system user running this process.
     pub fn cli_from_env() -> Self {
+        // Without USER or LOGNAME (a bare container, some service managers) the numeric uid
+        // still says who it was.
         let user = std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".into());
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/self/status")
+                    .ok()
+                    .and_then(|s| {
+                        s.lines()
+                            .find_map(|l| l.strip_prefix("Uid:"))
+                            .and_then(|l| l.split_whitespace().next().map(|u| format!("uid:{u}")))
+                    })
+            })
+            .unwrap_or_else(|| "unknown".into());
         Self::cli(&user)
     }
 

@@ -459,7 +459,13 @@ impl LimitsConfig {
 
 const ENV_PREFIX: &str = "MEDIAVAULT_";
 /// Environment variables read by the CLI itself rather than mapped onto config keys.
-const ENV_NOT_KEYS: &[&str] = &["MEDIAVAULT_CONFIG", "MEDIAVAULT_LOG"];
+/// (`MEDIAVAULT_ADMIN_PROFILE` is the admin CLI's: an admin who sets it in their shell must
+/// still be able to run `bootstrap`, `audit` or `serve` there.)
+const ENV_NOT_KEYS: &[&str] = &[
+    "MEDIAVAULT_CONFIG",
+    "MEDIAVAULT_LOG",
+    "MEDIAVAULT_ADMIN_PROFILE",
+];
 
 impl Config {
     /// Reads the file (if given), applies the environment, and validates the result.
@@ -797,6 +803,16 @@ mod tests {
         .unwrap();
         assert_eq!(c.listen.port(), 9999);
         assert!(c.tls.plain_http);
+        // The CLI's own variables are not configuration keys.
+        let c = Config::load_with_env(
+            None,
+            &env(&[
+                ("MEDIAVAULT_ADMIN_PROFILE", "/home/a/admin.toml"),
+                ("MEDIAVAULT_CONFIG", "/etc/mediavault/mediavault.toml"),
+                ("MEDIAVAULT_LOG", "debug"),
+            ]),
+        );
+        assert!(c.is_ok(), "{:?}", c.err().map(|e| e.to_string()));
         let err = Config::load_with_env(None, &env(&[("MEDIAVAULT_LISTN", "x")]))
             .unwrap_err()
             .to_string();

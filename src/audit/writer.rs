@@ -202,6 +202,19 @@ impl AuditWriter {
         T: Send + 'static,
         F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send + 'static,
     {
+        Ok(self.commit_entry(entry, change).await?.0)
+    }
+
+    /// As [`Self::commit`], also returning the committed entry (its sequence number names it).
+    pub async fn commit_entry<T, F>(
+        &self,
+        entry: NewEntry,
+        change: F,
+    ) -> Result<(T, Committed), Error>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send + 'static,
+    {
         let (reply, answer) = oneshot::channel::<Result<(T, Committed), Error>>();
         let job: Change = Box::new(move |tx: &mut Tx| {
             Box::pin(async move {
@@ -221,12 +234,11 @@ impl AuditWriter {
             .await
             .map_err(|_| Error::from(AuditError::Stopped))?;
         // A closed channel means the change never ran (its batch failed before it): 503.
-        let (value, _) = answer.await.map_err(|_| {
+        answer.await.map_err(|_| {
             Error::from(AuditError::Store(
                 "batch failed before the change ran".into(),
             ))
-        })??;
-        Ok(value)
+        })?
     }
 
     /// Records an event that is not a request (actor kind `system` unless the entry says else).

@@ -50,6 +50,9 @@ pub enum AdminCommand {
     },
     /// End the session and forget it.
     Logout,
+    /// Step up (asks your TOTP code): for `session.step_up_minutes` (default 5) this session's
+    /// changes need no further code. Approving or denying a checkout still asks each time.
+    StepUp,
     /// People: create, list, disable, enable, unlock, reset TOTP or password, roles.
     Users {
         #[command(subcommand)]
@@ -96,6 +99,16 @@ pub enum UsersCommand {
         /// Read the new user's password from standard input (then your TOTP code).
         #[arg(long)]
         password_stdin: bool,
+    },
+    /// Add the people of a roster in one go (one TOTP code): a CSV file with the header
+    /// `username,display_name,department,roles` (roles separated by `;`). Each person's initial
+    /// password and TOTP enrolment is printed once.
+    Import {
+        /// The roster (UTF-8 CSV; Excel's "CSV UTF-8" works).
+        file: PathBuf,
+        /// Also print each person's TOTP enrolment as a QR code in the terminal.
+        #[arg(long)]
+        qr: bool,
     },
     List,
     /// Disable a user: their sessions end and their checkouts are revoked.
@@ -621,7 +634,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         profile.ca_file.as_deref(),
         Some(SecretString::new(token)),
     )?;
-    let totp = || input.totp(&me);
+    let totp = async || step_up_code(&api, &input, &me).await;
     match args.command {
         AdminCommand::Login { .. } => Ok(()),
         AdminCommand::Logout => {
@@ -633,7 +646,64 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             println!("signed out");
             Ok(())
         }
+        AdminCommand::StepUp => {
+            let code = input.totp(&me)?;
+            let v = api.post("/auth/step-up", json!({"totp": code})).await?;
+            done(
+                json_out,
+                &v,
+                &format!(
+                    "stepped up until {}: changes from this session need no code until then \
+                     (approvals still do)",
+                    cell(&v["step_up_until"])
+                ),
+            )
+        }
         AdminCommand::Users { command } => match command {
+            UsersCommand::Import { file, qr } => {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read the roster {}", file.display()))?;
+                // Checked here first, so a mistake names its line before anything is sent.
+                let roster = crate::identity::roster::parse_csv(&text)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+                let code = totp().await?;
+                let v = api
+                    .post("/users/import", json!({"users": roster, "totp": code}))
+                    .await?;
+                if json_out {
+                    return show(&v);
+                }
+                let created = v["created"].as_array().cloned().unwrap_or_default();
+                println!(
+                    "added {} people; each enrolment below is shown once: hand it over in person",
+                    created.len()
+                );
+                for p in &created {
+                    println!();
+                    println!(
+                        "{} ({}), {}{}",
+                        cell(&p["username"]),
+                        cell(&p["display_name"]),
+                        cell(&p["roles"]),
+                        if p["pending_roles"].as_array().is_some_and(|a| !a.is_empty()) {
+                            format!(
+                                "; waiting for a second admin: {}",
+                                cell(&p["pending_roles"])
+                            )
+                        } else {
+                            String::new()
+                        }
+                    );
+                    println!("  initial password: {}", cell(&p["password"]));
+                    if qr {
+                        print_enrolment(p);
+                    } else {
+                        println!("  {}", cell(&p["totp_uri"]));
+                        println!("  secret: {}", cell(&p["totp_secret"]));
+                    }
+                }
+                Ok(())
+            }
             UsersCommand::Add {
                 username,
                 display_name,
@@ -644,7 +714,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 seg(&username)?;
                 let password =
                     input.new_password(&format!("password for {username}"), password_stdin)?;
-                let code = totp()?;
+                let code = totp().await?;
                 let v = api
                     .post(
                         "/users",
@@ -692,17 +762,17 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             }
             UsersCommand::Enable { username } => {
                 let path = format!("/users/{}/enable", seg(&username)?);
-                let v = api.post(&path, json!({"totp": totp()?})).await?;
+                let v = api.post(&path, json!({"totp": totp().await?})).await?;
                 done(json_out, &v, &format!("enabled {username}"))
             }
             UsersCommand::Unlock { username } => {
                 let path = format!("/users/{}/unlock", seg(&username)?);
-                let v = api.post(&path, json!({"totp": totp()?})).await?;
+                let v = api.post(&path, json!({"totp": totp().await?})).await?;
                 done(json_out, &v, &format!("unlocked {username}"))
             }
             UsersCommand::ResetTotp { username } => {
                 let path = format!("/users/{}/reset-totp", seg(&username)?);
-                let v = api.post(&path, json!({"totp": totp()?})).await?;
+                let v = api.post(&path, json!({"totp": totp().await?})).await?;
                 if json_out {
                     return show(&v);
                 }
@@ -717,7 +787,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 let path = format!("/users/{}/reset-password", seg(&username)?);
                 let password =
                     input.new_password(&format!("new password for {username}"), password_stdin)?;
-                let code = totp()?;
+                let code = totp().await?;
                 let v = api
                     .post(&path, json!({"password": password.expose(), "totp": code}))
                     .await?;
@@ -733,7 +803,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             UsersCommand::Grant { username, role } => {
                 let path = format!("/users/{}/roles", seg(&username)?);
                 let v = api
-                    .post(&path, json!({"role": role, "totp": totp()?}))
+                    .post(&path, json!({"role": role, "totp": totp().await?}))
                     .await?;
                 let pending = v["pending_roles"]
                     .as_array()
@@ -749,13 +819,13 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             }
             UsersCommand::Confirm { username, role } => {
                 let path = format!("/users/{}/roles/{}/confirm", seg(&username)?, seg(&role)?);
-                let v = api.post(&path, json!({"totp": totp()?})).await?;
+                let v = api.post(&path, json!({"totp": totp().await?})).await?;
                 done(json_out, &v, &format!("confirmed {role} for {username}"))
             }
         },
         AdminCommand::Clients { command } => match command {
             ClientsCommand::Add { name, accounts } => {
-                let code = totp()?;
+                let code = totp().await?;
                 let v = api
                     .post(
                         "/clients",
@@ -858,7 +928,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
                 let account = api.get(&path).await?;
                 let platform = account["platform"].as_str().unwrap_or_default().to_owned();
                 let credential = read_credential(&input, &platform, secret_stdin)?;
-                let code = totp()?;
+                let code = totp().await?;
                 let v = api
                     .post(
                         &format!("{path}/rotate"),
@@ -877,7 +947,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             AccountsCommand::Freeze { id, reason } => {
                 let path = format!("/accounts/{}/freeze", seg(&id)?);
                 let v = api
-                    .post(&path, json!({"reason": reason, "totp": totp()?}))
+                    .post(&path, json!({"reason": reason, "totp": totp().await?}))
                     .await?;
                 done(
                     json_out,
@@ -888,7 +958,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             AccountsCommand::Unfreeze { id, reason } => {
                 let path = format!("/accounts/{}/unfreeze", seg(&id)?);
                 let v = api
-                    .post(&path, json!({"reason": reason, "totp": totp()?}))
+                    .post(&path, json!({"reason": reason, "totp": totp().await?}))
                     .await?;
                 done(json_out, &v, &format!("unfroze {id}"))
             }
@@ -943,6 +1013,16 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Your code for a sensitive change, unless this session's step-up window is open for a few
+/// seconds more: then none is asked for (the server checks the window again).
+async fn step_up_code(api: &Api, input: &Input, me: &str) -> anyhow::Result<Option<String>> {
+    let session = api.get("/auth/session").await?;
+    if session["step_up_seconds_left"].as_i64().unwrap_or(0) > 5 {
+        return Ok(None);
+    }
+    Ok(Some(input.totp(me)?))
 }
 
 fn done(json_out: bool, v: &Value, msg: &str) -> anyhow::Result<()> {

@@ -21,6 +21,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::error::Error;
@@ -51,6 +52,12 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(api::ops::metrics).layer(general.clone()))
         .nest("/api/v1", api)
         .nest("/console", console::routes(&cfg.rate_limits))
+        // `/console/` is where people type or bookmark the console; the nested router's own
+        // root is `/console`.
+        .route(
+            "/console/",
+            get(|| async { axum::response::Redirect::permanent("/console") }),
+        )
         .fallback(not_found.layer(general))
         .layer(middleware::from_fn(tag_route))
         .layer(DefaultBodyLimit::max(cfg.limits.body_bytes))
@@ -75,6 +82,17 @@ pub fn router(state: AppState) -> Router {
                 .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
+        // Every answer, API, errors and the audit's 503 included: never sniffed as another type,
+        // never kept in a cache (tokens, enrolments and secrets travel in bodies). The console
+        // sets its own, stricter set.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            axum::http::header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            axum::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .with_state(state)
 }
 

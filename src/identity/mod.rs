@@ -4,6 +4,7 @@ pub mod audit_name;
 pub mod clients;
 pub mod names;
 pub mod passwords;
+pub mod roster;
 pub mod sessions;
 pub mod totp;
 pub mod users;

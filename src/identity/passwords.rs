@@ -43,6 +43,23 @@ fn dummy_phc() -> &'static str {
     })
 }
 
+/// Letters and digits a person reads off a sheet without doubt (no 0/O, 1/l/I).
+const READABLE: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+/// An initial password for a person added from a roster: 16 readable characters (about 93 bits),
+/// shown once with their enrolment.
+pub fn generate() -> Result<SecretString> {
+    let mut raw = zeroize::Zeroizing::new([0u8; 16]);
+    crate::crypto::random_bytes(raw.as_mut())?;
+    // 256 is not a multiple of the alphabet's 56 letters, so 32 of them come up 5 times in 256
+    // and the rest 4: 92.8 bits instead of 92.9.
+    let out: String = raw
+        .iter()
+        .map(|b| char::from(READABLE[usize::from(*b) % READABLE.len()]))
+        .collect();
+    Ok(SecretString::new(out))
+}
+
 pub fn check_policy(password: &SecretString) -> Result<()> {
     let n = password.expose().chars().count();
     if n < 10 {

@@ -53,7 +53,7 @@ impl Vault {
 
 impl Sessions<'_> {
     /// A new session for a person who just proved presence; the TOTP step is spent and the session
-    /// stored in the transaction of the login's audit entry.
+    /// stored (its step-up window open) in the transaction of the login's audit entry.
     pub(crate) async fn create(
         &self,
         actor: &Actor,
@@ -65,11 +65,17 @@ impl Sessions<'_> {
         let expires_at = now + i64::from(self.v.config.session.max_lifetime_hours) * 3600;
         let hash = hash_token(&self.v.keys.mac().token, token.expose());
         let user_id = person.id;
+        // Signing in proves the code as a step-up does (and the password besides), so the new
+        // session starts inside a step-up window whose step-up is this login's entry.
+        let window = i64::from(self.v.config.session.step_up_minutes) * 60;
         self.v
             .change(actor, "auth.login", &person.username, move |tx| {
                 Box::pin(async move {
                     proof.spend(tx).await?;
                     tx.session_insert(&hash.0, user_id, now, expires_at).await?;
+                    if window > 0 && tx.session_open_step_up(&hash.0, now + window).await? {
+                        tx.note("step_up_until", crate::clock::rfc3339_unix(now + window));
+                    }
                     Ok(())
                 })
             })

@@ -5,6 +5,7 @@
 use serde::Serialize;
 use tracing::instrument;
 
+use super::roster::RosterEntry;
 use super::sessions::{NewSession, SessionRef, StepUpWindow};
 use super::{Roles, Username, passwords, totp};
 use crate::actor::{Actor, Principal};
@@ -53,6 +54,77 @@ pub struct Enrolment {
     pub user: UserView,
     pub totp_uri: SecretString,
     pub totp_secret: SecretString,
+}
+
+/// A person added from a roster: their enrolment and the generated initial password, shown once.
+#[derive(Debug)]
+pub struct Imported {
+    pub enrolment: Enrolment,
+    pub password: SecretString,
+}
+
+/// What allows a person's creation: the acting admin's step-up (none for the vault itself), or
+/// the `user.import` entry (by its sequence number) that recorded the roster and spent the step-up.
+enum Authority {
+    StepUp(Option<StepUp>),
+    Import(i64),
+}
+
+/// A new person, checked: name, display name, department, roles (separated), and which of them
+/// wait for a second admin.
+struct NewPerson {
+    username: Username,
+    display: String,
+    department: Option<String>,
+    roles: Roles,
+    pending: Vec<Role>,
+}
+
+impl NewPerson {
+    /// `by_admin`: a person asks, so `approver` and `admin` wait for a second admin; the vault
+    /// itself grants directly.
+    fn check(
+        username: &str,
+        display_name: &str,
+        roles: &[String],
+        department: Option<&str>,
+        by_admin: bool,
+    ) -> Result<Self> {
+        let department = match department.map(str::trim) {
+            None | Some("") => None,
+            Some(d) if d.chars().count() > 64 || d.chars().any(char::is_control) => {
+                return Err(Error::invalid(
+                    "department",
+                    "department must be at most 64 characters",
+                ));
+            }
+            Some(d) => Some(d.to_owned()),
+        };
+        let username = Username::parse(username)?;
+        let asked = Roles::parse(roles)?;
+        let (roles, pending) = if by_admin {
+            asked.split_confirmed()
+        } else {
+            (asked, Vec::new())
+        };
+        let display = display_name.trim().to_owned();
+        if display.is_empty()
+            || display.chars().count() > 64
+            || display.chars().any(char::is_control)
+        {
+            return Err(Error::invalid(
+                "display_name",
+                "display_name must be 1-64 characters",
+            ));
+        }
+        Ok(Self {
+            username,
+            display,
+            department,
+            roles,
+            pending,
+        })
+    }
 }
 
 pub struct NewUserInput {
@@ -219,49 +291,163 @@ impl People<'_> {
         totp: Option<&str>,
     ) -> Result<Enrolment> {
         actor.action("user.create", Some(&input.username));
-        let department = match department.as_deref().map(str::trim) {
-            None | Some("") => None,
-            Some(d) if d.chars().count() > 64 || d.chars().any(char::is_control) => {
-                return Err(Error::invalid(
-                    "department",
-                    "department must be at most 64 characters",
-                ));
-            }
-            Some(d) => Some(d.to_owned()),
-        };
         let admin = match &actor.who {
             Principal::System(_) => None,
             _ => Some(actor.require(&[Role::Admin])?),
         };
-        let username = Username::parse(&input.username)?;
-        let asked = Roles::parse(&input.roles)?;
-        let (roles, pending) = match admin {
-            Some(_) => asked.split_confirmed(),
-            None => (asked, Vec::new()),
-        };
-        let display = input.display_name.trim().to_owned();
-        if display.is_empty() || display.chars().count() > 64 {
-            return Err(Error::invalid(
-                "display_name",
-                "display_name must be 1-64 characters",
-            ));
-        }
+        let new = NewPerson::check(
+            &input.username,
+            &input.display_name,
+            &input.roles,
+            department.as_deref(),
+            admin.is_some(),
+        )?;
         passwords::check_policy(&input.password)?;
-        let proof = match admin {
+        let step = match admin {
             Some(me) => Some(self.authorize(me, totp).await?),
             None => None,
         };
-        let exists = || format!("user {username} already exists");
         if self
             .v
             .store
-            .user_by_name(username.as_str())
+            .user_by_name(new.username.as_str())
             .await?
             .is_some()
         {
-            return Err(Error::conflict(Conflict::AlreadyExists, exists()));
+            return Err(Error::conflict(
+                Conflict::AlreadyExists,
+                format!("user {} already exists", new.username),
+            ));
         }
         let hash = self.v.passwords.hash(input.password).await?;
+        self.insert(actor, new, hash, Authority::StepUp(step)).await
+    }
+
+    /// Adds the people of a roster in one go, with one step-up of the admin: every row is checked
+    /// first (names, roles, the separation of duties, nobody already there, nobody twice) and
+    /// nothing is created if one is wrong. Then a `user.import` entry records the roster (and
+    /// spends the step-up), and each person is created in their own `user.create` entry that
+    /// names it (`import_seq`), with a generated initial password. Each enrolment, password
+    /// included, is returned once. `approver` and `admin` wait for a second admin as ever.
+    pub async fn import(
+        &self,
+        actor: &Actor,
+        roster: Vec<RosterEntry>,
+        totp: Option<&str>,
+    ) -> Result<Vec<Imported>> {
+        actor.action("user.import", None);
+        let me = actor.require(&[Role::Admin])?;
+        if roster.is_empty() {
+            return Err(Error::invalid("users", "the roster names nobody"));
+        }
+        if roster.len() > super::roster::MAX_ROWS {
+            return Err(Error::invalid(
+                "users",
+                format!(
+                    "a roster adds at most {} people; split it",
+                    super::roster::MAX_ROWS
+                ),
+            ));
+        }
+        let mut people = Vec::with_capacity(roster.len());
+        let mut seen = std::collections::HashSet::new();
+        for (i, e) in roster.iter().enumerate() {
+            let at = |e: Error| match e {
+                Error::Invalid { field, detail } => Error::Invalid {
+                    field,
+                    detail: format!("person {} ({:?}): {detail}", i + 1, roster[i].username),
+                },
+                other => other,
+            };
+            let new = NewPerson::check(
+                &e.username,
+                &e.display_name,
+                &e.roles,
+                e.department.as_deref(),
+                true,
+            )
+            .map_err(at)?;
+            if !seen.insert(new.username.as_str().to_owned()) {
+                return Err(Error::invalid(
+                    "users",
+                    format!("person {} ({}) is in the roster twice", i + 1, new.username),
+                ));
+            }
+            people.push(new);
+        }
+        let mut taken = Vec::new();
+        for p in &people {
+            if self
+                .v
+                .store
+                .user_by_name(p.username.as_str())
+                .await?
+                .is_some()
+            {
+                taken.push(p.username.as_str().to_owned());
+            }
+        }
+        if !taken.is_empty() {
+            return Err(Error::conflict(
+                Conflict::AlreadyExists,
+                format!(
+                    "already users here, nothing was added: {}",
+                    taken.join(", ")
+                ),
+            ));
+        }
+        let step = self.authorize(me, totp).await?;
+        let names: Vec<String> = people
+            .iter()
+            .map(|p| p.username.as_str().to_owned())
+            .collect();
+        let count = names.len();
+        let ((), seq) = self
+            .v
+            .change_seq(
+                actor,
+                "user.import",
+                &format!("{count} people"),
+                move |tx| {
+                    Box::pin(async move {
+                        step.spend(tx).await?;
+                        tx.note("usernames", names);
+                        Ok(())
+                    })
+                },
+            )
+            .await?;
+        let mut out = Vec::with_capacity(count);
+        for new in people {
+            let password = passwords::generate()?;
+            let hash = self.v.passwords.hash(password.clone()).await?;
+            let enrolment = self
+                .insert(actor, new, hash, Authority::Import(seq))
+                .await?;
+            out.push(Imported {
+                enrolment,
+                password,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Creates a checked person in one change with its `user.create` entry: sealed TOTP seed,
+    /// password hash, pending grants, department; `authority` is spent (or named) in it.
+    async fn insert(
+        &self,
+        actor: &Actor,
+        new: NewPerson,
+        hash: String,
+        authority: Authority,
+    ) -> Result<Enrolment> {
+        let NewPerson {
+            username,
+            display,
+            department,
+            roles,
+            pending,
+        } = new;
         let seed = totp::new_seed()?;
         let sealed = self
             .v
@@ -269,20 +455,24 @@ impl People<'_> {
             .seal(&seed_aad(username.as_str()), seed.expose())?;
         let stored_roles = roles.to_stored();
         let now = self.v.clock.unix();
-        actor.detail("roles", roles.names());
         let pending_names: Vec<String> = pending.iter().map(|r| r.as_str().to_owned()).collect();
-        if !pending.is_empty() {
-            actor.detail("pending_roles", pending_names.clone());
-        }
         let name = username.as_str().to_owned();
         let by = actor.audit_id().1;
         let grants = pending_names.clone();
+        let role_names = roles.names();
+        let exists = || format!("user {username} already exists");
         let inserted = self
             .v
             .change(actor, "user.create", username.as_str(), move |tx| {
                 Box::pin(async move {
-                    if let Some(p) = proof {
-                        p.spend(tx).await?;
+                    match authority {
+                        Authority::StepUp(Some(step)) => step.spend(tx).await?,
+                        Authority::StepUp(None) => {}
+                        Authority::Import(seq) => tx.note("import_seq", seq),
+                    }
+                    tx.note("roles", role_names);
+                    if !grants.is_empty() {
+                        tx.note("pending_roles", grants.clone());
                     }
                     tx.user_insert(NewUser {
                         username: &name,
@@ -490,8 +680,6 @@ impl People<'_> {
     /// `bootstrap: true` and who asked.
     pub async fn bootstrap_confirm(&self, actor: &Actor, username: &str) -> Result<UserView> {
         actor.action("user.confirm_role", Some(username));
-        actor.detail("role", Role::Admin.as_str());
-        actor.detail("bootstrap", true);
         match &actor.who {
             Principal::System(id) if id.starts_with("cli:") => {}
             _ => {
@@ -515,14 +703,17 @@ impl People<'_> {
             .into_iter()
             .find(|g| g.role == Role::Admin.as_str())
             .ok_or_else(|| {
-                Error::NotFound(format!(
-                    "a pending grant of admin to {username} (an admin asks for it first: \
-                     `mediavault admin users add {username} --role admin` or \
-                     `mediavault admin users grant {username} admin`)"
-                ))
+                Error::conflict(
+                    Conflict::NotPending,
+                    format!(
+                        "{username} has no pending grant of admin (the bootstrap confirms only \
+                         admin; an admin asks for it first: `mediavault admin users grant \
+                         {username} admin`)"
+                    ),
+                )
             })?;
         let roles = Roles::from_stored(&row.roles)?.with(Role::Admin)?;
-        actor.detail("requested_by", grant.requested_by.clone());
+        let asked_by = grant.requested_by.clone();
         let (name, id, stored, new) = (
             row.username.clone(),
             row.id,
@@ -532,6 +723,10 @@ impl People<'_> {
         self.v
             .change(actor, "user.confirm_role", username, move |tx| {
                 Box::pin(async move {
+                    // The CLI's actor has no request to carry details: the change notes them.
+                    tx.note("role", Role::Admin.as_str());
+                    tx.note("bootstrap", true);
+                    tx.note("requested_by", asked_by);
                     // Counted inside the transaction: two confirmations racing cannot both pass.
                     let admins = tx.admins_enabled().await?;
                     if admins >= 2 {

@@ -201,6 +201,27 @@ impl Vault {
         Ok(value)
     }
 
+    /// As [`Self::change`], also returning the sequence number of the change's audit entry, for
+    /// the entries of the changes it authorises to name.
+    pub(crate) async fn change_seq<T, F>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        change: F,
+    ) -> Result<(T, i64)>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send + 'static,
+    {
+        let (value, committed) = self
+            .audit
+            .commit_entry(actor.entry(action, target), change)
+            .await?;
+        actor.recorded();
+        Ok((value, committed.seq))
+    }
+
     /// Records an event of the vault itself (no change in the store), durably.
     pub async fn record(
         &self,

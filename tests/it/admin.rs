@@ -50,6 +50,10 @@ async fn unlock_enable_and_resets_take_step_up_and_are_audited() {
     assert_eq!(login_status(&app, &carol, PASSWORD).await, 401, "locked");
     let listed = app.get(&admin_s, "/api/v1/users/carol").await.1;
     assert!(listed["locked_until"].is_string(), "{listed}");
+    // Creating carol with a code opened the admin's step-up window; once it has run out, a
+    // change without a code is refused.
+    app.clock
+        .advance(std::time::Duration::from_secs(5 * 60 + 1));
     let (st, v) = app
         .post(&admin_s, "/api/v1/users/carol/unlock", json!({}))
         .await;
@@ -434,7 +438,10 @@ async fn admin_cli_from_login_to_a_first_checkout() {
         .unwrap();
     assert_ne!(new_secret, secret);
 
-    // A wrong step-up code is the server's clear refusal, and nothing changes.
+    // A wrong step-up code is the server's clear refusal, and nothing changes. (The codes
+    // above kept the session's step-up window open; the CLI asks again once it has run out.)
+    app.clock
+        .advance(std::time::Duration::from_secs(5 * 60 + 1));
     let (ok, _, err) = admin_cli(&profile, &["users", "unlock", "carol"], "000000\n").await;
     assert!(!ok && err.contains("totp_invalid"), "{err}");
 

@@ -68,6 +68,7 @@ pub fn routes(limits: &RateLimitConfig, general: Layer<PeerKey>) -> Router<AppSt
         .route("/auth/logout", post(auth::logout))
         .route("/auth/session", get(auth::session))
         .route("/users", post(users::create).get(users::list))
+        .route("/users/import", post(users::import))
         .route("/users/{username}", get(users::get_one))
         .route("/users/{username}/disable", post(users::disable))
         .route("/users/{username}/enable", post(users::enable))

@@ -8,6 +8,7 @@ use crate::crypto::SecretString;
 use crate::error::Result;
 use crate::http::AppState;
 use crate::http::extract::{ApiJson, Session};
+use crate::identity::roster::RosterEntry;
 use crate::identity::users::{NewUserInput, UserView};
 
 #[derive(Deserialize)]
@@ -53,6 +54,44 @@ pub async fn create(
             "totp_secret": e.totp_secret.expose(),
         })),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportBody {
+    users: Vec<RosterEntry>,
+    totp: Option<String>,
+}
+
+/// Onboarding in one go: every person of the roster, with one step-up; each enrolment (and
+/// initial password) is in the answer, once.
+pub async fn import(
+    State(s): State<AppState>,
+    Session(me): Session,
+    ApiJson(b): ApiJson<ImportBody>,
+) -> Result<(StatusCode, Json<Value>)> {
+    let made = s
+        .vault
+        .people()
+        .import(&me, b.users, b.totp.as_deref())
+        .await?;
+    let created: Vec<Value> = made
+        .iter()
+        .map(|m| {
+            let e = &m.enrolment;
+            json!({
+                "username": e.user.username,
+                "display_name": e.user.display_name,
+                "roles": e.user.roles,
+                "pending_roles": e.user.pending_roles,
+                "department": e.user.department,
+                "password": m.password.expose(),
+                "totp_uri": e.totp_uri.expose(),
+                "totp_secret": e.totp_secret.expose(),
+            })
+        })
+        .collect();
+    Ok((StatusCode::CREATED, Json(json!({ "created": created }))))
 }
 
 pub async fn list(State(s): State<AppState>, Session(me): Session) -> Result<Json<Vec<UserView>>> {

@@ -365,6 +365,21 @@ pub async fn users(State(s): State<AppState>, me: Me) -> Result<Response, Fail> 
                 button #create-user-submit type="submit" { (l.t("创建并显示动态验证码二维码", "Create and show the TOTP enrolment")) }
             }
         }
+        section.card #import-users {
+            h2 { (l.t("批量导入人员", "Add many people at once")) }
+            p.small { (l.t(
+                "粘贴名单（CSV，首行为表头 username,display_name,department,roles；多个角色用分号分隔）。一次验证即可全部创建，每人生成初始密码，登记信息只显示一次。",
+                "Paste a roster (CSV with the header username,display_name,department,roles; several roles separated by semicolons). One code creates them all; each person gets an initial password; each enrolment is shown once."
+            )) }
+            form method="post" action="/console/admin/users/import" autocomplete="off" {
+                input type="hidden" name="csrf" value=(me.csrf);
+                label { (l.t("名单", "Roster"))
+                    textarea #import-roster name="roster" rows="8" required spellcheck="false"
+                        placeholder="username,display_name,department,roles\nzhangsan,张三,宣传处,publisher\nlisi,李四,办公室,approver" {} }
+                (me.totp_field(&s, "import-totp"))
+                button #import-submit type="submit" { (l.t("导入并显示登记信息", "Add them and show the enrolments")) }
+            }
+        }
     };
     Ok(page(&s, &me, l.t("用户", "Users"), body))
 }
@@ -435,6 +450,62 @@ pub async fn create_user(
         }
     };
     Ok(page(&s, &me, l.t("动态验证码登记", "TOTP enrolment"), body))
+}
+
+#[derive(Deserialize)]
+pub struct ImportForm {
+    #[serde(default)]
+    csrf: String,
+    roster: String,
+    #[serde(default)]
+    totp: String,
+}
+
+/// A roster pasted as CSV: every person created with one step-up; each enrolment (QR code, key,
+/// initial password) on one page, shown once.
+pub async fn import_users(
+    State(s): State<AppState>,
+    me: Me,
+    ConsoleForm(f): ConsoleForm<ImportForm>,
+) -> Result<Response, Fail> {
+    me.check_csrf(&s, &f.csrf)?;
+    let l = me.lang;
+    let roster = crate::identity::roster::parse_csv(&f.roster).or_fail(&me)?;
+    let made = s
+        .vault
+        .people()
+        .import(&me.actor, roster, Some(f.totp.trim()))
+        .await
+        .or_fail(&me)?;
+    let body = html! {
+        section.card.once #enrolments {
+            p.notice { (l.t("已导入 ", "Added ")) b #imported-count { (made.len()) } (l.t(" 人。", " people.")) }
+            p { (l.t(
+                "请逐一当面交付：本人用验证器应用扫描二维码，并领取初始密码。本页只显示这一次，离开后无法再次查看。",
+                "Hand each over in person: the person scans their code with an authenticator app and takes their initial password. This page is shown only this once."
+            )) }
+            @for m in &made {
+                @let e = &m.enrolment;
+                div.enrolment data-username=(e.user.username) {
+                    h3 { (e.user.display_name) " (" (e.user.username) ")" }
+                    p { @for r in &e.user.roles { span.badge { (role_name(l, r)) } " " }
+                        @for r in &e.user.pending_roles { span.badge.warn { (role_name(l, r)) (l.t("（待确认）", " (pending)")) } " " }
+                        @if let Some(d) = &e.user.department { span.small { (d) } } }
+                    p { (l.t("初始密码：", "Initial password: ")) code.password { (m.password.expose()) } }
+                    div.qr { (svg::qr(e.totp_uri.expose())) }
+                    details { summary { (l.t("无法扫码时手动输入密钥", "Enter the key by hand if scanning fails")) }
+                        code { (e.totp_secret.expose()) } }
+                }
+            }
+            p { a.button href="/console/admin/users" { (l.t("已完成，返回用户列表", "Done, back to users")) } }
+        }
+    };
+    Ok(page(
+        &s,
+        &me,
+        l.t("批量导入：登记信息", "Roster added: enrolments"),
+        body,
+    ))
 }
 
 #[derive(Deserialize)]
