@@ -677,8 +677,21 @@ impl People<'_> {
     /// new vault gets the second admin that every privileged grant needs. Someone holding an
     /// admin session asked for the grant (with their TOTP code); someone with a shell on the
     /// server and the root key confirms it: still two parties. Recorded as the CLI's actor with
-    /// `bootstrap: true` and who asked.
+    /// `bootstrap: true` and who asked. A refusal is recorded too (outcome `denied`, with the
+    /// reason): the CLI has no request whose entry would.
     pub async fn bootstrap_confirm(&self, actor: &Actor, username: &str) -> Result<UserView> {
+        let done = self.bootstrap_confirm_once(actor, username).await;
+        if let Err(e) = &done {
+            let mut entry = actor.entry("user.confirm_role", username);
+            entry.outcome = crate::audit::Outcome::Denied;
+            entry.detail.insert("bootstrap".into(), true.into());
+            entry.detail.insert("refused".into(), e.to_string().into());
+            self.v.audit.record(entry).await?;
+        }
+        done
+    }
+
+    async fn bootstrap_confirm_once(&self, actor: &Actor, username: &str) -> Result<UserView> {
         actor.action("user.confirm_role", Some(username));
         match &actor.who {
             Principal::System(id) if id.starts_with("cli:") => {}
