@@ -352,13 +352,15 @@ pub async fn users(State(s): State<AppState>, me: Me) -> Result<Response, Fail> 
                 input type="hidden" name="csrf" value=(me.csrf);
                 label { (l.t("用户名（小写字母、数字）", "Username (lower-case letters, digits)")) input #new-username name="username" required; }
                 label { (l.t("姓名", "Display name")) input #new-display name="display_name" required; }
+                label { (l.t("处室（可选，发布存证中记载）", "Department (optional; named in the evidence of each post)"))
+                    input #new-department name="department" maxlength="64"; }
                 fieldset { legend { (l.t("角色", "Roles")) }
                     @for (k, zh, en) in ROLES {
                         label.check { input type="checkbox" name=(format!("role_{k}")) value="1"; (l.t(zh, en)) }
                     }
                     p.small { (l.t("管理员、安全审计员不能兼任其他角色；审核员可同时是发布员。", "An admin or an auditor holds no other role; an approver may also publish.")) }
                 }
-                label { (l.t("初始密码（至少 12 位）", "Initial password (12 characters or more)"))
+                label { (l.t("初始密码（至少 10 位）", "Initial password (10 characters or more)"))
                     input #new-password type="password" name="password" required autocomplete="new-password"; }
                 p.small { (l.t("审核员、管理员角色须由另一位管理员确认后生效。", "The approver and admin roles take effect once another admin confirms them.")) }
                 (me.totp_field(&s, "create-user-totp"))
@@ -391,6 +393,8 @@ pub struct UserForm {
     username: String,
     display_name: String,
     password: SecretString,
+    #[serde(default)]
+    department: String,
     role_admin: Option<String>,
     role_publisher: Option<String>,
     role_approver: Option<String>,
@@ -419,7 +423,7 @@ pub async fn create_user(
     let e = s
         .vault
         .people()
-        .create(
+        .create_in(
             &me.actor,
             NewUserInput {
                 username: f.username,
@@ -427,6 +431,7 @@ pub async fn create_user(
                 roles,
                 password: f.password,
             },
+            Some(f.department).filter(|d| !d.trim().is_empty()),
             Some(f.totp.trim()),
         )
         .await
