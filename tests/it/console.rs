@@ -1088,6 +1088,100 @@ async fn a_pending_role_grant_is_confirmed_by_a_second_admin_never_by_the_one_wh
     );
 }
 
+/// The header's countdown shows a window just opened (five minutes, give or take the second the
+/// request took).
+fn window_near_full(body: &str) -> bool {
+    ["5:00", "4:59", "4:58"]
+        .iter()
+        .any(|t| body.contains(&format!("id=\"step-up-left\">{t}<")))
+}
+
+#[tokio::test]
+async fn an_admin_adds_a_roster_with_one_code_and_the_header_counts_the_window_down() {
+    let app = spawn_app().await;
+    let admin_s = app.login(&app.admin.clone()).await;
+    let mut admin = Browser::new(&app);
+    admin.login(&app, &app.admin.clone()).await;
+
+    // Just signed in: the header shows the window's time left, and forms may leave the code out.
+    let users = admin.get("/console/admin/users").await;
+    assert!(window_near_full(&users.body), "{}", users.body);
+    assert!(users.body.contains("id=\"import-roster\""));
+    let roster = "username,display_name,department,roles\n\
+                  zhangsan,张三,宣传处,publisher\n\
+                  lisi,李四,办公室,approver\n\
+                  wangwu,王五,\"网信办, 二科\",publisher;approver\n";
+    let p = admin
+        .post(
+            "/console/admin/users/import",
+            &[("csrf", &users.csrf()), ("roster", roster), ("totp", "")],
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("id=\"imported-count\">3<"), "{}", p.body);
+    assert_eq!(p.body.matches("class=\"enrolment\"").count(), 3);
+    assert_eq!(p.body.matches("<svg").count(), 3, "a QR code each");
+    assert!(p.body.contains("网信办, 二科") && p.body.contains("待确认"));
+    let u = app.get(&admin_s, "/api/v1/users/wangwu").await.1;
+    assert_eq!(u["roles"], json!(["publisher"]), "{u}");
+    assert_eq!(u["pending_roles"], json!(["approver"]), "{u}");
+
+    // Five minutes on, the header asks for a code again, and a form without one is refused with
+    // a page that says so; nobody is created.
+    app.clock.advance(Duration::from_secs(5 * 60 + 1));
+    let users = admin.get("/console/admin/users").await;
+    assert!(!users.body.contains("id=\"step-up-left\""));
+    assert!(users.body.contains("id=\"step-up-form\""));
+    let p = admin
+        .post(
+            "/console/admin/users/import",
+            &[
+                ("csrf", &users.csrf()),
+                (
+                    "roster",
+                    "username,display_name,department,roles\nzhaoliu,赵六,,publisher\n",
+                ),
+                ("totp", ""),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 400, "{}", p.body);
+    let (st, _) = app.get(&admin_s, "/api/v1/users/zhaoliu").await;
+    assert_eq!(st, 404);
+
+    // The header's form opens the window again, back on the same page.
+    let code = app.code(&app.admin);
+    let p = admin
+        .post(
+            "/console/step-up",
+            &[
+                ("csrf", &users.csrf()),
+                ("totp", &code),
+                ("next", "/console/admin/users"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(
+        p.location().starts_with("/console/admin/users"),
+        "{}",
+        p.location()
+    );
+    assert!(p.location().contains("stepped_up"), "{}", p.location());
+    let users = admin.get(p.location()).await;
+    assert!(window_near_full(&users.body), "{}", users.body);
+    let e = audit_entries(&app, &admin_s, "action=auth.step_up").await;
+    assert_eq!(e.len(), 1, "{e:?}");
+    // Every enrolment of the import is in the log, none of its secrets.
+    let e = audit_entries(&app, &admin_s, "action=user.create").await;
+    assert_eq!(
+        e.iter()
+            .filter(|e| e["detail"]["import_seq"].is_i64())
+            .count(),
+        3
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Real Chromium over WebDriver (W3C JSON protocol, spoken with reqwest).
 
