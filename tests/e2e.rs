@@ -514,7 +514,7 @@ async fn deployment_guide_from_an_empty_directory_to_a_major_post_on_wechat_and_
     )
     .await;
     assert!(out.contains("confirmed approver for lisi"), "{out}");
-    let out = run(admin_cli("admin", &["users", "list"]), "").await;
+    let out = run(admin_cli("anquan", &["users", "list"]), "").await;
     let lisi = out.lines().find(|l| l.starts_with("lisi ")).unwrap();
     assert!(
         lisi.contains(" approver ") && lisi.contains("委领导"),
