@@ -292,7 +292,15 @@ async fn one_admin_session_cannot_defeat_the_two_person_rule() {
             "/api/v1/audit?action=user.confirm_role&outcome=success",
         )
         .await;
-    let e = &v["entries"][0];
+    // Two confirmations: admin2's own admin role, by the root key holder on the server (how the
+    // vault got its second admin), then bob's approver role, by admin2.
+    let entries = v["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{v}");
+    assert_eq!(entries[0]["target"], "admin2", "{v}");
+    assert_eq!(entries[0]["actor"]["id"], "cli:operator", "{v}");
+    assert_eq!(entries[0]["detail"]["bootstrap"], true, "{v}");
+    let e = &entries[1];
+    assert_eq!(e["target"], "bob", "{v}");
     assert_eq!(e["actor"]["id"], "admin2", "{v}");
     assert_eq!(e["detail"]["requested_by"], "admin", "{v}");
 }
