@@ -366,6 +366,24 @@ impl TestApp {
         .await
     }
 
+    /// Polls GET `path` as `bearer` until it answers 200 with a body `done` accepts, and returns
+    /// that body: for what the server does by itself on a timer of real time (the expiry sweep
+    /// runs every 15 s), which moving the test's clock does not hurry.
+    pub async fn wait_for(&self, bearer: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            let (st, v) = self.get(bearer, path).await;
+            if st == 200 && done(&v) {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "GET {path} still answers {st} {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     pub async fn post(&self, bearer: &str, path: &str, body: Value) -> (u16, Value) {
         let r = self
             .client
