@@ -123,10 +123,17 @@ pub async fn spawn_with(opts: Options) -> TestApp {
     let enrolment: Value = serde_json::from_str(out.stdout.trim())
         .unwrap_or_else(|e| panic!("init --json printed {:?}: {e}", out.stdout));
     assert_eq!(enrolment["username"], "admin", "{enrolment}");
+    let secret = enrolment["totp_secret"].as_str().unwrap();
+    // The enrolment is printed once, on stdout; the log keeps neither it nor the password.
+    assert!(
+        !out.stderr.contains(secret) && !out.stderr.contains(PASSWORD),
+        "init logged a secret: {}",
+        out.stderr
+    );
     let admin = TestUser {
         username: "admin".into(),
         password: PASSWORD.into(),
-        seed: Arc::new(totp::seed_from_base32(enrolment["totp_secret"].as_str().unwrap()).unwrap()),
+        seed: Arc::new(totp::seed_from_base32(secret).unwrap()),
     };
     let clock = Clock::system();
     let running = mediavault::start(Arc::clone(&config), clock.clone())
