@@ -217,6 +217,143 @@ async fn a_reset_sends_privileged_roles_back_to_a_second_admin() {
     drop(bob);
 }
 
+/// Issue 19: a new vault has one admin, and privileged roles need a second to confirm them. The
+/// root key holder, on the server, confirms the second admin with `mediavault bootstrap
+/// confirm-admin` (beside the running server) — and only while the vault has fewer than two.
+#[tokio::test]
+async fn the_bootstrap_confirms_the_second_admin_and_no_more() {
+    let app = app().await;
+    let admin_s = app.login(&app.admin.clone()).await;
+    let users = app.get(&admin_s, "/api/v1/users").await.1;
+    assert_eq!(
+        users.as_array().unwrap().len(),
+        1,
+        "init made one admin: {users}"
+    );
+
+    // The first admin asks for a second; the admin role waits for a confirmation.
+    let code = app.code(&app.admin);
+    let (st, v) = app
+        .post(&admin_s, "/api/v1/users", json!({"username": "admin2", "display_name": "Second admin", "roles": ["admin"], "password": PASSWORD, "totp": code}))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["roles"], json!([]), "{v}");
+    assert_eq!(v["pending_roles"], json!(["admin"]), "{v}");
+    let admin2 = TestUser {
+        username: "admin2".into(),
+        password: PASSWORD.into(),
+        seed: Arc::new(totp::seed_from_base32(v["totp_secret"].as_str().unwrap()).unwrap()),
+    };
+    // Not by the admin who asked (and there is no other).
+    let code = app.code(&app.admin);
+    let (st, v) = app
+        .post(
+            &admin_s,
+            "/api/v1/users/admin2/roles/admin/confirm",
+            json!({"totp": code}),
+        )
+        .await;
+    assert_eq!((st, &v["code"]), (403, &json!("not_permitted")), "{v}");
+
+    // The root key holder confirms it on the server.
+    let out = app
+        .cli(&["bootstrap", "confirm-admin", "admin2", "--json"])
+        .await;
+    assert!(out.ok, "{}", out.stderr);
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["username"], "admin2", "{v}");
+    assert_eq!(v["roles"], json!(["admin"]), "{v}");
+    assert_eq!(v["pending_roles"], json!([]), "{v}");
+    let (st, v) = app
+        .get(&admin_s, "/api/v1/audit?action=user.confirm_role")
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let entries = v["entries"].as_array().unwrap();
+    let confirmed: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["outcome"] == "success")
+        .collect();
+    assert_eq!(confirmed.len(), 1, "{v}");
+    let e = confirmed[0];
+    assert_eq!(e["target"], "admin2", "{e}");
+    assert_eq!(
+        e["actor"],
+        json!({"kind": "system", "id": format!("cli:{OS_USER}")}),
+        "the local CLI, by the OS user who ran it: {e}"
+    );
+    assert_eq!(e["detail"]["bootstrap"], true, "{e}");
+    assert_eq!(e["detail"]["role"], "admin", "{e}");
+    assert_eq!(e["detail"]["requested_by"], "admin", "{e}");
+    assert_eq!(e["detail"]["admins_before"], 1, "{e}");
+    // admin2 works as an admin at once, on the running server.
+    let admin2_s = app.login(&admin2).await;
+    assert_eq!(app.get(&admin2_s, "/api/v1/users").await.0, 200);
+
+    // With two admins the bootstrap is over: a third pending admin is refused, and nothing
+    // changes.
+    let code = app.code(&app.admin);
+    let (st, v) = app
+        .post(&admin_s, "/api/v1/users", json!({"username": "admin3", "display_name": "Third admin", "roles": ["admin"], "password": PASSWORD, "totp": code}))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["pending_roles"], json!(["admin"]), "{v}");
+    let out = app.cli(&["bootstrap", "confirm-admin", "admin3"]).await;
+    assert!(!out.ok, "{}", out.stdout);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert!(
+        out.stderr.contains(
+            "error: the vault has 2 admins: the bootstrap confirmation is over; another admin \
+             confirms with `mediavault admin users confirm admin3 admin`"
+        ),
+        "{}",
+        out.stderr
+    );
+    let v = app.get(&admin_s, "/api/v1/users/admin3").await.1;
+    assert_eq!(v["roles"], json!([]), "{v}");
+    assert_eq!(v["pending_roles"], json!(["admin"]), "{v}");
+    let (_, v) = app
+        .get(
+            &admin_s,
+            "/api/v1/audit?action=user.confirm_role&outcome=success",
+        )
+        .await;
+    assert_eq!(v["entries"].as_array().unwrap().len(), 1, "{v}");
+    // The way the message names: the second admin confirms.
+    let code = app.code(&admin2);
+    let (st, v) = app
+        .post(
+            &admin2_s,
+            "/api/v1/users/admin3/roles/admin/confirm",
+            json!({"totp": code}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["roles"], json!(["admin"]), "{v}");
+
+    // A name with no pending grant of admin is refused clearly, as is a name of nobody.
+    app.create_user(&admin_s, "carol", &["publisher"]).await;
+    let out = app.cli(&["bootstrap", "confirm-admin", "carol"]).await;
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains(
+            "error: carol has no pending grant of admin (the bootstrap confirms only admin; an \
+             admin asks for it first: `mediavault admin users grant carol admin`)"
+        ),
+        "{}",
+        out.stderr
+    );
+    let out = app.cli(&["bootstrap", "confirm-admin", "nobody"]).await;
+    assert!(!out.ok);
+    assert!(
+        out.stderr.contains("error: user nobody not found"),
+        "{}",
+        out.stderr
+    );
+    let v = app.get(&admin_s, "/api/v1/users/carol").await.1;
+    assert_eq!(v["roles"], json!(["publisher"]), "{v}");
+    assert_eq!(v["pending_roles"], json!([]), "{v}");
+}
+
 #[tokio::test]
 async fn policies_show_what_they_cover() {
     let app = app().await;

@@ -269,7 +269,14 @@ async fn happy_path_and_denials_leave_exactly_the_expected_entries() {
         (a.into(), k.into(), id.into(), t.into(), o.into(), st)
     };
     let expected = vec![
-        e("user.create", "system", "mediavault", "admin", "success", 0),
+        e(
+            "user.create",
+            "system",
+            "cli:operator",
+            "admin",
+            "success",
+            0,
+        ),
         e("auth.login", "user", "admin", "admin", "success", 0),
         e("account.create", "user", "admin", "acct-1", "success", 0),
         e("account.rotate", "user", "admin", "acct-1", "success", 0),
@@ -312,7 +319,8 @@ async fn happy_path_and_denials_leave_exactly_the_expected_entries() {
     assert_eq!(entries[6]["detail"]["code"], "unauthenticated");
     assert_eq!(entries[9]["detail"]["code"], "not_permitted");
     assert_eq!(entries[10]["detail"]["code"], "not_found");
-    // The harness's setup is the vault's own act; every other entry came with a request.
+    // The first admin came from `mediavault init` on the server, run by the OS user `operator`;
+    // every other entry came with a request.
     assert_eq!(entries[0]["source_ip"], "");
     for e in &entries[1..] {
         assert_eq!(e["source_ip"], "127.0.0.1");

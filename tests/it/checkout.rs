@@ -500,45 +500,33 @@ fn policy_check_names_file_and_line() {
 async fn sighup_with_a_broken_policy_keeps_the_old_set() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
-    let dir = tempfile::tempdir().unwrap();
-    let pol = dir.path().join("policies");
-    std::fs::create_dir_all(&pol).unwrap();
-    std::fs::write(
-        pol.join("wx.toml"),
-        policy("wx", "").replace("exclusive = true", "exclusive = false"),
-    )
-    .unwrap();
-    let cfg = dir.path().join("c.toml");
-    std::fs::write(
-        &cfg,
-        format!("data_dir = \"{d}/data\"\nlisten = \"127.0.0.1:0\"\npolicies_dir = \"{d}/policies\"\n[tls]\nplain_http = true\n", d = dir.path().display()),
-    )
-    .unwrap();
-    // The store is prepared in-process, as the vault itself (the CLI's actor); the real binary
-    // then serves it, so SIGHUP reaches a real process.
-    let config = std::sync::Arc::new(mediavault::Config {
-        data_dir: dir.path().join("data"),
-        policies_dir: pol.clone(),
+    // The store is set up the way an operator does it: `mediavault init`, then the people, the
+    // account and the tool through the API of a vault on this data dir. That vault stops and the
+    // real binary serves the store, so SIGHUP reaches a real process.
+    let mut app = spawn_with(Options {
+        policies: Some(vec![(
+            "wx.toml",
+            policy("wx", "").replace("exclusive = true", "exclusive = false"),
+        )]),
+        plain_http: true,
         ..Default::default()
-    });
-    let vault =
-        mediavault::Vault::create(std::sync::Arc::clone(&config), mediavault::Clock::system())
-            .await
-            .unwrap();
+    })
+    .await;
+    let pol = app.config.policies_dir.clone();
+    let admin_s = app.login(&app.admin.clone()).await;
     let mut seeds = Vec::new();
     for name in ["p1", "p2"] {
-        seeds.push(add_user_to(&vault, name, &["publisher"]).await.seed);
+        seeds.push(app.create_user(&admin_s, name, &["publisher"]).await.seed);
     }
-    let system = mediavault::actor::Actor::system();
-    let account = serde_json::from_value(json!({"id": "wx", "platform": "wechat", "display_name": "wx", "credential": {"app_id": "a", "app_secret": "b"}})).unwrap();
-    vault.accounts().create(&system, account).await.unwrap();
-    let (_, key) = vault
-        .clients()
-        .create(&system, "cms", &["wx".into()], None)
-        .await
-        .unwrap();
-    let key = key.expose().to_owned();
-    vault.close().await;
+    let (st, v) = app
+        .post(&admin_s, "/api/v1/accounts", json!({"id": "wx", "platform": "wechat", "display_name": "wx", "credential": {"app_id": "a", "app_secret": "b"}}))
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = app.create_client(&admin_s, "cms", &["wx"]).await;
+    assert_eq!(st, 201, "{v}");
+    let key = v["client_key"].as_str().unwrap().to_owned();
+    app.stop().await;
+    let cfg = app.cli_config.clone();
 
     let bin = env!("CARGO_BIN_EXE_mediavault");
     let mut server = Command::new(bin)

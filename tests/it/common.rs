@@ -6,9 +6,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use mediavault::config::Config;
-use mediavault::crypto::{SecretBytes, SecretString};
+use mediavault::crypto::SecretBytes;
 use mediavault::identity::totp;
-use mediavault::identity::users::NewUserInput;
 use mediavault::{Clock, Running, Vault};
 use serde_json::{Value, json};
 
@@ -60,6 +59,8 @@ pub struct TestUser {
 pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub config: Arc<Config>,
+    /// The configuration file for the `mediavault` binary (see [`write_cli_config`]).
+    pub cli_config: PathBuf,
     pub clock: Clock,
     pub running: Option<Running>,
     pub base: String,
@@ -109,23 +110,125 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         t(&mut config);
     }
     let config = Arc::new(config);
+    let cli_config = write_cli_config(dir.path(), &config);
+    // The first admin comes from `mediavault init`, as an operator sets up a vault; init runs on
+    // the real clock, the server below on the test's clock (which starts at the same time).
+    let out = run_cli(
+        &cli_config,
+        &["init", "--admin", "admin", "--password-stdin", "--json"],
+        Some(PASSWORD),
+    )
+    .await;
+    assert!(out.ok, "mediavault init: {}", out.stderr);
+    let enrolment: Value = serde_json::from_str(out.stdout.trim())
+        .unwrap_or_else(|e| panic!("init --json printed {:?}: {e}", out.stdout));
+    assert_eq!(enrolment["username"], "admin", "{enrolment}");
+    let secret = enrolment["totp_secret"].as_str().unwrap();
+    // The enrolment is printed once, on stdout; the log keeps neither it nor the password.
+    assert!(
+        !out.stderr.contains(secret) && !out.stderr.contains(PASSWORD),
+        "init logged a secret: {}",
+        out.stderr
+    );
+    let admin = TestUser {
+        username: "admin".into(),
+        password: PASSWORD.into(),
+        seed: Arc::new(totp::seed_from_base32(secret).unwrap()),
+    };
     let clock = Clock::system();
-    let vault = Vault::create(Arc::clone(&config), clock.clone())
+    let running = mediavault::start(Arc::clone(&config), clock.clone())
         .await
         .unwrap();
-    let admin = add_user_to(&vault, "admin", &["admin"]).await;
-    let running = mediavault::start_with(Arc::new(vault)).await.unwrap();
     let base = running.base_url();
     let client = client_for(dir.path());
     TestApp {
         dir,
         config,
+        cli_config,
         clock,
         running: Some(running),
         base,
         client,
         admin,
         second_admin: tokio::sync::Mutex::new(None),
+    }
+}
+
+/// The configuration file the `mediavault` binary reads for the test's vault: where the store,
+/// the root key, the policies and the playbooks are, and how it listens. Only these keys: the
+/// CLI commands the tests run (`init`, `bootstrap`, `audit`, `serve` of a stopped vault) read no
+/// others that matter, and the rest keep their defaults.
+pub fn write_cli_config(dir: &Path, config: &Config) -> PathBuf {
+    let path_value = |p: &Path| toml::Value::String(p.to_str().unwrap().to_owned());
+    let mut table = toml::Table::new();
+    table.insert("data_dir".into(), path_value(&config.data_dir));
+    table.insert(
+        "listen".into(),
+        toml::Value::String(config.listen.to_string()),
+    );
+    table.insert("policies_dir".into(), path_value(&config.policies_dir));
+    if let Some(p) = &config.root_key_file {
+        table.insert("root_key_file".into(), path_value(p));
+    }
+    if let Some(p) = &config.playbooks_dir {
+        table.insert("playbooks_dir".into(), path_value(p));
+    }
+    let mut tls = toml::Table::new();
+    tls.insert("cert_file".into(), path_value(&config.tls.cert_file));
+    tls.insert("key_file".into(), path_value(&config.tls.key_file));
+    tls.insert(
+        "plain_http".into(),
+        toml::Value::Boolean(config.tls.plain_http),
+    );
+    table.insert("tls".into(), toml::Value::Table(tls));
+    let file = dir.join("mediavault-cli.toml");
+    std::fs::write(&file, toml::to_string(&table).unwrap()).unwrap();
+    file
+}
+
+/// What a run of the `mediavault` binary left.
+#[derive(Debug)]
+pub struct CliOutput {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The operating-system user the CLI runs as in the tests: its actor is `cli:operator`.
+pub const OS_USER: &str = "operator";
+
+/// Runs the real `mediavault` binary with `--config` as the OS user [`OS_USER`], feeding `stdin`
+/// if given. Without waiting on the test's runtime: the server in it keeps answering meanwhile.
+pub async fn run_cli(config: &Path, args: &[&str], stdin: Option<&str>) -> CliOutput {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_mediavault"));
+    cmd.arg("--config").arg(config).args(args);
+    // Only the file configures the child, whatever the test process was started with.
+    for (name, _) in std::env::vars() {
+        if name.starts_with("MEDIAVAULT_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("USER", OS_USER)
+        .env_remove("LOGNAME")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input
+            .write_all(format!("{text}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().await.unwrap();
+    CliOutput {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 
@@ -136,28 +239,6 @@ pub fn client_for(dir: &Path) -> reqwest::Client {
         .timeout(Duration::from_secs(60))
         .build()
         .unwrap()
-}
-
-pub async fn add_user_to(vault: &Vault, username: &str, roles: &[&str]) -> TestUser {
-    let e = vault
-        .people()
-        .create(
-            &mediavault::actor::Actor::system(),
-            NewUserInput {
-                username: username.into(),
-                display_name: format!("{username} (test)"),
-                roles: roles.iter().map(|r| r.to_string()).collect(),
-                password: SecretString::from(PASSWORD),
-            },
-            None,
-        )
-        .await
-        .unwrap();
-    TestUser {
-        username: username.into(),
-        password: PASSWORD.into(),
-        seed: Arc::new(totp::seed_from_base32(e.totp_secret.expose()).unwrap()),
-    }
 }
 
 impl TestApp {
@@ -193,6 +274,20 @@ impl TestApp {
     /// Creates a user through the API (the admin's step-up code included) and returns its TOTP
     /// seed from the enrolment URI. Roles that need a second admin are confirmed by one.
     pub async fn create_user(&self, session: &str, username: &str, roles: &[&str]) -> TestUser {
+        let (user, pending) = self.post_user(session, username, roles).await;
+        for role in pending {
+            self.confirm_role(username, &role).await;
+        }
+        user
+    }
+
+    /// POST /api/v1/users as the admin of `session`: the new user and the roles left pending.
+    async fn post_user(
+        &self,
+        session: &str,
+        username: &str,
+        roles: &[&str],
+    ) -> (TestUser, Vec<String>) {
         let code = self.code(&self.admin);
         let r = self
             .post(session, "/api/v1/users", json!({"username": username, "display_name": username, "roles": roles, "password": PASSWORD, "totp": code}))
@@ -206,37 +301,55 @@ impl TestApp {
             .split('&')
             .next()
             .unwrap();
-        let pending: Vec<String> = r.1["pending_roles"]
+        let pending = r.1["pending_roles"]
             .as_array()
             .unwrap()
             .iter()
             .map(|v| v.as_str().unwrap().to_owned())
             .collect();
-        for role in pending {
-            self.confirm_role(username, &role).await;
-        }
-        TestUser {
+        let user = TestUser {
             username: username.into(),
             password: PASSWORD.into(),
             seed: Arc::new(totp::seed_from_base32(secret).unwrap()),
+        };
+        (user, pending)
+    }
+
+    /// Runs the `mediavault` binary on this vault's configuration as the OS user [`OS_USER`].
+    pub async fn cli(&self, args: &[&str]) -> CliOutput {
+        run_cli(&self.cli_config, args, None).await
+    }
+
+    /// The second admin ("admin2") and a session of theirs, made on first need the way a new
+    /// office gets one: the first admin creates them through the API (the `admin` role waits as
+    /// a pending grant), and the root key holder confirms it on the server with
+    /// `mediavault bootstrap confirm-admin`, beside the running server.
+    pub async fn second_admin(&self) -> (TestUser, String) {
+        let mut second = self.second_admin.lock().await;
+        if let Some(made) = second.as_ref() {
+            return made.clone();
         }
+        let admin_s = self.login(&self.admin).await;
+        let (admin2, pending) = self.post_user(&admin_s, "admin2", &["admin"]).await;
+        assert_eq!(pending, ["admin"]);
+        let out = self
+            .cli(&["bootstrap", "confirm-admin", "admin2", "--json"])
+            .await;
+        assert!(out.ok, "bootstrap confirm-admin admin2: {}", out.stderr);
+        let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        assert_eq!(v["roles"], json!(["admin"]), "{v}");
+        let s = self.login(&admin2).await;
+        *second = Some((admin2, s));
+        second.clone().unwrap()
     }
 
     /// The second admin confirms a pending grant.
     pub async fn confirm_role(&self, username: &str, role: &str) {
-        let mut second = self.second_admin.lock().await;
-        if second.is_none() {
-            let admin2 = add_user_to(self.vault(), "admin2", &["admin"]).await;
-            let s = self.login(&admin2).await;
-            *second = Some((admin2, s));
-        }
-        let Some((admin2, s)) = second.as_ref() else {
-            unreachable!()
-        };
-        let code = self.code(admin2);
+        let (admin2, s) = self.second_admin().await;
+        let code = self.code(&admin2);
         let r = self
             .post(
-                s,
+                &s,
                 &format!("/api/v1/users/{username}/roles/{role}/confirm"),
                 json!({"totp": code}),
             )
@@ -258,6 +371,24 @@ impl TestApp {
             json!({"name": name, "accounts": accounts, "totp": code}),
         )
         .await
+    }
+
+    /// Polls GET `path` as `bearer` until it answers 200 with a body `done` accepts, and returns
+    /// that body: for what the server does by itself on a timer of real time (the expiry sweep
+    /// runs every 15 s), which moving the test's clock does not hurry.
+    pub async fn wait_for(&self, bearer: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        loop {
+            let (st, v) = self.get(bearer, path).await;
+            if st == 200 && done(&v) {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "GET {path} still answers {st} {v}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
     }
 
     pub async fn post(&self, bearer: &str, path: &str, body: Value) -> (u16, Value) {
@@ -350,7 +481,7 @@ pub async fn raw_db(path: &Path) -> sqlx::SqlitePool {
 
 /// Replaces the log with `n` entries from 400 days ago (old enough to prune), chained under the
 /// vault's real audit key the way a second process would read it. The harness's own first entry
-/// (creating the admin) would sit where they go, so the log is emptied first.
+/// (`init` creating the admin) would sit where they go, so the log is emptied first.
 pub async fn seed_old_entries(app: &TestApp, n: i64) {
     use mediavault::audit::chain::entry_hash;
     use mediavault::store::audit::AuditRow;

@@ -1058,8 +1058,9 @@ async fn a_pending_role_grant_is_confirmed_by_a_second_admin_never_by_the_one_wh
         .await;
     assert_eq!(p.status, 403, "{}", p.body);
     assert!(p.body.contains("无权访问"));
-    // A second admin confirms with their own code.
-    let second = add_user_to(w.app.vault(), "admin3", &["admin"]).await;
+    // A second admin confirms with their own code: admin3, made an admin through the API and
+    // confirmed by the vault's second admin (admin2).
+    let second = w.app.create_user(&w.admin_s, "admin3", &["admin"]).await;
     let mut other = Browser::new(&w.app);
     other.login(&w.app, &second).await;
     let users = other.get("/console/admin/users").await;

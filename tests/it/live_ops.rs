@@ -48,8 +48,8 @@ pub async fn loaded() -> Loaded {
     })
     .await;
     let admin_s = app.login(&app.admin.clone()).await;
-    let alice = add_user_to(app.vault(), "alice", &["publisher"]).await;
-    let carol = add_user_to(app.vault(), "carol", &["approver"]).await;
+    let alice = app.create_user(&admin_s, "alice", &["publisher"]).await;
+    let carol = app.create_user(&admin_s, "carol", &["approver"]).await;
     let r = app
         .post(&admin_s, "/api/v1/accounts", json!({"id": "wx", "platform": "wechat", "display_name": "公众号", "credential": {"app_id": "wx0123456789abcdef", "app_secret": WX_SECRET}}))
         .await;

@@ -380,13 +380,19 @@ async fn platform_errors_reach_the_tool_as_502_with_the_code_and_are_audited() {
     assert_eq!(st, 502, "{v}");
     assert_eq!(v["code"], "platform_error");
     assert_eq!(v["platform_code"], 45009);
+    // The office resets the AppSecret in the WeChat console, restricting the calling addresses
+    // as it goes, and an admin rotates the new secret in: the vault drops its cached platform
+    // token, so the next call fetches one, which WeChat refuses for the vault's address.
+    const NEW_SECRET: &str = "SECRET-MARKER-0b5e-reset";
+    p.fake.add_wechat_app(APP_ID, NEW_SECRET);
     p.fake
         .set_ip_whitelist(APP_ID, Some(vec!["10.0.0.1".parse().unwrap()]));
-    p.app
-        .vault()
-        .publishing()
-        .forget_platform_token(&mediavault::actor::Actor::system(), "wx")
-        .unwrap();
+    let code = p.app.code(&p.app.admin);
+    let (st, v) = p
+        .app
+        .post(&p.admin_s, "/api/v1/accounts/wx/rotate", json!({"credential": {"app_id": APP_ID, "app_secret": NEW_SECRET}, "reason": "AppSecret reset", "totp": code}))
+        .await;
+    assert_eq!(st, 200, "{v}");
     let (st, v) = p.draft(&token).await;
     assert_eq!((st, v["platform_code"].as_i64()), (502, Some(40164)), "{v}");
     let (_, audit) = p

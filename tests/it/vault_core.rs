@@ -93,6 +93,7 @@ async fn moved_or_altered_ciphertext_fails_to_open_clearly() {
         .execute(&db)
         .await
         .unwrap();
+    // What the store holds: the vault's own read (system only; no front door opens one).
     let err = app
         .vault()
         .accounts()
@@ -116,6 +117,7 @@ async fn moved_or_altered_ciphertext_fails_to_open_clearly() {
         .execute(&db)
         .await
         .unwrap();
+    // What the store holds: the vault's own read (system only; no front door opens one).
     let err = app
         .vault()
         .accounts()
@@ -335,6 +337,7 @@ async fn key_rotation_keeps_every_version_readable_and_retires_the_old_root() {
     assert_eq!(versions.as_array().unwrap().len(), 2);
     let vault = app.vault();
     for v in 1..=2 {
+        // What the store holds: the vault's own read (system only; no front door opens one).
         let c = vault
             .accounts()
             .open_version(&Actor::system(), "wx", Some(v))
@@ -421,6 +424,7 @@ async fn rotation_keeps_history_rollback_restores_and_needs_totp() {
         .await;
     assert_eq!(r.0, 200, "{}", r.1);
     assert_eq!(r.1["credential_version"], 5);
+    // What the store holds: the vault's own read (system only; no front door opens one).
     let cred = app
         .vault()
         .accounts()
@@ -501,6 +505,7 @@ async fn bad_input_gets_clear_problems_and_changes_nothing() {
     );
     assert_eq!(app.get("garbage", "/api/v1/accounts").await.0, 401);
     assert_eq!(app.get(&s, "/api/v1/accounts").await.1, before);
+    // What the store holds: the vault's own read (system only; no front door opens one).
     let cred = app
         .vault()
         .accounts()
