@@ -352,6 +352,39 @@ async fn the_bootstrap_confirms_the_second_admin_and_no_more() {
     let v = app.get(&admin_s, "/api/v1/users/carol").await.1;
     assert_eq!(v["roles"], json!(["publisher"]), "{v}");
     assert_eq!(v["pending_roles"], json!([]), "{v}");
+
+    // Each refusal is in the audit log as the CLI's, denied, with its reason: a security
+    // officer sees someone on the server trying.
+    let (_, v) = app
+        .get(
+            &admin_s,
+            "/api/v1/audit?action=user.confirm_role&outcome=denied",
+        )
+        .await;
+    let denied: Vec<(&str, &str)> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"]["id"] == format!("cli:{OS_USER}"))
+        .map(|e| {
+            assert_eq!(e["detail"]["bootstrap"], true, "{e}");
+            (
+                e["target"].as_str().unwrap(),
+                e["detail"]["refused"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(denied.len(), 3, "{v}");
+    for (target, why) in [
+        ("admin3", "the bootstrap confirmation is over"),
+        ("carol", "has no pending grant of admin"),
+        ("nobody", "not found"),
+    ] {
+        assert!(
+            denied.iter().any(|(t, r)| *t == target && r.contains(why)),
+            "{target}: {denied:?}"
+        );
+    }
 }
 
 #[tokio::test]
