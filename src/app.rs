@@ -130,7 +130,8 @@ async fn early_warning(vault: Arc<Vault>) {
 
 /// Marks expired checkouts and tells the notification channels, so nobody waits unknowingly.
 async fn sweep_expired(vault: Arc<Vault>) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(15));
+    let every = std::time::Duration::from_secs(vault.config.checkout.expiry_sweep_seconds.max(1));
+    let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
         if let Err(e) = vault

@@ -32,6 +32,24 @@ pub struct Config {
     pub playbooks_dir: Option<PathBuf>,
     pub watch: WatchConfig,
     pub early_warning: EarlyWarningConfig,
+    pub checkout: CheckoutConfig,
+}
+
+/// Checkouts past their deadline are marked expired (and the channels told) by a sweep this
+/// often; until then a late claim or token call is refused anyway, so the interval only decides
+/// how soon people hear of it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CheckoutConfig {
+    pub expiry_sweep_seconds: u64,
+}
+
+impl Default for CheckoutConfig {
+    fn default() -> Self {
+        Self {
+            expiry_sweep_seconds: 15,
+        }
+    }
 }
 
 /// The publication watch: what is live on each account, compared with what the vault published.
@@ -333,6 +351,7 @@ impl Default for Config {
             playbooks_dir: None,
             watch: WatchConfig::default(),
             early_warning: EarlyWarningConfig::default(),
+            checkout: CheckoutConfig::default(),
         }
     }
 }

@@ -292,9 +292,9 @@ impl Accounts<'_> {
         })
     }
 
-    /// One stored version, decrypted, for the vault itself (the CLI and its tests hold the root
-    /// key anyway); no person, tool or token can ask for it. It proves what a version holds and
-    /// that it opens only where it belongs.
+    /// One stored version, decrypted, for the vault itself only (no person, tool or token can
+    /// ask for it, and no command exposes it): the library's own tests use it to prove what a
+    /// version holds and that it opens only where it belongs.
     pub async fn open_version(
         &self,
         actor: &Actor,

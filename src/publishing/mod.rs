@@ -292,18 +292,6 @@ impl Publishing<'_> {
         }
     }
 
-    /// Drops the broker's cached platform token of an account, so the next call fetches a fresh
-    /// one (after a rotation, or when the platform's own settings changed). The vault itself only.
-    pub fn forget_platform_token(&self, actor: &Actor, account: &str) -> Result<()> {
-        if !matches!(actor.who, crate::actor::Principal::System(_)) {
-            return Err(Error::NotPermitted(
-                "only the vault itself drops a platform token".into(),
-            ));
-        }
-        self.v.broker.invalidate(account);
-        Ok(())
-    }
-
     /// The brokered WeChat access token, where policy allows handing it out.
     pub async fn platform_token(&self, actor: &Actor) -> Result<TokenHandout> {
         let grant = actor.token()?;

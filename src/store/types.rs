@@ -22,8 +22,8 @@ impl AccountStatus {
     }
 }
 
-/// Where a checkout stands. `Expired` is also derived for an `Active` row past its expiry before
-/// the sweeper marks it.
+/// Where a checkout stands. `Expired` is also derived, before the sweeper marks the row, for an
+/// `Active` one past its expiry and an `Approved` one past its claim deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[sqlx(rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]

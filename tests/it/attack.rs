@@ -157,7 +157,7 @@ async fn an_approval_not_claimed_by_its_deadline_expires() {
     assert_eq!((st, &v["code"]), (409, &json!("not_pending")), "{v}");
     assert!(v["detail"].as_str().unwrap().contains("expired"), "{v}");
     assert!(v.get("token").is_none());
-    // The server's own sweep (every 15 s) records the end.
+    // The server's own sweep records the end.
     let admin_s = app.login(&app.admin.clone()).await;
     let v = app
         .wait_for(&admin_s, &format!("/api/v1/checkouts/{id}"), |v| {

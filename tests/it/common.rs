@@ -87,6 +87,8 @@ pub fn base_config(dir: &Path, plain_http: bool) -> Config {
         ..Default::default()
     };
     config.tls.plain_http = plain_http;
+    // Tests that wait for an expiry wait for this sweep.
+    config.checkout.expiry_sweep_seconds = 1;
     config.tls.cert_file = dir.join("certs/server.pem");
     config.tls.key_file = dir.join("certs/server-key.pem");
     config
@@ -374,10 +376,10 @@ impl TestApp {
     }
 
     /// Polls GET `path` as `bearer` until it answers 200 with a body `done` accepts, and returns
-    /// that body: for what the server does by itself on a timer of real time (the expiry sweep
-    /// runs every 15 s), which moving the test's clock does not hurry.
+    /// that body: for what the server does by itself on a timer of real time (the expiry sweep,
+    /// every second in tests), which moving the test's clock does not hurry.
     pub async fn wait_for(&self, bearer: &str, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let (st, v) = self.get(bearer, path).await;
             if st == 200 && done(&v) {

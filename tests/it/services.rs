@@ -486,7 +486,8 @@ async fn expiry_by_the_sweeper_and_a_policy_reload_are_audited_as_the_system() {
     assert_eq!(st, 201, "{v}");
     let id = v["checkout_id"].as_str().unwrap().to_owned();
     w.app.clock.advance(Duration::from_secs(24 * 3600));
-    // The server's own sweep (every 15 s of real time) finds the token expired.
+    // The server's own sweep (every `checkout.expiry_sweep_seconds` of real time) finds the token
+    // expired.
     let admin_s = w.app.login(&w.app.admin.clone()).await;
     let v = w
         .app
@@ -498,22 +499,26 @@ async fn expiry_by_the_sweeper_and_a_policy_reload_are_audited_as_the_system() {
     let e = &v["entries"][0];
     assert_eq!(e["actor"]["kind"], "system", "{v}");
     assert_eq!(e["detail"]["expired"], json!([id]), "{v}");
-    // A quiet sweep writes nothing. Called directly: a quiet run of the server's sweeper leaves
-    // no trace to wait for (that is the point); waiting out another 15 s tick would only slow
-    // the suite down.
-    let again = w
+    // A sweep finds each expiry once: when a later checkout's expiry is recorded, the sweeps that
+    // ran between (every second here) have not recorded the first again.
+    let (st, v) = w.checkout("wx", "general").await;
+    assert_eq!(st, 201, "{v}");
+    let second = v["checkout_id"].as_str().unwrap().to_owned();
+    w.app.clock.advance(Duration::from_secs(24 * 3600));
+    let admin_s = w.app.login(&w.app.admin.clone()).await;
+    let v = w
         .app
-        .vault()
-        .checkouts()
-        .sweep_expired(&mediavault::actor::Actor::system())
-        .await
-        .unwrap();
-    assert_eq!(again, 0);
-    let (_, v) = w
-        .app
-        .get(&admin_s, "/api/v1/audit?action=checkout.expire")
+        .wait_for(&admin_s, "/api/v1/audit?action=checkout.expire", |v| {
+            v["entries"].as_array().unwrap().len() > 1
+        })
         .await;
-    assert_eq!(v["entries"].as_array().unwrap().len(), 1);
+    let expired: Vec<&Value> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["detail"]["expired"])
+        .collect();
+    assert_eq!(expired, [&json!([id]), &json!([second])], "{v}");
 
     // A reload (what SIGHUP does), good then broken, is recorded with its result.
     let running = w.app.running.as_ref().unwrap();
