@@ -49,9 +49,7 @@ pub mod audit;
 pub mod certs;
 pub mod checkout;
 pub mod cli;
-pub mod clock;
 pub mod config;
-pub mod crypto;
 pub mod error;
 pub mod http;
 pub mod identity;
@@ -60,11 +58,13 @@ pub mod notify;
 pub mod platforms;
 pub mod policy;
 pub mod publishing;
-pub mod store;
 pub mod telemetry;
 pub mod vault;
 
 pub use app::{Running, start, start_with};
+pub use mediavault_base::{clock, crypto};
+pub use mediavault_store as store;
+
 pub use clock::Clock;
 pub use config::Config;
 pub use vault::Vault;

@@ -7,28 +7,6 @@ use crate::error::{Error, Result};
 
 pub use crate::store::types::Platform;
 
-impl Platform {
-    pub fn parse(s: &str) -> Result<Self> {
-        match s {
-            "wechat" => Ok(Platform::Wechat),
-            "weibo" => Ok(Platform::Weibo),
-            "generic" => Ok(Platform::Generic),
-            other => Err(Error::invalid(
-                "platform",
-                format!("unknown platform {other:?}; use wechat, weibo or generic"),
-            )),
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Platform::Wechat => "wechat",
-            Platform::Weibo => "weibo",
-            Platform::Generic => "generic",
-        }
-    }
-}
-
 /// Credential fields as a client sends them; which are required depends on the platform.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -144,7 +144,15 @@ impl Accounts<'_> {
             actor.require(&[Role::Admin])?;
         }
         let id = AccountId::parse(&input.id)?;
-        let platform = Platform::parse(&input.platform)?;
+        let platform: Platform = input.platform.parse().map_err(|_| {
+            Error::invalid(
+                "platform",
+                format!(
+                    "unknown platform {:?}; use wechat, weibo or generic",
+                    input.platform
+                ),
+            )
+        })?;
         let display = input.display_name.trim().to_owned();
         if display.is_empty() || display.chars().count() > 100 {
             return Err(Error::invalid(

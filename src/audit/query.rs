@@ -145,7 +145,7 @@ mod tests {
     }
 
     async fn exec(store: &Store, sql: &'static str) {
-        sqlx::query(sql).execute(&store.writer).await.unwrap();
+        sqlx::query(sql).execute(store.test_writer()).await.unwrap();
     }
 
     /// The walk in 3 ranges ([1, 10], [11, 20], [21, 30]) reports exactly what one walk does.

@@ -463,7 +463,7 @@ mod tests {
     async fn a_failed_change_in_a_batch_is_undone_alone() {
         let (_dir, store) = Store::open_temp().await;
         sqlx::query("CREATE TABLE t (name TEXT NOT NULL)")
-            .execute(&store.writer)
+            .execute(store.test_writer())
             .await
             .unwrap();
         let key = hmac::Key::new(hmac::HMAC_SHA256, &[7u8; 32]);
@@ -477,7 +477,7 @@ mod tests {
                         Box::pin(async move {
                             sqlx::query("INSERT INTO t (name) VALUES (?)")
                                 .bind(name)
-                                .execute(tx.conn())
+                                .execute(tx.test_conn())
                                 .await
                                 .map_err(crate::store::StoreError::from)?;
                             if fail {
@@ -501,14 +501,14 @@ mod tests {
         assert!(a.is_ok() && c.is_ok() && e.is_ok());
         assert!(b.is_err() && d.is_err());
         let names: Vec<String> = sqlx::query_scalar("SELECT name FROM t ORDER BY rowid")
-            .fetch_all(&store.reader)
+            .fetch_all(store.test_reader())
             .await
             .unwrap();
         assert_eq!(names, ["a", "c", "e"]);
         let targets: Vec<String> = sqlx::query_scalar(
             "SELECT target FROM audit_log WHERE action = 'test.change' ORDER BY seq",
         )
-        .fetch_all(&store.reader)
+        .fetch_all(store.test_reader())
         .await
         .unwrap();
         assert_eq!(targets, ["a", "c", "e"]);
@@ -517,7 +517,7 @@ mod tests {
         // The next batch starts clean on the same connection.
         put("f", false).await.unwrap();
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
-            .fetch_one(&store.reader)
+            .fetch_one(store.test_reader())
             .await
             .unwrap();
         assert_eq!(n, 4);

@@ -99,14 +99,7 @@ impl FromStr for Role {
     }
 }
 
-/// A role or level name that is not one of the known ones.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} `{name}`, expected one of: {expected}")]
-pub struct UnknownName {
-    pub what: &'static str,
-    pub name: String,
-    pub expected: &'static str,
-}
+pub use crate::store::types::UnknownName;
 
 /// A valid set of roles, no duplicates, following the separation of duties (等保 level 3,
 /// SECURITY.md): an admin holds no other role, an auditor holds no other role, an approver may

@@ -3,16 +3,14 @@
 
 use totp_rs::{Builder, Totp};
 
-use crate::crypto::{CryptoError, SecretBytes, SecretString, random_bytes};
+use crate::crypto::{CryptoError, SecretBytes, SecretString};
 
 pub const ISSUER: &str = "mediavault";
 pub const STEP_SECONDS: u64 = 30;
 
 /// 160 random bits, the RFC 4226 recommendation.
 pub fn new_seed() -> Result<SecretBytes, CryptoError> {
-    let mut seed = SecretBytes::new(vec![0u8; 20]);
-    random_bytes(seed.expose_mut())?;
-    Ok(seed)
+    SecretBytes::random(20)
 }
 
 fn totp(seed: &SecretBytes, account: &str) -> Option<Totp> {

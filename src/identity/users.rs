@@ -144,8 +144,13 @@ pub(crate) fn seed_aad(username: &str) -> Aad<'_> {
     }
 }
 
-impl UserRow {
-    pub fn view(&self) -> UserView {
+/// How a stored person is shown (the row is the store's; the view is this service's).
+pub trait UserRowView {
+    fn view(&self) -> UserView;
+}
+
+impl UserRowView for UserRow {
+    fn view(&self) -> UserView {
         UserView {
             username: self.username.clone(),
             display_name: self.display_name.clone(),

@@ -17,7 +17,6 @@ use std::ops::Range;
 
 pub use crate::identity::{Role, UnknownName};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde::de::DeserializeOwned;
 
@@ -126,37 +125,6 @@ fn valid_id(id: &str) -> bool {
 /// deputy leader, major items by the principal leader (office plan, 发布审核); the policy maps each
 /// level to the approvals it needs.
 pub use crate::store::types::Level;
-
-impl Level {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Level::General => "general",
-            Level::Major => "major",
-        }
-    }
-}
-
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Level {
-    type Err = UnknownName;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "general" => Ok(Level::General),
-            "major" => Ok(Level::Major),
-            _ => Err(UnknownName {
-                what: "level",
-                name: s.to_owned(),
-                expected: "general, major",
-            }),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

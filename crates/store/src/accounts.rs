@@ -74,7 +74,7 @@ pub enum StoreAddError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Crypto(crate::crypto::CryptoError),
+    Crypto(mediavault_base::crypto::CryptoError),
 }
 
 /// Changes: each runs inside the transaction the audit writer hands out.
@@ -137,7 +137,7 @@ impl Tx {
         seal: F,
     ) -> Result<i64, StoreAddError>
     where
-        F: FnOnce(i64) -> Result<Vec<u8>, crate::crypto::CryptoError>,
+        F: FnOnce(i64) -> Result<Vec<u8>, mediavault_base::crypto::CryptoError>,
     {
         let max: Option<i64> =
             sqlx::query_scalar("SELECT MAX(version) FROM credential_versions WHERE account_id = ?")

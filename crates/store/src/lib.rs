@@ -1,5 +1,5 @@
-//! Storage: SQLite through sqlx, WAL, `synchronous=FULL`. No SQL outside this module, so that
-//! PostgreSQL can follow behind the same functions.
+//! mediavault-store: storage. SQLite through sqlx, WAL, `synchronous=FULL`. No SQL outside this
+//! crate, so that PostgreSQL can follow behind the same functions.
 //!
 //! Two pools: one writer connection (SQLite allows one writer; queueing in-process is cheaper and
 //! fairer than `SQLITE_BUSY` retries, and it makes check-then-insert sequences atomic per
@@ -265,7 +265,9 @@ impl Store {
             .acquire_timeout(Duration::from_secs(30))
             .connect_with(opts.clone())
             .await?;
-        sqlx::migrate!("./migrations").run(&writer).await?;
+        sqlx::migrate!("../../migrations/sqlite")
+            .run(&writer)
+            .await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
@@ -358,11 +360,13 @@ impl Store {
     }
 }
 
-#[cfg(test)]
+/// For tests of this crate and, with the `test-support` feature, of the audit writer in
+/// mediavault-core: a store of its own and raw SQL on its pools.
+#[cfg(any(test, feature = "test-support"))]
+#[allow(clippy::unwrap_used)]
 impl Store {
     /// A new store in a temporary directory of mode 0700 (the store refuses a looser one).
-    #[allow(clippy::unwrap_used)]
-    pub(crate) async fn open_temp() -> (tempfile::TempDir, Store) {
+    pub async fn open_temp() -> (tempfile::TempDir, Store) {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -370,5 +374,23 @@ impl Store {
             .await
             .unwrap();
         (dir, store)
+    }
+
+    /// The writer pool, to set up a table a test needs.
+    pub fn test_writer(&self) -> &SqlitePool {
+        &self.writer
+    }
+
+    /// A reader pool, to look at what a test wrote.
+    pub fn test_reader(&self) -> &SqlitePool {
+        &self.reader
+    }
+}
+
+#[cfg(any(test, feature = "test-support"))]
+impl Tx {
+    /// The transaction's connection, for a test's own statements inside a change.
+    pub fn test_conn(&mut self) -> &mut sqlx::SqliteConnection {
+        self.conn()
     }
 }

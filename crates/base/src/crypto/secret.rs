@@ -14,6 +14,12 @@ impl SecretBytes {
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
+    /// `len` random bytes, filled in place, so they never exist outside the wiped buffer.
+    pub fn random(len: usize) -> Result<Self, super::CryptoError> {
+        let mut secret = Self(vec![0u8; len]);
+        super::random_bytes(secret.expose_mut())?;
+        Ok(secret)
+    }
     /// For filling a fresh key in place, so the bytes never exist outside the wiped buffer.
     pub(crate) fn expose_mut(&mut self) -> &mut [u8] {
         &mut self.0

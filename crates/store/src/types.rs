@@ -1,7 +1,19 @@
 //! The typed state stored in the rows: statuses, platforms, levels. Each is TEXT in SQLite (with a
 //! constraint from migration 0004 that refuses anything else) and an enum everywhere in Rust.
 
+use std::fmt;
+use std::str::FromStr;
+
 use serde::Serialize;
+
+/// A role, level or platform name that is not one of the known ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{name}`, expected one of: {expected}")]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub name: String,
+    pub expected: &'static str,
+}
 
 /// Whether an account can be checked out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
@@ -113,6 +125,33 @@ pub enum Platform {
     Generic,
 }
 
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Wechat => "wechat",
+            Platform::Weibo => "weibo",
+            Platform::Generic => "generic",
+        }
+    }
+}
+
+impl FromStr for Platform {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "wechat" => Ok(Platform::Wechat),
+            "weibo" => Ok(Platform::Weibo),
+            "generic" => Ok(Platform::Generic),
+            _ => Err(UnknownName {
+                what: "platform",
+                name: s.to_owned(),
+                expected: "wechat, weibo, generic",
+            }),
+        }
+    }
+}
+
 /// The review tier of a checkout (the office's plan: general items signed by a deputy leader,
 /// major ones by the principal leader).
 #[derive(
@@ -133,6 +172,37 @@ pub enum Platform {
 pub enum Level {
     General,
     Major,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::General => "general",
+            Level::Major => "major",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Level {
+    type Err = UnknownName;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "general" => Ok(Level::General),
+            "major" => Ok(Level::Major),
+            _ => Err(UnknownName {
+                what: "level",
+                name: s.to_owned(),
+                expected: "general, major",
+            }),
+        }
+    }
 }
 
 /// Whether an incident is still being handled.
