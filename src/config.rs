@@ -5,6 +5,7 @@
 //! when they parse (`true`, `30`), as strings otherwise. Unknown keys, from either source, are
 //! errors that name where they came from.
 
+pub use crate::platforms::PlatformsConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -231,16 +232,6 @@ pub struct RateLimitConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct PlatformsConfig {
-    pub wechat_base_url: String,
-    pub weibo_base_url: String,
-    pub canary_interval_seconds: u64,
-    pub heartbeat_interval_seconds: u64,
-    pub request_timeout_seconds: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     pub format: LogFormat,
     pub level: String,
@@ -408,18 +399,6 @@ impl Default for RateLimitConfig {
             token_burst: 100,
             general_per_second: 100,
             general_burst: 200,
-        }
-    }
-}
-
-impl Default for PlatformsConfig {
-    fn default() -> Self {
-        Self {
-            wechat_base_url: "https://api.weixin.qq.com".into(),
-            weibo_base_url: "https://api.weibo.com".into(),
-            canary_interval_seconds: 300,
-            heartbeat_interval_seconds: 3600,
-            request_timeout_seconds: 15,
         }
     }
 }

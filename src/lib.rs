@@ -55,7 +55,6 @@ pub mod http;
 pub mod identity;
 pub mod incidents;
 pub mod notify;
-pub mod platforms;
 pub mod policy;
 pub mod publishing;
 pub mod telemetry;
@@ -64,6 +63,15 @@ pub mod vault;
 pub use app::{Running, start, start_with};
 pub use mediavault_base::{clock, crypto};
 pub use mediavault_store as store;
+
+/// The platform adapters and the broker (mediavault-platforms), and in builds with the `demo`
+/// feature the fakes of both platforms (mediavault-fake-platforms) under their old path.
+pub mod platforms {
+    pub use mediavault_platforms::*;
+
+    #[cfg(feature = "demo")]
+    pub use mediavault_fake_platforms as fake;
+}
 
 pub use clock::Clock;
 pub use config::Config;

@@ -1,4 +1,6 @@
-//! In-process fakes of the WeChat Official Account API and the Sina Weibo API.
+//! mediavault-fake-platforms: in-process fakes of the WeChat Official Account API and the Sina
+//! Weibo API. Linked by `demo`, `fake-platforms`, `bench` and the tests; never by a production
+//! build (the binary's `demo` feature brings it in).
 //!
 //! The vault never reaches the internet, so tests and demo mode point it at
 //! these fakes instead. They aim to be faithful where the vault's behaviour

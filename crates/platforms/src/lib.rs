@@ -1,4 +1,5 @@
-//! Platform adapters, the token broker, and the fakes used by tests and demo mode.
+//! mediavault-platforms: the platform adapters and the token broker. Knows nothing of checkouts,
+//! people or the store's transactions; the services above hand it a credential and a request.
 //!
 //! - [`wechat::WechatClient`] and [`weibo::WeiboClient`] are thin HTTP clients with configurable
 //!   base URLs. They inject the credential and turn platform answers into [`PlatformResponse`] or
@@ -6,16 +7,18 @@
 //! - [`broker::Broker`] owns the only WeChat token fetches of the whole vault (each new token can
 //!   cancel the previous one, so there must be one fetcher), caches them with single-flight, retries
 //!   once on a rejected token, runs the leak canary, and reports [`SecurityEvent`]s.
-//! - `fake` is the in-process stand-in for both platforms, only in builds with the `demo` feature
-//!   (on by default) so a production build carries no fake platform.
+//! - [`credential::Credential`] is what an account's sealed secret holds, per platform.
+//!
+//! The fakes of both platforms are a crate of their own (mediavault-fake-platforms), so a
+//! production build carries no fake platform.
 //!
 //! Both clients share one `reqwest::Client` (keep-alive pool, timeout from config, no redirects: a
 //! redirect would carry the access token in its query to wherever the platform points).
 
 pub mod broker;
+pub mod config;
+pub mod credential;
 pub mod error;
-#[cfg(feature = "demo")]
-pub mod fake;
 pub mod payload;
 pub mod wechat;
 pub mod weibo;
@@ -26,8 +29,8 @@ use axum::body::Bytes;
 use reqwest::Url;
 use serde::Deserialize;
 
-use crate::config::PlatformsConfig;
-use crate::crypto::SecretString;
+pub use config::PlatformsConfig;
+use mediavault_base::crypto::SecretString;
 
 pub use broker::{ApiRequest, Broker, CanaryOutcome, SecurityEvent, SecurityEventKind};
 pub use error::{PlatformError, TransportKind};
@@ -132,7 +135,7 @@ pub(crate) fn endpoint(
 
 /// Decodes an `application/x-www-form-urlencoded` string (a query or a form body), dropping every
 /// `access_token` pair: only the broker puts a token into a request.
-pub(crate) fn pairs_without_token(encoded: &str) -> Vec<(String, String)> {
+pub fn pairs_without_token(encoded: &str) -> Vec<(String, String)> {
     // `Url` is the form codec reqwest already ships; the crate has no direct `form_urlencoded`.
     let Ok(mut scratch) = Url::parse("http://form.invalid/") else {
         return Vec::new();

@@ -44,10 +44,11 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::wechat::{ERR_INVALID_TOKEN, ERR_TOKEN_EXPIRED};
 use super::weibo::WeiboClient;
 use super::{IssuedToken, PlatformError, PlatformResponse, WechatClient, http_client};
-use crate::accounts::credential::{Credential, Platform};
-use crate::clock::Clock;
 use crate::config::PlatformsConfig;
-use crate::crypto::{SecretString, ct_eq};
+use crate::credential::Credential;
+use mediavault_base::Clock;
+use mediavault_base::crypto::{SecretString, ct_eq};
+use mediavault_store::types::Platform;
 
 /// A token is renewed this long before it expires, so calls in flight never carry a dying token.
 pub const REFRESH_MARGIN_SECS: i64 = 300;
@@ -679,6 +680,6 @@ impl Broker {
     }
 }
 
-// The broker's tests run against the fake platforms, which only the `demo` feature builds.
-#[cfg(all(test, feature = "demo"))]
+// The broker's tests run against the fake platforms (a dev-dependency).
+#[cfg(test)]
 mod tests;

@@ -16,7 +16,7 @@ use super::{
     IssuedToken, PlatformError, PlatformResponse, endpoint, exchange, probe_error,
     set_query_with_token, with_body,
 };
-use crate::crypto::SecretString;
+use mediavault_base::crypto::SecretString;
 
 pub const PLATFORM: &str = "wechat";
 

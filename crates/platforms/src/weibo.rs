@@ -17,7 +17,7 @@ use super::{
     PlatformError, PlatformResponse, encode_with_token, endpoint, exchange, pairs_without_token,
     probe_error, set_query_with_token, with_body,
 };
-use crate::crypto::SecretString;
+use mediavault_base::crypto::SecretString;
 
 pub const PLATFORM: &str = "weibo";
 

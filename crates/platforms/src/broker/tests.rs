@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::*;
-use crate::platforms::TransportKind;
-use crate::platforms::fake::{FakeConfig, FakePlatforms};
+use crate::TransportKind;
+use mediavault_fake_platforms::{FakeConfig, FakePlatforms};
 
 const ACCOUNT: &str = "gov-wechat";
 const APP: &str = "wx_test_app";

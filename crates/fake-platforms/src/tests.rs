@@ -563,7 +563,7 @@ async fn calls_are_recorded_in_order_without_control_calls() {
         serde_json::from_str::<Value>(&calls[1].body).unwrap(),
         draft
     );
-    let now = crate::clock::Clock::system().unix();
+    let now = mediavault_base::Clock::system().unix();
     assert!((calls[0].at_unix - now).abs() < 60);
 
     // Recorded on the fake clock.

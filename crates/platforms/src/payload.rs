@@ -104,7 +104,7 @@ pub fn multipart_file(
     data: &[u8],
 ) -> (String, Vec<u8>) {
     // A boundary that cannot occur in the data: hex of the data's own digest plus a marker.
-    let digest = crate::crypto::sha256_hex(data);
+    let digest = mediavault_base::crypto::sha256_hex(data);
     let boundary = format!("mediavault-{}", &digest[..32]);
     let mut body = Vec::with_capacity(data.len() + 256);
     body.extend_from_slice(
