@@ -1,0 +1,78 @@
+//! The people service: user accounts (creation with a TOTP enrolment shown once, listing,
+//! disabling), login, and the checks that prove a person is present (password + TOTP at login,
+//! TOTP alone for step-up). It owns who may manage people and what a lockout means.
+//!
+//! - `create`: creating a person, one at a time or from a roster, with the enrolment shown once.
+//! - `roles`: granting roles, a second admin's confirmation, and the bootstrap confirmation.
+//! - `state`: an admin's changes to another person's account (disable, enable, unlock, resets).
+//! - `presence`: TOTP proofs and step-up, the checks that a person is there.
+//! - `login`: password + TOTP, then a session.
+//! - `views`: what the API shows of people.
+
+mod create;
+mod login;
+mod presence;
+mod roles;
+mod state;
+mod views;
+
+use crate::crypto::Aad;
+use crate::error::{Error, Result};
+use crate::identity::sessions::{SessionRef, StepUpWindow};
+use crate::identity::{Roles, Username};
+use crate::store::users::UserRow;
+use crate::vault::Vault;
+
+pub use create::{Enrolment, Imported, NewUserInput};
+pub use presence::{StepUp, TotpProof};
+pub use views::{UserRowView, UserView};
+
+/// An authenticated person.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub id: i64,
+    pub username: String,
+    pub roles: Roles,
+    /// The session the person acts through (none while logging in, or for the demo's seeding).
+    pub session: Option<SessionRef>,
+}
+
+impl Person {
+    /// The step-up window open on this person's session, if any.
+    pub fn step_up(&self) -> Option<StepUpWindow> {
+        self.session.as_ref().and_then(|s| s.step_up)
+    }
+}
+
+/// Where a user's sealed TOTP seed belongs (also used when rewrapping under a new term).
+pub(crate) fn seed_aad(username: &str) -> Aad<'_> {
+    Aad {
+        table: "users",
+        row: username,
+        field: "totp_seed",
+        version: 1,
+    }
+}
+
+/// The people service; `vault.people()`.
+pub struct People<'v> {
+    pub(crate) v: &'v Vault,
+}
+
+impl Vault {
+    pub fn people(&self) -> People<'_> {
+        People { v: self }
+    }
+}
+
+impl People<'_> {
+    pub(crate) async fn row(&self, username: &str) -> Result<UserRow> {
+        let name =
+            Username::parse(username).map_err(|_| Error::NotFound(format!("user {username:?}")))?;
+        self.v
+            .store
+            .user_by_name(name.as_str())
+            .await?
+            .ok_or_else(|| Error::NotFound(format!("user {name}")))
+    }
+}
