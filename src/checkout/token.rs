@@ -1,0 +1,183 @@
+//! Publishing tokens: claiming an approved checkout (which issues its token), resolving a token
+//! to its live grant, and what a token may learn about itself.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tracing::instrument;
+
+use super::{Checkouts, effective_status, not_pending};
+use crate::actor::Actor;
+use crate::clock::rfc3339_unix;
+use crate::crypto::tokens::{TokenKind, hash_token, well_formed};
+use crate::crypto::{SecretString, new_token};
+use crate::error::{Conflict, Error, Result};
+use crate::store::checkouts::CheckoutRow;
+use crate::store::types::CheckoutStatus;
+
+/// A live publishing token, resolved.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    pub checkout_id: String,
+    pub account: String,
+    pub operator: String,
+    pub client_id: String,
+    pub expires_at: i64,
+    pub allowed_calls: Vec<String>,
+    pub content_sha256: Option<Vec<String>>,
+    /// Every account the token may publish to (its own account first).
+    pub targets: Vec<String>,
+    /// The checkout carries a post that approvers reviewed (the proxy then binds calls to it).
+    pub has_post: bool,
+}
+
+/// What the checkout's own token may learn about it (`GET /token`).
+#[derive(Debug, Serialize)]
+pub struct TokenView {
+    pub checkout_id: String,
+    pub account: String,
+    pub operator: String,
+    pub client: String,
+    pub expires_at: String,
+    pub allowed_calls: Vec<String>,
+    pub content_sha256: Option<Vec<String>>,
+    pub targets: Vec<String>,
+}
+
+impl Checkouts<'_> {
+    #[instrument(skip_all, fields(checkout = %id))]
+    pub async fn claim(
+        &self,
+        actor: &Actor,
+        id: &str,
+        operator: &str,
+        totp: &str,
+    ) -> Result<(CheckoutRow, SecretString)> {
+        actor.action("checkout.claim", Some(id));
+        let client = actor.client()?;
+        let row = self.row(id).await?;
+        if row.client_id != client.id || row.operator != operator {
+            return Err(Error::NotPermitted(
+                "only the requesting tool, for the requesting operator, may claim this checkout"
+                    .into(),
+            ));
+        }
+        actor.detail("account", row.account_id.clone());
+        let now = self.v.clock.unix();
+        if row.status == CheckoutStatus::Approved
+            && effective_status(&row, now) == CheckoutStatus::Expired
+        {
+            return Err(not_pending(format!(
+                "the approval expired at {} without being claimed; request the checkout again",
+                row.claim_deadline.map(rfc3339_unix).unwrap_or_default()
+            )));
+        }
+        if row.status != CheckoutStatus::Approved {
+            return Err(not_pending(format!(
+                "checkout is {}; only an approved checkout can be claimed, once",
+                effective_status(&row, now).as_str()
+            )));
+        }
+        let (policy, user) = self.admit(actor, client, &row.account_id, operator).await?;
+        let proof = self.v.people().check_totp(&user, totp).await?;
+        let token = new_token(TokenKind::Publishing)?;
+        let hash = hash_token(&self.v.keys.mac().token, token.expose());
+        let (cid, now, exclusive) = (id.to_owned(), self.v.clock.unix(), policy.exclusive());
+        let made = self
+            .v
+            .change(actor, "checkout.claim", id, move |tx| {
+                Box::pin(async move {
+                    proof.spend(tx).await?;
+                    if !tx.checkout_claim(&cid, &hash.0, now, exclusive).await? {
+                        return Err(Error::conflict(Conflict::AccountCheckedOut, String::new()));
+                    }
+                    Ok(())
+                })
+            })
+            .await;
+        match made {
+            Err(Error::Conflict {
+                code: Conflict::AccountCheckedOut,
+                ..
+            }) => {
+                let now = self.row(id).await?;
+                let status = effective_status(&now, self.v.clock.unix());
+                if status == CheckoutStatus::Approved {
+                    return Err(self.not_taken(&now.account_id).await);
+                }
+                if status == CheckoutStatus::Expired && now.status == CheckoutStatus::Approved {
+                    return Err(not_pending(
+                        "the approval expired without being claimed; request the checkout again",
+                    ));
+                }
+                return Err(not_pending("checkout was already claimed or ended"));
+            }
+            other => other?,
+        }
+        Ok((self.row(id).await?, token))
+    }
+
+    /// Resolves a publishing token to its live grant; anything else is `Unauthenticated`. A token
+    /// also dies with its tool's key and its operator's account.
+    pub async fn authenticate(&self, token: &str) -> Result<Arc<TokenGrant>> {
+        if !well_formed(TokenKind::Publishing, token) {
+            return Err(Error::Unauthenticated);
+        }
+        let hash = hash_token(&self.v.keys.mac().token, token);
+        // Read before the store is: a revocation committed after this read moves it, and the
+        // grant found below is then not kept (see `TokenIndex`).
+        let epoch = self.v.store.token_epoch();
+        let now = self.v.clock.unix();
+        if let Some(grant) = self.v.tokens.get(&hash.0, epoch, now) {
+            return Ok(grant);
+        }
+        let row = self
+            .v
+            .store
+            .checkout_by_token(&hash.0)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        if effective_status(&row, now) != CheckoutStatus::Active {
+            return Err(Error::Unauthenticated);
+        }
+        let targets = self.targets_of(&row).await?;
+        let has_post = self.v.store.checkout_has_content(&row.id).await?;
+        let grant = Arc::new(TokenGrant {
+            targets,
+            has_post,
+            allowed_calls: serde_json::from_str(&row.allowed_calls).unwrap_or_default(),
+            content_sha256: row
+                .content_sha256
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok()),
+            checkout_id: row.id,
+            account: row.account_id,
+            operator: row.operator,
+            client_id: row.client_id,
+            expires_at: row.expires_at.unwrap_or_default(),
+        });
+        self.v.tokens.insert(
+            hash.0,
+            Arc::clone(&grant),
+            epoch,
+            self.v.store.token_epoch(),
+        );
+        Ok(grant)
+    }
+
+    /// What a token may learn about itself.
+    pub fn introspect(&self, actor: &Actor) -> Result<TokenView> {
+        let g = actor.token()?;
+        actor.action("token.introspect", Some(&g.account));
+        Ok(TokenView {
+            checkout_id: g.checkout_id.clone(),
+            account: g.account.clone(),
+            operator: g.operator.clone(),
+            client: g.client_id.clone(),
+            expires_at: rfc3339_unix(g.expires_at),
+            allowed_calls: g.allowed_calls.clone(),
+            content_sha256: g.content_sha256.clone(),
+            targets: g.targets.clone(),
+        })
+    }
+}

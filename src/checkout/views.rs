@@ -1,0 +1,181 @@
+//! Showing checkouts: the view of one (with the post under review for approvers), who may look
+//! at it, and the filtered list.
+
+use serde::{Deserialize, Serialize};
+
+use super::{Checkouts, effective_status};
+use crate::actor::{Actor, Principal};
+use crate::clock::rfc3339_unix;
+use crate::error::{Error, Result};
+use crate::identity::Role;
+use crate::policy::Level;
+use crate::publishing::content::{ContentView, Post};
+use crate::store::checkouts::CheckoutRow;
+use crate::store::types::CheckoutStatus;
+
+#[derive(Debug, Serialize)]
+pub struct ApprovalView {
+    pub approver: String,
+    pub decision: String,
+    pub comment: Option<String>,
+    pub at: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CheckoutView {
+    pub checkout_id: String,
+    pub account: String,
+    pub operator: String,
+    pub client: String,
+    pub purpose: String,
+    pub level: Level,
+    pub status: CheckoutStatus,
+    pub requested_at: String,
+    pub approvals_needed: i64,
+    pub approvals: Vec<ApprovalView>,
+    pub expires_at: Option<String>,
+    /// An approved checkout must be claimed before this time.
+    pub claim_deadline: Option<String>,
+    pub ended_at: Option<String>,
+    pub end_reason: Option<String>,
+    pub allowed_calls: Vec<String>,
+    pub content_sha256: Option<Vec<String>>,
+    /// Every account this checkout may publish to.
+    pub targets: Vec<String>,
+    /// The post under review, in full (title, author, summary, HTML body, Weibo text, images by
+    /// name and digest), for approvers to read; absent in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<ContentView>,
+    /// The operator's department (处室), shown to approvers with the post; absent in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub department: Option<String>,
+    /// The evidence records of what went out under this checkout.
+    pub posts: Vec<String>,
+}
+
+/// What `GET /checkouts` may filter on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    pub status: Option<String>,
+    pub account: Option<String>,
+}
+
+impl Checkouts<'_> {
+    /// A checkout as shown; `full` adds the post under review (decrypted) and its evidence.
+    pub async fn view(&self, row: &CheckoutRow, full: bool) -> Result<CheckoutView> {
+        let content = match (full, self.v.store.checkout_content(&row.id).await?) {
+            (true, Some(c)) => {
+                self.v.know_term_of(&c.sealed).await?;
+                Some(Post::open(&self.v.keys, &row.id, &c.sealed)?.view(&c.content_sha256))
+            }
+            _ => None,
+        };
+        let posts = if full {
+            self.v
+                .store
+                .posts_of_checkout(&row.id)
+                .await?
+                .into_iter()
+                .map(|p| p.id)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let department = if full {
+            self.v
+                .store
+                .user_by_name(&row.operator)
+                .await?
+                .and_then(|u| u.department)
+        } else {
+            None
+        };
+        let targets = self.targets_of(row).await?;
+        let approvals = self
+            .v
+            .store
+            .approvals_of(&row.id)
+            .await?
+            .into_iter()
+            .map(|a| ApprovalView {
+                approver: a.approver,
+                decision: a.decision,
+                comment: a.comment,
+                at: rfc3339_unix(a.at),
+            })
+            .collect();
+        Ok(CheckoutView {
+            checkout_id: row.id.clone(),
+            account: row.account_id.clone(),
+            operator: row.operator.clone(),
+            client: row.client_id.clone(),
+            purpose: row.purpose.clone(),
+            level: row.level,
+            status: effective_status(row, self.v.clock.unix()),
+            requested_at: rfc3339_unix(row.requested_at),
+            approvals_needed: row.approvals_needed,
+            approvals,
+            expires_at: row.expires_at.map(rfc3339_unix),
+            claim_deadline: row.claim_deadline.map(rfc3339_unix),
+            ended_at: row.ended_at.map(rfc3339_unix),
+            end_reason: row.end_reason.clone(),
+            allowed_calls: serde_json::from_str(&row.allowed_calls).unwrap_or_default(),
+            content_sha256: row
+                .content_sha256
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok()),
+            targets,
+            content,
+            department,
+            posts,
+        })
+    }
+
+    /// One checkout, for whoever may look at it: admins, approvers, auditors, its operator, its
+    /// tool, its own token. Anyone else is told it does not exist (ids of other tools' checkouts
+    /// are not confirmed).
+    pub async fn get(&self, actor: &Actor, id: &str) -> Result<CheckoutView> {
+        actor.action("checkout.get", Some(id));
+        let row = self.row(id).await?;
+        let allowed = match &actor.who {
+            Principal::Person(p) => {
+                p.roles.any(&[Role::Admin, Role::Approver, Role::Auditor])
+                    || p.username == row.operator
+            }
+            Principal::Client(c) => c.id == row.client_id,
+            Principal::Token(t) => t.checkout_id == row.id,
+            Principal::System(_) => true,
+            Principal::Anonymous => false,
+        };
+        if !allowed {
+            return Err(Error::NotFound(format!("checkout {id:?}")));
+        }
+        self.view(&row, true).await
+    }
+
+    pub async fn list(&self, actor: &Actor, q: &ListQuery) -> Result<Vec<CheckoutView>> {
+        actor.action("checkout.list", q.account.as_deref());
+        actor.require(&[Role::Admin, Role::Approver, Role::Auditor])?;
+        let status = match q.status.as_deref() {
+            None => None,
+            Some(s) => Some(CheckoutStatus::parse(s).ok_or_else(|| {
+                let all: Vec<&str> = CheckoutStatus::ALL.iter().map(|c| c.as_str()).collect();
+                Error::invalid(
+                    "status",
+                    format!("status must be one of {}", all.join(", ")),
+                )
+            })?),
+        };
+        let rows = self
+            .v
+            .store
+            .checkouts_list(status, q.account.as_deref(), self.v.clock.unix())
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.view(r, false).await?);
+        }
+        Ok(out)
+    }
+}
