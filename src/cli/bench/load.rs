@@ -1,0 +1,410 @@
+//! The load: a keep-alive load generator, the TOTP checkouts by distinct operators, and the
+//! scenarios that run them against the vault under test (and the fake platform as a baseline).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail};
+use serde_json::json;
+
+use super::seed::Operator;
+use super::{ACCOUNT, APP_ID, BenchArgs, Progress, Scenario, rss_mib, vault_process};
+use crate::Clock;
+use crate::crypto::{SecretBytes, SecretString};
+use crate::identity::totp;
+use crate::platforms::fake::FakePlatforms;
+
+const DRAFT: &str = r#"{"articles":[{"title":"bench","content":"<p>bench</p>"}]}"#;
+
+fn percentile(sorted: &[u32], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted.get(i).map(|us| f64::from(*us) / 1000.0)
+}
+
+type MakeRequest = Arc<dyn Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync>;
+
+pub(super) fn load_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(60))
+        .build()?)
+}
+
+/// `connections` workers, one keep-alive connection each, send requests back to back for the
+/// warm-up and then `duration`; only the latter is counted.
+async fn run_load(
+    progress: &Progress,
+    name: &str,
+    connections: usize,
+    duration: Duration,
+    expect: u16,
+    make: MakeRequest,
+) -> anyhow::Result<Scenario> {
+    let warm = (duration / 5).min(Duration::from_secs(1));
+    let start = Instant::now();
+    let measure_from = start + warm;
+    let end = measure_from + duration;
+    let done = Arc::new(AtomicU64::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..connections {
+        let make = Arc::clone(&make);
+        let done = Arc::clone(&done);
+        let client = load_client()?;
+        workers.spawn(async move {
+            let mut lat = Vec::with_capacity(16 * 1024);
+            let mut errors = 0u64;
+            let mut i = w as u64;
+            loop {
+                let t = Instant::now();
+                if t >= end {
+                    break;
+                }
+                let ok = match make(&client, i).send().await {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        r.bytes().await.is_ok() && status == expect
+                    }
+                    Err(_) => false,
+                };
+                i += connections as u64;
+                if t >= measure_from {
+                    lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+                    if !ok {
+                        errors += 1;
+                    }
+                }
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            (lat, errors)
+        });
+    }
+    let ticker = {
+        let done = Arc::clone(&done);
+        let quiet = progress.quiet;
+        let name = name.to_owned();
+        tokio::spawn(async move {
+            let p = Progress { quiet };
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let el = start.elapsed().as_secs_f64();
+                p.line(&format!(
+                    "{name}: {:.1}/{:.1} s, {} requests",
+                    el,
+                    (warm + duration).as_secs_f64(),
+                    done.load(Ordering::Relaxed)
+                ));
+            }
+        })
+    };
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    while let Some(r) = workers.join_next().await {
+        let (l, e) = r?;
+        lat.extend(l);
+        errors += e;
+    }
+    ticker.abort();
+    let measured = Instant::now().saturating_duration_since(measure_from);
+    lat.sort_unstable();
+    Ok(Scenario {
+        name: name.to_owned(),
+        per_second: lat.len() as f64 / measured.as_secs_f64().max(1e-9),
+        unit: "req/s",
+        count: lat.len() as u64,
+        errors,
+        p50_ms: percentile(&lat, 0.50),
+        p99_ms: percentile(&lat, 0.99),
+    })
+}
+
+/// One checkout by each operator with its current code, `connections` at a time.
+async fn checkouts(
+    progress: &Progress,
+    base: &str,
+    client_key: &str,
+    clock: &Clock,
+    operators: Arc<Vec<Operator>>,
+    connections: usize,
+) -> anyhow::Result<(Scenario, Option<String>)> {
+    let next = Arc::new(AtomicUsize::new(0));
+    // Each connection is opened (one /healthz) before the clock starts, as the other scenarios
+    // warm up: the figure is checkouts, not TCP handshakes.
+    let mut clients = Vec::new();
+    for _ in 0..connections.min(operators.len()).max(1) {
+        let client = load_client()?;
+        get_ok(&client, &format!("{base}/healthz")).await;
+        clients.push(client);
+    }
+    let start = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for client in clients {
+        let (ops, next, clock) = (Arc::clone(&operators), Arc::clone(&next), clock.clone());
+        let url = format!("{base}/api/v1/checkouts");
+        let key = client_key.to_owned();
+        set.spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0u64;
+            let mut refusals = Vec::new();
+            let mut token = None;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(op) = ops.get(i) else { break };
+                let code = totp::code_at(&op.seed, clock.unix()).unwrap_or_default();
+                let body = json!({"account": ACCOUNT, "operator": op.name, "totp": code,
+                    "purpose": "benchmark", "level": "general"});
+                let t = Instant::now();
+                let r = client.post(&url).bearer_auth(&key).json(&body).send().await;
+                match r {
+                    Ok(r) if r.status().as_u16() == 201 => {
+                        let v: serde_json::Value = r.json().await.unwrap_or_default();
+                        if token.is_none() {
+                            token = v["token"].as_str().map(str::to_owned);
+                        }
+                    }
+                    Ok(r) => {
+                        errors += 1;
+                        let status = r.status().as_u16();
+                        let text = r.text().await.unwrap_or_default();
+                        refusals.push(format!(
+                            "{status} {}",
+                            text.chars().take(160).collect::<String>()
+                        ));
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        refusals.push(e.to_string());
+                    }
+                }
+                lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+            }
+            (lat, errors, refusals, token)
+        });
+    }
+    let mut lat = Vec::new();
+    let mut errors = 0;
+    let mut token = None;
+    let mut refusals = Vec::new();
+    while let Some(r) = set.join_next().await {
+        let (l, e, f, t) = r?;
+        lat.extend(l);
+        errors += e;
+        refusals.extend(f);
+        token = token.or(t);
+        progress.line(&format!(
+            "checkouts: {} of {} answered",
+            lat.len(),
+            operators.len()
+        ));
+    }
+    let elapsed = start.elapsed();
+    if let Some(first) = refusals.first() {
+        tracing::warn!(refused = refusals.len(), first = %first, "checkouts refused");
+    }
+    lat.sort_unstable();
+    Ok((
+        Scenario {
+            name: format!("4 TOTP checkouts, {} operators", operators.len()),
+            per_second: (lat.len() as u64 - errors) as f64 / elapsed.as_secs_f64().max(1e-9),
+            unit: "req/s",
+            count: lat.len() as u64,
+            errors,
+            p50_ms: percentile(&lat, 0.50),
+            p99_ms: percentile(&lat, 0.99),
+        },
+        token,
+    ))
+}
+
+pub(super) async fn get_ok(client: &reqwest::Client, url: &str) -> bool {
+    matches!(client.get(url).send().await, Ok(r) if r.status().is_success())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn scenarios(
+    args: &BenchArgs,
+    progress: &Progress,
+    duration: Duration,
+    base: &str,
+    fake_addr: &str,
+    app_secret: &str,
+    pid: u32,
+    config_file: &Path,
+    client_key: &SecretString,
+    clock: &Clock,
+    auditor: (&str, &SecretBytes),
+    publisher: &[Operator],
+    operators: Arc<Vec<Operator>>,
+    fake: &FakePlatforms,
+) -> anyhow::Result<(Vec<Scenario>, f64)> {
+    let conns = args.connections;
+    let http = load_client()?;
+    let mut out = Vec::new();
+
+    // A token for scenarios 2 and 3, checked out by its own publisher.
+    let op = publisher.first().ok_or_else(|| anyhow!("no publisher"))?;
+    let code = totp::code_at(&op.seed, clock.unix()).unwrap_or_default();
+    let r = http
+        .post(format!("{base}/api/v1/checkouts"))
+        .bearer_auth(client_key.expose())
+        .json(
+            &json!({"account": ACCOUNT, "operator": op.name, "totp": code,
+            "purpose": "benchmark", "level": "general", "ttl_seconds": 3600}),
+        )
+        .send()
+        .await?;
+    let status = r.status();
+    let v: serde_json::Value = r.json().await?;
+    let token = v["token"]
+        .as_str()
+        .ok_or_else(|| anyhow!("checkout for the benchmark refused: {status} {v}"))?
+        .to_owned();
+
+    // 1. Baseline.
+    let url = format!("{base}/healthz");
+    out.push(
+        run_load(
+            progress,
+            "1 GET /healthz (baseline)",
+            conns,
+            duration,
+            200,
+            Arc::new(move |c, _| c.get(&url)),
+        )
+        .await?,
+    );
+    // 2. Token introspection: authentication, policy, durable audit entry.
+    let (url, t) = (format!("{base}/api/v1/token"), token.clone());
+    out.push(
+        run_load(
+            progress,
+            "2 GET /api/v1/token",
+            conns,
+            duration,
+            200,
+            Arc::new(move |c, _| c.get(&url).bearer_auth(&t)),
+        )
+        .await?,
+    );
+    // 3. A proxied draft/add, then the same call straight to the fake as its baseline.
+    let (url, t) = (
+        format!("{base}/api/v1/platform/{ACCOUNT}/cgi-bin/draft/add"),
+        token.clone(),
+    );
+    out.push(
+        run_load(
+            progress,
+            "3 proxied POST draft/add",
+            conns,
+            duration,
+            200,
+            Arc::new(move |c, _| {
+                c.post(&url)
+                    .bearer_auth(&t)
+                    .header("content-type", "application/json")
+                    .body(DRAFT)
+            }),
+        )
+        .await?,
+    );
+    let v: serde_json::Value = http
+        .post(format!("http://{fake_addr}/cgi-bin/stable_token"))
+        .json(&json!({"grant_type": "client_credential", "appid": APP_ID, "secret": app_secret, "force_refresh": false}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let platform_token = v["access_token"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the fake gave no access token: {v}"))?
+        .to_owned();
+    let url = format!("http://{fake_addr}/cgi-bin/draft/add?access_token={platform_token}");
+    out.push(
+        run_load(
+            progress,
+            "3b POST draft/add straight to the fake",
+            conns,
+            duration,
+            200,
+            Arc::new(move |c, _| {
+                c.post(&url)
+                    .header("content-type", "application/json")
+                    .body(DRAFT)
+            }),
+        )
+        .await?,
+    );
+    fake.clear_calls();
+    // 4. TOTP checkouts by distinct operators.
+    let (s, _) = checkouts(progress, base, client_key.expose(), clock, operators, conns).await?;
+    out.push(s);
+    let rss_after = rss_mib(pid);
+
+    // 5. Audit verification over the seeded log, through the API and the CLI.
+    let code = totp::code_at(auditor.1, clock.unix()).unwrap_or_default();
+    let v: serde_json::Value = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": "bench-auditor", "password": auditor.0, "totp": code}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let session = v["session_token"]
+        .as_str()
+        .ok_or_else(|| anyhow!("auditor login refused: {v}"))?
+        .to_owned();
+    progress.line("5 GET /api/v1/audit/verify");
+    let t = Instant::now();
+    let r = http
+        .get(format!("{base}/api/v1/audit/verify"))
+        .bearer_auth(&session)
+        .send()
+        .await?;
+    let status = r.status();
+    let v: serde_json::Value = r.json().await?;
+    let el = t.elapsed();
+    let checked = v["entries_checked"].as_u64().unwrap_or(0);
+    if !status.is_success() || v["ok"] != json!(true) {
+        bail!("audit verification through the API failed: {status} {v}");
+    }
+    out.push(Scenario {
+        name: format!("5 GET /api/v1/audit/verify, {checked} entries"),
+        per_second: checked as f64 / el.as_secs_f64().max(1e-9),
+        unit: "entries/s",
+        count: checked,
+        errors: 0,
+        p50_ms: Some(el.as_secs_f64() * 1000.0),
+        p99_ms: None,
+    });
+    progress.line("5b mediavault audit verify");
+    let t = Instant::now();
+    let run = vault_process(config_file, &["audit", "verify"])
+        .output()
+        .await
+        .context("running mediavault audit verify")?;
+    let el = t.elapsed();
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap_or_default();
+    if !run.status.success() || v["ok"] != json!(true) {
+        bail!(
+            "mediavault audit verify failed ({}): {}",
+            run.status,
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let checked = v["entries_checked"].as_u64().unwrap_or(0);
+    out.push(Scenario {
+        name: format!("5b mediavault audit verify, {checked} entries"),
+        per_second: checked as f64 / el.as_secs_f64().max(1e-9),
+        unit: "entries/s",
+        count: checked,
+        errors: 0,
+        p50_ms: Some(el.as_secs_f64() * 1000.0),
+        p99_ms: None,
+    });
+    Ok((out, rss_after))
+}

@@ -1,0 +1,181 @@
+//! What a run reports: each scenario's figures, the ratios to the baselines of the same run, the
+//! targets they are judged against, and the table printed when `--json` is not asked for.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::BenchArgs;
+
+/// One measured scenario.
+#[derive(Debug, Clone, Serialize)]
+pub struct Scenario {
+    pub name: String,
+    /// Requests (or, for verification, entries) per second.
+    pub per_second: f64,
+    pub unit: &'static str,
+    pub count: u64,
+    pub errors: u64,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub connections: usize,
+    pub duration_seconds: f64,
+    pub scenarios: Vec<Scenario>,
+    pub ratio_token_to_healthz: f64,
+    pub ratio_proxy_to_direct: f64,
+    pub startup_ms: f64,
+    pub rss_idle_mib: f64,
+    pub rss_after_load_mib: f64,
+    pub targets: Vec<Target>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Target {
+    pub what: &'static str,
+    pub goal: String,
+    pub measured: String,
+    pub met: bool,
+}
+
+/// The report of a run: the ratios to the same run's baselines and each target, met or not.
+pub(super) fn build(
+    args: &BenchArgs,
+    scenarios: Vec<Scenario>,
+    startup: Duration,
+    rss_idle: f64,
+    rss_after: f64,
+) -> Report {
+    let rate = |prefix: &str| {
+        scenarios
+            .iter()
+            .find(|s| s.name.starts_with(prefix))
+            .map_or(0.0, |s| s.per_second)
+    };
+    let p99 = scenarios
+        .iter()
+        .find(|s| s.name.starts_with("2 "))
+        .and_then(|s| s.p99_ms)
+        .unwrap_or(f64::INFINITY);
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+    let r2 = ratio(rate("2 "), rate("1 "));
+    let r3 = ratio(rate("3 "), rate("3b "));
+    let startup_ms = startup.as_secs_f64() * 1000.0;
+    let t = |what, goal: &str, measured: String, met| Target {
+        what,
+        goal: goal.to_owned(),
+        measured,
+        met,
+    };
+    let targets = vec![
+        t(
+            "token introspection / healthz",
+            ">= 0.50",
+            format!("{r2:.2}"),
+            r2 >= 0.5,
+        ),
+        t(
+            "token introspection p99",
+            "< 10 ms",
+            format!("{p99:.1} ms"),
+            p99 < 10.0,
+        ),
+        t(
+            "proxied / direct draft/add",
+            ">= 0.40",
+            format!("{r3:.2}"),
+            r3 >= 0.4,
+        ),
+        t(
+            "TOTP checkouts",
+            ">= 2000/s",
+            format!("{:.0}/s", rate("4 ")),
+            rate("4 ") >= 2000.0,
+        ),
+        t(
+            "audit verify (API)",
+            ">= 1,000,000 entries/s",
+            format!("{:.0}/s", rate("5 ")),
+            rate("5 ") >= 1e6,
+        ),
+        t(
+            "audit verify (CLI)",
+            ">= 1,000,000 entries/s",
+            format!("{:.0}/s", rate("5b ")),
+            rate("5b ") >= 1e6,
+        ),
+        t(
+            "resident memory after load",
+            "< 40 MiB",
+            format!("{rss_after:.1} MiB"),
+            rss_after < 40.0,
+        ),
+        t(
+            "start-up to first answer",
+            "< 200 ms",
+            format!("{startup_ms:.1} ms"),
+            startup_ms < 200.0,
+        ),
+    ];
+    Report {
+        connections: args.connections,
+        duration_seconds: args.duration,
+        scenarios,
+        ratio_token_to_healthz: r2,
+        ratio_proxy_to_direct: r3,
+        startup_ms,
+        rss_idle_mib: rss_idle,
+        rss_after_load_mib: rss_after,
+        targets,
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"))
+}
+
+/// The readable form of a report.
+pub fn table(r: &Report) -> String {
+    let mut s = format!(
+        "mediavault bench: {} connections, {:.1} s per load scenario, plain HTTP on loopback\n\n",
+        r.connections, r.duration_seconds
+    );
+    s.push_str(&format!(
+        "{:<46} {:>12} {:>10} {:>10} {:>9} {:>8}\n",
+        "scenario", "rate", "p50 ms", "p99 ms", "count", "errors"
+    ));
+    for sc in &r.scenarios {
+        let rate = format!("{:.0} {}", sc.per_second, sc.unit.trim_end_matches("/s"));
+        s.push_str(&format!(
+            "{:<46} {:>12} {:>10} {:>10} {:>9} {:>8}\n",
+            sc.name,
+            rate,
+            ms(sc.p50_ms),
+            ms(sc.p99_ms),
+            sc.count,
+            sc.errors
+        ));
+    }
+    s.push_str("(rates are per second; for 5 and 5b p50 is the whole run's time, 5b including the process start)\n\n");
+    s.push_str(&format!(
+        "start-up {:.1} ms (process start to first answer); resident memory of the vault process {:.1} MiB idle, {:.1} MiB after load\n\n",
+        r.startup_ms, r.rss_idle_mib, r.rss_after_load_mib
+    ));
+    s.push_str(&format!(
+        "{:<32} {:>24} {:>14}  met\n",
+        "target", "goal", "measured"
+    ));
+    for t in &r.targets {
+        s.push_str(&format!(
+            "{:<32} {:>24} {:>14}  {}\n",
+            t.what,
+            t.goal,
+            t.measured,
+            if t.met { "yes" } else { "NO" }
+        ));
+    }
+    s
+}

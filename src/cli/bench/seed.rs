@@ -1,0 +1,173 @@
+//! Seeding the benchmark's store before the vault under test starts: its policy, the account, the
+//! tool, the auditor and the operators (through the services, as the system actor), and the audit
+//! log topped up to the size to verify.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::anyhow;
+use serde_json::json;
+
+use super::{ACCOUNT, APP_ID, BenchArgs, Progress, TOOL, random_word};
+use crate::Vault;
+use crate::actor::Actor;
+use crate::audit::{NewEntry, Outcome};
+use crate::crypto::{SecretBytes, SecretString};
+use crate::identity::totp;
+use crate::identity::users::NewUserInput;
+
+pub(super) fn policy() -> String {
+    format!(
+        "# Benchmark policy: loopback only, any hour, not exclusive (many operators at once).\n\
+         account = \"{ACCOUNT}\"\nexclusive = false\nallowed_networks = [\"127.0.0.0/8\", \"::1/128\"]\n\
+         allowed_calls = [\"POST cgi-bin/draft/add\"]\n\n[who]\nroles = [\"publisher\"]\nclients = [\"{TOOL}\"]\n\n\
+         [levels.general]\napprovals = 0\n"
+    )
+}
+
+/// A seeded publisher and its TOTP seed: the load computes each current code itself.
+pub(super) struct Operator {
+    pub(super) name: String,
+    pub(super) seed: SecretBytes,
+}
+
+/// What the seeded store holds that the scenarios need.
+pub(super) struct Seeded {
+    pub(super) client_key: SecretString,
+    pub(super) auditor_password: String,
+    pub(super) auditor_seed: SecretBytes,
+    /// The publisher whose checkout gives scenarios 2 and 3 their token.
+    pub(super) publisher: Vec<Operator>,
+    /// The operators of scenario 4, each to check out once with its current code.
+    pub(super) operators: Arc<Vec<Operator>>,
+}
+
+/// Seeds the new store through its services, before the vault under test opens it: the account
+/// and its credential, the tool, an auditor, the publishers and the audit log.
+pub(super) async fn populate(
+    vault: &Arc<Vault>,
+    args: &BenchArgs,
+    app_secret: &str,
+    progress: &Progress,
+) -> anyhow::Result<Seeded> {
+    let system = Actor::system();
+    let input = serde_json::from_value(json!({"id": ACCOUNT, "platform": "wechat",
+        "display_name": "基准测试公众号", "credential": {"app_id": APP_ID, "app_secret": app_secret}}))?;
+    vault
+        .accounts()
+        .create(&system, input)
+        .await
+        .map_err(|e| anyhow!("account: {e}"))?;
+    let (_, client_key) = vault
+        .clients()
+        .create(&system, TOOL, &[ACCOUNT.to_owned()], None)
+        .await
+        .map_err(|e| anyhow!("client: {e}"))?;
+    let auditor_pw = format!("bench-{}", random_word(8)?);
+    let auditor = vault
+        .people()
+        .create(
+            &system,
+            NewUserInput {
+                username: "bench-auditor".into(),
+                display_name: "bench auditor".into(),
+                roles: vec!["auditor".into()],
+                password: SecretString::new(auditor_pw.clone()),
+            },
+            None,
+        )
+        .await
+        .map_err(|e| anyhow!("auditor: {e}"))?;
+    let auditor_seed = totp::seed_from_base32(auditor.totp_secret.expose())
+        .ok_or_else(|| anyhow!("auditor secret is not base32"))?;
+    let publisher = make_operators(vault, "bench-publisher-", 1, progress).await?;
+    let operators = Arc::new(make_operators(vault, "bench-op-", args.operators, progress).await?);
+    // The log to verify in scenario 5, written before the vault starts so the load runs against
+    // a store of that size.
+    seed_audit(vault, args.audit_entries, progress).await?;
+    Ok(Seeded {
+        client_key,
+        auditor_password: auditor_pw,
+        auditor_seed,
+        publisher,
+        operators,
+    })
+}
+
+/// Creates `n` publishers through the people service, a few at a time (each hashes a password).
+async fn make_operators(
+    vault: &Arc<Vault>,
+    prefix: &str,
+    n: usize,
+    progress: &Progress,
+) -> anyhow::Result<Vec<Operator>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let vault = Arc::clone(vault);
+        let next = Arc::clone(&next);
+        let prefix = prefix.to_owned();
+        set.spawn(async move {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let name = format!("{prefix}{i:04}");
+                let e = vault
+                    .people()
+                    .create(
+                        &Actor::system(),
+                        NewUserInput {
+                            username: name.clone(),
+                            display_name: name.clone(),
+                            roles: vec!["publisher".into()],
+                            password: SecretString::new(format!("bench-{}", random_word(8)?)),
+                        },
+                        None,
+                    )
+                    .await
+                    .map_err(|e| anyhow!("creating operator {name}: {e}"))?;
+                let seed = totp::seed_from_base32(e.totp_secret.expose())
+                    .ok_or_else(|| anyhow!("enrolment secret of {name} is not base32"))?;
+                out.push(Operator { name, seed });
+            }
+            anyhow::Ok(out)
+        });
+    }
+    let mut all = Vec::with_capacity(n);
+    while let Some(r) = set.join_next().await {
+        all.extend(r??);
+        progress.line(&format!("preparing: {} of {n} operators", all.len()));
+    }
+    Ok(all)
+}
+
+/// Tops the log up to `target` entries with chained, signed entries in large transactions.
+async fn seed_audit(vault: &Vault, target: u64, progress: &Progress) -> anyhow::Result<u64> {
+    const CHUNK: usize = 20_000;
+    let head = vault.store.audit_head().await?;
+    let have = u64::try_from(head.seq).unwrap_or(0);
+    let mut left = target.saturating_sub(have);
+    let total = left;
+    let template = NewEntry::system("bench.seed", ACCOUNT, Outcome::Success)
+        .detail("note", "synthetic entry for the benchmark");
+    while left > 0 {
+        let n = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
+        let entries = vec![template.clone(); n];
+        crate::audit::writer::append_bulk(
+            &vault.store,
+            &vault.keys.mac().audit,
+            &vault.clock,
+            &entries,
+        )
+        .await?;
+        left -= n as u64;
+        progress.line(&format!(
+            "seeding the audit log: {} of {total} entries",
+            total - left
+        ));
+    }
+    Ok(total)
+}
