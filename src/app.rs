@@ -10,7 +10,7 @@ use axum_server::Handle;
 
 use crate::config::Config;
 use crate::vault::Vault;
-use crate::{Clock, accounts, audit, http, notify, platforms};
+use crate::{Clock, http};
 
 /// A running vault: its address, its shared state, and the means to stop it.
 pub struct Running {
@@ -20,128 +20,6 @@ pub struct Running {
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<Result<(), http::serve::ServeError>>,
     background: Vec<tokio::task::JoinHandle<()>>,
-}
-
-/// Checks every account's credential against its platform on a schedule; a refusal becomes a
-/// security event inside the broker.
-async fn heartbeats(vault: Arc<Vault>) {
-    let every =
-        std::time::Duration::from_secs(vault.config.platforms.heartbeat_interval_seconds.max(1));
-    let mut tick = tokio::time::interval(every);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        for platform in [accounts::Platform::Wechat, accounts::Platform::Weibo] {
-            for (account, cred) in vault.accounts().platform_credentials(platform).await {
-                let _ = vault.broker.heartbeat(&account, platform, &cred).await;
-            }
-        }
-    }
-}
-
-/// Turns the broker's security events into an audit record and a notice to every channel.
-async fn security_events(
-    vault: Arc<Vault>,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<platforms::SecurityEvent>,
-) {
-    while let Some(ev) = rx.recv().await {
-        tracing::warn!(account = %ev.account, event = ev.kind.as_str(), detail = %ev.detail, "security event");
-        vault
-            .metrics
-            .security_events
-            .get_or_create(&crate::telemetry::KindLabels {
-                kind: ev.kind.as_str(),
-            })
-            .inc();
-        audit_security_event(&vault, &ev).await;
-        let kind = match ev.kind {
-            platforms::SecurityEventKind::CanaryTripped => crate::config::RuleKind::CanaryTripped,
-            platforms::SecurityEventKind::TokenCancelledExternally => {
-                crate::config::RuleKind::TokenCancelled
-            }
-            platforms::SecurityEventKind::HeartbeatFailed => {
-                crate::config::RuleKind::HeartbeatFailed
-            }
-        };
-        if let Err(e) = vault.incidents().evaluate_rules(Some(kind)).await {
-            tracing::error!(error = %e, "early-warning rules not evaluated");
-        }
-        vault.notifier.send(notify::Notice {
-            event: ev.kind.as_str().to_owned(),
-            account: ev.account.clone(),
-            summary: format!(
-                "安全事件 security event {} on {}: {}",
-                ev.kind.as_str(),
-                ev.account,
-                ev.detail
-            ),
-            checkout_id: None,
-            incident_id: None,
-        });
-    }
-}
-
-/// A security event becomes an audit record, retried: losing one would hide exactly what
-/// security staff must see.
-async fn audit_security_event(vault: &Vault, ev: &platforms::SecurityEvent) {
-    let entry = || {
-        audit::NewEntry::system(ev.kind.as_str(), &ev.account, audit::Outcome::Denied)
-            .detail("detail", ev.detail.clone())
-    };
-    for attempt in 0..10u64 {
-        match vault.audit.record_event(entry()).await {
-            Ok(_) => break,
-            Err(e) => {
-                tracing::error!(error = %e, attempt, "security event not yet audited; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(200 * (attempt + 1))).await;
-            }
-        }
-    }
-}
-
-/// The publication watch: every `watch.interval_seconds`, what is live on each account against
-/// what the vault published (first round after one interval).
-async fn publication_watch(vault: Arc<Vault>) {
-    let every = std::time::Duration::from_secs(vault.config.watch.interval_seconds.max(1));
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        if let Err(e) = vault.incidents().watch_round().await {
-            tracing::warn!(error = %e, "publication watch round failed");
-        }
-    }
-}
-
-/// The counting early-warning rules (TOTP failures, refused checkouts, reveals, hand-outs), on a
-/// schedule; event rules also run right after their event.
-async fn early_warning(vault: Arc<Vault>) {
-    let every = std::time::Duration::from_secs(vault.config.early_warning.interval_seconds.max(1));
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if let Err(e) = vault.incidents().evaluate_rules(None).await {
-            tracing::warn!(error = %e, "early-warning round failed");
-        }
-    }
-}
-
-/// Marks expired checkouts and tells the notification channels, so nobody waits unknowingly.
-async fn sweep_expired(vault: Arc<Vault>) {
-    let every = std::time::Duration::from_secs(vault.config.checkout.expiry_sweep_seconds.max(1));
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        if let Err(e) = vault
-            .checkouts()
-            .sweep_expired(&crate::actor::Actor::system())
-            .await
-        {
-            tracing::warn!(error = %e, "expiry sweep failed");
-        }
-    }
 }
 
 impl Running {
@@ -235,31 +113,7 @@ pub async fn start_with(vault: Arc<Vault>) -> anyhow::Result<Running> {
     });
     let handle = Handle::new();
     let task = tokio::spawn(bound.serve(app, handle.clone()));
-    let mut background = vec![
-        tokio::spawn(sweep_expired(Arc::clone(&vault))),
-        tokio::spawn(heartbeats(Arc::clone(&vault))),
-        tokio::spawn(early_warning(Arc::clone(&vault))),
-    ];
-    if vault.config.watch.enabled {
-        background.push(tokio::spawn(publication_watch(Arc::clone(&vault))));
-    }
-    let taken = vault
-        .security_events
-        .lock()
-        .ok()
-        .and_then(|mut rx| rx.take());
-    if let Some(rx) = taken {
-        background.push(tokio::spawn(security_events(Arc::clone(&vault), rx)));
-    }
-    let v = Arc::clone(&vault);
-    background.push(Arc::clone(&vault.broker).spawn_canary(move || {
-        let v = Arc::clone(&v);
-        async move {
-            v.accounts()
-                .platform_credentials(accounts::Platform::Wechat)
-                .await
-        }
-    }));
+    let background = crate::vault::background::spawn(&vault);
     Ok(Running {
         addr,
         tls,

@@ -42,27 +42,16 @@
 //!   the binary (`src/main.rs`) only parses the arguments and calls it. `demo` and
 //!   `fake-platforms` exist only with the `demo` feature.
 
-pub mod accounts;
-pub mod actor;
 pub mod app;
-pub mod audit;
 pub mod certs;
-pub mod checkout;
 pub mod cli;
-pub mod config;
-pub mod error;
-pub mod http;
-pub mod identity;
-pub mod incidents;
-pub mod notify;
-pub mod policy;
-pub mod publishing;
-pub mod telemetry;
-pub mod vault;
 
 pub use app::{Running, start, start_with};
-pub use mediavault_base::{clock, crypto};
-pub use mediavault_store as store;
+pub use mediavault_core::{
+    Clock, Config, Vault, accounts, actor, audit, checkout, clock, config, crypto, error, identity,
+    incidents, notify, policy, publishing, store, telemetry, vault,
+};
+pub use mediavault_http as http;
 
 /// The platform adapters and the broker (mediavault-platforms), and in builds with the `demo`
 /// feature the fakes of both platforms (mediavault-fake-platforms) under their old path.
@@ -72,7 +61,3 @@ pub mod platforms {
     #[cfg(feature = "demo")]
     pub use mediavault_fake_platforms as fake;
 }
-
-pub use clock::Clock;
-pub use config::Config;
-pub use vault::Vault;

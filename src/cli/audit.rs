@@ -16,6 +16,23 @@ use crate::crypto::Keyring;
 use crate::store::Store;
 use crate::store::audit::{AuditAnchor, AuditFilter};
 
+/// `--format` of `audit export`: the export formats, as the command line spells them.
+#[derive(Debug, Clone, Copy)]
+pub struct FormatArg(Format);
+
+impl clap::ValueEnum for FormatArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[FormatArg(Format::Jsonl), FormatArg(Format::Csv)]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(match self.0 {
+            Format::Jsonl => "jsonl",
+            Format::Csv => "csv",
+        }))
+    }
+}
+
 #[derive(Debug, clap::Subcommand)]
 pub enum AuditCommand {
     /// Verify the chain (or an export file); exits non-zero and names the first bad entry.
@@ -32,7 +49,7 @@ pub enum AuditCommand {
     /// Write the entries with their chain fields to standard output.
     Export {
         #[arg(long, value_enum, default_value = "jsonl")]
-        format: Format,
+        format: FormatArg,
         /// RFC 3339; entries at or after this time.
         #[arg(long)]
         since: Option<String>,
@@ -95,7 +112,7 @@ async fn run_with(
             Ok(())
         }
         AuditCommand::Export {
-            format,
+            format: FormatArg(format),
             since,
             until,
         } => {

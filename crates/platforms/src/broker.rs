@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use reqwest::Method;
 use tokio::sync::mpsc::UnboundedSender;
 

@@ -25,12 +25,14 @@ pub mod weibo;
 
 use std::time::Duration;
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use reqwest::Url;
 use serde::Deserialize;
 
 pub use config::PlatformsConfig;
 use mediavault_base::crypto::SecretString;
+/// The request method of a platform call, as the services above name it.
+pub use reqwest::Method;
 
 pub use broker::{ApiRequest, Broker, CanaryOutcome, SecurityEvent, SecurityEventKind};
 pub use error::{PlatformError, TransportKind};

@@ -7,7 +7,7 @@
 //!
 //! The client keeps no state: caching, single-flight and retry live in the broker.
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 

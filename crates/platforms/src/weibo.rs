@@ -8,7 +8,7 @@
 //! every other request (GET, multipart uploads) gets it as a query parameter. Any `access_token` a
 //! caller supplied in the query or form is dropped first.
 
-use axum::body::Bytes;
+use bytes::Bytes;
 use reqwest::Method;
 use serde::Deserialize;
 

@@ -147,8 +147,7 @@ async fn make_operators(
 /// Tops the log up to `target` entries with chained, signed entries in large transactions.
 async fn seed_audit(vault: &Vault, target: u64, progress: &Progress) -> anyhow::Result<u64> {
     const CHUNK: usize = 20_000;
-    let head = vault.store.audit_head().await?;
-    let have = u64::try_from(head.seq).unwrap_or(0);
+    let have = vault.audit_len().await?;
     let mut left = target.saturating_sub(have);
     let total = left;
     let template = NewEntry::system("bench.seed", ACCOUNT, Outcome::Success)
@@ -156,13 +155,7 @@ async fn seed_audit(vault: &Vault, target: u64, progress: &Progress) -> anyhow::
     while left > 0 {
         let n = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
         let entries = vec![template.clone(); n];
-        crate::audit::writer::append_bulk(
-            &vault.store,
-            &vault.keys.mac().audit,
-            &vault.clock,
-            &entries,
-        )
-        .await?;
+        vault.seed_audit(&entries).await?;
         left -= n as u64;
         progress.line(&format!(
             "seeding the audit log: {} of {total} entries",

@@ -11,6 +11,9 @@ pub mod secret;
 pub mod tokens;
 
 pub use keyring::{Aad, Keyring, MacKeys, RootKey};
+/// The HMAC keys of the audit chain and the token hashes are ring's; the chain above computes
+/// with them through this path, so no other crate depends on ring.
+pub use ring::hmac;
 pub use secret::{SecretBytes, SecretString};
 pub use tokens::{TokenKind, new_token};
 

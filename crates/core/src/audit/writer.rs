@@ -1,0 +1,544 @@
+//! The one writer of the audit log, and of every change of vault state: group commit over an mpsc
+//! channel.
+//!
+//! Every caller waits for the durable commit of its entry before it goes on (fail closed). The
+//! task drains whatever is queued and opens one `BEGIN IMMEDIATE` transaction (`synchronous=FULL`)
+//! for the batch. A job that carries a change runs it inside that transaction, under a savepoint:
+//! a change that fails is undone alone and answered at once, and its entry is not written (the
+//! request's own entry records the refusal). Then the batch's entries are chained onto the head
+//! read inside the transaction and inserted, and only after the commit are the waiters answered.
+//! So a change and its audit entry commit together or not at all; a failed transaction answers
+//! every waiter with an error and changes nothing, and the next batch starts again from the head
+//! on disk. Once a job is queued it runs to its end even if its caller is dropped (a client that
+//! disconnects cannot cut a change off from its record).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::crypto::hmac;
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain::entry_hash;
+use super::context::ActorKind;
+use crate::clock::Clock;
+use crate::error::Error;
+use crate::store::audit::{AuditRow, ChainHead};
+use crate::store::{Store, Tx};
+
+/// Most entries committed in one transaction; keeps a transaction short under a burst.
+const MAX_BATCH: usize = 256;
+/// Queue depth before callers wait for room; they wait anyway for their commit.
+const QUEUE: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Success,
+    Denied,
+    Error,
+    RateLimited,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Denied => "denied",
+            Outcome::Error => "error",
+            Outcome::RateLimited => "rate_limited",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "success" => Outcome::Success,
+            "denied" => Outcome::Denied,
+            "error" => Outcome::Error,
+            "rate_limited" => Outcome::RateLimited,
+            _ => return None,
+        })
+    }
+
+    /// 2xx/3xx succeed; 401/403/423 are denials; 429 is a rate limit; any other 4xx/5xx an error.
+    pub fn of_status(status: u16) -> Self {
+        match status {
+            401 | 403 | 423 => Outcome::Denied,
+            429 => Outcome::RateLimited,
+            s if s >= 400 => Outcome::Error,
+            _ => Outcome::Success,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpInfo {
+    pub method: String,
+    pub path: String,
+    /// None for a change committed with its entry before the response existed.
+    pub status: Option<u16>,
+}
+
+/// An entry before it gets its seq, ts and chain hashes. `detail` holds ids and digests only.
+#[derive(Debug, Clone)]
+pub struct NewEntry {
+    pub actor_kind: ActorKind,
+    pub actor_id: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: Outcome,
+    pub source_ip: String,
+    pub request_id: String,
+    pub http: Option<HttpInfo>,
+    pub detail: Map<String, Value>,
+}
+
+impl NewEntry {
+    /// A domain event of the vault itself (CLI actions, background tasks).
+    pub fn system(action: &str, target: &str, outcome: Outcome) -> Self {
+        Self {
+            actor_kind: ActorKind::System,
+            actor_id: "mediavault".into(),
+            action: action.into(),
+            target: target.into(),
+            outcome,
+            source_ip: String::new(),
+            request_id: String::new(),
+            http: None,
+            detail: Map::new(),
+        }
+    }
+
+    pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.detail.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+/// Where an entry landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    pub seq: i64,
+    pub hash: [u8; 32],
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    #[error("the audit log could not be written: {0}")]
+    Store(String),
+    #[error("the audit writer has stopped")]
+    Stopped,
+}
+
+type Reply = oneshot::Sender<Result<Committed, AuditError>>;
+
+/// A future that borrows the batch transaction.
+pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 't>>;
+
+/// Answers the caller of a change once the batch's fate is known.
+type Finish = Box<dyn FnOnce(Result<Committed, AuditError>) + Send>;
+
+/// A change with its result type erased: runs in the batch transaction; on success it hands back
+/// what answers its caller after the commit, on failure it has answered the caller already.
+type Change = Box<
+    dyn for<'t> FnOnce(&'t mut Tx) -> Pin<Box<dyn Future<Output = Option<Finish>> + Send + 't>>
+        + Send,
+>;
+
+enum Job {
+    Entry(NewEntry, Reply),
+    Change(NewEntry, Change),
+}
+
+/// Handle to the writer task; cheap to clone. The task ends when the last handle is dropped.
+#[derive(Clone, Debug)]
+pub struct AuditWriter {
+    tx: mpsc::Sender<Job>,
+    stats: crate::telemetry::AuditStats,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
+}
+
+impl AuditWriter {
+    /// Starts the writer task on the current runtime. The chain head is read from the store
+    /// inside every batch transaction, so it starts from the store's current head.
+    pub fn start(store: Store, key: hmac::Key, clock: Clock) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let stats = crate::telemetry::AuditStats::default();
+        tokio::spawn(run(store, key, clock, rx, stats.clone()));
+        Self { tx, stats }
+    }
+
+    /// Commit latency and batch sizes, for `/metrics`.
+    pub fn stats(&self) -> &crate::telemetry::AuditStats {
+        &self.stats
+    }
+
+    /// Jobs queued and not yet taken by the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Records an entry and returns once it is durably committed.
+    pub async fn record(&self, entry: NewEntry) -> Result<Committed, AuditError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job::Entry(entry, reply))
+            .await
+            .map_err(|_| AuditError::Stopped)?;
+        answer.await.map_err(|_| AuditError::Stopped)?
+    }
+
+    /// Runs `change` inside the writer's transaction and commits it together with `entry` (plus
+    /// whatever the change noted with [`Tx::note`]). Returns the change's result once both are
+    /// durable. If the change fails, nothing of it is kept and its error is returned; if the
+    /// audit entry cannot be written, the change is undone and `Unavailable` is returned.
+    pub async fn commit<T, F>(&self, entry: NewEntry, change: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send + 'static,
+    {
+        Ok(self.commit_entry(entry, change).await?.0)
+    }
+
+    /// As [`Self::commit`], also returning the committed entry (its sequence number names it).
+    pub async fn commit_entry<T, F>(
+        &self,
+        entry: NewEntry,
+        change: F,
+    ) -> Result<(T, Committed), Error>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<Result<(T, Committed), Error>>();
+        let job: Change = Box::new(move |tx: &mut Tx| {
+            Box::pin(async move {
+                match change(tx).await {
+                    Ok(value) => Some(Box::new(move |done: Result<Committed, AuditError>| {
+                        let _ = reply.send(done.map(|c| (value, c)).map_err(Error::from));
+                    }) as Finish),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        None
+                    }
+                }
+            })
+        });
+        self.tx
+            .send(Job::Change(entry, job))
+            .await
+            .map_err(|_| Error::from(AuditError::Stopped))?;
+        // A closed channel means the change never ran (its batch failed before it): 503.
+        answer.await.map_err(|_| {
+            Error::from(AuditError::Store(
+                "batch failed before the change ran".into(),
+            ))
+        })?
+    }
+
+    /// Records an event that is not a request (actor kind `system` unless the entry says else).
+    pub async fn record_event(&self, entry: NewEntry) -> Result<Committed, AuditError> {
+        self.record(entry).await
+    }
+}
+
+async fn run(
+    store: Store,
+    key: hmac::Key,
+    clock: Clock,
+    mut rx: mpsc::Receiver<Job>,
+    stats: crate::telemetry::AuditStats,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let jobs: Vec<Job> = std::mem::take(&mut batch);
+        let started = std::time::Instant::now();
+        stats.batch_size.observe(jobs.len() as f64);
+        let mut entries = Vec::with_capacity(jobs.len());
+        let mut waiters: Vec<Waiter> = Vec::with_capacity(jobs.len());
+        let result = write_batch(&store, &key, &clock, jobs, &mut entries, &mut waiters).await;
+        stats
+            .commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(rows) => {
+                for (row, waiter) in rows.iter().zip(waiters) {
+                    let mut hash = [0u8; 32];
+                    hash.copy_from_slice(&row.hash);
+                    // A waiter that gave up (client gone) needs no answer.
+                    waiter.answer(Ok(Committed { seq: row.seq, hash }));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, entries = waiters.len(), "audit batch not committed");
+                let err = AuditError::Store(e.to_string());
+                for waiter in waiters {
+                    waiter.answer(Err(err.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Who waits for an entry of the batch.
+enum Waiter {
+    Entry(Reply),
+    Change(Finish),
+}
+
+impl Waiter {
+    fn answer(self, r: Result<Committed, AuditError>) {
+        match self {
+            Waiter::Entry(reply) => {
+                let _ = reply.send(r);
+            }
+            Waiter::Change(finish) => finish(r),
+        }
+    }
+}
+
+/// One batch in one transaction: the changes under savepoints, then the entries of every job that
+/// is still standing, chained and inserted. `entries` and `waiters` stay index-aligned; on error
+/// every waiter collected so far is answered by the caller.
+async fn write_batch(
+    store: &Store,
+    key: &hmac::Key,
+    clock: &Clock,
+    jobs: Vec<Job>,
+    entries: &mut Vec<NewEntry>,
+    waiters: &mut Vec<Waiter>,
+) -> Result<Vec<AuditRow>, crate::store::StoreError> {
+    let mut pending = jobs.into_iter();
+    let mut tx = match store.begin().await {
+        Ok(tx) => tx,
+        Err(e) => {
+            // Nothing ran: every job is answered with the error.
+            for job in pending {
+                match job {
+                    Job::Entry(_, reply) => waiters.push(Waiter::Entry(reply)),
+                    Job::Change(_, change) => fail_unrun(change),
+                }
+            }
+            return Err(e);
+        }
+    };
+    let mut failure = None;
+    // (index of the entry, rows that must name its seq)
+    let mut links: Vec<(usize, Vec<crate::store::SeqLink>)> = Vec::new();
+    for job in pending.by_ref() {
+        match job {
+            Job::Entry(entry, reply) => {
+                entries.push(entry);
+                waiters.push(Waiter::Entry(reply));
+            }
+            Job::Change(mut entry, change) => {
+                if let Err(e) = tx.savepoint().await {
+                    fail_unrun(change);
+                    failure = Some(e);
+                    break;
+                }
+                let finish = change(&mut tx).await;
+                let notes = tx.take_notes();
+                let asked = tx.take_links();
+                if let Err(e) = tx.end_savepoint(finish.is_some()).await {
+                    if let Some(f) = finish {
+                        waiters.push(Waiter::Change(f));
+                    }
+                    failure = Some(e);
+                    break;
+                }
+                if let Some(f) = finish {
+                    entry.detail.extend(notes);
+                    if !asked.is_empty() {
+                        links.push((entries.len(), asked));
+                    }
+                    entries.push(entry);
+                    waiters.push(Waiter::Change(f));
+                }
+            }
+        }
+    }
+    if let Some(e) = failure {
+        for job in pending {
+            match job {
+                Job::Entry(_, reply) => waiters.push(Waiter::Entry(reply)),
+                Job::Change(_, change) => fail_unrun(change),
+            }
+        }
+        return Err(e);
+    }
+    let head = tx.audit_head().await?;
+    let rows = chain_batch(key, head, unix_ms(clock), entries);
+    tx.audit_insert(&rows).await?;
+    for (index, asked) in &links {
+        if let Some(row) = rows.get(*index) {
+            for link in asked {
+                tx.apply_link(link, row.seq).await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(rows)
+}
+
+/// Appends many entries in one transaction, chained onto the head read inside it (so it cannot
+/// fork the chain even beside a running writer). For seeding large logs (the benchmark); a
+/// request's entry always goes through [`AuditWriter`].
+#[cfg(feature = "seeding")]
+pub async fn append_bulk(
+    store: &Store,
+    key: &hmac::Key,
+    clock: &Clock,
+    entries: &[NewEntry],
+) -> Result<(), crate::store::StoreError> {
+    let mut tx = store.begin().await?;
+    let head = tx.audit_head().await?;
+    let rows = chain_batch(key, head, unix_ms(clock), entries);
+    tx.audit_insert(&rows).await?;
+    tx.commit().await
+}
+
+/// A change that never ran because its batch failed first. The closure owns its caller's reply
+/// channel; dropping it closes the channel, which the caller reads as `AuditUnavailable` (503):
+/// nothing was changed and nothing recorded.
+fn fail_unrun(change: Change) {
+    drop(change);
+}
+
+pub fn unix_ms(clock: &Clock) -> i64 {
+    i64::try_from(clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}
+
+fn chain_batch(key: &hmac::Key, head: ChainHead, ts: i64, entries: &[NewEntry]) -> Vec<AuditRow> {
+    let mut prev = head.hash;
+    let mut seq = head.seq;
+    entries
+        .iter()
+        .map(|e| {
+            seq += 1;
+            let mut row = AuditRow {
+                seq,
+                ts,
+                actor_kind: e.actor_kind.as_str().to_owned(),
+                actor_id: e.actor_id.clone(),
+                action: e.action.clone(),
+                target: e.target.clone(),
+                outcome: e.outcome.as_str().to_owned(),
+                source_ip: e.source_ip.clone(),
+                request_id: e.request_id.clone(),
+                http_method: e.http.as_ref().map(|h| h.method.clone()),
+                http_path: e.http.as_ref().map(|h| h.path.clone()),
+                http_status: e.http.as_ref().and_then(|h| h.status).map(i64::from),
+                // serde_json's Map is ordered by key here, so this text is canonical.
+                detail: Value::Object(e.detail.clone()).to_string(),
+                prev_hash: prev.to_vec(),
+                hash: Vec::new(),
+            };
+            let hash = entry_hash(key, row.fields());
+            row.hash = hash.to_vec();
+            prev = hash;
+            row
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::{AuditWriter, NewEntry, Outcome};
+    use crate::clock::Clock;
+    use crate::crypto::hmac;
+    use crate::error::Error;
+    use crate::store::Store;
+
+    /// Changes queued together run in one batch transaction, each under its own savepoint (kept
+    /// ones stay open until the COMMIT): a failing change in the middle leaves no trace, and the
+    /// changes before and after it are committed with their entries on one unbroken chain.
+    #[tokio::test]
+    async fn a_failed_change_in_a_batch_is_undone_alone() {
+        let (_dir, store) = Store::open_temp().await;
+        sqlx::query("CREATE TABLE t (name TEXT NOT NULL)")
+            .execute(store.test_writer())
+            .await
+            .unwrap();
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &[7u8; 32]);
+        let writer = AuditWriter::start(store.clone(), key.clone(), Clock::system());
+        let put = |name: &'static str, fail: bool| {
+            let w = writer.clone();
+            async move {
+                w.commit(
+                    NewEntry::system("test.change", name, Outcome::Success),
+                    move |tx| {
+                        Box::pin(async move {
+                            sqlx::query("INSERT INTO t (name) VALUES (?)")
+                                .bind(name)
+                                .execute(tx.test_conn())
+                                .await
+                                .map_err(crate::store::StoreError::from)?;
+                            if fail {
+                                return Err(Error::invalid("name", "refused after its insert"));
+                            }
+                            Ok(())
+                        })
+                    },
+                )
+                .await
+            }
+        };
+        // Queued before the writer runs (this runtime has one thread), so one batch takes all.
+        let (a, b, c, d, e) = tokio::join!(
+            put("a", false),
+            put("b", true),
+            put("c", false),
+            put("d", true),
+            put("e", false)
+        );
+        assert!(a.is_ok() && c.is_ok() && e.is_ok());
+        assert!(b.is_err() && d.is_err());
+        let names: Vec<String> = sqlx::query_scalar("SELECT name FROM t ORDER BY rowid")
+            .fetch_all(store.test_reader())
+            .await
+            .unwrap();
+        assert_eq!(names, ["a", "c", "e"]);
+        let targets: Vec<String> = sqlx::query_scalar(
+            "SELECT target FROM audit_log WHERE action = 'test.change' ORDER BY seq",
+        )
+        .fetch_all(store.test_reader())
+        .await
+        .unwrap();
+        assert_eq!(targets, ["a", "c", "e"]);
+        let report = crate::audit::verify_store(&store, &key).await.unwrap();
+        assert!(report.ok, "{report:?}");
+        // The next batch starts clean on the same connection.
+        put("f", false).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(store.test_reader())
+            .await
+            .unwrap();
+        assert_eq!(n, 4);
+    }
+
+    #[test]
+    fn outcome_of_status() {
+        for (status, outcome) in [
+            (200, Outcome::Success),
+            (201, Outcome::Success),
+            (302, Outcome::Success),
+            (400, Outcome::Error),
+            (401, Outcome::Denied),
+            (403, Outcome::Denied),
+            (404, Outcome::Error),
+            (423, Outcome::Denied),
+            (429, Outcome::RateLimited),
+            (500, Outcome::Error),
+            (503, Outcome::Error),
+        ] {
+            assert_eq!(Outcome::of_status(status), outcome, "{status}");
+        }
+    }
+}

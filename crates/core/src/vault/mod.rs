@@ -1,0 +1,585 @@
+//! The vault: an unlocked store and the parts around it (audit writer, keyring, broker,
+//! notifier, policies). Its parts are private to the crate; everything outside reaches them
+//! through the services it hands out (`people()`, `sessions()`, `clients()`, `accounts()`,
+//! `checkouts()`, `publishing()`, `audit_review()`), each of which owns the rules of its concept.
+
+pub mod background;
+pub mod backup;
+pub mod keys;
+
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use crate::actor::Actor;
+use crate::audit::{AuditWriter, Outcome, TxFuture};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::keyring::{MAC_MASTER_LABEL, new_data_key, term_label};
+use crate::crypto::{CryptoError, Keyring, RootKey};
+use crate::error::{Error, Result};
+use crate::identity::passwords::Passwords;
+use crate::policy::PolicySet;
+use crate::store::Store;
+use crate::store::Tx;
+use crate::store::keyring::MAC_MASTER_KEY;
+
+pub struct Vault {
+    pub(crate) store: Store,
+    /// Every change, request and domain event is recorded through this before anything is
+    /// released; changes commit inside its transactions.
+    pub(crate) audit: AuditWriter,
+    pub(crate) keys: Arc<Keyring>,
+    pub(crate) clock: Clock,
+    pub config: Arc<Config>,
+    pub(crate) passwords: Passwords,
+    pub(crate) notifier: crate::notify::Notifier,
+    pub(crate) broker: Arc<crate::platforms::Broker>,
+    /// Taken once by the server, which turns each event into an audit record and a notice.
+    pub(crate) security_events: std::sync::Mutex<
+        Option<tokio::sync::mpsc::UnboundedReceiver<crate::platforms::SecurityEvent>>,
+    >,
+    policies: RwLock<Arc<PolicySet>>,
+    playbooks: RwLock<Arc<crate::policy::PlaybookSet>>,
+    /// When each early-warning (rule, key) last fired, by audit timestamp (ms); in memory only.
+    pub(crate) alerts_fired: std::sync::Mutex<std::collections::HashMap<(String, String), i64>>,
+    /// Held while the keyring is read again from the store (see [`Vault::know_term_of`]).
+    keyring_refresh: tokio::sync::Mutex<()>,
+    /// What the last readiness probe found, so a change is logged once, not at every probe.
+    keys_ready: std::sync::atomic::AtomicBool,
+    /// Live publishing tokens by keyed hash, so a token request reads no store.
+    pub(crate) tokens: crate::checkout::TokenIndex,
+    /// What `/metrics` shows.
+    pub(crate) metrics: crate::telemetry::Metrics,
+}
+
+/// What `/readyz` reports.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Readiness {
+    /// Both pools answer.
+    pub store_usable: bool,
+    /// The keyring seals and opens, and opens what is stored.
+    pub keys_usable: bool,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> bool {
+        self.store_usable && self.keys_usable
+    }
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault").finish_non_exhaustive()
+    }
+}
+
+/// Why a store could not be opened; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Crypto(#[from] crate::crypto::CryptoError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Vault {
+    /// Opens an existing store: the key file is checked before the database is touched, and a
+    /// wrong key is detected before anything is written.
+    pub async fn open(config: Arc<Config>, clock: Clock) -> Result<Self, OpenError> {
+        let (_, store, keys) = open_store(&config).await?;
+        // A missing directory is allowed at start (a vault before its first policy), with a
+        // warning that says what follows; a broken policy file still stops the start.
+        let policies = if config.policies_dir.is_dir() {
+            PolicySet::load_dir(&config.policies_dir)
+                .map_err(|e| OpenError::Other(format!("policies: {e}")))?
+        } else {
+            tracing::warn!(
+                dir = %config.policies_dir.display(),
+                "no policy directory: every checkout is refused until policies are written there (or `policies_dir` points at them) and the server reloads (SIGHUP)"
+            );
+            PolicySet::empty()
+        };
+        Self::assemble(config, clock, store, keys, policies)
+    }
+
+    /// Creates the data dir, the database, the root key file and the keyring. Refuses to touch an
+    /// existing store or key file.
+    pub async fn create(config: Arc<Config>, clock: Clock) -> Result<Self, OpenError> {
+        let db = config.database_path();
+        let key_path = config.root_key_path();
+        if db.exists() {
+            return Err(OpenError::Other(format!(
+                "a store already exists at {}; init changes nothing",
+                db.display()
+            )));
+        }
+        if key_path.exists() {
+            return Err(OpenError::Other(format!(
+                "a root key already exists at {} but there is no store; move it away if it is stale",
+                key_path.display()
+            )));
+        }
+        create_private_dir(&config.data_dir)?;
+        make_dir_private(&config.data_dir)?;
+        if let Some(parent) = key_path.parent() {
+            create_private_dir(parent)?;
+        }
+        let root = RootKey::create_file(&key_path)?;
+        let store = Store::open(&db, true).await?;
+        let term1 = new_data_key()?;
+        let mac = new_data_key()?;
+        store
+            .keyring_init(
+                &root.wrap(&term_label(1), &term1)?,
+                &root.wrap(MAC_MASTER_LABEL, &mac)?,
+                clock.unix(),
+            )
+            .await?;
+        let keys = unlock(&store, &RootKey::load_file(&key_path)?).await?;
+        let policies =
+            PolicySet::load_dir(&config.policies_dir).unwrap_or_else(|_| PolicySet::empty());
+        Self::assemble(config, clock, store, keys, policies)
+    }
+
+    /// The services around an unlocked store: audit writer, platform broker, notifier.
+    fn assemble(
+        config: Arc<Config>,
+        clock: Clock,
+        store: Store,
+        keys: Keyring,
+        policies: PolicySet,
+    ) -> Result<Self, OpenError> {
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let broker = Arc::new(
+            crate::platforms::Broker::new(&config.platforms, clock.clone(), events_tx)
+                .map_err(|e| OpenError::Other(format!("platform client: {e}")))?,
+        );
+        let audit = AuditWriter::start(store.clone(), keys.mac().audit.clone(), clock.clone());
+        let notifier =
+            crate::notify::Notifier::new(config.notify.clone(), audit.clone(), clock.clone());
+        let playbooks = load_playbooks(&config);
+        let metrics = crate::telemetry::Metrics::new(audit.stats());
+        Ok(Self {
+            store,
+            audit,
+            keys: Arc::new(keys),
+            clock,
+            config,
+            passwords: Passwords::default(),
+            notifier,
+            broker,
+            security_events: std::sync::Mutex::new(Some(events_rx)),
+            policies: RwLock::new(Arc::new(policies)),
+            playbooks: RwLock::new(Arc::new(playbooks)),
+            alerts_fired: std::sync::Mutex::default(),
+            keyring_refresh: tokio::sync::Mutex::new(()),
+            keys_ready: std::sync::atomic::AtomicBool::new(true),
+            tokens: crate::checkout::TokenIndex::default(),
+            metrics,
+        })
+    }
+
+    /// Runs `change` in the audit writer's transaction and commits it with the actor's entry for
+    /// `action` on `target`: both or neither. The request is told its change is recorded.
+    pub(crate) async fn change<T, F>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        change: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send + 'static,
+    {
+        let value = self
+            .audit
+            .commit(actor.entry(action, target), change)
+            .await?;
+        actor.recorded();
+        Ok(value)
+    }
+
+    /// As [`Self::change`], also returning the sequence number of the change's audit entry, for
+    /// the entries of the changes it authorises to name.
+    pub(crate) async fn change_seq<T, F>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        change: F,
+    ) -> Result<(T, i64)>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send + 'static,
+    {
+        let (value, committed) = self
+            .audit
+            .commit_entry(actor.entry(action, target), change)
+            .await?;
+        actor.recorded();
+        Ok((value, committed.seq))
+    }
+
+    /// Records one request's audit entry (the HTTP layer's, for a request that changed nothing
+    /// itself), durably, before the answer leaves.
+    pub async fn record_request(&self, entry: crate::audit::NewEntry) -> Result<()> {
+        self.audit.record(entry).await?;
+        Ok(())
+    }
+
+    /// How many entries the audit log holds (its head's sequence number).
+    #[cfg(feature = "seeding")]
+    pub async fn audit_len(&self) -> Result<u64> {
+        let head = self.store.audit_head().await?;
+        Ok(u64::try_from(head.seq).unwrap_or(0))
+    }
+
+    /// Appends many chained, signed entries in one transaction: seeding a large log for
+    /// `mediavault bench`, never a request's entry (those go through the audit writer).
+    #[cfg(feature = "seeding")]
+    pub async fn seed_audit(&self, entries: &[crate::audit::NewEntry]) -> Result<()> {
+        crate::audit::writer::append_bulk(
+            &self.store,
+            &self.keys.mac().audit,
+            &self.clock,
+            entries,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// What `/metrics` counts.
+    pub fn metrics(&self) -> &crate::telemetry::Metrics {
+        &self.metrics
+    }
+
+    /// Records an event of the vault itself (no change in the store), durably.
+    pub async fn record(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        outcome: Outcome,
+    ) -> Result<()> {
+        let mut entry = actor.entry(action, target);
+        entry.outcome = outcome;
+        self.audit.record(entry).await?;
+        Ok(())
+    }
+
+    /// Whether the store answers on both pools and the keys in memory open what is stored: a fresh
+    /// seal, the newest credential version and the newest TOTP seed (terms added by another
+    /// process are picked up first). Not ready is logged, once per change, with what to do.
+    pub async fn readiness(&self) -> Readiness {
+        let store = self.store.ping().await.is_ok();
+        let keys = match self.probe_keys().await {
+            Ok(()) => {
+                if !self
+                    .keys_ready
+                    .swap(true, std::sync::atomic::Ordering::AcqRel)
+                {
+                    tracing::info!("the keys open the stored secrets again");
+                }
+                true
+            }
+            Err(e) => {
+                if self
+                    .keys_ready
+                    .swap(false, std::sync::atomic::Ordering::AcqRel)
+                {
+                    tracing::error!(
+                        error = ?e,
+                        key_file = %self.config.root_key_path().display(),
+                        "not ready: the keys in memory cannot open what is stored. Check that the \
+                         root key file is the one this store was last rotated to (after `keys \
+                         rotate-root` it holds the new key), then send SIGHUP or restart; \
+                         `mediavault keys rotate` never makes old records unreadable"
+                    );
+                }
+                false
+            }
+        };
+        Readiness {
+            store_usable: store,
+            keys_usable: keys,
+        }
+    }
+
+    /// Opens a fresh seal and one stored credential and TOTP seed; their plaintext is dropped
+    /// (zeroized) at once.
+    async fn probe_keys(&self) -> Result<()> {
+        let probe = crate::crypto::Aad {
+            table: "readyz",
+            row: "probe",
+            field: "probe",
+            version: 0,
+        };
+        self.keys
+            .seal(&probe, b"probe")
+            .and_then(|ct| self.keys.open(&probe, &ct))?;
+        let probes = self.store.keyring_probes().await?;
+        if let Some((account, version, sealed)) = &probes.credential {
+            self.know_term_of(sealed).await?;
+            crate::accounts::Credential::open(&self.keys, account, *version, sealed)?;
+        }
+        if let Some((username, sealed)) = &probes.seed {
+            self.know_term_of(sealed).await?;
+            self.keys
+                .open(&crate::identity::users::seed_aad(username), sealed)?;
+        }
+        Ok(())
+    }
+
+    /// The keyring term new secrets are sealed under.
+    pub fn active_key_term(&self) -> u32 {
+        self.keys.active_term()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// The Prometheus text of `/metrics`, with the gauges read now.
+    pub async fn metrics_text(&self) -> Result<String> {
+        let m = &self.metrics;
+        m.audit_queue_depth
+            .set(i64::try_from(self.audit.queue_depth()).unwrap_or(i64::MAX));
+        m.indexed_tokens
+            .set(i64::try_from(self.tokens.len()).unwrap_or(i64::MAX));
+        m.live_checkouts
+            .set(self.store.checkouts_live(self.clock.unix()).await?);
+        m.render().map_err(Error::internal)
+    }
+
+    /// Closes the store's pools (after the server has stopped).
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.policies
+            .read()
+            .map(|p| Arc::clone(&p))
+            .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+
+    /// Notifications still being delivered (attempts and backoff included).
+    pub fn notifications_in_flight(&self) -> usize {
+        self.notifier.in_flight()
+    }
+
+    /// The incident playbooks in force.
+    pub fn playbooks(&self) -> Arc<crate::policy::PlaybookSet> {
+        self.playbooks
+            .read()
+            .map(|p| Arc::clone(&p))
+            .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+    }
+
+    /// Loads the playbooks again: every good file is taken, each broken one is named (file and
+    /// line) in the log and in the audit entry, so one typo cannot disable the other plans.
+    pub async fn reload_playbooks(&self, actor: &Actor) -> Result<usize> {
+        let dir = self.config.playbooks_path();
+        let (fresh, problems) = crate::policy::PlaybookSet::load_dir_lenient(&dir);
+        let mut entry = actor.entry("playbooks.reload", &dir.display().to_string());
+        entry.detail.insert("playbooks".into(), fresh.len().into());
+        if !problems.is_empty() {
+            entry.outcome = Outcome::Error;
+            let list: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+            entry.detail.insert("problems".into(), list.into());
+        }
+        self.audit.record(entry).await?;
+        let n = fresh.len();
+        if let Ok(mut p) = self.playbooks.write() {
+            *p = Arc::new(fresh);
+        }
+        Ok(n)
+    }
+
+    /// Loads the policy dir again; on any error the old set stays in force. Either way the
+    /// attempt and its result are audited (actor `system`); an unrecorded reload does not happen.
+    pub async fn reload_policies(&self, actor: &Actor) -> Result<usize> {
+        let dir = self.config.policies_dir.display().to_string();
+        match PolicySet::load_dir(&self.config.policies_dir) {
+            Ok(fresh) => {
+                let n = fresh.len();
+                let mut entry = actor.entry("policy.reload", &dir);
+                entry.detail.insert("policies".into(), n.into());
+                self.audit.record(entry).await?;
+                if let Ok(mut p) = self.policies.write() {
+                    *p = Arc::new(fresh);
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                let mut entry = actor.entry("policy.reload", &dir);
+                entry.outcome = Outcome::Error;
+                entry.detail.insert("error".into(), e.to_string().into());
+                self.audit.record(entry).await?;
+                Err(Error::invalid("policies", e.to_string()))
+            }
+        }
+    }
+
+    /// Makes sure the keyring knows the term `sealed` was sealed under, before it is opened.
+    ///
+    /// Another process (`mediavault keys rotate`, with or without `--rewrap`) may have added a
+    /// term after this server started and re-sealed records under it. Meeting such a record, the
+    /// server reads the keyring from the store again and retries, so rotation is safe at any
+    /// time. Concurrent requests meeting the same new term read the store once.
+    pub(crate) async fn know_term_of(&self, sealed: &[u8]) -> Result<()> {
+        // A malformed ciphertext is reported by `open`, with its place.
+        let Ok(term) = Keyring::term_of(sealed) else {
+            return Ok(());
+        };
+        if self.keys.has_term(term) {
+            return Ok(());
+        }
+        let _one_at_a_time = self.keyring_refresh.lock().await;
+        if self.keys.has_term(term) {
+            return Ok(());
+        }
+        self.refresh_keyring().await?;
+        if self.keys.has_term(term) {
+            Ok(())
+        } else {
+            Err(CryptoError::UnknownTerm(term).into())
+        }
+    }
+
+    /// Picks up keyring terms added by another process (`mediavault keys rotate`): reads the
+    /// wrapped terms from the store and unwraps the new ones with the root key file, read again
+    /// because `keys rotate-root` may have replaced it since the start. While a root rotation is
+    /// between its commit and the rename of its key file, the store opens only with
+    /// `<key>.new`, which is tried second. Returns how many terms were added.
+    pub async fn refresh_keyring(&self) -> Result<usize> {
+        let unknown: Vec<(u32, Vec<u8>)> = self
+            .store
+            .keyring_terms()
+            .await?
+            .into_iter()
+            .filter(|(term, _)| !self.keys.has_term(*term))
+            .collect();
+        if unknown.is_empty() {
+            return Ok(0);
+        }
+        let path = self.config.root_key_path();
+        let mut first_problem = None;
+        for candidate in [path.clone(), keys::pending_root_path(&path)] {
+            let unwrapped = RootKey::load_file(&candidate).and_then(|root| {
+                unknown
+                    .iter()
+                    .map(|(term, wrapped)| Ok((*term, root.unwrap(&term_label(*term), wrapped)?)))
+                    .collect::<Result<Vec<_>, CryptoError>>()
+            });
+            match unwrapped {
+                Ok(terms) => {
+                    for (term, key) in &terms {
+                        self.keys.add_term(*term, key)?;
+                        tracing::info!(term, "keyring term added by another process picked up");
+                    }
+                    return Ok(terms.len());
+                }
+                Err(e) => {
+                    first_problem.get_or_insert(e);
+                }
+            }
+        }
+        let terms: Vec<u32> = unknown.iter().map(|(t, _)| *t).collect();
+        let cause = first_problem.map(|e| e.to_string()).unwrap_or_default();
+        tracing::error!(
+            ?terms,
+            key_file = %path.display(),
+            error = %cause,
+            "the store has keyring terms this server cannot unwrap: the root key file no longer \
+             matches the store. If `mediavault keys rotate-root` ran, put the key it wrote in \
+             place of this file (it keeps the old one nowhere); otherwise restore the key file \
+             that belongs to this store. Records sealed under the old terms still open."
+        );
+        Err(Error::internal(anyhow::anyhow!(
+            "keyring terms {terms:?} cannot be unwrapped with {}: {cause}",
+            path.display()
+        )))
+    }
+}
+
+/// The playbooks at start: the good ones load, each broken file is logged with its line.
+fn load_playbooks(config: &Config) -> crate::policy::PlaybookSet {
+    let dir = config.playbooks_path();
+    if !dir.is_dir() {
+        // Not an error: a vault may run before its playbooks are written; incidents need them.
+        tracing::warn!(dir = %dir.display(), "no playbook directory: no incident can be opened until playbooks are there and the server reloads");
+        return crate::policy::PlaybookSet::default();
+    }
+    let (set, problems) = crate::policy::PlaybookSet::load_dir_lenient(&dir);
+    for p in problems {
+        tracing::error!(problem = %p, "playbook not loaded");
+    }
+    set
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), OpenError> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| OpenError::Other(format!("cannot create {}: {e}", dir.display())))
+}
+
+/// An existing data dir may have been made by hand with the usual 0755; the store about to be
+/// created in it holds password hashes and the audit log, so it becomes the vault's alone.
+/// (Opening a store later refuses an open data dir instead of changing it.)
+fn make_dir_private(dir: &Path) -> Result<(), OpenError> {
+    use std::os::unix::fs::PermissionsExt;
+    if dir.as_os_str().is_empty() {
+        return Ok(());
+    }
+    let fail = |e: std::io::Error| OpenError::Other(format!("{}: {e}", dir.display()));
+    let mode = std::fs::metadata(dir).map_err(fail)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(fail)?;
+        tracing::warn!(dir = %dir.display(), was = format!("{mode:o}"), "data dir set to 0700");
+    }
+    Ok(())
+}
+
+/// Reads the root key file (before the database is touched), opens the existing store and
+/// unlocks its keyring; a wrong key closes the store again having written nothing.
+pub async fn open_store(config: &Config) -> Result<(RootKey, Store, Keyring), OpenError> {
+    let root = RootKey::load_file(&config.root_key_path())?;
+    let store = Store::open(&config.database_path(), false).await?;
+    match unlock(&store, &root).await {
+        Ok(keys) => Ok((root, store, keys)),
+        Err(e) => {
+            store.close().await;
+            Err(e)
+        }
+    }
+}
+
+/// Unwraps the keyring and MAC master with the root key.
+pub async fn unlock(store: &Store, root: &RootKey) -> Result<Keyring, OpenError> {
+    let wrapped = store.keyring_terms().await?;
+    if wrapped.is_empty() {
+        return Err(OpenError::Other(
+            "the store has no keyring; it was not initialised".into(),
+        ));
+    }
+    let mut terms = Vec::with_capacity(wrapped.len());
+    for (term, blob) in wrapped {
+        terms.push((term, root.unwrap(&term_label(term), &blob)?));
+    }
+    let mac_wrapped = store
+        .meta_get(MAC_MASTER_KEY)
+        .await?
+        .ok_or_else(|| OpenError::Other("the store has no MAC master key".into()))?;
+    let mac = root.unwrap(MAC_MASTER_LABEL, &mac_wrapped)?;
+    Ok(Keyring::new(terms, &mac)?)
+}

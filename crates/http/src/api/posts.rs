@@ -1,0 +1,45 @@
+//! `/posts`: the evidence record of every post that went out through the vault.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::AppState;
+use crate::error::Result;
+use crate::extract::{ApiQuery, Session};
+use crate::publishing::posts::{PostQuery, PostView};
+
+pub async fn list(
+    State(s): State<AppState>,
+    Session(me): Session,
+    ApiQuery(q): ApiQuery<PostQuery>,
+) -> Result<Json<Vec<PostView>>> {
+    Ok(Json(s.vault.posts().list(&me, &q).await?))
+}
+
+pub async fn get_one(
+    State(s): State<AppState>,
+    Session(me): Session,
+    Path(id): Path<String>,
+) -> Result<Json<PostView>> {
+    Ok(Json(s.vault.posts().get(&me, &id).await?))
+}
+
+pub async fn export(
+    State(s): State<AppState>,
+    Session(me): Session,
+    ApiQuery(q): ApiQuery<PostQuery>,
+) -> Result<Response> {
+    let body = s.vault.posts().export(&me, &q).await?;
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    resp.headers_mut().insert(
+        header::CONTENT_DISPOSITION,
+        HeaderValue::from_static("attachment; filename=\"posts.jsonl\""),
+    );
+    Ok(resp)
+}

@@ -1,0 +1,304 @@
+//! Extractors that speak the API's error language: JSON and query rejections become problem+json
+//! with the offending field, and credentials become typed callers recorded in the audit note.
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::context::RequestCtx;
+use super::problem;
+use crate::actor::{Actor, Principal};
+use crate::error::Error;
+use crate::problem::ErrorResponse as _;
+
+/// A JSON body; unknown fields and wrong types are refused by the target type.
+pub struct ApiJson<T>(pub T);
+
+/// Rejections that are not domain errors: they still answer problem+json.
+pub struct Rejection(Response);
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        self.0
+    }
+}
+
+impl From<Error> for Rejection {
+    fn from(e: Error) -> Self {
+        Rejection(e.into_response())
+    }
+}
+
+/// serde's messages can quote the value that failed to parse; a value may be a secret typed into
+/// the wrong field, so quoted strings are cut out before the message goes anywhere.
+fn scrub(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut in_quote = false;
+    for c in msg.chars() {
+        if c == '"' {
+            if !in_quote {
+                out.push_str("\"…");
+            }
+            in_quote = !in_quote;
+            if !in_quote {
+                out.push('"');
+            }
+            continue;
+        }
+        if !in_quote {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = Rejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(Rejection(json_rejection(rejection))),
+        }
+    }
+}
+
+fn json_rejection(r: JsonRejection) -> Response {
+    let status = r.status();
+    match r {
+        JsonRejection::MissingJsonContentType(_) => problem::plain(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        ),
+        JsonRejection::JsonDataError(e) => {
+            // The inner serde error has the field path; axum's wrapper text adds nothing useful.
+            let inner = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| e.body_text());
+            Error::Invalid {
+                field: None,
+                detail: format!("invalid request body: {}", scrub(&inner)),
+            }
+            .into_response()
+        }
+        JsonRejection::JsonSyntaxError(e) => {
+            let inner = std::error::Error::source(&e)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| e.body_text());
+            Error::Invalid {
+                field: None,
+                detail: format!("malformed JSON: {}", scrub(&inner)),
+            }
+            .into_response()
+        }
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => problem::plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than this server accepts",
+        ),
+        _ => Error::Invalid {
+            field: None,
+            detail: "the request body could not be read".into(),
+        }
+        .into_response(),
+    }
+}
+
+/// Query parameters, with rejections as 400 problem+json.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e: QueryRejection| {
+                Rejection(
+                    crate::problem::Problem(Error::Invalid {
+                        field: None,
+                        detail: format!("invalid query: {}", scrub(&e.body_text())),
+                    })
+                    .into_response(),
+                )
+            })
+    }
+}
+
+/// The request context set by the outermost middleware.
+pub struct Ctx(pub RequestCtx);
+
+impl<S: Send + Sync> FromRequestParts<S> for Ctx {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<RequestCtx>()
+            .cloned()
+            .map(Ctx)
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("request context missing")).into())
+    }
+}
+
+pub const SESSION_COOKIE: &str = "__Host-mv_session";
+
+/// The token of an `Authorization` value: the scheme is case-insensitive (RFC 9110 §11.1) and
+/// any run of spaces or tabs may surround the token, so every spelling of one credential yields
+/// the same token. Authentication and the per-token rate limit both read it through here.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.trim().split_once([' ', '\t'])?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    Some(rest.trim_matches([' ', '\t'])).filter(|t| !t.is_empty())
+}
+
+/// The bearer credential of a request, if any (the console's session may come as a cookie).
+pub fn bearer(headers: &axum::http::HeaderMap) -> Option<String> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        return bearer_token(v).map(str::to_owned);
+    }
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn request_ctx(parts: &Parts) -> Option<RequestCtx> {
+    parts.extensions.get::<RequestCtx>().cloned()
+}
+
+/// A person with a live session, as the acting [`Actor`].
+pub struct Session(pub Actor);
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers).ok_or(Error::Unauthenticated)?;
+        if !token.starts_with("mvs_") {
+            return Err(Error::Unauthenticated.into());
+        }
+        let person = state.vault.sessions().authenticate(&token).await?;
+        Ok(Session(Actor::new(
+            Principal::Person(person),
+            request_ctx(parts),
+        )))
+    }
+}
+
+/// A publishing tool, by its client key, as the acting [`Actor`].
+pub struct ClientAuth(pub Actor);
+
+impl FromRequestParts<AppState> for ClientAuth {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let key = bearer(&parts.headers).ok_or(Error::Unauthenticated)?;
+        let client = state.vault.clients().authenticate(&key).await?;
+        Ok(ClientAuth(Actor::new(
+            Principal::Client(client),
+            request_ctx(parts),
+        )))
+    }
+}
+
+/// A live publishing token, as the acting [`Actor`].
+pub struct TokenAuth(pub Actor);
+
+impl FromRequestParts<AppState> for TokenAuth {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers).ok_or(Error::Unauthenticated)?;
+        let grant = state.vault.checkouts().authenticate(&token).await?;
+        if let Some(ctx) = parts.extensions.get::<RequestCtx>() {
+            ctx.detail("operator", grant.operator.clone());
+            ctx.detail("client", grant.client_id.clone());
+        }
+        Ok(TokenAuth(Actor::new(
+            Principal::Token(grant),
+            request_ctx(parts),
+        )))
+    }
+}
+
+/// Whoever presents a credential: a person, a tool, or a publishing token.
+pub struct Caller(pub Actor);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(&parts.headers).ok_or(Error::Unauthenticated)?;
+        if token.starts_with("mvs_") {
+            return Ok(Caller(Session::from_request_parts(parts, state).await?.0));
+        }
+        if token.starts_with("mvc_") {
+            return Ok(Caller(
+                ClientAuth::from_request_parts(parts, state).await?.0,
+            ));
+        }
+        Ok(Caller(TokenAuth::from_request_parts(parts, state).await?.0))
+    }
+}
+
+/// Nobody yet: the actor of a login.
+pub struct Anonymous(pub Actor);
+
+impl<S: Send + Sync> FromRequestParts<S> for Anonymous {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Anonymous(Actor::new(
+            Principal::Anonymous,
+            request_ctx(parts),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_spacing_free() {
+        for v in [
+            "Bearer mvt_x",
+            "bearer mvt_x",
+            "BEARER   mvt_x",
+            "  Bearer\tmvt_x \t",
+        ] {
+            assert_eq!(bearer_token(v), Some("mvt_x"), "{v:?}");
+        }
+        for v in ["Basic mvt_x", "Bearer", "Bearer   ", "Bearermvt_x", ""] {
+            assert_eq!(bearer_token(v), None, "{v:?}");
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! mediavault-http: the HTTP surface: `/api/v1` (API.md), the web console (`/console`), health
+//! endpoints, middleware, TLS. A handler parses, calls one service method, renders; the rules are
+//! the services' (mediavault-core), which this crate names under their usual paths.
+
+pub mod api;
+pub mod console;
+pub mod context;
+pub mod extract;
+pub mod limits;
+pub mod problem;
+pub mod serve;
+
+// The layers below, under the paths the handlers use.
+pub(crate) use mediavault_core::{
+    accounts, actor, audit, checkout, clock, config, crypto, identity, incidents, policy,
+    publishing, store, telemetry, vault,
+};
+
+/// The services' one `Error`, and results whose error renders as problem+json
+/// ([`problem::Problem`]): a handler's `?` on a service call turns one into the other.
+pub mod error {
+    pub use mediavault_core::error::*;
+
+    pub type Result<T, E = crate::problem::Problem> = std::result::Result<T, E>;
+}
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
+use axum::handler::Handler;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::error::Error;
+use crate::vault::Vault;
+use context::{RequestCtx, with_request_id};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub vault: Arc<Vault>,
+}
+
+pub fn router(state: AppState) -> Router {
+    let cfg = Arc::clone(&state.vault.config);
+    // One per-address budget (the general tier) for the general routes and for everything that
+    // matches no tier: unknown paths, wrong methods, readiness. Clones share its buckets, so
+    // mixing them gains nothing. Wrong methods need their own layer because axum swaps the
+    // method-not-allowed fallback in after the routes were layered.
+    let general = limits::general(&cfg.rate_limits);
+    let api = api::routes(&cfg.rate_limits, general.clone())
+        .fallback(not_found.layer(general.clone()))
+        .method_not_allowed_fallback(method_not_allowed.layer(general.clone()));
+    Router::new()
+        // Liveness stays outside every limit: it reads nothing and is not audited, so it can
+        // neither load the store nor grow the log, and a probe that shares an address with an
+        // abusive client must still see the process alive.
+        .route("/healthz", get(api::ops::healthz))
+        .route("/readyz", get(api::ops::readyz).layer(general.clone()))
+        .route("/metrics", get(api::ops::metrics).layer(general.clone()))
+        .nest("/api/v1", api)
+        .nest("/console", console::routes(&cfg.rate_limits))
+        // `/console/` is where people type or bookmark the console; the nested router's own
+        // root is `/console`.
+        .route(
+            "/console/",
+            get(|| async { axum::response::Redirect::permanent("/console") }),
+        )
+        .fallback(not_found.layer(general))
+        .layer(middleware::from_fn(tag_route))
+        .layer(DefaultBodyLimit::max(cfg.limits.body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(cfg.limits.request_timeout_seconds),
+        ))
+        .layer(CatchPanicLayer::custom(|_| {
+            problem::plain(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred")
+        }))
+        .layer(
+            // Method, path and status only: headers and bodies can carry credentials.
+            tower_http::trace::TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    tracing::info_span!(
+                        "request",
+                        method = %req.method(),
+                        path = %req.uri().path(),
+                        request_id = req.extensions().get::<RequestCtx>().map(|c| c.request_id.as_str()).unwrap_or(""),
+                    )
+                })
+                .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(middleware::from_fn_with_state(state.clone(), request_context))
+        // Every answer, API, errors and the audit's 503 included: never sniffed as another type,
+        // never kept in a cache (tokens, enrolments and secrets travel in bodies). The console
+        // sets its own, stricter set.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            axum::http::header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            axum::http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
+        .with_state(state)
+}
+
+/// The route template a request matched, carried out on its response for the metrics (the
+/// outermost middleware runs before routing and cannot see it).
+#[derive(Clone)]
+struct RouteTag(MatchedPath);
+
+async fn tag_route(req: Request, next: Next) -> Response {
+    let tag = req.extensions().get::<MatchedPath>().cloned().map(RouteTag);
+    let mut resp = next.run(req).await;
+    if let Some(tag) = tag {
+        resp.extensions_mut().insert(tag);
+    }
+    resp
+}
+
+async fn not_found() -> Response {
+    problem::plain(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+async fn method_not_allowed() -> Response {
+    problem::plain(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this endpoint does not take that method",
+    )
+}
+
+/// Outermost middleware: gives the request its id and context, runs it, records it in the audit
+/// log, and stamps the id on the response. The response leaves only after its audit entry is
+/// durably committed; if that fails, a 503 replaces it and nothing the handler produced is
+/// released (fail closed). A change committed with its own entry (see `Vault::change`) needs no
+/// second one when it succeeds; anything else (reads, refusals, errors) gets this entry.
+///
+/// The request runs on its own task: a client that hangs up drops only the wait for the answer,
+/// never the work between an effect and its record.
+async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let ctx = RequestCtx::new(context::new_request_id(), peer)
+        .with_http(req.method().as_str(), req.uri().path());
+    req.extensions_mut().insert(ctx.clone());
+    let id = ctx.request_id.clone();
+    let started = std::time::Instant::now();
+    let work = tokio::spawn(with_request_id(id.clone(), async move {
+        let method = req.method().to_string();
+        let path = req.uri().path().to_owned();
+        // Probes poll constantly and touch nothing; auditing them would drown the log.
+        let exempt = path == "/healthz" || path == "/readyz";
+        let mut resp = next.run(req).await;
+        // A console action answers with a redirect (303) once its change is committed.
+        let done = resp.status().is_success() || resp.status().is_redirection();
+        let recorded = ctx.note().recorded && done;
+        if !exempt && !recorded {
+            let code = resp.extensions().get::<problem::ErrorCode>().map(|c| c.0);
+            let entry =
+                crate::audit::request_entry(&ctx, &method, &path, resp.status().as_u16(), code);
+            if let Err(e) = state.vault.record_request(entry).await {
+                tracing::error!(request_id = %ctx.request_id, error = %e, "audit entry not written; request refused");
+                resp = problem::Problem(Error::AuditUnavailable).into_response();
+            }
+        }
+        let route = resp
+            .extensions()
+            .get::<RouteTag>()
+            .map_or("unmatched", |t| t.0.as_str());
+        state.vault.metrics().request(
+            route,
+            &method,
+            resp.status().as_u16(),
+            started.elapsed().as_secs_f64(),
+        );
+        resp
+    }));
+    let mut resp = match work.await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(request_id = %id, error = %e, "request task failed");
+            with_request_id(id.clone(), async {
+                problem::plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "an internal error occurred",
+                )
+            })
+            .await
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp.into_response()
+}
