@@ -5,7 +5,7 @@ pub mod admin;
 pub mod audit;
 pub mod backup;
 #[cfg(feature = "demo")]
-pub mod bench;
+pub use mediavault_bench as bench;
 pub mod bootstrap;
 pub mod certs;
 #[cfg(feature = "demo")]
@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, LogFormat};
+use crate::config::Config;
 
 #[derive(Parser)]
 #[command(
@@ -136,20 +136,9 @@ pub enum Command {
     },
 }
 
+/// Logging as the configuration says (mediavault-core's telemetry does it).
 pub fn init_logging(config: &Config) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("MEDIAVAULT_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{},sqlx=warn,hyper=warn", config.log.level)));
-    // Colour codes only for a person at a terminal, never into the journal, a file or a pipe.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    let _ = match config.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+    crate::telemetry::init_logging(config);
 }
 
 /// Runs one subcommand. Only the commands that open the store read the configuration file, so

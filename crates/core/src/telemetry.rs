@@ -224,6 +224,24 @@ pub fn metrics_allowed(peer: Option<IpAddr>, admin_session: bool) -> bool {
     admin_session || peer.is_some_and(|ip| ip.to_canonical().is_loopback())
 }
 
+/// Logs to standard error as `[log]` says (`MEDIAVAULT_LOG` overrides the filter); once per
+/// process, later calls change nothing.
+pub fn init_logging(config: &crate::config::Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("MEDIAVAULT_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{},sqlx=warn,hyper=warn", config.log.level)));
+    // Colour codes only for a person at a terminal, never into the journal, a file or a pipe.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    let _ = match config.log.format {
+        crate::config::LogFormat::Json => builder.json().try_init(),
+        crate::config::LogFormat::Text => builder.try_init(),
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use super::{ACCOUNT, APP_ID, BenchArgs, Progress, Scenario, rss_mib, vault_proce
 use crate::Clock;
 use crate::crypto::{SecretBytes, SecretString};
 use crate::identity::totp;
-use crate::platforms::fake::FakePlatforms;
+use mediavault_fake_platforms::FakePlatforms;
 
 const DRAFT: &str = r#"{"articles":[{"title":"bench","content":"<p>bench</p>"}]}"#;
 

@@ -1,4 +1,4 @@
-//! `mediavault bench`: the vault, started from this binary as a process of its own, on plain HTTP
+//! mediavault-bench: `mediavault bench`: the vault, started from this binary as a process of its own, on plain HTTP
 //! at 127.0.0.1 with a temporary data dir (removed on every way out) and rate limits raised; the
 //! fake platforms and a keep-alive load generator run in this process. Every judged figure is a
 //! ratio to a baseline taken in the same run, since the machines it runs on are shared and noisy.
@@ -11,6 +11,9 @@ mod load;
 mod report;
 mod seed;
 
+// The core's modules under the paths the bench names them by.
+pub(crate) use mediavault_core::{Clock, Vault, actor, audit, config, crypto, identity};
+
 pub use report::{Report, Scenario, Target, table};
 
 use std::path::{Path, PathBuf};
@@ -20,9 +23,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 
 use crate::config::Config;
-use crate::platforms::fake::{FakeConfig, FakePlatforms};
-use crate::{Clock, Vault};
 use load::{get_ok, load_client};
+use mediavault_fake_platforms::{FakeConfig, FakePlatforms};
 
 const ACCOUNT: &str = "wechat-bench";
 const APP_ID: &str = "wxb3e4n5c6h7m8a9r0";
@@ -118,7 +120,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 async fn bench(args: &BenchArgs, tmp: &Path) -> anyhow::Result<Report> {
     let progress = Progress { quiet: false };
     let duration = Duration::from_secs_f64(args.duration);
-    crate::http::serve::install_crypto_provider();
+    mediavault_http::serve::install_crypto_provider();
 
     progress.line("preparing: fake platforms, data dir, policies");
     let fake = FakePlatforms::new(FakeConfig::default());
@@ -146,7 +148,7 @@ async fn bench(args: &BenchArgs, tmp: &Path) -> anyhow::Result<Report> {
         config_text(tmp, port, &fake_addr.to_string(), args.connections)?,
     )?;
     let config = Arc::new(Config::load_with_env(Some(&config_file), &[])?);
-    crate::cli::init_logging(&config);
+    mediavault_core::telemetry::init_logging(&config);
     let clock = Clock::system();
 
     let vault = Arc::new(Vault::create(Arc::clone(&config), clock.clone()).await?);
