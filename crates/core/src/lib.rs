@@ -33,6 +33,7 @@ pub mod config;
 pub mod error;
 pub mod identity;
 pub mod incidents;
+pub mod keys;
 pub mod notify;
 pub mod policy;
 pub mod publishing;

@@ -13,7 +13,6 @@ use crate::error::{Error, Result};
 use crate::identity::{AccountId, Role};
 use crate::store::accounts::{AccountRow, StoreAddError};
 use crate::store::types::AccountStatus;
-use crate::vault::Vault;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct AccountView {
@@ -96,22 +95,22 @@ fn reason_text(reason: &str) -> Result<String> {
 }
 
 /// The accounts service; `vault.accounts()`.
-pub struct Accounts<'v> {
-    v: &'v Vault,
+#[derive(Clone)]
+pub struct Accounts {
+    pub(crate) store: crate::store::Store,
+    pub(crate) clock: crate::clock::Clock,
+    pub(crate) audit: crate::audit::AuditWriter,
+    pub(crate) keys: std::sync::Arc<crate::keys::Keys>,
+    pub(crate) people: crate::identity::users::People,
+    pub(crate) policies: std::sync::Arc<crate::policy::Live>,
+    pub(crate) broker: std::sync::Arc<crate::platforms::Broker>,
 }
 
-impl Vault {
-    pub fn accounts(&self) -> Accounts<'_> {
-        Accounts { v: self }
-    }
-}
-
-impl Accounts<'_> {
+impl Accounts {
     async fn view(&self, row: AccountRow) -> Result<AccountView> {
         let active = self
-            .v
             .store
-            .account_active_checkouts(&row.id, self.v.clock.unix())
+            .account_active_checkouts(&row.id, self.clock.unix())
             .await?;
         Ok(AccountView {
             id: row.id,
@@ -129,8 +128,7 @@ impl Accounts<'_> {
 
     pub(crate) async fn row(&self, id: &str) -> Result<AccountRow> {
         let id = AccountId::parse(id).map_err(|_| Error::NotFound(format!("account {id:?}")))?;
-        self.v
-            .store
+        self.store
             .account_get(id.as_str())
             .await?
             .ok_or_else(|| Error::NotFound(format!("account {id}")))
@@ -161,15 +159,15 @@ impl Accounts<'_> {
             ));
         }
         let credential = input.credential.check(platform)?;
-        let sealed = credential.seal(&self.v.keys, id.as_str(), 1)?;
+        let sealed = credential.seal(&self.keys, id.as_str(), 1)?;
         actor.detail("platform", platform.as_str());
         let (aid, by, now) = (
             id.as_str().to_owned(),
             actor.audit_id().1,
-            self.v.clock.unix(),
+            self.clock.unix(),
         );
         let made = self
-            .v
+            .audit
             .change(actor, "account.create", id.as_str(), move |tx| {
                 Box::pin(async move {
                     tx.account_insert(&aid, platform, &display, &sealed, &by, now)
@@ -184,7 +182,7 @@ impl Accounts<'_> {
             })
         })?;
         let mut view = self.view(self.row(id.as_str()).await?).await?;
-        if self.v.policies().for_account(id.as_str()).is_none() {
+        if self.policies.current().for_account(id.as_str()).is_none() {
             tracing::warn!(account = %id, "account created without an access policy");
             view.warning = Some(format!(
                 "no access policy covers account {id}: nothing can check it out until policies/{id}.toml exists and the server reloads"
@@ -203,7 +201,7 @@ impl Accounts<'_> {
         actor.action("account.list", None);
         actor.require(&[Role::Admin, Role::Auditor])?;
         let mut out = Vec::new();
-        for row in self.v.store.accounts_list().await? {
+        for row in self.store.accounts_list().await? {
             out.push(self.view(row).await?);
         }
         Ok(out)
@@ -213,7 +211,7 @@ impl Accounts<'_> {
     pub fn policies(&self, actor: &Actor) -> Result<std::sync::Arc<crate::policy::PolicySet>> {
         actor.action("policy.list", None);
         actor.require(&[Role::Admin, Role::Auditor])?;
-        Ok(self.v.policies())
+        Ok(self.policies.current())
     }
 
     /// What each loaded policy covers (admins and auditors): its account (and whether that
@@ -223,10 +221,9 @@ impl Accounts<'_> {
     pub async fn policy_coverage(&self, actor: &Actor) -> Result<PolicyCoverage> {
         actor.action("policy.list", None);
         actor.require(&[Role::Admin, Role::Auditor])?;
-        let set = self.v.policies();
-        let accounts = self.v.store.accounts_list().await?;
+        let set = self.policies.current();
+        let accounts = self.store.accounts_list().await?;
         let clients: Vec<(String, String, Vec<String>)> = self
-            .v
             .store
             .clients_list()
             .await?
@@ -317,13 +314,12 @@ impl Accounts<'_> {
         let row = self.row(account).await?;
         let version = version.unwrap_or(row.current_version);
         let sealed = self
-            .v
             .store
             .credential_sealed(&row.id, version)
             .await?
             .ok_or_else(|| Error::NotFound(format!("version {version} of account {}", row.id)))?;
-        self.v.know_term_of(&sealed).await?;
-        Ok(Credential::open(&self.v.keys, &row.id, version, &sealed)?)
+        self.keys.know_term_of(&sealed).await?;
+        Ok(Credential::open(&self.keys, &row.id, version, &sealed)?)
     }
 
     /// The current credential, decrypted; never leaves the vault unless policy says so.
@@ -333,7 +329,6 @@ impl Accounts<'_> {
     ) -> Result<(AccountRow, Credential)> {
         let row = self.row(account).await?;
         let sealed = self
-            .v
             .store
             .credential_sealed(&row.id, row.current_version)
             .await?
@@ -343,8 +338,8 @@ impl Accounts<'_> {
                     row.id
                 ))
             })?;
-        self.v.know_term_of(&sealed).await?;
-        let cred = Credential::open(&self.v.keys, &row.id, row.current_version, &sealed)?;
+        self.keys.know_term_of(&sealed).await?;
+        let cred = Credential::open(&self.keys, &row.id, row.current_version, &sealed)?;
         Ok((row, cred))
     }
 
@@ -360,9 +355,9 @@ impl Accounts<'_> {
         proof: crate::identity::users::StepUp,
     ) -> Result<i64> {
         let by = actor.audit_id().1;
-        let (account, now) = (row.id.clone(), self.v.clock.unix());
-        let keys = std::sync::Arc::clone(&self.v.keys);
-        self.v
+        let (account, now) = (row.id.clone(), self.clock.unix());
+        let keys = std::sync::Arc::clone(&self.keys);
+        self.audit
             .change(actor, action, &row.id, move |tx| {
                 Box::pin(async move {
                     proof.spend(tx).await?;
@@ -398,7 +393,7 @@ impl Accounts<'_> {
         let row = self.row(account).await?;
         let reason = reason_text(reason)?;
         let cred = input.check(row.platform)?;
-        let proof = self.v.people().authorize(me, totp).await?;
+        let proof = self.people.authorize(me, totp).await?;
         let version = self
             .add_version(actor, "account.rotate", &row, reason, cred, proof)
             .await?;
@@ -429,7 +424,6 @@ impl Accounts<'_> {
             ));
         }
         if self
-            .v
             .store
             .credential_compromised_up_to(&row.id)
             .await?
@@ -444,14 +438,13 @@ impl Accounts<'_> {
             ));
         }
         let sealed = self
-            .v
             .store
             .credential_sealed(&row.id, version)
             .await?
             .ok_or_else(|| Error::NotFound(format!("version {version} of account {}", row.id)))?;
-        let proof = self.v.people().authorize(me, totp).await?;
-        self.v.know_term_of(&sealed).await?;
-        let cred = Credential::open(&self.v.keys, &row.id, version, &sealed)?;
+        let proof = self.people.authorize(me, totp).await?;
+        self.keys.know_term_of(&sealed).await?;
+        let cred = Credential::open(&self.keys, &row.id, version, &sealed)?;
         let new = self
             .add_version(
                 actor,
@@ -471,7 +464,6 @@ impl Accounts<'_> {
         actor.require(&[Role::Admin, Role::Auditor])?;
         let row = self.row(account).await?;
         Ok(self
-            .v
             .store
             .credential_versions(&row.id)
             .await?
@@ -506,7 +498,7 @@ impl Accounts<'_> {
         let me = actor.require(&[Role::Admin])?;
         let row = self.row(account).await?;
         let reason = reason_text(reason)?;
-        let proof = self.v.people().authorize(me, totp).await?;
+        let proof = self.people.authorize(me, totp).await?;
         self.freeze_with(actor, &row.id, frozen, reason, Some(proof))
             .await?;
         self.view(self.row(&row.id).await?).await
@@ -528,8 +520,8 @@ impl Accounts<'_> {
         } else {
             ("account.unfreeze", AccountStatus::Active)
         };
-        let (id, now) = (account.to_owned(), self.v.clock.unix());
-        self.v
+        let (id, now) = (account.to_owned(), self.clock.unix());
+        self.audit
             .change(actor, action, account, move |tx| {
                 Box::pin(async move {
                     if let Some(p) = proof {
@@ -561,7 +553,7 @@ impl Accounts<'_> {
         &self,
         platform: Platform,
     ) -> Vec<(String, Credential)> {
-        let Ok(rows) = self.v.store.accounts_list().await else {
+        let Ok(rows) = self.store.accounts_list().await else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -579,13 +571,13 @@ impl Accounts<'_> {
     /// What must follow any change of the current credential: tokens that were issued for the
     /// old secret keep working (they never held it), but cached platform tokens must go.
     async fn after_credential_change(&self, account: &str) {
-        self.v.broker.invalidate(account);
+        self.broker.invalidate(account);
         // The new secret is checked against the platform off the request path; a refusal is a
         // security event (HeartbeatFailed), not an error of the rotation, which already happened.
         if let Ok((row, cred)) = self.current_credential(account).await
             && row.platform != Platform::Generic
         {
-            let broker = std::sync::Arc::clone(&self.v.broker);
+            let broker = std::sync::Arc::clone(&self.broker);
             let account = account.to_owned();
             tokio::spawn(async move {
                 let _ = broker.heartbeat(&account, row.platform, &cred).await;

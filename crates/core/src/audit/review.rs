@@ -10,7 +10,6 @@ use crate::actor::Actor;
 use crate::error::{Error, Result};
 use crate::identity::Role;
 use crate::store::audit::AuditFilter;
-use crate::vault::Vault;
 
 const READERS: &[Role] = &[Role::Auditor, Role::Admin];
 
@@ -151,17 +150,15 @@ impl std::fmt::Debug for Export {
 }
 
 /// The audit review service; `vault.audit_review()`.
-pub struct AuditReview<'v> {
-    v: &'v Vault,
+#[derive(Clone)]
+pub struct AuditReview {
+    pub(crate) store: crate::store::Store,
+    pub(crate) clock: crate::clock::Clock,
+    pub(crate) audit: crate::audit::AuditWriter,
+    pub(crate) keys: std::sync::Arc<crate::keys::Keys>,
 }
 
-impl Vault {
-    pub fn audit_review(&self) -> AuditReview<'_> {
-        AuditReview { v: self }
-    }
-}
-
-impl AuditReview<'_> {
+impl AuditReview {
     pub async fn query(&self, actor: &Actor, p: &QueryParams) -> Result<Page> {
         actor.action("audit.query", Some("audit_log"));
         actor.require(READERS)?;
@@ -172,7 +169,7 @@ impl AuditReview<'_> {
             ));
         }
         let filter = filter_of(p)?;
-        let rows = self.v.store.audit_query(&filter).await?;
+        let rows = self.store.audit_query(&filter).await?;
         let more = rows.len() as i64 == filter.limit;
         let last = rows.last().map(|r| r.seq).filter(|_| more);
         let (next, next_before) = if filter.newest_first {
@@ -192,7 +189,7 @@ impl AuditReview<'_> {
     pub async fn verify(&self, actor: &Actor) -> Result<VerifyReport> {
         actor.action("audit.verify", Some("audit_log"));
         actor.require(READERS)?;
-        let report = verify_store(&self.v.store, &self.v.keys.mac().audit)
+        let report = verify_store(&self.store, &self.keys.mac().audit)
             .await
             .map_err(Error::internal)?;
         actor.detail("ok", report.ok);
@@ -214,7 +211,7 @@ impl AuditReview<'_> {
         actor.action("audit.activity", Some("audit_log"));
         actor.require(READERS)?;
         let bucket_ms = bucket_ms.max(1);
-        let now_ms = self.v.clock.unix().saturating_mul(1000);
+        let now_ms = self.clock.unix().saturating_mul(1000);
         // Buckets end at the next whole bucket, so the last one is the current hour or day.
         let end = (now_ms / bucket_ms + 1) * bucket_ms;
         let since = end - bucket_ms * buckets as i64;
@@ -225,7 +222,7 @@ impl AuditReview<'_> {
                 failures: 0,
             })
             .collect();
-        for (b, total, failures) in self.v.store.audit_activity(since, bucket_ms).await? {
+        for (b, total, failures) in self.store.audit_activity(since, bucket_ms).await? {
             if let Some(slot) = usize::try_from(b).ok().and_then(|i| out.get_mut(i)) {
                 slot.total = total;
                 slot.failures = failures;
@@ -250,7 +247,7 @@ impl AuditReview<'_> {
             until_ms: time_param("until", p.until.as_deref())?,
             ..AuditFilter::default()
         };
-        let through_seq = self.v.store.audit_head().await?.seq;
+        let through_seq = self.store.audit_head().await?.seq;
         let ext = if format == Format::Csv {
             "csv"
         } else {
@@ -259,10 +256,10 @@ impl AuditReview<'_> {
         actor.detail("format", ext);
         actor.detail("through_seq", through_seq);
         let sent = actor.entry("audit.export.sent", "audit_log");
-        let pages = export::Pages::new(self.v.store.clone(), filter, through_seq);
+        let pages = export::Pages::new(self.store.clone(), filter, through_seq);
         Ok(Export {
             format,
-            body: Box::pin(export::stream(pages, format, self.v.audit.clone(), sent)),
+            body: Box::pin(export::stream(pages, format, self.audit.clone(), sent)),
         })
     }
 }

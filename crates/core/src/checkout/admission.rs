@@ -10,7 +10,7 @@ use crate::identity::clients::Client;
 use crate::policy::Subject;
 use crate::store::types::AccountStatus;
 
-impl Checkouts<'_> {
+impl Checkouts {
     /// Policy checks shared by a new checkout and a claim: account usable, tool and person
     /// admitted, source network and hours allowed.
     pub(super) async fn admit(
@@ -25,11 +25,11 @@ impl Checkouts<'_> {
                 "this client key is not bound to account {account}"
             )));
         }
-        let acct = self.v.accounts().row(account).await?;
+        let acct = self.accounts.row(account).await?;
         if acct.status == AccountStatus::Frozen {
             return Err(Error::AccountFrozen(acct.id));
         }
-        let policies = self.v.policies();
+        let policies = self.policies.current();
         let policy = policies.for_account(&acct.id).cloned().ok_or_else(|| {
             Error::NotPermitted(format!(
                 "account {} has no access policy; nothing may check it out",
@@ -37,7 +37,6 @@ impl Checkouts<'_> {
             ))
         })?;
         let user = self
-            .v
             .store
             .user_by_name(operator)
             .await?
@@ -58,14 +57,14 @@ impl Checkouts<'_> {
             .source()
             .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
         policy.source_allowed(source).map_err(denial)?;
-        policy.hours_allowed(self.v.clock.now()).map_err(denial)?;
+        policy.hours_allowed(self.clock.now()).map_err(denial)?;
         Ok((policy, user))
     }
 
     /// Why an insert or claim on `account` did not take: the account froze in between, or an
     /// exclusive account is held by someone else.
     pub(super) async fn not_taken(&self, account: &str) -> Error {
-        match self.v.accounts().row(account).await {
+        match self.accounts.row(account).await {
             Ok(a) if a.status == AccountStatus::Frozen => Error::AccountFrozen(a.id),
             _ => Error::conflict(
                 Conflict::AccountCheckedOut,

@@ -22,7 +22,7 @@ fn comment_text(c: Option<&str>) -> Result<Option<String>> {
     }
 }
 
-impl Checkouts<'_> {
+impl Checkouts {
     /// The checkout an approver is deciding on: only approvers decide, never on their own request.
     async fn for_decision<'a>(
         &self,
@@ -55,17 +55,13 @@ impl Checkouts<'_> {
         if row.status != CheckoutStatus::PendingApproval {
             return Err(not_pending(format!(
                 "checkout is {}, not pending approval",
-                effective_status(&row, self.v.clock.unix()).as_str()
+                effective_status(&row, self.clock.unix()).as_str()
             )));
         }
-        let proof = self.v.people().step_up(approver, totp).await?;
-        let (cid, who, now) = (
-            id.to_owned(),
-            approver.username.clone(),
-            self.v.clock.unix(),
-        );
+        let proof = self.people.step_up(approver, totp).await?;
+        let (cid, who, now) = (id.to_owned(), approver.username.clone(), self.clock.unix());
         let made = self
-            .v
+            .audit
             .change(actor, "checkout.approve", id, move |tx| {
                 Box::pin(async move {
                     proof.spend(tx).await?;
@@ -105,13 +101,9 @@ impl Checkouts<'_> {
         let comment = comment_text(comment)?;
         let (approver, row) = self.for_decision(actor, id, "denying").await?;
         actor.detail("account", row.account_id.clone());
-        let proof = self.v.people().step_up(approver, totp).await?;
-        let (cid, who, now) = (
-            id.to_owned(),
-            approver.username.clone(),
-            self.v.clock.unix(),
-        );
-        self.v
+        let proof = self.people.step_up(approver, totp).await?;
+        let (cid, who, now) = (id.to_owned(), approver.username.clone(), self.clock.unix());
+        self.audit
             .change(actor, "checkout.deny", id, move |tx| {
                 Box::pin(async move {
                     proof.spend(tx).await?;

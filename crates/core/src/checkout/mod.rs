@@ -27,7 +27,6 @@ pub use views::{ApprovalView, CheckoutView, ListQuery};
 use crate::error::{Conflict, Error, Result};
 use crate::policy::Denial;
 use crate::store::checkouts::CheckoutRow;
-use crate::vault::Vault;
 
 fn denial(d: Denial) -> Error {
     Error::NotPermitted(d.to_string())
@@ -38,21 +37,24 @@ fn not_pending(detail: impl Into<String>) -> Error {
 }
 
 /// The checkouts service; `vault.checkouts()`.
-pub struct Checkouts<'v> {
-    v: &'v Vault,
-}
-
-impl Vault {
-    pub fn checkouts(&self) -> Checkouts<'_> {
-        Checkouts { v: self }
-    }
+#[derive(Clone)]
+pub struct Checkouts {
+    pub(crate) store: crate::store::Store,
+    pub(crate) clock: crate::clock::Clock,
+    pub(crate) audit: crate::audit::AuditWriter,
+    pub(crate) keys: std::sync::Arc<crate::keys::Keys>,
+    pub(crate) people: crate::identity::users::People,
+    pub(crate) accounts: crate::accounts::service::Accounts,
+    pub(crate) policies: std::sync::Arc<crate::policy::Live>,
+    pub(crate) notifier: crate::notify::Notifier,
+    /// Live publishing tokens by keyed hash, so a token request reads no store.
+    pub(crate) tokens: std::sync::Arc<crate::checkout::TokenIndex>,
 }
 
 // The lookups and the notice every part of the service uses.
-impl Checkouts<'_> {
+impl Checkouts {
     async fn row(&self, id: &str) -> Result<CheckoutRow> {
-        self.v
-            .store
+        self.store
             .checkout_get(id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("checkout {id:?}")))
@@ -60,7 +62,7 @@ impl Checkouts<'_> {
 
     /// The accounts a checkout may publish to: its targets, or its own account alone.
     async fn targets_of(&self, row: &CheckoutRow) -> Result<Vec<String>> {
-        let mut t = self.v.store.checkout_targets(&row.id).await?;
+        let mut t = self.store.checkout_targets(&row.id).await?;
         if t.is_empty() {
             t.push(row.account_id.clone());
         } else if let Some(i) = t.iter().position(|a| *a == row.account_id) {
@@ -72,7 +74,7 @@ impl Checkouts<'_> {
     }
 
     fn notify(&self, event: &str, row: &CheckoutRow, by: Option<&str>) {
-        self.v.notifier.send(crate::notify::Notice {
+        self.notifier.send(crate::notify::Notice {
             event: event.to_owned(),
             account: row.account_id.clone(),
             summary: format!(

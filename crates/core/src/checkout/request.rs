@@ -68,7 +68,7 @@ fn new_checkout_id() -> Result<String> {
     Ok(format!("co_{}", hex::encode(raw)))
 }
 
-impl Checkouts<'_> {
+impl Checkouts {
     #[instrument(skip_all, fields(account = %req.account, operator = %req.operator))]
     pub async fn request(&self, actor: &Actor, req: CheckoutRequest) -> Result<Outcome> {
         actor.action("checkout.create", Some(&req.account));
@@ -106,7 +106,7 @@ impl Checkouts<'_> {
                     rule.approvals = rule.approvals.max(r.approvals);
                     rule.require_content_binding |= r.require_content_binding;
                 }
-                let platform = self.v.accounts().row(t.as_str()).await?.platform;
+                let platform = self.accounts.row(t.as_str()).await?.platform;
                 let fits = match platform {
                     crate::accounts::Platform::Wechat => post.body.is_some(),
                     crate::accounts::Platform::Weibo => post.text.is_some(),
@@ -131,10 +131,10 @@ impl Checkouts<'_> {
         rule.check_content_binding(digests.is_some() || post.is_some())
             .map_err(denial)?;
         let ttl = policy.ttl(req.ttl_seconds).map_err(denial)?;
-        let proof = self.v.people().check_totp(&user, &req.totp).await?;
+        let proof = self.people.check_totp(&user, &req.totp).await?;
 
         let id = new_checkout_id()?;
-        let now = self.v.clock.unix();
+        let now = self.clock.unix();
         let calls = serde_json::to_string(&policy.allowed_calls()).map_err(Error::internal)?;
         let digests_json = digests
             .as_ref()
@@ -148,11 +148,11 @@ impl Checkouts<'_> {
         };
         let hash = token
             .as_ref()
-            .map(|t| hash_token(&self.v.keys.mac().token, t.expose()));
+            .map(|t| hash_token(&self.keys.mac().token, t.expose()));
         actor.detail("checkout_id", id.clone());
         let sealed = match &post {
             Some(p) => {
-                let (sealed, sha) = p.seal(&self.v.keys, &id)?;
+                let (sealed, sha) = p.seal(&self.keys, &id)?;
                 actor.detail("content_sha256", sha.clone());
                 actor.detail("targets", p.targets.clone());
                 Some((sealed, sha, p.targets.clone()))
@@ -176,7 +176,7 @@ impl Checkouts<'_> {
         let approvals = i64::from(rule.approvals);
         let claim_window = rule.claim_window;
         let inserted = self
-            .v
+            .audit
             .change(actor, "checkout.create", account.as_str(), move |tx| {
                 Box::pin(async move {
                     proof.spend(tx).await?;

@@ -18,7 +18,7 @@ pub fn effective_status(row: &CheckoutRow, now: i64) -> CheckoutStatus {
     }
 }
 
-impl Checkouts<'_> {
+impl Checkouts {
     /// Ends a live token: by the token itself or by the tool that holds it.
     pub async fn checkin(&self, actor: &Actor, id: &str) -> Result<()> {
         actor.action("checkout.checkin", Some(id));
@@ -34,8 +34,8 @@ impl Checkouts<'_> {
             ));
         }
         actor.detail("account", row.account_id.clone());
-        let (cid, now) = (id.to_owned(), self.v.clock.unix());
-        self.v
+        let (cid, now) = (id.to_owned(), self.clock.unix());
+        self.audit
             .change(actor, "checkout.checkin", id, move |tx| {
                 Box::pin(async move {
                     if !tx.checkout_checkin(&cid, now).await? {
@@ -53,13 +53,13 @@ impl Checkouts<'_> {
     /// Marks expired tokens, with one audit entry per checkout in the same transaction, and tells
     /// the channels; run on a schedule by the system.
     pub async fn sweep_expired(&self, actor: &Actor) -> Result<usize> {
-        let now = self.v.clock.unix();
+        let now = self.clock.unix();
         // A quiet sweep writes nothing: only an expiry is an event.
-        if self.v.store.checkouts_due(now).await? == 0 {
+        if self.store.checkouts_due(now).await? == 0 {
             return Ok(0);
         }
         let ended = self
-            .v
+            .audit
             .change(actor, "checkout.expire", "checkouts", move |tx| {
                 Box::pin(async move {
                     let ended = tx.checkouts_expire(now).await?;
@@ -70,7 +70,7 @@ impl Checkouts<'_> {
             })
             .await?;
         for (id, _, _) in &ended {
-            if let Ok(Some(row)) = self.v.store.checkout_get(id).await {
+            if let Ok(Some(row)) = self.store.checkout_get(id).await {
                 self.notify("checkout.expired", &row, None);
             }
         }

@@ -44,7 +44,7 @@ pub struct TokenView {
     pub targets: Vec<String>,
 }
 
-impl Checkouts<'_> {
+impl Checkouts {
     #[instrument(skip_all, fields(checkout = %id))]
     pub async fn claim(
         &self,
@@ -63,7 +63,7 @@ impl Checkouts<'_> {
             ));
         }
         actor.detail("account", row.account_id.clone());
-        let now = self.v.clock.unix();
+        let now = self.clock.unix();
         if row.status == CheckoutStatus::Approved
             && effective_status(&row, now) == CheckoutStatus::Expired
         {
@@ -79,12 +79,12 @@ impl Checkouts<'_> {
             )));
         }
         let (policy, user) = self.admit(actor, client, &row.account_id, operator).await?;
-        let proof = self.v.people().check_totp(&user, totp).await?;
+        let proof = self.people.check_totp(&user, totp).await?;
         let token = new_token(TokenKind::Publishing)?;
-        let hash = hash_token(&self.v.keys.mac().token, token.expose());
-        let (cid, now, exclusive) = (id.to_owned(), self.v.clock.unix(), policy.exclusive());
+        let hash = hash_token(&self.keys.mac().token, token.expose());
+        let (cid, now, exclusive) = (id.to_owned(), self.clock.unix(), policy.exclusive());
         let made = self
-            .v
+            .audit
             .change(actor, "checkout.claim", id, move |tx| {
                 Box::pin(async move {
                     proof.spend(tx).await?;
@@ -101,7 +101,7 @@ impl Checkouts<'_> {
                 ..
             }) => {
                 let now = self.row(id).await?;
-                let status = effective_status(&now, self.v.clock.unix());
+                let status = effective_status(&now, self.clock.unix());
                 if status == CheckoutStatus::Approved {
                     return Err(self.not_taken(&now.account_id).await);
                 }
@@ -123,16 +123,15 @@ impl Checkouts<'_> {
         if !well_formed(TokenKind::Publishing, token) {
             return Err(Error::Unauthenticated);
         }
-        let hash = hash_token(&self.v.keys.mac().token, token);
+        let hash = hash_token(&self.keys.mac().token, token);
         // Read before the store is: a revocation committed after this read moves it, and the
         // grant found below is then not kept (see `TokenIndex`).
-        let epoch = self.v.store.token_epoch();
-        let now = self.v.clock.unix();
-        if let Some(grant) = self.v.tokens.get(&hash.0, epoch, now) {
+        let epoch = self.store.token_epoch();
+        let now = self.clock.unix();
+        if let Some(grant) = self.tokens.get(&hash.0, epoch, now) {
             return Ok(grant);
         }
         let row = self
-            .v
             .store
             .checkout_by_token(&hash.0)
             .await?
@@ -141,7 +140,7 @@ impl Checkouts<'_> {
             return Err(Error::Unauthenticated);
         }
         let targets = self.targets_of(&row).await?;
-        let has_post = self.v.store.checkout_has_content(&row.id).await?;
+        let has_post = self.store.checkout_has_content(&row.id).await?;
         let grant = Arc::new(TokenGrant {
             targets,
             has_post,
@@ -156,12 +155,8 @@ impl Checkouts<'_> {
             client_id: row.client_id,
             expires_at: row.expires_at.unwrap_or_default(),
         });
-        self.v.tokens.insert(
-            hash.0,
-            Arc::clone(&grant),
-            epoch,
-            self.v.store.token_epoch(),
-        );
+        self.tokens
+            .insert(hash.0, Arc::clone(&grant), epoch, self.store.token_epoch());
         Ok(grant)
     }
 

@@ -61,19 +61,18 @@ pub struct ListQuery {
     pub account: Option<String>,
 }
 
-impl Checkouts<'_> {
+impl Checkouts {
     /// A checkout as shown; `full` adds the post under review (decrypted) and its evidence.
     pub async fn view(&self, row: &CheckoutRow, full: bool) -> Result<CheckoutView> {
-        let content = match (full, self.v.store.checkout_content(&row.id).await?) {
+        let content = match (full, self.store.checkout_content(&row.id).await?) {
             (true, Some(c)) => {
-                self.v.know_term_of(&c.sealed).await?;
-                Some(Post::open(&self.v.keys, &row.id, &c.sealed)?.view(&c.content_sha256))
+                self.keys.know_term_of(&c.sealed).await?;
+                Some(Post::open(&self.keys, &row.id, &c.sealed)?.view(&c.content_sha256))
             }
             _ => None,
         };
         let posts = if full {
-            self.v
-                .store
+            self.store
                 .posts_of_checkout(&row.id)
                 .await?
                 .into_iter()
@@ -83,8 +82,7 @@ impl Checkouts<'_> {
             Vec::new()
         };
         let department = if full {
-            self.v
-                .store
+            self.store
                 .user_by_name(&row.operator)
                 .await?
                 .and_then(|u| u.department)
@@ -93,7 +91,6 @@ impl Checkouts<'_> {
         };
         let targets = self.targets_of(row).await?;
         let approvals = self
-            .v
             .store
             .approvals_of(&row.id)
             .await?
@@ -112,7 +109,7 @@ impl Checkouts<'_> {
             client: row.client_id.clone(),
             purpose: row.purpose.clone(),
             level: row.level,
-            status: effective_status(row, self.v.clock.unix()),
+            status: effective_status(row, self.clock.unix()),
             requested_at: rfc3339_unix(row.requested_at),
             approvals_needed: row.approvals_needed,
             approvals,
@@ -168,9 +165,8 @@ impl Checkouts<'_> {
             })?),
         };
         let rows = self
-            .v
             .store
-            .checkouts_list(status, q.account.as_deref(), self.v.clock.unix())
+            .checkouts_list(status, q.account.as_deref(), self.clock.unix())
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {

@@ -12,14 +12,14 @@ use crate::crypto::hmac_parts;
 
 use super::users::People;
 
-impl People<'_> {
+impl People {
     /// The name a login attempt is recorded under: the user's own name when `known` (the typed
     /// text parsed as a username that exists), else the keyed digest of what was typed.
     pub(crate) fn login_audit_name(&self, typed: &str, known: Option<&str>) -> String {
         if let Some(name) = known {
             return name.to_owned();
         }
-        let mac = hmac_parts(&self.v.keys.mac().login_name, &[typed.as_bytes()]);
+        let mac = hmac_parts(&self.keys.mac().login_name, &[typed.as_bytes()]);
         format!("unknown:{}", hex::encode(&mac[..8]))
     }
 }

@@ -12,7 +12,6 @@ use crate::error::Conflict;
 use crate::error::{Error, Result};
 use crate::identity::Role;
 use crate::store::clients::ClientRow;
-use crate::vault::Vault;
 
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -59,17 +58,17 @@ impl From<&ClientRow> for ClientView {
 }
 
 /// The clients service; `vault.clients()`.
-pub struct Clients<'v> {
-    v: &'v Vault,
+#[derive(Clone)]
+pub struct Clients {
+    pub(crate) store: crate::store::Store,
+    pub(crate) clock: crate::clock::Clock,
+    pub(crate) audit: crate::audit::AuditWriter,
+    pub(crate) keys: std::sync::Arc<crate::keys::Keys>,
+    pub(crate) people: crate::identity::users::People,
+    pub(crate) policies: std::sync::Arc<crate::policy::Live>,
 }
 
-impl Vault {
-    pub fn clients(&self) -> Clients<'_> {
-        Clients { v: self }
-    }
-}
-
-impl Clients<'_> {
+impl Clients {
     pub async fn create(
         &self,
         actor: &Actor,
@@ -100,7 +99,7 @@ impl Clients<'_> {
         for a in accounts {
             let id = AccountId::parse(a)
                 .map_err(|_| Error::invalid("accounts", format!("{a:?} is not an account id")))?;
-            if self.v.store.account_get(id.as_str()).await?.is_none() {
+            if self.store.account_get(id.as_str()).await?.is_none() {
                 return Err(Error::invalid(
                     "accounts",
                     format!("account {id} does not exist"),
@@ -111,21 +110,21 @@ impl Clients<'_> {
         ids.sort();
         ids.dedup();
         let proof = match admin {
-            Some(me) => Some(self.v.people().authorize(me, totp).await?),
+            Some(me) => Some(self.people.authorize(me, totp).await?),
             None => None,
         };
         let mut raw = [0u8; 8];
         crate::crypto::random_bytes(&mut raw)?;
         let id = format!("cl_{}", hex::encode(raw));
         let key = new_token(TokenKind::Client)?;
-        let hash = hash_token(&self.v.keys.mac().token, key.expose());
+        let hash = hash_token(&self.keys.mac().token, key.expose());
         let json = serde_json::to_string(&ids).map_err(Error::internal)?;
         actor.detail("client_id", id.clone());
         actor.detail("accounts", ids.clone());
-        let now = self.v.clock.unix();
+        let now = self.clock.unix();
         let (cid, cname, by) = (id.clone(), name.clone(), actor.audit_id().1);
         let made = self
-            .v
+            .audit
             .change(actor, "client.create", &name, move |tx| {
                 Box::pin(async move {
                     if let Some(p) = proof {
@@ -143,13 +142,12 @@ impl Clients<'_> {
             })
         })?;
         let row = self
-            .v
             .store
             .client_get(&id)
             .await?
             .ok_or_else(|| Error::internal(anyhow::anyhow!("client vanished")))?;
         let mut view = ClientView::from(&row);
-        let policies = self.v.policies();
+        let policies = self.policies.current();
         let uncovered: Vec<&str> = view
             .accounts
             .iter()
@@ -175,7 +173,6 @@ impl Clients<'_> {
         actor.action("client.list", None);
         actor.require(&[Role::Admin, Role::Auditor])?;
         Ok(self
-            .v
             .store
             .clients_list()
             .await?
@@ -189,9 +186,9 @@ impl Clients<'_> {
     pub async fn revoke(&self, actor: &Actor, id: &str) -> Result<()> {
         actor.action("client.revoke", Some(id));
         actor.require(&[Role::Admin])?;
-        let now = self.v.clock.unix();
+        let now = self.clock.unix();
         let cid = id.to_owned();
-        self.v
+        self.audit
             .change(actor, "client.revoke", id, move |tx| {
                 Box::pin(async move {
                     if !tx.client_revoke(&cid, now).await? {
@@ -212,9 +209,8 @@ impl Clients<'_> {
         if !well_formed(TokenKind::Client, key) {
             return Err(Error::Unauthenticated);
         }
-        let hash = hash_token(&self.v.keys.mac().token, key);
+        let hash = hash_token(&self.keys.mac().token, key);
         let row = self
-            .v
             .store
             .client_by_key_hash(&hash.0)
             .await?

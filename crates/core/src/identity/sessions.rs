@@ -7,7 +7,6 @@ use crate::actor::Actor;
 use crate::crypto::tokens::{TokenKind, hash_token, well_formed};
 use crate::crypto::{SecretString, new_token};
 use crate::error::{Error, Result};
-use crate::vault::Vault;
 
 pub struct NewSession {
     pub token: SecretString,
@@ -41,17 +40,16 @@ pub struct StepUpWindow {
 /// timeout costs nothing.
 const TOUCH_EVERY_SECONDS: i64 = 60;
 
-pub struct Sessions<'v> {
-    v: &'v Vault,
+#[derive(Clone)]
+pub struct Sessions {
+    pub(crate) store: crate::store::Store,
+    pub(crate) clock: crate::clock::Clock,
+    pub(crate) audit: crate::audit::AuditWriter,
+    pub(crate) keys: std::sync::Arc<crate::keys::Keys>,
+    pub(crate) config: std::sync::Arc<crate::config::Config>,
 }
 
-impl Vault {
-    pub fn sessions(&self) -> Sessions<'_> {
-        Sessions { v: self }
-    }
-}
-
-impl Sessions<'_> {
+impl Sessions {
     /// A new session for a person who just proved presence; the TOTP step is spent and the session
     /// stored (its step-up window open) in the transaction of the login's audit entry.
     pub(crate) async fn create(
@@ -61,14 +59,14 @@ impl Sessions<'_> {
         proof: TotpProof,
     ) -> Result<NewSession> {
         let token = new_token(TokenKind::Session)?;
-        let now = self.v.clock.unix();
-        let expires_at = now + i64::from(self.v.config.session.max_lifetime_hours) * 3600;
-        let hash = hash_token(&self.v.keys.mac().token, token.expose());
+        let now = self.clock.unix();
+        let expires_at = now + i64::from(self.config.session.max_lifetime_hours) * 3600;
+        let hash = hash_token(&self.keys.mac().token, token.expose());
         let user_id = person.id;
         // Signing in proves the code as a step-up does (and the password besides), so the new
         // session starts inside a step-up window whose step-up is this login's entry.
-        let window = i64::from(self.v.config.session.step_up_minutes) * 60;
-        self.v
+        let window = i64::from(self.config.session.step_up_minutes) * 60;
+        self.audit
             .change(actor, "auth.login", &person.username, move |tx| {
                 Box::pin(async move {
                     proof.spend(tx).await?;
@@ -88,7 +86,7 @@ impl Sessions<'_> {
         if !well_formed(TokenKind::Session, token) {
             return Err(Error::Unauthenticated);
         }
-        let hash = hash_token(&self.v.keys.mac().token, token);
+        let hash = hash_token(&self.keys.mac().token, token);
         self.by_hash(&hash.0).await
     }
 
@@ -99,18 +97,16 @@ impl Sessions<'_> {
 
     async fn by_hash(&self, hash: &[u8]) -> Result<Person> {
         let s = self
-            .v
             .store
             .session_get(hash)
             .await?
             .ok_or(Error::Unauthenticated)?;
-        let now = self.v.clock.unix();
-        let idle = i64::from(self.v.config.session.idle_timeout_minutes) * 60;
+        let now = self.clock.unix();
+        let idle = i64::from(self.config.session.idle_timeout_minutes) * 60;
         if s.expires_at <= now || s.last_seen + idle <= now {
             return Err(Error::Unauthenticated);
         }
         let user = self
-            .v
             .store
             .user_by_id(s.user_id)
             .await?
@@ -119,11 +115,11 @@ impl Sessions<'_> {
             return Err(Error::Unauthenticated);
         }
         if now - s.last_seen >= TOUCH_EVERY_SECONDS {
-            self.v.store.session_touch(hash, now).await?;
+            self.store.session_touch(hash, now).await?;
         }
         // A window is open only once its step-up entry is linked (same transaction), and not
         // at all once windows are switched off (`session.step_up_minutes = 0`).
-        let windows = self.v.config.session.step_up_minutes > 0;
+        let windows = self.config.session.step_up_minutes > 0;
         let step_up = match (s.step_up_until, s.step_up_seq) {
             (Some(until), Some(seq)) if until > now && windows => Some(StepUpWindow { until, seq }),
             _ => None,
@@ -143,7 +139,7 @@ impl Sessions<'_> {
     /// (domain-separated), so it needs no storage and dies with the session.
     pub fn csrf_token(&self, session_token: &str) -> String {
         let tag = crate::crypto::hmac_parts(
-            &self.v.keys.mac().token,
+            &self.keys.mac().token,
             &[b"console csrf v1", session_token.as_bytes()],
         );
         hex::encode(tag)
@@ -159,8 +155,8 @@ impl Sessions<'_> {
     pub async fn end(&self, actor: &Actor, token: &str) -> Result<()> {
         actor.action("auth.logout", None);
         let person = self.authenticate(token).await?;
-        let hash = hash_token(&self.v.keys.mac().token, token);
-        self.v
+        let hash = hash_token(&self.keys.mac().token, token);
+        self.audit
             .change(actor, "auth.logout", &person.username, move |tx| {
                 Box::pin(async move {
                     tx.session_revoke(&hash.0).await?;

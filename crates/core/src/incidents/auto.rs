@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::policy::Playbook;
 use crate::store::types::StepStatus;
 
-impl Incidents<'_> {
+impl Incidents {
     /// Settles an automated step after it ran (its own audit entry, on the incident).
     async fn settle(
         &self,
@@ -21,8 +21,8 @@ impl Incidents<'_> {
         note: String,
     ) -> Result<()> {
         let actor = Actor::system();
-        let (iid, by, now_ms) = (incident.to_owned(), by.to_owned(), unix_ms(&self.v.clock));
-        self.v
+        let (iid, by, now_ms) = (incident.to_owned(), by.to_owned(), unix_ms(&self.clock));
+        self.audit
             .change(&actor, "incident.step", incident, move |tx| {
                 Box::pin(async move {
                     tx.note("step", n);
@@ -51,7 +51,7 @@ impl Incidents<'_> {
         account: &str,
         by: &str,
     ) {
-        let (status, note) = match self.v.accounts().current_credential(account).await {
+        let (status, note) = match self.accounts.current_credential(account).await {
             Ok((row, _)) if row.platform != Platform::Wechat => (
                 StepStatus::Skipped,
                 format!(
@@ -70,7 +70,7 @@ impl Incidents<'_> {
                     .await
                 {
                     Err(e) => (StepStatus::Failed, format!("not sent: {e}")),
-                    Ok(()) => match self.v.broker.cancel_outstanding(account, &cred).await {
+                    Ok(()) => match self.broker.cancel_outstanding(account, &cred).await {
                         Ok(c) if c.stable_forced => (
                             StepStatus::Done,
                             "stable token force-refreshed; classic token fetched".into(),
@@ -121,9 +121,9 @@ impl Incidents<'_> {
                 let text = content.to_string();
                 let digest = crate::crypto::sha256_hex(text.as_bytes());
                 let (iid, pid, by2) = (incident.to_owned(), post.to_owned(), by.to_owned());
-                let (now, now_ms) = (self.v.clock.unix(), unix_ms(&self.v.clock));
+                let (now, now_ms) = (self.clock.unix(), unix_ms(&self.clock));
                 let note = format!("post {post} captured, sha256 {digest}");
-                self.v
+                self.audit
                     .change(&Actor::system(), "incident.evidence", incident, move |tx| {
                         Box::pin(async move {
                             tx.note("platform_id", pid.clone());
@@ -171,12 +171,12 @@ impl Incidents<'_> {
         summary: &str,
         by: &str,
     ) {
-        let channels = self.v.config.notify.len();
+        let channels = self.config.notify.len();
         let note = format!("queued to {channels} channel(s)");
         if let Err(e) = self.settle(incident, n, StepStatus::Done, by, note).await {
             tracing::error!(incident, error = %e, "notify step not recorded");
         }
-        self.v.notifier.send(crate::notify::Notice {
+        self.notifier.send(crate::notify::Notice {
             event: "incident.opened".into(),
             account: account.to_owned(),
             summary: format!(

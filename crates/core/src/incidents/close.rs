@@ -22,7 +22,7 @@ pub struct CloseOutcome {
     pub incident: IncidentView,
 }
 
-impl Incidents<'_> {
+impl Incidents {
     /// Signs the close with the person's TOTP code. The incident closes when two different people
     /// have signed; the same person signing twice is refused (`already_signed`).
     #[instrument(skip_all, fields(incident = %id))]
@@ -43,15 +43,15 @@ impl Incidents<'_> {
                 format!("incident {id} is closed"),
             ));
         }
-        let proof = self.v.people().step_up(me, totp).await?;
+        let proof = self.people.step_up(me, totp).await?;
         let (iid, by, now, now_ms) = (
             id.to_owned(),
             me.username.clone(),
-            self.v.clock.unix(),
-            unix_ms(&self.v.clock),
+            self.clock.unix(),
+            unix_ms(&self.clock),
         );
         let (closed, signatures) = self
-            .v
+            .audit
             .change(actor, "incident.close", id, move |tx| {
                 Box::pin(async move {
                     proof.spend(tx).await?;

@@ -15,7 +15,7 @@ use crate::policy::ConfirmedAction;
 use crate::store::incidents::IncidentRow;
 use crate::store::types::{IncidentStatus, StepStatus};
 
-impl Incidents<'_> {
+impl Incidents {
     /// Completes a manual step with a note, as its owner role (or an admin). A step that confirms
     /// an action (deleting the captured posts) needs the person's TOTP code, and the action is
     /// carried out before the step counts as done.
@@ -40,7 +40,6 @@ impl Incidents<'_> {
             ));
         }
         let step = self
-            .v
             .store
             .incident_steps(id)
             .await?
@@ -72,9 +71,9 @@ impl Incidents<'_> {
         let by = me.username.clone();
         match confirm {
             None => {
-                let (iid, now_ms) = (id.to_owned(), unix_ms(&self.v.clock));
+                let (iid, now_ms) = (id.to_owned(), unix_ms(&self.clock));
                 let settled = self
-                    .v
+                    .audit
                     .change(actor, "incident.step", id, move |tx| {
                         Box::pin(async move {
                             tx.note("step", n);
@@ -128,7 +127,6 @@ impl Incidents<'_> {
         code: &str,
     ) -> Result<()> {
         let pending: Vec<String> = self
-            .v
             .store
             .incident_evidence(&inc.id)
             .await?
@@ -142,11 +140,11 @@ impl Incidents<'_> {
                 "no captured post is left to delete; capture the post as evidence first",
             ));
         }
-        let proof = self.v.people().step_up(me, code).await?;
-        let (iid, by, now_ms) = (inc.id.clone(), me.username.clone(), unix_ms(&self.v.clock));
+        let proof = self.people.step_up(me, code).await?;
+        let (iid, by, now_ms) = (inc.id.clone(), me.username.clone(), unix_ms(&self.clock));
         let list = pending.join(", ");
         // The confirmation is spent (and recorded) before anything is deleted.
-        self.v
+        self.audit
             .change(actor, "incident.confirm", &inc.id, move |tx| {
                 Box::pin(async move {
                     proof.spend(tx).await?;
@@ -165,7 +163,7 @@ impl Incidents<'_> {
                 })
             })
             .await?;
-        let platform = self.v.accounts().row(&inc.account_id).await?.platform;
+        let platform = self.accounts.row(&inc.account_id).await?.platform;
         let mut deleted = Vec::new();
         let mut failure = None;
         for post in &pending {
@@ -215,12 +213,12 @@ impl Incidents<'_> {
         let (iid, by, now, now_ms) = (
             inc.id.clone(),
             me.username.clone(),
-            self.v.clock.unix(),
-            unix_ms(&self.v.clock),
+            self.clock.unix(),
+            unix_ms(&self.clock),
         );
         let done = failure.is_none();
         let fail_text = failure.as_ref().map(|e| e.to_string()).unwrap_or_default();
-        self.v
+        self.audit
             .change(actor, "incident.step", &inc.id, move |tx| {
                 Box::pin(async move {
                     tx.note("step", n);

@@ -31,7 +31,6 @@ use crate::actor::Actor;
 use crate::error::{Error, Result};
 use crate::identity::Role;
 use crate::store::incidents::IncidentRow;
-use crate::vault::Vault;
 
 pub use close::{CLOSE_SIGNATURES, CloseOutcome};
 pub use open::{OpenIncident, Trigger};
@@ -56,14 +55,21 @@ fn text(field: &str, s: &str, max: usize, allow_empty: bool) -> Result<String> {
 }
 
 /// The incidents service; `vault.incidents()`.
-pub struct Incidents<'v> {
-    v: &'v Vault,
-}
-
-impl Vault {
-    pub fn incidents(&self) -> Incidents<'_> {
-        Incidents { v: self }
-    }
+#[derive(Clone)]
+pub struct Incidents {
+    pub(crate) store: crate::store::Store,
+    pub(crate) clock: crate::clock::Clock,
+    pub(crate) audit: crate::audit::AuditWriter,
+    pub(crate) keys: std::sync::Arc<crate::keys::Keys>,
+    pub(crate) config: std::sync::Arc<crate::config::Config>,
+    pub(crate) accounts: crate::accounts::service::Accounts,
+    pub(crate) people: crate::identity::users::People,
+    pub(crate) broker: std::sync::Arc<crate::platforms::Broker>,
+    pub(crate) notifier: crate::notify::Notifier,
+    pub(crate) policies: std::sync::Arc<crate::policy::Live>,
+    /// When each early-warning (rule, key) last fired, by audit timestamp (ms); in memory only.
+    pub(crate) alerts_fired:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(String, String), i64>>>,
 }
 
 /// How the actor is named in steps and the timeline.
@@ -75,10 +81,9 @@ fn who(actor: &Actor) -> String {
     }
 }
 
-impl Incidents<'_> {
+impl Incidents {
     async fn row(&self, id: &str) -> Result<IncidentRow> {
-        self.v
-            .store
+        self.store
             .incident_get(id)
             .await?
             .ok_or_else(|| Error::NotFound(format!("incident {id:?}")))

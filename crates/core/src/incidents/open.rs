@@ -52,7 +52,7 @@ fn new_incident_id() -> Result<String> {
     Ok(format!("in_{}", hex::encode(raw)))
 }
 
-impl Incidents<'_> {
+impl Incidents {
     /// Opens an incident from a playbook, as a person (admin or auditor), and runs its automated
     /// steps. Answers once they have run; notifications are on their way.
     #[instrument(skip_all, fields(account = %input.account, playbook = %input.playbook))]
@@ -90,17 +90,17 @@ impl Incidents<'_> {
             }
         };
         let playbook = self
-            .v
+            .policies
             .playbooks()
             .get(&input.playbook)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("playbook {:?}", input.playbook)))?;
-        let account = self.v.accounts().row(&input.account).await?;
+        let account = self.accounts.row(&input.account).await?;
         let id = new_incident_id()?;
         actor.detail("incident_id", id.clone());
         actor.detail("playbook", playbook.id.clone());
-        let now = self.v.clock.unix();
-        let now_ms = unix_ms(&self.v.clock);
+        let now = self.clock.unix();
+        let now_ms = unix_ms(&self.clock);
         let by = who(actor);
         let steps: Vec<NewStep> = playbook
             .steps
@@ -136,7 +136,7 @@ impl Incidents<'_> {
                 )
             })
             .collect();
-        let checkpoint_key = self.v.keys.mac().checkpoint.clone();
+        let checkpoint_key = self.keys.mac().checkpoint.clone();
         let (iid, aid, pid, title, trig, by2) = (
             id.clone(),
             account.id.clone(),
@@ -146,7 +146,7 @@ impl Incidents<'_> {
             by.clone(),
         );
         let post2 = post.clone();
-        self.v
+        self.audit
             .change(actor, "incident.open", &account.id, move |tx| {
                 Box::pin(async move {
                     tx.incident_insert(
@@ -225,7 +225,7 @@ impl Incidents<'_> {
         {
             // Nothing the broker cached may be used for the frozen account any more; the
             // platform step below fetches the replacements itself.
-            self.v.broker.invalidate(&account.id);
+            self.broker.invalidate(&account.id);
         }
         // The steps that leave the vault, in the playbook's order.
         for (i, s) in playbook.steps.iter().enumerate() {

@@ -14,7 +14,7 @@ use crate::actor::Actor;
 use crate::error::{Error, Result};
 use crate::platforms::broker::ApiRequest;
 
-impl Incidents<'_> {
+impl Incidents {
     /// Records, durably and before it is sent, a call the vault itself makes to a platform.
     pub(super) async fn record_send(
         &self,
@@ -26,7 +26,7 @@ impl Incidents<'_> {
         let mut entry = actor.entry("platform.send", account);
         entry.detail.insert("incident_id".into(), incident.into());
         entry.detail.insert("call".into(), call.into());
-        self.v.audit.record(entry).await?;
+        self.audit.record(entry).await?;
         Ok(())
     }
 
@@ -41,7 +41,7 @@ impl Incidents<'_> {
         body: Value,
         form: bool,
     ) -> Result<Value> {
-        let (row, cred) = self.v.accounts().current_credential(account).await?;
+        let (row, cred) = self.accounts.current_credential(account).await?;
         let (bytes, ct) = if method == Method::GET {
             (Bytes::new(), None)
         } else if form {
@@ -58,7 +58,7 @@ impl Incidents<'_> {
         } else {
             (Bytes::from(body.to_string()), Some("application/json"))
         };
-        let broker = Arc::clone(&self.v.broker);
+        let broker = Arc::clone(&self.broker);
         let answer = broker
             .forward(
                 &row.id,
@@ -90,7 +90,7 @@ impl Incidents<'_> {
 
     /// Fetches the post as the platform has it now and keeps it as evidence.
     pub(crate) async fn fetch_post(&self, account: &str, post: &str) -> Result<Value> {
-        let row = self.v.accounts().row(account).await?;
+        let row = self.accounts.row(account).await?;
         match row.platform {
             Platform::Wechat => {
                 self.platform_call(

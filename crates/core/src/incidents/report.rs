@@ -52,7 +52,7 @@ fn cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
 
-impl Incidents<'_> {
+impl Incidents {
     pub async fn report(&self, actor: &Actor, id: &str, format: ReportFormat) -> Result<Report> {
         actor.action("incident.report", Some(id));
         actor.require(RESPONDERS)?;
@@ -61,7 +61,7 @@ impl Incidents<'_> {
         let since = row.opened_ms;
         let until = match row.closed_at {
             Some(c) => c.saturating_mul(1000).saturating_add(999),
-            None => crate::audit::writer::unix_ms(&self.v.clock),
+            None => crate::audit::writer::unix_ms(&self.clock),
         };
         let mut rows = Vec::new();
         for target in [row.account_id.as_str(), row.id.as_str()] {
@@ -73,7 +73,7 @@ impl Incidents<'_> {
                 ..AuditFilter::default()
             };
             loop {
-                let page = self.v.store.audit_query(&filter).await?;
+                let page = self.store.audit_query(&filter).await?;
                 let full = page.len() as i64 == filter.limit;
                 let Some(last) = page.last() else { break };
                 filter.after_seq = last.seq;

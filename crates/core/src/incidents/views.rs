@@ -134,12 +134,12 @@ fn step_view(s: StepRow) -> StepView {
     }
 }
 
-impl Incidents<'_> {
+impl Incidents {
     /// The loaded playbooks (`GET /playbooks`).
     pub fn playbooks(&self, actor: &Actor) -> Result<Vec<Playbook>> {
         actor.action("playbook.list", None);
         actor.require(RESPONDERS)?;
-        Ok(self.v.playbooks().iter().cloned().collect())
+        Ok(self.policies.playbooks().iter().cloned().collect())
     }
 
     pub async fn list(&self, actor: &Actor, q: &IncidentQuery) -> Result<Vec<IncidentSummary>> {
@@ -152,7 +152,6 @@ impl Incidents<'_> {
             Some(_) => return Err(Error::invalid("status", "status must be open or closed")),
         };
         let rows = self
-            .v
             .store
             .incidents_list(q.account.as_deref().filter(|a| !a.is_empty()), status)
             .await?;
@@ -166,10 +165,10 @@ impl Incidents<'_> {
     }
     pub(crate) async fn view(&self, id: &str) -> Result<IncidentView> {
         let r = self.row(id).await?;
-        let steps = self.v.store.incident_steps(id).await?;
-        let timeline = self.v.store.incident_timeline(id).await?;
-        let sigs = self.v.store.incident_signatures(id).await?;
-        let evidence = self.v.store.incident_evidence(id).await?;
+        let steps = self.store.incident_steps(id).await?;
+        let timeline = self.store.incident_timeline(id).await?;
+        let sigs = self.store.incident_signatures(id).await?;
+        let evidence = self.store.incident_evidence(id).await?;
         let s = summary_of(&r);
         Ok(IncidentView {
             incident_id: s.incident_id,

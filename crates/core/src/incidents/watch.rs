@@ -95,12 +95,11 @@ fn concerns_an_account(kind: RuleKind) -> bool {
     !matches!(kind, RuleKind::TotpFailuresUser | RuleKind::TotpFailuresAny)
 }
 
-impl Incidents<'_> {
+impl Incidents {
     /// Evaluates the early-warning rules (all, or those of one kind) over the audit log now.
     /// Returns how many alerts fired.
     pub async fn evaluate_rules(&self, only: Option<RuleKind>) -> Result<usize> {
         let rules: Vec<WarningRule> = self
-            .v
             .config
             .early_warning
             .rules
@@ -111,7 +110,7 @@ impl Incidents<'_> {
         if rules.is_empty() {
             return Ok(0);
         }
-        let now_ms = unix_ms(&self.v.clock);
+        let now_ms = unix_ms(&self.clock);
         let widest = rules
             .iter()
             .map(|r| i64::from(r.window_minutes) * 60_000)
@@ -122,7 +121,6 @@ impl Incidents<'_> {
         let mut rows = Vec::new();
         loop {
             let page = self
-                .v
                 .store
                 .audit_alert_candidates(now_ms - widest, after, PAGE, RULE_ACTIONS)
                 .await?;
@@ -153,7 +151,6 @@ impl Incidents<'_> {
                     continue;
                 };
                 let last = self
-                    .v
                     .alerts_fired
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -171,8 +168,7 @@ impl Incidents<'_> {
                 if n < rule.threshold {
                     continue;
                 }
-                self.v
-                    .alerts_fired
+                self.alerts_fired
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .insert((rule.name.clone(), key.clone()), newest);
@@ -194,11 +190,11 @@ impl Incidents<'_> {
             .detail("rule", rule.name.clone())
             .detail("kind", rule.kind.as_str())
             .detail("count", count);
-        if let Err(e) = self.v.audit.record(entry).await {
+        if let Err(e) = self.audit.record(entry).await {
             tracing::error!(rule = %rule.name, error = %e, "alert not recorded");
         }
         tracing::warn!(rule = %rule.name, key, count, "early-warning rule fired");
-        self.v.notifier.send(crate::notify::Notice::new(
+        self.notifier.send(crate::notify::Notice::new(
             &format!("alert.{}", rule.kind.as_str()),
             if concerns_an_account(rule.kind) {
                 key
@@ -213,7 +209,7 @@ impl Incidents<'_> {
         if !concerns_an_account(rule.kind) {
             return;
         }
-        match self.v.store.incident_open_for(key, playbook).await {
+        match self.store.incident_open_for(key, playbook).await {
             Ok(Some(_)) => return,
             Ok(None) => {}
             Err(e) => {
@@ -241,7 +237,7 @@ impl Incidents<'_> {
     /// records; WeChat records without an `article_id` yet are resolved with `freepublish/get`.
     async fn vault_published(&self, account: &str, platform: Platform) -> Result<HashSet<String>> {
         let mut known = HashSet::new();
-        for p in self.v.store.posts_for_account(account, 0).await? {
+        for p in self.store.posts_for_account(account, 0).await? {
             match platform {
                 Platform::Wechat => match (&p.article_id, &p.publish_id) {
                     (Some(a), _) => {
@@ -288,11 +284,10 @@ impl Incidents<'_> {
             .entry("platform.send", account)
             .detail("call", format!("{method} {}", path.trim_start_matches('/')))
             .detail("by", "publication watch");
-        self.v.audit.record(entry).await?;
-        let (row, cred) = self.v.accounts().current_credential(account).await?;
+        self.audit.record(entry).await?;
+        let (row, cred) = self.accounts.current_credential(account).await?;
         let content_type = (method == Method::POST).then_some("application/json");
         let answer = self
-            .v
             .broker
             .forward(
                 &row.id,
@@ -324,7 +319,7 @@ impl Incidents<'_> {
 
     /// What is live on one account now: platform ids, newest first.
     async fn live_posts(&self, account: &str, platform: Platform) -> Result<Vec<String>> {
-        let n = self.v.config.watch.page_size;
+        let n = self.config.watch.page_size;
         match platform {
             Platform::Wechat => {
                 let v = self
@@ -377,7 +372,7 @@ impl Incidents<'_> {
     /// account whose platform cannot be read is logged and skipped.
     pub async fn watch_round(&self) -> Result<Vec<UnknownPost>> {
         let mut found = Vec::new();
-        for row in self.v.store.accounts_list().await? {
+        for row in self.store.accounts_list().await? {
             if row.platform == Platform::Generic {
                 continue;
             }
@@ -391,13 +386,7 @@ impl Incidents<'_> {
             if live.is_empty() {
                 continue;
             }
-            let seen: HashSet<String> = self
-                .v
-                .store
-                .watch_seen(&row.id)
-                .await?
-                .into_iter()
-                .collect();
+            let seen: HashSet<String> = self.store.watch_seen(&row.id).await?.into_iter().collect();
             let fresh: Vec<&String> = live.iter().filter(|p| !seen.contains(*p)).collect();
             if fresh.is_empty() {
                 continue;
@@ -407,9 +396,9 @@ impl Incidents<'_> {
                 if known.contains(pid) {
                     continue;
                 }
-                let (aid, p, now) = (row.id.clone(), pid.clone(), self.v.clock.unix());
+                let (aid, p, now) = (row.id.clone(), pid.clone(), self.clock.unix());
                 let recorded = self
-                    .v
+                    .audit
                     .change(&Actor::system(), "watch.unknown_post", &row.id, move |tx| {
                         Box::pin(async move {
                             tx.note("platform_id", p.clone());

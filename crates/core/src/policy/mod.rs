@@ -126,6 +126,52 @@ fn valid_id(id: &str) -> bool {
 /// level to the approvals it needs.
 pub use crate::store::types::Level;
 
+/// The policies and playbooks in force, swapped whole by a reload (SIGHUP) while requests read
+/// them: each reader gets the set that was current when it asked.
+pub struct Live {
+    policies: std::sync::RwLock<std::sync::Arc<PolicySet>>,
+    playbooks: std::sync::RwLock<std::sync::Arc<PlaybookSet>>,
+}
+
+impl Live {
+    pub fn new(policies: PolicySet, playbooks: PlaybookSet) -> Self {
+        Self {
+            policies: std::sync::RwLock::new(std::sync::Arc::new(policies)),
+            playbooks: std::sync::RwLock::new(std::sync::Arc::new(playbooks)),
+        }
+    }
+
+    /// The access policies in force.
+    pub fn current(&self) -> std::sync::Arc<PolicySet> {
+        self.policies
+            .read()
+            .map(|p| std::sync::Arc::clone(&p))
+            .unwrap_or_else(|p| std::sync::Arc::clone(&p.into_inner()))
+    }
+
+    /// The incident playbooks in force.
+    pub fn playbooks(&self) -> std::sync::Arc<PlaybookSet> {
+        self.playbooks
+            .read()
+            .map(|p| std::sync::Arc::clone(&p))
+            .unwrap_or_else(|p| std::sync::Arc::clone(&p.into_inner()))
+    }
+
+    /// Puts a freshly loaded policy set in force.
+    pub fn set_policies(&self, fresh: PolicySet) {
+        if let Ok(mut p) = self.policies.write() {
+            *p = std::sync::Arc::new(fresh);
+        }
+    }
+
+    /// Puts freshly loaded playbooks in force.
+    pub fn set_playbooks(&self, fresh: PlaybookSet) {
+        if let Ok(mut p) = self.playbooks.write() {
+            *p = std::sync::Arc::new(fresh);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

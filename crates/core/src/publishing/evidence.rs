@@ -44,7 +44,7 @@ fn new_post_id() -> Result<String> {
     Ok(format!("post_{}", hex::encode(raw)))
 }
 
-impl Publishing<'_> {
+impl Publishing {
     /// Writes what must be durable before the call leaves; answers what to do after.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn before_send(
@@ -62,15 +62,15 @@ impl Publishing<'_> {
         let entry = actor.entry("platform.send", account);
         let (live, draft) = match plan {
             Plan::Plain => {
-                self.v.audit.record(entry).await?;
+                self.audit.record(entry).await?;
                 return Ok(Follow::Nothing);
             }
             Plan::Upload { kind, sha256 } => {
-                self.v.audit.record(entry).await?;
+                self.audit.record(entry).await?;
                 return Ok(Follow::Media { kind, sha256 });
             }
             Plan::Draft { live_sha256 } => {
-                self.v.audit.record(entry).await?;
+                self.audit.record(entry).await?;
                 return Ok(Follow::Media {
                     kind: MediaKind::Draft,
                     sha256: live_sha256,
@@ -78,7 +78,6 @@ impl Publishing<'_> {
             }
             Plan::PublishStatus { publish_id } => {
                 let post = self
-                    .v
                     .store
                     .post_by_wechat_publish(account, &publish_id)
                     .await?
@@ -87,7 +86,7 @@ impl Publishing<'_> {
                     actor.detail("refused", "this publish_id is not this checkout's");
                     return Err(Error::ContentNotApproved);
                 }
-                self.v.audit.record(entry).await?;
+                self.audit.record(entry).await?;
                 return Ok(
                     post.map_or(Follow::Nothing, |p| Follow::PublishStatus { post_id: p.id })
                 );
@@ -109,10 +108,9 @@ impl Publishing<'_> {
             Plan::WeiboStatus { live_sha256 } => (live_sha256, None),
         };
         // A publish: the evidence record commits with the send entry.
-        let operator = self.v.store.user_by_name(&grant.operator).await?;
+        let operator = self.store.user_by_name(&grant.operator).await?;
         let department = operator.and_then(|u| u.department);
         let approvals: Vec<Value> = self
-            .v
             .store
             .approvals_of(&grant.checkout_id)
             .await?
@@ -130,11 +128,10 @@ impl Publishing<'_> {
             grant.client_id.clone(),
         );
         let used = draft.clone();
-        let now = self.v.clock.unix();
+        let now = self.clock.unix();
         let platform_name = platform.as_str();
         actor.detail("post_id", post_id.clone());
-        self.v
-            .audit
+        self.audit
             .commit(entry, move |tx| {
                 Box::pin(async move {
                     if let Some(d) = &used

@@ -22,7 +22,6 @@ use crate::platforms::PlatformError;
 use crate::platforms::broker::ApiRequest;
 use crate::policy::AccountPolicy;
 use crate::store::types::AccountStatus;
-use crate::vault::Vault;
 use content::Post;
 
 /// One call a tool makes through the proxy, as received.
@@ -96,29 +95,31 @@ fn platform_error(e: PlatformError) -> Error {
 }
 
 /// The publishing service; `vault.publishing()`.
-pub struct Publishing<'v> {
-    v: &'v Vault,
+#[derive(Clone)]
+pub struct Publishing {
+    pub(crate) store: crate::store::Store,
+    pub(crate) clock: crate::clock::Clock,
+    pub(crate) audit: crate::audit::AuditWriter,
+    pub(crate) keys: std::sync::Arc<crate::keys::Keys>,
+    pub(crate) accounts: crate::accounts::service::Accounts,
+    pub(crate) broker: std::sync::Arc<crate::platforms::Broker>,
+    pub(crate) metrics: std::sync::Arc<crate::telemetry::Metrics>,
+    pub(crate) policies: std::sync::Arc<crate::policy::Live>,
 }
 
-impl Vault {
-    pub fn publishing(&self) -> Publishing<'_> {
-        Publishing { v: self }
-    }
-}
-
-impl Publishing<'_> {
+impl Publishing {
     /// Asks the account's current policy (a token outlives no policy change; no policy denies),
     /// without copying it on every proxied call.
     fn policy_says(&self, account: &str, ask: impl FnOnce(&AccountPolicy) -> bool) -> Result<bool> {
-        self.v
-            .policies()
+        self.policies
+            .current()
             .for_account(account)
             .map(ask)
             .ok_or_else(|| Error::NotPermitted(format!("account {account} has no access policy")))
     }
 
     async fn usable_account(&self, account: &str) -> Result<(Platform, Credential)> {
-        let (row, cred) = self.v.accounts().current_credential(account).await?;
+        let (row, cred) = self.accounts.current_credential(account).await?;
         if row.status == AccountStatus::Frozen {
             return Err(Error::AccountFrozen(row.id));
         }
@@ -191,8 +192,7 @@ impl Publishing<'_> {
         let needs_media = call.method == Method::POST
             && (approved.is_some() || call.path.ends_with("freepublish/submit"));
         let media = if needs_media {
-            self.v
-                .store
+            self.store
                 .checkout_media(&grant.checkout_id, &call.account)
                 .await?
         } else {
@@ -229,9 +229,9 @@ impl Publishing<'_> {
                 &digest,
             )
             .await?;
-        let broker = Arc::clone(&self.v.broker);
-        let audit = self.v.audit.clone();
-        let clock = self.v.clock.clone();
+        let broker = Arc::clone(&self.broker);
+        let audit = self.audit.clone();
+        let clock = self.clock.clone();
         let (who, account) = (actor.clone(), call.account.clone());
         let checkout_id = grant.checkout_id.clone();
         let sent = tokio::spawn(async move {
@@ -259,12 +259,12 @@ impl Publishing<'_> {
         });
         let (answer, kept) = sent.await.map_err(Error::internal)?;
         match &answer {
-            Ok(a) => self.v.metrics.platform_call(
+            Ok(a) => self.metrics.platform_call(
                 platform.as_str(),
                 Some(a.errcode.unwrap_or(0)),
                 a.error(platform.as_str()).is_some(),
             ),
-            Err(_) => self.v.metrics.platform_call(platform.as_str(), None, true),
+            Err(_) => self.metrics.platform_call(platform.as_str(), None, true),
         }
         let answer = answer.map_err(platform_error)?;
         kept?;
@@ -282,11 +282,11 @@ impl Publishing<'_> {
 
     /// The approved post of a checkout and its digest, if it carries one.
     async fn approved_post(&self, checkout: &str) -> Result<Option<(String, Post)>> {
-        match self.v.store.checkout_content(checkout).await? {
+        match self.store.checkout_content(checkout).await? {
             None => Ok(None),
             Some(row) => {
-                self.v.know_term_of(&row.sealed).await?;
-                let post = Post::open(&self.v.keys, checkout, &row.sealed)?;
+                self.keys.know_term_of(&row.sealed).await?;
+                let post = Post::open(&self.keys, checkout, &row.sealed)?;
                 Ok(Some((row.content_sha256, post)))
             }
         }
@@ -308,7 +308,6 @@ impl Publishing<'_> {
             ));
         }
         let lease = self
-            .v
             .broker
             .wechat_token_lease(&grant.account, &cred)
             .await
@@ -366,7 +365,7 @@ impl Publishing<'_> {
             .as_ref()
             .and_then(|s| crate::identity::totp::seed_from_base32(s.expose()))
             .ok_or_else(|| Error::NotFound("a login TOTP seed for this account".into()))?;
-        let now = self.v.clock.unix();
+        let now = self.clock.unix();
         let code = crate::identity::totp::code_at(&seed, now)
             .ok_or_else(|| Error::internal(anyhow::anyhow!("totp")))?;
         Ok(LoginCode {
@@ -395,7 +394,7 @@ fn answer_id(a: &ProxyAnswer, key: &str) -> Result<String> {
         })
 }
 
-impl Publishing<'_> {
+impl Publishing {
     /// Publishes a checkout's approved post on each of its target accounts, building the
     /// platform calls itself (WeChat: images, cover, draft, submit, status; Weibo: the status).
     /// Every call goes through [`Self::proxy`], so each is gated, recorded before it is sent and
@@ -420,7 +419,6 @@ impl Publishing<'_> {
             )
         })?;
         let done: Vec<String> = self
-            .v
             .store
             .posts_of_checkout(checkout)
             .await?
@@ -429,7 +427,7 @@ impl Publishing<'_> {
             .map(|p| p.account_id)
             .collect();
         for account in grant.targets.iter().filter(|t| !done.contains(t)) {
-            let platform = self.v.accounts().row(account).await?.platform;
+            let platform = self.accounts.row(account).await?.platform;
             let call = |path: &str, query: Option<&str>, ct: &str, body: Vec<u8>| ProxyCall {
                 account: account.clone(),
                 path: path.to_owned(),
@@ -531,7 +529,6 @@ impl Publishing<'_> {
         }
         actor.action("checkout.publish", Some(checkout));
         Ok(self
-            .v
             .store
             .posts_of_checkout(checkout)
             .await?

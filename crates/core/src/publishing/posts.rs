@@ -15,7 +15,6 @@ use crate::error::{Error, Result};
 use crate::identity::Role;
 use crate::store::posts::PostRow;
 use crate::store::types::PostStatus;
-use crate::vault::Vault;
 
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
@@ -81,17 +80,14 @@ impl From<PostRow> for PostView {
 }
 
 /// The posts service; `vault.posts()`.
-pub struct Posts<'v> {
-    v: &'v Vault,
+#[derive(Clone)]
+pub struct Posts {
+    pub(crate) store: crate::store::Store,
+    pub(crate) keys: std::sync::Arc<crate::keys::Keys>,
+    pub(crate) checkouts: crate::checkout::Checkouts,
 }
 
-impl Vault {
-    pub fn posts(&self) -> Posts<'_> {
-        Posts { v: self }
-    }
-}
-
-impl Posts<'_> {
+impl Posts {
     async fn rows(&self, q: &PostQuery) -> Result<Vec<PostRow>> {
         let since = match q.since.as_deref() {
             None => None,
@@ -109,7 +105,6 @@ impl Posts<'_> {
             ));
         }
         Ok(self
-            .v
             .store
             .posts_list(q.account.as_deref(), since, limit)
             .await?)
@@ -130,8 +125,7 @@ impl Posts<'_> {
     pub async fn get(&self, actor: &Actor, id: &str) -> Result<PostView> {
         actor.action("post.get", Some(id));
         actor.require(&[Role::Auditor, Role::Admin])?;
-        self.v
-            .store
+        self.store
             .post_get(id)
             .await?
             .map(PostView::from)
@@ -146,11 +140,11 @@ impl Posts<'_> {
         let rows = self.rows(q).await?;
         let mut out = String::new();
         for p in rows {
-            let checkout = self.v.checkouts().get(actor, &p.checkout_id).await?;
-            let content = match self.v.store.checkout_content(&p.checkout_id).await? {
+            let checkout = self.checkouts.get(actor, &p.checkout_id).await?;
+            let content = match self.store.checkout_content(&p.checkout_id).await? {
                 Some(c) => {
-                    self.v.know_term_of(&c.sealed).await?;
-                    let post = Post::open(&self.v.keys, &p.checkout_id, &c.sealed)?;
+                    self.keys.know_term_of(&c.sealed).await?;
+                    let post = Post::open(&self.keys, &p.checkout_id, &c.sealed)?;
                     let images: Vec<Value> = post
                         .images
                         .iter()

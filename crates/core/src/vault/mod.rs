@@ -8,19 +8,29 @@ pub mod backup;
 pub mod keys;
 
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
+use crate::accounts::service::Accounts;
 use crate::actor::Actor;
-use crate::audit::{AuditWriter, Outcome, TxFuture};
+use crate::audit::review::AuditReview;
+use crate::audit::{AuditWriter, Outcome};
+use crate::checkout::Checkouts;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::keyring::{MAC_MASTER_LABEL, new_data_key, term_label};
-use crate::crypto::{CryptoError, Keyring, RootKey};
+use crate::crypto::{Keyring, RootKey};
 use crate::error::{Error, Result};
+use crate::identity::clients::Clients;
 use crate::identity::passwords::Passwords;
+use crate::identity::sessions::Sessions;
+use crate::identity::users::People;
+use crate::incidents::Incidents;
+use crate::keys::Keys;
+use crate::policy::Live;
 use crate::policy::PolicySet;
+use crate::publishing::Publishing;
+use crate::publishing::posts::Posts;
 use crate::store::Store;
-use crate::store::Tx;
 use crate::store::keyring::MAC_MASTER_KEY;
 
 pub struct Vault {
@@ -28,28 +38,31 @@ pub struct Vault {
     /// Every change, request and domain event is recorded through this before anything is
     /// released; changes commit inside its transactions.
     pub(crate) audit: AuditWriter,
-    pub(crate) keys: Arc<Keyring>,
+    pub(crate) keys: Arc<Keys>,
     pub(crate) clock: Clock,
     pub config: Arc<Config>,
-    pub(crate) passwords: Passwords,
     pub(crate) notifier: crate::notify::Notifier,
     pub(crate) broker: Arc<crate::platforms::Broker>,
     /// Taken once by the server, which turns each event into an audit record and a notice.
     pub(crate) security_events: std::sync::Mutex<
         Option<tokio::sync::mpsc::UnboundedReceiver<crate::platforms::SecurityEvent>>,
     >,
-    policies: RwLock<Arc<PolicySet>>,
-    playbooks: RwLock<Arc<crate::policy::PlaybookSet>>,
-    /// When each early-warning (rule, key) last fired, by audit timestamp (ms); in memory only.
-    pub(crate) alerts_fired: std::sync::Mutex<std::collections::HashMap<(String, String), i64>>,
-    /// Held while the keyring is read again from the store (see [`Vault::know_term_of`]).
-    keyring_refresh: tokio::sync::Mutex<()>,
+    live: Arc<Live>,
     /// What the last readiness probe found, so a change is logged once, not at every probe.
     keys_ready: std::sync::atomic::AtomicBool,
-    /// Live publishing tokens by keyed hash, so a token request reads no store.
-    pub(crate) tokens: crate::checkout::TokenIndex,
+    tokens: Arc<crate::checkout::TokenIndex>,
     /// What `/metrics` shows.
-    pub(crate) metrics: crate::telemetry::Metrics,
+    metrics: Arc<crate::telemetry::Metrics>,
+    // The services, each holding exactly the parts above that it uses.
+    sessions: Sessions,
+    people: People,
+    clients: Clients,
+    accounts: Accounts,
+    checkouts: Checkouts,
+    posts: Posts,
+    publishing: Publishing,
+    incidents: Incidents,
+    audit_review: AuditReview,
 }
 
 /// What `/readyz` reports.
@@ -160,67 +173,148 @@ impl Vault {
         let notifier =
             crate::notify::Notifier::new(config.notify.clone(), audit.clone(), clock.clone());
         let playbooks = load_playbooks(&config);
-        let metrics = crate::telemetry::Metrics::new(audit.stats());
+        let metrics = Arc::new(crate::telemetry::Metrics::new(audit.stats()));
+        let keys = Arc::new(Keys::new(keys, store.clone(), config.root_key_path()));
+        let live = Arc::new(Live::new(policies, playbooks));
+        let tokens = Arc::new(crate::checkout::TokenIndex::default());
+        // The composition: each service gets the parts it uses, and the services below it.
+        let sessions = Sessions {
+            store: store.clone(),
+            clock: clock.clone(),
+            audit: audit.clone(),
+            keys: Arc::clone(&keys),
+            config: Arc::clone(&config),
+        };
+        let people = People {
+            store: store.clone(),
+            clock: clock.clone(),
+            audit: audit.clone(),
+            keys: Arc::clone(&keys),
+            config: Arc::clone(&config),
+            passwords: Passwords::default(),
+            sessions: sessions.clone(),
+        };
+        let clients = Clients {
+            store: store.clone(),
+            clock: clock.clone(),
+            audit: audit.clone(),
+            keys: Arc::clone(&keys),
+            people: people.clone(),
+            policies: Arc::clone(&live),
+        };
+        let accounts = Accounts {
+            store: store.clone(),
+            clock: clock.clone(),
+            audit: audit.clone(),
+            keys: Arc::clone(&keys),
+            people: people.clone(),
+            policies: Arc::clone(&live),
+            broker: Arc::clone(&broker),
+        };
+        let checkouts = Checkouts {
+            store: store.clone(),
+            clock: clock.clone(),
+            audit: audit.clone(),
+            keys: Arc::clone(&keys),
+            people: people.clone(),
+            accounts: accounts.clone(),
+            policies: Arc::clone(&live),
+            notifier: notifier.clone(),
+            tokens: Arc::clone(&tokens),
+        };
+        let posts = Posts {
+            store: store.clone(),
+            keys: Arc::clone(&keys),
+            checkouts: checkouts.clone(),
+        };
+        let publishing = Publishing {
+            store: store.clone(),
+            clock: clock.clone(),
+            audit: audit.clone(),
+            keys: Arc::clone(&keys),
+            accounts: accounts.clone(),
+            broker: Arc::clone(&broker),
+            metrics: Arc::clone(&metrics),
+            policies: Arc::clone(&live),
+        };
+        let incidents = Incidents {
+            store: store.clone(),
+            clock: clock.clone(),
+            audit: audit.clone(),
+            keys: Arc::clone(&keys),
+            config: Arc::clone(&config),
+            accounts: accounts.clone(),
+            people: people.clone(),
+            broker: Arc::clone(&broker),
+            notifier: notifier.clone(),
+            policies: Arc::clone(&live),
+            alerts_fired: Arc::default(),
+        };
+        let audit_review = AuditReview {
+            store: store.clone(),
+            clock: clock.clone(),
+            audit: audit.clone(),
+            keys: Arc::clone(&keys),
+        };
         Ok(Self {
             store,
             audit,
-            keys: Arc::new(keys),
+            keys,
             clock,
             config,
-            passwords: Passwords::default(),
             notifier,
             broker,
             security_events: std::sync::Mutex::new(Some(events_rx)),
-            policies: RwLock::new(Arc::new(policies)),
-            playbooks: RwLock::new(Arc::new(playbooks)),
-            alerts_fired: std::sync::Mutex::default(),
-            keyring_refresh: tokio::sync::Mutex::new(()),
+            live,
             keys_ready: std::sync::atomic::AtomicBool::new(true),
-            tokens: crate::checkout::TokenIndex::default(),
+            tokens,
             metrics,
+            sessions,
+            people,
+            clients,
+            accounts,
+            checkouts,
+            posts,
+            publishing,
+            incidents,
+            audit_review,
         })
     }
 
-    /// Runs `change` in the audit writer's transaction and commits it with the actor's entry for
-    /// `action` on `target`: both or neither. The request is told its change is recorded.
-    pub(crate) async fn change<T, F>(
-        &self,
-        actor: &Actor,
-        action: &str,
-        target: &str,
-        change: F,
-    ) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send + 'static,
-    {
-        let value = self
-            .audit
-            .commit(actor.entry(action, target), change)
-            .await?;
-        actor.recorded();
-        Ok(value)
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
 
-    /// As [`Self::change`], also returning the sequence number of the change's audit entry, for
-    /// the entries of the changes it authorises to name.
-    pub(crate) async fn change_seq<T, F>(
-        &self,
-        actor: &Actor,
-        action: &str,
-        target: &str,
-        change: F,
-    ) -> Result<(T, i64)>
-    where
-        T: Send + 'static,
-        F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send + 'static,
-    {
-        let (value, committed) = self
-            .audit
-            .commit_entry(actor.entry(action, target), change)
-            .await?;
-        actor.recorded();
-        Ok((value, committed.seq))
+    pub fn people(&self) -> &People {
+        &self.people
+    }
+
+    pub fn clients(&self) -> &Clients {
+        &self.clients
+    }
+
+    pub fn accounts(&self) -> &Accounts {
+        &self.accounts
+    }
+
+    pub fn checkouts(&self) -> &Checkouts {
+        &self.checkouts
+    }
+
+    pub fn posts(&self) -> &Posts {
+        &self.posts
+    }
+
+    pub fn publishing(&self) -> &Publishing {
+        &self.publishing
+    }
+
+    pub fn incidents(&self) -> &Incidents {
+        &self.incidents
+    }
+
+    pub fn audit_review(&self) -> &AuditReview {
+        &self.audit_review
     }
 
     /// Records one request's audit entry (the HTTP layer's, for a request that changed nothing
@@ -322,15 +416,21 @@ impl Vault {
             .and_then(|ct| self.keys.open(&probe, &ct))?;
         let probes = self.store.keyring_probes().await?;
         if let Some((account, version, sealed)) = &probes.credential {
-            self.know_term_of(sealed).await?;
+            self.keys.know_term_of(sealed).await?;
             crate::accounts::Credential::open(&self.keys, account, *version, sealed)?;
         }
         if let Some((username, sealed)) = &probes.seed {
-            self.know_term_of(sealed).await?;
+            self.keys.know_term_of(sealed).await?;
             self.keys
                 .open(&crate::identity::users::seed_aad(username), sealed)?;
         }
         Ok(())
+    }
+
+    /// Picks up keyring terms another process added (what SIGHUP asks for); see
+    /// [`Keys::refresh_keyring`].
+    pub async fn refresh_keyring(&self) -> Result<usize> {
+        self.keys.refresh_keyring().await
     }
 
     /// The keyring term new secrets are sealed under.
@@ -360,10 +460,7 @@ impl Vault {
     }
 
     pub fn policies(&self) -> Arc<PolicySet> {
-        self.policies
-            .read()
-            .map(|p| Arc::clone(&p))
-            .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+        self.live.current()
     }
 
     /// Notifications still being delivered (attempts and backoff included).
@@ -373,10 +470,7 @@ impl Vault {
 
     /// The incident playbooks in force.
     pub fn playbooks(&self) -> Arc<crate::policy::PlaybookSet> {
-        self.playbooks
-            .read()
-            .map(|p| Arc::clone(&p))
-            .unwrap_or_else(|p| Arc::clone(&p.into_inner()))
+        self.live.playbooks()
     }
 
     /// Loads the playbooks again: every good file is taken, each broken one is named (file and
@@ -393,9 +487,7 @@ impl Vault {
         }
         self.audit.record(entry).await?;
         let n = fresh.len();
-        if let Ok(mut p) = self.playbooks.write() {
-            *p = Arc::new(fresh);
-        }
+        self.live.set_playbooks(fresh);
         Ok(n)
     }
 
@@ -409,9 +501,7 @@ impl Vault {
                 let mut entry = actor.entry("policy.reload", &dir);
                 entry.detail.insert("policies".into(), n.into());
                 self.audit.record(entry).await?;
-                if let Ok(mut p) = self.policies.write() {
-                    *p = Arc::new(fresh);
-                }
+                self.live.set_policies(fresh);
                 Ok(n)
             }
             Err(e) => {
@@ -422,87 +512,6 @@ impl Vault {
                 Err(Error::invalid("policies", e.to_string()))
             }
         }
-    }
-
-    /// Makes sure the keyring knows the term `sealed` was sealed under, before it is opened.
-    ///
-    /// Another process (`mediavault keys rotate`, with or without `--rewrap`) may have added a
-    /// term after this server started and re-sealed records under it. Meeting such a record, the
-    /// server reads the keyring from the store again and retries, so rotation is safe at any
-    /// time. Concurrent requests meeting the same new term read the store once.
-    pub(crate) async fn know_term_of(&self, sealed: &[u8]) -> Result<()> {
-        // A malformed ciphertext is reported by `open`, with its place.
-        let Ok(term) = Keyring::term_of(sealed) else {
-            return Ok(());
-        };
-        if self.keys.has_term(term) {
-            return Ok(());
-        }
-        let _one_at_a_time = self.keyring_refresh.lock().await;
-        if self.keys.has_term(term) {
-            return Ok(());
-        }
-        self.refresh_keyring().await?;
-        if self.keys.has_term(term) {
-            Ok(())
-        } else {
-            Err(CryptoError::UnknownTerm(term).into())
-        }
-    }
-
-    /// Picks up keyring terms added by another process (`mediavault keys rotate`): reads the
-    /// wrapped terms from the store and unwraps the new ones with the root key file, read again
-    /// because `keys rotate-root` may have replaced it since the start. While a root rotation is
-    /// between its commit and the rename of its key file, the store opens only with
-    /// `<key>.new`, which is tried second. Returns how many terms were added.
-    pub async fn refresh_keyring(&self) -> Result<usize> {
-        let unknown: Vec<(u32, Vec<u8>)> = self
-            .store
-            .keyring_terms()
-            .await?
-            .into_iter()
-            .filter(|(term, _)| !self.keys.has_term(*term))
-            .collect();
-        if unknown.is_empty() {
-            return Ok(0);
-        }
-        let path = self.config.root_key_path();
-        let mut first_problem = None;
-        for candidate in [path.clone(), keys::pending_root_path(&path)] {
-            let unwrapped = RootKey::load_file(&candidate).and_then(|root| {
-                unknown
-                    .iter()
-                    .map(|(term, wrapped)| Ok((*term, root.unwrap(&term_label(*term), wrapped)?)))
-                    .collect::<Result<Vec<_>, CryptoError>>()
-            });
-            match unwrapped {
-                Ok(terms) => {
-                    for (term, key) in &terms {
-                        self.keys.add_term(*term, key)?;
-                        tracing::info!(term, "keyring term added by another process picked up");
-                    }
-                    return Ok(terms.len());
-                }
-                Err(e) => {
-                    first_problem.get_or_insert(e);
-                }
-            }
-        }
-        let terms: Vec<u32> = unknown.iter().map(|(t, _)| *t).collect();
-        let cause = first_problem.map(|e| e.to_string()).unwrap_or_default();
-        tracing::error!(
-            ?terms,
-            key_file = %path.display(),
-            error = %cause,
-            "the store has keyring terms this server cannot unwrap: the root key file no longer \
-             matches the store. If `mediavault keys rotate-root` ran, put the key it wrote in \
-             place of this file (it keeps the old one nowhere); otherwise restore the key file \
-             that belongs to this store. Records sealed under the old terms still open."
-        );
-        Err(Error::internal(anyhow::anyhow!(
-            "keyring terms {terms:?} cannot be unwrapped with {}: {cause}",
-            path.display()
-        )))
     }
 }
 

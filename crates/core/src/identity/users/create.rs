@@ -98,7 +98,7 @@ pub struct NewUserInput {
     pub password: SecretString,
 }
 
-impl People<'_> {
+impl People {
     /// Creates a user and returns the TOTP enrolment, shown once. A person needs the admin role
     /// and their TOTP code; roles that need a second admin (`approver`, `admin`) wait as pending
     /// grants. The vault itself (`init`, the CLI, the demo) grants directly.
@@ -139,7 +139,6 @@ impl People<'_> {
             None => None,
         };
         if self
-            .v
             .store
             .user_by_name(new.username.as_str())
             .await?
@@ -150,7 +149,7 @@ impl People<'_> {
                 format!("user {} already exists", new.username),
             ));
         }
-        let hash = self.v.passwords.hash(input.password).await?;
+        let hash = self.passwords.hash(input.password).await?;
         self.insert(actor, new, hash, Authority::StepUp(step)).await
     }
 
@@ -209,7 +208,6 @@ impl People<'_> {
         let mut taken = Vec::new();
         for p in &people {
             if self
-                .v
                 .store
                 .user_by_name(p.username.as_str())
                 .await?
@@ -234,7 +232,7 @@ impl People<'_> {
             .collect();
         let count = names.len();
         let ((), seq) = self
-            .v
+            .audit
             .change_seq(
                 actor,
                 "user.import",
@@ -251,7 +249,7 @@ impl People<'_> {
         let mut out = Vec::with_capacity(count);
         for new in people {
             let password = passwords::generate()?;
-            let hash = self.v.passwords.hash(password.clone()).await?;
+            let hash = self.passwords.hash(password.clone()).await?;
             let enrolment = self
                 .insert(actor, new, hash, Authority::Import(seq))
                 .await?;
@@ -281,11 +279,10 @@ impl People<'_> {
         } = new;
         let seed = totp::new_seed()?;
         let sealed = self
-            .v
             .keys
             .seal(&seed_aad(username.as_str()), seed.expose())?;
         let stored_roles = roles.to_stored();
-        let now = self.v.clock.unix();
+        let now = self.clock.unix();
         let pending_names: Vec<String> = pending.iter().map(|r| r.as_str().to_owned()).collect();
         let name = username.as_str().to_owned();
         let by = actor.audit_id().1;
@@ -293,7 +290,7 @@ impl People<'_> {
         let role_names = roles.names();
         let exists = || format!("user {username} already exists");
         let inserted = self
-            .v
+            .audit
             .change(actor, "user.create", username.as_str(), move |tx| {
                 Box::pin(async move {
                     match authority {
@@ -326,7 +323,6 @@ impl People<'_> {
             .await;
         inserted.map_err(|e| e.explain(Conflict::AlreadyExists, exists))?;
         let row = self
-            .v
             .store
             .user_by_name(username.as_str())
             .await?

@@ -9,7 +9,7 @@ use crate::error::{Error, Result, TotpRefusal};
 use crate::identity::sessions::NewSession;
 use crate::identity::{Roles, Username};
 
-impl People<'_> {
+impl People {
     /// Password + TOTP, then a new session, committed with its audit entry. Every failure a
     /// stranger can cause looks the same (unknown user, wrong password, wrong code) and costs one
     /// argon2 verification.
@@ -23,7 +23,7 @@ impl People<'_> {
     ) -> Result<(Person, NewSession)> {
         actor.action("auth.login", None);
         let row = match Username::parse(username) {
-            Ok(name) => self.v.store.user_by_name(name.as_str()).await?,
+            Ok(name) => self.store.user_by_name(name.as_str()).await?,
             Err(_) => None,
         };
         // Recorded before the outcome is known, so failed attempts are attributed to the name
@@ -36,7 +36,7 @@ impl People<'_> {
         }
         let phc = row.as_ref().map(|r| r.password_hash.clone());
         // The hash is always checked, so every refusal costs the same.
-        let password_ok = self.v.passwords.verify(password, phc).await?;
+        let password_ok = self.passwords.verify(password, phc).await?;
         let Some(row) = row.filter(|r| !r.disabled) else {
             return Err(Error::Unauthenticated);
         };
@@ -65,7 +65,7 @@ impl People<'_> {
             session: None,
         };
         let signed_in = Actor::new(Principal::Person(person.clone()), actor.ctx.clone());
-        let session = match self.v.sessions().create(&signed_in, &person, proof).await {
+        let session = match self.sessions.create(&signed_in, &person, proof).await {
             // Locked by failures that raced this login: the same answer as any locked user.
             Err(Error::UserLocked { .. }) => return Err(Error::Unauthenticated),
             other => other?,

@@ -21,7 +21,6 @@ use crate::error::{Error, Result};
 use crate::identity::sessions::{SessionRef, StepUpWindow};
 use crate::identity::{Roles, Username};
 use crate::store::users::UserRow;
-use crate::vault::Vault;
 
 pub use create::{Enrolment, Imported, NewUserInput};
 pub use presence::{StepUp, TotpProof};
@@ -55,22 +54,22 @@ pub(crate) fn seed_aad(username: &str) -> Aad<'_> {
 }
 
 /// The people service; `vault.people()`.
-pub struct People<'v> {
-    pub(crate) v: &'v Vault,
+#[derive(Clone)]
+pub struct People {
+    pub(crate) store: crate::store::Store,
+    pub(crate) clock: crate::clock::Clock,
+    pub(crate) audit: crate::audit::AuditWriter,
+    pub(crate) keys: std::sync::Arc<crate::keys::Keys>,
+    pub(crate) config: std::sync::Arc<crate::config::Config>,
+    pub(crate) passwords: crate::identity::passwords::Passwords,
+    pub(crate) sessions: crate::identity::sessions::Sessions,
 }
 
-impl Vault {
-    pub fn people(&self) -> People<'_> {
-        People { v: self }
-    }
-}
-
-impl People<'_> {
+impl People {
     pub(crate) async fn row(&self, username: &str) -> Result<UserRow> {
         let name =
             Username::parse(username).map_err(|_| Error::NotFound(format!("user {username:?}")))?;
-        self.v
-            .store
+        self.store
             .user_by_name(name.as_str())
             .await?
             .ok_or_else(|| Error::NotFound(format!("user {name}")))

@@ -105,26 +105,25 @@ impl StepUp {
     }
 }
 
-impl People<'_> {
+impl People {
     /// The decrypted TOTP seed of a user; stays inside the vault.
     pub(crate) async fn seed(&self, row: &UserRow) -> Result<SecretBytes> {
-        self.v.know_term_of(&row.totp_seed).await?;
-        Ok(self.v.keys.open(&seed_aad(&row.username), &row.totp_seed)?)
+        self.keys.know_term_of(&row.totp_seed).await?;
+        Ok(self.keys.open(&seed_aad(&row.username), &row.totp_seed)?)
     }
 
     pub(super) fn locked(&self, row: &UserRow) -> Option<String> {
         row.locked_until
-            .filter(|&t| t > self.v.clock.unix())
+            .filter(|&t| t > self.clock.unix())
             .map(crate::clock::rfc3339_unix)
     }
 
     /// Counts a failure toward the lockout; returns the lock end if the user is locked now.
     pub(super) async fn count_failure(&self, row: &UserRow) -> Result<Option<i64>> {
-        let now = self.v.clock.unix();
-        let lock_until = now + i64::from(self.v.config.lockout.minutes) * 60;
-        let max = i64::from(self.v.config.lockout.max_failures);
+        let now = self.clock.unix();
+        let lock_until = now + i64::from(self.config.lockout.minutes) * 60;
+        let max = i64::from(self.config.lockout.max_failures);
         let locked = self
-            .v
             .store
             .user_record_failure(row.id, max, now, lock_until)
             .await?;
@@ -149,7 +148,7 @@ impl People<'_> {
             return Err(Error::UserLocked { until });
         }
         let seed = self.seed(row).await?;
-        let now = self.v.clock.unix();
+        let now = self.clock.unix();
         let Some(step) = totp::check(&seed, code, now) else {
             if let Some(until) = self.count_failure(row).await? {
                 return Err(Error::UserLocked {
@@ -180,10 +179,10 @@ impl People<'_> {
     /// code, a window still open on the session. A locked or disabled person gets neither.
     pub(crate) async fn authorize(&self, person: &Person, code: Option<&str>) -> Result<StepUp> {
         let row = self.row(&person.username).await?;
-        let now = self.v.clock.unix();
+        let now = self.clock.unix();
         if let Some(code) = given(code) {
             let proof = self.check_totp(&row, code).await?;
-            let minutes = i64::from(self.v.config.session.step_up_minutes);
+            let minutes = i64::from(self.config.session.step_up_minutes);
             let opens = person
                 .session
                 .as_ref()
@@ -231,7 +230,7 @@ impl People<'_> {
                 "a step-up window belongs to a signed-in session".into(),
             ));
         };
-        if self.v.config.session.step_up_minutes == 0 {
+        if self.config.session.step_up_minutes == 0 {
             return Err(Error::conflict(
                 Conflict::StepUpOff,
                 "step-up windows are switched off here (session.step_up_minutes = 0): give your code with each change",
@@ -239,12 +238,12 @@ impl People<'_> {
         }
         let step = self.authorize(me, Some(required_totp(Some(code))?)).await?;
         let name = me.username.clone();
-        self.v
+        self.audit
             .change(actor, "auth.step_up", &name, move |tx| {
                 Box::pin(async move { step.spend(tx).await })
             })
             .await?;
-        let person = self.v.sessions().reread(&session).await?;
+        let person = self.sessions.reread(&session).await?;
         person.step_up().ok_or_else(|| {
             Error::internal(anyhow::anyhow!(
                 "step-up committed but its window is not open"

@@ -7,7 +7,7 @@ use crate::actor::{Actor, Principal};
 use crate::error::{Conflict, Error, Result};
 use crate::identity::{Role, Roles, UnknownName};
 
-impl People<'_> {
+impl People {
     /// Grants a role to an existing user (TOTP step-up). `approver` and `admin` wait for a
     /// second admin; the others are granted at once. Separation of duties is checked either way.
     /// Returns the user and whether the grant is still pending.
@@ -35,10 +35,10 @@ impl People<'_> {
         let roles = current.with(role)?;
         let proof = self.authorize(me, totp).await?;
         let pending = Roles::needs_confirmation(role);
-        let (by, now, stored) = (me.username.clone(), self.v.clock.unix(), row.roles.clone());
+        let (by, now, stored) = (me.username.clone(), self.clock.unix(), row.roles.clone());
         let (name, id, new) = (row.username.clone(), row.id, roles.to_stored());
         let made = self
-            .v
+            .audit
             .change(actor, "user.grant_role", username, move |tx| {
                 Box::pin(async move {
                     proof.spend(tx).await?;
@@ -80,7 +80,6 @@ impl People<'_> {
             .map_err(|e: UnknownName| Error::invalid("role", e.to_string()))?;
         let row = self.row(username).await?;
         let grant = self
-            .v
             .store
             .grants_pending(Some(&row.username))
             .await?
@@ -106,7 +105,7 @@ impl People<'_> {
             row.roles.clone(),
             roles.to_stored(),
         );
-        self.v
+        self.audit
             .change(actor, "user.confirm_role", username, move |tx| {
                 Box::pin(async move {
                     proof.spend(tx).await?;
@@ -142,7 +141,7 @@ impl People<'_> {
             entry.outcome = crate::audit::Outcome::Denied;
             entry.detail.insert("bootstrap".into(), true.into());
             entry.detail.insert("refused".into(), e.to_string().into());
-            self.v.audit.record(entry).await?;
+            self.audit.record(entry).await?;
         }
         done
     }
@@ -165,7 +164,6 @@ impl People<'_> {
             )));
         }
         let grant = self
-            .v
             .store
             .grants_pending(Some(&row.username))
             .await?
@@ -189,7 +187,7 @@ impl People<'_> {
             row.roles.clone(),
             roles.to_stored(),
         );
-        self.v
+        self.audit
             .change(actor, "user.confirm_role", username, move |tx| {
                 Box::pin(async move {
                     // The CLI's actor has no request to carry details: the change notes them.
@@ -232,6 +230,6 @@ impl People<'_> {
         actor: &Actor,
     ) -> Result<Vec<crate::store::users::GrantRow>> {
         actor.require(&[Role::Admin])?;
-        Ok(self.v.store.grants_pending(None).await?)
+        Ok(self.store.grants_pending(None).await?)
     }
 }

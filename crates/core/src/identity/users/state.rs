@@ -10,7 +10,7 @@ use crate::identity::{Role, Roles, passwords, totp};
 use crate::store::Tx;
 use crate::store::users::UserRow;
 
-impl People<'_> {
+impl People {
     /// Disables a user: their sessions end and every checkout they hold or wait for is revoked,
     /// in the same transaction.
     pub async fn disable(&self, actor: &Actor, username: &str) -> Result<UserView> {
@@ -22,9 +22,9 @@ impl People<'_> {
             ));
         }
         let row = self.row(username).await?;
-        let now = self.v.clock.unix();
+        let now = self.clock.unix();
         let name = row.username.clone();
-        self.v
+        self.audit
             .change(actor, "user.disable", &row.username, move |tx| {
                 Box::pin(async move {
                     tx.user_set_disabled(row.id).await?;
@@ -73,7 +73,7 @@ impl People<'_> {
         let proof = self.authorize(me, totp).await?;
         note(&row);
         let id = row.id;
-        self.v
+        self.audit
             .change(actor, action, &row.username, move |tx| {
                 Box::pin(async move {
                     proof.spend(tx).await?;
@@ -131,11 +131,11 @@ impl People<'_> {
         let row = self.other(me, username, "reset the TOTP of").await?;
         let proof = self.authorize(me, totp).await?;
         let seed = totp::new_seed()?;
-        let sealed = self.v.keys.seal(&seed_aad(&row.username), seed.expose())?;
-        let back = Requalify::of(&row, me, self.v.clock.unix())?;
+        let sealed = self.keys.seal(&seed_aad(&row.username), seed.expose())?;
+        let back = Requalify::of(&row, me, self.clock.unix())?;
         back.note(actor);
         let id = row.id;
-        self.v
+        self.audit
             .change(actor, "user.reset_totp", &row.username, move |tx| {
                 Box::pin(async move {
                     proof.spend(tx).await?;
@@ -172,11 +172,11 @@ impl People<'_> {
         let row = self.other(me, username, "reset the password of").await?;
         passwords::check_policy(&password)?;
         let proof = self.authorize(me, totp).await?;
-        let hash = self.v.passwords.hash(password).await?;
-        let back = Requalify::of(&row, me, self.v.clock.unix())?;
+        let hash = self.passwords.hash(password).await?;
+        let back = Requalify::of(&row, me, self.clock.unix())?;
         back.note(actor);
         let id = row.id;
-        self.v
+        self.audit
             .change(actor, "user.reset_password", &row.username, move |tx| {
                 Box::pin(async move {
                     proof.spend(tx).await?;

@@ -48,13 +48,12 @@ impl UserRowView for UserRow {
     }
 }
 
-impl People<'_> {
+impl People {
     pub async fn list(&self, actor: &Actor) -> Result<Vec<UserView>> {
         actor.action("user.list", None);
         actor.require(&[Role::Admin])?;
-        let grants = self.v.store.grants_pending(None).await?;
+        let grants = self.store.grants_pending(None).await?;
         Ok(self
-            .v
             .store
             .users_list()
             .await?
@@ -80,7 +79,6 @@ impl People<'_> {
     pub(super) async fn view(&self, row: &UserRow) -> Result<UserView> {
         let mut view = row.view();
         view.pending_roles = self
-            .v
             .store
             .grants_pending(Some(&row.username))
             .await?
