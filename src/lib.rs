@@ -49,7 +49,7 @@ pub mod cli;
 pub use app::{Running, start, start_with};
 pub use mediavault_core::{
     Clock, Config, Vault, accounts, actor, audit, checkout, clock, config, crypto, error, identity,
-    incidents, notify, policy, publishing, store, telemetry, vault,
+    incidents, notify, policy, publishing, review, store, telemetry, vault,
 };
 pub use mediavault_http as http;
 

@@ -175,3 +175,48 @@ impl Actor {
         }
     }
 }
+/// A change by an actor, with the actor's entry: here, with the actor, so the audit log below
+/// knows nothing of who acts.
+impl crate::audit::AuditWriter {
+    /// Runs `change` in the writer's transaction and commits it with the actor's entry for
+    /// `action` on `target`: both or neither. The request is told its change is recorded.
+    pub async fn change<T, F>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        change: F,
+    ) -> Result<T, crate::error::Error>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut crate::store::Tx) -> crate::audit::TxFuture<'t, T>
+            + Send
+            + 'static,
+    {
+        let value = self.commit(actor.entry(action, target), change).await?;
+        actor.recorded();
+        Ok(value)
+    }
+
+    /// As [`Self::change`], also returning the sequence number of the change's audit entry, for
+    /// the entries of the changes it authorises to name.
+    pub async fn change_seq<T, F>(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: &str,
+        change: F,
+    ) -> Result<(T, i64), crate::error::Error>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t mut crate::store::Tx) -> crate::audit::TxFuture<'t, T>
+            + Send
+            + 'static,
+    {
+        let (value, committed) = self
+            .commit_entry(actor.entry(action, target), change)
+            .await?;
+        actor.recorded();
+        Ok((value, committed.seq))
+    }
+}

@@ -134,13 +134,6 @@ impl Error {
     }
 }
 
-impl From<crate::audit::AuditError> for Error {
-    fn from(e: crate::audit::AuditError) -> Self {
-        tracing::error!(error = %e, "audit entry not written; the change was not made");
-        Error::AuditUnavailable
-    }
-}
-
 impl From<StoreError> for Error {
     fn from(e: StoreError) -> Self {
         match e {

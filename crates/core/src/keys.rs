@@ -86,7 +86,7 @@ impl Keys {
         }
         let path = self.root_key_file.clone();
         let mut first_problem = None;
-        for candidate in [path.clone(), crate::vault::keys::pending_root_path(&path)] {
+        for candidate in [path.clone(), pending_root_path(&path)] {
             let unwrapped = RootKey::load_file(&candidate).and_then(|root| {
                 unknown
                     .iter()
@@ -122,4 +122,10 @@ impl Keys {
             path.display()
         )))
     }
+}
+
+/// Where `keys rotate-root` writes the new root key before the store is re-wrapped under it; it
+/// replaces the key file once the change is committed.
+pub fn pending_root_path(key_file: &std::path::Path) -> PathBuf {
+    PathBuf::from(format!("{}.new", key_file.display()))
 }

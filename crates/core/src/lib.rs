@@ -30,13 +30,16 @@ pub mod actor;
 pub mod audit;
 pub mod checkout;
 pub mod config;
+pub mod content;
 pub mod error;
 pub mod identity;
 pub mod incidents;
 pub mod keys;
+pub mod names;
 pub mod notify;
 pub mod policy;
 pub mod publishing;
+pub mod review;
 pub mod telemetry;
 pub mod vault;
 

@@ -12,8 +12,8 @@ pub mod serve;
 
 // The layers below, under the paths the handlers use.
 pub(crate) use mediavault_core::{
-    accounts, actor, audit, checkout, clock, config, crypto, identity, incidents, policy,
-    publishing, store, telemetry, vault,
+    accounts, actor, audit, checkout, clock, config, content, crypto, identity, incidents, policy,
+    publishing, review, store, telemetry, vault,
 };
 
 /// The services' one `Error`, and results whose error renders as problem+json

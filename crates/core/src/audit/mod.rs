@@ -12,7 +12,6 @@ pub mod chain;
 pub mod context;
 pub mod export;
 pub mod query;
-pub mod review;
 pub mod writer;
 
 use serde::{Deserialize, Serialize};

@@ -205,44 +205,6 @@ impl AuditWriter {
         Ok(self.commit_entry(entry, change).await?.0)
     }
 
-    /// Runs `change` in the writer's transaction and commits it with the actor's entry for
-    /// `action` on `target`: both or neither. The request is told its change is recorded.
-    pub async fn change<T, F>(
-        &self,
-        actor: &crate::actor::Actor,
-        action: &str,
-        target: &str,
-        change: F,
-    ) -> Result<T, Error>
-    where
-        T: Send + 'static,
-        F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send + 'static,
-    {
-        let value = self.commit(actor.entry(action, target), change).await?;
-        actor.recorded();
-        Ok(value)
-    }
-
-    /// As [`Self::change`], also returning the sequence number of the change's audit entry, for
-    /// the entries of the changes it authorises to name.
-    pub async fn change_seq<T, F>(
-        &self,
-        actor: &crate::actor::Actor,
-        action: &str,
-        target: &str,
-        change: F,
-    ) -> Result<(T, i64), Error>
-    where
-        T: Send + 'static,
-        F: for<'t> FnOnce(&'t mut Tx) -> TxFuture<'t, T> + Send + 'static,
-    {
-        let (value, committed) = self
-            .commit_entry(actor.entry(action, target), change)
-            .await?;
-        actor.recorded();
-        Ok((value, committed.seq))
-    }
-
     /// As [`Self::commit`], also returning the committed entry (its sequence number names it).
     pub async fn commit_entry<T, F>(
         &self,
@@ -483,6 +445,14 @@ fn chain_batch(key: &hmac::Key, head: ChainHead, ts: i64, entries: &[NewEntry]) 
             row
         })
         .collect()
+}
+
+// Here, not in `error`, so the error module knows nothing of the audit log above it.
+impl From<AuditError> for Error {
+    fn from(e: AuditError) -> Self {
+        tracing::error!(error = %e, "audit entry not written; the change was not made");
+        Error::AuditUnavailable
+    }
 }
 
 #[cfg(test)]

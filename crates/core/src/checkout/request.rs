@@ -6,12 +6,12 @@ use tracing::instrument;
 
 use super::{Checkouts, denial};
 use crate::actor::Actor;
+use crate::content::ContentInput;
 use crate::crypto::tokens::{TokenKind, hash_token};
 use crate::crypto::{SecretString, new_token};
 use crate::error::{Conflict, Error, Result};
 use crate::identity::AccountId;
 use crate::policy::Level;
-use crate::publishing::content::ContentInput;
 use crate::store::checkouts::{CheckoutRow, NewCheckout};
 use crate::store::types::CheckoutStatus;
 

@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use super::{Checkouts, effective_status};
 use crate::actor::{Actor, Principal};
 use crate::clock::rfc3339_unix;
+use crate::content::{ContentView, Post};
 use crate::error::{Error, Result};
 use crate::identity::Role;
 use crate::policy::Level;
-use crate::publishing::content::{ContentView, Post};
 use crate::store::checkouts::CheckoutRow;
 use crate::store::types::CheckoutStatus;
 

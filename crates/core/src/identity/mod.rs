@@ -2,11 +2,10 @@
 
 pub mod audit_name;
 pub mod clients;
-pub mod names;
 pub mod passwords;
 pub mod roster;
 pub mod sessions;
 pub mod totp;
 pub mod users;
 
-pub use names::{AccountId, Role, Roles, UnknownName, Username};
+pub use crate::names::{self, AccountId, Role, Roles, UnknownName, Username};

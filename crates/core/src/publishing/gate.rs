@@ -19,8 +19,8 @@
 use crate::platforms::Method;
 use serde_json::Value;
 
-use super::content::Post;
 use crate::accounts::Platform;
+use crate::content::Post;
 use crate::platforms::payload;
 use crate::store::posts::MediaRow;
 use crate::store::types::MediaKind;

@@ -3,7 +3,7 @@
 //! policy-gated hand-outs (platform token, credential reveal, platform-login code), and the rule
 //! that a platform call is recorded before it is sent and runs to its end once sent.
 
-pub mod content;
+pub use crate::content;
 mod evidence;
 pub mod gate;
 pub mod posts;

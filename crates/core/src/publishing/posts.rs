@@ -8,9 +8,9 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::content::Post;
 use crate::actor::Actor;
 use crate::clock::{parse_rfc3339, rfc3339_unix};
+use crate::content::Post;
 use crate::error::{Error, Result};
 use crate::identity::Role;
 use crate::store::posts::PostRow;

@@ -24,9 +24,9 @@ use crate::actor::Actor;
 use crate::audit::{AuditWriter, verify_store};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::content::aad as content_aad;
 use crate::crypto::{RootKey, SecretBytes};
 use crate::identity::users::seed_aad;
-use crate::publishing::content::aad as content_aad;
 use crate::store::Store;
 use crate::vault::open_store;
 

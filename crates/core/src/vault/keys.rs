@@ -3,7 +3,6 @@
 //! meets a record sealed under a term it does not know yet, see `Vault::know_term_of`). Each change commits together with its
 //! audit entry (actor `system`, id `cli:<os user>`), through the same writer the server uses.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -13,10 +12,10 @@ use crate::actor::Actor;
 use crate::audit::AuditWriter;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::content::aad as content_aad;
 use crate::crypto::keyring::{MAC_MASTER_LABEL, new_data_key, term_label};
 use crate::crypto::{Keyring, RootKey};
 use crate::identity::users::seed_aad;
-use crate::publishing::content::aad as content_aad;
 use crate::store::keyring::MAC_MASTER_KEY;
 use crate::vault::open_store;
 
@@ -126,19 +125,13 @@ async fn rewrap_all(
     Ok(counts)
 }
 
-/// Where `keys rotate-root` writes the new root key before the store is re-wrapped under it; it
-/// replaces the key file once the change is committed.
-pub fn pending_root_path(key_file: &std::path::Path) -> PathBuf {
-    PathBuf::from(format!("{}.new", key_file.display()))
-}
-
 /// Generates a new root key and re-wraps the keyring under it in one transaction, then replaces
 /// the key file. The new key is written first (as `<key>.new`), so a crash leaves a usable key.
 pub async fn rotate_root(config: &Config) -> anyhow::Result<()> {
     let path = config.root_key_path();
     // Unlocking proves the old key is right before anything changes.
     let (old, store, keys) = open_store(config).await?;
-    let new_path = pending_root_path(&path);
+    let new_path = crate::keys::pending_root_path(&path);
     if new_path.exists() {
         anyhow::bail!(
             "{} exists from an interrupted rotation; check which key opens the store, then remove it",

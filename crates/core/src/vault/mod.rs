@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use crate::accounts::service::Accounts;
 use crate::actor::Actor;
-use crate::audit::review::AuditReview;
 use crate::audit::{AuditWriter, Outcome};
 use crate::checkout::Checkouts;
 use crate::clock::Clock;
@@ -30,6 +29,7 @@ use crate::policy::Live;
 use crate::policy::PolicySet;
 use crate::publishing::Publishing;
 use crate::publishing::posts::Posts;
+use crate::review::AuditReview;
 use crate::store::Store;
 use crate::store::keyring::MAC_MASTER_KEY;
 

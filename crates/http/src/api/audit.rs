@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use crate::AppState;
 use crate::audit::VerifyReport;
 use crate::audit::export::Format;
-use crate::audit::review::{Page, QueryParams};
 use crate::error::Result;
 use crate::extract::{ApiQuery, Session};
+use crate::review::{Page, QueryParams};
 
 pub async fn list(
     State(s): State<AppState>,

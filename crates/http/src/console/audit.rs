@@ -12,8 +12,8 @@ use super::i18n::url_encode;
 use super::layout::page;
 use super::{AppState, Fail, Me, OrFail, svg};
 use crate::audit::export::Format;
-use crate::audit::review::QueryParams;
 use crate::error::Error;
+use crate::review::QueryParams;
 
 const PAGE_SIZE: &str = "50";
 
@@ -106,13 +106,13 @@ pub async fn page_view(
     let paged = params.after_seq.as_deref().is_some_and(|a| a != "0");
     let result = review.query(&me.actor, &params).await.or_fail(&me)?;
     let q = f.query();
-    let hour = |_: usize, a: &crate::audit::review::Activity| {
+    let hour = |_: usize, a: &crate::review::Activity| {
         crate::audit::rfc3339_ms(a.start_ms)
             .get(11..16)
             .unwrap_or_default()
             .to_owned()
     };
-    let date = |_: usize, a: &crate::audit::review::Activity| {
+    let date = |_: usize, a: &crate::review::Activity| {
         crate::audit::rfc3339_ms(a.start_ms)
             .get(5..10)
             .unwrap_or_default()

@@ -18,12 +18,12 @@ use super::admin::role_name;
 use super::i18n::url_encode;
 use super::layout::{page, when};
 use super::{AppState, ConsoleForm, Fail, Lang, Me, OrFail, done};
-use crate::audit::review::QueryParams;
 use crate::error::Error;
 use crate::incidents::report::ReportFormat;
 use crate::incidents::{CLOSE_SIGNATURES, IncidentQuery, OpenIncident, StepView};
 use crate::policy::{AutoAction, ConfirmedAction, StepKind};
 use crate::publishing::posts::PostQuery;
+use crate::review::QueryParams;
 use crate::store::types::{IncidentStatus, StepStatus};
 
 /// What each automated step does, in words a person understands.

@@ -17,7 +17,7 @@
 use maud::{Markup, html};
 
 use super::Lang;
-use crate::publishing::content::{ContentView, ImageRole};
+use crate::content::{ContentView, ImageRole};
 
 /// One piece of the reading view.
 #[derive(Debug, PartialEq, Eq)]

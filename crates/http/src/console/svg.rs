@@ -3,7 +3,7 @@
 
 use maud::{Markup, PreEscaped, html};
 
-use crate::audit::review::Activity;
+use crate::review::Activity;
 
 /// The QR code of `text` as SVG: one path of dark modules with a quiet zone of four.
 pub fn qr(text: &str) -> Markup {

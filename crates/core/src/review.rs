@@ -3,10 +3,10 @@
 
 use serde::Deserialize;
 
-use super::export::{self, Format};
-use super::query::{DEFAULT_LIMIT, MAX_LIMIT};
-use super::{EntryView, Outcome, VerifyReport, parse_time_ms, verify_store};
 use crate::actor::Actor;
+use crate::audit::export::{self, Format};
+use crate::audit::query::{DEFAULT_LIMIT, MAX_LIMIT};
+use crate::audit::{EntryView, Outcome, VerifyReport, parse_time_ms, verify_store};
 use crate::error::{Error, Result};
 use crate::identity::Role;
 use crate::store::audit::AuditFilter;
