@@ -1,0 +1,256 @@
+//! Configuration: one TOML file plus `MEDIAVAULT_*` environment overrides, checked at start.
+//!
+//! Environment names map onto keys: `MEDIAVAULT_LISTEN` sets `listen`, `MEDIAVAULT_TLS__CERT_FILE`
+//! sets `tls.cert_file` (a double underscore steps into a table). Values are read as TOML literals
+//! when they parse (`true`, `30`), as strings otherwise. Unknown keys, from either source, are
+//! errors that name where they came from.
+//!
+//! Each group of sections (serving, notification, watch and early warning, audit, checkout) has
+//! its own file with its types, their defaults and their own checks; all are re-exported here.
+
+mod audit;
+mod checkout;
+mod notify;
+mod server;
+#[cfg(test)]
+mod tests;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use crate::platforms::PlatformsConfig;
+pub use audit::AuditConfig;
+pub use checkout::CheckoutConfig;
+pub use notify::{NotifyChannel, NotifyKind};
+pub use server::{
+    LimitsConfig, LockoutConfig, LogConfig, LogFormat, RateLimitConfig, SessionConfig, TlsConfig,
+};
+pub use watch::{EarlyWarningConfig, RuleKind, WarningRule, WatchConfig};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Holds the SQLite database and, unless `root_key_file` says otherwise, the root key.
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub root_key_file: Option<PathBuf>,
+    pub policies_dir: PathBuf,
+    pub tls: TlsConfig,
+    pub session: SessionConfig,
+    pub lockout: LockoutConfig,
+    pub limits: LimitsConfig,
+    pub rate_limits: RateLimitConfig,
+    pub platforms: PlatformsConfig,
+    pub log: LogConfig,
+    pub audit: AuditConfig,
+    #[serde(rename = "notify")]
+    pub notify: Vec<NotifyChannel>,
+    /// Incident playbooks; `<policies_dir>/playbooks` when not set.
+    pub playbooks_dir: Option<PathBuf>,
+    pub watch: WatchConfig,
+    pub early_warning: EarlyWarningConfig,
+    pub checkout: CheckoutConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            root_key_file: None,
+            policies_dir: PathBuf::from("./policies"),
+            tls: TlsConfig::default(),
+            session: SessionConfig::default(),
+            lockout: LockoutConfig::default(),
+            limits: LimitsConfig::default(),
+            rate_limits: RateLimitConfig::default(),
+            platforms: PlatformsConfig::default(),
+            log: LogConfig::default(),
+            audit: AuditConfig::default(),
+            notify: Vec::new(),
+            playbooks_dir: None,
+            watch: WatchConfig::default(),
+            early_warning: EarlyWarningConfig::default(),
+            checkout: CheckoutConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+const ENV_PREFIX: &str = "MEDIAVAULT_";
+/// Environment variables read by the CLI itself rather than mapped onto config keys.
+/// (`MEDIAVAULT_ADMIN_PROFILE` is the admin CLI's: an admin who sets it in their shell must
+/// still be able to run `bootstrap`, `audit` or `serve` there.)
+const ENV_NOT_KEYS: &[&str] = &[
+    "MEDIAVAULT_CONFIG",
+    "MEDIAVAULT_LOG",
+    "MEDIAVAULT_ADMIN_PROFILE",
+];
+
+impl Config {
+    /// Reads the file (if given), applies the environment, and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_with_env(file, &env)
+    }
+
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError(format!("config file {}: cannot read: {e}", path.display()))
+                })?;
+                let table: toml::Table = toml::from_str(&text)
+                    .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+                // Deserialize once from text so that unknown keys are reported with their line.
+                toml::from_str::<Config>(&text)
+                    .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+                table
+            }
+            None => toml::Table::new(),
+        };
+        let from_file = table.clone();
+        let mut overrides = Vec::new();
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            if ENV_NOT_KEYS.contains(&name.as_str()) || rest.is_empty() {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+            set_path(&mut table, &path, env_value(value))
+                .map_err(|e| ConfigError(format!("environment variable {name}: {e}")))?;
+            overrides.push((name.as_str(), path, value.as_str()));
+        }
+        match Self::checked(table) {
+            Ok(config) => Ok(config),
+            Err(e) if overrides.is_empty() => Err(e),
+            Err(e) => Err(Self::blame(&from_file, &overrides, e)),
+        }
+    }
+
+    /// Deserializes and validates a complete table.
+    fn checked(table: toml::Table) -> Result<Self, ConfigError> {
+        let config: Config = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError(e.message().to_owned()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Names the `MEDIAVAULT_*` variable that makes a configuration invalid: the first one that
+    /// fails on its own over the file, else all of them (a combination fails). Values are never
+    /// repeated: a variable may hold a secret.
+    fn blame(
+        from_file: &toml::Table,
+        overrides: &[(&str, Vec<String>, &str)],
+        e: ConfigError,
+    ) -> ConfigError {
+        if Self::checked(from_file.clone()).is_ok() {
+            for (name, path, value) in overrides {
+                let mut alone = from_file.clone();
+                if set_path(&mut alone, path, env_value(value)).is_err() {
+                    continue;
+                }
+                if let Err(why) = Self::checked(alone) {
+                    return ConfigError(format!(
+                        "environment variable {name} (sets {}): {}",
+                        path.join("."),
+                        why.0
+                    ));
+                }
+            }
+        }
+        let names: Vec<&str> = overrides.iter().map(|(n, _, _)| *n).collect();
+        ConfigError(format!(
+            "configuration (with environment variables {}): {}",
+            names.join(", "),
+            e.0
+        ))
+    }
+
+    /// Checks each section in turn; the first failure is the one reported. Checked here: plain
+    /// HTTP against `listen` (two sections), and the platforms' URLs (their section lives in
+    /// `crate::platforms`).
+    fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |m: String| Err(ConfigError(m));
+        if self.tls.plain_http && !self.listen.ip().is_loopback() {
+            return fail(format!(
+                "tls.plain_http is only allowed on a loopback address, but listen is {}; use TLS or listen on 127.0.0.1",
+                self.listen
+            ));
+        }
+        self.lockout.validate()?;
+        self.session.validate()?;
+        self.limits.validate()?;
+        self.audit.validate()?;
+        self.rate_limits.validate()?;
+        for (name, url) in [
+            ("platforms.wechat_base_url", &self.platforms.wechat_base_url),
+            ("platforms.weibo_base_url", &self.platforms.weibo_base_url),
+        ] {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return fail(format!("{name} must be an http(s) URL, got {url:?}"));
+            }
+        }
+        for ch in &self.notify {
+            ch.validate()?;
+        }
+        watch::validate(&self.watch, &self.early_warning)?;
+        self.log.validate()
+    }
+
+    pub fn root_key_path(&self) -> PathBuf {
+        self.root_key_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("root.key"))
+    }
+
+    pub fn playbooks_path(&self) -> PathBuf {
+        self.playbooks_dir
+            .clone()
+            .unwrap_or_else(|| self.policies_dir.join("playbooks"))
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("mediavault.db")
+    }
+}
+
+fn env_value(raw: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.to_owned())),
+        Err(_) => toml::Value::String(raw.to_owned()),
+    }
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".into()),
+        [last] => {
+            table.insert(last.clone(), value);
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = table
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => Err(format!("{first} is not a table")),
+            }
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Loading, environment overrides and validation of the whole configuration.
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}
+
+#[test]
+fn shipped_example_parses_to_the_defaults() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mediavault.example.toml");
+    let c = Config::load_with_env(Some(&p), &[]).unwrap();
+    let d = Config::default();
+    assert_eq!(c.listen, d.listen);
+    assert_eq!(c.rate_limits.login_burst, d.rate_limits.login_burst);
+    assert_eq!(
+        c.platforms.canary_interval_seconds,
+        d.platforms.canary_interval_seconds
+    );
+    assert_eq!(
+        (
+            c.limits.header_read_timeout_seconds,
+            c.limits.idle_timeout_seconds,
+            c.limits.max_connections
+        ),
+        (
+            d.limits.header_read_timeout_seconds,
+            d.limits.idle_timeout_seconds,
+            d.limits.max_connections
+        )
+    );
+}
+
+#[test]
+fn defaults_are_valid() {
+    let c = Config::load_with_env(None, &[]).unwrap();
+    assert_eq!(c.lockout.max_failures, 5);
+    assert_eq!(c.database_path(), PathBuf::from("./data/mediavault.db"));
+}
+
+#[test]
+fn unknown_key_names_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    std::fs::write(
+        &p,
+        "listen = \"127.0.0.1:9000\"\n[tls]\nplain_htttp = true\n",
+    )
+    .unwrap();
+    let err = Config::load_with_env(Some(&p), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("c.toml"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains("plain_htttp"), "{err}");
+}
+
+#[test]
+fn connection_limits_are_checked() {
+    let err = |pairs: &[(&str, &str)]| {
+        Config::load_with_env(None, &env(pairs))
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err(&[("MEDIAVAULT_LIMITS__HEADER_READ_TIMEOUT_SECONDS", "0")]);
+    assert!(e.contains("limits.header_read_timeout_seconds"), "{e}");
+    let e = err(&[("MEDIAVAULT_LIMITS__IDLE_TIMEOUT_SECONDS", "30")]);
+    assert!(e.contains("limits.idle_timeout_seconds (30)"), "{e}");
+    assert!(e.contains("request_timeout_seconds (30)"), "{e}");
+    let e = err(&[("MEDIAVAULT_LIMITS__MAX_CONNECTIONS", "0")]);
+    assert!(e.contains("limits.max_connections"), "{e}");
+    let c = Config::load_with_env(
+        None,
+        &env(&[
+            ("MEDIAVAULT_LIMITS__REQUEST_TIMEOUT_SECONDS", "1"),
+            ("MEDIAVAULT_LIMITS__IDLE_TIMEOUT_SECONDS", "2"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.limits.idle_timeout_seconds, 2);
+}
+
+#[test]
+fn environment_overrides_and_is_checked() {
+    let c = Config::load_with_env(
+        None,
+        &env(&[
+            ("MEDIAVAULT_LISTEN", "127.0.0.1:9999"),
+            ("MEDIAVAULT_TLS__PLAIN_HTTP", "true"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.listen.port(), 9999);
+    assert!(c.tls.plain_http);
+    // The CLI's own variables are not configuration keys.
+    let c = Config::load_with_env(
+        None,
+        &env(&[
+            ("MEDIAVAULT_ADMIN_PROFILE", "/home/a/admin.toml"),
+            ("MEDIAVAULT_CONFIG", "/etc/mediavault/mediavault.toml"),
+            ("MEDIAVAULT_LOG", "debug"),
+        ]),
+    );
+    assert!(c.is_ok(), "{:?}", c.err().map(|e| e.to_string()));
+    let err = Config::load_with_env(None, &env(&[("MEDIAVAULT_LISTN", "x")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("listn"), "{err}");
+    let err = Config::load_with_env(
+        None,
+        &env(&[
+            ("MEDIAVAULT_LISTEN", "0.0.0.0:8443"),
+            ("MEDIAVAULT_TLS__PLAIN_HTTP", "true"),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("loopback"), "{err}");
+    assert!(err.contains("MEDIAVAULT_LISTEN"), "{err}");
+    // A bad value names its variable (and not its value).
+    let err = Config::load_with_env(
+        None,
+        &env(&[
+            ("MEDIAVAULT_LOG__LEVEL", "info"),
+            ("MEDIAVAULT_LISTEN", "not-an-address"),
+        ]),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("environment variable MEDIAVAULT_LISTEN"),
+        "{err}"
+    );
+    assert!(err.contains("(sets listen)"), "{err}");
+    assert!(!err.contains("not-an-address"), "{err}");
+    let err = Config::load_with_env(None, &env(&[("MEDIAVAULT_LIMITS__MAX_CONNECTIONS", "x")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("MEDIAVAULT_LIMITS__MAX_CONNECTIONS"), "{err}");
+}
