@@ -6,11 +6,79 @@ use std::net::IpAddr;
 
 use crate::audit::context::{ActorKind, RequestCtx};
 use crate::audit::{HttpInfo, NewEntry, Outcome};
-use crate::checkout::TokenGrant;
 use crate::error::{Error, Result};
-use crate::identity::Role;
-use crate::identity::clients::Client;
-use crate::identity::users::Person;
+use crate::names::{Role, Roles};
+
+// Who the principals are: the identity and checkout services make them, the actor carries them.
+
+/// An authenticated person.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub id: i64,
+    pub username: String,
+    pub roles: Roles,
+    /// The session the person acts through (none while logging in, or for the demo's seeding).
+    pub session: Option<SessionRef>,
+}
+
+impl Person {
+    /// The step-up window open on this person's session, if any.
+    pub fn step_up(&self) -> Option<StepUpWindow> {
+        self.session.as_ref().and_then(|s| s.step_up)
+    }
+}
+
+/// The session a person acts through: which one (by its keyed hash, so a step-up is bound to
+/// it) and its step-up window as read when the request came in.
+#[derive(Clone)]
+pub struct SessionRef {
+    pub(crate) hash: Vec<u8>,
+    pub step_up: Option<StepUpWindow>,
+}
+
+impl std::fmt::Debug for SessionRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRef")
+            .field("step_up", &self.step_up)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An open step-up window: until when, and the audit entry of the step-up that opened it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepUpWindow {
+    pub until: i64,
+    pub seq: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    pub accounts: Vec<String>,
+}
+
+impl Client {
+    pub fn may_use(&self, account: &str) -> bool {
+        self.accounts.iter().any(|a| a == account)
+    }
+}
+
+/// A live publishing token, resolved.
+#[derive(Debug, Clone)]
+pub struct TokenGrant {
+    pub checkout_id: String,
+    pub account: String,
+    pub operator: String,
+    pub client_id: String,
+    pub expires_at: i64,
+    pub allowed_calls: Vec<String>,
+    pub content_sha256: Option<Vec<String>>,
+    /// Every account the token may publish to (its own account first).
+    pub targets: Vec<String>,
+    /// The checkout carries a post that approvers reviewed (the proxy then binds calls to it).
+    pub has_post: bool,
+}
 
 /// The authenticated party behind a call.
 #[derive(Debug, Clone)]

@@ -15,21 +15,7 @@ use crate::error::{Conflict, Error, Result};
 use crate::store::checkouts::CheckoutRow;
 use crate::store::types::CheckoutStatus;
 
-/// A live publishing token, resolved.
-#[derive(Debug, Clone)]
-pub struct TokenGrant {
-    pub checkout_id: String,
-    pub account: String,
-    pub operator: String,
-    pub client_id: String,
-    pub expires_at: i64,
-    pub allowed_calls: Vec<String>,
-    pub content_sha256: Option<Vec<String>>,
-    /// Every account the token may publish to (its own account first).
-    pub targets: Vec<String>,
-    /// The checkout carries a post that approvers reviewed (the proxy then binds calls to it).
-    pub has_post: bool,
-}
+pub use crate::actor::TokenGrant;
 
 /// What the checkout's own token may learn about it (`GET /token`).
 #[derive(Debug, Serialize)]

@@ -13,18 +13,7 @@ use crate::error::{Error, Result};
 use crate::identity::Role;
 use crate::store::clients::ClientRow;
 
-#[derive(Debug, Clone)]
-pub struct Client {
-    pub id: String,
-    pub name: String,
-    pub accounts: Vec<String>,
-}
-
-impl Client {
-    pub fn may_use(&self, account: &str) -> bool {
-        self.accounts.iter().any(|a| a == account)
-    }
-}
+pub use crate::actor::Client;
 
 #[derive(Debug, Serialize)]
 pub struct ClientView {

@@ -8,32 +8,11 @@ use crate::crypto::tokens::{TokenKind, hash_token, well_formed};
 use crate::crypto::{SecretString, new_token};
 use crate::error::{Error, Result};
 
+pub use crate::actor::{SessionRef, StepUpWindow};
+
 pub struct NewSession {
     pub token: SecretString,
     pub expires_at: i64,
-}
-
-/// The session a person acts through: which one (by its keyed hash, so a step-up is bound to
-/// it) and its step-up window as read when the request came in.
-#[derive(Clone)]
-pub struct SessionRef {
-    pub(crate) hash: Vec<u8>,
-    pub step_up: Option<StepUpWindow>,
-}
-
-impl std::fmt::Debug for SessionRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SessionRef")
-            .field("step_up", &self.step_up)
-            .finish_non_exhaustive()
-    }
-}
-
-/// An open step-up window: until when, and the audit entry of the step-up that opened it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StepUpWindow {
-    pub until: i64,
-    pub seq: i64,
 }
 
 /// Writing `last_seen` on every request would cost a commit per call; a minute of slack in the idle

@@ -15,7 +15,7 @@ pub use playbooks::{AutoAction, ConfirmedAction, Playbook, PlaybookSet, Step, St
 use std::fmt;
 use std::ops::Range;
 
-pub use crate::identity::{Role, UnknownName};
+pub use crate::names::{Role, UnknownName};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -118,7 +118,7 @@ fn parse_toml<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, PolicyE
 /// Whether `id` is a valid account or playbook id: the same rule as account ids everywhere else,
 /// so every account that can exist can have a policy.
 fn valid_id(id: &str) -> bool {
-    crate::identity::AccountId::parse(id).is_ok()
+    crate::names::AccountId::parse(id).is_ok()
 }
 
 /// Checkout level (stored typed, so defined with the rows). Ordinary items are signed off by a

@@ -8,6 +8,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::home::{ROTATION_DUE_DAYS, age_days};
+use super::i18n::{ROLES, role_name};
 use super::layout::{page, when};
 use super::{AppState, ConsoleForm, Fail, Lang, Me, OrFail, done, svg};
 use crate::accounts::CredentialInput;
@@ -265,21 +266,6 @@ pub async fn set_status(
         &format!("/console/admin/accounts/{id}"),
         if frozen { "frozen" } else { "unfrozen" },
     ))
-}
-
-const ROLES: [(&str, &str, &str); 4] = [
-    ("admin", "管理员", "admin"),
-    ("publisher", "发布人员", "publisher"),
-    ("approver", "审批领导", "approver"),
-    ("auditor", "安全审计员", "auditor"),
-];
-
-pub(super) fn role_name(l: Lang, r: &str) -> &str {
-    ROLES
-        .iter()
-        .find(|(k, _, _)| *k == r)
-        .map(|(_, zh, en)| l.t(zh, en))
-        .unwrap_or(r)
 }
 
 pub async fn users(State(s): State<AppState>, me: Me) -> Result<Response, Fail> {

@@ -89,7 +89,7 @@ async fn render(s: &AppState, me: &Me) -> Result<Response, Fail> {
                     h2 { (l.t("待确认的角色授予", "Role grants waiting for a second admin")) span.count { (g.len()) } }
                     @if g.is_empty() { p.ok { (l.t("没有待确认的授予。", "Nothing is waiting.")) } }
                     ul { @for x in g {
-                        li { b { (x.username) } " · " (super::admin::role_name(l, &x.role)) " · "
+                        li { b { (x.username) } " · " (super::i18n::role_name(l, &x.role)) " · "
                             span.small { (l.t("提出人 ", "asked by ")) (x.requested_by) } }
                     } }
                     @if !g.is_empty() { a.button href="/console/admin/users#pending-grants" { (l.t("去确认", "Review them")) } }

@@ -177,3 +177,19 @@ pub fn error_text(l: Lang, e: &Error) -> (&'static str, &'static str) {
         ),
     }
 }
+/// The roles as the console names them, in both languages.
+pub(super) const ROLES: [(&str, &str, &str); 4] = [
+    ("admin", "管理员", "admin"),
+    ("publisher", "发布人员", "publisher"),
+    ("approver", "审批领导", "approver"),
+    ("auditor", "安全审计员", "auditor"),
+];
+
+/// A role's name in the reader's language (the role's own name if unknown).
+pub(super) fn role_name(l: Lang, r: &str) -> &str {
+    ROLES
+        .iter()
+        .find(|(k, _, _)| *k == r)
+        .map(|(_, zh, en)| l.t(zh, en))
+        .unwrap_or(r)
+}

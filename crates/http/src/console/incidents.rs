@@ -14,7 +14,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::admin::role_name;
+use super::i18n::role_name;
 use super::i18n::url_encode;
 use super::layout::{page, when};
 use super::{AppState, ConsoleForm, Fail, Lang, Me, OrFail, done};

@@ -18,30 +18,14 @@ mod views;
 
 use crate::crypto::Aad;
 use crate::error::{Error, Result};
-use crate::identity::sessions::{SessionRef, StepUpWindow};
-use crate::identity::{Roles, Username};
+use crate::identity::Username;
 use crate::store::users::UserRow;
 
 pub use create::{Enrolment, Imported, NewUserInput};
 pub use presence::{StepUp, TotpProof};
 pub use views::{UserRowView, UserView};
 
-/// An authenticated person.
-#[derive(Debug, Clone)]
-pub struct Person {
-    pub id: i64,
-    pub username: String,
-    pub roles: Roles,
-    /// The session the person acts through (none while logging in, or for the demo's seeding).
-    pub session: Option<SessionRef>,
-}
-
-impl Person {
-    /// The step-up window open on this person's session, if any.
-    pub fn step_up(&self) -> Option<StepUpWindow> {
-        self.session.as_ref().and_then(|s| s.step_up)
-    }
-}
+pub use crate::actor::Person;
 
 /// Where a user's sealed TOTP seed belongs (also used when rewrapping under a new term).
 pub(crate) fn seed_aad(username: &str) -> Aad<'_> {
