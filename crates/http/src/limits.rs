@@ -54,9 +54,9 @@ impl KeyExtractor for BearerKey {
 
     fn extract<T>(&self, req: &Request<T>) -> Result<Self::Key, GovernorError> {
         let token = super::extract::bearer(req.headers()).unwrap_or_default();
-        let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+        let digest = crate::crypto::sha256(token.as_bytes());
         let mut key = [0u8; 16];
-        key.copy_from_slice(&digest.as_ref()[..16]);
+        key.copy_from_slice(&digest[..16]);
         Ok(key)
     }
 }

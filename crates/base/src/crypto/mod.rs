@@ -40,9 +40,16 @@ pub enum CryptoError {
     Random,
 }
 
+/// SHA-256 of `data`.
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
+    out
+}
+
 /// SHA-256 of a payload, hex encoded: what the audit log keeps instead of content.
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex::encode(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+    hex::encode(sha256(data))
 }
 
 /// SHA-256 of data that arrives in pieces (a streamed export), hex encoded at the end.
