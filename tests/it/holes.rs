@@ -13,6 +13,7 @@ use mediavault::audit::{NewEntry, Outcome};
 use mediavault::config::Config;
 use mediavault::http::context::ActorKind;
 use mediavault::store::audit::{AuditFilter, AuditRow};
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 use serde_json::{Value, json};
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
@@ -21,7 +22,7 @@ type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 fn tls_config(dir: &Path, alpn: &[u8]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(dir.join("certs/ca.pem")).unwrap();
-    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+    for cert in CertificateDer::pem_slice_iter(&pem) {
         roots.add(cert.unwrap()).unwrap();
     }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
