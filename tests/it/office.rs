@@ -397,6 +397,7 @@ async fn api_answers_are_never_cached_or_sniffed_and_the_console_slash_redirects
         ("/api/v1/users", "", 401),
         ("/api/v1/no-such-thing", s.as_str(), 404),
         ("/healthz", "", 200),
+        ("/console/login", "", 200),
     ] {
         let r = app
             .client
@@ -409,7 +410,24 @@ async fn api_answers_are_never_cached_or_sniffed_and_the_console_slash_redirects
         let h = r.headers();
         assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(h["cache-control"], "no-store", "{path}");
+        assert_eq!(h["strict-transport-security"], "max-age=31536000", "{path}");
+        assert!(h.get("server").is_none(), "{path}: no banner: {h:?}");
     }
+    // Plain HTTP (loopback only) sends no HSTS: it would tell a browser nothing true.
+    let plain = spawn_with(Options {
+        plain_http: true,
+        ..Default::default()
+    })
+    .await;
+    let r = plain
+        .client
+        .get(plain.url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("strict-transport-security").is_none());
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
     let no_redirect = reqwest::Client::builder()
         .add_root_certificate(
             reqwest::Certificate::from_pem(
