@@ -594,3 +594,143 @@ fn each_crate_depends_only_on_the_layers_below_it() {
     }
     assert!(offenders.is_empty(), "{offenders:#?}");
 }
+
+/// No two modules of a crate import each other, at any depth of the module tree down to the
+/// third level (README, "Layout"): a circle is how a crate's layers rot back into one. Reads the
+/// sources (test modules aside) and resolves every `crate::` and `super::` path to the module it
+/// names.
+#[test]
+fn no_module_imports_one_that_imports_it_back() {
+    use std::collections::{BTreeMap, BTreeSet};
+    type Module = Vec<String>;
+    fn files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                files(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs")
+                && p.file_name().is_some_and(|n| n != "tests.rs")
+            {
+                out.push(p);
+            }
+        }
+    }
+    fn module_of(src: &std::path::Path, file: &std::path::Path) -> Module {
+        let rel = file.strip_prefix(src).unwrap().with_extension("");
+        let mut parts: Module = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if matches!(
+            parts.last().map(String::as_str),
+            Some("mod" | "lib" | "main")
+        ) {
+            parts.pop();
+        }
+        parts
+    }
+    // The module a path names: `crate::a::b::Item` → the longest prefix that is a module.
+    fn target(me: &Module, path: &str, modules: &BTreeSet<Module>) -> Option<Module> {
+        let mut parts = path.split("::");
+        let mut base: Module = match parts.next()? {
+            "crate" => Vec::new(),
+            "self" => me.clone(),
+            "super" => me[..me.len().saturating_sub(1)].to_vec(),
+            _ => return None,
+        };
+        let mut rest: Vec<&str> = parts.collect();
+        while rest.first() == Some(&"super") {
+            base.pop();
+            rest.remove(0);
+        }
+        let full: Module = base
+            .into_iter()
+            .chain(rest.iter().map(|s| s.to_string()))
+            .collect();
+        (1..=full.len())
+            .rev()
+            .map(|k| full[..k].to_vec())
+            .find(|m| modules.contains(m))
+    }
+    // The modules that reach themselves through their imports.
+    fn circles(graph: &BTreeMap<Module, BTreeSet<Module>>) -> Vec<Module> {
+        let mut found = Vec::new();
+        for start in graph.keys() {
+            let mut seen = BTreeSet::new();
+            let mut todo: Vec<&Module> = graph[start].iter().collect();
+            while let Some(m) = todo.pop() {
+                if m == start {
+                    found.push(start.clone());
+                    break;
+                }
+                if seen.insert(m.clone()) {
+                    todo.extend(graph.get(m).into_iter().flatten());
+                }
+            }
+        }
+        found
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut srcs = vec![root.join("src")];
+    for e in std::fs::read_dir(root.join("crates")).unwrap() {
+        srcs.push(e.unwrap().path().join("src"));
+    }
+    let path_re = |text: &str| -> Vec<String> {
+        // Paths start at a word boundary with crate/super/self and run through `::ident`s.
+        let mut out = Vec::new();
+        let bytes = text.as_bytes();
+        for start in ["crate::", "super::", "self::"] {
+            let mut from = 0;
+            while let Some(i) = text[from..].find(start) {
+                let at = from + i;
+                from = at + start.len();
+                if at > 0 && (bytes[at - 1].is_ascii_alphanumeric() || bytes[at - 1] == b'_') {
+                    continue;
+                }
+                let end = text[at..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+                    .map_or(text.len(), |e| at + e);
+                out.push(text[at..end].trim_end_matches(':').to_owned());
+            }
+        }
+        out
+    };
+    let mut offenders = Vec::new();
+    for src in &srcs {
+        let mut list = Vec::new();
+        files(src, &mut list);
+        let modules: BTreeSet<Module> = list.iter().map(|f| module_of(src, f)).collect();
+        for depth in 1..=3 {
+            let mut graph: BTreeMap<Module, BTreeSet<Module>> = BTreeMap::new();
+            for f in &list {
+                let me = module_of(src, f);
+                if me.is_empty() {
+                    continue;
+                }
+                let text = std::fs::read_to_string(f).unwrap();
+                let text = text.split("#[cfg(test)]").next().unwrap_or("");
+                let mine: Module = me.iter().take(depth).cloned().collect();
+                for path in path_re(text) {
+                    let Some(t) = target(&me, &path, &modules) else {
+                        continue;
+                    };
+                    let t: Module = t.into_iter().take(depth).collect();
+                    let nested = t.starts_with(&mine) || mine.starts_with(&t);
+                    if !nested {
+                        graph.entry(mine.clone()).or_default().insert(t);
+                    }
+                }
+            }
+            for m in circles(&graph) {
+                offenders.push(format!(
+                    "{}: {} is on a circle",
+                    src.display(),
+                    m.join("::")
+                ));
+            }
+        }
+    }
+    offenders.sort();
+    offenders.dedup();
+    assert!(offenders.is_empty(), "{offenders:#?}");
+}

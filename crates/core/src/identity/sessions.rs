@@ -2,8 +2,9 @@
 //! maximum lifetime. Part of the people service; `vault.sessions()`.
 
 use super::Roles;
-use super::users::{Person, TotpProof};
+use super::totp::TotpProof;
 use crate::actor::Actor;
+use crate::actor::Person;
 use crate::crypto::tokens::{TokenKind, hash_token, well_formed};
 use crate::crypto::{SecretString, new_token};
 use crate::error::{Error, Result};

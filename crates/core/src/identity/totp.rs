@@ -4,6 +4,8 @@
 use totp_rs::{Builder, Totp};
 
 use crate::crypto::{CryptoError, SecretBytes, SecretString};
+use crate::error::{Error, Result, TotpRefusal};
+use crate::store::Tx;
 
 pub const ISSUER: &str = "mediavault";
 pub const STEP_SECONDS: u64 = 30;
@@ -103,6 +105,37 @@ pub fn qr_terminal(text: &str) -> Option<String> {
         y += 2;
     }
     Some(out)
+}
+
+/// A TOTP code that checked out against a user's seed at one time step. It is spent inside the
+/// transaction of the change it authorises, so a change that is not made leaves the code unused
+/// and no code authorises two changes.
+#[derive(Debug, Clone, Copy)]
+#[must_use = "a proof is spent with `spend` inside the change's transaction"]
+pub struct TotpProof {
+    pub(crate) user_id: i64,
+    pub(crate) step: i64,
+    pub(crate) now: i64,
+}
+
+impl TotpProof {
+    /// Accepts the step, atomically: only if newer than the last accepted one and only while the
+    /// user is not locked, so neither a replay nor a code racing a lockout gets through.
+    pub async fn spend(self, tx: &mut Tx) -> Result<()> {
+        if tx
+            .user_accept_totp_step(self.user_id, self.step, self.now)
+            .await?
+        {
+            return Ok(());
+        }
+        // Locked by failures that raced this code, or the step was used meanwhile.
+        if let Some(until) = tx.user_locked_until(self.user_id, self.now).await? {
+            return Err(Error::UserLocked {
+                until: crate::clock::rfc3339_unix(until),
+            });
+        }
+        Err(Error::TotpInvalid(TotpRefusal::Replayed))
+    }
 }
 
 #[cfg(test)]

@@ -21,8 +21,9 @@ use crate::error::{Error, Result};
 use crate::identity::Username;
 use crate::store::users::UserRow;
 
+pub use crate::identity::totp::TotpProof;
 pub use create::{Enrolment, Imported, NewUserInput};
-pub use presence::{StepUp, TotpProof};
+pub use presence::StepUp;
 pub use views::{UserRowView, UserView};
 
 pub use crate::actor::Person;

@@ -2,6 +2,7 @@
 //! toward the lockout, never accepted twice) and spent inside the change it authorises, and the
 //! step-up of sensitive actions (a code, or a window a code opened on the session).
 
+use crate::identity::totp::TotpProof;
 use tracing::instrument;
 
 use super::{People, Person, seed_aad};
@@ -12,37 +13,6 @@ use crate::identity::sessions::StepUpWindow;
 use crate::identity::{Role, totp};
 use crate::store::Tx;
 use crate::store::users::UserRow;
-
-/// A TOTP code that checked out against a user's seed at one time step. It is spent inside the
-/// transaction of the change it authorises, so a change that is not made leaves the code unused
-/// and no code authorises two changes.
-#[derive(Debug, Clone, Copy)]
-#[must_use = "a proof is spent with `spend` inside the change's transaction"]
-pub struct TotpProof {
-    user_id: i64,
-    step: i64,
-    now: i64,
-}
-
-impl TotpProof {
-    /// Accepts the step, atomically: only if newer than the last accepted one and only while the
-    /// user is not locked, so neither a replay nor a code racing a lockout gets through.
-    pub async fn spend(self, tx: &mut Tx) -> Result<()> {
-        if tx
-            .user_accept_totp_step(self.user_id, self.step, self.now)
-            .await?
-        {
-            return Ok(());
-        }
-        // Locked by failures that raced this code, or the step was used meanwhile.
-        if let Some(until) = tx.user_locked_until(self.user_id, self.now).await? {
-            return Err(Error::UserLocked {
-                until: crate::clock::rfc3339_unix(until),
-            });
-        }
-        Err(Error::TotpInvalid(TotpRefusal::Replayed))
-    }
-}
 
 /// A step-up code that must be there: a person's sensitive action without one is a clear 400.
 pub(crate) fn required_totp(totp: Option<&str>) -> Result<&str> {
