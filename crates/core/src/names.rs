@@ -232,4 +232,41 @@ mod tests {
         assert_eq!(now.names(), ["publisher"]);
         assert_eq!(pending, [Role::Approver]);
     }
+
+    /// The properties the `names_roster` fuzz target checks for names: parsing never panics, and a
+    /// name that parses renders as itself.
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn names_parse_to_themselves_or_are_refused(s in "\\PC{0,70}|[a-z0-9][a-z0-9._-]{0,70}") {
+                match Username::parse(&s) {
+                    Ok(u) => {
+                        prop_assert_eq!(u.as_str(), s.as_str());
+                        prop_assert_eq!(Username::parse(&u.to_string()).ok(), Some(u));
+                    }
+                    Err(e) => prop_assert!(!e.to_string().trim().is_empty()),
+                }
+                match AccountId::parse(&s) {
+                    Ok(a) => prop_assert_eq!(a.to_string(), s.clone()),
+                    Err(e) => prop_assert!(!e.to_string().trim().is_empty()),
+                }
+                if let Ok(r) = s.parse::<Role>() {
+                    prop_assert_eq!(r.as_str(), s.as_str());
+                }
+            }
+
+            #[test]
+            fn role_lists_parse_or_are_refused(names in prop::collection::vec("admin|publisher|approver|auditor|[a-z]{0,6}", 0..5)) {
+                if let Ok(roles) = Roles::parse(&names) {
+                    prop_assert!(roles.separated().is_ok());
+                }
+            }
+        }
+    }
 }

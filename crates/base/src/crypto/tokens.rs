@@ -83,4 +83,57 @@ mod tests {
         assert!(!well_formed(TokenKind::Publishing, "mvt_short"));
         assert_eq!(TokenKind::of(a.expose()), Some(TokenKind::Publishing));
     }
+
+    /// The properties the `tokens` fuzz target checks: the shape checks never panic, accept exactly
+    /// a kind's prefix and 43 base64url characters, and a blob's term and opening fail cleanly.
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::crypto::{Aad, Keyring, SecretBytes};
+
+        fn kind() -> impl Strategy<Value = TokenKind> {
+            prop::sample::select(vec![
+                TokenKind::Publishing,
+                TokenKind::Client,
+                TokenKind::Session,
+            ])
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_text_is_checked_without_panic(kind in kind(), text in "\\PC{0,80}") {
+                if well_formed(kind, &text) {
+                    prop_assert_eq!(TokenKind::of(&text), Some(kind));
+                    prop_assert_eq!(text.len(), kind.prefix().len() + 43);
+                }
+            }
+
+            #[test]
+            fn the_token_shape_is_accepted(kind in kind(), body in "[A-Za-z0-9_-]{43}") {
+                let token = format!("{}{body}", kind.prefix());
+                prop_assert!(well_formed(kind, &token));
+                prop_assert_eq!(TokenKind::of(&token), Some(kind));
+            }
+
+            #[test]
+            fn a_near_token_is_refused(kind in kind(), body in "[A-Za-z0-9_-]{0,42}|[A-Za-z0-9_-]{44,50}|[A-Za-z0-9_-]{0,20}[+/=. ][A-Za-z0-9_-]{22}") {
+                let token = format!("{}{body}", kind.prefix());
+                prop_assert!(!well_formed(kind, &token));
+            }
+
+            #[test]
+            fn a_blob_nobody_sealed_does_not_open(blob in prop::collection::vec(any::<u8>(), 0..80), key in any::<[u8; 32]>()) {
+                let term = Keyring::term_of(&blob);
+                let keyring = Keyring::new(
+                    vec![(term.as_ref().copied().unwrap_or(1), SecretBytes::new(key.to_vec()))],
+                    &SecretBytes::new(vec![1; 32]),
+                ).unwrap();
+                let aad = Aad { table: "t", row: "r", field: "f", version: 1 };
+                prop_assert!(keyring.open(&aad, &blob).is_err());
+            }
+        }
+    }
 }

@@ -186,8 +186,15 @@ impl Verifier {
             self.bad = Some((row.seq, p));
             return false;
         }
+        let Some(next_seq) = row.seq.checked_add(1) else {
+            self.bad = Some((
+                row.seq,
+                "seq is the largest there is; no entry can follow it".to_owned(),
+            ));
+            return false;
+        };
         self.prev.copy_from_slice(row.hash);
-        self.next_seq = row.seq + 1;
+        self.next_seq = next_seq;
         self.checked += 1;
         true
     }
@@ -195,7 +202,7 @@ impl Verifier {
     /// Also checks that the chain holds `cp.seq` with `cp.hash` (call before pushing entries).
     /// A checkpoint older than a prune can only be checked when it is exactly the anchor.
     pub fn with_checkpoint(mut self, cp: &Checkpoint) -> Self {
-        if cp.seq == self.next_seq - 1 && !ct_eq(&cp.hash, &self.prev) {
+        if cp.seq == self.next_seq.saturating_sub(1) && !ct_eq(&cp.hash, &self.prev) {
             self.bad = Some((
                 cp.seq,
                 "the chain's start differs from the checkpoint".to_owned(),
@@ -214,7 +221,7 @@ impl Verifier {
                 self.next_seq,
                 format!(
                     "the chain ends at {} but the checkpoint names entry {seq}: entries were removed from the tail",
-                    self.next_seq - 1
+                    self.next_seq.saturating_sub(1)
                 ),
             ));
         }
@@ -222,14 +229,15 @@ impl Verifier {
     }
 
     pub fn head(&self) -> (i64, [u8; 32]) {
-        (self.next_seq - 1, self.prev)
+        (self.next_seq.saturating_sub(1), self.prev)
     }
 
     pub fn report(&self) -> VerifyReport {
         VerifyReport {
             ok: self.bad.is_none(),
             entries_checked: self.checked,
-            head_seq: self.next_seq - 1,
+            // Saturating: an export is untrusted, and its first entry can claim `i64::MIN`.
+            head_seq: self.next_seq.saturating_sub(1),
             head_hash: hex::encode(self.prev),
             first_bad_seq: self.bad.as_ref().map(|b| b.0),
             problem: self.bad.as_ref().map(|b| b.1.clone()),
@@ -377,5 +385,48 @@ mod tests {
             entry_hash(&key(), event.fields()),
             entry_hash(&key(), request.fields())
         );
+    }
+
+    /// Found by the `exported_rows_read_back_and_verify_without_panic` property: an export whose
+    /// first entry claims seq `i64::MIN` overflowed `head_seq` (a panic in a debug build, a wrapped
+    /// head in release); an entry at `i64::MAX`, correctly signed, overflowed the next seq.
+    #[test]
+    fn extreme_seqs_are_refused_without_overflow() {
+        let row = |seq: i64| {
+            let mut r = AuditRow {
+                seq,
+                ts: 0,
+                actor_kind: "system".into(),
+                actor_id: String::new(),
+                action: "a".into(),
+                target: "t".into(),
+                outcome: "success".into(),
+                source_ip: String::new(),
+                request_id: String::new(),
+                http_method: None,
+                http_path: None,
+                http_status: None,
+                detail: "{}".into(),
+                prev_hash: GENESIS.to_vec(),
+                hash: Vec::new(),
+            };
+            r.hash = entry_hash(&key(), r.fields()).to_vec();
+            r
+        };
+
+        let mut low = row(i64::MIN);
+        low.hash = vec![0; 32];
+        let mut v = Verifier::from_first(&key(), low.fields());
+        assert!(!v.push(low.fields()));
+        let report = v.finish();
+        assert!(!report.ok);
+        assert_eq!(report.head_seq, i64::MIN);
+
+        let high = row(i64::MAX);
+        let mut v = Verifier::from_first(&key(), high.fields());
+        assert!(!v.push(high.fields()));
+        let report = v.finish();
+        assert_eq!(report.first_bad_seq, Some(i64::MAX));
+        assert!(report.problem.unwrap().contains("largest"));
     }
 }

@@ -109,12 +109,7 @@ impl Config {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     ConfigError(format!("config file {}: cannot read: {e}", path.display()))
                 })?;
-                let table: toml::Table = toml::from_str(&text)
-                    .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
-                // Deserialize once from text so that unknown keys are reported with their line.
-                toml::from_str::<Config>(&text)
-                    .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
-                table
+                file_table(path, &text)?
             }
             None => toml::Table::new(),
         };
@@ -137,6 +132,14 @@ impl Config {
             Err(e) if overrides.is_empty() => Err(e),
             Err(e) => Err(Self::blame(&from_file, &overrides, e)),
         }
+    }
+
+    /// A configuration from the text of a file alone (no environment), checked as [`Self::load`]
+    /// checks it. Not for product code, which loads a file; it exists so that the `fuzz/` targets,
+    /// a package of their own, can feed the parser text without writing a file per input.
+    #[doc(hidden)]
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        Self::checked(file_table(Path::new("mediavault.toml"), text)?)
     }
 
     /// Deserializes and validates a complete table.
@@ -225,6 +228,17 @@ impl Config {
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("mediavault.db")
     }
+}
+
+/// The table of a config file's text, refused with the file named if it is not TOML or has a key
+/// no section knows.
+fn file_table(path: &Path, text: &str) -> Result<toml::Table, ConfigError> {
+    let table: toml::Table = toml::from_str(text)
+        .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+    // Deserialize once from text so that unknown keys are reported with their line.
+    toml::from_str::<Config>(text)
+        .map_err(|e| ConfigError(format!("config file {}: {e}", path.display())))?;
+    Ok(table)
 }
 
 fn env_value(raw: &str) -> toml::Value {

@@ -141,3 +141,77 @@ fn environment_overrides_and_is_checked() {
         .to_string();
     assert!(err.contains("MEDIAVAULT_LIMITS__MAX_CONNECTIONS"), "{err}");
 }
+
+/// The properties the `config_toml` fuzz target checks: loading a file's text never panics, and a
+/// refusal says something.
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Real sections and keys with values of any TOML type, most of them wrong.
+    fn config_text() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(vec![
+                "listen",
+                "data_dir",
+                "tls.plain_http",
+                "lockout.max_failures",
+                "session.idle_minutes",
+                "limits.max_connections",
+                "audit.retention_days",
+                "platforms.wechat_base_url",
+                "log.format",
+                "nonsense",
+            ]),
+            prop::sample::select(vec![
+                "0",
+                "-1",
+                "99999999999",
+                "true",
+                "\"\"",
+                "\"127.0.0.1:0\"",
+                "\"ftp://x\"",
+                "[]",
+                "{}",
+                "1.5",
+            ]),
+        )
+            .prop_map(|(key, value)| match key.split_once('.') {
+                Some((section, k)) => format!("[{section}]\n{k} = {value}\n"),
+                None => format!("{key} = {value}\n"),
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_text_loads_or_is_refused_clearly(text in "\\PC{0,200}") {
+            if let Err(e) = Config::from_toml_str(&text) {
+                prop_assert!(!e.to_string().trim().is_empty());
+            }
+        }
+
+        #[test]
+        fn config_shaped_text_loads_or_is_refused_clearly(text in config_text()) {
+            if let Err(e) = Config::from_toml_str(&text) {
+                prop_assert!(!e.to_string().trim().is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn the_shipped_example_loads_from_text() {
+        let p =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mediavault.example.toml");
+        let text = std::fs::read_to_string(p).unwrap();
+        assert!(Config::from_toml_str(&text).is_ok());
+        assert!(
+            Config::from_toml_str("nonsense = 1")
+                .unwrap_err()
+                .to_string()
+                .contains("nonsense")
+        );
+    }
+}

@@ -187,4 +187,58 @@ mod tests {
             .collect();
         assert!(err(&many).contains("at most"));
     }
+
+    /// The properties the `names_roster` fuzz target checks for a roster: parsing any text never
+    /// panics and a refusal says why; a roster written out with quoting reads back to its rows.
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn quote(s: &str) -> String {
+            format!("\"{}\"", s.replace('"', "\"\""))
+        }
+
+        fn entry() -> impl Strategy<Value = RosterEntry> {
+            (
+                "[a-z][a-z0-9]{0,8}",
+                "[^\r\n\u{feff}#\\s][^\r\n]{0,10}",
+                prop::option::of("[^\r\n\\s][^\r\n]{0,8}[^\r\n\\s]"),
+                prop::collection::vec("admin|publisher|approver|auditor", 1..3),
+            )
+                .prop_map(|(username, display_name, department, roles)| RosterEntry {
+                    username,
+                    display_name: display_name.trim().to_owned(),
+                    department,
+                    roles,
+                })
+                .prop_filter("a display name", |e| !e.display_name.is_empty())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_text_parses_or_is_refused_clearly(text in "\\PC{0,200}|username,display_name,roles\n\\PC{0,120}") {
+                if let Err(e) = parse_csv(&text) {
+                    prop_assert!(!e.to_string().trim().is_empty());
+                }
+            }
+
+            #[test]
+            fn a_written_roster_reads_back(entries in prop::collection::vec(entry(), 1..5)) {
+                let mut text = String::from("username,display_name,department,roles\n");
+                for e in &entries {
+                    text.push_str(&format!(
+                        "{},{},{},{}\n",
+                        quote(&e.username),
+                        quote(&e.display_name),
+                        quote(e.department.as_deref().unwrap_or("")),
+                        e.roles.join(";")
+                    ));
+                }
+                prop_assert_eq!(parse_csv(&text).unwrap(), entries);
+            }
+        }
+    }
 }

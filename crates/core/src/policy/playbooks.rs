@@ -217,6 +217,14 @@ impl ConfirmedAction {
 }
 
 impl Playbook {
+    /// Parses one playbook from text, as if read from `playbook.toml`. Not for product code
+    /// (playbooks are loaded a directory at a time, [`PlaybookSet::load_dir`]); it exists because
+    /// the `fuzz/` targets, a package of their own, can only reach a public function.
+    #[doc(hidden)]
+    pub fn parse_str(text: &str) -> Result<Playbook, PolicyError> {
+        Self::parse(Path::new("playbook.toml"), text).map(|(p, _)| p)
+    }
+
     fn parse(file: &Path, text: &str) -> Result<(Playbook, Range<usize>), PolicyError> {
         let raw: RawPlaybook = parse_toml(file, text)?;
         let err = |span: Range<usize>, msg: String| PolicyError::at(file, text, Some(span), msg);
@@ -507,5 +515,99 @@ due_minutes = 30
             parse(&good).unwrap().steps[1].confirm,
             Some(ConfirmedAction::DeletePost)
         );
+    }
+
+    /// The properties the `playbook_toml` fuzz target checks: parsing never panics, a refusal says
+    /// something, and a playbook that parses renders to TOML that parses to the same playbook.
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        fn step() -> impl Strategy<Value = String> {
+            (
+                prop::sample::select(vec!["auto", "manual"]),
+                prop::option::of(prop::sample::select(vec![
+                    "freeze_account",
+                    "notify",
+                    "capture_evidence",
+                    "wipe",
+                ])),
+                "\\PC{0,12}",
+                prop::option::of(prop::sample::select(vec!["admin", "auditor", "boss"])),
+                prop::option::of(0u32..50_000),
+                prop::option::of(prop::sample::select(vec!["delete_post", "nuke"])),
+            )
+                .prop_map(|(kind, action, title, owner, due, confirm)| {
+                    let mut s = format!("[[steps]]\nkind = {kind:?}\ntitle = {title:?}\n");
+                    if let Some(a) = action {
+                        s.push_str(&format!("action = {a:?}\n"));
+                    }
+                    if let Some(o) = owner {
+                        s.push_str(&format!("owner_role = {o:?}\n"));
+                    }
+                    if let Some(d) = due {
+                        s.push_str(&format!("due_minutes = {d}\n"));
+                    }
+                    if let Some(c) = confirm {
+                        s.push_str(&format!("confirm = {c:?}\n"));
+                    }
+                    s
+                })
+        }
+
+        fn playbook_text() -> impl Strategy<Value = String> {
+            (
+                "[a-z0-9][a-z0-9._-]{0,10}|[A-Z ]{0,3}",
+                "\\PC{0,16}",
+                "\\PC{0,16}",
+                prop::collection::vec(step(), 0..4),
+            )
+                .prop_map(|(id, title, description, steps)| {
+                    format!(
+                        "id = {id:?}\ntitle = {title:?}\ndescription = {description:?}\n{}",
+                        steps.concat()
+                    )
+                })
+        }
+
+        fn check(text: &str) {
+            match Playbook::parse_str(text) {
+                Ok(playbook) => {
+                    let rendered = toml::to_string(&playbook).unwrap();
+                    assert_eq!(
+                        Playbook::parse_str(&rendered),
+                        Ok(playbook),
+                        "rendered as {rendered}"
+                    );
+                }
+                Err(e) => {
+                    assert!(!e.message.trim().is_empty(), "no message for {text:?}");
+                    if let Some(line) = e.line {
+                        assert!((1..=text.lines().count() + 1).contains(&line), "{e}");
+                    }
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_text_parses_or_is_refused_clearly(text in "\\PC{0,200}") {
+                check(&text);
+            }
+
+            #[test]
+            fn playbook_shaped_text_round_trips_or_is_refused_clearly(text in playbook_text()) {
+                check(&text);
+            }
+        }
+
+        #[test]
+        fn the_example_round_trips() {
+            check(GOOD);
+            assert!(Playbook::parse_str(GOOD).is_ok());
+        }
     }
 }

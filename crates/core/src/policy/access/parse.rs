@@ -51,6 +51,15 @@ impl PolicySet {
 }
 
 impl AccountPolicy {
+    /// Parses one policy from text, as if read from `policy.toml`. Not for product code (policies
+    /// are loaded a directory at a time, [`PolicySet::load_dir`]); it exists because the `fuzz/`
+    /// targets, a package of their own, can only reach a public function, and the parser is what
+    /// they need to feed untrusted text without a file.
+    #[doc(hidden)]
+    pub fn parse_str(text: &str) -> Result<AccountPolicy, PolicyError> {
+        Self::parse(Path::new("policy.toml"), text).map(|(p, _)| p)
+    }
+
     /// Parses and validates one policy file; also returns the span of `account` for reporting a
     /// duplicate.
     pub(super) fn parse(

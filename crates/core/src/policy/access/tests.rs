@@ -403,3 +403,70 @@ fn shipped_policies_load() {
     let weibo = set.for_account("weibo-main").unwrap();
     assert!(weibo.call_allowed("POST", "2/statuses/share.json"));
 }
+
+/// The properties the `policy_toml` fuzz target checks, on generated text: parsing never panics,
+/// and a refusal says something and names a line of the text.
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn refused_clearly(text: &str, e: &PolicyError) {
+        assert!(!e.message.trim().is_empty(), "no message for {text:?}");
+        if let Some(line) = e.line {
+            assert!(
+                (1..=text.lines().count() + 1).contains(&line),
+                "line {line} outside {text:?}"
+            );
+        }
+    }
+
+    /// A policy made of the real keys with values that are often wrong.
+    fn policy_text() -> impl Strategy<Value = String> {
+        (
+            "[a-z0-9.\\-_ A-Z]{0,12}",
+            any::<i64>().prop_map(|n| n % 100),
+            any::<i64>().prop_map(|n| n % 100),
+            prop::collection::vec("[0-9a-f:./]{0,20}", 0..3),
+            prop::collection::vec("(GET|POST|PUT|get|FOO) ?[a-z/*?=&]{0,16}", 0..3),
+            "[a-z]{0,10}",
+            prop::option::of("[A-Za-z]{2,3} [0-9:]{3,6}-[0-9:]{3,6}"),
+        )
+            .prop_map(|(account, max, default, nets, calls, role, hours)| {
+                let q = |v: &[String]| {
+                    v.iter()
+                        .map(|s| format!("{s:?}"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                let mut t = format!(
+                    "account = {account:?}\nmax_ttl_minutes = {max}\ndefault_ttl_minutes = {default}\nallowed_networks = [{}]\nallowed_calls = [{}]\n",
+                    q(&nets),
+                    q(&calls)
+                );
+                if let Some(h) = hours {
+                    t.push_str(&format!("allowed_hours = {{ days = {:?}, time = {:?} }}\n", "Mon-Fri", h));
+                }
+                t.push_str(&format!("[who]\nroles = [{role:?}]\n[levels.general]\napprovals = 0\n"));
+                t
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_text_parses_or_is_refused_clearly(text in "\\PC{0,200}") {
+            if let Err(e) = AccountPolicy::parse_str(&text) {
+                refused_clearly(&text, &e);
+            }
+        }
+
+        #[test]
+        fn policy_shaped_text_parses_or_is_refused_clearly(text in policy_text()) {
+            if let Err(e) = AccountPolicy::parse_str(&text) {
+                refused_clearly(&text, &e);
+            }
+        }
+    }
+}
