@@ -261,9 +261,7 @@ impl crate::audit::AuditWriter {
             + Send
             + 'static,
     {
-        let value = self.commit(actor.entry(action, target), change).await?;
-        actor.recorded();
-        Ok(value)
+        Ok(self.change_seq(actor, action, target, change).await?.0)
     }
 
     /// As [`Self::change`], also returning the sequence number of the change's audit entry, for

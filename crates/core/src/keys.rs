@@ -2,7 +2,6 @@
 //! learns terms another process (`mediavault keys rotate`) added after this one started.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use crate::crypto::keyring::term_label;
 use crate::crypto::{CryptoError, Keyring, RootKey};
@@ -10,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 
 pub struct Keys {
-    keyring: Arc<Keyring>,
+    keyring: Keyring,
     store: Store,
     /// Read again when a new term appears (`keys rotate-root` may have replaced it).
     root_key_file: PathBuf,
@@ -35,7 +34,7 @@ impl std::ops::Deref for Keys {
 impl Keys {
     pub fn new(keyring: Keyring, store: Store, root_key_file: PathBuf) -> Self {
         Self {
-            keyring: Arc::new(keyring),
+            keyring,
             store,
             root_key_file,
             refresh: tokio::sync::Mutex::new(()),
