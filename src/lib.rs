@@ -7,10 +7,12 @@
 //!   of sleeping; [`crypto`], the only caller of `ring`: the root key file, the keyring of data
 //!   keys it wraps, AES-256-GCM sealing with AAD bound to each record's place, token hashing,
 //!   constant time.
-//! - **mediavault-store** ([`store`]): all SQL (SQLite through sqlx, WAL, one writer
-//!   connection). Reads are methods on `Store`; every change is a method on `store::Tx`, a
-//!   transaction only the audit writer hands out. Typed state (statuses, platforms, levels)
-//!   lives in `store::types`.
+//! - **mediavault-store** ([`store`]): the storage interface. Reads are methods of the backend
+//!   traits reached through `Store`; every change is a method of `store::TxBackend` reached
+//!   through `store::Tx`, a transaction only the audit writer hands out. Typed rows and typed
+//!   state (statuses, platforms, levels, in `store::types`) are the same for every backend.
+//!   **mediavault-store-sqlite** holds the SQL for SQLite (sqlx, WAL, one writer connection);
+//!   only the composition root names it.
 //! - **mediavault-platforms** ([`platforms`]): the WeChat and Weibo clients and the broker;
 //!   with the `demo` feature, `platforms::fake` is **mediavault-fake-platforms**, the faithful
 //!   fakes used by tests and demo mode.

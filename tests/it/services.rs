@@ -548,6 +548,7 @@ fn each_crate_depends_only_on_the_layers_below_it() {
     let allowed: &[(&str, &[&str])] = &[
         ("base", &[]),
         ("store", &["mediavault-base"]),
+        ("store-sqlite", &["mediavault-base", "mediavault-store"]),
         ("platforms", &["mediavault-base", "mediavault-store"]),
         ("fake-platforms", &[]),
         (
@@ -555,6 +556,7 @@ fn each_crate_depends_only_on_the_layers_below_it() {
             &[
                 "mediavault-base",
                 "mediavault-store",
+                "mediavault-store-sqlite",
                 "mediavault-platforms",
             ],
         ),
@@ -590,6 +592,30 @@ fn each_crate_depends_only_on_the_layers_below_it() {
             if !below.contains(&name.as_str()) {
                 offenders.push(format!("{krate} depends on {name}"));
             }
+        }
+    }
+    // Above the store, only the composition root (mediavault-core's `vault`) names a backend; every
+    // service sees the store traits alone. Test modules aside.
+    fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                sources(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    for krate in ["core", "http", "platforms", "bench"] {
+        sources(&root.join("crates").join(krate).join("src"), &mut files);
+    }
+    let composition_root = root.join("crates/core/src/vault");
+    for file in files.iter().filter(|f| !f.starts_with(&composition_root)) {
+        let text = std::fs::read_to_string(file).unwrap();
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        if code.contains("mediavault_store_sqlite") {
+            offenders.push(format!("{} names the SQLite backend", file.display()));
         }
     }
     assert!(offenders.is_empty(), "{offenders:#?}");

@@ -1,7 +1,8 @@
 //! Accounts and their credential versions.
 
-use super::types::{AccountStatus, Platform};
-use super::{Result, Store, StoreError, Tx};
+use crate::types::{AccountStatus, Platform};
+use crate::{Result, StoreError};
+use async_trait::async_trait;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AccountRow {
@@ -23,51 +24,9 @@ pub struct VersionRow {
     pub reason: String,
 }
 
-impl Store {
-    pub async fn account_get(&self, id: &str) -> Result<Option<AccountRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, platform, display_name, status, status_reason, current_version, created_at, rotated_at FROM accounts WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?)
-    }
-
-    pub async fn accounts_list(&self) -> Result<Vec<AccountRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, platform, display_name, status, status_reason, current_version, created_at, rotated_at FROM accounts ORDER BY id",
-        )
-        .fetch_all(&self.reader)
-        .await?)
-    }
-
-    /// The sealed credential of one version.
-    pub async fn credential_sealed(&self, account: &str, version: i64) -> Result<Option<Vec<u8>>> {
-        Ok(sqlx::query_scalar(
-            "SELECT sealed FROM credential_versions WHERE account_id = ? AND version = ?",
-        )
-        .bind(account)
-        .bind(version)
-        .fetch_optional(&self.reader)
-        .await?)
-    }
-
-    pub async fn credential_versions(&self, account: &str) -> Result<Vec<VersionRow>> {
-        Ok(sqlx::query_as(
-            "SELECT version, created_at, created_by, reason FROM credential_versions WHERE account_id = ? ORDER BY version",
-        )
-        .bind(account)
-        .fetch_all(&self.reader)
-        .await?)
-    }
-
-    /// Every sealed credential, for rewrapping under a new keyring term.
-    pub async fn credential_all_sealed(&self) -> Result<Vec<(String, i64, Vec<u8>)>> {
-        Ok(sqlx::query_as("SELECT account_id, version, sealed FROM credential_versions ORDER BY account_id, version")
-            .fetch_all(&self.reader)
-            .await?)
-    }
-}
+/// Seals a new credential version given its number (the ciphertext's AAD binds it).
+pub type Seal<'a> =
+    Box<dyn FnOnce(i64) -> Result<Vec<u8>, mediavault_base::crypto::CryptoError> + Send + 'a>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreAddError {
@@ -77,10 +36,21 @@ pub enum StoreAddError {
     Crypto(mediavault_base::crypto::CryptoError),
 }
 
-/// Changes: each runs inside the transaction the audit writer hands out.
-impl Tx {
+#[async_trait]
+pub trait AccountReads: Send + Sync {
+    async fn account_get(&self, id: &str) -> Result<Option<AccountRow>>;
+    async fn accounts_list(&self) -> Result<Vec<AccountRow>>;
+    /// The sealed credential of one version.
+    async fn credential_sealed(&self, account: &str, version: i64) -> Result<Option<Vec<u8>>>;
+    async fn credential_versions(&self, account: &str) -> Result<Vec<VersionRow>>;
+    /// Every sealed credential, for rewrapping under a new keyring term.
+    async fn credential_all_sealed(&self) -> Result<Vec<(String, i64, Vec<u8>)>>;
+}
+
+#[async_trait]
+pub trait AccountWrites: Send {
     /// Creates an account with its first credential version in one transaction.
-    pub async fn account_insert(
+    async fn account_insert(
         &mut self,
         id: &str,
         platform: Platform,
@@ -88,101 +58,27 @@ impl Tx {
         sealed_v1: &[u8],
         created_by: &str,
         now: i64,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO accounts (id, platform, display_name, current_version, created_at, rotated_at) VALUES (?, ?, ?, 1, ?, ?)",
-        )
-        .bind(id)
-        .bind(platform)
-        .bind(display_name)
-        .bind(now)
-        .bind(now)
-        .execute(self.conn())
-        .await?;
-        sqlx::query(
-            "INSERT INTO credential_versions (account_id, version, sealed, created_at, created_by, reason) VALUES (?, 1, ?, ?, ?, 'created')",
-        )
-        .bind(id)
-        .bind(sealed_v1)
-        .bind(now)
-        .bind(created_by)
-        .execute(self.conn())
-        .await?;
-        Ok(())
-    }
-    pub async fn credential_replace_sealed(
+    ) -> Result<()>;
+    async fn credential_replace_sealed(
         &mut self,
         account: &str,
         version: i64,
         sealed: &[u8],
-    ) -> Result<()> {
-        sqlx::query(
-            "UPDATE credential_versions SET sealed = ? WHERE account_id = ? AND version = ?",
-        )
-        .bind(sealed)
-        .bind(account)
-        .bind(version)
-        .execute(self.conn())
-        .await?;
-        Ok(())
-    }
+    ) -> Result<()>;
     /// Adds the next version and makes it current. `seal` gets the new version number, because
     /// the ciphertext's AAD binds it.
-    pub async fn credential_add_version<F>(
+    async fn credential_add_version(
         &mut self,
         account: &str,
         created_by: &str,
         reason: &str,
         now: i64,
-        seal: F,
-    ) -> Result<i64, StoreAddError>
-    where
-        F: FnOnce(i64) -> Result<Vec<u8>, mediavault_base::crypto::CryptoError>,
-    {
-        let max: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(version) FROM credential_versions WHERE account_id = ?")
-                .bind(account)
-                .fetch_one(self.conn())
-                .await
-                .map_err(StoreError::from)?;
-        let version = max
-            .ok_or_else(|| StoreError::Corrupt(format!("account {account} has no versions")))?
-            + 1;
-        let sealed = seal(version).map_err(StoreAddError::Crypto)?;
-        sqlx::query(
-            "INSERT INTO credential_versions (account_id, version, sealed, created_at, created_by, reason) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(account)
-        .bind(version)
-        .bind(&sealed)
-        .bind(now)
-        .bind(created_by)
-        .bind(reason)
-        .execute(self.conn())
-        .await
-        .map_err(StoreError::from)?;
-        sqlx::query("UPDATE accounts SET current_version = ?, rotated_at = ? WHERE id = ?")
-            .bind(version)
-            .bind(now)
-            .bind(account)
-            .execute(self.conn())
-            .await
-            .map_err(StoreError::from)?;
-        Ok(version)
-    }
-    pub async fn account_set_status(
+        seal: Seal<'_>,
+    ) -> Result<i64, StoreAddError>;
+    async fn account_set_status(
         &mut self,
         id: &str,
         status: AccountStatus,
         reason: &str,
-    ) -> Result<()> {
-        self.touch_tokens();
-        sqlx::query("UPDATE accounts SET status = ?, status_reason = ? WHERE id = ?")
-            .bind(status)
-            .bind(reason)
-            .bind(id)
-            .execute(self.conn())
-            .await?;
-        Ok(())
-    }
+    ) -> Result<()>;
 }

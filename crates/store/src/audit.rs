@@ -1,25 +1,8 @@
 //! The audit log and its prune anchors, as rows. The chain itself is computed in `crate::audit`;
 //! this file only stores and fetches.
 
-use std::sync::Arc;
-
-use super::{Result, Store, StoreError, Tx};
-
-/// Rows per `INSERT` statement: 15 parameters each, far below SQLite's 32766, and few distinct
-/// statement shapes for sqlx's statement cache.
-pub const INSERT_CHUNK: usize = 100;
-
-/// `SELECT <every column of an entry, in AuditRow's order> FROM audit_log ` followed by the rest of
-/// a statement (string literals, for `concat!`): one column list for every read of whole entries.
-macro_rules! select_entries {
-    ($($rest:literal),+) => {
-        concat!(
-            "SELECT seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, \
-             http_method, http_path, http_status, detail, prev_hash, hash FROM audit_log ",
-            $($rest),+
-        )
-    };
-}
+use crate::Result;
+use async_trait::async_trait;
 
 /// One stored entry, exactly as hashed.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -118,281 +101,42 @@ pub struct ChainHead {
     pub hash: [u8; 32],
 }
 
-fn to_hash(v: &[u8]) -> Option<[u8; 32]> {
-    <[u8; 32]>::try_from(v).ok()
-}
-
-/// One statement (the writer reads the head in every batch, and each statement is a hop to the
-/// connection's worker thread): the last entry, and the latest anchor for a log pruned empty.
-async fn head_in<'c, E>(conn: E) -> Result<ChainHead>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
-{
-    type Head = (Option<i64>, Option<Vec<u8>>, Option<i64>, Option<Vec<u8>>);
-    let (seq, hash, first_seq, prev_hash): Head = sqlx::query_as(
-        "SELECT (SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1), \
-                (SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1), \
-                (SELECT first_seq FROM audit_anchor ORDER BY first_seq DESC LIMIT 1), \
-                (SELECT prev_hash FROM audit_anchor ORDER BY first_seq DESC LIMIT 1)",
-    )
-    .fetch_one(conn)
-    .await?;
-    let corrupt = |what: &str| super::StoreError::Corrupt(format!("audit {what} is not 32 bytes"));
-    Ok(match (seq, hash, first_seq, prev_hash) {
-        (Some(seq), Some(hash), _, _) => ChainHead {
-            seq,
-            hash: to_hash(&hash).ok_or_else(|| corrupt("hash"))?,
-        },
-        (None, _, Some(first_seq), Some(prev)) => ChainHead {
-            seq: first_seq - 1,
-            hash: to_hash(&prev).ok_or_else(|| corrupt("anchor"))?,
-        },
-        (None, _, None, _) => ChainHead {
-            seq: 0,
-            hash: [0u8; 32],
-        },
-        _ => {
-            return Err(super::StoreError::Corrupt(
-                "audit head or anchor lacks its hash".into(),
-            ));
-        }
-    })
-}
-
-fn walk<S>(
-    conn: &rusqlite::Connection,
-    lo: i64,
-    hi: i64,
-    mut state: S,
-    mut each: impl FnMut(&mut S, AuditFields<'_>) -> bool,
-) -> rusqlite::Result<S> {
-    let mut stmt = conn.prepare(select_entries!("WHERE seq >= ? AND seq <= ? ORDER BY seq"))?;
-    let mut rows = stmt.query((lo, hi))?;
-    while let Some(r) = rows.next()? {
-        let text = |i| r.get_ref(i).and_then(|v| Ok(v.as_str()?));
-        let text_or_null = |i| r.get_ref(i).and_then(|v| Ok(v.as_str_or_null()?));
-        let int = |i| r.get_ref(i).and_then(|v| Ok(v.as_i64()?));
-        let blob = |i| r.get_ref(i).and_then(|v| Ok(v.as_blob()?));
-        let row = AuditFields {
-            seq: int(0)?,
-            ts: int(1)?,
-            actor_kind: text(2)?,
-            actor_id: text(3)?,
-            action: text(4)?,
-            target: text(5)?,
-            outcome: text(6)?,
-            source_ip: text(7)?,
-            request_id: text(8)?,
-            http_method: text_or_null(9)?,
-            http_path: text_or_null(10)?,
-            http_status: r.get_ref(11).and_then(|v| Ok(v.as_i64_or_null()?))?,
-            detail: text(12)?,
-            prev_hash: blob(13)?,
-            hash: blob(14)?,
-        };
-        if !each(&mut state, row) {
-            break;
-        }
-    }
-    Ok(state)
-}
-
-impl Store {
-    pub async fn audit_head(&self) -> Result<ChainHead> {
-        head_in(&self.reader).await
-    }
-
+#[async_trait]
+pub trait AuditReads: Send + Sync {
+    async fn audit_head(&self) -> Result<ChainHead>;
     /// The latest prune anchor, if the log was ever pruned.
-    pub async fn audit_anchor(&self) -> Result<Option<AuditAnchor>> {
-        Ok(sqlx::query_as(
-            "SELECT first_seq, prev_hash, pruned_from_seq, pruned_before, pruned_at, mac FROM audit_anchor ORDER BY first_seq DESC LIMIT 1",
-        )
-        .fetch_optional(&self.reader)
-        .await?)
-    }
-
+    async fn audit_anchor(&self) -> Result<Option<AuditAnchor>>;
     /// Up to `limit` entries with `seq > after`, in seq order: the unit in which verify walks.
-    pub async fn audit_chunk(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>> {
-        Ok(
-            sqlx::query_as(select_entries!("WHERE seq > ? ORDER BY seq LIMIT ?"))
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.reader)
-                .await?,
-        )
-    }
-
+    async fn audit_chunk(&self, after: i64, limit: i64) -> Result<Vec<AuditRow>>;
     /// The lowest and highest seq stored (None when the log is empty). Two subqueries: SQLite
     /// reads a lone MIN or MAX off the end of the index, but scans the table for both at once.
-    pub async fn audit_seq_bounds(&self) -> Result<Option<(i64, i64)>> {
-        let (lo, hi): (Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT (SELECT MIN(seq) FROM audit_log), (SELECT MAX(seq) FROM audit_log)",
-        )
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(lo.zip(hi))
-    }
-
-    /// Hands every entry with `lo <= seq <= hi` to `each`, in seq order, until it returns false;
-    /// returns `state`. One statement for the whole range, on a read-only connection of its own
-    /// in a blocking thread, each row's values borrowed straight from SQLite: through sqlx every
-    /// row crosses a channel from its worker thread and every value is copied (a walk of the
-    /// log measured ~5× slower).
-    pub async fn audit_walk<S: Send + 'static>(
-        &self,
-        lo: i64,
-        hi: i64,
-        state: S,
-        each: impl FnMut(&mut S, AuditFields<'_>) -> bool + Send + 'static,
-    ) -> Result<S> {
-        let file = Arc::clone(&self.file);
-        tokio::task::spawn_blocking(move || {
-            let conn = file.open_read_only()?;
-            Ok(walk(&conn, lo, hi, state, each)?)
-        })
-        .await
-        .map_err(|e| StoreError::Corrupt(format!("audit walk: {e}")))?
-    }
-
-    pub async fn audit_entry(&self, seq: i64) -> Result<Option<AuditRow>> {
-        Ok(sqlx::query_as(select_entries!("WHERE seq = ?"))
-            .bind(seq)
-            .fetch_optional(&self.reader)
-            .await?)
-    }
-
-    pub async fn audit_query(&self, f: &AuditFilter) -> Result<Vec<AuditRow>> {
-        // Two fixed statements rather than an ORDER BY expression, so both walk the seq index.
-        const ASC: &str = select_entries!(
-            "WHERE (?1 IS NULL OR actor_id = ?1) AND (?2 IS NULL OR target = ?2) AND (?3 IS NULL OR action = ?3) \
-             AND (?4 IS NULL OR outcome = ?4) AND (?5 IS NULL OR ts >= ?5) AND (?6 IS NULL OR ts < ?6) AND seq > ?7 \
-             AND (?9 IS NULL OR seq < ?9) ORDER BY seq LIMIT ?8"
-        );
-        const DESC: &str = select_entries!(
-            "WHERE (?1 IS NULL OR actor_id = ?1) AND (?2 IS NULL OR target = ?2) AND (?3 IS NULL OR action = ?3) \
-             AND (?4 IS NULL OR outcome = ?4) AND (?5 IS NULL OR ts >= ?5) AND (?6 IS NULL OR ts < ?6) AND seq > ?7 \
-             AND (?9 IS NULL OR seq < ?9) ORDER BY seq DESC LIMIT ?8"
-        );
-        Ok(sqlx::query_as(if f.newest_first { DESC } else { ASC })
-            .bind(&f.actor)
-            .bind(&f.target)
-            .bind(&f.action)
-            .bind(&f.outcome)
-            .bind(f.since_ms)
-            .bind(f.until_ms)
-            .bind(f.after_seq)
-            .bind(f.limit)
-            .bind(f.before_seq)
-            .fetch_all(&self.reader)
-            .await?)
-    }
-
+    async fn audit_seq_bounds(&self) -> Result<Option<(i64, i64)>>;
+    async fn audit_entry(&self, seq: i64) -> Result<Option<AuditRow>>;
+    async fn audit_query(&self, f: &AuditFilter) -> Result<Vec<AuditRow>>;
     /// Up to `limit` entries after `after_seq` with `ts >= since_ms` that did not succeed or
     /// whose action is one of `actions`, in seq order: what the early-warning rules count. The
     /// filter runs in SQLite, so a busy window of successful requests is never read into memory.
-    pub async fn audit_alert_candidates(
+    async fn audit_alert_candidates(
         &self,
         since_ms: i64,
         after_seq: i64,
         limit: i64,
         actions: &[&str],
-    ) -> Result<Vec<AuditRow>> {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(select_entries!("WHERE ts >= "));
-        q.push_bind(since_ms)
-            .push(" AND seq > ")
-            .push_bind(after_seq)
-            .push(" AND (outcome <> 'success' OR action IN (");
-        let mut list = q.separated(", ");
-        for a in actions {
-            list.push_bind(*a);
-        }
-        list.push_unseparated(")) ORDER BY seq LIMIT ");
-        q.push_bind(limit);
-        Ok(q.build_query_as().fetch_all(&self.reader).await?)
-    }
-
+    ) -> Result<Vec<AuditRow>>;
     /// Entries and failures (any outcome but success) per bucket of `bucket_ms` from `since_ms`.
-    pub async fn audit_activity(
-        &self,
-        since_ms: i64,
-        bucket_ms: i64,
-    ) -> Result<Vec<(i64, i64, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT (ts - ?1) / ?2 AS bucket, COUNT(*), SUM(CASE WHEN outcome = 'success' THEN 0 ELSE 1 END) \
-             FROM audit_log WHERE ts >= ?1 GROUP BY bucket ORDER BY bucket",
-        )
-        .bind(since_ms)
-        .bind(bucket_ms.max(1))
-        .fetch_all(&self.reader)
-        .await?)
-    }
-
+    async fn audit_activity(&self, since_ms: i64, bucket_ms: i64) -> Result<Vec<(i64, i64, i64)>>;
     /// The first seq whose entry is at or after `ts_ms` (None if every entry is older).
-    pub async fn audit_first_seq_at(&self, ts_ms: i64) -> Result<Option<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT MIN(seq) FROM audit_log WHERE ts >= ?")
-                .bind(ts_ms)
-                .fetch_one(&self.reader)
-                .await?,
-        )
-    }
+    async fn audit_first_seq_at(&self, ts_ms: i64) -> Result<Option<i64>>;
 }
 
-/// The writer's side: read the head and append, inside the transaction of the batch.
-impl Tx {
+#[async_trait]
+pub trait AuditWrites: Send {
     /// Where the next entry attaches. Read inside the batch's `BEGIN IMMEDIATE` transaction, so
     /// another process (the CLI) appending in between cannot fork the chain.
-    pub async fn audit_head(&mut self) -> Result<ChainHead> {
-        head_in(self.conn()).await
-    }
-
+    async fn audit_head(&mut self) -> Result<ChainHead>;
     /// Appends rows with one multi-row `INSERT` per chunk of [`INSERT_CHUNK`]: every sqlx
     /// statement costs a worker-thread hop, so one statement per row would dominate a batch.
-    pub async fn audit_insert(&mut self, rows: &[AuditRow]) -> Result<()> {
-        for chunk in rows.chunks(INSERT_CHUNK) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash) ",
-            );
-            q.push_values(chunk, |mut b, r| {
-                b.push_bind(r.seq)
-                    .push_bind(r.ts)
-                    .push_bind(&r.actor_kind)
-                    .push_bind(&r.actor_id)
-                    .push_bind(&r.action)
-                    .push_bind(&r.target)
-                    .push_bind(&r.outcome)
-                    .push_bind(&r.source_ip)
-                    .push_bind(&r.request_id)
-                    .push_bind(&r.http_method)
-                    .push_bind(&r.http_path)
-                    .push_bind(r.http_status)
-                    .push_bind(&r.detail)
-                    .push_bind(&r.prev_hash)
-                    .push_bind(&r.hash);
-            });
-            q.build().execute(self.conn()).await?;
-        }
-        Ok(())
-    }
-
+    async fn audit_insert(&mut self, rows: &[AuditRow]) -> Result<()>;
     /// Deletes every entry before `anchor.first_seq` and records the anchor, in one transaction.
-    pub async fn audit_prune(&mut self, anchor: &AuditAnchor) -> Result<u64> {
-        let n = sqlx::query("DELETE FROM audit_log WHERE seq < ?")
-            .bind(anchor.first_seq)
-            .execute(self.conn())
-            .await?
-            .rows_affected();
-        sqlx::query(
-            "INSERT INTO audit_anchor (first_seq, prev_hash, pruned_from_seq, pruned_before, pruned_at, mac) VALUES (?, ?, ?, ?, ?, ?)",
-        )
-        .bind(anchor.first_seq)
-        .bind(&anchor.prev_hash)
-        .bind(anchor.pruned_from_seq)
-        .bind(anchor.pruned_before)
-        .bind(anchor.pruned_at)
-        .bind(&anchor.mac)
-        .execute(self.conn())
-        .await?;
-        Ok(n)
-    }
+    async fn audit_prune(&mut self, anchor: &AuditAnchor) -> Result<u64>;
 }

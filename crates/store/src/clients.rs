@@ -1,6 +1,7 @@
 //! Publishing tools and their client keys.
 
-use super::{Result, Store, Tx};
+use crate::Result;
+use async_trait::async_trait;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClientRow {
@@ -13,34 +14,17 @@ pub struct ClientRow {
     pub revoked_at: Option<i64>,
 }
 
-impl Store {
+#[async_trait]
+pub trait ClientReads: Send + Sync {
     /// A live client by its key hash. A revocation is seen at once: WAL readers see every commit.
-    pub async fn client_by_key_hash(&self, hash: &[u8]) -> Result<Option<ClientRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, name, accounts, created_at, created_by, revoked_at FROM clients WHERE key_hash = ? AND revoked_at IS NULL",
-        )
-        .bind(hash)
-        .fetch_optional(&self.reader)
-        .await?)
-    }
-
-    pub async fn client_get(&self, id: &str) -> Result<Option<ClientRow>> {
-        Ok(sqlx::query_as("SELECT id, name, accounts, created_at, created_by, revoked_at FROM clients WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?)
-    }
-
-    pub async fn clients_list(&self) -> Result<Vec<ClientRow>> {
-        Ok(sqlx::query_as("SELECT id, name, accounts, created_at, created_by, revoked_at FROM clients ORDER BY name")
-            .fetch_all(&self.reader)
-            .await?)
-    }
+    async fn client_by_key_hash(&self, hash: &[u8]) -> Result<Option<ClientRow>>;
+    async fn client_get(&self, id: &str) -> Result<Option<ClientRow>>;
+    async fn clients_list(&self) -> Result<Vec<ClientRow>>;
 }
 
-/// Changes: each runs inside the transaction the audit writer hands out.
-impl Tx {
-    pub async fn client_insert(
+#[async_trait]
+pub trait ClientWrites: Send {
+    async fn client_insert(
         &mut self,
         id: &str,
         name: &str,
@@ -48,27 +32,7 @@ impl Tx {
         accounts_json: &str,
         created_by: &str,
         now: i64,
-    ) -> Result<()> {
-        sqlx::query("INSERT INTO clients (id, name, key_hash, accounts, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)")
-            .bind(id)
-            .bind(name)
-            .bind(key_hash)
-            .bind(accounts_json)
-            .bind(now)
-            .bind(created_by)
-            .execute(self.conn())
-            .await?;
-        Ok(())
-    }
+    ) -> Result<()>;
     /// Returns whether a live client was revoked.
-    pub async fn client_revoke(&mut self, id: &str, now: i64) -> Result<bool> {
-        self.touch_tokens();
-        let r =
-            sqlx::query("UPDATE clients SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(now)
-                .bind(id)
-                .execute(self.conn())
-                .await?;
-        Ok(r.rows_affected() == 1)
-    }
+    async fn client_revoke(&mut self, id: &str, now: i64) -> Result<bool>;
 }

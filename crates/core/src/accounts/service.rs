@@ -362,9 +362,13 @@ impl Accounts {
                 Box::pin(async move {
                     proof.spend(tx).await?;
                     let v = tx
-                        .credential_add_version(&account, &by, &reason, now, |v| {
-                            cred.seal(&keys, &account, v)
-                        })
+                        .credential_add_version(
+                            &account,
+                            &by,
+                            &reason,
+                            now,
+                            Box::new(|v| cred.seal(&keys, &account, v)),
+                        )
                         .await
                         .map_err(|e| match e {
                             StoreAddError::Store(s) => Error::from(s),

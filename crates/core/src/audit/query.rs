@@ -104,15 +104,18 @@ mod tests {
     use super::*;
     use crate::audit::chain::entry_hash;
 
+    use mediavault_store_sqlite::testing::open_temp;
+    use sqlx::SqlitePool;
+
     const N: i64 = 30;
 
     fn key() -> hmac::Key {
         hmac::Key::new(hmac::HMAC_SHA256, &[3u8; 32])
     }
 
-    /// A store holding a clean chain of `N` entries.
-    async fn chain() -> (tempfile::TempDir, Store) {
-        let (dir, store) = Store::open_temp().await;
+    /// A store holding a clean chain of `N` entries, and a raw pool on its database.
+    async fn chain() -> (tempfile::TempDir, Store, SqlitePool) {
+        let (dir, store, raw) = open_temp().await;
         let mut prev = super::super::chain::GENESIS.to_vec();
         let rows: Vec<AuditRow> = (1..=N)
             .map(|seq| {
@@ -141,11 +144,11 @@ mod tests {
         let mut tx = store.begin().await.unwrap();
         tx.audit_insert(&rows).await.unwrap();
         tx.commit().await.unwrap();
-        (dir, store)
+        (dir, store, raw)
     }
 
-    async fn exec(store: &Store, sql: &'static str) {
-        sqlx::query(sql).execute(store.test_writer()).await.unwrap();
+    async fn exec(raw: &SqlitePool, sql: &'static str) {
+        sqlx::query(sql).execute(raw).await.unwrap();
     }
 
     /// The walk in 3 ranges ([1, 10], [11, 20], [21, 30]) reports exactly what one walk does.
@@ -165,7 +168,7 @@ mod tests {
 
     #[tokio::test]
     async fn ranges_walked_at_once_report_what_one_walk_does() {
-        let (_dir, store) = chain().await;
+        let (_dir, store, _) = chain().await;
         let r = verify_split(&store, None).await;
         assert!(r.ok, "{r:?}");
         assert_eq!((r.entries_checked, r.head_seq), (N as u64, N));
@@ -216,9 +219,9 @@ mod tests {
             ),
         ];
         for (sqls, bad) in cases {
-            let (_dir, store) = chain().await;
+            let (_dir, store, raw) = chain().await;
             for sql in *sqls {
-                exec(&store, sql).await;
+                exec(&raw, sql).await;
             }
             let r = verify_split(&store, None).await;
             assert_eq!(r.first_bad_seq, Some(*bad), "{sqls:?}: {r:?}");
@@ -227,7 +230,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_checkpoint_is_held_by_every_range() {
-        let (_dir, store) = chain().await;
+        let (_dir, store, raw) = chain().await;
         let head = verify_split(&store, None).await;
         let hash = |hex_text: &str| <[u8; 32]>::try_from(hex::decode(hex_text).unwrap()).unwrap();
         let cp = Checkpoint {
@@ -246,7 +249,7 @@ mod tests {
             Some(25)
         );
         // A tail cut off inside the middle range.
-        exec(&store, "DELETE FROM audit_log WHERE seq > 15").await;
+        exec(&raw, "DELETE FROM audit_log WHERE seq > 15").await;
         assert_eq!(
             verify_split(&store, Some(&cp)).await.first_bad_seq,
             Some(16)

@@ -462,16 +462,15 @@ mod tests {
     use crate::clock::Clock;
     use crate::crypto::hmac;
     use crate::error::Error;
-    use crate::store::Store;
 
     /// Changes queued together run in one batch transaction, each under its own savepoint (kept
     /// ones stay open until the COMMIT): a failing change in the middle leaves no trace, and the
     /// changes before and after it are committed with their entries on one unbroken chain.
     #[tokio::test]
     async fn a_failed_change_in_a_batch_is_undone_alone() {
-        let (_dir, store) = Store::open_temp().await;
+        let (_dir, store, raw) = mediavault_store_sqlite::testing::open_temp().await;
         sqlx::query("CREATE TABLE t (name TEXT NOT NULL)")
-            .execute(store.test_writer())
+            .execute(&raw)
             .await
             .unwrap();
         let key = hmac::Key::new(hmac::HMAC_SHA256, &[7u8; 32]);
@@ -485,7 +484,7 @@ mod tests {
                         Box::pin(async move {
                             sqlx::query("INSERT INTO t (name) VALUES (?)")
                                 .bind(name)
-                                .execute(tx.test_conn())
+                                .execute(mediavault_store_sqlite::testing::conn(tx))
                                 .await
                                 .map_err(crate::store::StoreError::from)?;
                             if fail {
@@ -509,14 +508,14 @@ mod tests {
         assert!(a.is_ok() && c.is_ok() && e.is_ok());
         assert!(b.is_err() && d.is_err());
         let names: Vec<String> = sqlx::query_scalar("SELECT name FROM t ORDER BY rowid")
-            .fetch_all(store.test_reader())
+            .fetch_all(&raw)
             .await
             .unwrap();
         assert_eq!(names, ["a", "c", "e"]);
         let targets: Vec<String> = sqlx::query_scalar(
             "SELECT target FROM audit_log WHERE action = 'test.change' ORDER BY seq",
         )
-        .fetch_all(store.test_reader())
+        .fetch_all(&raw)
         .await
         .unwrap();
         assert_eq!(targets, ["a", "c", "e"]);
@@ -525,7 +524,7 @@ mod tests {
         // The next batch starts clean on the same connection.
         put("f", false).await.unwrap();
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
-            .fetch_one(store.test_reader())
+            .fetch_one(&raw)
             .await
             .unwrap();
         assert_eq!(n, 4);

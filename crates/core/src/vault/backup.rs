@@ -29,6 +29,7 @@ use crate::crypto::{RootKey, SecretBytes};
 use crate::identity::users::seed_aad;
 use crate::store::Store;
 use crate::vault::open_store;
+use mediavault_store_sqlite::SqliteStore;
 
 const MAGIC: &[u8] = b"mediavault-backup v1\n";
 
@@ -61,7 +62,7 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         for p in &self.0 {
-            for q in std::iter::once(p.clone()).chain(crate::store::files::sidecars(p)) {
+            for q in std::iter::once(p.clone()).chain(mediavault_store_sqlite::files::sidecars(p)) {
                 let _ = std::fs::remove_file(q);
             }
         }
@@ -101,7 +102,7 @@ async fn backup_with(
         .snapshot_into(&snapshot)
         .await
         .context("taking the snapshot")?;
-    let copy = Store::open_snapshot(&snapshot).await?;
+    let copy = SqliteStore::open_snapshot(&snapshot).await?;
     let report = verify_store(&copy, &keys.mac().audit).await;
     copy.close().await;
     let report = report?;

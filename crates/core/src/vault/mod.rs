@@ -32,6 +32,7 @@ use crate::publishing::posts::Posts;
 use crate::review::AuditReview;
 use crate::store::Store;
 use crate::store::keyring::MAC_MASTER_KEY;
+use mediavault_store_sqlite::SqliteStore;
 
 pub struct Vault {
     pub(crate) store: Store,
@@ -140,7 +141,7 @@ impl Vault {
             create_private_dir(parent)?;
         }
         let root = RootKey::create_file(&key_path)?;
-        let store = Store::open(&db, true).await?;
+        let store = SqliteStore::open(&db, true).await?;
         let term1 = new_data_key()?;
         let mac = new_data_key()?;
         store
@@ -563,7 +564,7 @@ fn make_dir_private(dir: &Path) -> Result<(), OpenError> {
 /// unlocks its keyring; a wrong key closes the store again having written nothing.
 pub async fn open_store(config: &Config) -> Result<(RootKey, Store, Keyring), OpenError> {
     let root = RootKey::load_file(&config.root_key_path())?;
-    let store = Store::open(&config.database_path(), false).await?;
+    let store = SqliteStore::open(&config.database_path(), false).await?;
     match unlock(&store, &root).await {
         Ok(keys) => Ok((root, store, keys)),
         Err(e) => {

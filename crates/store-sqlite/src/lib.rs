@@ -1,0 +1,330 @@
+//! mediavault-store-sqlite: the SQLite backend of mediavault-store, through sqlx. WAL,
+//! `synchronous=FULL`, migrations in `migrations/sqlite`. All of the vault's SQL for SQLite is in
+//! this crate; the traits it implements and the rows it returns are mediavault-store's.
+//!
+//! Two pools: one writer connection (SQLite allows one writer; queueing in-process is cheaper and
+//! fairer than `SQLITE_BUSY` retries, and it makes check-then-insert sequences atomic per
+//! transaction) and a few readers. Plain reads go to the readers, which in WAL mode see every
+//! committed write, so token and key lookups never queue behind audit commits. The audit verifier's
+//! walk of the whole log reads through rusqlite, on read-only connections of its own
+//! ([`SqliteStore::audit_walk_boxed`] says why).
+
+mod accounts;
+mod audit;
+mod checkouts;
+mod clients;
+pub mod files;
+mod incidents;
+mod keyring;
+mod posts;
+mod users;
+
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mediavault_store::{Backend, Result, SeqLink, Store, StoreError, TxBackend, Walker};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Maps an error of the verifier's rusqlite connection.
+fn read_error(e: rusqlite::Error) -> StoreError {
+    StoreError::Read(Box::new(e))
+}
+
+/// One write transaction on the writer connection (`BEGIN IMMEDIATE`).
+pub struct SqliteTx {
+    conn: sqlx::Transaction<'static, sqlx::Sqlite>,
+    /// Set by every statement that can end a token or what it was issued under (checkout status,
+    /// client revocation, user disable, account freeze); [`mediavault_store::Tx::commit`] then
+    /// bumps the token epoch.
+    tokens_touched: bool,
+}
+
+impl SqliteTx {
+    pub(crate) fn conn(&mut self) -> &mut sqlx::SqliteConnection {
+        &mut self.conn
+    }
+
+    /// Marks this transaction as one that may end live tokens.
+    pub(crate) fn touch_tokens(&mut self) {
+        self.tokens_touched = true;
+    }
+}
+
+#[async_trait]
+impl TxBackend for SqliteTx {
+    async fn apply_link(&mut self, link: &SeqLink, seq: i64) -> Result<()> {
+        match link {
+            SeqLink::SessionStepUp(hash) => {
+                sqlx::query("UPDATE sessions SET step_up_seq = ? WHERE token_hash = ?")
+                    .bind(seq)
+                    .bind(hash)
+                    .execute(self.conn())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn savepoint(&mut self) -> Result<()> {
+        sqlx::query("SAVEPOINT change").execute(self.conn()).await?;
+        Ok(())
+    }
+
+    /// A kept unit's savepoint is left open: the batch's COMMIT commits the transaction with every
+    /// savepoint in it, and each statement is a hop to the connection's worker thread (a RELEASE
+    /// per change made a batch of proxied calls a third slower). Savepoints nest, and
+    /// `ROLLBACK TO change` undoes only back to the innermost one of that name, so an undone unit
+    /// never touches the kept units before it.
+    async fn end_savepoint(&mut self, keep: bool) -> Result<()> {
+        if !keep {
+            sqlx::query("ROLLBACK TO change")
+                .execute(self.conn())
+                .await?;
+            sqlx::query("RELEASE change").execute(self.conn()).await?;
+        }
+        Ok(())
+    }
+
+    async fn commit_tx(self: Box<Self>) -> Result<()> {
+        self.conn.commit().await?;
+        Ok(())
+    }
+
+    fn tokens_touched(&self) -> bool {
+        self.tokens_touched
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// Where the database is, and how the pools opened it.
+#[derive(Debug)]
+struct DbFile {
+    path: PathBuf,
+    /// A snapshot ([`SqliteStore::open_snapshot`]): opened as immutable, so no WAL or lock is touched.
+    immutable: bool,
+}
+
+impl DbFile {
+    /// A rusqlite connection that can only read, with the pools' busy timeout.
+    fn open_read_only(&self) -> Result<rusqlite::Connection> {
+        use rusqlite::OpenFlags;
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = if self.immutable {
+            // `immutable` is only a URI parameter; the path goes in percent-encoded, as sqlx does.
+            let path = self.path.to_str().ok_or_else(|| {
+                StoreError::Corrupt(format!("{} is not UTF-8", self.path.display()))
+            })?;
+            let encoded: String = path
+                .bytes()
+                .map(|b| match b {
+                    b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' => char::from(b).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect();
+            rusqlite::Connection::open_with_flags(
+                format!("file:{encoded}?immutable=1"),
+                flags | OpenFlags::SQLITE_OPEN_URI,
+            )
+            .map_err(read_error)?
+        } else {
+            rusqlite::Connection::open_with_flags(&self.path, flags).map_err(read_error)?
+        };
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(read_error)?;
+        Ok(conn)
+    }
+}
+
+/// The SQLite store: the writer and reader pools on one database file.
+#[derive(Debug)]
+pub struct SqliteStore {
+    pub(crate) writer: SqlitePool,
+    pub(crate) reader: SqlitePool,
+    /// The database file, for readers outside the pools (the audit verifier's walk).
+    file: Arc<DbFile>,
+}
+
+impl SqliteStore {
+    /// Opens (and with `create`, creates) the database and applies embedded migrations. The
+    /// database and its directory must be private to this user ([`files`]).
+    pub async fn open(path: &Path, create: bool) -> Result<Store> {
+        if !create && !path.exists() {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        files::refuse_if_open(dir, "700")?;
+        if create {
+            files::create_private_file(path)?;
+        }
+        files::refuse_if_open(path, "600")?;
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(create)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        // No ping before each acquire (sqlx's default): a connection to a local file does not go
+        // stale, and the ping is one more round trip to the connection's worker thread on every
+        // transaction and every read. (sqlx still pings each connection when it goes back to the
+        // pool; docs/benchmark.md says what that costs the audit writer.)
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.clone())
+            .await?;
+        sqlx::migrate!("../../migrations/sqlite")
+            .run(&writer)
+            .await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.read_only(true))
+            .await?;
+        for sidecar in files::sidecars(path) {
+            files::tighten(&sidecar)?;
+        }
+        Ok(Store::new(Arc::new(Self {
+            writer,
+            reader,
+            file: Arc::new(DbFile {
+                path: path.to_owned(),
+                immutable: false,
+            }),
+        })))
+    }
+
+    /// Opens a database file read-only and immutable (a snapshot, or a restored copy before it is
+    /// put in service): nothing is written, no migration runs, no WAL is made.
+    pub async fn open_snapshot(path: &Path) -> Result<Store> {
+        if !path.exists() {
+            return Err(StoreError::Missing(path.display().to_string()));
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .read_only(true)
+            .immutable(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(opts)
+            .await?;
+        Ok(Store::new(Arc::new(Self {
+            writer: pool.clone(),
+            reader: pool,
+            file: Arc::new(DbFile {
+                path: path.to_owned(),
+                immutable: true,
+            }),
+        })))
+    }
+}
+
+#[async_trait]
+impl Backend for SqliteStore {
+    /// `BEGIN IMMEDIATE`: the write lock is taken at once.
+    async fn begin_tx(&self) -> Result<Box<dyn TxBackend>> {
+        Ok(Box::new(SqliteTx {
+            conn: self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            tokens_touched: false,
+        }))
+    }
+
+    /// One statement for the whole range, on a read-only connection of its own in a blocking
+    /// thread, each row's values borrowed straight from SQLite: through sqlx every row crosses a
+    /// channel from its worker thread and every value is copied (a walk of the log measured ~5×
+    /// slower).
+    async fn audit_walk_boxed(
+        &self,
+        lo: i64,
+        hi: i64,
+        walker: Box<dyn Walker>,
+    ) -> Result<Box<dyn Walker>> {
+        let file = Arc::clone(&self.file);
+        tokio::task::spawn_blocking(move || {
+            let conn = file.open_read_only()?;
+            audit::walk(&conn, lo, hi, walker).map_err(read_error)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("audit walk: {e}")))?
+    }
+
+    /// `VACUUM INTO`, on the writer connection, so no write of this process interleaves; it reads
+    /// one committed snapshot, so another process writing meanwhile changes nothing in the copy.
+    /// `path` is created first with mode 0600, empty, so the copy is never readable by others,
+    /// whatever the umask.
+    async fn snapshot_into(&self, path: &Path) -> Result<()> {
+        files::create_private_file(path)?;
+        let target = path
+            .to_str()
+            .ok_or_else(|| StoreError::Corrupt(format!("{} is not UTF-8", path.display())))?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(target)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        sqlx::query("SELECT 1").execute(&self.writer).await?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// For tests of this crate and, with the `test-support` feature, of mediavault-core: a store of
+/// its own and raw SQL on its writer.
+#[cfg(any(test, feature = "test-support"))]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub mod testing {
+    use super::*;
+
+    /// A new store in a temporary directory of mode 0700 (the store refuses a looser one), and a
+    /// pool on its database for a test's own statements.
+    pub async fn open_temp() -> (tempfile::TempDir, Store, SqlitePool) {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let path = dir.path().join("vault.db");
+        let store = SqliteStore::open(&path, true).await.unwrap();
+        let raw = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(
+                SqliteConnectOptions::from_str("sqlite://")
+                    .unwrap()
+                    .filename(&path)
+                    .busy_timeout(BUSY_TIMEOUT),
+            )
+            .await
+            .unwrap();
+        (dir, store, raw)
+    }
+
+    /// The connection of a change's transaction, for a test's own statements inside the change.
+    pub fn conn(tx: &mut mediavault_store::Tx) -> &mut sqlx::SqliteConnection {
+        tx.as_any_mut()
+            .downcast_mut::<SqliteTx>()
+            .expect("a transaction of the SQLite backend")
+            .conn()
+    }
+}
