@@ -108,9 +108,7 @@ pub async fn start_with(vault: Arc<Vault>) -> anyhow::Result<Running> {
     let bound = http::serve::bind(&vault.config).await?;
     let addr = bound.addr;
     let tls = bound.is_tls();
-    let app = http::router(http::AppState {
-        vault: Arc::clone(&vault),
-    });
+    let app = http::router(http::AppState::new(Arc::clone(&vault))?);
     let handle = Handle::new();
     let task = tokio::spawn(bound.serve(app, handle.clone()));
     let background = crate::vault::background::spawn(&vault);

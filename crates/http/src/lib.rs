@@ -6,6 +6,7 @@ pub mod api;
 pub mod console;
 pub mod context;
 pub mod extract;
+pub mod forward;
 pub mod limits;
 pub mod problem;
 pub mod serve;
@@ -46,6 +47,16 @@ use context::{RequestCtx, with_request_id};
 #[derive(Clone)]
 pub struct AppState {
     pub vault: Arc<Vault>,
+    /// How a standby reaches the active node (none for a single node).
+    pub forwarder: forward::SharedForwarder,
+}
+
+impl AppState {
+    /// The state the router serves; fails if `[cluster]` names a peer CA that cannot be read.
+    pub fn new(vault: Arc<Vault>) -> anyhow::Result<Self> {
+        let forwarder = forward::Forwarder::new(&vault.config)?.map(Arc::new);
+        Ok(Self { vault, forwarder })
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -97,6 +108,9 @@ pub fn router(state: AppState) -> Router {
                 .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
         .layer(middleware::from_fn_with_state(state.clone(), request_context))
+        // A standby passes requests to the active node before anything here records them (the
+        // active node records them); see `forward`.
+        .layer(middleware::from_fn_with_state(state.clone(), forward::layer))
         // Every answer, API, errors and the audit's 503 included: never sniffed as another type,
         // never kept in a cache (tokens, enrolments and secrets travel in bodies). The console
         // sets its own, stricter set.

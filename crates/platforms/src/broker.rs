@@ -118,7 +118,24 @@ pub struct Broker {
     /// When the broker last force-refreshed each account's stable token (by [`Clock`]); WeChat
     /// allows one `force_refresh` per 30 seconds, and one already cancelled every older token.
     forced_at: Mutex<HashMap<String, i64>>,
+    /// Asked before every token fetch (see [`FetchPermit`]); none: always allowed.
+    permit: std::sync::OnceLock<Arc<dyn FetchPermit>>,
+    /// How long one token fetch may take (the HTTP client's timeout).
+    fetch_timeout: Duration,
 }
+
+/// Whether this process may fetch a platform token now. A fetch is an act the database cannot
+/// fence: in a cluster, only the active node may, and only while its lease outlasts the fetch, so
+/// a node that lost the lease never makes WeChat cancel the token the new active node holds.
+pub trait FetchPermit: Send + Sync {
+    /// True if a fetch that takes at most `within` may start now.
+    fn confirm(&self, within: Duration) -> futures_util::future::BoxFuture<'_, bool>;
+}
+
+const NOT_ACTIVE: PlatformError = PlatformError::Refused {
+    platform: "wechat",
+    detail: "this vault node is not the active node of its cluster (or its lease is about to end), so it fetches no platform token",
+};
 
 /// WeChat refuses a second `force_refresh` of the stable token within this many seconds.
 pub const FORCE_REFRESH_SPACING_SECS: i64 = 30;
@@ -252,7 +269,43 @@ impl Broker {
             canary_interval: Duration::from_secs(config.canary_interval_seconds.max(1)),
             slots: Mutex::new(HashMap::new()),
             forced_at: Mutex::new(HashMap::new()),
+            permit: std::sync::OnceLock::new(),
+            fetch_timeout: Duration::from_secs(config.request_timeout_seconds.max(1)),
         })
+    }
+
+    /// Makes every token fetch ask `permit` first (set once, by the composition root).
+    pub fn set_permit(&self, permit: Arc<dyn FetchPermit>) {
+        // A second call keeps the first permit: there is one cluster per vault.
+        let _ = self.permit.set(permit);
+    }
+
+    async fn permitted(&self) -> Result<(), PlatformError> {
+        match self.permit.get() {
+            Some(p) if !p.confirm(self.fetch_timeout).await => Err(NOT_ACTIVE),
+            _ => Ok(()),
+        }
+    }
+
+    /// A stable token from WeChat, if this node may fetch one.
+    async fn fetch_stable(
+        &self,
+        app_id: &str,
+        secret: &SecretString,
+        force: bool,
+    ) -> Result<IssuedToken, PlatformError> {
+        self.permitted().await?;
+        self.wechat.stable_token(app_id, secret, force).await
+    }
+
+    /// A classic token from WeChat, if this node may fetch one.
+    async fn fetch_classic(
+        &self,
+        app_id: &str,
+        secret: &SecretString,
+    ) -> Result<IssuedToken, PlatformError> {
+        self.permitted().await?;
+        self.wechat.classic_token(app_id, secret).await
     }
 
     pub fn wechat(&self) -> &WechatClient {
@@ -314,7 +367,7 @@ impl Broker {
                 expires_in: c.expires_at - now,
             });
         }
-        let issued = self.wechat.stable_token(app_id, secret, false).await?;
+        let issued = self.fetch_stable(app_id, secret, false).await?;
         let now = self.clock.unix();
         let fresh = Cached::new(issued, app_id, secret, now, cached.as_ref());
         let lease = IssuedToken {
@@ -363,13 +416,13 @@ impl Broker {
             );
             reported = true;
         }
-        let mut issued = self.wechat.stable_token(app_id, secret, false).await?;
+        let mut issued = self.fetch_stable(app_id, secret, false).await?;
         if ct_eq(
             issued.token.expose().as_bytes(),
             rejected.expose().as_bytes(),
         ) {
             // WeChat still hands out the token it rejected; only force_refresh replaces it.
-            issued = self.wechat.stable_token(app_id, secret, true).await?;
+            issued = self.fetch_stable(app_id, secret, true).await?;
         }
         let fresh = Cached::new(issued, app_id, secret, self.clock.unix(), None);
         let token = fresh.token.clone();
@@ -468,7 +521,7 @@ impl Broker {
         let (app_id, secret) = wechat_credential(cred)?;
         let slot = self.slot(account);
         let mut cached = slot.stable.lock().await;
-        let issued = self.wechat.stable_token(app_id, secret, true).await?;
+        let issued = self.fetch_stable(app_id, secret, true).await?;
         *cached = Some(Cached::new(issued, app_id, secret, self.clock.unix(), None));
         Ok(())
     }
@@ -496,7 +549,7 @@ impl Broker {
                 .get(account)
                 .is_some_and(|t| now - t < FORCE_REFRESH_SPACING_SECS);
             if !recent {
-                let issued = self.wechat.stable_token(app_id, secret, true).await?;
+                let issued = self.fetch_stable(app_id, secret, true).await?;
                 let now = self.clock.unix();
                 self.forced_at
                     .lock()
@@ -507,7 +560,7 @@ impl Broker {
             }
         }
         let mut canary = slot.canary.lock().await;
-        let issued = self.wechat.classic_token(app_id, secret).await?;
+        let issued = self.fetch_classic(app_id, secret).await?;
         *canary = Some(Cached::new(issued, app_id, secret, self.clock.unix(), None));
         out.classic_fetched = true;
         Ok(out)
@@ -555,7 +608,7 @@ impl Broker {
                 },
             };
             if renew {
-                let issued = self.wechat.classic_token(app_id, secret).await?;
+                let issued = self.fetch_classic(app_id, secret).await?;
                 *canary = Some(Cached::new(issued, app_id, secret, self.clock.unix(), None));
                 outcome.canary_renewed = true;
             }
@@ -640,7 +693,7 @@ impl Broker {
         match platform {
             Platform::Wechat => {
                 let (app_id, secret) = wechat_credential(cred)?;
-                self.wechat.stable_token(app_id, secret, false).await?;
+                self.fetch_stable(app_id, secret, false).await?;
                 Ok(())
             }
             Platform::Weibo => {

@@ -34,7 +34,9 @@ use mediavault_base::crypto::SecretString;
 /// The request method of a platform call, as the services above name it.
 pub use reqwest::Method;
 
-pub use broker::{ApiRequest, Broker, CanaryOutcome, SecurityEvent, SecurityEventKind};
+pub use broker::{
+    ApiRequest, Broker, CanaryOutcome, FetchPermit, SecurityEvent, SecurityEventKind,
+};
 pub use error::{PlatformError, TransportKind};
 pub use wechat::WechatClient;
 pub use weibo::{TokenInfo, WeiboClient};

@@ -26,12 +26,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mediavault_store::{Backend, Result, SeqLink, Store, StoreError, TxBackend, Walker};
+use mediavault_store::{
+    Backend, Fence, LeaseRow, Result, SeqLink, Store, StoreError, TxBackend, Walker,
+};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The database's clock in Unix milliseconds, as SQL: for SQLite, the clock of the machine that
+/// holds the file, which every process on it reads alike (the lease is timed by it, never by a
+/// node's own clock).
+macro_rules! db_now_ms {
+    () => {
+        "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
+    };
+}
 
 /// Maps an error of the verifier's rusqlite connection.
 fn read_error(e: rusqlite::Error) -> StoreError {
@@ -237,12 +248,102 @@ impl SqliteStore {
 
 #[async_trait]
 impl Backend for SqliteStore {
-    /// `BEGIN IMMEDIATE`: the write lock is taken at once.
-    async fn begin_tx(&self) -> Result<Box<dyn TxBackend>> {
+    /// `BEGIN IMMEDIATE`: the write lock is taken at once, and a takeover's `UPDATE lease`
+    /// needs it too, so between the proof below and the commit no other node can take the lease.
+    async fn begin_tx(&self, fence: Option<&Fence>) -> Result<Box<dyn TxBackend>> {
+        let mut conn = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(fence) = fence {
+            let held: Option<i64> = sqlx::query_scalar(concat!(
+                "SELECT 1 FROM lease WHERE id = 1 AND holder = ? AND term = ? AND expires_at > ",
+                db_now_ms!()
+            ))
+            .bind(&fence.node)
+            .bind(fence.term)
+            .fetch_optional(&mut *conn)
+            .await?;
+            if held.is_none() {
+                // Dropping the transaction rolls it back; nothing was written.
+                return Err(StoreError::Fenced);
+            }
+        }
         Ok(Box::new(SqliteTx {
-            conn: self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            conn,
             tokens_touched: false,
         }))
+    }
+
+    async fn lease_acquire(&self, node: &str, address: &str, ttl_ms: i64) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(concat!(
+            "UPDATE lease SET holder = ?, address = ?, term = term + 1, expires_at = ",
+            db_now_ms!(),
+            " + ? WHERE id = 1 AND expires_at <= ",
+            db_now_ms!(),
+            " RETURNING term"
+        ))
+        .bind(node)
+        .bind(address)
+        .bind(ttl_ms)
+        .fetch_optional(&self.writer)
+        .await?)
+    }
+
+    async fn lease_renew(&self, fence: &Fence, ttl_ms: i64) -> Result<bool> {
+        let r = sqlx::query(concat!(
+            "UPDATE lease SET expires_at = ",
+            db_now_ms!(),
+            " + ? WHERE id = 1 AND holder = ? AND term = ? AND expires_at > ",
+            db_now_ms!()
+        ))
+        .bind(ttl_ms)
+        .bind(&fence.node)
+        .bind(fence.term)
+        .execute(&self.writer)
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn lease_confirm(&self, fence: &Fence, margin_ms: i64) -> Result<bool> {
+        let held: Option<i64> = sqlx::query_scalar(concat!(
+            "SELECT 1 FROM lease WHERE id = 1 AND holder = ? AND term = ? AND expires_at > ",
+            db_now_ms!(),
+            " + ?"
+        ))
+        .bind(&fence.node)
+        .bind(fence.term)
+        .bind(margin_ms)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(held.is_some())
+    }
+
+    async fn lease_release(&self, fence: &Fence) -> Result<()> {
+        sqlx::query(concat!(
+            "UPDATE lease SET expires_at = ",
+            db_now_ms!(),
+            " WHERE id = 1 AND holder = ? AND term = ?"
+        ))
+        .bind(&fence.node)
+        .bind(fence.term)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn lease_current(&self) -> Result<LeaseRow> {
+        let (holder, address, term, remaining_ms): (String, String, i64, i64) =
+            sqlx::query_as(concat!(
+                "SELECT holder, address, term, expires_at - ",
+                db_now_ms!(),
+                " FROM lease WHERE id = 1"
+            ))
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(LeaseRow {
+            holder,
+            address,
+            term,
+            remaining_ms,
+        })
     }
 
     /// One statement for the whole range, on a read-only connection of its own in a blocking
@@ -326,5 +427,75 @@ pub mod testing {
             .downcast_mut::<SqliteTx>()
             .expect("a transaction of the SQLite backend")
             .conn()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use mediavault_store::{Fence, Writer};
+
+    /// Two nodes on one database: one holds the lease; the other's writes are refused inside the
+    /// database, even while it still believes itself active (OpenBao's bug: writes after losing
+    /// the lock), and a takeover waits for nothing but the lease running out.
+    #[tokio::test]
+    async fn a_node_that_lost_the_lease_cannot_write() {
+        let (dir, a, _raw) = testing::open_temp().await;
+        let b = SqliteStore::open(&dir.path().join("vault.db"), false)
+            .await
+            .unwrap();
+        let term = a.lease_acquire("a", "https://a", 60_000).await.unwrap();
+        assert_eq!(term, Some(1));
+        assert_eq!(
+            b.lease_acquire("b", "https://b", 60_000).await.unwrap(),
+            None
+        );
+        let fence_a = Fence {
+            node: "a".into(),
+            term: 1,
+        };
+        a.set_writer(Writer::Active(fence_a.clone()));
+        a.begin().await.unwrap().commit().await.unwrap();
+        assert!(a.lease_confirm(&fence_a, 30_000).await.unwrap());
+        assert!(!a.lease_confirm(&fence_a, 120_000).await.unwrap());
+        let seen = b.lease_current().await.unwrap();
+        assert_eq!((seen.holder.as_str(), seen.term), ("a", 1));
+        assert!(seen.remaining_ms > 50_000, "{seen:?}");
+
+        // B pretends to be active with A's term: refused, the fence names the holder.
+        b.set_writer(Writer::Active(Fence {
+            node: "b".into(),
+            term: 1,
+        }));
+        assert!(matches!(b.begin().await, Err(StoreError::Fenced)));
+        b.set_writer(Writer::Standby);
+        assert!(matches!(b.begin().await, Err(StoreError::Fenced)));
+
+        // A's lease runs out (a short renewal stands in for a paused node); B takes over with the
+        // next term; A, which still believes itself active, writes nothing and cannot renew.
+        assert!(a.lease_renew(&fence_a, 1).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(
+            b.lease_acquire("b", "https://b", 60_000).await.unwrap(),
+            Some(2)
+        );
+        assert!(matches!(a.begin().await, Err(StoreError::Fenced)));
+        assert!(!a.lease_renew(&fence_a, 60_000).await.unwrap());
+        assert!(!a.lease_confirm(&fence_a, 0).await.unwrap());
+        // Releasing a lease one no longer holds changes nothing.
+        a.lease_release(&fence_a).await.unwrap();
+        let fence_b = Fence {
+            node: "b".into(),
+            term: 2,
+        };
+        b.set_writer(Writer::Active(fence_b.clone()));
+        b.begin().await.unwrap().commit().await.unwrap();
+        // A clean stop hands over at once.
+        b.lease_release(&fence_b).await.unwrap();
+        assert_eq!(
+            a.lease_acquire("a", "https://a", 60_000).await.unwrap(),
+            Some(3)
+        );
     }
 }

@@ -57,6 +57,12 @@ pub enum StoreError {
     /// From a backend's own connection outside sqlx (SQLite's audit walk reads through rusqlite).
     #[error("database: {0}")]
     Read(Box<dyn std::error::Error + Send + Sync>),
+    /// A clustered node tried to write without holding the lease (it is a standby, or it lost
+    /// the lease: another node took over, or the lease ran out while it could not renew it).
+    #[error(
+        "this node is not the active node (a standby, or its lease ended); the change was not made"
+    )]
+    Fenced,
     #[error("migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
@@ -94,6 +100,36 @@ pub enum SeqLink {
     SessionStepUp(Vec<u8>),
 }
 
+/// The lease row: which node is active, for which term, where its peers reach it, and how long
+/// the lease has left by the database's clock (negative: it ran out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    pub holder: String,
+    pub address: String,
+    pub term: i64,
+    pub remaining_ms: i64,
+}
+
+/// A clustered node's claim to write: its name and the term of the lease it holds. Every write
+/// transaction of such a node proves it inside the transaction ([`Backend::begin_tx`]), so a node
+/// that lost the lease cannot commit anything, whatever it believes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub node: String,
+    pub term: i64,
+}
+
+/// Whether this process may write, and how it proves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Writer {
+    /// The only node (no cluster): writes are not fenced.
+    Sole,
+    /// The active node of a cluster, for this term.
+    Active(Fence),
+    /// A standby: every write is refused before it starts.
+    Standby,
+}
+
 /// What a walk of the audit log hands each entry to ([`Store::audit_walk`]); boxed so a backend
 /// can run it on a thread of its own, and given back with its state when the walk ends.
 pub trait Walker: Send {
@@ -118,8 +154,24 @@ pub trait Backend:
     + Sync
 {
     /// Starts a write transaction that holds the write lock from its first statement, so what it
-    /// reads stays true until it commits (also against another process such as the CLI).
-    async fn begin_tx(&self) -> Result<Box<dyn TxBackend>>;
+    /// reads stays true until it commits (also against another process such as the CLI). With a
+    /// fence, the transaction first proves the lease is still this node's for that term and has
+    /// time left by the database's clock, else fails with [`StoreError::Fenced`]; a takeover
+    /// needs the same write lock, so it waits for a proven transaction to end.
+    async fn begin_tx(&self, fence: Option<&Fence>) -> Result<Box<dyn TxBackend>>;
+    /// Takes the lease for `node` if it is free or ran out, for `ttl_ms` by the database's clock,
+    /// with the next term; `None` if another node holds it.
+    async fn lease_acquire(&self, node: &str, address: &str, ttl_ms: i64) -> Result<Option<i64>>;
+    /// Extends the lease held under `fence` to `ttl_ms` from now; false if it is no longer held
+    /// (another node took it, or it ran out first).
+    async fn lease_renew(&self, fence: &Fence, ttl_ms: i64) -> Result<bool>;
+    /// Whether the lease is held under `fence` with at least `margin_ms` left: what a node checks
+    /// before an act the database cannot fence (fetching a platform token).
+    async fn lease_confirm(&self, fence: &Fence, margin_ms: i64) -> Result<bool>;
+    /// Ends the lease held under `fence` now, so a standby takes over without waiting it out.
+    async fn lease_release(&self, fence: &Fence) -> Result<()>;
+    /// The lease as it stands.
+    async fn lease_current(&self) -> Result<LeaseRow>;
     /// Hands every entry with `lo <= seq <= hi` to `walker`, in seq order, until it says stop;
     /// gives the walker back. The audit verifier's path: as fast as the backend can read.
     async fn audit_walk_boxed(
@@ -163,10 +215,12 @@ pub trait TxBackend:
     fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
-/// The store the services share: a backend behind an `Arc`, and the token epoch.
+/// The store the services share: a backend behind an `Arc`, who may write, and the token epoch.
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Arc<dyn Backend>,
+    /// Set by the cluster's lease loop; [`Writer::Sole`] unless the vault runs as a cluster.
+    writer: Arc<std::sync::RwLock<Writer>>,
     /// Moves after every commit that may have ended a token; in-memory indexes of live tokens
     /// drop what they hold when it moved (see `checkout::TokenIndex`).
     token_epoch: Arc<AtomicU64>,
@@ -183,8 +237,26 @@ impl Store {
     pub fn new(backend: Arc<dyn Backend>) -> Self {
         Self {
             backend,
+            writer: Arc::new(std::sync::RwLock::new(Writer::Sole)),
             token_epoch: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Who may write from now on (the cluster's lease loop sets it).
+    pub fn set_writer(&self, writer: Writer) {
+        // A panic while the lock is held cannot leave a half-written enum behind.
+        *self
+            .writer
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = writer;
+    }
+
+    /// Who may write now.
+    pub fn writer(&self) -> Writer {
+        self.writer
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The backend itself, for code that knows which one it opened (tests, the SQLite backup).
@@ -194,12 +266,23 @@ impl Store {
 
     /// Starts the write transaction every change of vault state runs in (see [`Tx`]).
     pub async fn begin(&self) -> Result<Tx> {
+        let inner = match self.writer() {
+            Writer::Sole => self.backend.begin_tx(None).await?,
+            Writer::Active(fence) => self.backend.begin_tx(Some(&fence)).await?,
+            Writer::Standby => return Err(StoreError::Fenced),
+        };
         Ok(Tx {
-            inner: self.backend.begin_tx().await?,
+            inner,
             notes: serde_json::Map::new(),
             links: Vec::new(),
             token_epoch: Arc::clone(&self.token_epoch),
         })
+    }
+
+    /// Moves the token epoch, so every in-memory index of live tokens drops what it holds (a node
+    /// that becomes active cannot know what another node ended meanwhile).
+    pub fn invalidate_token_caches(&self) {
+        self.token_epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The token epoch: read it before a token lookup, and keep what the lookup found only while

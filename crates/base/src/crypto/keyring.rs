@@ -177,6 +177,8 @@ pub struct MacKeys {
     pub checkpoint: hmac::Key,
     /// Pseudonymises login names that match no user before they reach the audit log.
     pub login_name: hmac::Key,
+    /// Vouches, between the nodes of a cluster, for the client address of a forwarded request.
+    pub forward: hmac::Key,
 }
 
 impl MacKeys {
@@ -193,6 +195,7 @@ impl MacKeys {
             audit: key(b"audit-chain"),
             checkpoint: key(b"audit-checkpoint"),
             login_name: key(b"audit-login-name"),
+            forward: key(b"cluster-forward"),
         }
     }
 }

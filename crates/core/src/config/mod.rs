@@ -10,6 +10,7 @@
 
 mod audit;
 mod checkout;
+mod cluster;
 mod notify;
 mod server;
 #[cfg(test)]
@@ -24,6 +25,7 @@ use serde::Deserialize;
 pub use crate::platforms::PlatformsConfig;
 pub use audit::AuditConfig;
 pub use checkout::CheckoutConfig;
+pub use cluster::ClusterConfig;
 pub use notify::{NotifyChannel, NotifyKind};
 pub use server::{
     LimitsConfig, LockoutConfig, LogConfig, LogFormat, RateLimitConfig, SessionConfig, TlsConfig,
@@ -53,6 +55,8 @@ pub struct Config {
     pub watch: WatchConfig,
     pub early_warning: EarlyWarningConfig,
     pub checkout: CheckoutConfig,
+    /// Absent: a single node.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for Config {
@@ -75,6 +79,7 @@ impl Default for Config {
             watch: WatchConfig::default(),
             early_warning: EarlyWarningConfig::default(),
             checkout: CheckoutConfig::default(),
+            cluster: None,
         }
     }
 }
@@ -210,6 +215,9 @@ impl Config {
             ch.validate()?;
         }
         watch::validate(&self.watch, &self.early_warning)?;
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
+        }
         self.log.validate()
     }
 

@@ -1,7 +1,7 @@
 //! The vault's own work on a schedule, beside the requests it serves: the expiry sweep, platform
 //! heartbeats and the leak canary, the broker's security events, the publication watch and the
-//! early-warning rules. [`spawn`] starts them all; the server (`mediavault serve`) stops them
-//! with itself.
+//! early-warning rules, and in a cluster the lease loop. [`spawn`] starts them all; the server
+//! (`mediavault serve`) stops them with itself.
 
 use std::sync::Arc;
 
@@ -9,26 +9,66 @@ use super::Vault;
 use crate::{accounts, audit, notify, platforms};
 
 /// Starts every background loop of a served vault; the handles stop them (abort) when the server
-/// stops.
+/// stops. In a cluster, the lease loop runs on every node and the vault's own work only on the
+/// active one: it starts when the node becomes active and stops when it steps down.
 pub fn spawn(vault: &Arc<Vault>) -> Vec<tokio::task::JoinHandle<()>> {
     let mut background = vec![
-        tokio::spawn(sweep_expired(Arc::clone(vault))),
-        tokio::spawn(heartbeats(Arc::clone(vault))),
-        tokio::spawn(early_warning(Arc::clone(vault))),
+        tokio::spawn(Arc::clone(vault.cluster()).run()),
+        tokio::spawn(supervise(Arc::clone(vault))),
     ];
-    if vault.config.watch.enabled {
-        background.push(tokio::spawn(publication_watch(Arc::clone(vault))));
-    }
     let taken = vault
         .security_events
         .lock()
         .ok()
         .and_then(|mut rx| rx.take());
     if let Some(rx) = taken {
+        // Events come from the broker, which only the active node's work drives.
         background.push(tokio::spawn(security_events(Arc::clone(vault), rx)));
     }
+    background
+}
+
+/// Tasks aborted when this is dropped: the supervisor's children stop with it.
+struct Children(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for t in self.0.drain(..) {
+            t.abort();
+        }
+    }
+}
+
+/// Runs the active node's work while this node is active.
+async fn supervise(vault: Arc<Vault>) {
+    let mut roles = vault.cluster().subscribe();
+    let mut running = Children(Vec::new());
+    loop {
+        let active = roles.borrow_and_update().is_active();
+        if active && running.0.is_empty() {
+            running.0 = spawn_active(&vault);
+        } else if !active && !running.0.is_empty() {
+            running = Children(Vec::new());
+        }
+        if roles.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The work only the active node does: the expiry sweep, platform heartbeats and the leak
+/// canary (they fetch platform tokens), early warning and the publication watch.
+fn spawn_active(vault: &Arc<Vault>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut active = vec![
+        tokio::spawn(sweep_expired(Arc::clone(vault))),
+        tokio::spawn(heartbeats(Arc::clone(vault))),
+        tokio::spawn(early_warning(Arc::clone(vault))),
+    ];
+    if vault.config.watch.enabled {
+        active.push(tokio::spawn(publication_watch(Arc::clone(vault))));
+    }
     let v = Arc::clone(vault);
-    background.push(Arc::clone(&vault.broker).spawn_canary(move || {
+    active.push(Arc::clone(&vault.broker).spawn_canary(move || {
         let v = Arc::clone(&v);
         async move {
             v.accounts()
@@ -36,7 +76,7 @@ pub fn spawn(vault: &Arc<Vault>) -> Vec<tokio::task::JoinHandle<()>> {
                 .await
         }
     }));
-    background
+    active
 }
 
 /// Checks every account's credential against its platform on a schedule; a refusal becomes a

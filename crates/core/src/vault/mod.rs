@@ -5,6 +5,7 @@
 
 pub mod background;
 pub mod backup;
+pub mod cluster;
 pub mod keys;
 
 use std::path::Path;
@@ -49,6 +50,8 @@ pub struct Vault {
         Option<tokio::sync::mpsc::UnboundedReceiver<crate::platforms::SecurityEvent>>,
     >,
     live: Arc<Live>,
+    /// Which node of a cluster is active (a single node is always).
+    cluster: Arc<cluster::Cluster>,
     /// What the last readiness probe found, so a change is logged once, not at every probe.
     keys_ready: std::sync::atomic::AtomicBool,
     tokens: Arc<crate::checkout::TokenIndex>,
@@ -66,18 +69,39 @@ pub struct Vault {
     audit_review: AuditReview,
 }
 
+/// The broker's question before a token fetch, answered by the lease (see `cluster`). The margin
+/// is the fetch's own timeout plus a second: the lease must outlast the fetch.
+struct LeasePermit(Arc<cluster::Cluster>);
+
+impl crate::platforms::FetchPermit for LeasePermit {
+    fn confirm(&self, within: std::time::Duration) -> futures_util::future::BoxFuture<'_, bool> {
+        Box::pin(
+            self.0
+                .confirm(within.saturating_add(std::time::Duration::from_secs(1))),
+        )
+    }
+}
+
 /// What `/readyz` reports.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Readiness {
     /// Both pools answer.
     pub store_usable: bool,
     /// The keyring seals and opens, and opens what is stored.
     pub keys_usable: bool,
+    /// This node's part in its cluster.
+    pub role: cluster::Role,
 }
 
 impl Readiness {
+    /// Ready to answer requests: the store and the keys work, and this node either answers
+    /// itself or knows the active node to forward to.
     pub fn ready(&self) -> bool {
-        self.store_usable && self.keys_usable
+        let serving = match &self.role {
+            cluster::Role::Standby { leader } => leader.is_some(),
+            _ => true,
+        };
+        self.store_usable && self.keys_usable && serving
     }
 }
 
@@ -170,6 +194,8 @@ impl Vault {
             crate::platforms::Broker::new(&config.platforms, clock.clone(), events_tx)
                 .map_err(|e| OpenError::Other(format!("platform client: {e}")))?,
         );
+        let cluster = Arc::new(cluster::Cluster::new(store.clone(), config.cluster.clone()));
+        broker.set_permit(Arc::new(LeasePermit(Arc::clone(&cluster))));
         let audit = AuditWriter::start(store.clone(), keys.mac().audit.clone(), clock.clone());
         let notifier =
             crate::notify::Notifier::new(config.notify.clone(), audit.clone(), clock.clone());
@@ -267,6 +293,7 @@ impl Vault {
             broker,
             security_events: std::sync::Mutex::new(Some(events_rx)),
             live,
+            cluster,
             keys_ready: std::sync::atomic::AtomicBool::new(true),
             tokens,
             metrics,
@@ -280,6 +307,31 @@ impl Vault {
             incidents,
             audit_review,
         })
+    }
+
+    /// What a standby adds to a request it forwards to the active node, vouching for the client
+    /// address it saw: a MAC, under a key every node derives from the shared keyring, over the
+    /// address, the method and the target (path and query).
+    pub fn forward_mac(&self, client: &str, method: &str, target: &str) -> String {
+        hex::encode(self.forward_tag(client, method, target))
+    }
+
+    /// Whether `mac` is what [`Self::forward_mac`] gives for this request (constant time).
+    pub fn forward_mac_valid(&self, client: &str, method: &str, target: &str, mac: &str) -> bool {
+        hex::decode(mac)
+            .is_ok_and(|tag| crate::crypto::ct_eq(&tag, &self.forward_tag(client, method, target)))
+    }
+
+    fn forward_tag(&self, client: &str, method: &str, target: &str) -> [u8; 32] {
+        crate::crypto::hmac_parts(
+            &self.keys.mac().forward,
+            &[client.as_bytes(), method.as_bytes(), target.as_bytes()],
+        )
+    }
+
+    /// Which node of a cluster is active, and this node's part in it.
+    pub fn cluster(&self) -> &Arc<cluster::Cluster> {
+        &self.cluster
     }
 
     pub fn sessions(&self) -> &Sessions {
@@ -400,6 +452,7 @@ impl Vault {
         Readiness {
             store_usable: store,
             keys_usable: keys,
+            role: self.cluster.role(),
         }
     }
 
@@ -456,7 +509,10 @@ impl Vault {
     }
 
     /// Closes the store's pools (after the server has stopped).
+    /// Ends this node's lease if it holds one (a standby takes over at once instead of waiting it
+    /// out), then closes the store.
     pub async fn close(&self) {
+        self.cluster.release().await;
         self.store.close().await;
     }
 

@@ -7,14 +7,16 @@ use serde_json::{Value, json};
 use crate::AppState;
 use crate::error::Error;
 use crate::extract::{Ctx, bearer};
-use crate::identity::Role;
+use crate::identity::Role as PersonRole;
+use crate::vault::cluster::Role;
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Ready when the store answers on both pools and the keys open what is stored (a fresh seal, the
-/// newest credential version and TOTP seed): see `Vault::readiness`.
+/// newest credential version and TOTP seed), and, in a cluster, this node is active or knows the
+/// active node to forward to: see `Vault::readiness`.
 pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
     let r = s.vault.readiness().await;
     let status = if r.ready() {
@@ -22,12 +24,25 @@ pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (
-        status,
-        Json(
-            json!({ "status": if r.ready() { "ready" } else { "not_ready" }, "store": r.store_usable, "keys": r.keys_usable }),
-        ),
-    )
+    let mut body = json!({ "status": if r.ready() { "ready" } else { "not_ready" }, "store": r.store_usable, "keys": r.keys_usable });
+    if let Some(node) = s.vault.cluster().node() {
+        body["node"] = json!(node);
+        match &r.role {
+            Role::Active { term } => {
+                body["role"] = json!("active");
+                body["term"] = json!(term);
+            }
+            Role::Standby { leader } => {
+                body["role"] = json!("standby");
+                body["leader"] = match leader {
+                    Some(l) => json!({ "node": l.node, "address": l.address }),
+                    None => Value::Null,
+                };
+            }
+            Role::Sole => {}
+        }
+    }
+    (status, Json(body))
 }
 
 /// Prometheus text, to the vault's own host or to an admin session (see `telemetry`).
@@ -42,7 +57,7 @@ pub async fn metrics(
             .sessions()
             .authenticate(&t)
             .await
-            .is_ok_and(|p| p.roles.any(&[Role::Admin])),
+            .is_ok_and(|p| p.roles.any(&[PersonRole::Admin])),
         _ => false,
     };
     if !crate::telemetry::metrics_allowed(Some(ctx.peer), admin) {

@@ -1,0 +1,222 @@
+//! A standby forwards (issue 22). In a cluster every node serves the same API and console, but
+//! only the active node answers: a standby passes each request, unchanged, to the active node's
+//! `cluster.address` and returns its answer, unchanged, so clients and browsers may use either
+//! node (its cookies, redirects and streamed exports included). Forwarding rather than
+//! redirecting keeps the console's host-only cookies on the host the browser talks to.
+//!
+//! The active node sees the standby's address as the peer; the standby vouches for the client's
+//! own address in two headers ([`FORWARDED_FOR`], [`FORWARDED_MAC`]), a MAC under a key derived
+//! from the shared keyring, which only the nodes hold. The active node believes the header only
+//! when the MAC verifies; a client that sends the headers itself gets them replaced (by a standby)
+//! or ignored (by the active node), so no one can claim another address for the audit log or the
+//! rate limits.
+//!
+//! `/healthz`, `/readyz` and `/metrics` are a node's own and are never forwarded.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+
+use crate::AppState;
+use crate::config::Config;
+use crate::problem;
+use crate::vault::cluster::Role;
+
+/// The client address a standby saw.
+pub const FORWARDED_FOR: &str = "x-mediavault-forwarded-for";
+/// The standby's MAC over that address, the method and the target.
+pub const FORWARDED_MAC: &str = "x-mediavault-forwarded-mac";
+
+/// The HTTP client a standby forwards with.
+#[derive(Debug)]
+pub struct Forwarder {
+    client: reqwest::Client,
+    body_limit: usize,
+}
+
+impl Forwarder {
+    /// None for a single node. Trusts `cluster.peer_ca_file` (the CA of the nodes' server
+    /// certificates) besides the usual roots.
+    pub fn new(config: &Config) -> anyhow::Result<Option<Self>> {
+        let Some(cluster) = &config.cluster else {
+            return Ok(None);
+        };
+        let timeout = Duration::from_secs(config.limits.request_timeout_seconds.max(1));
+        let mut builder = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(5))
+            // The active node's redirects (a console action's 303) go back to the browser as
+            // they are.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("mediavault-forward/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &cluster.peer_ca_file {
+            let pem = std::fs::read(ca).map_err(|e| {
+                anyhow::anyhow!("cluster.peer_ca_file {}: cannot read: {e}", ca.display())
+            })?;
+            let cert = reqwest::Certificate::from_pem(&pem).map_err(|_| {
+                anyhow::anyhow!(
+                    "cluster.peer_ca_file {}: not a PEM certificate",
+                    ca.display()
+                )
+            })?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder
+            .build()
+            .map_err(|_| anyhow::anyhow!("cannot set up the HTTP client for forwarding"))?;
+        Ok(Some(Self {
+            client,
+            body_limit: config.limits.body_bytes,
+        }))
+    }
+}
+
+/// Headers that belong to one connection, not to the request or answer (RFC 9110 7.6.1), and
+/// those the client library sets itself.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "transfer-encoding"
+            | "te"
+            | "trailer"
+            | "upgrade"
+            | "content-length"
+    )
+}
+
+/// Outermost but for the response headers: on a standby, everything but the node's own probes goes
+/// to the active node; on the active node (or a single one), a vouched-for client address
+/// replaces the peer's.
+pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let own = matches!(path, "/healthz" | "/readyz" | "/metrics");
+    match (state.vault.cluster().role(), &state.forwarder) {
+        (Role::Standby { leader }, Some(forwarder)) if !own => match leader {
+            Some(leader) => forward(&state, forwarder, &leader.address, req).await,
+            None => problem::plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "standby",
+                "this vault node is a standby and no node is active at the moment; retry shortly",
+            ),
+        },
+        _ => {
+            vouched_peer(&state, &mut req);
+            next.run(req).await
+        }
+    }
+}
+
+/// Replaces the connection's peer with the client address a standby vouched for, when its MAC
+/// verifies; drops the headers either way, so nothing below reads an unproven claim.
+fn vouched_peer(state: &AppState, req: &mut Request) {
+    let headers = req.headers_mut();
+    let claimed = headers
+        .remove(FORWARDED_FOR)
+        .and_then(|v| v.to_str().ok().map(str::to_owned));
+    let mac = headers
+        .remove(FORWARDED_MAC)
+        .and_then(|v| v.to_str().ok().map(str::to_owned));
+    let (Some(claimed), Some(mac)) = (claimed, mac) else {
+        return;
+    };
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let method = req.method().as_str().to_owned();
+    if !state
+        .vault
+        .forward_mac_valid(&claimed, &method, &target, &mac)
+    {
+        tracing::warn!("a forwarded-for header with a wrong MAC was ignored");
+        return;
+    }
+    let Ok(ip) = claimed.parse::<IpAddr>() else {
+        return;
+    };
+    let port = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(0, |c| c.0.port());
+    req.extensions_mut()
+        .insert(ConnectInfo(SocketAddr::new(ip, port)));
+}
+
+async fn forward(state: &AppState, forwarder: &Forwarder, leader: &str, req: Request) -> Response {
+    let client_ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let (parts, body) = req.into_parts();
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("{}{target}", leader.trim_end_matches('/'));
+    let Ok(body) = axum::body::to_bytes(body, forwarder.body_limit).await else {
+        return problem::plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        );
+    };
+    let mut headers = HeaderMap::new();
+    for (name, value) in &parts.headers {
+        if !hop_by_hop(name) && name != FORWARDED_FOR && name != FORWARDED_MAC {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    let mac = state
+        .vault
+        .forward_mac(&client_ip, parts.method.as_str(), target);
+    if let (Ok(ip), Ok(mac)) = (
+        HeaderValue::from_str(&client_ip),
+        HeaderValue::from_str(&mac),
+    ) {
+        headers.insert(FORWARDED_FOR, ip);
+        headers.insert(FORWARDED_MAC, mac);
+    }
+    let sent = forwarder
+        .client
+        .request(parts.method.clone(), &url)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await;
+    let answer = match sent {
+        Ok(answer) => answer,
+        Err(_) => {
+            // Never the error's text: it holds the URL, and the query may hold a token.
+            tracing::warn!(leader, "forwarding to the active node failed");
+            return problem::plain(
+                StatusCode::BAD_GATEWAY,
+                "standby_forward_failed",
+                "this vault node is a standby and could not reach the active node; retry shortly",
+            );
+        }
+    };
+    let mut resp = Response::builder().status(answer.status());
+    if let Some(h) = resp.headers_mut() {
+        for (name, value) in answer.headers() {
+            if !hop_by_hop(name) {
+                h.append(name.clone(), value.clone());
+            }
+        }
+    }
+    // Streamed through: an audit export is not held in this node's memory either.
+    let stream = answer.bytes_stream().map_err(std::io::Error::other);
+    resp.body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+}
+
+/// Shared by the router's state.
+pub type SharedForwarder = Option<Arc<Forwarder>>;

@@ -1,0 +1,17 @@
+-- The lease that makes one of several `serve` processes on this database the active node (issue
+-- 22; `[cluster]` in the configuration). One row. `term` grows by one at every takeover; every
+-- write of a clustered node proves, inside its own transaction, that it still holds the term it
+-- was given and that the lease has not run out by the database's clock. A single node (no
+-- `[cluster]`) never reads or writes this row.
+
+CREATE TABLE lease (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    holder      TEXT    NOT NULL,
+    address     TEXT    NOT NULL,
+    term        INTEGER NOT NULL,
+    -- Unix milliseconds by the database's clock (for SQLite, the clock of the machine that holds
+    -- the file, which every process on it shares).
+    expires_at  INTEGER NOT NULL
+);
+
+INSERT INTO lease (id, holder, address, term, expires_at) VALUES (1, '', '', 0, 0);
