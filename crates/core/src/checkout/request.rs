@@ -15,7 +15,7 @@ use crate::policy::Level;
 use crate::store::checkouts::{CheckoutRow, NewCheckout};
 use crate::store::types::CheckoutStatus;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
     pub account: String,

@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::Result;
@@ -13,6 +14,13 @@ use crate::incidents::report::ReportFormat;
 use crate::incidents::{CloseOutcome, IncidentQuery, IncidentSummary, IncidentView, OpenIncident};
 use crate::policy::Playbook;
 
+#[utoipa::path(
+    get,
+    path = "/playbooks",
+    tag = "incidents",
+    security(("session" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "the loaded playbooks", body = Vec<Playbook>)),
+)]
 pub async fn playbooks(
     State(s): State<AppState>,
     Session(me): Session,
@@ -20,6 +28,14 @@ pub async fn playbooks(
     Ok(Json(s.vault.incidents().playbooks(&me)?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/incidents",
+    tag = "incidents",
+    security(("session" = []), ("session_cookie" = [])),
+    request_body = OpenIncident,
+    responses((status = 201, description = "opened; the automated steps have run", body = IncidentView)),
+)]
 pub async fn open(
     State(s): State<AppState>,
     Session(me): Session,
@@ -29,6 +45,14 @@ pub async fn open(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/incidents",
+    tag = "incidents",
+    security(("session" = []), ("session_cookie" = [])),
+    params(IncidentQuery),
+    responses((status = 200, description = "the incidents", body = Vec<IncidentSummary>)),
+)]
 pub async fn list(
     State(s): State<AppState>,
     Session(me): Session,
@@ -37,6 +61,14 @@ pub async fn list(
     Ok(Json(s.vault.incidents().list(&me, &q).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/incidents/{id}",
+    tag = "incidents",
+    security(("session" = []), ("session_cookie" = [])),
+    params(("id" = String, Path, description = "the incident id")),
+    responses((status = 200, description = "the incident with its steps, timeline, signatures and evidence", body = IncidentView)),
+)]
 pub async fn get_one(
     State(s): State<AppState>,
     Session(me): Session,
@@ -45,14 +77,24 @@ pub async fn get_one(
     Ok(Json(s.vault.incidents().get(&me, &id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CompleteBody {
     #[serde(default)]
     note: String,
+    /// The owner's code, for a step that deletes posts.
     totp: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/incidents/{id}/steps/{n}/complete",
+    tag = "incidents",
+    security(("session" = []), ("session_cookie" = [])),
+    params(("id" = String, Path, description = "the incident id"), ("n" = i64, Path, description = "the step number")),
+    request_body = CompleteBody,
+    responses((status = 200, description = "the step is done", body = IncidentView)),
+)]
 pub async fn complete_step(
     State(s): State<AppState>,
     Session(me): Session,
@@ -67,13 +109,22 @@ pub async fn complete_step(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CloseBody {
     review: String,
     totp: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/incidents/{id}/close",
+    tag = "incidents",
+    security(("session" = []), ("session_cookie" = [])),
+    params(("id" = String, Path, description = "the incident id")),
+    request_body = CloseBody,
+    responses((status = 200, description = "a second, different person signed: closed", body = CloseOutcome), (status = 202, description = "the first signature: waiting for a second person", body = CloseOutcome)),
+)]
 pub async fn close(
     State(s): State<AppState>,
     Session(me): Session,
@@ -93,12 +144,27 @@ pub async fn close(
     Ok((status, Json(out)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
+    /// `md` (the default) or `json`.
     format: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/incidents/{id}/report",
+    tag = "incidents",
+    security(("session" = []), ("session_cookie" = [])),
+    params(("id" = String, Path, description = "the incident id")),
+    params(ReportQuery),
+    responses((
+        status = 200,
+        description = "the report as a file: timeline, steps, evidence digests, the sealed checkpoint, the audit entries",
+        content((String = "text/markdown; charset=utf-8"), (Value = "application/json")),
+    )),
+)]
 pub async fn report(
     State(s): State<AppState>,
     Session(me): Session,
