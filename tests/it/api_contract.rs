@@ -287,15 +287,37 @@ async fn api_md_openapi_and_router_agree() {
 
 /// What API.md's conventions say of every operation, in the document: each error is
 /// problem+json, and each operation but signing in and the document itself names how the caller
-/// authenticates, with schemes that exist.
+/// authenticates, with schemes that exist. And what makes the document usable by a tool: every
+/// `{parameter}` of a path is described, and operation ids are unique.
 fn conventions_hold(doc: &Value) {
     let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
     let problem = &doc["components"]["responses"]["Problem"]["content"]["application/problem+json"];
     assert_eq!(problem["schema"]["$ref"], "#/components/schemas/Problem");
     let mut wrong = Vec::new();
+    let mut ids = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             let route = format!("{} {path}", method.to_ascii_uppercase());
+            if !ids.insert(op["operationId"].as_str().unwrap_or_default().to_owned()) {
+                wrong.push(format!(
+                    "{route}: operationId {} is not unique",
+                    op["operationId"]
+                ));
+            }
+            let described: BTreeSet<&str> = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "path")
+                .filter_map(|p| p["name"].as_str())
+                .collect();
+            let named: BTreeSet<&str> = path
+                .split('/')
+                .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            if described != named {
+                wrong.push(format!("{route}: path parameters {described:?}"));
+            }
             for range in ["4XX", "5XX"] {
                 if op["responses"][range]["$ref"] != "#/components/responses/Problem" {
                     wrong.push(format!("{route}: {range} is not the problem+json answer"));

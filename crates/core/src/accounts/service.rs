@@ -83,6 +83,7 @@ pub struct PolicyClient {
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
     pub id: String,
+    #[schema(schema_with = crate::schema::platform)]
     pub platform: String,
     pub display_name: String,
     pub credential: CredentialInput,

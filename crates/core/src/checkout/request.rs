@@ -22,6 +22,7 @@ pub struct CheckoutRequest {
     pub operator: String,
     pub totp: String,
     pub purpose: String,
+    #[schema(schema_with = crate::schema::level)]
     pub level: String,
     pub ttl_seconds: Option<u64>,
     pub content_sha256: Option<Vec<String>>,

@@ -1,5 +1,5 @@
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -8,7 +8,7 @@ use crate::AppState;
 use crate::accounts::CredentialInput;
 use crate::accounts::service::{AccountView, CreateAccount, VersionView};
 use crate::error::Result;
-use crate::extract::{ApiJson, Session};
+use crate::extract::{ApiJson, ApiPath, Session};
 
 #[utoipa::path(
     post,
@@ -52,7 +52,7 @@ pub async fn list(
 pub async fn get_one(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<AccountView>> {
     Ok(Json(s.vault.accounts().get(&me, &id).await?))
 }
@@ -82,7 +82,7 @@ pub struct Rotated {
 pub async fn rotate(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(b): ApiJson<RotateBody>,
 ) -> Result<Json<Rotated>> {
     let v = s
@@ -106,7 +106,7 @@ pub async fn rotate(
 pub async fn versions(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<VersionView>>> {
     Ok(Json(s.vault.accounts().versions(&me, &id).await?))
 }
@@ -138,7 +138,7 @@ pub struct RolledBack {
 pub async fn rollback(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(b): ApiJson<RollbackBody>,
 ) -> Result<Json<RolledBack>> {
     let v = s
@@ -171,7 +171,7 @@ pub struct FreezeBody {
 pub async fn freeze(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(b): ApiJson<FreezeBody>,
 ) -> Result<Json<AccountView>> {
     Ok(Json(
@@ -194,7 +194,7 @@ pub async fn freeze(
 pub async fn unfreeze(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(b): ApiJson<FreezeBody>,
 ) -> Result<Json<AccountView>> {
     Ok(Json(

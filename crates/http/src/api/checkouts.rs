@@ -1,5 +1,5 @@
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -9,7 +9,7 @@ use crate::AppState;
 use crate::checkout::{CheckoutRequest, CheckoutView, ListQuery, Outcome, TokenView};
 use crate::clock::rfc3339_unix;
 use crate::error::Result;
-use crate::extract::{ApiJson, ApiQuery, Caller, ClientAuth, Session, TokenAuth};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, ClientAuth, Session, TokenAuth};
 use crate::publishing::posts::PostView;
 
 /// A checkout that needed no approval: its token, shown this once.
@@ -86,7 +86,7 @@ pub async fn create(
 pub async fn get_one(
     State(s): State<AppState>,
     Caller(who): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CheckoutView>> {
     Ok(Json(s.vault.checkouts().get(&who, &id).await?))
 }
@@ -127,7 +127,7 @@ pub struct Decision {
 pub async fn approve(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(b): ApiJson<Decision>,
 ) -> Result<Json<CheckoutView>> {
     Ok(Json(
@@ -150,7 +150,7 @@ pub async fn approve(
 pub async fn deny(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(b): ApiJson<Decision>,
 ) -> Result<Json<CheckoutView>> {
     Ok(Json(
@@ -190,7 +190,7 @@ pub struct Claimed {
 pub async fn claim(
     State(s): State<AppState>,
     ClientAuth(tool): ClientAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(b): ApiJson<ClaimBody>,
 ) -> Result<(StatusCode, Json<Claimed>)> {
     let (row, token) = s
@@ -226,7 +226,7 @@ pub struct CheckedIn {
 pub async fn checkin(
     State(s): State<AppState>,
     Caller(who): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CheckedIn>> {
     s.vault.checkouts().checkin(&who, &id).await?;
     Ok(Json(CheckedIn {
@@ -260,7 +260,7 @@ pub async fn introspect(
 pub async fn publish(
     State(s): State<AppState>,
     TokenAuth(token): TokenAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Vec<PostView>>> {
     Ok(Json(
         s.vault.publishing().publish_approved(&token, &id).await?,

@@ -1,12 +1,12 @@
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::error::Result;
-use crate::extract::{ApiJson, Session};
+use crate::extract::{ApiJson, ApiPath, Session};
 use crate::identity::clients::ClientView;
 
 #[derive(Deserialize, ToSchema)]
@@ -86,7 +86,7 @@ pub async fn list(
 pub async fn delete(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode> {
     s.vault.clients().revoke(&me, &id).await?;
     Ok(StatusCode::NO_CONTENT)

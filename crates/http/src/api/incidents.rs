@@ -1,7 +1,7 @@
 //! `/playbooks` and `/incidents`: parse, call one incidents-service method, render.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::Result;
-use crate::extract::{ApiJson, ApiQuery, Session};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Session};
 use crate::incidents::report::ReportFormat;
 use crate::incidents::{CloseOutcome, IncidentQuery, IncidentSummary, IncidentView, OpenIncident};
 use crate::policy::Playbook;
@@ -72,7 +72,7 @@ pub async fn list(
 pub async fn get_one(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<IncidentView>> {
     Ok(Json(s.vault.incidents().get(&me, &id).await?))
 }
@@ -98,7 +98,7 @@ pub struct CompleteBody {
 pub async fn complete_step(
     State(s): State<AppState>,
     Session(me): Session,
-    Path((id, n)): Path<(String, i64)>,
+    ApiPath((id, n)): ApiPath<(String, i64)>,
     ApiJson(b): ApiJson<CompleteBody>,
 ) -> Result<Json<IncidentView>> {
     Ok(Json(
@@ -128,7 +128,7 @@ pub struct CloseBody {
 pub async fn close(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(b): ApiJson<CloseBody>,
 ) -> Result<(StatusCode, Json<CloseOutcome>)> {
     let out = s
@@ -157,8 +157,7 @@ pub struct ReportQuery {
     path = "/incidents/{id}/report",
     tag = "incidents",
     security(("session" = []), ("session_cookie" = [])),
-    params(("id" = String, Path, description = "the incident id")),
-    params(ReportQuery),
+    params(("id" = String, Path, description = "the incident id"), ReportQuery),
     responses((
         status = 200,
         description = "the report as a file: timeline, steps, evidence digests, the sealed checkpoint, the audit entries",
@@ -168,7 +167,7 @@ pub struct ReportQuery {
 pub async fn report(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ReportQuery>,
 ) -> Result<Response> {
     let format = ReportFormat::parse(q.format.as_deref())?;

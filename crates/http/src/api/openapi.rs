@@ -97,16 +97,21 @@ pub fn finish(mut doc: Document) -> Served {
     // The router's catch-all segment is `{*path}`; OpenAPI names it `{path}`.
     let paths = std::mem::take(&mut doc.paths.paths);
     for (path, mut item) in paths {
-        for op in [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.patch,
-            &mut item.delete,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        let path = path.replace("{*", "{");
+        for (method, op) in [
+            ("get", &mut item.get),
+            ("post", &mut item.post),
+            ("put", &mut item.put),
+            ("patch", &mut item.patch),
+            ("delete", &mut item.delete),
+        ] {
+            let Some(op) = op else { continue };
+            // Handlers are named per module (`list`, `get_one`): the id is the route's, unique.
+            let words: Vec<&str> = path
+                .split(|c: char| !c.is_ascii_alphanumeric())
+                .filter(|w| !w.is_empty())
+                .collect();
+            op.operation_id = Some(format!("{method}_{}", words.join("_")));
             for response in op.responses.responses.values_mut() {
                 if let RefOr::T(r) = response {
                     r.headers
@@ -121,7 +126,7 @@ pub fn finish(mut doc: Document) -> Served {
                     .or_insert_with(|| RefOr::Ref(Ref::from_response_name("Problem")));
             }
         }
-        doc.paths.paths.insert(path.replace("{*", "{"), item);
+        doc.paths.paths.insert(path, item);
     }
     Served(match serde_json::to_string(&doc) {
         Ok(json) => json.into(),

@@ -2,15 +2,14 @@
 //! publishing service's; this only turns HTTP into a [`ProxyCall`] and the answer back.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use crate::AppState;
 use crate::error::Result;
-use crate::extract::TokenAuth;
+use crate::extract::{ApiBytes, ApiPath, TokenAuth};
 use crate::publishing::{LoginCode, ProxyCall, TokenHandout};
 
 /// The path is the platform's own (`cgi-bin/draft/add`, `2/statuses/share.json`); the query and
@@ -42,9 +41,9 @@ use crate::publishing::{LoginCode, ProxyCall, TokenHandout};
 pub async fn proxy(
     State(s): State<AppState>,
     TokenAuth(token): TokenAuth,
-    Path((account, path)): Path<(String, String)>,
+    ApiPath((account, path)): ApiPath<(String, String)>,
     parts: axum::http::request::Parts,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Response> {
     let call = ProxyCall {
         account,

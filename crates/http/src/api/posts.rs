@@ -1,13 +1,13 @@
 //! `/posts`: the evidence record of every post that went out through the vault.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 use crate::error::Result;
-use crate::extract::{ApiQuery, Session};
+use crate::extract::{ApiPath, ApiQuery, Session};
 use crate::publishing::posts::{PostQuery, PostView};
 
 #[utoipa::path(
@@ -37,7 +37,7 @@ pub async fn list(
 pub async fn get_one(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<PostView>> {
     Ok(Json(s.vault.posts().get(&me, &id).await?))
 }

@@ -1,5 +1,5 @@
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::crypto::SecretString;
 use crate::error::Result;
-use crate::extract::{ApiJson, Session};
+use crate::extract::{ApiJson, ApiPath, Session};
 use crate::identity::roster::RosterEntry;
 use crate::identity::users::{NewUserInput, UserView};
 
@@ -159,7 +159,7 @@ pub async fn list(State(s): State<AppState>, Session(me): Session) -> Result<Jso
 pub async fn get_one(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
 ) -> Result<Json<UserView>> {
     Ok(Json(s.vault.people().get(&me, &username).await?))
 }
@@ -175,7 +175,7 @@ pub async fn get_one(
 pub async fn disable(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
 ) -> Result<Json<UserView>> {
     Ok(Json(s.vault.people().disable(&me, &username).await?))
 }
@@ -199,7 +199,7 @@ pub struct GrantBody {
 pub async fn grant_role(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
     ApiJson(b): ApiJson<GrantBody>,
 ) -> Result<(StatusCode, Json<UserView>)> {
     let (view, pending) = s
@@ -233,7 +233,7 @@ pub struct ConfirmBody {
 pub async fn confirm_role(
     State(s): State<AppState>,
     Session(me): Session,
-    Path((username, role)): Path<(String, String)>,
+    ApiPath((username, role)): ApiPath<(String, String)>,
     ApiJson(b): ApiJson<ConfirmBody>,
 ) -> Result<Json<UserView>> {
     Ok(Json(
@@ -263,7 +263,7 @@ pub struct StepUp {
 pub async fn unlock(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
     ApiJson(b): ApiJson<StepUp>,
 ) -> Result<Json<UserView>> {
     Ok(Json(
@@ -286,7 +286,7 @@ pub async fn unlock(
 pub async fn enable(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
     ApiJson(b): ApiJson<StepUp>,
 ) -> Result<Json<UserView>> {
     Ok(Json(
@@ -320,7 +320,7 @@ pub struct NewTotp {
 pub async fn reset_totp(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
     ApiJson(b): ApiJson<StepUp>,
 ) -> Result<Json<NewTotp>> {
     let e = s
@@ -358,7 +358,7 @@ pub struct ResetPassword {
 pub async fn reset_password(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(username): Path<String>,
+    ApiPath(username): ApiPath<String>,
     ApiJson(b): ApiJson<ResetPassword>,
 ) -> Result<Json<UserView>> {
     Ok(Json(
