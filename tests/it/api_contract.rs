@@ -1,10 +1,12 @@
 //! Issue: docs/API.md, the OpenAPI document and the router agree.
 //!
-//! The router's routes are not parsed out of Rust: the real server is asked. For every documented
+//! The OpenAPI document is generated from the handlers (`crates/http/src/api/openapi.rs`): the
+//! API router registers each handler with `utoipa_axum::routes!`, which adds the route and its
+//! document entry together, and a test below fails on a route added to it any other way. The
+//! router's routes are not parsed out of Rust: the real server is asked. For every documented
 //! path it gets one unauthenticated request per method; a documented method must reach a handler
 //! (anything but 404 or 405), an undocumented one must not. API.md and the served OpenAPI
-//! document must list exactly the same `METHOD /path` pairs with the same success statuses. A route
-//! that neither document mentions at all cannot be found this way.
+//! document must list exactly the same `METHOD /path` pairs with the same success statuses.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -210,9 +212,10 @@ async fn api_md_openapi_and_router_agree() {
     let md = parse_api_md(
         &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/API.md")).unwrap(),
     );
-    let (st, openapi) = app.get("", "/api/v1/openapi.json").await;
+    let (st, doc) = app.get("", "/api/v1/openapi.json").await;
     assert_eq!(st, 200);
-    let openapi = parse_openapi(&openapi);
+    let openapi = parse_openapi(&doc);
+    conventions_hold(&doc);
 
     // The OpenAPI document covers /api/v1 only; the probes outside it are in API.md alone.
     let md_api: BTreeMap<_, _> = md
@@ -280,6 +283,84 @@ async fn api_md_openapi_and_router_agree() {
         wrong.is_empty(),
         "API.md / OpenAPI vs the router: {wrong:#?}"
     );
+}
+
+/// What API.md's conventions say of every operation, in the document: each error is
+/// problem+json, and each operation but signing in and the document itself names how the caller
+/// authenticates, with schemes that exist. And what makes the document usable by a tool: every
+/// `{parameter}` of a path is described, and operation ids are unique.
+fn conventions_hold(doc: &Value) {
+    let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
+    let problem = &doc["components"]["responses"]["Problem"]["content"]["application/problem+json"];
+    assert_eq!(problem["schema"]["$ref"], "#/components/schemas/Problem");
+    let mut wrong = Vec::new();
+    let mut ids = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let route = format!("{} {path}", method.to_ascii_uppercase());
+            if !ids.insert(op["operationId"].as_str().unwrap_or_default().to_owned()) {
+                wrong.push(format!(
+                    "{route}: operationId {} is not unique",
+                    op["operationId"]
+                ));
+            }
+            let described: BTreeSet<&str> = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "path")
+                .filter_map(|p| p["name"].as_str())
+                .collect();
+            let named: BTreeSet<&str> = path
+                .split('/')
+                .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+                .collect();
+            if described != named {
+                wrong.push(format!("{route}: path parameters {described:?}"));
+            }
+            for range in ["4XX", "5XX"] {
+                if op["responses"][range]["$ref"] != "#/components/responses/Problem" {
+                    wrong.push(format!("{route}: {range} is not the problem+json answer"));
+                }
+            }
+            let security = op["security"].as_array().cloned().unwrap_or_default();
+            let open = ["POST /auth/login", "GET /openapi.json"].contains(&route.as_str());
+            if security.is_empty() != open {
+                wrong.push(format!("{route}: security {security:?}"));
+            }
+            for requirement in &security {
+                for name in requirement.as_object().unwrap().keys() {
+                    if !schemes.contains_key(name) {
+                        wrong.push(format!("{route}: no security scheme {name:?}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "the OpenAPI document: {wrong:#?}");
+}
+
+/// `routes!` registers a handler's route and its OpenAPI entry together; a plain `.route(` (or
+/// `.nest(`, `.fallback(`) in the API router would serve a path the document does not know.
+#[test]
+fn every_api_route_is_registered_with_its_document_entry() {
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/crates/http/src/api/mod.rs");
+    let source = std::fs::read_to_string(file).unwrap();
+    let registered = source.matches(".routes(routes!(").count();
+    assert!(registered > 40, "{file}: only {registered} routes! calls");
+    for bypass in [
+        ".route(",
+        ".route_service(",
+        ".nest(",
+        ".nest_service(",
+        ".fallback(",
+    ] {
+        assert!(
+            !source.contains(bypass),
+            "{file} calls {bypass}: register the handler with `.routes(routes!(..))` and \
+             `#[utoipa::path]` so it is in the OpenAPI document"
+        );
+    }
 }
 
 #[test]

@@ -469,3 +469,56 @@ fn demo_walkthrough_runs_as_printed() {
     assert!(stdout.contains("\"ok\":true"), "{stdout}");
     assert!(stdout.contains("walkthrough done"));
 }
+
+/// Found by Schemathesis (scripts/schemathesis.sh): axum's own rejections answered plain text
+/// where every error is problem+json. A step number that is not a number, a path segment that is
+/// not UTF-8 once decoded, and an upload over the body limit to the proxy are each a problem with
+/// its status, and the oversized upload never reaches the platform.
+#[tokio::test]
+async fn a_bad_path_segment_or_an_oversized_upload_is_a_problem_not_plain_text() {
+    let p = setup().await;
+    let (token, _) = p.token().await;
+    let problem = |r: reqwest::Response| async move {
+        let ctype = r.headers()["content-type"].to_str().unwrap().to_owned();
+        let (st, v) = into_pair(r).await;
+        assert_eq!(ctype, "application/problem+json", "{st} {v}");
+        assert_eq!(v["status"], st, "{v}");
+        (st, v)
+    };
+    let c = &p.app.client;
+    let r = c
+        .post(
+            p.app
+                .url("/api/v1/incidents/inc_1/steps/null,null/complete"),
+        )
+        .bearer_auth(&p.admin_s)
+        .json(&json!({"note": ""}))
+        .send()
+        .await
+        .unwrap();
+    let (st, v) = problem(r).await;
+    assert_eq!((st, v["code"].as_str()), (400, Some("invalid_request")));
+    assert_eq!(
+        v["detail"],
+        "invalid path: a path parameter must be a number"
+    );
+    let r = c
+        .get(p.app.url("/api/v1/users/%FF%FE"))
+        .bearer_auth(&p.admin_s)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(problem(r).await.0, 400);
+    let before = p.api_calls();
+    let r = c
+        .post(p.app.url("/api/v1/platform/wx/cgi-bin/draft/add"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(vec![b' '; 2 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
+    let (st, v) = problem(r).await;
+    assert_eq!((st, v["code"].as_str()), (413, Some("payload_too_large")));
+    assert_eq!(p.api_calls(), before);
+}

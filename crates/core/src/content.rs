@@ -26,7 +26,7 @@ const MAX_BODY_CHARS: usize = 20_000;
 const MAX_TEXT_CHARS: usize = 2_000;
 
 /// What a tool sends with the checkout request.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContentInput {
     pub title: String,
@@ -40,7 +40,7 @@ pub struct ContentInput {
     pub targets: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ImageInput {
     pub name: String,
@@ -49,7 +49,7 @@ pub struct ImageInput {
     pub data_base64: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageRole {
     Cover,
@@ -106,7 +106,7 @@ mod b64 {
 
 /// What an approver (and an auditor) is shown: every word, and each image by name, role, size
 /// and digest. JSON strings are data: nothing here is rendered as HTML by the vault.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ContentView {
     pub sha256: String,
     pub title: String,
@@ -118,7 +118,7 @@ pub struct ContentView {
     pub targets: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ImageView {
     pub name: String,
     pub role: ImageRole,

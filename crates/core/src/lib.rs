@@ -40,6 +40,7 @@ pub mod notify;
 pub mod policy;
 pub mod publishing;
 pub mod review;
+pub mod schema;
 pub mod telemetry;
 pub mod vault;
 

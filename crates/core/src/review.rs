@@ -14,20 +14,33 @@ use crate::store::audit::AuditFilter;
 const READERS: &[Role] = &[Role::Auditor, Role::Admin];
 
 /// Everything arrives as text so that a bad value gets a message naming its parameter.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct QueryParams {
+    /// The acting `actor.id` of an entry (a username, a client id, ...).
     pub actor: Option<String>,
+    /// The entry's target.
     pub account: Option<String>,
     pub action: Option<String>,
+    /// `success`, `denied`, `error` or `rate_limited`.
     pub outcome: Option<String>,
+    /// RFC 3339.
     pub since: Option<String>,
+    /// RFC 3339.
     pub until: Option<String>,
+    /// Entries after this one (the previous page's `next_after_seq`).
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub after_seq: Option<String>,
     /// `desc`: newest first (page on with `before_seq`); `asc` (the default): chain order.
     pub order: Option<String>,
+    /// With `order=desc`: entries before this one (the previous page's `next_before_seq`).
+    #[param(value_type = Option<i64>, minimum = 1)]
     pub before_seq: Option<String>,
+    /// 1-1000; 100 by default.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
+    /// `/audit/export` only: `jsonl` (the default) or `csv`.
     pub format: Option<String>,
 }
 
@@ -115,7 +128,7 @@ fn filter_of(p: &QueryParams) -> Result<AuditFilter> {
 }
 
 /// One page of entries and where the next starts.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct Page {
     pub entries: Vec<EntryView>,
     pub next_after_seq: Option<i64>,

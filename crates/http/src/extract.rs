@@ -1,7 +1,7 @@
 //! Extractors that speak the API's error language: JSON and query rejections become problem+json
 //! with the offending field, and credentials become typed callers recorded in the audit note.
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
@@ -96,11 +96,7 @@ fn json_rejection(r: JsonRejection) -> Response {
             }
             .into_response()
         }
-        _ if status == StatusCode::PAYLOAD_TOO_LARGE => problem::plain(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is larger than this server accepts",
-        ),
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => too_large(),
         _ => Error::Invalid {
             field: None,
             detail: "the request body could not be read".into(),
@@ -119,16 +115,89 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
-            .map_err(|e: QueryRejection| {
-                Rejection(
-                    crate::problem::Problem(Error::Invalid {
+            .map_err(|e: QueryRejection| invalid_url("query", &e.body_text()))
+    }
+}
+
+/// A part of the URL that did not parse, as 400 problem+json; quoted values are cut out.
+fn invalid_url(part: &str, text: &str) -> Rejection {
+    Error::Invalid {
+        field: None,
+        detail: format!("invalid {part}: {}", scrub(text)),
+    }
+    .into()
+}
+
+/// What is wrong with a path parameter, without its value (axum's own text quotes it).
+fn path_problem(e: PathRejection) -> String {
+    use axum::extract::path::ErrorKind;
+    let PathRejection::FailedToDeserializePathParams(e) = e else {
+        return "the path parameters could not be read".into();
+    };
+    match e.into_kind() {
+        ErrorKind::ParseErrorAtKey { expected_type, .. }
+        | ErrorKind::ParseErrorAtIndex { expected_type, .. }
+        | ErrorKind::ParseError { expected_type, .. } => {
+            let what = if expected_type.starts_with(['i', 'u']) {
+                "a number"
+            } else {
+                expected_type
+            };
+            format!("a path parameter must be {what}")
+        }
+        ErrorKind::InvalidUtf8InPathParam { key } => {
+            format!("path parameter {key} is not valid UTF-8")
+        }
+        _ => "the path parameters could not be read".into(),
+    }
+}
+
+/// Path parameters, with rejections (a segment that is not valid UTF-8 once decoded, a step number
+/// that is not a number) as 400 problem+json that says what is wrong without echoing the value.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = Rejection;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e: PathRejection| invalid_url("path", &path_problem(e)))
+    }
+}
+
+/// A body of any type as bytes (the platform proxy's); a body over the limit is 413
+/// problem+json, like a JSON one.
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = Rejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(ApiBytes)
+            .map_err(|r: BytesRejection| {
+                Rejection(if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    Error::Invalid {
                         field: None,
-                        detail: format!("invalid query: {}", scrub(&e.body_text())),
-                    })
-                    .into_response(),
-                )
+                        detail: "the request body could not be read".into(),
+                    }
+                    .into_response()
+                })
             })
     }
+}
+
+fn too_large() -> Response {
+    problem::plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the request body is larger than this server accepts",
+    )
 }
 
 /// The request context set by the outermost middleware.

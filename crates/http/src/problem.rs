@@ -8,19 +8,30 @@ use serde::Serialize;
 use super::context::current_request_id;
 use crate::error::Error;
 
-#[derive(Serialize)]
-struct ProblemBody<'a> {
+/// An RFC 9457 problem: every error the API answers. `code` is stable and machine-readable,
+/// `detail` is for a person; neither ever holds a secret.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+pub(crate) struct ProblemBody<'a> {
+    /// Always `about:blank`: the status and `code` say what happened.
     #[serde(rename = "type")]
     kind: &'static str,
+    /// The status's reason phrase.
     title: &'a str,
     status: u16,
     detail: String,
+    /// E.g. `invalid_request`, `unauthenticated`, `not_permitted`, `not_found`, a conflict code,
+    /// `rate_limited`, `platform_error`, `audit_unavailable` (API.md has the list).
     code: &'a str,
+    /// The request's id, also in the `x-request-id` header and in its audit entry.
     request_id: String,
+    /// The request field at fault (400).
     #[serde(skip_serializing_if = "Option::is_none")]
     field: Option<String>,
+    /// The platform's own error code (502).
     #[serde(skip_serializing_if = "Option::is_none")]
     platform_code: Option<i64>,
+    /// Until when the person is locked out (423).
     #[serde(skip_serializing_if = "Option::is_none")]
     locked_until: Option<String>,
 }

@@ -10,16 +10,21 @@ pub use crate::platforms::credential::{Credential, aad};
 pub use crate::store::types::Platform;
 
 /// Credential fields as a client sends them; which are required depends on the platform.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialInput {
     pub app_id: Option<String>,
+    #[schema(value_type = Option<String>, format = Password)]
     pub app_secret: Option<SecretString>,
     pub app_key: Option<String>,
+    #[schema(value_type = Option<String>, format = Password)]
     pub access_token: Option<SecretString>,
     pub username: Option<String>,
+    #[schema(value_type = Option<String>, format = Password)]
     pub password: Option<SecretString>,
+    #[schema(value_type = Option<String>, format = Password)]
     pub login_password: Option<SecretString>,
+    #[schema(value_type = Option<String>, format = Password)]
     pub login_totp_seed: Option<SecretString>,
 }
 

@@ -14,11 +14,13 @@ use crate::identity::{AccountId, Role};
 use crate::store::accounts::{AccountRow, StoreAddError};
 use crate::store::types::AccountStatus;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AccountView {
     pub id: String,
+    #[schema(schema_with = crate::schema::platform)]
     pub platform: Platform,
     pub display_name: String,
+    #[schema(schema_with = crate::schema::account_status)]
     pub status: AccountStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
@@ -31,7 +33,7 @@ pub struct AccountView {
     pub warning: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VersionView {
     pub version: i64,
     pub created_at: String,
@@ -41,7 +43,7 @@ pub struct VersionView {
 }
 
 /// What the loaded policies cover; `GET /policies`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PolicyCoverage {
     pub policies: Vec<PolicyView>,
     /// Accounts no policy names: nobody can check them out (deny by default).
@@ -51,7 +53,7 @@ pub struct PolicyCoverage {
 }
 
 /// One access policy, as far as it says who may use what.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PolicyView {
     pub account: String,
     pub account_exists: bool,
@@ -71,16 +73,17 @@ pub struct PolicyView {
     pub allowed_calls: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PolicyClient {
     pub client_id: String,
     pub name: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAccount {
     pub id: String,
+    #[schema(schema_with = crate::schema::platform)]
     pub platform: String,
     pub display_name: String,
     pub credential: CredentialInput,

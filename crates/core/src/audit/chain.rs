@@ -58,7 +58,7 @@ pub fn entry_hash(key: &hmac::Key, row: AuditFields<'_>) -> [u8; 32] {
 }
 
 /// The outcome of walking a chain.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct VerifyReport {
     pub ok: bool,
     pub entries_checked: u64,

@@ -24,13 +24,13 @@ pub use writer::{AuditError, AuditWriter, Committed, HttpInfo, NewEntry, Outcome
 use crate::store::audit::AuditRow;
 use context::{ActorKind, RequestCtx};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ActorView {
     pub kind: String,
     pub id: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HttpView {
     pub method: String,
     pub path: String,
@@ -39,7 +39,7 @@ pub struct HttpView {
 }
 
 /// An entry as the API shows it: `ts` in RFC 3339 UTC with milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EntryView {
     pub seq: i64,
     pub ts: String,

@@ -15,13 +15,14 @@ use crate::policy::Level;
 use crate::store::checkouts::{CheckoutRow, NewCheckout};
 use crate::store::types::CheckoutStatus;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckoutRequest {
     pub account: String,
     pub operator: String,
     pub totp: String,
     pub purpose: String,
+    #[schema(schema_with = crate::schema::level)]
     pub level: String,
     pub ttl_seconds: Option<u64>,
     pub content_sha256: Option<Vec<String>>,

@@ -18,7 +18,7 @@ use crate::store::types::CheckoutStatus;
 pub use crate::actor::TokenGrant;
 
 /// What the checkout's own token may learn about it (`GET /token`).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TokenView {
     pub checkout_id: String,
     pub account: String,

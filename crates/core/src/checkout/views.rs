@@ -13,7 +13,7 @@ use crate::policy::Level;
 use crate::store::checkouts::CheckoutRow;
 use crate::store::types::CheckoutStatus;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApprovalView {
     pub approver: String,
     pub decision: String,
@@ -21,14 +21,16 @@ pub struct ApprovalView {
     pub at: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CheckoutView {
     pub checkout_id: String,
     pub account: String,
     pub operator: String,
     pub client: String,
     pub purpose: String,
+    #[schema(schema_with = crate::schema::level)]
     pub level: Level,
+    #[schema(schema_with = crate::schema::checkout_status)]
     pub status: CheckoutStatus,
     pub requested_at: String,
     pub approvals_needed: i64,
@@ -54,8 +56,9 @@ pub struct CheckoutView {
 }
 
 /// What `GET /checkouts` may filter on.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     pub status: Option<String>,
     pub account: Option<String>,

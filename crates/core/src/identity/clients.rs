@@ -15,7 +15,7 @@ use crate::store::clients::ClientRow;
 
 pub use crate::actor::Client;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ClientView {
     pub client_id: String,
     pub name: String,

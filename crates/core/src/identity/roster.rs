@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 pub const MAX_ROWS: usize = 200;
 
 /// One person of a roster.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RosterEntry {
     pub username: String,

@@ -14,7 +14,7 @@ use crate::store::types::IncidentStatus;
 pub const CLOSE_SIGNATURES: i64 = 2;
 
 /// What a close signature did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CloseOutcome {
     /// True once two different people signed: the incident is closed.
     pub closed: bool,

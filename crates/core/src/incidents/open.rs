@@ -16,7 +16,7 @@ use crate::store::incidents::{NewIncident, NewStep};
 use crate::store::types::StepStatus;
 
 /// `POST /incidents`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpenIncident {
     pub account: String,

@@ -13,7 +13,7 @@ use crate::policy::Playbook;
 use crate::store::incidents::{IncidentRow, StepRow};
 use crate::store::types::{IncidentStatus, StepStatus};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StepView {
     pub n: i64,
     pub kind: String,
@@ -24,6 +24,7 @@ pub struct StepView {
     pub owner_role: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub due_at: Option<String>,
+    #[schema(schema_with = crate::schema::step_status)]
     pub status: StepStatus,
     pub done_by: Option<String>,
     pub done_at: Option<String>,
@@ -31,7 +32,7 @@ pub struct StepView {
     pub note: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TimelineView {
     pub at: String,
     pub actor: String,
@@ -42,13 +43,13 @@ pub struct TimelineView {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SignatureView {
     pub username: String,
     pub signed_at: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EvidenceView {
     pub platform_id: String,
     pub sha256: String,
@@ -61,13 +62,14 @@ pub struct EvidenceView {
 }
 
 /// One incident with its steps, timeline, signatures and evidence.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IncidentView {
     pub incident_id: String,
     pub account: String,
     pub playbook: String,
     pub title: String,
     pub summary: String,
+    #[schema(schema_with = crate::schema::incident_status)]
     pub status: IncidentStatus,
     pub trigger: String,
     pub opened_by: String,
@@ -82,13 +84,14 @@ pub struct IncidentView {
 }
 
 /// An incident in a list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct IncidentSummary {
     pub incident_id: String,
     pub account: String,
     pub playbook: String,
     pub title: String,
     pub summary: String,
+    #[schema(schema_with = crate::schema::incident_status)]
     pub status: IncidentStatus,
     pub trigger: String,
     pub opened_by: String,
@@ -97,8 +100,9 @@ pub struct IncidentSummary {
 }
 
 /// `GET /incidents?account=&status=`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct IncidentQuery {
     pub account: Option<String>,
     pub status: Option<String>,

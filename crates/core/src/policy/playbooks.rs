@@ -114,7 +114,7 @@ impl PlaybookSet {
 }
 
 /// One playbook, as served by `GET /playbooks`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Playbook {
     pub id: String,
     pub title: String,
@@ -123,7 +123,7 @@ pub struct Playbook {
     pub steps: Vec<Step>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Step {
     pub kind: StepKind,
     /// Set exactly for automated steps.
@@ -138,7 +138,7 @@ pub struct Step {
     pub confirm: Option<ConfirmedAction>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StepKind {
     Auto,
@@ -146,7 +146,7 @@ pub enum StepKind {
 }
 
 /// What the incident engine can do by itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AutoAction {
     /// Freeze the account, which also revokes its live tokens.
@@ -196,7 +196,7 @@ impl AutoAction {
 }
 
 /// What a manual step does when its owner confirms it with TOTP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConfirmedAction {
     /// Delete every post captured as evidence from the platform (WeChat `freepublish/delete`,

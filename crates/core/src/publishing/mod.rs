@@ -45,14 +45,14 @@ pub struct ProxyAnswer {
 }
 
 /// A brokered platform access token, serialised once into the response; `Debug` hides it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct TokenHandout {
     pub access_token: String,
     pub expires_in: i64,
 }
 
 /// A platform-login code computed from the account's stored seed; `Debug` hides it.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LoginCode {
     pub code: String,
     pub expires_in: u64,

@@ -20,17 +20,20 @@ const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
 /// What `GET /posts` and the export filter on.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PostQuery {
     pub account: Option<String>,
     /// RFC 3339.
     pub since: Option<String>,
+    /// 1-1000; 100 by default.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<i64>,
 }
 
 /// An evidence record as shown.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PostView {
     pub post_id: String,
     pub checkout_id: String,
@@ -39,9 +42,11 @@ pub struct PostView {
     pub operator: String,
     pub department: Option<String>,
     pub client: String,
+    /// `[{approver, at}]`, as recorded when the post was sent.
     pub approvals: Value,
     pub content_sha256: Option<String>,
     pub live_sha256: String,
+    #[schema(schema_with = crate::schema::post_status)]
     pub status: PostStatus,
     pub media_id: Option<String>,
     pub publish_id: Option<String>,

@@ -13,6 +13,14 @@ use crate::error::Result;
 use crate::extract::{ApiQuery, Session};
 use crate::review::{Page, QueryParams};
 
+#[utoipa::path(
+    get,
+    path = "/audit",
+    tag = "audit",
+    security(("session" = []), ("session_cookie" = [])),
+    params(QueryParams),
+    responses((status = 200, description = "one page of entries", body = Page)),
+)]
 pub async fn list(
     State(s): State<AppState>,
     Session(me): Session,
@@ -21,10 +29,33 @@ pub async fn list(
     Ok(Json(s.vault.audit_review().query(&me, &p).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/audit/verify",
+    tag = "audit",
+    security(("session" = []), ("session_cookie" = [])),
+    responses((status = 200, description = "the chain walked from its anchor", body = VerifyReport)),
+)]
 pub async fn verify(State(s): State<AppState>, Session(me): Session) -> Result<Json<VerifyReport>> {
     Ok(Json(s.vault.audit_review().verify(&me).await?))
 }
 
+/// Streamed; JSONL is the evidence format (every field as hashed), CSV a view for spreadsheets.
+#[utoipa::path(
+    get,
+    path = "/audit/export",
+    tag = "audit",
+    security(("session" = []), ("session_cookie" = [])),
+    params(QueryParams),
+    responses((
+        status = 200,
+        description = "the entries as a file, with their chain fields",
+        content(
+            (String = "application/x-ndjson"),
+            (String = "text/csv; charset=utf-8"),
+        ),
+    )),
+)]
 pub async fn export(
     State(s): State<AppState>,
     Session(me): Session,

@@ -1,51 +1,104 @@
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::checkout::{CheckoutRequest, CheckoutView, ListQuery, Outcome, TokenView};
 use crate::clock::rfc3339_unix;
 use crate::error::Result;
-use crate::extract::{ApiJson, ApiQuery, Caller, ClientAuth, Session, TokenAuth};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, ClientAuth, Session, TokenAuth};
+use crate::publishing::posts::PostView;
 
+/// A checkout that needed no approval: its token, shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct Issued {
+    checkout_id: String,
+    #[schema(value_type = String, pattern = "^active$")]
+    status: &'static str,
+    /// `mvt_…`: the publishing token.
+    token: String,
+    expires_at: Option<String>,
+    account: String,
+    operator: String,
+}
+
+/// A checkout waiting for its approvals; the token is claimed after them.
+#[derive(Serialize, ToSchema)]
+pub struct Pending {
+    checkout_id: String,
+    #[schema(value_type = String, pattern = "^pending_approval$")]
+    status: &'static str,
+    approvals_needed: i64,
+}
+
+#[utoipa::path(
+    post,
+    path = "/checkouts",
+    tag = "checkouts",
+    security(("client" = [])),
+    request_body = CheckoutRequest,
+    responses(
+        (status = 201, description = "issued at once", body = Issued),
+        (status = 202, description = "waiting for approval", body = Pending),
+    ),
+)]
 pub async fn create(
     State(s): State<AppState>,
     ClientAuth(tool): ClientAuth,
     ApiJson(b): ApiJson<CheckoutRequest>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<Response> {
     Ok(match s.vault.checkouts().request(&tool, b).await? {
         Outcome::Issued { checkout, token } => (
             StatusCode::CREATED,
-            Json(json!({
-                "checkout_id": checkout.id,
-                "status": "active",
-                "token": token.expose(),
-                "expires_at": checkout.expires_at.map(rfc3339_unix),
-                "account": checkout.account_id,
-                "operator": checkout.operator,
-            })),
-        ),
+            Json(Issued {
+                checkout_id: checkout.id,
+                status: "active",
+                token: token.expose().to_owned(),
+                expires_at: checkout.expires_at.map(rfc3339_unix),
+                account: checkout.account_id,
+                operator: checkout.operator,
+            }),
+        )
+            .into_response(),
         Outcome::Pending { checkout } => (
             StatusCode::ACCEPTED,
-            Json(json!({
-                "checkout_id": checkout.id,
-                "status": "pending_approval",
-                "approvals_needed": checkout.approvals_needed,
-            })),
-        ),
+            Json(Pending {
+                checkout_id: checkout.id,
+                status: "pending_approval",
+                approvals_needed: checkout.approvals_needed,
+            }),
+        )
+            .into_response(),
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/checkouts/{id}",
+    tag = "checkouts",
+    security(("session" = []), ("session_cookie" = []), ("client" = []), ("token" = [])),
+    params(("id" = String, Path, description = "the checkout id")),
+    responses((status = 200, description = "the checkout, with the post under review", body = CheckoutView)),
+)]
 pub async fn get_one(
     State(s): State<AppState>,
     Caller(who): Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CheckoutView>> {
     Ok(Json(s.vault.checkouts().get(&who, &id).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/checkouts",
+    tag = "checkouts",
+    security(("session" = []), ("session_cookie" = [])),
+    params(ListQuery),
+    responses((status = 200, description = "the checkouts, without their posts", body = Vec<CheckoutView>)),
+)]
 pub async fn list(
     State(s): State<AppState>,
     Session(me): Session,
@@ -54,17 +107,27 @@ pub async fn list(
     Ok(Json(s.vault.checkouts().list(&me, &q).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
+    /// The approver's own current code, always (a step-up window does not cover it).
     totp: String,
     comment: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/checkouts/{id}/approve",
+    tag = "checkouts",
+    security(("session" = []), ("session_cookie" = [])),
+    params(("id" = String, Path, description = "the checkout id")),
+    request_body = Decision,
+    responses((status = 200, description = "approved (the last approval makes it claimable)", body = CheckoutView)),
+)]
 pub async fn approve(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(b): ApiJson<Decision>,
 ) -> Result<Json<CheckoutView>> {
     Ok(Json(
@@ -75,10 +138,19 @@ pub async fn approve(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/checkouts/{id}/deny",
+    tag = "checkouts",
+    security(("session" = []), ("session_cookie" = [])),
+    params(("id" = String, Path, description = "the checkout id")),
+    request_body = Decision,
+    responses((status = 200, description = "denied", body = CheckoutView)),
+)]
 pub async fn deny(
     State(s): State<AppState>,
     Session(me): Session,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(b): ApiJson<Decision>,
 ) -> Result<Json<CheckoutView>> {
     Ok(Json(
@@ -89,19 +161,38 @@ pub async fn deny(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimBody {
     operator: String,
+    /// The operator's fresh code.
     totp: String,
 }
 
+/// The token of an approved checkout, shown this once.
+#[derive(Serialize, ToSchema)]
+pub struct Claimed {
+    checkout_id: String,
+    /// `mvt_…`: the publishing token.
+    token: String,
+    expires_at: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/checkouts/{id}/claim",
+    tag = "checkouts",
+    security(("client" = [])),
+    params(("id" = String, Path, description = "the checkout id")),
+    request_body = ClaimBody,
+    responses((status = 201, description = "the token, once, after approval", body = Claimed)),
+)]
 pub async fn claim(
     State(s): State<AppState>,
     ClientAuth(tool): ClientAuth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(b): ApiJson<ClaimBody>,
-) -> Result<(StatusCode, Json<Value>)> {
+) -> Result<(StatusCode, Json<Claimed>)> {
     let (row, token) = s
         .vault
         .checkouts()
@@ -109,21 +200,48 @@ pub async fn claim(
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({"checkout_id": row.id, "token": token.expose(), "expires_at": row.expires_at.map(rfc3339_unix)}),
-        ),
+        Json(Claimed {
+            checkout_id: row.id,
+            token: token.expose().to_owned(),
+            expires_at: row.expires_at.map(rfc3339_unix),
+        }),
     ))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct CheckedIn {
+    checkout_id: String,
+    #[schema(value_type = String, pattern = "^checked_in$")]
+    status: &'static str,
+}
+
+#[utoipa::path(
+    post,
+    path = "/checkouts/{id}/checkin",
+    tag = "checkouts",
+    security(("token" = []), ("client" = []), ("session" = []), ("session_cookie" = [])),
+    params(("id" = String, Path, description = "the checkout id")),
+    responses((status = 200, description = "checked in: the token stopped working", body = CheckedIn)),
+)]
 pub async fn checkin(
     State(s): State<AppState>,
     Caller(who): Caller,
-    Path(id): Path<String>,
-) -> Result<Json<Value>> {
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<CheckedIn>> {
     s.vault.checkouts().checkin(&who, &id).await?;
-    Ok(Json(json!({"checkout_id": id, "status": "checked_in"})))
+    Ok(Json(CheckedIn {
+        checkout_id: id,
+        status: "checked_in",
+    }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/token",
+    tag = "publishing",
+    security(("token" = [])),
+    responses((status = 200, description = "what this token may do", body = TokenView)),
+)]
 pub async fn introspect(
     State(s): State<AppState>,
     TokenAuth(token): TokenAuth,
@@ -131,11 +249,19 @@ pub async fn introspect(
     Ok(Json(s.vault.checkouts().introspect(&token)?))
 }
 
+#[utoipa::path(
+    post,
+    path = "/checkouts/{id}/publish",
+    tag = "publishing",
+    security(("token" = [])),
+    params(("id" = String, Path, description = "the checkout id")),
+    responses((status = 200, description = "the evidence record of each target's post", body = Vec<PostView>)),
+)]
 pub async fn publish(
     State(s): State<AppState>,
     TokenAuth(token): TokenAuth,
-    Path(id): Path<String>,
-) -> Result<Json<Vec<crate::publishing::posts::PostView>>> {
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Vec<PostView>>> {
     Ok(Json(
         s.vault.publishing().publish_approved(&token, &id).await?,
     ))

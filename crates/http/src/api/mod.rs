@@ -1,4 +1,5 @@
-//! `/api/v1`: the contract in API.md, grouped by rate-limit tier.
+//! `/api/v1`: the contract in API.md, grouped by rate-limit tier. Every handler is registered
+//! with `routes!`, which adds its route and its OpenAPI entry (`openapi`) together.
 
 pub mod accounts;
 pub mod audit;
@@ -6,6 +7,7 @@ pub mod auth;
 pub mod checkouts;
 pub mod clients;
 pub mod incidents;
+pub mod openapi;
 pub mod ops;
 pub mod platform;
 pub mod posts;
@@ -13,45 +15,49 @@ pub mod users;
 
 use std::time::Duration;
 
-use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::{Extension, Router};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
 use super::limits::{BearerKey, Layer, PeerKey, layer};
 use crate::config::RateLimitConfig;
 
-/// `general` is the general tier's layer, shared with the routes outside every tier.
+/// `general` is the general tier's layer, shared with the routes outside every tier. Returns the
+/// routes, serving their own OpenAPI document at `/openapi.json`.
 pub fn routes(limits: &RateLimitConfig, general: Layer<PeerKey>) -> Router<AppState> {
+    let (router, doc) = documented(limits, general).split_for_parts();
+    router.layer(Extension(openapi::finish(doc)))
+}
+
+fn documented(limits: &RateLimitConfig, general: Layer<PeerKey>) -> OpenApiRouter<AppState> {
     let minute = Duration::from_secs(60);
     let second = Duration::from_secs(1);
-    let login = Router::new()
-        .route("/auth/login", post(auth::login))
-        .route("/auth/step-up", post(auth::step_up))
+    let login = OpenApiRouter::new()
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::step_up))
         .layer(layer(
             PeerKey,
             limits.login_per_minute,
             minute,
             limits.login_burst,
         ));
-    let checkout = Router::new()
-        .route("/checkouts", post(checkouts::create).get(checkouts::list))
-        .route("/checkouts/{id}/claim", post(checkouts::claim))
+    let checkout = OpenApiRouter::new()
+        .routes(routes!(checkouts::create, checkouts::list))
+        .routes(routes!(checkouts::claim))
         .layer(layer(
             PeerKey,
             limits.checkout_per_minute,
             minute,
             limits.checkout_burst,
         ));
-    let token = Router::new()
-        .route("/token", get(checkouts::introspect))
-        .route("/checkouts/{id}/publish", post(checkouts::publish))
-        .route(
-            "/platform/{account}/{*path}",
-            get(platform::proxy).post(platform::proxy),
-        )
-        .route("/platform-token", post(platform::platform_token))
-        .route("/credential", get(platform::credential))
-        .route("/credential/totp", get(platform::credential_totp))
+    let token = OpenApiRouter::new()
+        .routes(routes!(checkouts::introspect))
+        .routes(routes!(checkouts::publish))
+        .routes(routes!(platform::proxy))
+        .routes(routes!(platform::platform_token))
+        .routes(routes!(platform::credential))
+        .routes(routes!(platform::credential_totp))
         .layer(layer(
             BearerKey,
             limits.token_per_second,
@@ -64,57 +70,48 @@ pub fn routes(limits: &RateLimitConfig, general: Layer<PeerKey>) -> Router<AppSt
             second,
             limits.token_burst.saturating_mul(4),
         ));
-    let general = Router::new()
-        .route("/auth/logout", post(auth::logout))
-        .route("/auth/session", get(auth::session))
-        .route("/users", post(users::create).get(users::list))
-        .route("/users/import", post(users::import))
-        .route("/users/{username}", get(users::get_one))
-        .route("/users/{username}/disable", post(users::disable))
-        .route("/users/{username}/enable", post(users::enable))
-        .route("/users/{username}/unlock", post(users::unlock))
-        .route("/users/{username}/reset-totp", post(users::reset_totp))
-        .route(
-            "/users/{username}/reset-password",
-            post(users::reset_password),
-        )
-        .route("/users/{username}/roles", post(users::grant_role))
-        .route(
-            "/users/{username}/roles/{role}/confirm",
-            post(users::confirm_role),
-        )
-        .route("/clients", post(clients::create).get(clients::list))
-        .route("/clients/{id}", delete(clients::delete))
-        .route("/accounts", post(accounts::create).get(accounts::list))
-        .route("/accounts/{id}", get(accounts::get_one))
-        .route("/accounts/{id}/rotate", post(accounts::rotate))
-        .route("/accounts/{id}/versions", get(accounts::versions))
-        .route("/accounts/{id}/rollback", post(accounts::rollback))
-        .route("/accounts/{id}/freeze", post(accounts::freeze))
-        .route("/accounts/{id}/unfreeze", post(accounts::unfreeze))
-        .route("/checkouts/{id}", get(checkouts::get_one))
-        .route("/checkouts/{id}/approve", post(checkouts::approve))
-        .route("/checkouts/{id}/deny", post(checkouts::deny))
-        .route("/checkouts/{id}/checkin", post(checkouts::checkin))
-        .route("/policies", get(accounts::policies))
-        .route("/playbooks", get(incidents::playbooks))
-        .route("/incidents", post(incidents::open).get(incidents::list))
-        .route("/incidents/{id}", get(incidents::get_one))
-        .route(
-            "/incidents/{id}/steps/{n}/complete",
-            post(incidents::complete_step),
-        )
-        .route("/incidents/{id}/close", post(incidents::close))
-        .route("/incidents/{id}/report", get(incidents::report))
-        .route("/posts", get(posts::list))
-        .route("/posts/export", get(posts::export))
-        .route("/posts/{id}", get(posts::get_one))
-        .route("/audit", get(audit::list))
-        .route("/audit/verify", get(audit::verify))
-        .route("/audit/export", get(audit::export))
-        .route("/openapi.json", get(ops::openapi))
+    let general = OpenApiRouter::new()
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::session))
+        .routes(routes!(users::create, users::list))
+        .routes(routes!(users::import))
+        .routes(routes!(users::get_one))
+        .routes(routes!(users::disable))
+        .routes(routes!(users::enable))
+        .routes(routes!(users::unlock))
+        .routes(routes!(users::reset_totp))
+        .routes(routes!(users::reset_password))
+        .routes(routes!(users::grant_role))
+        .routes(routes!(users::confirm_role))
+        .routes(routes!(clients::create, clients::list))
+        .routes(routes!(clients::delete))
+        .routes(routes!(accounts::create, accounts::list))
+        .routes(routes!(accounts::get_one))
+        .routes(routes!(accounts::rotate))
+        .routes(routes!(accounts::versions))
+        .routes(routes!(accounts::rollback))
+        .routes(routes!(accounts::freeze))
+        .routes(routes!(accounts::unfreeze))
+        .routes(routes!(checkouts::get_one))
+        .routes(routes!(checkouts::approve))
+        .routes(routes!(checkouts::deny))
+        .routes(routes!(checkouts::checkin))
+        .routes(routes!(accounts::policies))
+        .routes(routes!(incidents::playbooks))
+        .routes(routes!(incidents::open, incidents::list))
+        .routes(routes!(incidents::get_one))
+        .routes(routes!(incidents::complete_step))
+        .routes(routes!(incidents::close))
+        .routes(routes!(incidents::report))
+        .routes(routes!(posts::list))
+        .routes(routes!(posts::export))
+        .routes(routes!(posts::get_one))
+        .routes(routes!(audit::list))
+        .routes(routes!(audit::verify))
+        .routes(routes!(audit::export))
+        .routes(routes!(openapi::openapi))
         .layer(general);
-    Router::new()
+    OpenApiRouter::with_openapi(openapi::base())
         .merge(login)
         .merge(checkout)
         .merge(token)

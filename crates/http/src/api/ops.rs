@@ -75,10 +75,3 @@ pub async fn metrics(
         text,
     ))
 }
-
-pub async fn openapi() -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        include_str!("../openapi.json"),
-    )
-}

@@ -10,7 +10,7 @@ use crate::identity::Role;
 use crate::store::users::UserRow;
 
 /// What the API shows of a user: never a hash or a seed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     pub username: String,
     pub display_name: String,
