@@ -29,6 +29,7 @@ use async_trait::async_trait;
 use mediavault_store::{
     Backend, Fence, LeaseRow, Result, SeqLink, Store, StoreError, TxBackend, Walker,
 };
+use sqlx::Connection as _;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
@@ -197,6 +198,19 @@ impl SqliteStore {
             .min_connections(1)
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
+            // A transaction that failed on a full disk may have been rolled back by SQLite itself;
+            // sqlx's own ROLLBACK then fails, it still counts the transaction as open, and would
+            // refuse every later BEGIN: the vault would stay refusing after space returns. Such a
+            // connection is closed instead of going back to the pool (which opens a fresh one).
+            // The ping lets a rollback still queued on the connection run before looking again.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    if conn.is_in_transaction() {
+                        conn.ping().await?;
+                    }
+                    Ok(!conn.is_in_transaction())
+                })
+            })
             .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("../../migrations/sqlite")
