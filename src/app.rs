@@ -110,6 +110,8 @@ pub async fn start_with(vault: Arc<Vault>) -> anyhow::Result<Running> {
     let tls = bound.is_tls();
     let app = http::router(http::AppState::new(Arc::clone(&vault))?);
     let handle = Handle::new();
+    // In a cluster, a standby until the lease says otherwise, before the first request.
+    vault.cluster().join();
     let task = tokio::spawn(bound.serve(app, handle.clone()));
     let background = crate::vault::background::spawn(&vault);
     Ok(Running {

@@ -159,6 +159,18 @@ impl Daemon {
 
     /// SIGKILL, with no warning: the process gets no chance to finish anything. Returns once it
     /// is gone, with how it ended (panics if it had already ended by itself).
+    /// Sends `signal` (a name such as `STOP` or `CONT`) with kill(1): the tests forbid unsafe
+    /// code, and a pause is what a long GC stop or a frozen VM looks like to the others.
+    pub fn signal(&mut self, signal: &str) {
+        self.assert_running();
+        let pid = self.child.id().unwrap().to_string();
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}").as_str(), pid.as_str()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}: {status}");
+    }
+
     pub async fn kill(mut self) -> ExitStatus {
         self.assert_running();
         self.child.start_kill().unwrap();

@@ -51,18 +51,24 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// A vault opened for a command (init, the admin CLI, audit verify) is the sole writer for the
+    /// command's length: the database's own lock orders its writes with the active node's, and
+    /// the chain's head is read inside each write. Only a served vault [`Self::join`]s the cluster.
     pub(crate) fn new(store: Store, config: Option<ClusterConfig>) -> Self {
-        let first = if config.is_some() {
-            // Until the loop has looked, a clustered node writes nothing.
-            store.set_writer(Writer::Standby);
-            Role::Standby { leader: None }
-        } else {
-            Role::Sole
-        };
         Self {
             store,
             config,
-            role: watch::Sender::new(first),
+            role: watch::Sender::new(Role::Sole),
+        }
+    }
+
+    /// Takes this node's part in its cluster (`mediavault serve`, before it answers anything): a
+    /// standby, writing nothing, until the lease loop finds the lease free. No-op without
+    /// `[cluster]`.
+    pub fn join(&self) {
+        if self.config.is_some() {
+            self.store.set_writer(Writer::Standby);
+            self.role.send_replace(Role::Standby { leader: None });
         }
     }
 
@@ -80,9 +86,9 @@ impl Cluster {
         self.config.as_ref().map(|c| c.node.as_str())
     }
 
-    /// Runs the lease loop until the task is aborted; returns at once for a single node. The
-    /// first look happens before this returns its future's first await, so a node that starts
-    /// while the lease is free becomes active without waiting a period.
+    /// Runs the lease loop until the task is aborted; returns at once unless the node joined a
+    /// cluster. The first look is immediate, so a node that starts while the lease is free becomes
+    /// active without waiting a period.
     pub async fn run(self: Arc<Self>) {
         let Some(config) = self.config.clone() else {
             return;
@@ -167,29 +173,38 @@ impl Cluster {
     }
 
     async fn step_down(&self, config: &ClusterConfig, why: &str) {
+        // Fenced first; the role follows once the new leader is known, so requests meanwhile are
+        // refused by the store rather than told that no node is active.
         self.store.set_writer(Writer::Standby);
         tracing::error!(node = %config.node, reason = why, "this node stepped down to standby");
-        self.role.send_replace(Role::Standby { leader: None });
-        self.note_leader().await;
+        let leader = self.leader().await.unwrap_or(None);
+        self.role.send_replace(Role::Standby { leader });
     }
 
-    /// Records who leads, for readiness and forwarding.
-    async fn note_leader(&self) {
-        let leader = match self.store.lease_current().await {
+    /// The node holding an unexpired lease, if any (None when the lease cannot be read).
+    async fn leader(&self) -> Option<Option<Leader>> {
+        match self.store.lease_current().await {
             Ok(LeaseRow {
                 holder,
                 address,
                 remaining_ms,
                 ..
-            }) if remaining_ms > 0 && !holder.is_empty() => Some(Leader {
+            }) if remaining_ms > 0 && !holder.is_empty() => Some(Some(Leader {
                 node: holder,
                 address,
-            }),
-            Ok(_) => None,
+            })),
+            Ok(_) => Some(None),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the lease");
-                return;
+                None
             }
+        }
+    }
+
+    /// Records who leads, for readiness and forwarding.
+    async fn note_leader(&self) {
+        let Some(leader) = self.leader().await else {
+            return;
         };
         self.role.send_if_modified(|role| {
             let next = Role::Standby { leader };

@@ -1,0 +1,530 @@
+//! Issue 22: two vault nodes on one database, one active. Both are the binary under test (see
+//! `tests/support`), started as an operator starts them: one `init`, then `serve` twice with the
+//! same configuration but for each node's `[cluster]` section. Everything is set up and checked
+//! through the front door: the API (through either node), `/readyz`, `audit verify`.
+//!
+//! - **Failover under load**: people are added through both nodes; the active node is killed with
+//!   SIGKILL; the standby takes over within 20 seconds (the lease is 15 s, renewed every 5 s);
+//!   every addition a client was told about is there afterwards; the audit chain verifies as one
+//!   chain, through the API and offline; WeChat saw no forced token refresh and no token fetch but
+//!   the one the new active node needs.
+//! - **A paused node is fenced**: the active node is stopped (SIGSTOP, as a long pause or a cut
+//!   network would), the other takes over, and when the paused one wakes up still believing itself
+//!   active, nothing it does reaches the store: the chain stays one chain and the people it was asked
+//!   to add do not exist; it steps down and forwards from then on.
+//!
+//! The database is the SQLite file of the data dir, which both processes on this machine open;
+//! with `MV_TEST_DATABASE_URL` set (a PostgreSQL server) the nodes share that database instead.
+#![cfg(feature = "demo")]
+// Tests unwrap and panic on purpose: a failure is the message.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{
+    Codes, Daemon, WECHAT_APP_ID, WECHAT_APP_SECRET, command, fake_platforms, json_of, run,
+    vault_bin,
+};
+
+const ADMIN_PASSWORD: &str = "cluster-admin-password-01";
+
+/// Plain HTTP (allowed on loopback), and rate limits out of the way of the load.
+const RATE_AND_TLS: &str = "
+[tls]
+plain_http = true
+
+[rate_limits]
+login_per_minute = 1000000
+login_burst = 1000000
+general_per_second = 1000000
+general_burst = 1000000
+";
+
+/// A free loopback port: each node's `cluster.address` names its port before it starts.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Cluster {
+    tmp: tempfile::TempDir,
+    bin: PathBuf,
+    home: PathBuf,
+    _fakes: Daemon,
+    fake_url: String,
+    http: reqwest::Client,
+    /// Node name → (configuration file, base URL).
+    nodes: Vec<(String, PathBuf, String)>,
+    codes: Codes,
+    session: String,
+    starts: usize,
+}
+
+impl Cluster {
+    async fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let home = dir.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let (fakes, fake_url) = fake_platforms(&dir, &home).await;
+        let data = dir.join("data");
+        let database = match std::env::var("MV_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => format!("\n[database]\nurl = \"{url}\"\n"),
+            _ => String::new(),
+        };
+        let mut nodes = Vec::new();
+        for name in ["a", "b"] {
+            let port = free_port();
+            let url = format!("http://127.0.0.1:{port}");
+            let config = dir.join(format!("node-{name}.toml"));
+            std::fs::write(
+                &config,
+                format!(
+                    "data_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\npolicies_dir = \"{}\"\n{RATE_AND_TLS}\n\
+                     [platforms]\nwechat_base_url = \"{fake_url}\"\nweibo_base_url = \"{fake_url}\"\n\n\
+                     [log]\nlevel = \"info\"\n\n[cluster]\nnode = \"{name}\"\naddress = \"{url}\"\n{database}",
+                    data.display(),
+                    dir.join("policies").display(),
+                ),
+            )
+            .unwrap();
+            nodes.push((name.to_owned(), config, url));
+        }
+        Cluster {
+            tmp,
+            bin: vault_bin(),
+            home,
+            _fakes: fakes,
+            fake_url,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+            nodes,
+            codes: Codes::default(),
+            session: String::new(),
+            starts: 0,
+        }
+    }
+
+    fn url(&self, node: usize) -> &str {
+        &self.nodes[node].2
+    }
+
+    fn cli(&self, node: usize, args: &[&str]) -> tokio::process::Command {
+        let mut c = command(&self.bin, self.tmp.path(), &self.home);
+        c.arg("--config").arg(&self.nodes[node].1).args(args);
+        c
+    }
+
+    async fn serve(&mut self, node: usize) -> Daemon {
+        self.starts += 1;
+        let log = self
+            .tmp
+            .path()
+            .join(format!("node-{}-{}.log", self.nodes[node].0, self.starts));
+        let (daemon, _) = Daemon::start(
+            self.cli(node, &["serve"]),
+            "vault node",
+            log,
+            "mediavault serving on ",
+        )
+        .await;
+        daemon
+    }
+
+    /// Polls `/readyz` of `node` until `want` holds, at most `within`; returns the answer and the
+    /// time it took.
+    async fn readyz_until(
+        &self,
+        node: usize,
+        within: Duration,
+        want: impl Fn(&Value) -> bool,
+    ) -> (Value, Duration) {
+        let start = Instant::now();
+        let mut last = Value::Null;
+        while start.elapsed() < within {
+            if let Ok(r) = self
+                .http
+                .get(format!("{}/readyz", self.url(node)))
+                .send()
+                .await
+            {
+                last = r.json().await.unwrap_or(Value::Null);
+                if want(&last) {
+                    return (last, start.elapsed());
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "node {} did not reach the expected state within {within:?}; last /readyz: {last}",
+            self.nodes[node].0
+        );
+    }
+
+    async fn admin_post(&self, node: usize, path: &str, body: Value) -> (u16, Value) {
+        self.admin_post_with(&self.http, node, path, body).await
+    }
+
+    async fn admin_post_with(
+        &self,
+        http: &reqwest::Client,
+        node: usize,
+        path: &str,
+        body: Value,
+    ) -> (u16, Value) {
+        match http
+            .post(format!("{}/api/v1{path}", self.url(node)))
+            .bearer_auth(&self.session)
+            .json(&body)
+            .send()
+            .await
+        {
+            Ok(r) => json_of(r).await,
+            // No answer (a node killed or not yet up): the load counts it as a failure.
+            Err(e) => (0, Value::String(format!("{e:?}"))),
+        }
+    }
+
+    async fn admin_get(&self, node: usize, path: &str) -> (u16, Value) {
+        json_of(
+            self.http
+                .get(format!("{}/api/v1{path}", self.url(node)))
+                .bearer_auth(&self.session)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    /// The chain through the API of `node`: it verifies; returns how many entries it holds.
+    async fn verified_entries(&self, node: usize) -> u64 {
+        let (st, v) = self.admin_get(node, "/audit/verify").await;
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["ok"], true, "GET /audit/verify through node {node}: {v}");
+        v["entries_checked"].as_u64().unwrap()
+    }
+
+    /// The WeChat token requests the fake platforms saw: (stable, stable with force_refresh).
+    async fn wechat_token_fetches(&self) -> (usize, usize) {
+        let calls: Vec<Value> = self
+            .http
+            .get(format!("{}/_fake/calls", self.fake_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let stable: Vec<&Value> = calls
+            .iter()
+            .filter(|c| c["path"] == "/cgi-bin/stable_token")
+            .collect();
+        let forced = stable
+            .iter()
+            .filter(|c| {
+                serde_json::from_str::<Value>(c["body"].as_str().unwrap_or("{}"))
+                    .is_ok_and(|b| b["force_refresh"] == true)
+            })
+            .count();
+        (stable.len(), forced)
+    }
+
+    async fn user_exists(&self, node: usize, username: &str) -> bool {
+        let (st, v) = self.admin_get(node, &format!("/users/{username}")).await;
+        match st {
+            200 => true,
+            404 => false,
+            _ => panic!("GET /users/{username}: {st} {v}"),
+        }
+    }
+}
+
+/// People added by `workers` connections, alternating between the nodes, until `stop`.
+struct Load {
+    acked: Mutex<Vec<String>>,
+    failed: AtomicU64,
+    stop: AtomicBool,
+    serial: AtomicU64,
+}
+
+async fn add_people(cluster: Arc<Cluster>, load: Arc<Load>, worker: u64) {
+    while !load.stop.load(Ordering::SeqCst) {
+        let n = load.serial.fetch_add(1, Ordering::SeqCst);
+        let username = format!("p{worker}x{n}");
+        let node = usize::try_from(n % 2).unwrap();
+        let (st, _) = cluster
+            .admin_post(
+                node,
+                "/users",
+                json!({"username": username, "display_name": username,
+                       "roles": ["publisher"], "password": "initial-password-0001"}),
+            )
+            .await;
+        if st == 201 {
+            load.acked.lock().unwrap().push(username);
+        } else {
+            load.failed.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn is_role(v: &Value, role: &str) -> bool {
+    v["role"] == role
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_standby_takes_over_without_forking_the_chain_or_losing_an_acknowledged_change() {
+    let mut cluster = Cluster::new().await;
+    let out = run(
+        cluster.cli(
+            0,
+            &["init", "--admin", "admin", "--password-stdin", "--json"],
+        ),
+        &format!("{ADMIN_PASSWORD}\n"),
+    )
+    .await;
+    let init: Value = serde_json::from_str(&out).unwrap();
+    cluster
+        .codes
+        .enrol("admin", init["totp_secret"].as_str().unwrap());
+    std::fs::create_dir_all(cluster.tmp.path().join("policies")).unwrap();
+
+    // A starts on a free lease and becomes active at once; B finds it taken.
+    let mut a = cluster.serve(0).await;
+    let (ready_a, _) = cluster
+        .readyz_until(0, Duration::from_secs(10), |v| is_role(v, "active"))
+        .await;
+    assert_eq!(
+        (ready_a["node"].as_str(), ready_a["status"].as_str()),
+        (Some("a"), Some("ready"))
+    );
+    let mut b = cluster.serve(1).await;
+    let (ready_b, _) = cluster
+        .readyz_until(1, Duration::from_secs(10), |v| {
+            is_role(v, "standby") && v["leader"]["node"] == "a"
+        })
+        .await;
+    assert_eq!(ready_b["leader"]["address"], cluster.url(0), "{ready_b}");
+    assert_eq!(
+        ready_b["status"], "ready",
+        "a standby that knows the leader serves: {ready_b}"
+    );
+
+    // The admin signs in through the standby, from another loopback address than the nodes use
+    // to reach each other: forwarded, answered by A, which records the admin's own address.
+    let code = cluster.codes.code_now("admin").unwrap();
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .unwrap();
+    let (st, v) = json_of(
+        elsewhere
+            .post(format!("{}/api/v1/auth/login", cluster.url(1)))
+            .json(&json!({"username": "admin", "password": ADMIN_PASSWORD, "totp": code}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 200, "login through the standby: {v}");
+    cluster.session = v["session_token"].as_str().unwrap().to_owned();
+    // A WeChat account (its credential is checked with one stable-token fetch), added through B.
+    let (st, v) = cluster
+        .admin_post(
+            1,
+            "/accounts",
+            json!({"id": "wechat-main", "platform": "wechat", "display_name": "政务微信",
+                   "credential": {"app_id": WECHAT_APP_ID, "app_secret": WECHAT_APP_SECRET}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    // The login's audit entry names the client's own address, vouched for by B.
+    let (st, entries) = cluster
+        .admin_get(0, "/audit?action=auth.login&limit=5")
+        .await;
+    assert_eq!(st, 200, "{entries}");
+    let login = &entries["entries"][0];
+    assert_eq!(login["source_ip"], "127.0.0.2", "{login}");
+
+    // Load through both nodes, then A dies.
+    let cluster = Arc::new(cluster);
+    let load = Arc::new(Load {
+        acked: Mutex::new(Vec::new()),
+        failed: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        serial: AtomicU64::new(0),
+    });
+    let workers: Vec<_> = (0..4)
+        .map(|w| tokio::spawn(add_people(Arc::clone(&cluster), Arc::clone(&load), w)))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let before_kill = load.acked.lock().unwrap().len();
+    assert!(
+        before_kill > 0,
+        "no change was acknowledged before the kill"
+    );
+    let failed_before = load.failed.load(Ordering::SeqCst);
+    let (fetches_before, forced_before) = cluster.wechat_token_fetches().await;
+    a.assert_running();
+    let killed_at = Instant::now();
+    let status = a.kill().await;
+    assert!(!status.success());
+    let (ready_b, _) = cluster
+        .readyz_until(1, Duration::from_secs(25), |v| is_role(v, "active"))
+        .await;
+    let takeover = killed_at.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let failed_during = load.failed.load(Ordering::SeqCst) - failed_before;
+    let acked: Vec<String> = load.acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > before_kill,
+        "B took no change after the takeover"
+    );
+    assert!(
+        takeover < Duration::from_secs(20),
+        "takeover took {takeover:?}"
+    );
+    // Every acknowledged change is there, with its entry, on one chain.
+    for user in &acked {
+        assert!(
+            cluster.user_exists(1, user).await,
+            "{user} was acknowledged and is gone"
+        );
+    }
+    let entries = cluster.verified_entries(1).await;
+    let out = run(cluster.cli(1, &["audit", "verify"]), "").await;
+    let offline: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(offline["ok"], true, "audit verify, offline: {offline}");
+    // WeChat: no forced refresh ever; the new active node fetched at most the one token it needs
+    // (a plain stable-token fetch returns the token A held, cancelling nothing).
+    let (fetches_after, forced_after) = cluster.wechat_token_fetches().await;
+    assert_eq!((forced_before, forced_after), (0, 0));
+    assert!(
+        fetches_after - fetches_before <= 1,
+        "{} token fetches after the takeover",
+        fetches_after - fetches_before
+    );
+    eprintln!(
+        "failover: term {}, takeover {:.1} s after SIGKILL, {} requests failed during it, {} changes acknowledged ({} before the kill), {} audit entries, chain verified",
+        ready_b["term"],
+        takeover.as_secs_f64(),
+        failed_during,
+        acked.len(),
+        before_kill,
+        entries
+    );
+
+    // A paused node is fenced. A comes back as a standby; B is paused past its lease; A takes over.
+    let mut cluster = Arc::into_inner(cluster).unwrap();
+    let mut a = cluster.serve(0).await;
+    cluster
+        .readyz_until(0, Duration::from_secs(10), |v| is_role(v, "standby"))
+        .await;
+    b.signal("STOP");
+    let (ready_a, took) = cluster
+        .readyz_until(0, Duration::from_secs(25), |v| is_role(v, "active"))
+        .await;
+    eprintln!(
+        "A took over from the paused B in {:.1} s (term {})",
+        took.as_secs_f64(),
+        ready_a["term"]
+    );
+    let (st, v) = cluster
+        .admin_post(
+            0,
+            "/users",
+            json!({"username": "afterpause", "display_name": "after the pause",
+                   "roles": ["publisher"], "password": "initial-password-0001"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    // B is asked for changes while still paused (the kernel queues the connections), then wakes
+    // up believing it is active: either it answers them itself and the store refuses them (its
+    // lease is gone), or it has stepped down first and forwards them to A. Never do two writers
+    // append to the chain.
+    // New connections: B, once awake, closes the ones idle since before its pause.
+    let fresh = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let cluster = Arc::new(cluster);
+    let asks: Vec<_> = (0..20)
+        .map(|i| {
+            let cluster = Arc::clone(&cluster);
+            let fresh = fresh.clone();
+            tokio::spawn(async move {
+                let username = format!("fromb{i}");
+                let (st, v) = cluster
+                    .admin_post_with(
+                        &fresh,
+                        1,
+                        "/users",
+                        json!({"username": username, "display_name": username,
+                               "roles": ["publisher"], "password": "initial-password-0001"}),
+                    )
+                    .await;
+                (username, st, v)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    b.signal("CONT");
+    let mut refused = 0;
+    let mut forwarded = Vec::new();
+    for ask in asks {
+        let (username, st, v) = ask.await.unwrap();
+        match st {
+            201 => forwarded.push(username),
+            // Refused by the store (B still thought itself active), or by B as a standby.
+            503 => {
+                assert!(
+                    v["code"] == "audit_unavailable" || v["code"] == "standby",
+                    "{v}"
+                );
+                refused += 1;
+                assert!(
+                    !cluster.user_exists(0, &username).await,
+                    "{username} was refused yet exists"
+                );
+            }
+            _ => panic!("B answered {st}: {v}"),
+        }
+    }
+    let cluster = Arc::into_inner(cluster).unwrap();
+    cluster
+        .readyz_until(1, Duration::from_secs(10), |v| {
+            is_role(v, "standby") && v["leader"]["node"] == "a"
+        })
+        .await;
+    for user in &forwarded {
+        assert!(cluster.user_exists(1, user).await);
+    }
+    cluster.verified_entries(0).await;
+    let out = run(cluster.cli(0, &["audit", "verify"]), "").await;
+    let offline: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(offline["ok"], true, "audit verify, offline: {offline}");
+    eprintln!(
+        "after the pause B refused {refused} changes itself and forwarded {} to A",
+        forwarded.len()
+    );
+    a.assert_running();
+    b.assert_running();
+}
