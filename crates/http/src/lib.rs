@@ -69,7 +69,7 @@ pub fn router(state: AppState) -> Router {
     let api = api::routes(&cfg.rate_limits, general.clone())
         .fallback(not_found.layer(general.clone()))
         .method_not_allowed_fallback(method_not_allowed.layer(general.clone()));
-    Router::new()
+    let served = Router::new()
         // Liveness stays outside every limit: it reads nothing and is not audited, so it can
         // neither load the store nor grow the log, and a probe that shares an address with an
         // abusive client must still see the process alive.
@@ -107,10 +107,19 @@ pub fn router(state: AppState) -> Router {
                 })
                 .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
-        .layer(middleware::from_fn_with_state(state.clone(), request_context))
-        // A standby passes requests to the active node before anything here records them (the
-        // active node records them); see `forward`.
-        .layer(middleware::from_fn_with_state(state.clone(), forward::layer))
+        .layer(middleware::from_fn_with_state(state.clone(), request_context));
+    // In a cluster, a standby passes requests to the active node before anything here records
+    // them (the active node records them), and the active node takes the client address a
+    // standby vouches for; see `forward`. A single node has no such layer to cross.
+    let served = if state.forwarder.is_some() {
+        served.layer(middleware::from_fn_with_state(
+            state.clone(),
+            forward::layer,
+        ))
+    } else {
+        served
+    };
+    served
         // Every answer, API, errors and the audit's 503 included: never sniffed as another type,
         // never kept in a cache (tokens, enrolments and secrets travel in bodies). The console
         // sets its own, stricter set.
