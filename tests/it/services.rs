@@ -549,6 +549,7 @@ fn each_crate_depends_only_on_the_layers_below_it() {
         ("base", &[]),
         ("store", &["mediavault-base"]),
         ("store-sqlite", &["mediavault-base", "mediavault-store"]),
+        ("store-postgres", &["mediavault-base", "mediavault-store"]),
         ("platforms", &["mediavault-base", "mediavault-store"]),
         ("fake-platforms", &[]),
         (
@@ -557,6 +558,7 @@ fn each_crate_depends_only_on_the_layers_below_it() {
                 "mediavault-base",
                 "mediavault-store",
                 "mediavault-store-sqlite",
+                "mediavault-store-postgres",
                 "mediavault-platforms",
             ],
         ),
@@ -614,8 +616,13 @@ fn each_crate_depends_only_on_the_layers_below_it() {
     for file in files.iter().filter(|f| !f.starts_with(&composition_root)) {
         let text = std::fs::read_to_string(file).unwrap();
         let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-        if code.contains("mediavault_store_sqlite") {
-            offenders.push(format!("{} names the SQLite backend", file.display()));
+        for (backend, name) in [
+            ("mediavault_store_sqlite", "SQLite"),
+            ("mediavault_store_postgres", "PostgreSQL"),
+        ] {
+            if code.contains(backend) {
+                offenders.push(format!("{} names the {name} backend", file.display()));
+            }
         }
     }
     assert!(offenders.is_empty(), "{offenders:#?}");
