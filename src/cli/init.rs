@@ -36,14 +36,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Everything the user typed is checked before anything is created on disk.
     crate::identity::Username::parse(&admin).map_err(|e| anyhow::anyhow!("--admin: {e}"))?;
-    // A SQLite store is seen before the password is asked for; on PostgreSQL, Vault::create
-    // looks in the database.
-    if let crate::config::StoreLocation::Sqlite(db) = config.store_location()
-        && db.exists()
-    {
+    if Vault::store_exists(&config).await? {
         bail!(
             "a store already exists at {}; init changes nothing",
-            db.display()
+            config.store_location().describe()
         );
     }
     let password = read_password(password_stdin)?;

@@ -186,6 +186,23 @@ impl Vault {
         Self::assemble(config, clock, store, keys, policies)
     }
 
+    /// Whether the configured store already holds a vault (what `init` refuses to touch): the
+    /// SQLite file exists, or the PostgreSQL database has the schema and a keyring.
+    pub async fn store_exists(config: &Config) -> Result<bool, OpenError> {
+        let location = config.store_location();
+        if let StoreLocation::Sqlite(db) = &location {
+            return Ok(db.exists());
+        }
+        let store = match open_backend(&location, false).await {
+            Ok(store) => store,
+            Err(OpenError::Store(crate::store::StoreError::Missing(_))) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let terms = store.keyring_terms().await;
+        store.close().await;
+        Ok(!terms?.is_empty())
+    }
+
     /// The services around an unlocked store: audit writer, platform broker, notifier.
     fn assemble(
         config: Arc<Config>,
@@ -593,7 +610,13 @@ fn make_dir_private(dir: &Path) -> Result<(), OpenError> {
 /// unlocks its keyring; a wrong key closes the store again having written nothing.
 pub async fn open_store(config: &Config) -> Result<(RootKey, Store, Keyring), OpenError> {
     let root = RootKey::load_file(&config.root_key_path())?;
-    let store = open_backend(&config.store_location(), false).await?;
+    let location = config.store_location();
+    // The data dir is the vault's alone on either backend (it holds the root key unless
+    // `root_key_file` moves it); the SQLite backend checks it beside its database file.
+    if matches!(location, StoreLocation::Postgres(_)) && config.data_dir.exists() {
+        mediavault_store_sqlite::files::refuse_if_open(&config.data_dir, "700")?;
+    }
+    let store = open_backend(&location, false).await?;
     match unlock(&store, &root).await {
         Ok(keys) => Ok((root, store, keys)),
         Err(e) => {
