@@ -244,3 +244,178 @@ impl Backend for PgStore {
         self.writer.close().await;
     }
 }
+
+/// The backend's own semantics against a real server: run when `MV_TEST_DATABASE_URL` names one
+/// (`.ci/run` starts a throwaway one), skipped otherwise. Each test gets a database of its own.
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use mediavault_store::audit::AuditRow;
+    use sqlx::Connection;
+
+    /// A fresh database on the test server and its URL, or None without a server.
+    async fn fresh_db(tag: &str) -> Option<String> {
+        let server = std::env::var("MV_TEST_DATABASE_URL").ok()?;
+        let (base, _) = server.rsplit_once('/')?;
+        let name = format!("mv_store_{tag}_{}", std::process::id());
+        let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+        // Two statements: neither may run inside the implicit transaction of a multi-statement one.
+        for sql in [
+            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            format!("CREATE DATABASE {name}"),
+        ] {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        conn.close().await.unwrap();
+        Some(format!("{base}/{name}"))
+    }
+
+    fn row(seq: i64, prev: &[u8]) -> AuditRow {
+        AuditRow {
+            seq,
+            ts: 1_700_000_000_000 + seq,
+            actor_kind: "system".into(),
+            actor_id: "mediavault".into(),
+            action: "test.walk".into(),
+            target: format!("t{seq}"),
+            outcome: "success".into(),
+            source_ip: String::new(),
+            request_id: "r".into(),
+            http_method: (seq % 2 == 0).then(|| "GET".into()),
+            http_path: None,
+            http_status: (seq % 2 == 0).then_some(200),
+            detail: "{\"n\":\"数\"}".into(),
+            prev_hash: prev.to_vec(),
+            hash: vec![u8::try_from(seq % 251).unwrap(); 32],
+        }
+    }
+
+    #[tokio::test]
+    async fn a_database_without_the_vault_is_refused_unless_creating() {
+        let Some(url) = fresh_db("missing").await else {
+            return;
+        };
+        let err = PgStore::open(&url, false).await.unwrap_err();
+        assert!(matches!(err, StoreError::Missing(_)), "{err}");
+        let store = PgStore::open(&url, true).await.unwrap();
+        store.close().await;
+        let again = PgStore::open(&url, false).await.unwrap();
+        assert!(again.keyring_terms().await.unwrap().is_empty());
+        again.close().await;
+    }
+
+    /// One writer at a time per database, also across stores (processes): the second `begin_tx`
+    /// waits for the first transaction to end.
+    #[tokio::test]
+    async fn write_transactions_take_turns_across_processes() {
+        let Some(url) = fresh_db("turns").await else {
+            return;
+        };
+        let a = PgStore::open(&url, true).await.unwrap();
+        let b = PgStore::open(&url, false).await.unwrap();
+        let first = a.begin().await.unwrap();
+        let waiting = tokio::spawn(async move {
+            let tx = b.begin().await.unwrap();
+            tx.commit().await.unwrap();
+            b
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "a second writer got in");
+        first.commit().await.unwrap();
+        let b = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("the second writer goes on once the first commits")
+            .unwrap();
+        a.close().await;
+        b.close().await;
+    }
+
+    /// A failed statement aborts a PostgreSQL transaction; undoing its savepoint makes the
+    /// transaction usable again, and what was kept before it commits. A unique violation is
+    /// `Duplicate`.
+    #[tokio::test]
+    async fn an_undone_savepoint_recovers_from_a_failed_statement() {
+        let Some(url) = fresh_db("savepoint").await else {
+            return;
+        };
+        let store = PgStore::open(&url, true).await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        tx.savepoint().await.unwrap();
+        tx.keyring_add(1, b"kept", 1).await.unwrap();
+        tx.end_savepoint(true).await.unwrap();
+        tx.savepoint().await.unwrap();
+        tx.keyring_add(2, b"undone", 1).await.unwrap();
+        let err = tx.keyring_add(1, b"again", 1).await.unwrap_err();
+        assert!(matches!(err, StoreError::Duplicate), "{err}");
+        tx.end_savepoint(false).await.unwrap();
+        tx.keyring_add(3, b"after", 1).await.unwrap();
+        tx.commit().await.unwrap();
+        let terms: Vec<u32> = store
+            .keyring_terms()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect();
+        assert_eq!(terms, [1, 3]);
+        store.close().await;
+    }
+
+    /// The COPY walk hands over every entry in order with its fields as stored, and stops when
+    /// asked (its connection dropped, the store unharmed).
+    #[tokio::test]
+    async fn the_audit_walk_reads_every_field_in_order_and_stops_when_asked() {
+        let Some(url) = fresh_db("walk").await else {
+            return;
+        };
+        let store = PgStore::open(&url, true).await.unwrap();
+        let mut rows = Vec::new();
+        let mut prev = vec![0u8; 32];
+        for seq in 1..=1000 {
+            let r = row(seq, &prev);
+            prev = r.hash.clone();
+            rows.push(r);
+        }
+        let mut tx = store.begin().await.unwrap();
+        tx.audit_insert(&rows).await.unwrap();
+        tx.commit().await.unwrap();
+        let seen = store
+            .audit_walk(5, 900, Vec::new(), |seen: &mut Vec<AuditRow>, f| {
+                seen.push(AuditRow {
+                    seq: f.seq,
+                    ts: f.ts,
+                    actor_kind: f.actor_kind.into(),
+                    actor_id: f.actor_id.into(),
+                    action: f.action.into(),
+                    target: f.target.into(),
+                    outcome: f.outcome.into(),
+                    source_ip: f.source_ip.into(),
+                    request_id: f.request_id.into(),
+                    http_method: f.http_method.map(Into::into),
+                    http_path: f.http_path.map(Into::into),
+                    http_status: f.http_status,
+                    detail: f.detail.into(),
+                    prev_hash: f.prev_hash.to_vec(),
+                    hash: f.hash.to_vec(),
+                });
+                true
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen, rows[4..900]);
+        let stopped = store
+            .audit_walk(1, 1000, 0u32, |n, _| {
+                *n += 1;
+                *n < 10
+            })
+            .await
+            .unwrap();
+        assert_eq!(stopped, 10);
+        assert_eq!(store.audit_head().await.unwrap().seq, 1000);
+        store.close().await;
+    }
+}
