@@ -73,9 +73,47 @@ fn vault_bin() -> PathBuf {
     }
 }
 
+/// On PostgreSQL (`MV_TEST_DATABASE_URL` names a server, as `.ci/run` sets it): a database of the
+/// rehearsal's own on it, made once, which every command is pointed at the way the guide says to
+/// give it a password, through `MEDIAVAULT_DATABASE__URL`.
+fn pg_database() -> Option<&'static str> {
+    static URL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        let server = std::env::var("MV_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        let name = format!("mv_e2e_{}", std::process::id());
+        let (base, _) = server
+            .rsplit_once('/')
+            .expect("a URL that names a database");
+        let url = format!("{base}/{name}");
+        let sql = format!("CREATE DATABASE {name}");
+        // A thread with a runtime of its own: this is called from inside the test's runtime.
+        std::thread::spawn(move || {
+            use sqlx::Connection;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            });
+        })
+        .join()
+        .unwrap();
+        Some(url)
+    })
+    .as_deref()
+}
+
 /// A command of the binary under test, run in the rehearsal's directory with a clean
-/// environment: no `MEDIAVAULT_*` override from the caller, and `home` as the person's home (the
-/// admin CLI keeps its profile in `~/.config/mediavault/admin.toml`).
+/// environment: no `MEDIAVAULT_*` override from the caller (but the database on PostgreSQL, see
+/// [`pg_database`]), and `home` as the person's home (the admin CLI keeps its profile in
+/// `~/.config/mediavault/admin.toml`).
 fn command(bin: &Path, dir: &Path, home: &Path) -> Command {
     let mut c = Command::new(bin);
     c.current_dir(dir)
@@ -86,6 +124,9 @@ fn command(bin: &Path, dir: &Path, home: &Path) -> Command {
         if k.to_string_lossy().starts_with("MEDIAVAULT_") {
             c.env_remove(k);
         }
+    }
+    if let Some(url) = pg_database() {
+        c.env("MEDIAVAULT_DATABASE__URL", url);
     }
     c
 }
