@@ -51,18 +51,18 @@ impl KeyringReads for PgStore {
         })
     }
     async fn keyring_init(&self, term1: &[u8], mac_master: &[u8], now: i64) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_pg().await?;
         sqlx::query("INSERT INTO keyring (term, wrapped, created_at) VALUES (1, $1, $2)")
             .bind(term1)
             .bind(now)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
         sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2)")
             .bind(MAC_MASTER_KEY)
             .bind(mac_master)
-            .execute(&mut *tx)
+            .execute(tx.conn())
             .await?;
-        tx.commit().await?;
+        tx.conn.commit().await?;
         Ok(())
     }
 }

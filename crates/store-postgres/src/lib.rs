@@ -175,6 +175,29 @@ impl PgStore {
     }
 }
 
+impl PgStore {
+    /// The single entry point of every write (the trait's `begin_tx`, and the few writes outside
+    /// the audit writer: the keyring's first term, a failed login's count, a session's last use):
+    /// a transaction on the writer connection that takes the database's write lock (a
+    /// transaction-scoped advisory lock, released by its COMMIT or ROLLBACK) before anything
+    /// else, as SQLite's `BEGIN IMMEDIATE` does.
+    ///
+    /// This is also where a fence goes for several vault nodes on one database: a check, inside
+    /// this transaction and after the lock, that this node still holds the current leader term
+    /// (refusing the transaction otherwise), so a node that lost its lease can never commit.
+    pub(crate) async fn begin_pg(&self) -> Result<PgTx> {
+        let mut conn = self.writer.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(WRITE_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        Ok(PgTx {
+            conn,
+            tokens_touched: false,
+        })
+    }
+}
+
 /// A connection failure, with the URL redacted (sqlx's own message never holds the password, but
 /// the operator needs to know which database was meant).
 fn connect_error(url: &str, e: sqlx::Error) -> StoreError {
@@ -192,23 +215,9 @@ async fn has_schema(pool: &PgPool) -> Result<bool> {
 
 #[async_trait]
 impl Backend for PgStore {
-    /// The single entry point of every write: a transaction on the writer connection that takes
-    /// the database's write lock (a transaction-scoped advisory lock, released by its COMMIT or
-    /// ROLLBACK) before anything else, as SQLite's `BEGIN IMMEDIATE` does.
-    ///
-    /// This is also where a fence goes for several vault nodes on one database: a check, inside
-    /// this transaction and after the lock, that this node still holds the current leader term
-    /// (refusing the transaction otherwise), so a node that lost its lease can never commit.
+    /// Every write of vault state starts here ([`PgStore::begin_pg`]).
     async fn begin_tx(&self) -> Result<Box<dyn TxBackend>> {
-        let mut conn = self.writer.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(WRITE_LOCK)
-            .execute(&mut *conn)
-            .await?;
-        Ok(Box::new(PgTx {
-            conn,
-            tokens_touched: false,
-        }))
+        Ok(Box::new(self.begin_pg().await?))
     }
 
     /// A binary `COPY` of the range on a connection of its own, each entry's fields borrowed from

@@ -39,6 +39,8 @@ impl UserReads for PgStore {
         now: i64,
         lock_until: i64,
     ) -> Result<Option<i64>> {
+        // Outside the audit writer, but still a write: through the one entry point.
+        let mut tx = self.begin_pg().await?;
         let locked: Option<Option<i64>> = sqlx::query_scalar(
             "UPDATE users SET
                 failed_attempts = CASE WHEN locked_until IS NOT NULL AND locked_until <= $2
@@ -54,8 +56,9 @@ impl UserReads for PgStore {
         .bind(now)
         .bind(lock_until)
         .bind(id)
-        .fetch_optional(&self.writer)
+        .fetch_optional(tx.conn())
         .await?;
+        tx.conn.commit().await?;
         Ok(locked.flatten().filter(|&t| t > now))
     }
     async fn grants_pending(&self, username: Option<&str>) -> Result<Vec<GrantRow>> {
@@ -77,11 +80,13 @@ impl UserReads for PgStore {
         .await?)
     }
     async fn session_touch(&self, hash: &[u8], now: i64) -> Result<()> {
+        let mut tx = self.begin_pg().await?;
         sqlx::query("UPDATE sessions SET last_seen = $1 WHERE token_hash = $2")
             .bind(now)
             .bind(hash)
-            .execute(&self.writer)
+            .execute(tx.conn())
             .await?;
+        tx.conn.commit().await?;
         Ok(())
     }
 }
