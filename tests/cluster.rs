@@ -55,6 +55,39 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// On PostgreSQL (`MV_TEST_DATABASE_URL` names a server): a database of this test's own on it,
+/// and the server's `host:port`. None on SQLite.
+fn pg_database(tag: &str) -> Option<(String, String)> {
+    let server = std::env::var("MV_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())?;
+    let name = format!("mv_cluster_{tag}_{}", std::process::id());
+    let (base, _) = server
+        .rsplit_once('/')
+        .expect("a URL that names a database");
+    let host_port = base.rsplit_once('@').map_or(base, |(_, h)| h).to_owned();
+    let url = format!("{base}/{name}");
+    let sql = format!("CREATE DATABASE {name}");
+    // A thread with a runtime of its own: this is called from inside the test's runtime.
+    std::thread::spawn(move || {
+        use sqlx::Connection;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        });
+    })
+    .join()
+    .unwrap();
+    Some((url, host_port))
+}
+
 struct Cluster {
     tmp: tempfile::TempDir,
     bin: PathBuf,
@@ -70,19 +103,22 @@ struct Cluster {
 }
 
 impl Cluster {
-    async fn new() -> Self {
+    /// Both nodes' configurations; on PostgreSQL, each node reaches the database at the URL
+    /// `database(node)` gives for the test's database URL.
+    async fn new(tag: &str, database: impl Fn(usize, &str) -> String) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let home = dir.join("home");
         std::fs::create_dir_all(&home).unwrap();
         let (fakes, fake_url) = fake_platforms(&dir, &home).await;
         let data = dir.join("data");
-        let database = match std::env::var("MV_TEST_DATABASE_URL") {
-            Ok(url) if !url.is_empty() => format!("\n[database]\nurl = \"{url}\"\n"),
-            _ => String::new(),
-        };
+        let pg = pg_database(tag);
         let mut nodes = Vec::new();
-        for name in ["a", "b"] {
+        for (i, name) in ["a", "b"].into_iter().enumerate() {
+            let database = match &pg {
+                Some((url, _)) => format!("\n[database]\nurl = \"{}\"\n", database(i, url)),
+                None => String::new(),
+            };
             let port = free_port();
             let url = format!("http://127.0.0.1:{port}");
             let config = dir.join(format!("node-{name}.toml"));
@@ -170,6 +206,68 @@ impl Cluster {
             "node {} did not reach the expected state within {within:?}; last /readyz: {last}",
             self.nodes[node].0
         );
+    }
+
+    /// `init` on node A's configuration, then both nodes: A takes the free lease at once, B finds
+    /// it taken and becomes A's standby (and serves, knowing the leader).
+    async fn init_and_start(&mut self) -> (Daemon, Daemon) {
+        let out = run(
+            self.cli(
+                0,
+                &["init", "--admin", "admin", "--password-stdin", "--json"],
+            ),
+            &format!("{ADMIN_PASSWORD}\n"),
+        )
+        .await;
+        let init: Value = serde_json::from_str(&out).unwrap();
+        self.codes
+            .enrol("admin", init["totp_secret"].as_str().unwrap());
+        std::fs::create_dir_all(self.tmp.path().join("policies")).unwrap();
+        let a = self.serve(0).await;
+        let (ready_a, _) = self
+            .readyz_until(0, Duration::from_secs(10), |v| is_role(v, "active"))
+            .await;
+        assert_eq!(
+            (ready_a["node"].as_str(), ready_a["status"].as_str()),
+            (Some("a"), Some("ready"))
+        );
+        let b = self.serve(1).await;
+        let (ready_b, _) = self
+            .readyz_until(1, Duration::from_secs(10), |v| {
+                is_role(v, "standby") && v["leader"]["node"] == "a"
+            })
+            .await;
+        assert_eq!(ready_b["leader"]["address"], self.url(0), "{ready_b}");
+        assert_eq!(
+            ready_b["status"], "ready",
+            "a standby that knows the leader serves: {ready_b}"
+        );
+        (a, b)
+    }
+
+    /// The admin signs in through `node` with `http`; the session is kept for what follows.
+    async fn sign_in(&mut self, http: &reqwest::Client, node: usize) {
+        let code = self.codes.code_now("admin").unwrap();
+        let (st, v) = json_of(
+            http.post(format!("{}/api/v1/auth/login", self.url(node)))
+                .json(&json!({"username": "admin", "password": ADMIN_PASSWORD, "totp": code}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(st, 200, "login through node {node}: {v}");
+        self.session = v["session_token"].as_str().unwrap().to_owned();
+    }
+
+    async fn add_person(&self, node: usize, username: &str) -> (u16, Value) {
+        self.admin_post(
+            node,
+            "/users",
+            json!({"username": username, "display_name": username,
+                   "roles": ["publisher"], "password": "initial-password-0001"}),
+        )
+        .await
     }
 
     async fn admin_post(&self, node: usize, path: &str, body: Value) -> (u16, Value) {
@@ -336,60 +434,16 @@ fn is_role(v: &Value, role: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_standby_takes_over_without_forking_the_chain_or_losing_an_acknowledged_change() {
-    let mut cluster = Cluster::new().await;
-    let out = run(
-        cluster.cli(
-            0,
-            &["init", "--admin", "admin", "--password-stdin", "--json"],
-        ),
-        &format!("{ADMIN_PASSWORD}\n"),
-    )
-    .await;
-    let init: Value = serde_json::from_str(&out).unwrap();
-    cluster
-        .codes
-        .enrol("admin", init["totp_secret"].as_str().unwrap());
-    std::fs::create_dir_all(cluster.tmp.path().join("policies")).unwrap();
-
-    // A starts on a free lease and becomes active at once; B finds it taken.
-    let mut a = cluster.serve(0).await;
-    let (ready_a, _) = cluster
-        .readyz_until(0, Duration::from_secs(10), |v| is_role(v, "active"))
-        .await;
-    assert_eq!(
-        (ready_a["node"].as_str(), ready_a["status"].as_str()),
-        (Some("a"), Some("ready"))
-    );
-    let mut b = cluster.serve(1).await;
-    let (ready_b, _) = cluster
-        .readyz_until(1, Duration::from_secs(10), |v| {
-            is_role(v, "standby") && v["leader"]["node"] == "a"
-        })
-        .await;
-    assert_eq!(ready_b["leader"]["address"], cluster.url(0), "{ready_b}");
-    assert_eq!(
-        ready_b["status"], "ready",
-        "a standby that knows the leader serves: {ready_b}"
-    );
+    let mut cluster = Cluster::new("failover", |_, url| url.to_owned()).await;
+    let (mut a, mut b) = cluster.init_and_start().await;
 
     // The admin signs in through the standby, from another loopback address than the nodes use
     // to reach each other: forwarded, answered by A, which records the admin's own address.
-    let code = cluster.codes.code_now("admin").unwrap();
     let elsewhere = reqwest::Client::builder()
         .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
         .build()
         .unwrap();
-    let (st, v) = json_of(
-        elsewhere
-            .post(format!("{}/api/v1/auth/login", cluster.url(1)))
-            .json(&json!({"username": "admin", "password": ADMIN_PASSWORD, "totp": code}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(st, 200, "login through the standby: {v}");
-    cluster.session = v["session_token"].as_str().unwrap().to_owned();
+    cluster.sign_in(&elsewhere, 1).await;
     // A WeChat account (its credential is checked with one stable-token fetch), added through B.
     let (st, v) = cluster
         .admin_post(
@@ -574,6 +628,84 @@ async fn the_standby_takes_over_without_forking_the_chain_or_losing_an_acknowled
         "after the pause B refused {refused} changes itself and forwarded {} to A",
         forwarded.len()
     );
+    a.assert_running();
+    b.assert_running();
+}
+
+/// The active node loses its database (the relay between them is cut): it cannot renew, steps
+/// down once its lease could have run out, and refuses changes; the standby takes over. When the
+/// network comes back, the old node rejoins as a standby and forwards. PostgreSQL only: on SQLite
+/// both nodes open one file on one machine, and nothing stands between a node and its database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_active_node_cut_off_from_the_database_steps_down_and_refuses_changes() {
+    let Some(server) = std::env::var("MV_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("PostgreSQL only: set MV_TEST_DATABASE_URL (.ci/run does) to run this test");
+        return;
+    };
+    let (base, _) = server.rsplit_once('/').unwrap();
+    let host_port = base.rsplit_once('@').map_or(base, |(_, h)| h).to_owned();
+    let relay = Relay::to(host_port.clone()).await;
+    let relayed = relay.addr.to_string();
+    let mut cluster = Cluster::new("partition", |node, url| {
+        if node == 0 {
+            url.replace(&host_port, &relayed)
+        } else {
+            url.to_owned()
+        }
+    })
+    .await;
+    let (mut a, mut b) = cluster.init_and_start().await;
+    let http = cluster.http.clone();
+    cluster.sign_in(&http, 0).await;
+    let (st, v) = cluster.add_person(0, "beforecut").await;
+    assert_eq!(st, 201, "{v}");
+
+    relay.cut();
+    let cut_at = Instant::now();
+    // A cannot reach the database: nothing it is asked to change happens.
+    let (st, v) = cluster.add_person(0, "duringcut").await;
+    assert_eq!(st, 503, "{v}");
+    let (_, stepped) = cluster
+        .readyz_until(0, Duration::from_secs(25), |v| is_role(v, "standby"))
+        .await;
+    let (ready_b, _) = cluster
+        .readyz_until(1, Duration::from_secs(25), |v| is_role(v, "active"))
+        .await;
+    let took_over = cut_at.elapsed();
+    eprintln!(
+        "partition: A stepped down {:.1} s after the cut, B active (term {}) {:.1} s after it",
+        stepped.as_secs_f64(),
+        ready_b["term"],
+        took_over.as_secs_f64()
+    );
+    assert!(took_over < Duration::from_secs(20), "{took_over:?}");
+    let (st, v) = cluster.add_person(0, "afterstepdown").await;
+    assert_eq!(st, 503, "A, cut off, must refuse: {v}");
+    let (st, v) = cluster.add_person(1, "onb").await;
+    assert_eq!(st, 201, "{v}");
+
+    // The network comes back: A rejoins as B's standby and forwards.
+    relay.mend();
+    cluster
+        .readyz_until(0, Duration::from_secs(15), |v| {
+            is_role(v, "standby") && v["leader"]["node"] == "b"
+        })
+        .await;
+    let (st, v) = cluster.add_person(0, "throughaagain").await;
+    assert_eq!(st, 201, "{v}");
+    for (user, there) in [
+        ("beforecut", true),
+        ("duringcut", false),
+        ("afterstepdown", false),
+        ("onb", true),
+        ("throughaagain", true),
+    ] {
+        assert_eq!(cluster.user_exists(1, user).await, there, "{user}");
+    }
+    cluster.verified_entries(0).await;
     a.assert_running();
     b.assert_running();
 }

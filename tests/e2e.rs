@@ -22,12 +22,13 @@
 mod support;
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::{
     Codes, Daemon, WECHAT_APP_ID, WECHAT_APP_SECRET, WEIBO_APP_KEY, WEIBO_APP_SECRET, WEIBO_TOKEN,
-    WEIBO_UID, command, copy_tomls, edit, fake_platforms, json_of, repo, run, vault_bin,
+    WEIBO_UID, copy_tomls, edit, fake_platforms, json_of, repo, run, vault_bin,
 };
 
 const ADMIN_PASSWORD: &str = "e2e-admin-password-0001";
@@ -44,6 +45,53 @@ wangwu,王五,信息中心,auditor
 
 const TITLE: &str = "2025年全省重大项目清单发布";
 const WEIBO_TEXT: &str = "【重大项目】省发改委发布2025年全省重大项目清单，详见微信公众号。";
+
+/// On PostgreSQL (`MV_TEST_DATABASE_URL` names a server, as `.ci/run` sets it): a database of the
+/// rehearsal's own on it, made once, which every command is pointed at the way the guide says to
+/// give it a password, through `MEDIAVAULT_DATABASE__URL`.
+fn pg_database() -> Option<&'static str> {
+    static URL: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    URL.get_or_init(|| {
+        let server = std::env::var("MV_TEST_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())?;
+        let name = format!("mv_e2e_{}", std::process::id());
+        let (base, _) = server
+            .rsplit_once('/')
+            .expect("a URL that names a database");
+        let url = format!("{base}/{name}");
+        let sql = format!("CREATE DATABASE {name}");
+        // A thread with a runtime of its own: this is called from inside the test's runtime.
+        std::thread::spawn(move || {
+            use sqlx::Connection;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&server).await.unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            });
+        })
+        .join()
+        .unwrap();
+        Some(url)
+    })
+    .as_deref()
+}
+
+/// A command of the binary under test (`support::command`), pointed on PostgreSQL at the
+/// rehearsal's database the way the guide says to give a password ([`pg_database`]).
+fn command(bin: &Path, dir: &Path, home: &Path) -> tokio::process::Command {
+    let mut c = support::command(bin, dir, home);
+    if let Some(url) = pg_database() {
+        c.env("MEDIAVAULT_DATABASE__URL", url);
+    }
+    c
+}
 
 /// The value after `label` on the first line of `text` that has it, trimmed.
 fn after<'a>(text: &'a str, label: &str) -> &'a str {

@@ -36,10 +36,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     // Everything the user typed is checked before anything is created on disk.
     crate::identity::Username::parse(&admin).map_err(|e| anyhow::anyhow!("--admin: {e}"))?;
-    if config.database_path().exists() {
+    if Vault::store_exists(&config).await? {
         bail!(
             "a store already exists at {}; init changes nothing",
-            config.database_path().display()
+            config.store_location().describe()
         );
     }
     let password = read_password(password_stdin)?;
@@ -68,13 +68,16 @@ pub async fn run(
                 "username": admin,
                 "totp_uri": enrolment.totp_uri.expose(),
                 "totp_secret": enrolment.totp_secret.expose(),
-                "database": config.database_path(),
+                "database": config.store_location().describe(),
                 "root_key_file": config.root_key_path(),
             })
         );
         return Ok(());
     }
-    println!("Created the store at {}", config.database_path().display());
+    println!(
+        "Created the store at {}",
+        config.store_location().describe()
+    );
     println!(
         "Root key: {} (mode 0600; back it up offline, it opens everything)",
         config.root_key_path().display()

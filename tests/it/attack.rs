@@ -55,10 +55,10 @@ async fn lockout_answers_a_locked_user_as_a_wrong_password_and_keeps_counting() 
             "try {i}"
         );
     }
-    let db = raw_db(&app.db_path()).await;
+    let db = raw_db(&app.config).await;
     let locked: Option<i64> =
         sqlx::query_scalar("SELECT locked_until FROM users WHERE username = 'carol'")
-            .fetch_one(&db)
+            .fetch_one(db.pool())
             .await
             .unwrap();
     assert!(locked.is_some(), "five wrong passwords lock");
@@ -74,7 +74,7 @@ async fn lockout_answers_a_locked_user_as_a_wrong_password_and_keeps_counting() 
     // Both attempts during the lock were counted.
     let failures: i64 =
         sqlx::query_scalar("SELECT failed_attempts FROM users WHERE username = 'carol'")
-            .fetch_one(&db)
+            .fetch_one(db.pool())
             .await
             .unwrap();
     assert_eq!(failures, 7);

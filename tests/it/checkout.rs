@@ -135,9 +135,9 @@ async fn happy_path_checkout_introspect_checkin() {
         .1;
     assert_eq!(hist["status"], "checked_in");
     // The token is stored only as a keyed hash.
-    let db = std::fs::read(w.app.db_path()).unwrap_or_default();
-    let wal = std::fs::read(format!("{}-wal", w.app.db_path().display())).unwrap_or_default();
-    assert!(!contains(&db, token.as_bytes()) && !contains(&wal, token.as_bytes()));
+    for (path, bytes) in stored_bytes(&w.app.config).await {
+        assert!(!contains(&bytes, token.as_bytes()), "{}", path.display());
+    }
 }
 
 #[tokio::test]

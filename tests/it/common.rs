@@ -1,11 +1,14 @@
 //! Test harness: a real vault on 127.0.0.1:0 over real TLS, with a temporary data dir, a real
-//! SQLite file, and a clock the test moves.
+//! store, and a clock the test moves. The store is a SQLite file in the data dir, or, when
+//! `MV_TEST_DATABASE_URL` names a PostgreSQL server (`.ci/run` starts a throwaway one), a fresh
+//! database of the test's own on it ([`TestDb`]), configured through `database.url` in the
+//! vault's config file as an operator would.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use mediavault::config::Config;
+use mediavault::config::{Config, DatabaseUrl};
 use mediavault::crypto::SecretBytes;
 use mediavault::identity::totp;
 use mediavault::{Clock, Running, Vault};
@@ -68,6 +71,97 @@ pub struct TestApp {
     pub admin: TestUser,
     /// A second admin with a session, made on first need: privileged roles need two admins.
     second_admin: tokio::sync::Mutex<Option<(TestUser, String)>>,
+    /// The PostgreSQL database of this vault, dropped after everything above (None on SQLite).
+    _db: Option<TestDb>,
+}
+
+/// The PostgreSQL server the suite runs on, if `MV_TEST_DATABASE_URL` names one (a URL to a
+/// database the test may create others from, e.g. `postgres://postgres@127.0.0.1:PORT/postgres`).
+pub fn pg_server() -> Option<String> {
+    std::env::var("MV_TEST_DATABASE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// Whether the suite runs on PostgreSQL (see [`pg_server`]).
+pub fn on_postgres() -> bool {
+    pg_server().is_some()
+}
+
+/// A fresh, empty PostgreSQL database of one test vault, dropped when this is (without waiting:
+/// the server is thrown away at the end of the run anyway).
+pub struct TestDb {
+    pub url: String,
+    name: String,
+    server: String,
+}
+
+impl TestDb {
+    /// A new database on the suite's server, or None when the suite runs on SQLite. Made on a
+    /// thread of its own, so sync tests and any runtime can call it.
+    pub fn new() -> Option<TestDb> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        let server = pg_server()?;
+        // Unique in this run (pid, counter) and across runs on one server (random).
+        let nonce: [u8; 4] = ring::rand::generate(&ring::rand::SystemRandom::new())
+            .unwrap()
+            .expose();
+        let nonce = u32::from_le_bytes(nonce);
+        let name = format!(
+            "mv_{}_{}_{nonce}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let (base, _) = server
+            .rsplit_once('/')
+            .expect("a URL that names a database");
+        let url = format!("{base}/{name}");
+        pg_admin(&server, format!("CREATE DATABASE {name}"), true);
+        Some(TestDb { url, name, server })
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        pg_admin(
+            &self.server,
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            false,
+        );
+    }
+}
+
+/// Runs one statement on the server's maintenance database, on a thread with a runtime of its
+/// own; waits for it (and panics on failure) only if `wait`.
+fn pg_admin(server: &str, sql: String, wait: bool) {
+    use sqlx::Connection;
+    let server = server.to_owned();
+    let job = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut conn = sqlx::PgConnection::connect(&server).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&mut conn)
+                .await?;
+            conn.close().await
+        })
+    });
+    if wait {
+        job.join().unwrap().unwrap();
+    }
+}
+
+/// The `[database]` table of a config file for `config`'s store (empty on SQLite, the default),
+/// for tests that write a config file of their own. At the end of the file: it opens a table.
+pub fn database_table(config: &Config) -> String {
+    match &config.database.url {
+        Some(url) => format!("\n[database]\nurl = \"{}\"\n", url.expose()),
+        None => String::new(),
+    }
 }
 
 pub type Tweak = Box<dyn FnOnce(&mut Config)>;
@@ -103,6 +197,10 @@ pub async fn spawn_with(opts: Options) -> TestApp {
     mediavault::http::serve::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let mut config = base_config(dir.path(), opts.plain_http);
+    let db = TestDb::new();
+    if let Some(db) = &db {
+        config.database.url = Some(DatabaseUrl::new(db.url.clone()));
+    }
     std::fs::create_dir_all(&config.policies_dir).unwrap();
     for (name, text) in opts.policies.unwrap_or_default() {
         std::fs::write(config.policies_dir.join(name), text).unwrap();
@@ -153,11 +251,12 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         client,
         admin,
         second_admin: tokio::sync::Mutex::new(None),
+        _db: db,
     }
 }
 
 /// The configuration file the `mediavault` binary reads for the test's vault: where the store,
-/// the root key, the policies and the playbooks are, and how it listens. Only these keys: the
+/// the root key, the policies and the playbooks are (and the database), and how it listens. Only these keys: the
 /// CLI commands the tests run (`init`, `bootstrap`, `audit`, `serve` of a stopped vault) read no
 /// others that matter, and the rest keep their defaults.
 pub fn write_cli_config(dir: &Path, config: &Config) -> PathBuf {
@@ -183,6 +282,11 @@ pub fn write_cli_config(dir: &Path, config: &Config) -> PathBuf {
         toml::Value::Boolean(config.tls.plain_http),
     );
     table.insert("tls".into(), toml::Value::Table(tls));
+    if let Some(url) = &config.database.url {
+        let mut database = toml::Table::new();
+        database.insert("url".into(), toml::Value::String(url.expose().to_owned()));
+        table.insert("database".into(), toml::Value::Table(database));
+    }
     let file = dir.join("mediavault-cli.toml");
     std::fs::write(&file, toml::to_string(&table).unwrap()).unwrap();
     file
@@ -463,22 +567,155 @@ pub fn all_bytes_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// Every byte the vault's store has put on disk, with the data dir's files: on SQLite the data dir
+/// holds the database and its WAL; on PostgreSQL also this database's files in the throwaway
+/// server's data directory (after a CHECKPOINT, so what is committed is in them) and the two
+/// newest WAL segments, where every committed change went first (`PG_THROWAWAY_DIR`, set by
+/// `.ci/pg-throwaway`; without it only the data dir can be read).
+pub async fn stored_bytes(config: &Config) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = all_bytes_under(&config.data_dir);
+    let Some(pg_dir) = std::env::var_os("PG_THROWAWAY_DIR") else {
+        return out;
+    };
+    if config.database.url.is_none() {
+        return out;
+    }
+    let pgdata = PathBuf::from(pg_dir).join("data");
+    let db = raw_db(config).await;
+    sqlx::raw_sql("CHECKPOINT")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let oid: i64 = sqlx::query_scalar(
+        "SELECT CAST(oid AS BIGINT) FROM pg_database WHERE datname = current_database()",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    let wal: String = sqlx::query_scalar("SELECT pg_walfile_name(pg_current_wal_lsn())")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    db.close().await;
+    out.extend(all_bytes_under(&pgdata.join("base").join(oid.to_string())));
+    let mut segments: Vec<PathBuf> = std::fs::read_dir(pgdata.join("pg_wal"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.file_name().is_some_and(|n| *n.to_string_lossy() <= *wal))
+        .collect();
+    segments.sort();
+    for p in segments.iter().rev().take(2) {
+        out.push((p.clone(), std::fs::read(p).unwrap()));
+    }
+    out
+}
+
 pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-/// A separate raw connection to the SQLite file, as an attacker with file access would use.
-pub async fn raw_db(path: &Path) -> sqlx::SqlitePool {
-    use std::str::FromStr;
-    let opts = sqlx::sqlite::SqliteConnectOptions::from_str("sqlite://")
-        .unwrap()
-        .filename(path)
-        .busy_timeout(Duration::from_secs(10));
-    sqlx::sqlite::SqlitePoolOptions::new()
+/// A separate raw connection to the vault's database (the SQLite file, or the test's PostgreSQL
+/// database), as an attacker with access to it would use. Through sqlx's `Any` driver, so a test
+/// writes its statements once; [`RawDb::sql`] turns `?` placeholders into PostgreSQL's `$n`.
+pub struct RawDb {
+    pool: sqlx::AnyPool,
+    pg: bool,
+}
+
+pub async fn raw_db(config: &Config) -> RawDb {
+    sqlx::any::install_default_drivers();
+    let (url, pg) = match &config.database.url {
+        Some(url) => (url.expose().to_owned(), true),
+        None => (
+            format!("sqlite://{}", config.database_path().display()),
+            false,
+        ),
+    };
+    let pool = sqlx::any::AnyPoolOptions::new()
         .max_connections(1)
-        .connect_with(opts)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                // SQLite: wait for the vault's write lock rather than fail at once.
+                if !pg {
+                    sqlx::query("PRAGMA busy_timeout = 10000")
+                        .execute(conn)
+                        .await?;
+                }
+                Ok(())
+            })
+        })
+        .connect(&url)
         .await
-        .unwrap()
+        .unwrap();
+    RawDb { pool, pg }
+}
+
+impl RawDb {
+    pub fn pool(&self) -> &sqlx::AnyPool {
+        &self.pool
+    }
+
+    /// `sql` for this database: on PostgreSQL each `?` becomes `$1`, `$2`, ... in order.
+    pub fn sql(&self, sql: &str) -> sqlx::AssertSqlSafe<String> {
+        if !self.pg {
+            return sqlx::AssertSqlSafe(sql.to_owned());
+        }
+        let mut out = String::with_capacity(sql.len() + 8);
+        let mut n = 0;
+        for c in sql.chars() {
+            if c == '?' {
+                n += 1;
+                out.push_str(&format!("${n}"));
+            } else {
+                out.push(c);
+            }
+        }
+        sqlx::AssertSqlSafe(out)
+    }
+
+    /// Makes every insert into the audit log fail, as a full disk or a broken database would.
+    pub async fn block_audit(&self, why: &str) {
+        let sql = if self.pg {
+            format!(
+                "CREATE FUNCTION audit_block() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION '{why}'; END $$; \
+                 CREATE TRIGGER audit_block BEFORE INSERT ON audit_log \
+                 FOR EACH ROW EXECUTE FUNCTION audit_block();"
+            )
+        } else {
+            format!(
+                "CREATE TRIGGER audit_block BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, '{why}'); END;"
+            )
+        };
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+            .execute(&self.pool)
+            .await
+            .unwrap();
+    }
+
+    /// Undoes [`Self::block_audit`].
+    pub async fn unblock_audit(&self) {
+        let sql = if self.pg {
+            "DROP TRIGGER audit_block ON audit_log; DROP FUNCTION audit_block();"
+        } else {
+            "DROP TRIGGER audit_block"
+        };
+        sqlx::raw_sql(sql).execute(&self.pool).await.unwrap();
+    }
+
+    /// An SQL expression for 32 random bytes.
+    pub fn random_blob(&self) -> &'static str {
+        if self.pg {
+            "sha256(random()::text::bytea)"
+        } else {
+            "randomblob(32)"
+        }
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
 }
 
 /// Replaces the log with `n` entries from 400 days ago (old enough to prune), chained under the
@@ -490,9 +727,9 @@ pub async fn seed_old_entries(app: &TestApp, n: i64) {
     let (_, store, keys) = mediavault::vault::open_store(&app.config).await.unwrap();
     store.close().await;
     let key = keys.mac().audit.clone();
-    let db = raw_db(&app.db_path()).await;
+    let db = raw_db(&app.config).await;
     sqlx::query("DELETE FROM audit_log")
-        .execute(&db)
+        .execute(db.pool())
         .await
         .unwrap();
     let old_ms = (app.clock.unix() - 400 * 86_400) * 1000;
@@ -516,12 +753,12 @@ pub async fn seed_old_entries(app: &TestApp, n: i64) {
             hash: Vec::new(),
         };
         row.hash = entry_hash(&key, row.fields()).to_vec();
-        sqlx::query("INSERT INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, detail, prev_hash, hash) VALUES (?, ?, 'system', 'mediavault', 'test.old', 't', 'success', '', '', '{}', ?, ?)")
+        sqlx::query(db.sql("INSERT INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, detail, prev_hash, hash) VALUES (?, ?, 'system', 'mediavault', 'test.old', 't', 'success', '', '', '{}', ?, ?)"))
             .bind(row.seq)
             .bind(row.ts)
             .bind(&row.prev_hash)
             .bind(&row.hash)
-            .execute(&db)
+            .execute(db.pool())
             .await
             .unwrap();
         prev = row.hash;

@@ -207,9 +207,10 @@ pub fn cli_config(app: &TestApp) -> PathBuf {
     std::fs::write(
         &cfg,
         format!(
-            "data_dir = \"{}\"\npolicies_dir = \"{}\"\n",
+            "data_dir = \"{}\"\npolicies_dir = \"{}\"\n{}",
             app.config.data_dir.display(),
-            app.config.policies_dir.display()
+            app.config.policies_dir.display(),
+            database_table(&app.config)
         ),
     )
     .unwrap();
@@ -317,6 +318,35 @@ async fn backup_under_load_restores_into_a_new_dir_with_the_chain_and_every_secr
     let w = Arc::new(loaded().await);
     let cfg = cli_config(&w.app);
     let file = w.app.dir.path().join("vault.backup");
+    if on_postgres() {
+        // A PostgreSQL store is backed up with pg_dump or PITR (docs/deployment.md): both
+        // commands refuse, say so, and leave nothing behind.
+        for args in [
+            vec!["backup", file.to_str().unwrap()],
+            vec![
+                "restore",
+                file.to_str().unwrap(),
+                "--data-dir",
+                "/nonexistent",
+            ],
+        ] {
+            let out = bin()
+                .arg("--config")
+                .arg(&cfg)
+                .args(&args)
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{args:?}");
+            assert!(
+                err.contains("pg_dump") && err.contains("audit verify"),
+                "{args:?}: {err}"
+            );
+            assert!(!err.contains("password"), "{err}");
+        }
+        assert!(!file.exists());
+        return;
+    }
     let (failures, counts) = w
         .under_load(|| async {
             tokio::time::sleep(Duration::from_millis(300)).await;

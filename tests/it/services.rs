@@ -93,49 +93,43 @@ impl World {
             .count()
     }
 
-    async fn block_audit(&self) -> sqlx::SqlitePool {
-        let db = raw_db(&self.app.db_path()).await;
-        sqlx::query("CREATE TRIGGER audit_block BEFORE INSERT ON audit_log BEGIN SELECT RAISE(ABORT, 'blocked by test'); END;")
-            .execute(&db)
-            .await
-            .unwrap();
+    async fn block_audit(&self) -> RawDb {
+        let db = raw_db(&self.app.config).await;
+        db.block_audit("blocked by test").await;
         db
     }
 }
 
-async fn unblock_audit(db: &sqlx::SqlitePool) {
-    sqlx::query("DROP TRIGGER audit_block")
-        .execute(db)
-        .await
-        .unwrap();
+async fn unblock_audit(db: &RawDb) {
+    db.unblock_audit().await;
 }
 
-async fn scalar(db: &sqlx::SqlitePool, sql: &'static str) -> i64 {
+async fn scalar(db: &RawDb, sql: &'static str) -> i64 {
     sqlx::query_scalar::<_, Option<i64>>(sql)
-        .fetch_one(db)
+        .fetch_one(db.pool())
         .await
         .unwrap()
         .unwrap_or(0)
 }
 
 /// Everything a change could have touched, read straight from the database.
-async fn snapshot(db: &sqlx::SqlitePool) -> Vec<i64> {
+async fn snapshot(db: &RawDb) -> Vec<i64> {
     let mut out = Vec::new();
     for sql in [
         "SELECT COUNT(*) FROM users",
-        "SELECT COUNT(*) FROM users WHERE disabled = 1",
+        "SELECT COUNT(*) FROM users WHERE disabled",
         "SELECT COUNT(*) FROM sessions",
         "SELECT COUNT(*) FROM clients",
         "SELECT COUNT(*) FROM clients WHERE revoked_at IS NOT NULL",
         "SELECT COUNT(*) FROM accounts WHERE status = 'frozen'",
-        "SELECT SUM(current_version) FROM accounts",
+        "SELECT CAST(SUM(current_version) AS BIGINT) FROM accounts",
         "SELECT COUNT(*) FROM credential_versions",
         "SELECT COUNT(*) FROM checkouts",
         "SELECT COUNT(*) FROM checkouts WHERE status = 'active'",
         "SELECT COUNT(*) FROM checkouts WHERE status = 'approved'",
         "SELECT COUNT(*) FROM checkouts WHERE status = 'pending_approval'",
         "SELECT COUNT(*) FROM approvals",
-        "SELECT SUM(totp_last_step) FROM users",
+        "SELECT CAST(SUM(totp_last_step) AS BIGINT) FROM users",
         "SELECT COUNT(*) FROM audit_log",
     ] {
         out.push(scalar(db, sql).await);
@@ -549,6 +543,7 @@ fn each_crate_depends_only_on_the_layers_below_it() {
         ("base", &[]),
         ("store", &["mediavault-base"]),
         ("store-sqlite", &["mediavault-base", "mediavault-store"]),
+        ("store-postgres", &["mediavault-base", "mediavault-store"]),
         ("platforms", &["mediavault-base", "mediavault-store"]),
         ("fake-platforms", &[]),
         (
@@ -557,6 +552,7 @@ fn each_crate_depends_only_on_the_layers_below_it() {
                 "mediavault-base",
                 "mediavault-store",
                 "mediavault-store-sqlite",
+                "mediavault-store-postgres",
                 "mediavault-platforms",
             ],
         ),
@@ -614,8 +610,13 @@ fn each_crate_depends_only_on_the_layers_below_it() {
     for file in files.iter().filter(|f| !f.starts_with(&composition_root)) {
         let text = std::fs::read_to_string(file).unwrap();
         let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-        if code.contains("mediavault_store_sqlite") {
-            offenders.push(format!("{} names the SQLite backend", file.display()));
+        for (backend, name) in [
+            ("mediavault_store_sqlite", "SQLite"),
+            ("mediavault_store_postgres", "PostgreSQL"),
+        ] {
+            if code.contains(backend) {
+                offenders.push(format!("{} names the {name} backend", file.display()));
+            }
         }
     }
     assert!(offenders.is_empty(), "{offenders:#?}");

@@ -54,15 +54,16 @@ async fn no_secret_reaches_disk_logs_or_answers() {
     let admin_seed = app.admin.seed.expose().to_vec();
     let needles: Vec<&[u8]> = vec![MARKER.as_bytes(), seed_b32.expose().as_bytes(), &admin_seed];
     // Read the raw bytes while the server still runs (WAL not yet checkpointed), then after stop.
-    let mut snapshots = all_bytes_under(&app.config.data_dir);
+    let mut snapshots = stored_bytes(&app.config).await;
     assert!(
-        snapshots
-            .iter()
-            .any(|(p, _)| p.to_string_lossy().ends_with("-wal")),
+        snapshots.iter().any(|(p, _)| {
+            let p = p.to_string_lossy();
+            p.ends_with("-wal") || p.contains("pg_wal")
+        }) || (on_postgres() && std::env::var_os("PG_THROWAWAY_DIR").is_none()),
         "expected a WAL file"
     );
     app.stop().await;
-    snapshots.extend(all_bytes_under(&app.config.data_dir));
+    snapshots.extend(stored_bytes(&app.config).await);
     for (path, bytes) in &snapshots {
         for n in &needles {
             assert!(!contains(bytes, n), "secret found in {}", path.display());
@@ -87,10 +88,10 @@ async fn moved_or_altered_ciphertext_fails_to_open_clearly() {
     let s = app.login(&app.admin.clone()).await;
     assert_eq!(wechat_account(&app, &s, "acct-a", "secret-a").await.0, 201);
     assert_eq!(wechat_account(&app, &s, "acct-b", "secret-b").await.0, 201);
-    let db = raw_db(&app.db_path()).await;
+    let db = raw_db(&app.config).await;
     // Copy a's sealed credential onto b.
     sqlx::query("UPDATE credential_versions SET sealed = (SELECT sealed FROM credential_versions WHERE account_id = 'acct-a') WHERE account_id = 'acct-b'")
-        .execute(&db)
+        .execute(db.pool())
         .await
         .unwrap();
     // What the store holds: the vault's own read (system only; no front door opens one).
@@ -108,13 +109,13 @@ async fn moved_or_altered_ciphertext_fails_to_open_clearly() {
     // Flip one byte of a's ciphertext.
     let mut sealed: Vec<u8> =
         sqlx::query_scalar("SELECT sealed FROM credential_versions WHERE account_id = 'acct-a'")
-            .fetch_one(&db)
+            .fetch_one(db.pool())
             .await
             .unwrap();
     sealed[30] ^= 1;
-    sqlx::query("UPDATE credential_versions SET sealed = ? WHERE account_id = 'acct-a'")
+    sqlx::query(db.sql("UPDATE credential_versions SET sealed = ? WHERE account_id = 'acct-a'"))
         .bind(&sealed)
-        .execute(&db)
+        .execute(db.pool())
         .await
         .unwrap();
     // What the store holds: the vault's own read (system only; no front door opens one).
@@ -150,10 +151,20 @@ fn bin() -> Command {
 fn write_config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
     let p = dir.join("mediavault.toml");
     std::fs::create_dir_all(dir.join("policies")).unwrap();
+    // On PostgreSQL, a database of its own, left to the throwaway server (this vault's files are
+    // a temporary dir that outlives no test either).
+    let database = match TestDb::new() {
+        Some(db) => {
+            let table = format!("\n[database]\nurl = \"{}\"\n", db.url);
+            std::mem::forget(db);
+            table
+        }
+        None => String::new(),
+    };
     std::fs::write(
         &p,
         format!(
-            "data_dir = \"{d}/data\"\nlisten = \"127.0.0.1:0\"\npolicies_dir = \"{d}/policies\"\n[tls]\nplain_http = true\n{extra}",
+            "data_dir = \"{d}/data\"\nlisten = \"127.0.0.1:0\"\npolicies_dir = \"{d}/policies\"\n[tls]\nplain_http = true\n{extra}{database}",
             d = dir.display()
         ),
     )
@@ -297,9 +308,10 @@ async fn key_rotation_keeps_every_version_readable_and_retires_the_old_root() {
     std::fs::write(
         &cfg,
         format!(
-            "data_dir = \"{}\"\npolicies_dir = \"{}\"\n",
+            "data_dir = \"{}\"\npolicies_dir = \"{}\"\n{}",
             app.config.data_dir.display(),
-            app.config.policies_dir.display()
+            app.config.policies_dir.display(),
+            database_table(&app.config)
         ),
     )
     .unwrap();

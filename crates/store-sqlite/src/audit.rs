@@ -23,18 +23,13 @@ macro_rules! select_entries {
     };
 }
 
-fn to_hash(v: &[u8]) -> Option<[u8; 32]> {
-    <[u8; 32]>::try_from(v).ok()
-}
-
-/// One statement (the writer reads the head in every batch, and each statement is a hop to the
-/// connection's worker thread): the last entry, and the latest anchor for a log pruned empty.
+/// One statement (the writer reads the head in every batch): the last entry, and the latest
+/// anchor for a log pruned empty; [`ChainHead::from_parts`] decides.
 async fn head_in<'c, E>(conn: E) -> Result<ChainHead>
 where
     E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
 {
-    type Head = (Option<i64>, Option<Vec<u8>>, Option<i64>, Option<Vec<u8>>);
-    let (seq, hash, first_seq, prev_hash): Head = sqlx::query_as(
+    let parts: HeadParts = sqlx::query_as(
         "SELECT (SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1), \
                 (SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1), \
                 (SELECT first_seq FROM audit_anchor ORDER BY first_seq DESC LIMIT 1), \
@@ -42,26 +37,7 @@ where
     )
     .fetch_one(conn)
     .await?;
-    let corrupt = |what: &str| super::StoreError::Corrupt(format!("audit {what} is not 32 bytes"));
-    Ok(match (seq, hash, first_seq, prev_hash) {
-        (Some(seq), Some(hash), _, _) => ChainHead {
-            seq,
-            hash: to_hash(&hash).ok_or_else(|| corrupt("hash"))?,
-        },
-        (None, _, Some(first_seq), Some(prev)) => ChainHead {
-            seq: first_seq - 1,
-            hash: to_hash(&prev).ok_or_else(|| corrupt("anchor"))?,
-        },
-        (None, _, None, _) => ChainHead {
-            seq: 0,
-            hash: [0u8; 32],
-        },
-        _ => {
-            return Err(super::StoreError::Corrupt(
-                "audit head or anchor lacks its hash".into(),
-            ));
-        }
-    })
+    ChainHead::from_parts(parts)
 }
 
 /// The walk behind [`mediavault_store::Backend::audit_walk_boxed`], on the verifier's own

@@ -101,6 +101,40 @@ pub struct ChainHead {
     pub hash: [u8; 32],
 }
 
+/// What a backend reads for [`ChainHead`] in one statement: the last entry's seq and hash, and
+/// the latest anchor's first seq and previous hash (each None when there is none).
+pub type HeadParts = (Option<i64>, Option<Vec<u8>>, Option<i64>, Option<Vec<u8>>);
+
+impl ChainHead {
+    /// The head from what a backend read ([`HeadParts`]): the last entry, else the anchor of a
+    /// log pruned empty, else genesis. The same rule for every backend, so it lives here.
+    pub fn from_parts((seq, hash, first_seq, prev_hash): HeadParts) -> Result<Self> {
+        let to_hash = |v: &[u8], what: &str| {
+            <[u8; 32]>::try_from(v)
+                .map_err(|_| crate::StoreError::Corrupt(format!("audit {what} is not 32 bytes")))
+        };
+        Ok(match (seq, hash, first_seq, prev_hash) {
+            (Some(seq), Some(hash), _, _) => ChainHead {
+                seq,
+                hash: to_hash(&hash, "hash")?,
+            },
+            (None, _, Some(first_seq), Some(prev)) => ChainHead {
+                seq: first_seq - 1,
+                hash: to_hash(&prev, "anchor")?,
+            },
+            (None, _, None, _) => ChainHead {
+                seq: 0,
+                hash: [0u8; 32],
+            },
+            _ => {
+                return Err(crate::StoreError::Corrupt(
+                    "audit head or anchor lacks its hash".into(),
+                ));
+            }
+        })
+    }
+}
+
 #[async_trait]
 pub trait AuditReads: Send + Sync {
     async fn audit_head(&self) -> Result<ChainHead>;

@@ -67,6 +67,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// What this backend does not do, and what to use instead.
+    #[error("{0}")]
+    Unsupported(String),
     #[error(
         "{path} has permissions {mode:o}, so other users of this machine can reach the vault's data; run `chmod {fix} {path}`"
     )]
@@ -83,6 +86,26 @@ pub enum StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// `url` with any password replaced by `***` and its query dropped, for messages: never the URL
+/// itself, which may hold a password (also as a `?password=` parameter).
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<not a URL>".into();
+    };
+    let no_query = |s: &str| s.split('?').next().unwrap_or("").to_owned();
+    // The last '@' ends the user info, even when a password holds an unescaped '/', '?' or '@'.
+    match rest.rsplit_once('@') {
+        Some((userinfo, host_path)) => {
+            let host_path = no_query(host_path);
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host_path}"),
+                None => format!("{scheme}://{userinfo}@{host_path}"),
+            }
+        }
+        None => format!("{scheme}://{}", no_query(rest)),
+    }
+}
 
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
@@ -397,5 +420,30 @@ impl Tx {
             self.token_epoch.fetch_add(1, Ordering::SeqCst);
         }
         r
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn redacted_hides_passwords() {
+        assert_eq!(
+            redacted("postgres://vault:s3cret@db.example:5432/vault?sslmode=disable&password=x"),
+            "postgres://vault:***@db.example:5432/vault"
+        );
+        assert_eq!(
+            redacted("postgres://vault@127.0.0.1/vault"),
+            "postgres://vault@127.0.0.1/vault"
+        );
+        assert_eq!(redacted("postgresql://a:b:c@h/d"), "postgresql://a:***@h/d");
+        assert_eq!(redacted("postgres://u:pa/ss@h/d"), "postgres://u:***@h/d");
+        assert_eq!(
+            redacted("postgres://u:p?a@ss@h/d?x=1"),
+            "postgres://u:***@h/d"
+        );
+        assert_eq!(redacted("nonsense"), "<not a URL>");
     }
 }

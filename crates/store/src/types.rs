@@ -1,5 +1,10 @@
-//! The typed state stored in the rows: statuses, platforms, levels. Each is TEXT in SQLite (with a
-//! constraint from migration 0004 that refuses anything else) and an enum everywhere in Rust.
+//! The typed state stored in the rows: statuses, platforms, levels. Each is TEXT in both databases
+//! (with a constraint that refuses anything else: SQLite's triggers from migration 0004,
+//! PostgreSQL's CHECKs) and an enum everywhere in Rust.
+//!
+//! `type_name = "text"`: on PostgreSQL sqlx's derive otherwise maps an enum to a custom PG type
+//! named after it (`CREATE TYPE`); naming `text` binds and decodes it as TEXT, checked by name
+//! against the column's type. SQLite's derive ignores the name and always uses TEXT.
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,7 +22,7 @@ pub struct UnknownName {
 
 /// Whether an account can be checked out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum AccountStatus {
     Active,
@@ -37,7 +42,7 @@ impl AccountStatus {
 /// Where a checkout stands. `Expired` is also derived, before the sweeper marks the row, for an
 /// `Active` one past its expiry and an `Approved` one past its claim deadline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum CheckoutStatus {
     PendingApproval,
@@ -81,7 +86,7 @@ impl CheckoutStatus {
 /// then `submitted` (WeChat accepted the publish job), `published` (live, with its platform ids) or
 /// `failed` (the platform refused; the approved post may be sent again).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum PostStatus {
     Sending,
@@ -103,7 +108,7 @@ impl PostStatus {
 
 /// What a platform created through the vault under a checkout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum MediaKind {
     /// A WeChat inline image (`media/uploadimg`); the platform id is its URL.
@@ -116,7 +121,7 @@ pub enum MediaKind {
 
 /// Which platform an account is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, sqlx::Type)]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "lowercase")]
 pub enum Platform {
     Wechat,
@@ -167,7 +172,7 @@ impl FromStr for Platform {
     serde::Deserialize,
     sqlx::Type,
 )]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     General,
@@ -207,7 +212,7 @@ impl FromStr for Level {
 
 /// Whether an incident is still being handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum IncidentStatus {
     Open,
@@ -217,7 +222,7 @@ pub enum IncidentStatus {
 
 /// Where one step of an incident stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
-#[sqlx(rename_all = "snake_case")]
+#[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum StepStatus {
     Pending,

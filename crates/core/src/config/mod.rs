@@ -11,6 +11,7 @@
 mod audit;
 mod checkout;
 mod cluster;
+mod database;
 mod notify;
 mod server;
 #[cfg(test)]
@@ -26,6 +27,7 @@ pub use crate::platforms::PlatformsConfig;
 pub use audit::AuditConfig;
 pub use checkout::CheckoutConfig;
 pub use cluster::ClusterConfig;
+pub use database::{DatabaseConfig, DatabaseUrl, StoreLocation};
 pub use notify::{NotifyChannel, NotifyKind};
 pub use server::{
     LimitsConfig, LockoutConfig, LogConfig, LogFormat, RateLimitConfig, SessionConfig, TlsConfig,
@@ -35,8 +37,10 @@ pub use watch::{EarlyWarningConfig, RuleKind, WarningRule, WatchConfig};
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Holds the SQLite database and, unless `root_key_file` says otherwise, the root key.
+    /// Holds the SQLite database (unless `database.url` names PostgreSQL) and, unless
+    /// `root_key_file` says otherwise, the root key.
     pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
     pub listen: SocketAddr,
     pub root_key_file: Option<PathBuf>,
     pub policies_dir: PathBuf,
@@ -63,6 +67,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
+            database: DatabaseConfig::default(),
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             root_key_file: None,
             policies_dir: PathBuf::from("./policies"),
@@ -198,6 +203,7 @@ impl Config {
                 self.listen
             ));
         }
+        self.database.validate()?;
         self.lockout.validate()?;
         self.session.validate()?;
         self.limits.validate()?;
@@ -233,8 +239,15 @@ impl Config {
             .unwrap_or_else(|| self.policies_dir.join("playbooks"))
     }
 
+    /// The SQLite database file in `data_dir` (whether or not the store is SQLite: see
+    /// [`Self::store_location`]).
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("mediavault.db")
+    }
+
+    /// Which backend holds the store, and where: what the composition root opens.
+    pub fn store_location(&self) -> StoreLocation {
+        self.database.location(self.database_path())
     }
 }
 

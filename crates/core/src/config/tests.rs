@@ -215,3 +215,33 @@ mod props {
         );
     }
 }
+
+#[test]
+fn database_url_picks_the_backend_and_never_shows_its_password() {
+    let c = Config::load_with_env(None, &[]).unwrap();
+    assert!(
+        matches!(c.store_location(), StoreLocation::Sqlite(p) if p == Path::new("./data/mediavault.db"))
+    );
+    let c = Config::from_toml_str("[database]\nurl = \"sqlite:\"\n").unwrap();
+    assert!(matches!(c.store_location(), StoreLocation::Sqlite(_)));
+    let url = "postgres://vault:hunter2secret@127.0.0.1:5432/vault";
+    let c = Config::load_with_env(None, &env(&[("MEDIAVAULT_DATABASE__URL", url)])).unwrap();
+    let StoreLocation::Postgres(u) = c.store_location() else {
+        panic!("a postgres:// URL names PostgreSQL");
+    };
+    assert_eq!(u.expose(), url);
+    let shown = format!("{c:?} {} {u:?}", c.store_location().describe());
+    assert!(!shown.contains("hunter2secret"), "{shown}");
+    assert!(
+        shown.contains("postgres://vault:***@127.0.0.1:5432/vault"),
+        "{shown}"
+    );
+    // A wrong URL is refused without repeating it (it may hold a password).
+    let bad = "mysql://root:hunter2secret@db/vault";
+    let err = Config::load_with_env(None, &env(&[("MEDIAVAULT_DATABASE__URL", bad)]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("MEDIAVAULT_DATABASE__URL"), "{err}");
+    assert!(err.contains("database.url"), "{err}");
+    assert!(!err.contains("hunter2secret"), "{err}");
+}

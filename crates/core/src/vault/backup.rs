@@ -14,6 +14,10 @@
 //! without the file failing to open. The database inside holds the wrapped keyring but not the
 //! root key, so a backup needs the root key file that was current when it was made (keep the two
 //! apart: the file alone reveals nothing).
+//!
+//! Only for the SQLite store: a PostgreSQL store is backed up with PostgreSQL's own tools
+//! (`pg_dump`, or continuous archiving with point-in-time recovery), and `mediavault audit verify`
+//! proves the chain after a restore; both commands refuse and say so ([`refuse_postgres`]).
 
 use std::path::{Path, PathBuf};
 
@@ -23,7 +27,7 @@ use crate::accounts::Credential;
 use crate::actor::Actor;
 use crate::audit::{AuditWriter, verify_store};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, StoreLocation};
 use crate::content::aad as content_aad;
 use crate::crypto::{RootKey, SecretBytes};
 use crate::identity::users::seed_aad;
@@ -73,6 +77,7 @@ impl Drop for Scratch {
 /// never overwritten) and records a `backup.create` entry with the chain head it holds. Safe while
 /// the server runs.
 pub async fn backup(config: &Config, out: &Path) -> anyhow::Result<BackupHeader> {
+    refuse_postgres(config, "backup")?;
     if out.exists() {
         bail!(
             "{} already exists; a backup never overwrites a file",
@@ -153,6 +158,23 @@ async fn backup_with(
     Ok(header)
 }
 
+/// `backup` and `restore` move a SQLite file; on PostgreSQL the database's own tools do it better
+/// (a dump is consistent without stopping the vault, and PITR restores to any moment), so both
+/// refuse with what to use instead.
+fn refuse_postgres(config: &Config, command: &str) -> anyhow::Result<()> {
+    if let StoreLocation::Postgres(url) = config.store_location() {
+        bail!(
+            "`mediavault {command}` is for the SQLite store; this vault's store is the PostgreSQL \
+             database {}. Back it up with `pg_dump --format=custom` (consistent while the vault \
+             runs) or continuous archiving with point-in-time recovery, keep the root key file \
+             apart from it, and after restoring run `mediavault audit verify` before serving \
+             (docs/deployment.md, \"Backups\")",
+            url.redacted()
+        );
+    }
+    Ok(())
+}
+
 fn header_bytes(header: &BackupHeader) -> anyhow::Result<Vec<u8>> {
     let mut aad = MAGIC.to_vec();
     aad.extend_from_slice(&serde_json::to_vec(header)?);
@@ -212,6 +234,7 @@ pub async fn restore(
     dir: &Path,
     root_key: Option<&Path>,
 ) -> anyhow::Result<Restored> {
+    refuse_postgres(config, "restore")?;
     if dir.exists() {
         let mut entries =
             std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;

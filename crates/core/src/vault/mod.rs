@@ -16,7 +16,7 @@ use crate::actor::Actor;
 use crate::audit::{AuditWriter, Outcome};
 use crate::checkout::Checkouts;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, StoreLocation};
 use crate::crypto::keyring::{MAC_MASTER_LABEL, new_data_key, term_label};
 use crate::crypto::{Keyring, RootKey};
 use crate::error::{Error, Result};
@@ -33,6 +33,7 @@ use crate::publishing::posts::Posts;
 use crate::review::AuditReview;
 use crate::store::Store;
 use crate::store::keyring::MAC_MASTER_KEY;
+use mediavault_store_postgres::PgStore;
 use mediavault_store_sqlite::SqliteStore;
 
 pub struct Vault {
@@ -143,17 +144,42 @@ impl Vault {
     }
 
     /// Creates the data dir, the database, the root key file and the keyring. Refuses to touch an
-    /// existing store or key file.
+    /// existing store or key file. On PostgreSQL the database itself must exist (the operator
+    /// creates it, and the role the URL names); init creates the vault's schema in it.
     pub async fn create(config: Arc<Config>, clock: Clock) -> Result<Self, OpenError> {
-        let db = config.database_path();
+        let location = config.store_location();
         let key_path = config.root_key_path();
-        if db.exists() {
-            return Err(OpenError::Other(format!(
+        let exists = || {
+            OpenError::Other(format!(
                 "a store already exists at {}; init changes nothing",
-                db.display()
-            )));
+                location.describe()
+            ))
+        };
+        // PostgreSQL: the schema is created (or found) first, and a keyring in it means a vault.
+        let mut made = None;
+        match &location {
+            StoreLocation::Sqlite(db) if db.exists() => return Err(exists()),
+            StoreLocation::Sqlite(_) => {}
+            StoreLocation::Postgres(_) => {
+                let store = open_backend(&location, true).await?;
+                let initialised = match store.keyring_terms().await {
+                    Ok(terms) => !terms.is_empty(),
+                    Err(e) => {
+                        store.close().await;
+                        return Err(e.into());
+                    }
+                };
+                if initialised {
+                    store.close().await;
+                    return Err(exists());
+                }
+                made = Some(store);
+            }
         }
         if key_path.exists() {
+            if let Some(store) = made {
+                store.close().await;
+            }
             return Err(OpenError::Other(format!(
                 "a root key already exists at {} but there is no store; move it away if it is stale",
                 key_path.display()
@@ -165,7 +191,10 @@ impl Vault {
             create_private_dir(parent)?;
         }
         let root = RootKey::create_file(&key_path)?;
-        let store = SqliteStore::open(&db, true).await?;
+        let store = match made {
+            Some(store) => store,
+            None => open_backend(&location, true).await?,
+        };
         let term1 = new_data_key()?;
         let mac = new_data_key()?;
         store
@@ -179,6 +208,23 @@ impl Vault {
         let policies =
             PolicySet::load_dir(&config.policies_dir).unwrap_or_else(|_| PolicySet::empty());
         Self::assemble(config, clock, store, keys, policies)
+    }
+
+    /// Whether the configured store already holds a vault (what `init` refuses to touch): the
+    /// SQLite file exists, or the PostgreSQL database has the schema and a keyring.
+    pub async fn store_exists(config: &Config) -> Result<bool, OpenError> {
+        let location = config.store_location();
+        if let StoreLocation::Sqlite(db) = &location {
+            return Ok(db.exists());
+        }
+        let store = match open_backend(&location, false).await {
+            Ok(store) => store,
+            Err(OpenError::Store(crate::store::StoreError::Missing(_))) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let terms = store.keyring_terms().await;
+        store.close().await;
+        Ok(!terms?.is_empty())
     }
 
     /// The services around an unlocked store: audit writer, platform broker, notifier.
@@ -620,7 +666,13 @@ fn make_dir_private(dir: &Path) -> Result<(), OpenError> {
 /// unlocks its keyring; a wrong key closes the store again having written nothing.
 pub async fn open_store(config: &Config) -> Result<(RootKey, Store, Keyring), OpenError> {
     let root = RootKey::load_file(&config.root_key_path())?;
-    let store = SqliteStore::open(&config.database_path(), false).await?;
+    let location = config.store_location();
+    // The data dir is the vault's alone on either backend (it holds the root key unless
+    // `root_key_file` moves it); the SQLite backend checks it beside its database file.
+    if matches!(location, StoreLocation::Postgres(_)) && config.data_dir.exists() {
+        mediavault_store_sqlite::files::refuse_if_open(&config.data_dir, "700")?;
+    }
+    let store = open_backend(&location, false).await?;
     match unlock(&store, &root).await {
         Ok(keys) => Ok((root, store, keys)),
         Err(e) => {
@@ -628,6 +680,15 @@ pub async fn open_store(config: &Config) -> Result<(RootKey, Store, Keyring), Op
             Err(e)
         }
     }
+}
+
+/// The one place that names a backend: opens (with `create`, creates) the store the
+/// configuration's `database.url` names.
+async fn open_backend(location: &StoreLocation, create: bool) -> Result<Store, OpenError> {
+    Ok(match location {
+        StoreLocation::Sqlite(path) => SqliteStore::open(path, create).await?,
+        StoreLocation::Postgres(url) => PgStore::open(url.expose(), create).await?,
+    })
 }
 
 /// Unwraps the keyring and MAC master with the root key.
