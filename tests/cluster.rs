@@ -444,6 +444,57 @@ async fn the_standby_takes_over_without_forking_the_chain_or_losing_an_acknowled
         .build()
         .unwrap();
     cluster.sign_in(&elsewhere, 1).await;
+    // The console through the standby: its sign-in form, the form posted back with its cookie,
+    // and the home page with the session cookie A set, all through B.
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = no_redirects
+        .get(format!("{}/console/login", cluster.url(1)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let cookie_value = |r: &reqwest::Response, name: &str| {
+        r.headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|c| c.strip_prefix(&format!("{name}=")))
+            .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+            .unwrap_or_else(|| panic!("no {name} cookie"))
+    };
+    let nonce = cookie_value(&page, "__Host-mv_login");
+    let code = cluster.codes.code_now("admin").unwrap();
+    let signed_in = no_redirects
+        .post(format!("{}/console/login", cluster.url(1)))
+        .header("cookie", format!("__Host-mv_login={nonce}"))
+        .form(&[
+            ("csrf", nonce.as_str()),
+            ("next", "/console"),
+            ("username", "admin"),
+            ("password", ADMIN_PASSWORD),
+            ("totp", code.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        signed_in.status(),
+        303,
+        "console sign-in through the standby"
+    );
+    let session = cookie_value(&signed_in, "__Host-mv_session");
+    let home = no_redirects
+        .get(format!("{}/console", cluster.url(1)))
+        .header("cookie", format!("__Host-mv_session={session}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(home.status(), 200);
+    assert!(home.text().await.unwrap().contains("admin"));
+
     // A WeChat account (its credential is checked with one stable-token fetch), added through B.
     let (st, v) = cluster
         .admin_post(
