@@ -158,4 +158,32 @@ mod tests {
         );
         assert_eq!(CertIdentity::of_peer(b"junk").subject, "");
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Whatever an admin pastes (inside PEM armour or not) is refused or read, never a
+            /// panic; a refusal never carries the text.
+            #[test]
+            fn any_text_is_read_or_refused_without_panic(
+                body in "\\PC{0,200}",
+                armoured in any::<bool>(),
+                label in prop::sample::select(vec!["CERTIFICATE", "PRIVATE KEY", "X"]),
+            ) {
+                let text = if armoured {
+                    format!("-----BEGIN {label}-----\n{body}\n-----END {label}-----\n")
+                } else {
+                    body.clone()
+                };
+                if let Err(e) = CertIdentity::from_pem(&text) {
+                    prop_assert!(body.len() < 8 || !e.to_string().contains(&body));
+                }
+                let _ = CertIdentity::of_peer(body.as_bytes());
+            }
+        }
+    }
 }
