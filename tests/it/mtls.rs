@@ -107,6 +107,10 @@ async fn a_bound_tool_works_only_with_its_certificate() {
     assert_eq!(st, 201, "{cms}");
     assert_eq!(cms["certificate"]["sha256"], sha256_hex(&a_der), "{cms}");
     assert!(
+        cms["warning"].is_null(),
+        "the server asks for certificates: {cms}"
+    );
+    assert!(
         cms["certificate"]["subject"]
             .as_str()
             .unwrap()

@@ -65,6 +65,9 @@ pub(super) async fn run(session: &Session, command: ClientsCommand) -> anyhow::R
             );
             println!("client key (shown once; give it to the tool's operator):");
             println!("  {}", cell(&v["client_key"]));
+            if let Some(w) = v["warning"].as_str() {
+                eprintln!("warning: {w}");
+            }
             if v["certificate"].is_object() {
                 println!(
                     "bound to the client certificate {} (SHA-256 {})",
@@ -83,6 +86,9 @@ pub(super) async fn run(session: &Session, command: ClientsCommand) -> anyhow::R
                 json!({"certificate": certificate, "totp": code}),
             )
             .await?;
+            if let Some(w) = v["warning"].as_str().filter(|_| !json_out) {
+                eprintln!("warning: {w}");
+            }
             done(
                 json_out,
                 &v,

@@ -78,6 +78,9 @@ pub struct Clients {
     pub(crate) keys: std::sync::Arc<crate::keys::Keys>,
     pub(crate) people: crate::identity::users::People,
     pub(crate) policies: std::sync::Arc<crate::policy::Live>,
+    /// Whether this server asks TLS clients for certificates (`tls.client_ca_file`): binding a
+    /// tool without it is allowed (the CA may come with the next restart) but warned about.
+    pub(crate) asks_client_certs: bool,
 }
 
 impl Clients {
@@ -182,13 +185,20 @@ impl Clients {
             })
             .map(String::as_str)
             .collect();
+        let mut warnings = Vec::new();
+        if view.certificate.is_some() {
+            warnings.extend(self.no_client_certs_warning());
+        }
         if !uncovered.is_empty() {
             tracing::warn!(client = %view.client_id, accounts = ?uncovered, "client created that no policy admits");
-            view.warning = Some(format!(
+            warnings.push(format!(
                 "no access policy admits the tool {:?} for {}: add it to `[who] clients` in those policies and reload, or its checkouts are refused",
                 view.name,
                 uncovered.join(", ")
             ));
+        }
+        if !warnings.is_empty() {
+            view.warning = Some(warnings.join("; "));
         }
         Ok((view, key))
     }
@@ -283,7 +293,19 @@ impl Clients {
             .client_get(id)
             .await?
             .ok_or_else(|| Error::internal(anyhow::anyhow!("client vanished")))?;
-        Ok(ClientView::from(&row))
+        let mut view = ClientView::from(&row);
+        if view.certificate.is_some() {
+            view.warning = self.no_client_certs_warning();
+        }
+        Ok(view)
+    }
+
+    /// A bound tool on a server that asks for no client certificates cannot be used at all.
+    fn no_client_certs_warning(&self) -> Option<String> {
+        (!self.asks_client_certs).then(|| {
+            tracing::warn!("a tool was bound to a client certificate, but tls.client_ca_file is not set");
+            "tls.client_ca_file is not set on this server, so no connection can present the bound certificate and the tool is refused until it is (docs/deployment.md, \"Mutual TLS for a tool\")".to_owned()
+        })
     }
 
     /// The live client behind a key, or `Unauthenticated`; a tool bound to a certificate only
