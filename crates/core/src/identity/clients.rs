@@ -33,7 +33,8 @@ pub struct ClientView {
     /// The client certificate the tool is bound to (mutual TLS); absent: the key alone works.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertView>,
-    /// On creation: the bound accounts whose policy does not admit this tool.
+    /// On creation or binding: the bound accounts whose policy does not admit this tool, and a
+    /// certificate binding on a server that asks for no client certificates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
 }
