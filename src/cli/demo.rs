@@ -96,6 +96,7 @@ pub async fn seed(vault: &Vault, fake: &FakePlatforms) -> anyhow::Result<Seeded>
             "demo-tool",
             &["wechat-demo".into(), "weibo-demo".into()],
             None,
+            None,
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -16,6 +16,7 @@ mod holes;
 mod incidents;
 mod live_ops;
 mod metrics;
+mod mtls;
 mod office;
 mod packaging;
 // The fake platforms and the `demo` subcommand exist only with the `demo` feature (on by default).

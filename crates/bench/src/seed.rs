@@ -60,7 +60,7 @@ pub(super) async fn populate(
         .map_err(|e| anyhow!("account: {e}"))?;
     let (_, client_key) = vault
         .clients()
-        .create(&system, TOOL, &[ACCOUNT.to_owned()], None)
+        .create(&system, TOOL, &[ACCOUNT.to_owned()], None, None)
         .await
         .map_err(|e| anyhow!("client: {e}"))?;
     let auditor_pw = format!("bench-{}", random_word(8)?);

@@ -78,6 +78,10 @@ pub struct TokenGrant {
     pub targets: Vec<String>,
     /// The checkout carries a post that approvers reviewed (the proxy then binds calls to it).
     pub has_post: bool,
+    /// The client certificate the issuing tool is bound to, as read when the grant was resolved
+    /// (a change of binding ends cached grants): the token then works only over a connection
+    /// that presents it, like the tool's key.
+    pub client_cert: Option<crate::crypto::CertFingerprint>,
 }
 
 /// The authenticated party behind a call.

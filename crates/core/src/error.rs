@@ -18,6 +18,10 @@ pub enum Error {
     TotpInvalid(TotpRefusal),
     #[error("{0}")]
     NotPermitted(String),
+    /// A tool's key (or a token issued under its checkouts) came over a connection without the
+    /// client certificate the tool is bound to.
+    #[error("{0}")]
+    ClientCertificate(CertRefusal),
     #[error("the requester of a checkout cannot approve it")]
     SelfApproval,
     #[error("this payload's SHA-256 is not among the digests approved for the checkout")]
@@ -56,6 +60,20 @@ pub enum TotpRefusal {
     Wrong,
     #[error("this TOTP code was already used; wait for the next code and try again")]
     Replayed,
+}
+
+/// Why a bound tool's credential was refused: the code of both is `client_certificate_required`
+/// (what to do is the same); the message says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CertRefusal {
+    #[error(
+        "this publishing tool is bound to a client certificate: connect with that certificate (TLS client authentication)"
+    )]
+    Missing,
+    #[error(
+        "the client certificate of this connection is not the one this publishing tool is bound to"
+    )]
+    Other,
 }
 
 /// Why a request conflicts with the current state: the `code` of a 409 answer. Every code is

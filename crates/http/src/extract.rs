@@ -284,7 +284,8 @@ impl FromRequestParts<AppState> for ClientAuth {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let key = bearer(&parts.headers).ok_or(Error::Unauthenticated)?;
-        let client = state.vault.clients().authenticate(&key).await?;
+        let ctx = parts.extensions.get::<RequestCtx>();
+        let client = state.vault.clients().authenticate(&key, ctx).await?;
         Ok(ClientAuth(Actor::new(
             Principal::Client(client),
             request_ctx(parts),
@@ -303,7 +304,8 @@ impl FromRequestParts<AppState> for TokenAuth {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers).ok_or(Error::Unauthenticated)?;
-        let grant = state.vault.checkouts().authenticate(&token).await?;
+        let ctx = parts.extensions.get::<RequestCtx>();
+        let grant = state.vault.checkouts().authenticate(&token, ctx).await?;
         if let Some(ctx) = parts.extensions.get::<RequestCtx>() {
             ctx.detail("operator", grant.operator.clone());
             ctx.detail("client", grant.client_id.clone());

@@ -181,7 +181,8 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0);
     let ctx = RequestCtx::new(context::new_request_id(), peer)
-        .with_http(req.method().as_str(), req.uri().path());
+        .with_http(req.method().as_str(), req.uri().path())
+        .with_client_cert(serve::client_cert(req.extensions()));
     req.extensions_mut().insert(ctx.clone());
     let id = ctx.request_id.clone();
     let started = std::time::Instant::now();

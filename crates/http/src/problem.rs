@@ -43,6 +43,7 @@ pub fn code_of(e: &Error) -> &'static str {
         Error::Unauthenticated => "unauthenticated",
         Error::TotpInvalid(_) => "totp_invalid",
         Error::NotPermitted(_) => "not_permitted",
+        Error::ClientCertificate(_) => "client_certificate_required",
         Error::SelfApproval => "self_approval",
         Error::ContentNotApproved => "content_not_approved",
         Error::NotFound(_) => "not_found",
@@ -60,7 +61,9 @@ pub fn code_of(e: &Error) -> &'static str {
 pub fn status_of(e: &Error) -> StatusCode {
     match e {
         Error::Invalid { .. } => StatusCode::BAD_REQUEST,
-        Error::Unauthenticated | Error::TotpInvalid(_) => StatusCode::UNAUTHORIZED,
+        Error::Unauthenticated | Error::TotpInvalid(_) | Error::ClientCertificate(_) => {
+            StatusCode::UNAUTHORIZED
+        }
         Error::NotPermitted(_) | Error::SelfApproval | Error::ContentNotApproved => {
             StatusCode::FORBIDDEN
         }

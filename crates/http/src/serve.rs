@@ -4,17 +4,30 @@
 //! `limits.header_read_timeout_seconds`, hyper closes an HTTP/1 connection whose request head
 //! takes longer, a connection on which nothing moves for `limits.idle_timeout_seconds` is closed
 //! (HTTP/2 included), and at most `limits.max_connections` are served at once ([`conn`]).
+//!
+//! Mutual TLS (`tls.client_ca_file`): the server asks each client for a certificate and verifies
+//! one against that CA during the handshake, but does not require one, so browsers and unbound
+//! tools connect as before; a certificate that does not verify fails the handshake. axum-server's
+//! TLS acceptor puts the connection's verified peer certificates on every request
+//! (`Arc<TlsInfo>`), where the request middleware reads them (`client_cert`).
 
 mod conn;
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use axum_server::{Handle, Server};
 
-use crate::config::{Config, LimitsConfig};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+
+use crate::config::{Config, LimitsConfig, TlsConfig};
+use crate::crypto::CertIdentity;
 
 /// Installs ring as rustls' process-wide provider; harmless if already done.
 pub fn install_crypto_provider() {
@@ -38,6 +51,10 @@ pub enum ServeError {
         key: String,
         source: std::io::Error,
     },
+    #[error(
+        "TLS client CA {file}: {problem}; tls.client_ca_file must name the PEM certificate of the CA that issues publishing tools' client certificates"
+    )]
+    ClientCa { file: String, problem: String },
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -55,15 +72,7 @@ pub async fn bind(config: &Config) -> Result<Bound, ServeError> {
     let tls = if config.tls.plain_http {
         None
     } else {
-        Some(
-            RustlsConfig::from_pem_file(&config.tls.cert_file, &config.tls.key_file)
-                .await
-                .map_err(|source| ServeError::Tls {
-                    cert: config.tls.cert_file.display().to_string(),
-                    key: config.tls.key_file.display().to_string(),
-                    source,
-                })?,
-        )
+        Some(tls_config(&config.tls).await?)
     };
     let listener =
         std::net::TcpListener::bind(config.listen).map_err(|source| ServeError::Bind {
@@ -111,6 +120,73 @@ impl Bound {
         }
         Ok(())
     }
+}
+
+async fn tls_config(tls: &TlsConfig) -> Result<RustlsConfig, ServeError> {
+    let tls_error = |source| ServeError::Tls {
+        cert: tls.cert_file.display().to_string(),
+        key: tls.key_file.display().to_string(),
+        source,
+    };
+    let Some(ca) = &tls.client_ca_file else {
+        return RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
+            .await
+            .map_err(tls_error);
+    };
+    let invalid = |e: &dyn std::fmt::Display| {
+        tls_error(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            e.to_string(),
+        ))
+    };
+    let chain = CertificateDer::pem_file_iter(&tls.cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| invalid(&e))?;
+    // Only the error kind is shown for the key: its parser's message could quote key material.
+    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
+        .map_err(|_| invalid(&"no PEM private key could be read"))?;
+    let verifier = client_verifier(ca)?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)
+        .map_err(|e| invalid(&e))?;
+    // What axum-server sets on the configurations it builds itself.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(RustlsConfig::from_config(Arc::new(config)))
+}
+
+/// Verifies client certificates against `ca`, but lets clients without one through: the API
+/// decides per tool whether a certificate is needed (deny by default is the tool's binding, not
+/// the handshake, so the console and unbound tools keep working).
+fn client_verifier(
+    ca: &Path,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, ServeError> {
+    let fail = |problem: String| ServeError::ClientCa {
+        file: ca.display().to_string(),
+        problem,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca).map_err(|e| fail(e.to_string()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| fail(e.to_string()))?;
+        roots.add(cert).map_err(|e| fail(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(fail("no certificate in the file".into()));
+    }
+    WebPkiClientVerifier::builder(Arc::new(roots))
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| fail(e.to_string()))
+}
+
+/// The verified client certificate of the request's TLS connection, if it presented one: the
+/// first of the chain is the client's own (rustls verified the chain during the handshake).
+pub fn client_cert(extensions: &axum::http::Extensions) -> Option<CertIdentity> {
+    let info = extensions.get::<Arc<axum_server::tls::TlsInfo>>()?;
+    info.peer_certificates
+        .first()
+        .map(|der| CertIdentity::of_peer(der))
 }
 
 /// The per-connection time limits that do not depend on TLS.

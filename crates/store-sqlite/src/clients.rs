@@ -10,20 +10,20 @@ use crate::{SqliteStore, SqliteTx};
 impl ClientReads for SqliteStore {
     async fn client_by_key_hash(&self, hash: &[u8]) -> Result<Option<ClientRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, name, accounts, created_at, created_by, revoked_at FROM clients WHERE key_hash = ? AND revoked_at IS NULL",
+            "SELECT id, name, accounts, created_at, created_by, revoked_at, cert_sha256, cert_subject FROM clients WHERE key_hash = ? AND revoked_at IS NULL",
         )
         .bind(hash)
         .fetch_optional(&self.reader)
         .await?)
     }
     async fn client_get(&self, id: &str) -> Result<Option<ClientRow>> {
-        Ok(sqlx::query_as("SELECT id, name, accounts, created_at, created_by, revoked_at FROM clients WHERE id = ?")
+        Ok(sqlx::query_as("SELECT id, name, accounts, created_at, created_by, revoked_at, cert_sha256, cert_subject FROM clients WHERE id = ?")
             .bind(id)
             .fetch_optional(&self.reader)
             .await?)
     }
     async fn clients_list(&self) -> Result<Vec<ClientRow>> {
-        Ok(sqlx::query_as("SELECT id, name, accounts, created_at, created_by, revoked_at FROM clients ORDER BY name")
+        Ok(sqlx::query_as("SELECT id, name, accounts, created_at, created_by, revoked_at, cert_sha256, cert_subject FROM clients ORDER BY name")
             .fetch_all(&self.reader)
             .await?)
     }
@@ -50,6 +50,20 @@ impl ClientWrites for SqliteTx {
             .execute(self.conn())
             .await?;
         Ok(())
+    }
+    async fn client_set_cert(&mut self, id: &str, cert: Option<(&[u8], &str)>) -> Result<bool> {
+        // Cached grants carry the binding: they must be read again after it changes.
+        self.touch_tokens();
+        let (sha, subject) = cert.unzip();
+        let r = sqlx::query(
+            "UPDATE clients SET cert_sha256 = ?, cert_subject = ? WHERE id = ? AND revoked_at IS NULL",
+        )
+        .bind(sha)
+        .bind(subject)
+        .bind(id)
+        .execute(self.conn())
+        .await?;
+        Ok(r.rows_affected() == 1)
     }
     async fn client_revoke(&mut self, id: &str, now: i64) -> Result<bool> {
         self.touch_tokens();

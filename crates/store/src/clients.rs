@@ -12,6 +12,10 @@ pub struct ClientRow {
     pub created_at: i64,
     pub created_by: String,
     pub revoked_at: Option<i64>,
+    /// SHA-256 of the DER of the client certificate the tool is bound to (32 bytes), if any.
+    pub cert_sha256: Option<Vec<u8>>,
+    /// That certificate's subject, for display only; never compared.
+    pub cert_subject: Option<String>,
 }
 
 #[async_trait]
@@ -33,6 +37,10 @@ pub trait ClientWrites: Send {
         created_by: &str,
         now: i64,
     ) -> Result<()>;
+    /// Binds a live client to a certificate (fingerprint, subject), or unbinds it with `None`.
+    /// Returns whether a live client was changed. Ends cached token grants (the binding is part
+    /// of every token issued under the tool's checkouts).
+    async fn client_set_cert(&mut self, id: &str, cert: Option<(&[u8], &str)>) -> Result<bool>;
     /// Returns whether a live client was revoked.
     async fn client_revoke(&mut self, id: &str, now: i64) -> Result<bool>;
 }

@@ -13,8 +13,23 @@ pub enum ClientsCommand {
         /// An account the tool may use (repeatable).
         #[arg(long = "account", required = true)]
         accounts: Vec<String>,
+        /// Bind the tool to this client certificate (PEM file; the certificate only, never its
+        /// key): its key then works only over mutual TLS with that certificate.
+        #[arg(long = "cert", value_name = "CERT.pem")]
+        cert: Option<std::path::PathBuf>,
     },
     List,
+    /// Bind a tool to a client certificate (PEM file), replacing any earlier binding (asks for
+    /// your TOTP code).
+    Bind {
+        client_id: String,
+        #[arg(long = "cert", value_name = "CERT.pem")]
+        cert: std::path::PathBuf,
+    },
+    /// Remove a tool's certificate binding: its key alone works again (asks for your TOTP code).
+    Unbind {
+        client_id: String,
+    },
     /// Revoke a tool's key at once (and every checkout it holds).
     Revoke {
         client_id: String,
@@ -26,12 +41,17 @@ pub(super) async fn run(session: &Session, command: ClientsCommand) -> anyhow::R
     let (api, json_out) = (&session.api, session.json_out);
     let totp = async || session.step_up_code().await;
     match command {
-        ClientsCommand::Add { name, accounts } => {
+        ClientsCommand::Add {
+            name,
+            accounts,
+            cert,
+        } => {
+            let certificate = cert.as_deref().map(read_cert).transpose()?;
             let code = totp().await?;
             let v = api
                 .post(
                     "/clients",
-                    json!({"name": name, "accounts": accounts, "totp": code}),
+                    json!({"name": name, "accounts": accounts, "totp": code, "certificate": certificate}),
                 )
                 .await?;
             if json_out {
@@ -45,7 +65,53 @@ pub(super) async fn run(session: &Session, command: ClientsCommand) -> anyhow::R
             );
             println!("client key (shown once; give it to the tool's operator):");
             println!("  {}", cell(&v["client_key"]));
+            if let Some(w) = v["warning"].as_str() {
+                eprintln!("warning: {w}");
+            }
+            if v["certificate"].is_object() {
+                println!(
+                    "bound to the client certificate {} (SHA-256 {})",
+                    cell(&v["certificate"]["subject"]),
+                    cell(&v["certificate"]["sha256"])
+                );
+            }
             Ok(())
+        }
+        ClientsCommand::Bind { client_id, cert } => {
+            let certificate = read_cert(&cert)?;
+            let code = totp().await?;
+            let v = set_cert(
+                session,
+                &client_id,
+                json!({"certificate": certificate, "totp": code}),
+            )
+            .await?;
+            if let Some(w) = v["warning"].as_str().filter(|_| !json_out) {
+                eprintln!("warning: {w}");
+            }
+            done(
+                json_out,
+                &v,
+                &format!(
+                    "{client_id} is bound to {} (SHA-256 {})",
+                    cell(&v["certificate"]["subject"]),
+                    cell(&v["certificate"]["sha256"])
+                ),
+            )
+        }
+        ClientsCommand::Unbind { client_id } => {
+            let code = totp().await?;
+            let v = set_cert(
+                session,
+                &client_id,
+                json!({"certificate": null, "totp": code}),
+            )
+            .await?;
+            done(
+                json_out,
+                &v,
+                &format!("{client_id} is no longer bound to a certificate"),
+            )
         }
         ClientsCommand::List => {
             let v = api.get("/clients").await?;
@@ -61,6 +127,7 @@ pub(super) async fn run(session: &Session, command: ClientsCommand) -> anyhow::R
                     "created_at",
                     "created_by",
                     "revoked",
+                    "certificate",
                 ],
             );
             Ok(())
@@ -76,4 +143,25 @@ pub(super) async fn run(session: &Session, command: ClientsCommand) -> anyhow::R
             done(json_out, &v, &format!("revoked {client_id}"))
         }
     }
+}
+
+async fn set_cert(
+    session: &Session,
+    client_id: &str,
+    body: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    session
+        .api
+        .call(
+            Method::PUT,
+            &format!("/clients/{}/certificate", seg(client_id)?),
+            Some(body),
+        )
+        .await
+}
+
+/// A certificate file, as text; the server checks what it holds (and refuses a private key).
+fn read_cert(path: &std::path::Path) -> anyhow::Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read the certificate {}: {e}", path.display()))
 }

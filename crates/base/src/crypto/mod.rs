@@ -3,13 +3,16 @@
 //! - [`secret`]: secret types that zeroize on drop and never print themselves.
 //! - [`keyring`]: the root key file, the keyring of data keys (numbered terms) wrapped under it, and
 //!   AEAD sealing of records with AAD that binds each ciphertext to its place.
+//! - [`cert`]: client certificates as identities (fingerprint and subject), for mutual TLS.
 //! - [`tokens`]: bearer tokens (`mvt_`, `mvc_`, `mvs_`), their keyed hashes, and constant-time
 //!   comparison.
 
+pub mod cert;
 pub mod keyring;
 pub mod secret;
 pub mod tokens;
 
+pub use cert::{CertError, CertFingerprint, CertIdentity};
 pub use keyring::{Aad, Keyring, MacKeys, RootKey};
 /// The HMAC keys of the audit chain and the token hashes are ring's; the chain above computes
 /// with them through this path, so no other crate depends on ring.

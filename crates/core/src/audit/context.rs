@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
+use crate::crypto::CertIdentity;
+
 tokio::task_local! {
     static REQUEST_ID: String;
 }
@@ -72,6 +74,9 @@ pub struct RequestCtx {
     pub method: String,
     pub path: String,
     pub note: Arc<Mutex<AuditNote>>,
+    /// The client certificate the TLS connection presented, verified against
+    /// `tls.client_ca_file` during the handshake; None over plain HTTP or without one.
+    pub client_cert: Option<CertIdentity>,
 }
 
 impl RequestCtx {
@@ -84,7 +89,21 @@ impl RequestCtx {
             method: String::new(),
             path: String::new(),
             note: Arc::default(),
+            client_cert: None,
         }
+    }
+
+    /// The connection's verified client certificate: kept for the services that check a tool's
+    /// binding, and named in the request's audit entry (whatever the request turns out to be).
+    pub fn with_client_cert(mut self, cert: Option<CertIdentity>) -> Self {
+        if let Some(c) = &cert {
+            self.detail(
+                "client_cert",
+                serde_json::json!({"sha256": c.fingerprint.to_hex(), "subject": c.subject}),
+            );
+        }
+        self.client_cert = cert;
+        self
     }
 
     /// Method and path, capped like every client-supplied text in the log.

@@ -103,6 +103,7 @@ mod tests {
             content_sha256: None,
             targets: vec!["a".into()],
             has_post: false,
+            client_cert: None,
         })
     }
 

@@ -8,10 +8,12 @@ use tracing::instrument;
 
 use super::{Checkouts, effective_status, not_pending};
 use crate::actor::Actor;
+use crate::audit::context::RequestCtx;
 use crate::clock::rfc3339_unix;
 use crate::crypto::tokens::{TokenKind, hash_token, well_formed};
 use crate::crypto::{SecretString, new_token};
 use crate::error::{Conflict, Error, Result};
+use crate::identity::clients::{bound_cert, require_bound_cert};
 use crate::store::checkouts::CheckoutRow;
 use crate::store::types::CheckoutStatus;
 
@@ -105,7 +107,20 @@ impl Checkouts {
 
     /// Resolves a publishing token to its live grant; anything else is `Unauthenticated`. A token
     /// also dies with its tool's key and its operator's account.
-    pub async fn authenticate(&self, token: &str) -> Result<Arc<TokenGrant>> {
+    /// `ctx` carries the connection's client certificate: a token issued under a checkout of a
+    /// tool bound to one works only over a connection that presented it.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        ctx: Option<&RequestCtx>,
+    ) -> Result<Arc<TokenGrant>> {
+        let grant = self.resolve(token).await?;
+        require_bound_cert(&grant.client_id, grant.client_cert.as_ref(), ctx)?;
+        Ok(grant)
+    }
+
+    /// The live grant behind a token, from the index or the store.
+    async fn resolve(&self, token: &str) -> Result<Arc<TokenGrant>> {
         if !well_formed(TokenKind::Publishing, token) {
             return Err(Error::Unauthenticated);
         }
@@ -127,9 +142,18 @@ impl Checkouts {
         }
         let targets = self.targets_of(&row).await?;
         let has_post = self.store.checkout_has_content(&row.id).await?;
+        // A revoked tool's checkouts were revoked with it, so the row is there; if it is not,
+        // the token is refused rather than treated as unbound.
+        let client = self
+            .store
+            .client_get(&row.client_id)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        let client_cert = bound_cert(&client)?;
         let grant = Arc::new(TokenGrant {
             targets,
             has_post,
+            client_cert,
             allowed_calls: serde_json::from_str(&row.allowed_calls).unwrap_or_default(),
             content_sha256: row
                 .content_sha256

@@ -204,6 +204,11 @@ impl Config {
             ));
         }
         self.database.validate()?;
+        if self.tls.plain_http && self.tls.client_ca_file.is_some() {
+            return fail(
+                "tls.client_ca_file needs TLS, but tls.plain_http is true; turn plain_http off or remove client_ca_file".into(),
+            );
+        }
         self.lockout.validate()?;
         self.session.validate()?;
         self.limits.validate()?;

@@ -14,6 +14,11 @@ pub struct TlsConfig {
     pub key_file: PathBuf,
     /// Plain HTTP, accepted only for a loopback listen address (demo, local tests).
     pub plain_http: bool,
+    /// CA certificate(s), PEM, that issue publishing tools' client certificates. When set, the
+    /// server asks every TLS client for a certificate and verifies one if given; a client without
+    /// one still connects (browsers, unbound tools). A tool bound to a certificate then works only
+    /// with it. Unset: no client certificates (and a bound tool cannot be used).
+    pub client_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +89,7 @@ impl Default for TlsConfig {
             cert_file: PathBuf::from("certs/dev/server.pem"),
             key_file: PathBuf::from("certs/dev/server-key.pem"),
             plain_http: false,
+            client_ca_file: None,
         }
     }
 }

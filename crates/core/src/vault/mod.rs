@@ -274,6 +274,7 @@ impl Vault {
             keys: Arc::clone(&keys),
             people: people.clone(),
             policies: Arc::clone(&live),
+            asks_client_certs: config.tls.client_ca_file.is_some() && !config.tls.plain_http,
         };
         let accounts = Accounts {
             store: store.clone(),

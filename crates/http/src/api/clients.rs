@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use crate::AppState;
 use crate::error::Result;
 use crate::extract::{ApiJson, ApiPath, Session};
-use crate::identity::clients::ClientView;
+use crate::identity::clients::{CertView, ClientView};
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +16,9 @@ pub struct CreateClient {
     /// The account ids the tool may check out.
     accounts: Vec<String>,
     totp: Option<String>,
+    /// The tool's client certificate, PEM (optional): once bound, the key works only over a TLS
+    /// connection that presents this certificate.
+    certificate: Option<String>,
 }
 
 /// A new publishing tool; its key is shown this once.
@@ -26,6 +29,9 @@ pub struct NewClient {
     accounts: Vec<String>,
     /// `mvc_…`: the tool's bearer credential.
     client_key: String,
+    /// The client certificate the tool is bound to, if one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    certificate: Option<CertView>,
     /// The bound accounts whose policy does not admit this tool.
     #[serde(skip_serializing_if = "Option::is_none")]
     warning: Option<String>,
@@ -47,7 +53,13 @@ pub async fn create(
     let (view, key) = s
         .vault
         .clients()
-        .create(&me, &b.name, &b.accounts, b.totp.as_deref())
+        .create(
+            &me,
+            &b.name,
+            &b.accounts,
+            b.totp.as_deref(),
+            b.certificate.as_deref(),
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -56,6 +68,7 @@ pub async fn create(
             name: view.name,
             accounts: view.accounts,
             client_key: key.expose().to_owned(),
+            certificate: view.certificate,
             warning: view.warning,
         }),
     ))
@@ -90,4 +103,36 @@ pub async fn delete(
 ) -> Result<StatusCode> {
     s.vault.clients().revoke(&me, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Binds a tool to a client certificate, or unbinds it.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetCertificate {
+    /// The tool's client certificate, PEM; `null` unbinds (the key alone works again).
+    certificate: Option<String>,
+    totp: Option<String>,
+}
+
+#[utoipa::path(
+    put,
+    path = "/clients/{client_id}/certificate",
+    tag = "people",
+    security(("session" = []), ("session_cookie" = [])),
+    params(("client_id" = String, Path, description = "the tool's id")),
+    request_body = SetCertificate,
+    responses((status = 200, description = "bound (or unbound); the tool as it is now", body = ClientView)),
+)]
+pub async fn set_certificate(
+    State(s): State<AppState>,
+    Session(me): Session,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(b): ApiJson<SetCertificate>,
+) -> Result<Json<ClientView>> {
+    Ok(Json(
+        s.vault
+            .clients()
+            .set_certificate(&me, &id, b.certificate.as_deref(), b.totp.as_deref())
+            .await?,
+    ))
 }

@@ -85,6 +85,7 @@ fn documented(limits: &RateLimitConfig, general: Layer<PeerKey>) -> OpenApiRoute
         .routes(routes!(users::confirm_role))
         .routes(routes!(clients::create, clients::list))
         .routes(routes!(clients::delete))
+        .routes(routes!(clients::set_certificate))
         .routes(routes!(accounts::create, accounts::list))
         .routes(routes!(accounts::get_one))
         .routes(routes!(accounts::rotate))

@@ -547,11 +547,14 @@ pub async fn clients(State(s): State<AppState>, me: Me) -> Result<Response, Fail
     let body = html! {
         table #clients {
             thead { tr { th { (l.t("名称", "Name")) } th { (l.t("编号", "Id")) } th { (l.t("可用账号", "Accounts")) }
-                th { (l.t("创建", "Created")) } th { (l.t("状态", "Status")) } th {} } }
+                th { (l.t("创建", "Created")) } th { (l.t("客户端证书", "Client certificate")) } th { (l.t("状态", "Status")) } th {} } }
             tbody { @for c in &list {
                 tr {
                     td { (c.name) } td { code { (c.client_id) } } td { (c.accounts.join(", ")) }
                     td { (when(&c.created_at)) " · " (c.created_by) }
+                    td.client-cert { @if let Some(cert) = &c.certificate {
+                        (cert.subject) br; code title=(cert.sha256) { "SHA-256 " (cert.sha256.get(..16).unwrap_or_default()) "…" }
+                    } @else { (l.t("未绑定（仅凭密钥）", "none (key alone)")) } }
                     td { @if c.revoked { span.badge.bad { (l.t("已吊销", "revoked")) } } @else { span.badge.ok { (l.t("有效", "live")) } } }
                     td { @if !c.revoked {
                         form.inline method="post" action=(format!("/console/admin/clients/{}/revoke", c.client_id))
@@ -573,6 +576,9 @@ pub async fn clients(State(s): State<AppState>, me: Me) -> Result<Response, Fail
                         label.check { input type="checkbox" name="account" value=(a.id); (a.display_name) " (" (a.id) ")" }
                     }
                 }
+                label { (l.t("客户端证书（可选，PEM；绑定后该工具只能通过此证书的双向 TLS 连接使用）",
+                    "Client certificate (optional, PEM; once bound, the tool works only over mutual TLS with this certificate)"))
+                    textarea #client-cert name="certificate" rows="4" placeholder="-----BEGIN CERTIFICATE-----" {} }
                 (me.totp_field(&s, "create-client-totp"))
                 button #create-client-submit type="submit" { (l.t("创建并显示密钥", "Create and show the key")) }
             }
@@ -608,6 +614,7 @@ pub async fn create_client(
             field("name"),
             &accounts,
             Some(field("totp").trim()),
+            Some(field("certificate")).filter(|c| !c.trim().is_empty()),
         )
         .await
         .or_fail(&me)?;

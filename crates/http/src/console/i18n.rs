@@ -97,6 +97,14 @@ pub fn error_text(l: Lang, e: &Error) -> (&'static str, &'static str) {
             l.t("请先登录", "Please sign in"),
             l.t("您的会话已结束，请重新登录。", "Your session has ended; sign in again."),
         ),
+        // Tools, not people, hold client keys; the console never meets this, but says it plainly.
+        Error::ClientCertificate(_) => (
+            l.t("缺少绑定的客户端证书", "The bound client certificate is missing"),
+            l.t(
+                "该发布工具已绑定客户端证书，请使用该证书建立连接。",
+                "This publishing tool is bound to a client certificate; connect with that certificate.",
+            ),
+        ),
         Error::TotpInvalid(TotpRefusal::Replayed) => (
             l.t("该动态验证码已使用过，操作未执行", "That TOTP code was already used; nothing was changed"),
             l.t(

@@ -1,0 +1,293 @@
+//! Mutual TLS for publishing tools (issue 21): a tool bound to a client certificate works only
+//! over a connection that presents that certificate, its refusals are audited, and every request
+//! on such a connection names the certificate in its audit entry. All through the front door:
+//! the real server over TLS, with `tls.client_ca_file` set.
+
+use std::path::Path;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// A CA that issues tools' client certificates.
+fn tool_ca(name: &str) -> CertifiedIssuer<'static, KeyPair> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
+}
+
+/// A tool's certificate: (certificate PEM, certificate DER, key PEM).
+fn tool_cert(ca: &CertifiedIssuer<'static, KeyPair>, cn: &str) -> (String, Vec<u8>, String) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "宣传办");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, ca).unwrap();
+    (cert.pem(), cert.der().to_vec(), key.serialize_pem())
+}
+
+fn sha256_hex(der: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, der))
+}
+
+/// A client that trusts the test vault's server CA and presents `cert` + `key`.
+fn client_with(dir: &Path, cert: &str, key: &str) -> reqwest::Client {
+    let ca = std::fs::read(dir.join("certs/ca.pem")).unwrap();
+    let identity = reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap();
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .identity(identity)
+        .build()
+        .unwrap()
+}
+
+async fn send(
+    client: &reqwest::Client,
+    app: &TestApp,
+    bearer: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let req = match body {
+        Some(b) => client.post(app.url(path)).json(&b),
+        None => client.get(app.url(path)),
+    };
+    into_pair(req.bearer_auth(bearer).send().await.unwrap()).await
+}
+
+fn policy(account: &str) -> String {
+    format!(
+        "account = \"{account}\"\nexclusive = false\nallowed_calls = [\"GET cgi-bin/getcallbackip\"]\n[who]\nroles = [\"publisher\"]\nclients = [\"cms\", \"plain\"]\n[levels.general]\napprovals = 0\n[levels.major]\napprovals = 1\n"
+    )
+}
+
+#[tokio::test]
+async fn a_bound_tool_works_only_with_its_certificate() {
+    let pki = tempfile::tempdir().unwrap();
+    let ca = tool_ca("office tool CA");
+    let ca_file = pki.path().join("tool-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let (a_pem, a_der, a_key) = tool_cert(&ca, "cms-prod");
+    let (b_pem, b_der, b_key) = tool_cert(&ca, "cms-other");
+    // A certificate from a CA the vault does not trust.
+    let stranger_ca = tool_ca("someone else's CA");
+    let (s_pem, _, s_key) = tool_cert(&stranger_ca, "cms-prod");
+
+    let app = spawn_with(Options {
+        policies: Some(vec![("wx.toml", policy("wx"))]),
+        tweak: Some(Box::new(move |c| c.tls.client_ca_file = Some(ca_file))),
+        ..Default::default()
+    })
+    .await;
+    let admin_s = app.login(&app.admin.clone()).await;
+    let alice = app.create_user(&admin_s, "alice", &["publisher"]).await;
+    let r = app
+        .post(&admin_s, "/api/v1/accounts", json!({"id": "wx", "platform": "wechat", "display_name": "wx", "credential": {"app_id": "wx1", "app_secret": "s"}}))
+        .await;
+    assert_eq!(r.0, 201, "{}", r.1);
+
+    // Bound at creation: the answer names the certificate by fingerprint and subject.
+    let code = app.code(&app.admin);
+    let (st, cms) = app
+        .post(
+            &admin_s,
+            "/api/v1/clients",
+            json!({"name": "cms", "accounts": ["wx"], "totp": code, "certificate": a_pem}),
+        )
+        .await;
+    assert_eq!(st, 201, "{cms}");
+    assert_eq!(cms["certificate"]["sha256"], sha256_hex(&a_der), "{cms}");
+    assert!(
+        cms["warning"].is_null(),
+        "the server asks for certificates: {cms}"
+    );
+    assert!(
+        cms["certificate"]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("CN=cms-prod"),
+        "{cms}"
+    );
+    let cms_id = cms["client_id"].as_str().unwrap().to_owned();
+    let cms_key = cms["client_key"].as_str().unwrap().to_owned();
+    let (st, plain) = app.create_client(&admin_s, "plain", &["wx"]).await;
+    assert_eq!(st, 201, "{plain}");
+    let plain_key = plain["client_key"].as_str().unwrap().to_owned();
+
+    let with_a = client_with(app.dir.path(), &a_pem, &a_key);
+    let with_b = client_with(app.dir.path(), &b_pem, &b_key);
+    let without = &app.client;
+    let checkout = |who: &TestUser| json!({"account": "wx", "operator": who.username, "totp": app.code(who), "purpose": "发布通知", "level": "general"});
+
+    // Key + its certificate: the checkout goes through, and its token works on that connection.
+    let (st, v) = send(
+        &with_a,
+        &app,
+        &cms_key,
+        "/api/v1/checkouts",
+        Some(checkout(&alice)),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let token = v["token"].as_str().unwrap().to_owned();
+    let (st, v) = send(&with_a, &app, &token, "/api/v1/token", None).await;
+    assert_eq!(st, 200, "{v}");
+
+    // The key without a certificate, or with another valid one: refused, and nothing happens.
+    for (client, what) in [(without, "none"), (&with_b, "another")] {
+        let (st, v) = send(
+            client,
+            &app,
+            &cms_key,
+            "/api/v1/checkouts",
+            Some(checkout(&alice)),
+        )
+        .await;
+        assert_eq!(st, 401, "{what}: {v}");
+        assert_eq!(v["code"], "client_certificate_required", "{what}: {v}");
+        // The token issued under the tool's checkout is bound the same way.
+        let (st, v) = send(client, &app, &token, "/api/v1/token", None).await;
+        assert_eq!(st, 401, "{what}: {v}");
+        assert_eq!(v["code"], "client_certificate_required", "{what}: {v}");
+    }
+    // A certificate from an untrusted CA does not get past the handshake.
+    let stranger = client_with(app.dir.path(), &s_pem, &s_key);
+    assert!(
+        stranger.get(app.url("/healthz")).send().await.is_err(),
+        "a certificate the tool CA did not issue was accepted"
+    );
+
+    // An unbound tool works as before, with or without a certificate on the connection.
+    for client in [without, &with_b] {
+        let (st, v) = send(
+            client,
+            &app,
+            &plain_key,
+            "/api/v1/checkouts",
+            Some(checkout(&alice)),
+        )
+        .await;
+        assert_eq!(st, 201, "{v}");
+    }
+
+    // The audit log: the success names the certificate, each refusal names the tool, the code and
+    // the certificate presented (if any).
+    let (_, page) = app.get(&admin_s, "/api/v1/audit?limit=1000").await;
+    let entries = page["entries"].as_array().unwrap();
+    let by_cert = |sha: &str| {
+        entries
+            .iter()
+            .filter(|e| e["detail"]["client_cert"]["sha256"] == sha)
+            .collect::<Vec<_>>()
+    };
+    let a_sha = sha256_hex(&a_der);
+    let b_sha = sha256_hex(&b_der);
+    assert!(
+        by_cert(&a_sha)
+            .iter()
+            .any(|e| e["action"] == "checkout.create"
+                && e["outcome"] == "success"
+                && e["actor"]["id"] == cms_id.as_str()
+                && e["detail"]["client_cert"]["subject"]
+                    .as_str()
+                    .unwrap()
+                    .contains("CN=cms-prod")),
+        "{page}"
+    );
+    let refused: Vec<&Value> = entries
+        .iter()
+        .filter(|e| e["detail"]["code"] == "client_certificate_required")
+        .collect();
+    assert_eq!(refused.len(), 4, "{page}");
+    assert!(refused.iter().all(|e| e["outcome"] == "denied"
+        && e["detail"]["client"] == cms_id.as_str()
+        && e["detail"]["bound_cert_sha256"] == a_sha.as_str()));
+    assert_eq!(
+        refused
+            .iter()
+            .filter(|e| e["detail"]["client_cert"]["sha256"] == b_sha.as_str())
+            .count(),
+        2,
+        "{page}"
+    );
+    assert_eq!(
+        refused
+            .iter()
+            .filter(|e| e["detail"]["client_cert"].is_null())
+            .count(),
+        2,
+        "{page}"
+    );
+    let page_text = page.to_string();
+    assert!(!page_text.contains(&cms_key) && !page_text.contains(&token));
+
+    // Rebinding to certificate B (an audited admin change with step-up), then unbinding.
+    let path = format!("/api/v1/clients/{cms_id}/certificate");
+    let put = |body: Value| {
+        let req = app
+            .client
+            .put(app.url(&path))
+            .bearer_auth(&admin_s)
+            .json(&body);
+        async move { into_pair(req.send().await.unwrap()).await }
+    };
+    let (st, v) = put(json!({"certificate": b_pem, "totp": app.code(&app.admin)})).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["certificate"]["sha256"], b_sha.as_str(), "{v}");
+    let (st, v) = send(&with_b, &app, &token, "/api/v1/token", None).await;
+    assert_eq!(st, 200, "the token follows the new binding: {v}");
+    let (st, v) = send(&with_a, &app, &token, "/api/v1/token", None).await;
+    assert_eq!(st, 401, "the old certificate no longer works: {v}");
+    // A private key pasted by mistake is refused, and not echoed.
+    let (st, v) = put(json!({"certificate": format!("{b_pem}{b_key}")})).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(
+        !v.to_string().contains(b_key.lines().nth(1).unwrap()),
+        "{v}"
+    );
+    let (st, v) = put(json!({"certificate": null})).await;
+    assert_eq!(st, 200, "{v}");
+    assert!(v.get("certificate").is_none(), "{v}");
+    let (st, v) = send(
+        without,
+        &app,
+        &cms_key,
+        "/api/v1/checkouts",
+        Some(checkout(&alice)),
+    )
+    .await;
+    assert_eq!(st, 201, "unbound, the key alone works again: {v}");
+    let (_, v) = app
+        .get(&admin_s, "/api/v1/audit?action=client.bind_cert")
+        .await;
+    let bind = &v["entries"][0];
+    assert_eq!(bind["outcome"], "success", "{v}");
+    assert_eq!(
+        bind["detail"]["bound_cert"]["sha256"],
+        b_sha.as_str(),
+        "{v}"
+    );
+    assert_eq!(
+        bind["detail"]["previous_cert"]["sha256"],
+        a_sha.as_str(),
+        "{v}"
+    );
+    let (_, v) = app
+        .get(&admin_s, "/api/v1/audit?action=client.unbind_cert")
+        .await;
+    assert_eq!(v["entries"][0]["outcome"], "success", "{v}");
+    assert_eq!(
+        v["entries"][0]["detail"]["previous_cert"]["sha256"],
+        b_sha.as_str(),
+        "{v}"
+    );
+}
