@@ -44,22 +44,34 @@ impl From<Error> for Rejection {
 pub fn scrub(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());
     let mut in_quote = false;
-    // Inside a backtick span: whether its text is kept.
-    let mut in_tick: Option<bool> = None;
-    for c in msg.chars() {
-        if let Some(keep) = in_tick {
-            if c == '`' {
-                out.push('`');
-                in_tick = None;
-            } else if keep {
-                out.push(c);
-            }
-            continue;
-        }
+    let mut rest = msg;
+    while let Some(c) = rest.chars().next() {
+        rest = &rest[c.len_utf8()..];
         if c == '`' && !in_quote {
             let keep = out.ends_with("field ") || out.contains("expected");
-            out.push_str(if keep { "`" } else { "`…" });
-            in_tick = Some(keep);
+            // A value may itself hold a backtick, so a cut span runs to serde's own last
+            // "`, expected" (or to the end), never to the next backtick.
+            let end = if keep {
+                rest.find('`')
+            } else {
+                rest.rfind("`, expected")
+            };
+            match end {
+                Some(i) => {
+                    out.push('`');
+                    if keep {
+                        out.push_str(&rest[..i]);
+                    } else {
+                        out.push('…');
+                    }
+                    out.push('`');
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    out.push_str("`…");
+                    rest = "";
+                }
+            }
             continue;
         }
         if c == '"' {
@@ -398,6 +410,11 @@ mod tests {
             "unknown field `pasword`, expected one of `username`, `password`"
         );
         assert_eq!(super::scrub("missing field `totp`"), "missing field `totp`");
+        // A value holding a backtick does not end the cut early.
+        assert_eq!(
+            super::scrub("unknown variant ``unter2-secret`, expected `cover` or `inline`"),
+            "unknown variant `…`, expected `cover` or `inline`"
+        );
         assert_eq!(
             super::scrub("invalid type: string \"s3cret\", expected u64"),
             "invalid type: string \"…\", expected u64"
