@@ -308,4 +308,84 @@ mod tests {
         assert!(probe_error(b"\x89PNG").errcode.is_none());
         assert!(probe_error(b"[1]").errcode.is_none());
     }
+
+    /// The properties of the `proxy_paths` fuzz target (README, "Fuzzing"), on stable.
+    mod props {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        const BASES: [&str; 3] = [
+            "https://api.weixin.qq.com",
+            "https://api.weibo.com/",
+            "http://127.0.0.1:8081/fake/wechat",
+        ];
+        const TOKEN: &str = "VAULT";
+
+        fn path() -> impl Strategy<Value = String> {
+            prop::collection::vec(
+                "[a-z_]{1,6}|\\.|\\.\\.|%2[fF]|[?#@:;]|\\.json|\\PC{1,3}|",
+                0..5,
+            )
+            .prop_map(|segs| format!("/{}", segs.join("/")))
+        }
+
+        fn check(
+            base: &str,
+            path: &str,
+            url: &Url,
+            token_in_query: bool,
+        ) -> Result<(), TestCaseError> {
+            let b = Url::parse(base).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(url.host_str(), b.host_str());
+            prop_assert_eq!(url.port_or_known_default(), b.port_or_known_default());
+            prop_assert!(url.fragment().is_none());
+            prop_assert_eq!(
+                url.path(),
+                format!("{}{}", b.path().trim_end_matches('/'), path)
+            );
+            prop_assert!(url.as_str().matches('?').count() <= 1);
+            let tokens = url
+                .query_pairs()
+                .filter(|(k, _)| k == "access_token")
+                .count();
+            prop_assert_eq!(tokens, usize::from(token_in_query));
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn forwarded_urls_stay_under_the_base(
+                base in 0usize..3,
+                path in path(),
+                query in "(([a-z_]{1,12}|access_token)=[a-zA-Z0-9%&#?=+ ]{0,8}&?){0,3}",
+                form in any::<bool>(),
+            ) {
+                let base = BASES[base];
+                let token = SecretString::from(TOKEN);
+                let caller = pairs_without_token(&query);
+                if let Ok(url) = wechat::outgoing(base, &path, &query, &token) {
+                    check(base, &path, &url, true)?;
+                    let rest: Vec<_> = url.query_pairs().filter(|(k, _)| k != "access_token").map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+                    prop_assert_eq!(rest, caller.clone());
+                }
+                let ct = form.then_some("application/x-www-form-urlencoded");
+                let sent = weibo::outgoing(base, &Method::POST, &path, &query, ct, Bytes::from_static(b"status=hi&access_token=EVIL"), &token);
+                if let Ok((url, body)) = sent {
+                    check(base, &path, &url, !form)?;
+                    if form {
+                        prop_assert_eq!(body.as_ref(), b"status=hi&access_token=VAULT".as_slice());
+                    }
+                }
+                // Accepted paths are exactly the plain ones.
+                let plain = !path.contains("//")
+                    && path.len() <= 256
+                    && path.bytes().all(|b| b.is_ascii_alphanumeric() || b"/_-.".contains(&b))
+                    && !path.split('/').any(|s| s == "." || s == "..");
+                prop_assert_eq!(wechat::outgoing(base, &path, &query, &token).is_ok(), plain);
+            }
+        }
+    }
 }

@@ -8,7 +8,7 @@
 //! The client keeps no state: caching, single-flight and retry live in the broker.
 
 use bytes::Bytes;
-use reqwest::Method;
+use reqwest::{Method, Url};
 use serde::{Deserialize, Serialize};
 
 use super::error::scrub;
@@ -195,8 +195,7 @@ impl WechatClient {
         content_type: Option<&str>,
         token: &SecretString,
     ) -> Result<PlatformResponse, PlatformError> {
-        let mut url = endpoint(PLATFORM, &self.base, path)?;
-        set_query_with_token(&mut url, query, token);
+        let url = outgoing(&self.base, path, query, token)?;
         let request = with_body(self.http.request(method, url), content_type, body);
         let (status, content_type, body) = exchange(PLATFORM, request).await?;
         let probe = probe_error(&body);
@@ -208,4 +207,20 @@ impl WechatClient {
             body,
         })
     }
+}
+
+/// The URL a call to `base` leaves for: the path checked by `endpoint`, the caller's query minus
+/// any `access_token` of theirs, and the vault's token appended once. No I/O; `#[doc(hidden)] pub`
+/// only so that the `fuzz/` package (and the property tests) can drive exactly what
+/// [`WechatClient::call`] sends.
+#[doc(hidden)]
+pub fn outgoing(
+    base: &str,
+    path: &str,
+    query: &str,
+    token: &SecretString,
+) -> Result<Url, PlatformError> {
+    let mut url = endpoint(PLATFORM, base, path)?;
+    set_query_with_token(&mut url, query, token);
+    Ok(url)
 }

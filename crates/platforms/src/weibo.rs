@@ -9,7 +9,7 @@
 //! caller supplied in the query or form is dropped first.
 
 use bytes::Bytes;
-use reqwest::Method;
+use reqwest::{Method, Url};
 use serde::Deserialize;
 
 use super::error::scrub;
@@ -108,30 +108,7 @@ impl WeiboClient {
         content_type: Option<&str>,
         token: &SecretString,
     ) -> Result<PlatformResponse, PlatformError> {
-        let mut url = endpoint(PLATFORM, &self.base, path)?;
-        let is_form = content_type.is_some_and(|ct| {
-            ct.split(';')
-                .next()
-                .is_some_and(|mime| mime.trim().eq_ignore_ascii_case(FORM))
-        });
-        let body = if method == Method::POST && is_form {
-            let Ok(text) = std::str::from_utf8(&body) else {
-                return Err(PlatformError::Refused {
-                    platform: PLATFORM,
-                    detail: "form body is not UTF-8",
-                });
-            };
-            // The caller's query keeps its other parameters but loses any token of its own.
-            let rest = pairs_without_token(query);
-            url.query_pairs_mut().clear().extend_pairs(&rest);
-            if rest.is_empty() {
-                url.set_query(None);
-            }
-            Bytes::from(encode_with_token(&pairs_without_token(text), token))
-        } else {
-            set_query_with_token(&mut url, query, token);
-            body
-        };
+        let (url, body) = outgoing(&self.base, &method, path, query, content_type, body, token)?;
         let request = with_body(self.http.request(method, url), content_type, body);
         let (status, content_type, body) = exchange(PLATFORM, request).await?;
         let probe = probe_error(&body);
@@ -143,4 +120,45 @@ impl WeiboClient {
             body,
         })
     }
+}
+
+/// The URL and body a call to `base` leaves with: the path checked by `endpoint`, the caller's
+/// query and form minus any `access_token` of theirs, and the account's token injected once (in
+/// the form for a form POST, else in the query). No I/O; `#[doc(hidden)] pub` only so that the
+/// `fuzz/` package (and the property tests) can drive exactly what [`WeiboClient::call`] sends.
+#[doc(hidden)]
+pub fn outgoing(
+    base: &str,
+    method: &Method,
+    path: &str,
+    query: &str,
+    content_type: Option<&str>,
+    body: Bytes,
+    token: &SecretString,
+) -> Result<(Url, Bytes), PlatformError> {
+    let mut url = endpoint(PLATFORM, base, path)?;
+    let is_form = content_type.is_some_and(|ct| {
+        ct.split(';')
+            .next()
+            .is_some_and(|mime| mime.trim().eq_ignore_ascii_case(FORM))
+    });
+    let body = if *method == Method::POST && is_form {
+        let Ok(text) = std::str::from_utf8(&body) else {
+            return Err(PlatformError::Refused {
+                platform: PLATFORM,
+                detail: "form body is not UTF-8",
+            });
+        };
+        // The caller's query keeps its other parameters but loses any token of its own.
+        let rest = pairs_without_token(query);
+        url.query_pairs_mut().clear().extend_pairs(&rest);
+        if rest.is_empty() {
+            url.set_query(None);
+        }
+        Bytes::from(encode_with_token(&pairs_without_token(text), token))
+    } else {
+        set_query_with_token(&mut url, query, token);
+        body
+    };
+    Ok((url, body))
 }

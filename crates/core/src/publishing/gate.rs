@@ -305,3 +305,168 @@ fn draft(call: &Call<'_>, post: &Post, media: &[MediaRow]) -> Result<Plan, Refus
         live_sha256: sha(content.as_bytes()),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// The properties of the `publish_gate` fuzz target (README, "Fuzzing"), on stable.
+    mod props {
+        use proptest::prelude::*;
+
+        use super::super::*;
+        use crate::content::{Image, ImageRole};
+        use crate::platforms::payload::{WechatArticle, wechat_draft, weibo_share_form};
+
+        const COVER: &[u8] = b"\x89PNG cover";
+        const INLINE: &[u8] = b"\x89PNG inline";
+        const BODY: &str = "<p>\u{6b63}\u{6587}</p><img src=\"cid:photo\"/>";
+        const URL: &str = "http://mmbiz.qpic.cn/inline1/0";
+        const TEXT: &str = "\u{4eca}\u{65e5} notice & more";
+
+        fn image(name: &str, role: ImageRole, data: &[u8]) -> Image {
+            Image {
+                name: name.into(),
+                role,
+                content_type: "image/png".into(),
+                sha256: sha(data),
+                data: data.to_vec(),
+            }
+        }
+
+        fn post() -> Post {
+            Post {
+                title: "\u{901a}\u{77e5}".into(),
+                author: "office".into(),
+                digest: "summary".into(),
+                body: Some(BODY.into()),
+                text: Some(TEXT.into()),
+                images: vec![
+                    image("cover", ImageRole::Cover, COVER),
+                    image("photo", ImageRole::Inline, INLINE),
+                ],
+                targets: vec!["wechat-main".into()],
+            }
+        }
+
+        fn row(kind: MediaKind, id: &str, sha256: String) -> MediaRow {
+            MediaRow {
+                checkout_id: "c1".into(),
+                account_id: "wechat-main".into(),
+                kind,
+                platform_id: id.into(),
+                sha256,
+                created_at: 0,
+                used_at: None,
+            }
+        }
+
+        fn media() -> Vec<MediaRow> {
+            vec![
+                row(MediaKind::ImageUrl, URL, sha(INLINE)),
+                row(MediaKind::Thumb, "THUMB_1", sha(COVER)),
+                row(MediaKind::Draft, "DRAFT_1", "d1".into()),
+            ]
+        }
+
+        fn post_call(
+            platform: Platform,
+            path: &str,
+            ct: Option<&str>,
+            body: &[u8],
+        ) -> Result<Plan, Refusal> {
+            let call = Call {
+                method: &Method::POST,
+                path,
+                content_type: ct,
+                body,
+            };
+            plan(platform, &call, Some(&post()), None, &media())
+        }
+
+        const PATHS: [&str; 8] = [
+            "cgi-bin/media/uploadimg",
+            "cgi-bin/material/add_material",
+            "cgi-bin/draft/add",
+            "cgi-bin/freepublish/submit",
+            "cgi-bin/draft/get",
+            "cgi-bin/freepublish/get",
+            "2/statuses/share.json",
+            "cgi-bin/message/mass/sendall",
+        ];
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn only_the_approved_status_passes(text in "\\PC{0,12}|\u{4eca}\u{65e5} notice & more", extra in prop::option::of("[a-z_]{1,8}=[a-z]{0,4}")) {
+                let mut form = weibo_share_form(&text);
+                if let Some(e) = &extra {
+                    form = format!("{form}&{e}");
+                }
+                let got = post_call(Platform::Weibo, "2/statuses/share.json", Some("application/x-www-form-urlencoded"), form.as_bytes());
+                // A caller's `access_token` is dropped before anything is compared or sent.
+                let only_status = extra.as_deref().is_none_or(|e| e.starts_with("access_token="));
+                prop_assert_eq!(got.is_ok(), text == TEXT && only_status, "{:?}", got);
+            }
+
+            #[test]
+            fn only_the_approved_draft_passes(
+                title in "\u{901a}\u{77e5}|[a-z]{0,4}",
+                digest in "summary|[a-z]{0,4}",
+                content in prop_oneof![Just(BODY.to_owned()), Just(BODY.replace("cid:photo", URL)), "\\PC{0,30}", Just(BODY.replace("cid:photo", "http://evil.example/x"))],
+                thumb in prop::option::of("THUMB_1|DRAFT_1|[A-Z]{0,4}"),
+                comment in 0u8..3,
+            ) {
+                let body = wechat_draft(&WechatArticle {
+                    title: &title,
+                    author: "office",
+                    digest: &digest,
+                    content: &content,
+                    thumb_media_id: thumb.as_deref(),
+                    need_open_comment: comment,
+                    only_fans_can_comment: 0,
+                });
+                let got = post_call(Platform::Wechat, "cgi-bin/draft/add", Some("application/json"), &body);
+                let approved = title == "\u{901a}\u{77e5}"
+                    && digest == "summary"
+                    && (content == BODY || content == BODY.replace("cid:photo", URL))
+                    && thumb.as_deref() == Some("THUMB_1")
+                    && comment < 2;
+                prop_assert_eq!(got.is_ok(), approved, "{:?}", got);
+            }
+
+            #[test]
+            fn any_body_is_decided_without_panic(
+                pick in 0usize..8,
+                weibo in any::<bool>(),
+                ct in prop::option::of("application/json|application/x-www-form-urlencoded|multipart/form-data; boundary=[a-z]{1,4}|\\PC{0,10}"),
+                body in prop::collection::vec(any::<u8>(), 0..200),
+            ) {
+                let platform = if weibo { Platform::Weibo } else { Platform::Wechat };
+                let path = PATHS[pick];
+                match post_call(platform, path, ct.as_deref(), &body) {
+                    Err(why) => prop_assert!(!why.trim().is_empty()),
+                    // Random bytes cannot be an approved upload, draft or status.
+                    Ok(plan) => prop_assert!(
+                        matches!(plan, Plan::PublishStatus { .. } | Plan::Plain | Plan::Submit { .. }),
+                        "{:?} passed for {}", plan, path
+                    ),
+                }
+                let digests = vec![sha(b"{}")];
+                let call = Call { method: &Method::POST, path, content_type: ct.as_deref(), body: &body };
+                let bound = plan(platform, &call, None, Some(&digests), &[]);
+                prop_assert_eq!(bound.is_ok(), body == b"{}");
+                prop_assert!(plan(platform, &call, None, None, &[]).is_ok());
+                let read = Call { method: &Method::GET, ..call };
+                prop_assert_eq!(plan(platform, &read, Some(&post()), None, &media()), Ok(Plan::Plain));
+            }
+
+            #[test]
+            fn only_approved_images_upload(data in prop::collection::vec(any::<u8>(), 0..40), approved in 0u8..3) {
+                let bytes = match approved { 0 => COVER.to_vec(), 1 => INLINE.to_vec(), _ => data };
+                let (ct, body) = crate::platforms::payload::multipart_file("media", "a.png", "image/png", &bytes);
+                let got = post_call(Platform::Wechat, "cgi-bin/media/uploadimg", Some(&ct), &body);
+                prop_assert_eq!(got.is_ok(), bytes == COVER || bytes == INLINE, "{:?}", got);
+            }
+        }
+    }
+}
