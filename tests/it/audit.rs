@@ -164,6 +164,85 @@ async fn deleted_entry_is_named() {
     assert_broken_at(&cli_verify(&app, &[]).1, 4);
 }
 
+/// The console's audit page, as an auditor's browser gets it (the session cookie).
+async fn console_audit(app: &TestApp, s: &str, query: &str) -> String {
+    let r = app
+        .client
+        .get(app.url(&format!("/console/audit{query}")))
+        .header("cookie", format!("__Host-mv_session={s}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
+async fn max_seq(db: &RawDb) -> i64 {
+    sqlx::query_scalar("SELECT MAX(seq) FROM audit_log")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+}
+
+/// The console's page walks the whole chain on its first view and then, on each view, the entries
+/// after the head it verified (six months of entries would otherwise be walked per page view):
+/// a change after that head is named at once, one before it when the whole chain is walked again
+/// (a link on the page), which every API verification does.
+#[tokio::test]
+async fn the_console_names_a_change_after_its_verified_head_at_once_and_before_it_on_a_whole_walk()
+{
+    let (app, s) = app_with_entries().await;
+    let db = raw_db(&app.config).await;
+    let page = console_audit(&app, &s, "").await;
+    assert!(page.contains("id=\"chain-ok\""), "{page}");
+    assert!(page.contains("id=\"verify-all\""), "{page}");
+    // New entries after the verified head; the newest is changed.
+    for _ in 0..3 {
+        assert_eq!(app.get(&s, "/api/v1/accounts").await.0, 200);
+    }
+    let last = max_seq(&db).await;
+    // Only a number is formatted into these statements.
+    let tamper = |sql: String| {
+        let pool = db.pool().clone();
+        async move {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    tamper(format!(
+        "UPDATE audit_log SET actor_id = actor_id || 'x' WHERE seq = {last}"
+    ))
+    .await;
+    let page = console_audit(&app, &s, "").await;
+    assert!(page.contains("id=\"chain-broken\""), "{page}");
+    assert!(page.contains(&format!("#{last}。")), "{page}");
+    // Put back, the next view walks the whole chain again and it verifies.
+    tamper(format!(
+        "UPDATE audit_log SET actor_id = substr(actor_id, 1, length(actor_id) - 1) WHERE seq = {last}"
+    ))
+    .await;
+    let page = console_audit(&app, &s, "").await;
+    assert!(page.contains("id=\"chain-ok\""), "{page}");
+    // An old entry changed: the whole walk the page links to names it.
+    sqlx::query("UPDATE audit_log SET actor_id = 'mallory' WHERE seq = 3")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let page = console_audit(&app, &s, "?verify=all").await;
+    assert!(page.contains("id=\"chain-broken\""), "{page}");
+    assert!(page.contains("#3。"), "{page}");
+    // Each view's entry says what was walked and what it found.
+    let (_, v) = app
+        .get(&s, "/api/v1/audit?action=audit.query&order=desc&limit=1")
+        .await;
+    let view = &v["entries"][0];
+    assert_eq!(view["http"]["path"], "/console/audit", "{v}");
+    assert_eq!(view["detail"]["whole"], true, "{v}");
+    assert_eq!(view["detail"]["ok"], false, "{v}");
+}
+
 #[tokio::test]
 async fn inserted_forged_entry_is_named() {
     let (app, s) = app_with_entries().await;
@@ -640,10 +719,11 @@ async fn audit_verify_speed() {
     let entry = NewEntry::system("bench.seed", "wechat-main", Outcome::Success)
         .detail("note", "synthetic entry for the benchmark");
     let mut left = n;
+    let now_ms = app.clock.unix() * 1000;
     while left > 0 {
         let k = left.min(20_000);
         app.vault()
-            .seed_audit(&vec![entry.clone(); k])
+            .seed_audit(now_ms, &vec![entry.clone(); k])
             .await
             .unwrap();
         left -= k;

@@ -406,5 +406,180 @@ pub(super) async fn scenarios(
         p50_ms: Some(el.as_secs_f64() * 1000.0),
         p99_ms: None,
     });
+    // 6. The audit review's filtered views on the seeded log, through the API and the console.
+    out.extend(audit_filters(progress, &http, base, &session, args.operators, clock).await?);
     Ok((out, rss_after))
+}
+
+/// Queries of each filtered view (one auditor paging: one at a time).
+const FILTER_QUERIES: usize = 100;
+
+/// The audit review's filtered views on the seeded log (scenario 6), newest first, a page of 50:
+/// by person, action, account, outcome and time range (each value drawn in turn from what the
+/// seeding wrote), a person's second page, and the console's page filtered by person.
+async fn audit_filters(
+    progress: &Progress,
+    http: &reqwest::Client,
+    base: &str,
+    session: &str,
+    people: usize,
+    clock: &Clock,
+) -> anyhow::Result<Vec<Scenario>> {
+    use super::seed::{ACTIONS, SEEDED_ACCOUNTS, SEEDED_SPAN_MS, seeded_account, seeded_person};
+    const DAY_MS: i64 = 86_400_000;
+    let now_ms = clock.unix().saturating_mul(1000);
+    let start_ms = now_ms - SEEDED_SPAN_MS;
+    let time = |ms: i64| crate::audit::rfc3339_ms(ms);
+    let outcomes = ["denied", "error", "rate_limited"];
+    let days = usize::try_from(SEEDED_SPAN_MS / DAY_MS).unwrap_or(1).max(1);
+    // Each view's name, and its query string for the i-th query.
+    type View = (&'static str, Box<dyn Fn(usize) -> String>);
+    let kinds: Vec<View> = vec![
+        (
+            "6a audit filter: person",
+            Box::new(move |i| format!("actor={}", seeded_person(i % people.max(1)))),
+        ),
+        (
+            "6b audit filter: action",
+            Box::new(|i| format!("action={}", ACTIONS[i % ACTIONS.len()])),
+        ),
+        (
+            "6c audit filter: account",
+            Box::new(|i| format!("account={}", seeded_account(i % SEEDED_ACCOUNTS))),
+        ),
+        (
+            "6d audit filter: outcome",
+            Box::new(move |i| format!("outcome={}", outcomes[i % outcomes.len()])),
+        ),
+        (
+            "6e audit filter: a day",
+            Box::new(move |i| {
+                let from = start_ms + DAY_MS * ((i * 37) % days) as i64;
+                format!("since={}&until={}", time(from), time(from + DAY_MS))
+            }),
+        ),
+        (
+            "6f audit filter: person, a week",
+            Box::new(move |i| {
+                let from = start_ms + DAY_MS * ((i * 37) % days.saturating_sub(7).max(1)) as i64;
+                format!(
+                    "actor={}&since={}&until={}",
+                    seeded_person(i % people.max(1)),
+                    time(from),
+                    time(from + 7 * DAY_MS)
+                )
+            }),
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, query) in &kinds {
+        let mut lat = Vec::with_capacity(FILTER_QUERIES);
+        let mut errors = 0;
+        let started = Instant::now();
+        for i in 0..FILTER_QUERIES {
+            progress.line(&format!("{name}: {i} of {FILTER_QUERIES}"));
+            let url = format!("{base}/api/v1/audit?order=desc&limit=50&{}", query(i));
+            let t = Instant::now();
+            let ok = match http.get(&url).bearer_auth(session).send().await {
+                Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+            errors += u64::from(!ok);
+        }
+        out.push(filter_scenario(name, lat, errors, started.elapsed()));
+    }
+    // A person's second page: where the first one ended.
+    let mut lat = Vec::with_capacity(FILTER_QUERIES);
+    let mut errors = 0;
+    let started = Instant::now();
+    for i in 0..FILTER_QUERIES {
+        progress.line(&format!(
+            "6g audit filter: person, page 2: {i} of {FILTER_QUERIES}"
+        ));
+        let first = format!(
+            "{base}/api/v1/audit?order=desc&limit=50&actor={}",
+            seeded_person(i % people.max(1))
+        );
+        let v: serde_json::Value = http
+            .get(&first)
+            .bearer_auth(session)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let Some(before) = v["next_before_seq"].as_i64() else {
+            errors += 1;
+            continue;
+        };
+        let t = Instant::now();
+        let ok = match http
+            .get(format!("{first}&before_seq={before}"))
+            .bearer_auth(session)
+            .send()
+            .await
+        {
+            Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+            Err(_) => false,
+        };
+        lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+        errors += u64::from(!ok);
+    }
+    out.push(filter_scenario(
+        "6g audit filter: person, page 2",
+        lat,
+        errors,
+        started.elapsed(),
+    ));
+    // The console's audit page filtered by person: the same query, the chain's state (the
+    // entries since the last walk) and the charts, rendered. Its first view walks the whole
+    // chain, so it is taken before the clock starts.
+    let cookie = format!("{}={session}", "__Host-mv_session");
+    let page = |i: usize| {
+        http.get(format!(
+            "{base}/console/audit?actor={}",
+            seeded_person(i % people.max(1))
+        ))
+        .header("cookie", &cookie)
+    };
+    progress.line("6h console audit page: the first view walks the whole chain");
+    let first = page(0).send().await?;
+    if !first.status().is_success() {
+        bail!("the console's audit page answered {}", first.status());
+    }
+    let mut lat = Vec::with_capacity(FILTER_QUERIES);
+    let mut errors = 0;
+    let started = Instant::now();
+    for i in 0..FILTER_QUERIES {
+        progress.line(&format!(
+            "6h console audit page, by person: {i} of {FILTER_QUERIES}"
+        ));
+        let t = Instant::now();
+        let ok = match page(i).send().await {
+            Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+            Err(_) => false,
+        };
+        lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+        errors += u64::from(!ok);
+    }
+    out.push(filter_scenario(
+        "6h console audit page, by person",
+        lat,
+        errors,
+        started.elapsed(),
+    ));
+    Ok(out)
+}
+
+fn filter_scenario(name: &str, mut lat: Vec<u32>, errors: u64, took: Duration) -> Scenario {
+    lat.sort_unstable();
+    Scenario {
+        name: name.to_owned(),
+        per_second: lat.len() as f64 / took.as_secs_f64().max(1e-9),
+        unit: "req/s",
+        count: lat.len() as u64,
+        errors,
+        p50_ms: percentile(&lat, 0.50),
+        p99_ms: percentile(&lat, 0.99),
+    }
 }

@@ -64,6 +64,19 @@ pub(super) fn build(
     let r2 = ratio(rate("2 "), rate("1 "));
     let r3 = ratio(rate("3 "), rate("3b "));
     let startup_ms = startup.as_secs_f64() * 1000.0;
+    // The slowest filtered view's p99 (scenarios 6a-6h).
+    let filters_p99 = scenarios
+        .iter()
+        .filter(|s| s.name.starts_with('6'))
+        .filter_map(|s| s.p99_ms)
+        .fold(None, |worst: Option<f64>, p| {
+            Some(worst.map_or(p, |w| w.max(p)))
+        });
+    let filter_errors: u64 = scenarios
+        .iter()
+        .filter(|s| s.name.starts_with('6'))
+        .map(|s| s.errors)
+        .sum();
     let t = |what, goal: &str, measured: String, met| Target {
         what,
         goal: goal.to_owned(),
@@ -106,6 +119,12 @@ pub(super) fn build(
             ">= 1,000,000 entries/s",
             format!("{:.0}/s", rate("5b ")),
             rate("5b ") >= 1e6,
+        ),
+        t(
+            "audit filters p99 (slowest view)",
+            "< 200 ms",
+            filters_p99.map_or_else(|| "-".to_owned(), |p| format!("{p:.1} ms")),
+            filters_p99.is_some_and(|p| p < 200.0) && filter_errors == 0,
         ),
         t(
             "resident memory after load",

@@ -84,7 +84,7 @@ pub(super) async fn populate(
     let operators = Arc::new(make_operators(vault, "bench-op-", args.operators, progress).await?);
     // The log to verify in scenario 5, written before the vault starts so the load runs against
     // a store of that size.
-    seed_audit(vault, args.audit_entries, progress).await?;
+    seed_audit(vault, args.audit_entries, args.operators, progress).await?;
     Ok(Seeded {
         client_key,
         auditor_password: auditor_pw,
@@ -144,23 +144,95 @@ async fn make_operators(
     Ok(all)
 }
 
-/// Tops the log up to `target` entries with chained, signed entries in large transactions.
-async fn seed_audit(vault: &Vault, target: u64, progress: &Progress) -> anyhow::Result<u64> {
-    const CHUNK: usize = 20_000;
+/// The actions of a busy office's log, most frequent first (a token introspection or proxied
+/// call per publishing step, a login a day per person, a rotation now and then).
+pub(super) const ACTIONS: [&str; 12] = [
+    "token.introspect",
+    "platform.call",
+    "platform.send",
+    "checkout.create",
+    "auth.login",
+    "audit.query",
+    "checkout.approve",
+    "post.review",
+    "account.view",
+    "credential.rotate",
+    "incident.open",
+    "user.create",
+];
+
+/// The accounts (targets) the seeded entries name, besides the benchmark's own.
+pub(super) const SEEDED_ACCOUNTS: usize = 8;
+
+/// How long the seeded log spans, ending now: six months of a busy office.
+pub(super) const SEEDED_SPAN_MS: i64 = 183 * 24 * 3600 * 1000;
+
+/// Entries per seeding transaction (and per timestamp: one batch of the writer's, much larger).
+const CHUNK: usize = 20_000;
+
+/// The seeded entry `i`: a person, an action, an account and an outcome drawn from a fixed
+/// sequence (the same log each run), skewed the way a real one is: most entries succeed, about
+/// one in fifty is refused, one in a few hundred fails or is rate limited.
+pub(super) fn seeded_entry(i: u64, people: usize) -> NewEntry {
+    // splitmix64: a fixed, well-spread sequence without a dependency.
+    let mut z = i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    let pick = |bits: u32, n: usize| ((z >> bits) % n.max(1) as u64) as usize;
+    // Skewed towards the first actions: the larger of two draws.
+    let action = ACTIONS[pick(0, ACTIONS.len()).min(pick(8, ACTIONS.len()))];
+    let outcome = match pick(16, 1000) {
+        0..=19 => Outcome::Denied,
+        20..=24 => Outcome::Error,
+        25..=26 => Outcome::RateLimited,
+        _ => Outcome::Success,
+    };
+    let mut e = NewEntry::system(action, &seeded_account(pick(28, SEEDED_ACCOUNTS)), outcome);
+    e.actor_kind = crate::audit::context::ActorKind::User;
+    e.actor_id = seeded_person(pick(40, people));
+    e.source_ip = "127.0.0.1".into();
+    e.detail("note", "synthetic entry for the benchmark")
+}
+
+pub(super) fn seeded_account(i: usize) -> String {
+    if i == 0 {
+        ACCOUNT.to_owned()
+    } else {
+        format!("bench-account-{i}")
+    }
+}
+
+pub(super) fn seeded_person(i: usize) -> String {
+    format!("bench-op-{i:04}")
+}
+
+/// Tops the log up to `target` entries with chained, signed entries in large transactions, their
+/// times spread over the last [`SEEDED_SPAN_MS`] in order, so that time ranges select.
+async fn seed_audit(
+    vault: &Vault,
+    target: u64,
+    people: usize,
+    progress: &Progress,
+) -> anyhow::Result<u64> {
     let have = vault.audit_len().await?;
     let mut left = target.saturating_sub(have);
     let total = left;
-    let template = NewEntry::system("bench.seed", ACCOUNT, Outcome::Success)
-        .detail("note", "synthetic entry for the benchmark");
+    let now = crate::audit::writer::unix_ms(vault.clock());
+    let chunks = total.div_ceil(CHUNK as u64).max(1);
+    let mut done = 0u64;
     while left > 0 {
         let n = usize::try_from(left).unwrap_or(CHUNK).min(CHUNK);
-        let entries = vec![template.clone(); n];
-        vault.seed_audit(&entries).await?;
+        let entries: Vec<NewEntry> = (done..done + n as u64)
+            .map(|i| seeded_entry(i, people))
+            .collect();
+        let chunk = i64::try_from(done / CHUNK as u64).unwrap_or(i64::MAX);
+        let chunks = i64::try_from(chunks).unwrap_or(i64::MAX);
+        let ts = now - SEEDED_SPAN_MS + SEEDED_SPAN_MS.saturating_mul(chunk) / chunks;
+        vault.seed_audit(ts, &entries).await?;
         left -= n as u64;
-        progress.line(&format!(
-            "seeding the audit log: {} of {total} entries",
-            total - left
-        ));
+        done += n as u64;
+        progress.line(&format!("seeding the audit log: {done} of {total} entries"));
     }
     Ok(total)
 }

@@ -137,6 +137,15 @@ pub struct Page {
     pub next_before_seq: Option<i64>,
 }
 
+fn note_report(actor: &Actor, report: &VerifyReport) {
+    actor.detail("ok", report.ok);
+    actor.detail("head_seq", report.head_seq);
+    if let Some(bad) = report.first_bad_seq {
+        tracing::error!(first_bad_seq = bad, problem = ?report.problem, "audit chain broken");
+        actor.detail("first_bad_seq", bad);
+    }
+}
+
 /// Activity in one time bucket.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct Activity {
@@ -169,7 +178,48 @@ pub struct AuditReview {
     pub(crate) clock: crate::clock::Clock,
     pub(crate) audit: crate::audit::AuditWriter,
     pub(crate) keys: std::sync::Arc<crate::keys::Keys>,
+    pub(crate) seen: std::sync::Arc<Seen>,
 }
+
+/// What this process has already read of the log, so that a page of the console costs what is
+/// new rather than the whole log (tens of millions of entries after six months).
+#[derive(Default)]
+pub struct Seen {
+    /// The last walk of the whole chain that verified, and the head it reached since. One walk at
+    /// a time: views that arrive during a walk wait for it rather than starting their own.
+    chain: tokio::sync::Mutex<Option<Verified>>,
+    /// Activity buckets that have ended (bucket length, start) → (entries, failures). An ended
+    /// bucket never changes: no entry is stamped earlier than the one before it (the writer
+    /// sees to it), and a bucket is taken as ended a minute after its end, long past any batch
+    /// that could still commit into it. Only `audit prune` removes entries; this process's
+    /// figures for pruned days stay until it restarts.
+    buckets: std::sync::Mutex<std::collections::BTreeMap<(i64, i64), (i64, i64)>>,
+}
+
+/// A verified head, and what was walked to reach it.
+#[derive(Clone)]
+struct Verified {
+    /// The anchor the whole walk started from: a prune since starts a whole walk again.
+    anchor_first_seq: Option<i64>,
+    head_seq: i64,
+    head_hash: [u8; 32],
+    entries_checked: u64,
+    /// When the whole chain was last walked (unix ms).
+    whole_at_ms: i64,
+}
+
+/// The chain's state as the console shows it: the report, and when the whole chain was last
+/// walked (the entries after that walk's head are checked on every view).
+#[derive(Debug, Clone)]
+pub struct ChainStatus {
+    pub report: VerifyReport,
+    pub whole_verified_at_ms: i64,
+}
+
+/// Buckets kept at most; past that the oldest go (charts ask for the last 24 hours and 30 days).
+const MAX_BUCKETS: usize = 4096;
+/// How long after its end a bucket is taken as ended.
+const BUCKET_SETTLE_MS: i64 = 60_000;
 
 impl AuditReview {
     pub async fn query(&self, actor: &Actor, p: &QueryParams) -> Result<Page> {
@@ -199,18 +249,85 @@ impl AuditReview {
         })
     }
 
+    /// Walks the whole chain (every time: this is the check an auditor asks for by name).
     pub async fn verify(&self, actor: &Actor) -> Result<VerifyReport> {
         actor.action("audit.verify", Some("audit_log"));
         actor.require(READERS)?;
+        let mut chain = self.seen.chain.lock().await;
+        let report = self.walk_whole(&mut chain).await?;
+        note_report(actor, &report);
+        Ok(report)
+    }
+
+    /// The chain's state for the console's audit page: the whole chain is walked on the first
+    /// view (and when `whole` asks for it, or after a prune), and on later views only the entries
+    /// after the head that walk verified.
+    pub async fn chain_status(&self, actor: &Actor, whole: bool) -> Result<ChainStatus> {
+        actor.action("audit.verify", Some("audit_log"));
+        actor.require(READERS)?;
+        let mut chain = self.seen.chain.lock().await;
+        let anchor = self.store.audit_anchor().await?.map(|a| a.first_seq);
+        let since = match chain.as_ref() {
+            Some(v) if !whole && v.anchor_first_seq == anchor => v.clone(),
+            _ => {
+                let report = self.walk_whole(&mut chain).await?;
+                actor.detail("whole", true);
+                note_report(actor, &report);
+                return Ok(ChainStatus {
+                    report,
+                    whole_verified_at_ms: crate::audit::writer::unix_ms(&self.clock),
+                });
+            }
+        };
+        let walk = crate::audit::query::verify_after(
+            &self.store,
+            &self.keys.mac().audit,
+            since.head_seq,
+            since.head_hash,
+        )
+        .await
+        .map_err(Error::internal)?;
+        let new = walk.report();
+        let report = VerifyReport {
+            entries_checked: since.entries_checked + new.entries_checked,
+            ..new
+        };
+        if report.ok {
+            let (head_seq, head_hash) = walk.head();
+            *chain = Some(Verified {
+                head_seq,
+                head_hash,
+                entries_checked: report.entries_checked,
+                ..since.clone()
+            });
+        } else {
+            // Broken after the verified head: the next view walks the whole chain again.
+            *chain = None;
+        }
+        actor.detail("whole", false);
+        note_report(actor, &report);
+        Ok(ChainStatus {
+            report,
+            whole_verified_at_ms: since.whole_at_ms,
+        })
+    }
+
+    /// A walk of the whole chain, remembered (when it verifies) for [`Self::chain_status`].
+    async fn walk_whole(&self, chain: &mut Option<Verified>) -> Result<VerifyReport> {
+        let anchor = self.store.audit_anchor().await?.map(|a| a.first_seq);
         let report = verify_store(&self.store, &self.keys.mac().audit)
             .await
             .map_err(Error::internal)?;
-        actor.detail("ok", report.ok);
-        actor.detail("head_seq", report.head_seq);
-        if let Some(bad) = report.first_bad_seq {
-            tracing::error!(first_bad_seq = bad, problem = ?report.problem, "audit chain broken");
-            actor.detail("first_bad_seq", bad);
-        }
+        *chain = match <[u8; 32]>::try_from(hex::decode(&report.head_hash).unwrap_or_default()) {
+            Ok(head_hash) if report.ok => Some(Verified {
+                anchor_first_seq: anchor,
+                head_seq: report.head_seq,
+                head_hash,
+                entries_checked: report.entries_checked,
+                whole_at_ms: crate::audit::writer::unix_ms(&self.clock),
+            }),
+            _ => None,
+        };
         Ok(report)
     }
 
@@ -235,11 +352,54 @@ impl AuditReview {
                 failures: 0,
             })
             .collect();
-        for (b, total, failures) in self.store.audit_activity(since, bucket_ms).await? {
-            if let Some(slot) = usize::try_from(b).ok().and_then(|i| out.get_mut(i)) {
+        // Ended buckets come from memory; the store is asked from the first one that is not
+        // there (usually the current hour or day alone).
+        let settled = now_ms - BUCKET_SETTLE_MS;
+        let first_open = {
+            let known = self
+                .seen
+                .buckets
+                .lock()
+                .map_err(|_| Error::internal(anyhow::anyhow!("activity cache poisoned")))?;
+            let mut first_open = out.len();
+            for (i, slot) in out.iter_mut().enumerate() {
+                match known.get(&(bucket_ms, slot.start_ms)) {
+                    Some(&(total, failures)) => {
+                        slot.total = total;
+                        slot.failures = failures;
+                    }
+                    None => {
+                        first_open = i;
+                        break;
+                    }
+                }
+            }
+            first_open
+        };
+        let Some(from) = out.get(first_open).map(|a| a.start_ms) else {
+            return Ok(out);
+        };
+        for (b, total, failures) in self.store.audit_activity(from, bucket_ms).await? {
+            let i = usize::try_from(b)
+                .ok()
+                .and_then(|b| b.checked_add(first_open));
+            if let Some(slot) = i.and_then(|i| out.get_mut(i)) {
                 slot.total = total;
                 slot.failures = failures;
             }
+        }
+        let mut known = self
+            .seen
+            .buckets
+            .lock()
+            .map_err(|_| Error::internal(anyhow::anyhow!("activity cache poisoned")))?;
+        for a in out.iter().skip(first_open) {
+            if a.start_ms.saturating_add(bucket_ms) <= settled {
+                known.insert((bucket_ms, a.start_ms), (a.total, a.failures));
+            }
+        }
+        while known.len() > MAX_BUCKETS {
+            known.pop_first();
         }
         Ok(out)
     }

@@ -94,21 +94,114 @@ pub struct AuditFilter {
     pub limit: i64,
 }
 
+impl AuditFilter {
+    /// Appends to `q` (a `SELECT … FROM audit_log ` of any backend) the conditions of this filter
+    /// that are set, the order and the limit: only the set ones, so the database walks the index
+    /// of the filter that is there, in seq order, and stops after a page, even among tens of
+    /// millions of entries. A time range becomes a range of seqs, found once through the time
+    /// index: the writer never stamps an entry earlier than the one before it, so the first entry
+    /// at or after a time (in time, then seq order) bounds the seqs of every later one. The times
+    /// are compared too, on `ts_unindexed`: an expression of `ts` that the backend's planner will
+    /// not take as a reason to walk the time index instead (SQLite: `+ts`).
+    pub fn push_sql<DB>(&self, q: &mut sqlx::QueryBuilder<DB>, ts_unindexed: &str)
+    where
+        DB: sqlx::Database,
+        for<'t> i64: sqlx::Encode<'t, DB>,
+        i64: sqlx::Type<DB>,
+        for<'t> String: sqlx::Encode<'t, DB>,
+        String: sqlx::Type<DB>,
+    {
+        // One lower and one upper bound on seq, each the tighter of the page's and the time's, so
+        // that the planner seeks straight to it (given two, SQLite walks from either).
+        let first_at = |q: &mut sqlx::QueryBuilder<DB>, ms: i64| {
+            // The first seq at or after a time; past the end (no entry) when there is none.
+            q.push("COALESCE((SELECT seq FROM audit_log WHERE ts >= ")
+                .push_bind(ms)
+                .push(" ORDER BY ts, seq LIMIT 1), ")
+                .push_bind(i64::MAX)
+                .push(")");
+        };
+        q.push("WHERE seq > ");
+        match self.since_ms {
+            None => {
+                q.push_bind(self.after_seq);
+            }
+            Some(since) => {
+                // after_seq, or the seq before the first one at `since`, whichever is later.
+                q.push("(CASE WHEN ");
+                first_at(q, since);
+                q.push(" - 1 > ").push_bind(self.after_seq).push(" THEN ");
+                first_at(q, since);
+                q.push(" - 1 ELSE ").push_bind(self.after_seq).push(" END)");
+            }
+        }
+        match (self.until_ms, self.before_seq) {
+            (None, None) => {}
+            (None, Some(before)) => {
+                q.push(" AND seq < ").push_bind(before);
+            }
+            (Some(until), before) => {
+                // The first seq at `until`, or before_seq, whichever is earlier.
+                let before = before.unwrap_or(i64::MAX);
+                q.push(" AND seq < (CASE WHEN ");
+                first_at(q, until);
+                q.push(" < ").push_bind(before).push(" THEN ");
+                first_at(q, until);
+                q.push(" ELSE ").push_bind(before).push(" END)");
+            }
+        }
+        for (op, ms) in [(" >= ", self.since_ms), (" < ", self.until_ms)] {
+            if let Some(ms) = ms {
+                q.push(" AND ").push(ts_unindexed).push(op).push_bind(ms);
+            }
+        }
+        for (column, value) in [
+            ("actor_id", &self.actor),
+            ("target", &self.target),
+            ("action", &self.action),
+            ("outcome", &self.outcome),
+        ] {
+            if let Some(v) = value {
+                q.push(" AND ")
+                    .push(column)
+                    .push(" = ")
+                    .push_bind(v.clone());
+            }
+        }
+        q.push(if self.newest_first {
+            " ORDER BY seq DESC LIMIT "
+        } else {
+            " ORDER BY seq LIMIT "
+        })
+        .push_bind(self.limit);
+    }
+}
+
 /// Where the next entry attaches: the last stored entry, else the latest anchor, else genesis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChainHead {
     pub seq: i64,
     pub hash: [u8; 32],
+    /// The last entry's time (unix ms), 0 when there is none: the writer never stamps an entry
+    /// earlier, so time order is chain order and a time range is a range of seqs.
+    pub ts: i64,
 }
 
-/// What a backend reads for [`ChainHead`] in one statement: the last entry's seq and hash, and
-/// the latest anchor's first seq and previous hash (each None when there is none).
-pub type HeadParts = (Option<i64>, Option<Vec<u8>>, Option<i64>, Option<Vec<u8>>);
+/// What a backend reads for [`ChainHead`] in one statement: the last entry's seq and hash, the
+/// latest anchor's first seq and previous hash, and the last entry's time (each None when there is
+/// none).
+pub type HeadParts = (
+    Option<i64>,
+    Option<Vec<u8>>,
+    Option<i64>,
+    Option<Vec<u8>>,
+    Option<i64>,
+);
 
 impl ChainHead {
     /// The head from what a backend read ([`HeadParts`]): the last entry, else the anchor of a
     /// log pruned empty, else genesis. The same rule for every backend, so it lives here.
-    pub fn from_parts((seq, hash, first_seq, prev_hash): HeadParts) -> Result<Self> {
+    pub fn from_parts((seq, hash, first_seq, prev_hash, ts): HeadParts) -> Result<Self> {
         let to_hash = |v: &[u8], what: &str| {
             <[u8; 32]>::try_from(v)
                 .map_err(|_| crate::StoreError::Corrupt(format!("audit {what} is not 32 bytes")))
@@ -117,14 +210,17 @@ impl ChainHead {
             (Some(seq), Some(hash), _, _) => ChainHead {
                 seq,
                 hash: to_hash(&hash, "hash")?,
+                ts: ts.unwrap_or(0),
             },
             (None, _, Some(first_seq), Some(prev)) => ChainHead {
                 seq: first_seq - 1,
                 hash: to_hash(&prev, "anchor")?,
+                ts: 0,
             },
             (None, _, None, _) => ChainHead {
                 seq: 0,
                 hash: [0u8; 32],
+                ts: 0,
             },
             _ => {
                 return Err(crate::StoreError::Corrupt(

@@ -49,6 +49,21 @@ pub async fn verify_store_with(
     walk_ranges(store, v, ranges, MIN_RANGE).await
 }
 
+/// Walks only the entries after `seq`, whose hash an earlier walk verified as `hash`, up to the
+/// stored head: the cheap check between whole walks. The verifier it returns reports on those
+/// entries alone (`entries_checked` counts them) and holds the new head.
+pub async fn verify_after(
+    store: &Store,
+    key: &hmac::Key,
+    seq: i64,
+    hash: [u8; 32],
+) -> crate::store::Result<Verifier> {
+    let start = Verifier::new(key, seq.saturating_add(1), hash);
+    store
+        .audit_walk(seq.saturating_add(1), i64::MAX, start, |v, row| v.push(row))
+        .await
+}
+
 /// Walks the stored log in up to `ranges` slices of its seq span (each at least `min_range`
 /// wide) at once, each on its own connection, and joins the walks in order ([`Verifier::join`]),
 /// so the report is the one a single walk would give. The first range also takes every seq below

@@ -387,18 +387,19 @@ async fn write_batch(
 }
 
 /// Appends many entries in one transaction, chained onto the head read inside it (so it cannot
-/// fork the chain even beside a running writer). For seeding large logs (the benchmark); a
-/// request's entry always goes through [`AuditWriter`].
+/// fork the chain even beside a running writer), stamped `ts_ms` (or the head's time, if later).
+/// For seeding large logs that span months (the benchmark); a request's entry always goes
+/// through [`AuditWriter`].
 #[cfg(feature = "seeding")]
 pub async fn append_bulk(
     store: &Store,
     key: &hmac::Key,
-    clock: &Clock,
+    ts_ms: i64,
     entries: &[NewEntry],
 ) -> Result<(), crate::store::StoreError> {
     let mut tx = store.begin().await?;
     let head = tx.audit_head().await?;
-    let rows = chain_batch(key, head, unix_ms(clock), entries);
+    let rows = chain_batch(key, head, ts_ms, entries);
     tx.audit_insert(&rows).await?;
     tx.commit().await
 }
@@ -414,7 +415,12 @@ pub fn unix_ms(clock: &Clock) -> i64 {
     i64::try_from(clock.now().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
+/// The rows of `entries`, chained onto `head` and stamped `ts`, or the head's own time if the
+/// clock has stepped back since: an entry is never earlier than the one before it, so the log's
+/// time order is its chain order and a time range is a range of seqs (what the audit filters
+/// rely on).
 fn chain_batch(key: &hmac::Key, head: ChainHead, ts: i64, entries: &[NewEntry]) -> Vec<AuditRow> {
+    let ts = ts.max(head.ts);
     let mut prev = head.hash;
     let mut seq = head.seq;
     entries
@@ -462,6 +468,26 @@ mod tests {
     use crate::clock::Clock;
     use crate::crypto::hmac;
     use crate::error::Error;
+
+    /// A clock stepped back (an NTP correction) cannot stamp an entry earlier than the one before
+    /// it: the audit filters take a time range as a range of seqs.
+    #[test]
+    fn entries_are_never_stamped_before_the_head() {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &[7u8; 32]);
+        let head = crate::store::audit::ChainHead {
+            seq: 41,
+            hash: [1u8; 32],
+            ts: 5_000,
+        };
+        let e = NewEntry::system("test.step", "x", Outcome::Success);
+        let rows = super::chain_batch(&key, head, 4_000, &[e.clone(), e.clone()]);
+        assert_eq!(
+            rows.iter().map(|r| (r.seq, r.ts)).collect::<Vec<_>>(),
+            vec![(42, 5_000), (43, 5_000)]
+        );
+        let rows = super::chain_batch(&key, head, 6_000, &[e]);
+        assert_eq!(rows[0].ts, 6_000);
+    }
 
     /// Changes queued together run in one batch transaction, each under its own savepoint (kept
     /// ones stay open until the COMMIT): a failing change in the middle leaves no trace, and the

@@ -329,6 +329,7 @@ impl Vault {
             clock: clock.clone(),
             audit: audit.clone(),
             keys: Arc::clone(&keys),
+            seen: Arc::default(),
         };
         Ok(Self {
             store,
@@ -431,17 +432,13 @@ impl Vault {
         Ok(u64::try_from(head.seq).unwrap_or(0))
     }
 
-    /// Appends many chained, signed entries in one transaction: seeding a large log for
-    /// `mediavault bench`, never a request's entry (those go through the audit writer).
+    /// Appends many chained, signed entries in one transaction, stamped `ts_ms` (unix ms): seeding
+    /// a large log that spans months for `mediavault bench`, never a request's entry (those go
+    /// through the audit writer).
     #[cfg(feature = "seeding")]
-    pub async fn seed_audit(&self, entries: &[crate::audit::NewEntry]) -> Result<()> {
-        crate::audit::writer::append_bulk(
-            &self.store,
-            &self.keys.mac().audit,
-            &self.clock,
-            entries,
-        )
-        .await?;
+    pub async fn seed_audit(&self, ts_ms: i64, entries: &[crate::audit::NewEntry]) -> Result<()> {
+        crate::audit::writer::append_bulk(&self.store, &self.keys.mac().audit, ts_ms, entries)
+            .await?;
         Ok(())
     }
 

@@ -25,7 +25,10 @@ pub struct Filters {
     outcome: Option<String>,
     since: Option<String>,
     until: Option<String>,
-    after_seq: Option<String>,
+    /// Older entries than this one (the page is newest first).
+    before_seq: Option<String>,
+    /// `all`: walk the whole chain again rather than only the entries since the last walk.
+    verify: Option<String>,
     format: Option<String>,
     // Handled by the frame, not by the filters.
     #[allow(dead_code)]
@@ -49,7 +52,9 @@ impl Filters {
             outcome: blank(&self.outcome),
             since: blank(&self.since),
             until: blank(&self.until),
-            after_seq: blank(&self.after_seq),
+            // Newest first: what a reviewer looks for, with or without filters.
+            order: Some("desc".into()),
+            before_seq: blank(&self.before_seq),
             limit: Some(PAGE_SIZE.into()),
             format: None,
             ..QueryParams::default()
@@ -87,7 +92,16 @@ pub async fn page_view(
     let f = filters(&me, q)?;
     let l = me.lang;
     let review = s.vault.audit_review();
-    let report = review.verify(&me.actor).await.or_fail(&me)?;
+    let status = review
+        .chain_status(&me.actor, f.verify.as_deref() == Some("all"))
+        .await
+        .or_fail(&me)?;
+    let report = &status.report;
+    let whole_at = crate::audit::rfc3339_ms(status.whole_verified_at_ms)
+        .replace('T', " ")
+        .get(..19)
+        .unwrap_or_default()
+        .to_owned();
     let day = review
         .activity(&me.actor, 3_600_000, 24)
         .await
@@ -96,14 +110,8 @@ pub async fn page_view(
         .activity(&me.actor, 86_400_000, 30)
         .await
         .or_fail(&me)?;
-    // Without filters or a page, open on the latest entries: that is what a reviewer looks for.
-    let mut params = f.params();
-    let unfiltered = f.query().is_empty() && params.after_seq.is_none();
-    if unfiltered {
-        let size: i64 = PAGE_SIZE.parse().unwrap_or(50);
-        params.after_seq = Some((report.head_seq - size).max(0).to_string());
-    }
-    let paged = params.after_seq.as_deref().is_some_and(|a| a != "0");
+    let params = f.params();
+    let paged = params.before_seq.is_some();
     let result = review.query(&me.actor, &params).await.or_fail(&me)?;
     let q = f.query();
     let hour = |_: usize, a: &crate::review::Activity| {
@@ -123,6 +131,11 @@ pub async fn page_view(
         section.card #chain {
             @if report.ok {
                 p.ok #chain-ok { "✔ " (l.t("审计链校验通过：", "The audit chain verifies: ")) (report.entries_checked) (l.t(" 条记录，链头 #", " entries, head #")) (report.head_seq) }
+                p.small #chain-when {
+                    (l.t("全链校验于 ", "The whole chain was walked at ")) (whole_at) " UTC"
+                    (l.t("，此后的新记录在每次打开本页时校验。", "; newer entries are checked each time this page opens. "))
+                    a #verify-all href="/console/audit?verify=all" { (l.t("重新校验全链", "Walk the whole chain again")) }
+                }
             } @else {
                 p.bad #chain-broken { "✘ " (l.t("审计链校验失败，首个异常记录 #", "The audit chain is BROKEN at entry #"))
                     (report.first_bad_seq.map(|s| s.to_string()).unwrap_or_default())
@@ -177,9 +190,9 @@ pub async fn page_view(
         }
         @if result.entries.is_empty() { p { (l.t("没有符合条件的记录。", "No entry matches.")) } }
         p.paging {
-            @if paged { a.button.secondary href=(format!("/console/audit?{q}&after_seq=0")) { (l.t("最早的记录", "Oldest entries")) } " " }
-            @if let Some(next) = result.next_after_seq {
-                a.button #next-page href=(format!("/console/audit?{q}&after_seq={next}")) { (l.t("下一页", "Next page")) }
+            @if paged { a.button.secondary href=(format!("/console/audit?{q}")) { (l.t("最新的记录", "Newest entries")) } " " }
+            @if let Some(older) = result.next_before_seq {
+                a.button #next-page href=(format!("/console/audit?{q}&before_seq={older}")) { (l.t("更早的记录", "Older entries")) }
             }
         }
     };
