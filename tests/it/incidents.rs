@@ -572,6 +572,15 @@ async fn the_publication_watch_finds_an_outsiders_post_and_the_rule_freezes_the_
             .any(|v| v["event"] == "alert.unknown_post")
     })
     .await;
+    // The alert and the rule's playbook run side by side: the alert may arrive first.
+    eventually("the rule's incident", || async {
+        let (_, list) = w
+            .app
+            .get(&w.admin_s, "/api/v1/incidents?account=wx&status=open")
+            .await;
+        list.as_array().is_some_and(|l| !l.is_empty())
+    })
+    .await;
     let (_, list) = w
         .app
         .get(&w.admin_s, "/api/v1/incidents?account=wx&status=open")
