@@ -196,7 +196,42 @@ async fn the_console_names_a_change_after_its_verified_head_at_once_and_before_i
     let page = console_audit(&app, &s, "").await;
     assert!(page.contains("id=\"chain-ok\""), "{page}");
     assert!(page.contains("id=\"verify-all\""), "{page}");
-    // New entries after the verified head; the newest is changed.
+    // New entries after the verified head verify on the next view, counted with the rest.
+    for _ in 0..3 {
+        assert_eq!(app.get(&s, "/api/v1/accounts").await.0, 200);
+    }
+    let count = |page: &str| -> i64 {
+        let from = page.find("id=\"chain-ok\"").unwrap();
+        let digits: String = page[from..]
+            .chars()
+            .skip_while(|c| !c.is_ascii_digit())
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().unwrap()
+    };
+    // Every entry so far is in the last 24 hours and the last 30 days: the charts' bars add up
+    // to the head the page verified, on the first view (counted from scratch) and on the next
+    // (only the new entries counted).
+    let charted = |page: &str, id: &str| -> i64 {
+        let from = page.find(&format!("id=\"{id}\"")).unwrap();
+        let svg = &page[from..from + page[from..].find("</svg>").unwrap()];
+        svg.split("<title>")
+            .skip(1)
+            .map(|t| {
+                let t = &t[..t.find("</title>").unwrap()];
+                t.rsplit(": ").next().unwrap().parse::<i64>().unwrap()
+            })
+            .sum()
+    };
+    let before = count(&page);
+    assert_eq!(charted(&page, "chart-24h"), before, "{page}");
+    assert_eq!(charted(&page, "chart-30d"), before, "{page}");
+    let page = console_audit(&app, &s, "").await;
+    assert!(page.contains("id=\"chain-ok\""), "{page}");
+    assert_eq!(count(&page), before + 4, "{page}");
+    assert_eq!(charted(&page, "chart-24h"), before + 4, "{page}");
+    assert_eq!(charted(&page, "chart-30d"), before + 4, "{page}");
+    // More entries; the newest is changed.
     for _ in 0..3 {
         assert_eq!(app.get(&s, "/api/v1/accounts").await.0, 200);
     }

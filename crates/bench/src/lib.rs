@@ -45,6 +45,11 @@ pub struct BenchArgs {
     /// Audit entries in the log before it is verified.
     #[arg(long, default_value_t = 1_000_000)]
     pub audit_entries: u64,
+    /// Run the vault under test on PostgreSQL: the URL of an empty database of its own (the
+    /// bench creates its schema there and leaves it; drop the database afterwards). Without it,
+    /// SQLite in the temporary data dir.
+    #[arg(long, value_name = "postgres://…")]
+    pub database_url: Option<String>,
     /// Print the results as JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -145,7 +150,13 @@ async fn bench(args: &BenchArgs, tmp: &Path) -> anyhow::Result<Report> {
     let config_file = tmp.join("mediavault.toml");
     std::fs::write(
         &config_file,
-        config_text(tmp, port, &fake_addr.to_string(), args.connections)?,
+        config_text(
+            tmp,
+            port,
+            &fake_addr.to_string(),
+            args.connections,
+            args.database_url.as_deref(),
+        )?,
     )?;
     let config = Arc::new(Config::load_with_env(Some(&config_file), &[])?);
     mediavault_core::telemetry::init_logging(&config);
@@ -161,9 +172,9 @@ async fn bench(args: &BenchArgs, tmp: &Path) -> anyhow::Result<Report> {
     let probe = load_client()?;
     let base = format!("http://127.0.0.1:{port}");
     let t0 = Instant::now();
+    // No allocator setting in the environment: the binary chooses its allocator itself.
     let mut server = vault_process(&config_file, &["serve"])
-        // As the packaged systemd unit runs it (see packaging/mediavault.service).
-        .env("MALLOC_ARENA_MAX", "2")
+        .env_remove("MALLOC_ARENA_MAX")
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -229,6 +240,7 @@ fn config_text(
     port: u16,
     fake_addr: &str,
     connections: usize,
+    database_url: Option<&str>,
 ) -> anyhow::Result<String> {
     let defaults = Config::default();
     let path = |p: PathBuf| toml::Value::String(p.to_string_lossy().into_owned());
@@ -242,6 +254,9 @@ fn config_text(
         root.insert(name.to_owned(), toml::Value::Table(t));
     };
     table("tls", vec![("plain_http", true.into())]);
+    if let Some(url) = database_url {
+        table("database", vec![("url", url.into())]);
+    }
     table(
         "platforms",
         vec![

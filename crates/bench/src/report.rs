@@ -22,6 +22,8 @@ pub struct Scenario {
 
 #[derive(Debug, Serialize)]
 pub struct Report {
+    /// `sqlite` or `postgresql`: the store of the vault under test.
+    pub backend: &'static str,
     pub connections: usize,
     pub duration_seconds: f64,
     pub scenarios: Vec<Scenario>,
@@ -140,6 +142,11 @@ pub(super) fn build(
         ),
     ];
     Report {
+        backend: if args.database_url.is_some() {
+            "postgresql"
+        } else {
+            "sqlite"
+        },
         connections: args.connections,
         duration_seconds: args.duration,
         scenarios,
@@ -159,8 +166,8 @@ fn ms(v: Option<f64>) -> String {
 /// The readable form of a report.
 pub fn table(r: &Report) -> String {
     let mut s = format!(
-        "mediavault bench: {} connections, {:.1} s per load scenario, plain HTTP on loopback\n\n",
-        r.connections, r.duration_seconds
+        "mediavault bench: {} connections, {:.1} s per load scenario, plain HTTP on loopback, store on {}\n\n",
+        r.connections, r.duration_seconds, r.backend
     );
     s.push_str(&format!(
         "{:<46} {:>12} {:>10} {:>10} {:>9} {:>8}\n",

@@ -188,12 +188,11 @@ pub struct Seen {
     /// The last walk of the whole chain that verified, and the head it reached since. One walk at
     /// a time: views that arrive during a walk wait for it rather than starting their own.
     chain: tokio::sync::Mutex<Option<Verified>>,
-    /// Activity buckets that have ended (bucket length, start) → (entries, failures). An ended
-    /// bucket never changes: no entry is stamped earlier than the one before it (the writer
-    /// sees to it), and a bucket is taken as ended a minute after its end, long past any batch
-    /// that could still commit into it. Only `audit prune` removes entries; this process's
-    /// figures for pruned days stay until it restarts.
-    buckets: std::sync::Mutex<std::collections::BTreeMap<(i64, i64), (i64, i64)>>,
+    /// The activity charts' counts per bucket length, each up to a seq: a view counts only the
+    /// entries after it. Exact without a settling time: an entry with a later seq is never
+    /// stamped earlier (the writer sees to it). Only `audit prune` removes entries; this
+    /// process's figures for pruned days stay until it restarts.
+    tallies: std::sync::Mutex<std::collections::HashMap<i64, Tally>>,
 }
 
 /// A verified head, and what was walked to reach it.
@@ -216,10 +215,15 @@ pub struct ChainStatus {
     pub whole_verified_at_ms: i64,
 }
 
-/// Buckets kept at most; past that the oldest go (charts ask for the last 24 hours and 30 days).
-const MAX_BUCKETS: usize = 4096;
-/// How long after its end a bucket is taken as ended.
-const BUCKET_SETTLE_MS: i64 = 60_000;
+/// Counts per bucket start, from `from_ms`, of every entry up to `through_seq`.
+struct Tally {
+    from_ms: i64,
+    through_seq: i64,
+    counts: std::collections::BTreeMap<i64, (i64, i64)>,
+}
+
+/// Buckets a tally keeps at most; past that the oldest go (charts ask for 24 hours or 30 days).
+const MAX_BUCKETS: usize = 1024;
 
 impl AuditReview {
     pub async fn query(&self, actor: &Actor, p: &QueryParams) -> Result<Page> {
@@ -352,54 +356,62 @@ impl AuditReview {
                 failures: 0,
             })
             .collect();
-        // Ended buckets come from memory; the store is asked from the first one that is not
-        // there (usually the current hour or day alone).
-        let settled = now_ms - BUCKET_SETTLE_MS;
-        let first_open = {
-            let known = self
+        // What this process counted before, and from where its count goes on.
+        let (from_ms, after_seq) = {
+            let tallies = self
                 .seen
-                .buckets
+                .tallies
                 .lock()
-                .map_err(|_| Error::internal(anyhow::anyhow!("activity cache poisoned")))?;
-            let mut first_open = out.len();
-            for (i, slot) in out.iter_mut().enumerate() {
-                match known.get(&(bucket_ms, slot.start_ms)) {
-                    Some(&(total, failures)) => {
-                        slot.total = total;
-                        slot.failures = failures;
-                    }
-                    None => {
-                        first_open = i;
-                        break;
-                    }
-                }
+                .map_err(|_| Error::internal(anyhow::anyhow!("activity tally poisoned")))?;
+            match tallies.get(&bucket_ms) {
+                Some(t) if t.from_ms <= since => (t.from_ms, t.through_seq),
+                _ => (since, 0),
             }
-            first_open
         };
-        let Some(from) = out.get(first_open).map(|a| a.start_ms) else {
-            return Ok(out);
-        };
-        for (b, total, failures) in self.store.audit_activity(from, bucket_ms).await? {
-            let i = usize::try_from(b)
-                .ok()
-                .and_then(|b| b.checked_add(first_open));
-            if let Some(slot) = i.and_then(|i| out.get_mut(i)) {
+        let fresh = self
+            .store
+            .audit_activity(from_ms, bucket_ms, after_seq)
+            .await?;
+        let mut tallies = self
+            .seen
+            .tallies
+            .lock()
+            .map_err(|_| Error::internal(anyhow::anyhow!("activity tally poisoned")))?;
+        let tally = tallies.entry(bucket_ms).or_insert_with(|| Tally {
+            from_ms,
+            through_seq: 0,
+            counts: Default::default(),
+        });
+        if after_seq == 0 {
+            // Counted from scratch (a first view, or a window reaching further back).
+            *tally = Tally {
+                from_ms,
+                through_seq: 0,
+                counts: Default::default(),
+            };
+        }
+        // Another view may have counted further meanwhile: then its tally stands, and only
+        // entries it has not counted are added.
+        if tally.through_seq == after_seq {
+            for (b, total, failures, last) in fresh {
+                let start = from_ms.saturating_add(b.saturating_mul(bucket_ms));
+                let slot = tally.counts.entry(start).or_insert((0, 0));
+                slot.0 += total;
+                slot.1 += failures;
+                tally.through_seq = tally.through_seq.max(last);
+            }
+        }
+        while tally.counts.len() > MAX_BUCKETS {
+            tally.counts.pop_first();
+            if let Some((&first, _)) = tally.counts.first_key_value() {
+                tally.from_ms = first;
+            }
+        }
+        for slot in &mut out {
+            if let Some(&(total, failures)) = tally.counts.get(&slot.start_ms) {
                 slot.total = total;
                 slot.failures = failures;
             }
-        }
-        let mut known = self
-            .seen
-            .buckets
-            .lock()
-            .map_err(|_| Error::internal(anyhow::anyhow!("activity cache poisoned")))?;
-        for a in out.iter().skip(first_open) {
-            if a.start_ms.saturating_add(bucket_ms) <= settled {
-                known.insert((bucket_ms, a.start_ms), (a.total, a.failures));
-            }
-        }
-        while known.len() > MAX_BUCKETS {
-            known.pop_first();
         }
         Ok(out)
     }

@@ -129,9 +129,18 @@ impl AuditReads for SqliteStore {
         limit: i64,
         actions: &[&str],
     ) -> Result<Vec<AuditRow>> {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(select_entries!("WHERE ts >= "));
+        // The window's first seq through the time index (no entry is stamped before its
+        // predecessor), the page after `after_seq` within it: never a walk of the whole log, which
+        // the early warning would otherwise read on every round.
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(select_entries!(
+            "WHERE seq >= COALESCE((SELECT seq FROM audit_log WHERE ts >= "
+        ));
         q.push_bind(since_ms)
-            .push(" AND seq > ")
+            .push(" ORDER BY ts, seq LIMIT 1), ")
+            .push_bind(i64::MAX)
+            .push(") AND +ts >= ")
+            .push_bind(since_ms)
+            .push(" AND +seq > ")
             .push_bind(after_seq)
             .push(" AND (outcome <> 'success' OR action IN (");
         let mut list = q.separated(", ");
@@ -142,15 +151,26 @@ impl AuditReads for SqliteStore {
         q.push_bind(limit);
         Ok(q.build_query_as().fetch_all(&self.reader).await?)
     }
-    async fn audit_activity(&self, since_ms: i64, bucket_ms: i64) -> Result<Vec<(i64, i64, i64)>> {
-        Ok(sqlx::query_as(
-            "SELECT (ts - ?1) / ?2 AS bucket, COUNT(*), SUM(CASE WHEN outcome = 'success' THEN 0 ELSE 1 END) \
-             FROM audit_log WHERE ts >= ?1 GROUP BY bucket ORDER BY bucket",
-        )
-        .bind(since_ms)
-        .bind(bucket_ms.max(1))
-        .fetch_all(&self.reader)
-        .await?)
+    async fn audit_activity(
+        &self,
+        since_ms: i64,
+        bucket_ms: i64,
+        after_seq: i64,
+    ) -> Result<Vec<(i64, i64, i64, i64)>> {
+        // From scratch the time index finds the rows; after a seq, the seqs do (each statement
+        // keeps the planner off the other index).
+        const BY_TIME: &str = "SELECT (ts - ?1) / ?2 AS bucket, COUNT(*), \
+             SUM(CASE WHEN outcome = 'success' THEN 0 ELSE 1 END), MAX(seq) \
+             FROM audit_log WHERE ts >= ?1 AND +seq > ?3 GROUP BY bucket ORDER BY bucket";
+        const BY_SEQ: &str = "SELECT (+ts - ?1) / ?2 AS bucket, COUNT(*), \
+             SUM(CASE WHEN outcome = 'success' THEN 0 ELSE 1 END), MAX(seq) \
+             FROM audit_log WHERE seq > ?3 AND +ts >= ?1 GROUP BY bucket ORDER BY bucket";
+        Ok(sqlx::query_as(if after_seq > 0 { BY_SEQ } else { BY_TIME })
+            .bind(since_ms)
+            .bind(bucket_ms.max(1))
+            .bind(after_seq)
+            .fetch_all(&self.reader)
+            .await?)
     }
     async fn audit_first_seq_at(&self, ts_ms: i64) -> Result<Option<i64>> {
         Ok(

@@ -253,8 +253,16 @@ pub trait AuditReads: Send + Sync {
         limit: i64,
         actions: &[&str],
     ) -> Result<Vec<AuditRow>>;
-    /// Entries and failures (any outcome but success) per bucket of `bucket_ms` from `since_ms`.
-    async fn audit_activity(&self, since_ms: i64, bucket_ms: i64) -> Result<Vec<(i64, i64, i64)>>;
+    /// Entries and failures (any outcome but success) per bucket of `bucket_ms` from `since_ms`,
+    /// counting only entries after `after_seq` (0: all), with the last seq each bucket counted:
+    /// (bucket index, entries, failures, last seq). With `after_seq` the seqs find the rows, so
+    /// counting what is new since an earlier count costs what is new.
+    async fn audit_activity(
+        &self,
+        since_ms: i64,
+        bucket_ms: i64,
+        after_seq: i64,
+    ) -> Result<Vec<(i64, i64, i64, i64)>>;
     /// The first seq whose entry is at or after `ts_ms` (None if every entry is older).
     async fn audit_first_seq_at(&self, ts_ms: i64) -> Result<Option<i64>>;
 }

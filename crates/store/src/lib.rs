@@ -207,6 +207,11 @@ pub trait Backend:
     async fn snapshot_into(&self, path: &Path) -> Result<()>;
     /// Cheap liveness check of every connection pool, for `/readyz`.
     async fn ping(&self) -> Result<()>;
+    /// Before appending a very large log in one go (seeding the benchmark's six months): lets
+    /// the backend keep more of what such a load touches in memory. Nothing by default.
+    async fn prepare_bulk_load(&self) -> Result<()> {
+        Ok(())
+    }
     async fn close(&self);
 }
 
@@ -316,6 +321,11 @@ impl Store {
 
     /// Hands every entry with `lo <= seq <= hi` to `each`, in seq order, until it returns false;
     /// returns `state`. The closure and its state travel boxed once per walk, not per entry.
+    /// See [`Backend::prepare_bulk_load`].
+    pub async fn prepare_bulk_load(&self) -> Result<()> {
+        self.backend.prepare_bulk_load().await
+    }
+
     pub async fn audit_walk<S, F>(&self, lo: i64, hi: i64, state: S, each: F) -> Result<S>
     where
         S: Send + 'static,

@@ -437,6 +437,7 @@ impl Vault {
     /// through the audit writer).
     #[cfg(feature = "seeding")]
     pub async fn seed_audit(&self, ts_ms: i64, entries: &[crate::audit::NewEntry]) -> Result<()> {
+        self.store.prepare_bulk_load().await?;
         crate::audit::writer::append_bulk(&self.store, &self.keys.mac().audit, ts_ms, entries)
             .await?;
         Ok(())
