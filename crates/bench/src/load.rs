@@ -408,8 +408,55 @@ pub(super) async fn scenarios(
     });
     // 6. The audit review's filtered views on the seeded log, through the API and the console.
     out.extend(audit_filters(progress, &http, base, &session, args.operators, clock).await?);
+
+    // 7. Light load, as a tool sees it: the fake answers each call after 50 ms, as a real
+    // platform does, and a proxied draft/add is set beside the same call straight to the fake,
+    // at 1 and 8 connections. What the proxy adds is the difference of the two.
+    fake.set_response_delay(PLATFORM_DELAY);
+    for conns in [1, 8] {
+        let (url, t) = (
+            format!("{base}/api/v1/platform/{ACCOUNT}/cgi-bin/draft/add"),
+            token.clone(),
+        );
+        out.push(
+            run_load(
+                progress,
+                &format!("7 proxied draft/add, {conns} conn, platform 50 ms"),
+                conns,
+                duration,
+                200,
+                Arc::new(move |c, _| {
+                    c.post(&url)
+                        .bearer_auth(&t)
+                        .header("content-type", "application/json")
+                        .body(DRAFT)
+                }),
+            )
+            .await?,
+        );
+        let url = format!("http://{fake_addr}/cgi-bin/draft/add?access_token={platform_token}");
+        out.push(
+            run_load(
+                progress,
+                &format!("7b direct draft/add, {conns} conn, platform 50 ms"),
+                conns,
+                duration,
+                200,
+                Arc::new(move |c, _| {
+                    c.post(&url)
+                        .header("content-type", "application/json")
+                        .body(DRAFT)
+                }),
+            )
+            .await?,
+        );
+    }
+    fake.set_response_delay(Duration::ZERO);
     Ok((out, rss_after))
 }
+
+/// How long the fake platform takes to answer in scenario 7.
+const PLATFORM_DELAY: Duration = Duration::from_millis(50);
 
 /// Queries of each filtered view (one auditor paging: one at a time).
 const FILTER_QUERIES: usize = 100;

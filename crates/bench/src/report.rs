@@ -24,6 +24,9 @@ pub struct Scenario {
 pub struct Report {
     /// `sqlite` or `postgresql`: the store of the vault under test.
     pub backend: &'static str,
+    /// What the proxy adds to a platform call that takes 50 ms, at 1 and 8 connections:
+    /// (connections, p50 ms, p99 ms), proxied minus direct.
+    pub proxy_added_ms: Vec<(usize, f64, f64)>,
     pub connections: usize,
     pub duration_seconds: f64,
     pub scenarios: Vec<Scenario>,
@@ -141,7 +144,21 @@ pub(super) fn build(
             startup_ms < 200.0,
         ),
     ];
+    let proxy_added_ms = [1, 8]
+        .into_iter()
+        .filter_map(|conns| {
+            let find = |prefix: String| scenarios.iter().find(|s| s.name.starts_with(&prefix));
+            let proxied = find(format!("7 proxied draft/add, {conns} conn"))?;
+            let direct = find(format!("7b direct draft/add, {conns} conn"))?;
+            Some((
+                conns,
+                proxied.p50_ms? - direct.p50_ms?,
+                proxied.p99_ms? - direct.p99_ms?,
+            ))
+        })
+        .collect();
     Report {
+        proxy_added_ms,
         backend: if args.database_url.is_some() {
             "postgresql"
         } else {
@@ -186,6 +203,11 @@ pub fn table(r: &Report) -> String {
         ));
     }
     s.push_str("(rates are per second; for 5 and 5b p50 is the whole run's time, 5b including the process start)\n\n");
+    for (conns, p50, p99) in &r.proxy_added_ms {
+        s.push_str(&format!(
+            "the proxy adds {p50:.2} ms at p50, {p99:.2} ms at p99 to a 50 ms platform call, {conns} connection(s) (7 minus 7b)\n"
+        ));
+    }
     s.push_str(&format!(
         "start-up {:.1} ms (process start to first answer); resident memory of the vault process {:.1} MiB idle, {:.1} MiB after load\n\n",
         r.startup_ms, r.rss_idle_mib, r.rss_after_load_mib

@@ -63,6 +63,9 @@ pub struct FakeConfig {
     pub classic_overlap: Duration,
     /// Lifetime of WeChat access tokens (both pools).
     pub token_ttl: Duration,
+    /// How long each platform call takes before it is answered (a real platform takes tens of
+    /// milliseconds); zero by default. The control endpoints answer at once.
+    pub response_delay: Duration,
 }
 
 impl Default for FakeConfig {
@@ -70,6 +73,7 @@ impl Default for FakeConfig {
         Self {
             classic_overlap: Duration::from_secs(300),
             token_ttl: Duration::from_secs(7200),
+            response_delay: Duration::ZERO,
         }
     }
 }
@@ -418,6 +422,11 @@ impl FakePlatforms {
         self.lock().calls.clone()
     }
 
+    /// From now on each platform call waits `delay` before it is answered.
+    pub fn set_response_delay(&self, delay: Duration) {
+        self.lock().config.response_delay = delay;
+    }
+
     pub fn clear_calls(&self) {
         self.lock().calls.clear();
     }
@@ -545,7 +554,7 @@ async fn record(AxState(fp): AxState<FakePlatforms>, req: Request, next: Next) -
         Ok(b) => b,
         Err(_) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
     };
-    {
+    let delay = {
         let mut st = fp.lock();
         let at_unix = st.now().unix_timestamp();
         st.calls.push(RecordedCall {
@@ -555,6 +564,10 @@ async fn record(AxState(fp): AxState<FakePlatforms>, req: Request, next: Next) -
             body: String::from_utf8_lossy(&bytes).into_owned(),
             at_unix,
         });
+        st.config.response_delay
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
