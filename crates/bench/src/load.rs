@@ -28,6 +28,30 @@ fn percentile(sorted: &[u32], p: f64) -> Option<f64> {
 
 type MakeRequest = Arc<dyn Fn(&reqwest::Client, u64) -> reqwest::RequestBuilder + Send + Sync>;
 
+/// A draft/add through the vault's proxy with `token`.
+fn proxied_draft(base: &str, token: &str) -> MakeRequest {
+    let (url, token) = (
+        format!("{base}/api/v1/platform/{ACCOUNT}/cgi-bin/draft/add"),
+        token.to_owned(),
+    );
+    Arc::new(move |c, _| {
+        c.post(&url)
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .body(DRAFT)
+    })
+}
+
+/// The same draft/add straight to the fake platform, with its own access token.
+fn direct_draft(fake_addr: &str, platform_token: &str) -> MakeRequest {
+    let url = format!("http://{fake_addr}/cgi-bin/draft/add?access_token={platform_token}");
+    Arc::new(move |c, _| {
+        c.post(&url)
+            .header("content-type", "application/json")
+            .body(DRAFT)
+    })
+}
+
 pub(super) fn load_client() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder()
         .pool_max_idle_per_host(1)
@@ -292,10 +316,6 @@ pub(super) async fn scenarios(
         .await?,
     );
     // 3. A proxied draft/add, then the same call straight to the fake as its baseline.
-    let (url, t) = (
-        format!("{base}/api/v1/platform/{ACCOUNT}/cgi-bin/draft/add"),
-        token.clone(),
-    );
     out.push(
         run_load(
             progress,
@@ -303,12 +323,7 @@ pub(super) async fn scenarios(
             conns,
             duration,
             200,
-            Arc::new(move |c, _| {
-                c.post(&url)
-                    .bearer_auth(&t)
-                    .header("content-type", "application/json")
-                    .body(DRAFT)
-            }),
+            proxied_draft(base, &token),
         )
         .await?,
     );
@@ -323,7 +338,6 @@ pub(super) async fn scenarios(
         .as_str()
         .ok_or_else(|| anyhow!("the fake gave no access token: {v}"))?
         .to_owned();
-    let url = format!("http://{fake_addr}/cgi-bin/draft/add?access_token={platform_token}");
     out.push(
         run_load(
             progress,
@@ -331,11 +345,7 @@ pub(super) async fn scenarios(
             conns,
             duration,
             200,
-            Arc::new(move |c, _| {
-                c.post(&url)
-                    .header("content-type", "application/json")
-                    .body(DRAFT)
-            }),
+            direct_draft(fake_addr, &platform_token),
         )
         .await?,
     );
@@ -414,10 +424,6 @@ pub(super) async fn scenarios(
     // at 1 and 8 connections. What the proxy adds is the difference of the two.
     fake.set_response_delay(PLATFORM_DELAY);
     for conns in [1, 8] {
-        let (url, t) = (
-            format!("{base}/api/v1/platform/{ACCOUNT}/cgi-bin/draft/add"),
-            token.clone(),
-        );
         out.push(
             run_load(
                 progress,
@@ -425,16 +431,10 @@ pub(super) async fn scenarios(
                 conns,
                 duration,
                 200,
-                Arc::new(move |c, _| {
-                    c.post(&url)
-                        .bearer_auth(&t)
-                        .header("content-type", "application/json")
-                        .body(DRAFT)
-                }),
+                proxied_draft(base, &token),
             )
             .await?,
         );
-        let url = format!("http://{fake_addr}/cgi-bin/draft/add?access_token={platform_token}");
         out.push(
             run_load(
                 progress,
@@ -442,11 +442,7 @@ pub(super) async fn scenarios(
                 conns,
                 duration,
                 200,
-                Arc::new(move |c, _| {
-                    c.post(&url)
-                        .header("content-type", "application/json")
-                        .body(DRAFT)
-                }),
+                direct_draft(fake_addr, &platform_token),
             )
             .await?,
         );
