@@ -9,9 +9,10 @@ use serde_json::{Value, json};
 
 const SECRET: &str = "Rotated-AppSecret-7f3c9e1d5b2a";
 
-fn policy(account: &str) -> String {
+/// The account's policy, with `extra` top-level lines.
+fn policy_with(account: &str, extra: &str) -> String {
     format!(
-        "account = \"{account}\"\nexclusive = true\nallowed_calls = [\"POST cgi-bin/draft/add\"]\n[who]\nroles = [\"publisher\"]\nclients = [\"cms\"]\n[levels.general]\napprovals = 0\n[levels.major]\napprovals = 1\n"
+        "{extra}account = \"{account}\"\nexclusive = true\nallowed_calls = [\"POST cgi-bin/draft/add\"]\n[who]\nroles = [\"publisher\"]\nclients = [\"cms\"]\n[levels.general]\napprovals = 0\n[levels.major]\napprovals = 1\n"
     )
 }
 
@@ -99,8 +100,13 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with("").await
+}
+
+/// The world with `extra` top-level lines in the account's policy.
+async fn world_with(extra: &str) -> World {
     let app = spawn_with(Options {
-        policies: Some(vec![("wx.toml", policy("wx"))]),
+        policies: Some(vec![("wx.toml", policy_with("wx", extra))]),
         tweak: Some(Box::new(|c| {
             let dir = c.policies_dir.with_file_name("playbooks");
             std::fs::create_dir_all(&dir).unwrap();
@@ -1574,4 +1580,61 @@ async fn in_chromium_an_admin_rotates_an_approver_approves_an_incident_is_worked
             .contains("The audit chain verifies")
     );
     d.screenshot("11-audit-en").await;
+}
+
+/// Break-glass in the browser: the admin (no approver role) releases carol's major post alone
+/// from its approval page with a reason and a code; the account shows the credential due for
+/// rotation; bob, an approver, finds the open review on his home page and closes it.
+#[tokio::test]
+async fn in_chromium_an_admin_releases_a_post_alone_and_an_approver_closes_the_review() {
+    let w = world_with("allow_break_glass = true\n").await;
+    let app = &w.app;
+    let id = w.major_checkout().await;
+    let d = Driver::start().await;
+
+    d.login(app, &app.admin).await;
+    d.goto(&app.url(&format!("/console/approvals/{id}"))).await;
+    d.wait("#break-glass").await;
+    assert!(
+        d.find("#approve").await.is_none(),
+        "an admin without the approver role is not offered the approval form"
+    );
+    d.fill(
+        "#break-glass-reason",
+        "审批人均在外地开会无法联系，防汛预警须立即发布",
+    )
+    .await;
+    d.fill("#break-glass-totp", &app.code(&app.admin)).await;
+    d.click("#break-glass-release").await;
+    d.wait_text("#notice", "已紧急放行").await;
+    let card = d.text(&format!("#bg-{id}")).await;
+    assert!(
+        card.contains("防汛预警") && card.contains("待复核"),
+        "{card}"
+    );
+    assert!(d.find("#break-glass").await.is_none(), "released once");
+    d.screenshot("15-break-glass-release").await;
+    d.goto(&app.url("/console/admin/accounts/wx")).await;
+    d.wait_text("#rotation-due", "紧急放行后须更换").await;
+    d.logout().await;
+
+    d.login(app, &w.bob).await;
+    d.wait_text("#attention-break-glass", "防汛预警").await;
+    d.goto(&app.url("/console/break-glass")).await;
+    d.wait(&format!("#close-{id}")).await;
+    d.screenshot("16-break-glass-review").await;
+    d.fill(
+        &format!("#close-{id} .review-note"),
+        "已电话核实，内容与防汛指挥部通知一致",
+    )
+    .await;
+    d.fill(&format!("#close-{id} .review-totp"), &app.code(&w.bob))
+        .await;
+    d.click(&format!("#close-{id} .review-close")).await;
+    d.wait_text("#notice", "复核已结案").await;
+    d.wait("#no-open-reviews").await;
+    assert!(d.text(&format!("#bg-{id}")).await.contains("bob"));
+    let (_, v) = app.get(&w.admin_s, "/api/v1/break-glass").await;
+    assert_eq!(v[0]["review"], "closed", "{v}");
+    assert_eq!(v[0]["closed_by"], "bob", "{v}");
 }

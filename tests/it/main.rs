@@ -8,6 +8,8 @@ mod admin;
 mod api_contract;
 mod attack;
 mod audit;
+#[cfg(feature = "demo")]
+mod break_glass;
 mod checkout;
 mod common;
 mod console;

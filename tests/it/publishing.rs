@@ -31,17 +31,23 @@ fn policy(account: &str, calls: &[&str]) -> String {
     )
 }
 
-struct P {
-    app: TestApp,
-    fake: FakePlatforms,
-    admin_s: String,
-    alice: TestUser,
-    bob: TestUser,
-    auditor: TestUser,
-    key: String,
+pub(crate) struct P {
+    pub(crate) app: TestApp,
+    pub(crate) fake: FakePlatforms,
+    pub(crate) admin_s: String,
+    pub(crate) alice: TestUser,
+    pub(crate) bob: TestUser,
+    pub(crate) auditor: TestUser,
+    pub(crate) key: String,
 }
 
 async fn setup() -> P {
+    setup_with("", None).await
+}
+
+/// The publishing world with `extra` lines in both accounts' policies and, if given, a generic
+/// webhook channel at `notify_url`.
+pub(crate) async fn setup_with(extra: &str, notify_url: Option<String>) -> P {
     let fake = FakePlatforms::new(FakeConfig {
         classic_overlap: Duration::from_secs(0),
         ..Default::default()
@@ -55,22 +61,34 @@ async fn setup() -> P {
         policies: Some(vec![
             (
                 "wx.toml",
-                policy(
-                    "wx",
-                    &[
-                        "POST cgi-bin/media/uploadimg",
-                        "POST cgi-bin/material/add_material?type",
-                        "POST cgi-bin/draft/add",
-                        "POST cgi-bin/freepublish/submit",
-                        "POST cgi-bin/freepublish/get",
-                    ],
-                ),
+                // Top-level keys go before the policy's tables.
+                extra.to_owned()
+                    + &policy(
+                        "wx",
+                        &[
+                            "POST cgi-bin/media/uploadimg",
+                            "POST cgi-bin/material/add_material?type",
+                            "POST cgi-bin/draft/add",
+                            "POST cgi-bin/freepublish/submit",
+                            "POST cgi-bin/freepublish/get",
+                        ],
+                    ),
             ),
-            ("wb.toml", policy("wb", &["POST 2/statuses/share.json"])),
+            (
+                "wb.toml",
+                extra.to_owned() + &policy("wb", &["POST 2/statuses/share.json"]),
+            ),
         ]),
         tweak: Some(Box::new(move |c| {
             c.platforms.wechat_base_url = url.clone();
             c.platforms.weibo_base_url = url;
+            if let Some(hook) = notify_url {
+                c.notify = vec![mediavault::config::NotifyChannel::new(
+                    "hook",
+                    mediavault::config::NotifyKind::Generic,
+                    &hook,
+                )];
+            }
         })),
         ..Default::default()
     })
@@ -116,7 +134,7 @@ async fn setup() -> P {
     }
 }
 
-fn content(targets: &[&str]) -> Value {
+pub(crate) fn content(targets: &[&str]) -> Value {
     json!({
         "title": "2025年重大项目清单",
         "author": "综合处",

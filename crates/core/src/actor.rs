@@ -82,6 +82,8 @@ pub struct TokenGrant {
     /// (a change of binding ends cached grants): the token then works only over a connection
     /// that presents it, like the tool's key.
     pub client_cert: Option<crate::crypto::CertFingerprint>,
+    /// The checkout was released by one admin alone (break-glass); its entries say so.
+    pub break_glass: bool,
 }
 
 /// The authenticated party behind a call.

@@ -103,6 +103,8 @@ pub enum Conflict {
     StepUpOff,
     /// The vault has two admins already: the root key holder's confirmation no longer applies.
     BootstrapOver,
+    /// The review of a break-glass release is already closed.
+    ReviewClosed,
 }
 
 impl Conflict {
@@ -119,6 +121,7 @@ impl Conflict {
             Conflict::AlreadySigned => "already_signed",
             Conflict::StepNotPending => "step_not_pending",
             Conflict::CredentialCompromised => "credential_compromised",
+            Conflict::ReviewClosed => "review_closed",
         }
     }
 }

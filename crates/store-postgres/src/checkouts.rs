@@ -12,7 +12,14 @@ use crate::{PgStore, PgTx};
 /// `SELECT <every CheckoutRow column> FROM checkouts <tail>` as one static string.
 macro_rules! select_checkouts {
     ($tail:literal) => {
-        concat!("SELECT id, account_id, operator, client_id, purpose, level, status, requested_at, ttl_seconds, approvals_needed, content_sha256, allowed_calls, source_ip, issued_at, expires_at, ended_at, end_reason, claim_deadline FROM checkouts ", $tail)
+        concat!("SELECT id, account_id, operator, client_id, purpose, level, status, requested_at, ttl_seconds, approvals_needed, content_sha256, allowed_calls, source_ip, issued_at, expires_at, ended_at, end_reason, claim_deadline, break_glass FROM checkouts ", $tail)
+    };
+}
+
+/// `SELECT <every BreakGlassRow column> FROM break_glass <tail>` as one static string.
+macro_rules! select_break_glass {
+    ($tail:literal) => {
+        concat!("SELECT checkout_id, account_id, released_by, reason, released_at, closed_by, closed_at, close_note FROM break_glass ", $tail)
     };
 }
 
@@ -85,6 +92,23 @@ impl CheckoutReads for PgStore {
         .bind(account)
         .bind(now)
         .fetch_one(&self.reader)
+        .await?)
+    }
+    async fn break_glass_get(&self, checkout: &str) -> Result<Option<BreakGlassRow>> {
+        Ok(
+            sqlx::query_as(select_break_glass!("WHERE checkout_id = $1"))
+                .bind(checkout)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
+    }
+    async fn break_glass_list(&self, open_only: bool, limit: i64) -> Result<Vec<BreakGlassRow>> {
+        Ok(sqlx::query_as(select_break_glass!(
+            "WHERE ($1 OR closed_at IS NULL) ORDER BY released_at DESC, checkout_id LIMIT $2"
+        ))
+        .bind(!open_only)
+        .bind(limit)
+        .fetch_all(&self.reader)
         .await?)
     }
 }
@@ -175,6 +199,67 @@ impl CheckoutWrites for PgTx {
         .execute(self.conn())
         .await?;
         Ok(Some(status))
+    }
+    async fn checkout_break_glass(
+        &mut self,
+        checkout: &str,
+        admin: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool> {
+        self.touch_tokens();
+        let account: Option<String> = sqlx::query_scalar(
+            "UPDATE checkouts SET status = 'approved', break_glass = TRUE,
+                claim_deadline = $1 + claim_seconds
+             WHERE id = $2 AND status = 'pending_approval' RETURNING account_id",
+        )
+        .bind(now)
+        .bind(checkout)
+        .fetch_optional(self.conn())
+        .await?;
+        let Some(account) = account else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "INSERT INTO break_glass (checkout_id, account_id, released_by, reason, released_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(checkout)
+        .bind(&account)
+        .bind(admin)
+        .bind(reason)
+        .bind(now)
+        .execute(self.conn())
+        .await?;
+        // Every account the token may reach: its own and the post's targets.
+        sqlx::query(
+            "UPDATE accounts SET rotation_due_at = COALESCE(rotation_due_at, $1)
+             WHERE id = $2 OR id IN (SELECT account_id FROM checkout_targets WHERE checkout_id = $3)",
+        )
+        .bind(now)
+        .bind(&account)
+        .bind(checkout)
+        .execute(self.conn())
+        .await?;
+        Ok(true)
+    }
+    async fn break_glass_close(
+        &mut self,
+        checkout: &str,
+        by: &str,
+        note: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE break_glass SET closed_by = $1, closed_at = $2, close_note = $3
+             WHERE checkout_id = $4 AND closed_at IS NULL",
+        )
+        .bind(by)
+        .bind(now)
+        .bind(note)
+        .bind(checkout)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
     async fn checkout_deny(
         &mut self,

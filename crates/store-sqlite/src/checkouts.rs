@@ -12,7 +12,14 @@ use crate::{SqliteStore, SqliteTx};
 /// `SELECT <every CheckoutRow column> FROM checkouts <tail>` as one static string.
 macro_rules! select_checkouts {
     ($tail:literal) => {
-        concat!("SELECT id, account_id, operator, client_id, purpose, level, status, requested_at, ttl_seconds, approvals_needed, content_sha256, allowed_calls, source_ip, issued_at, expires_at, ended_at, end_reason, claim_deadline FROM checkouts ", $tail)
+        concat!("SELECT id, account_id, operator, client_id, purpose, level, status, requested_at, ttl_seconds, approvals_needed, content_sha256, allowed_calls, source_ip, issued_at, expires_at, ended_at, end_reason, claim_deadline, break_glass FROM checkouts ", $tail)
+    };
+}
+
+/// `SELECT <every BreakGlassRow column> FROM break_glass <tail>` as one static string.
+macro_rules! select_break_glass {
+    ($tail:literal) => {
+        concat!("SELECT checkout_id, account_id, released_by, reason, released_at, closed_by, closed_at, close_note FROM break_glass ", $tail)
     };
 }
 
@@ -85,6 +92,21 @@ impl CheckoutReads for SqliteStore {
         .bind(account)
         .bind(now)
         .fetch_one(&self.reader)
+        .await?)
+    }
+    async fn break_glass_get(&self, checkout: &str) -> Result<Option<BreakGlassRow>> {
+        Ok(sqlx::query_as(select_break_glass!("WHERE checkout_id = ?"))
+            .bind(checkout)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+    async fn break_glass_list(&self, open_only: bool, limit: i64) -> Result<Vec<BreakGlassRow>> {
+        Ok(sqlx::query_as(select_break_glass!(
+            "WHERE (? OR closed_at IS NULL) ORDER BY released_at DESC, checkout_id LIMIT ?"
+        ))
+        .bind(!open_only)
+        .bind(limit)
+        .fetch_all(&self.reader)
         .await?)
     }
 }
@@ -175,6 +197,67 @@ impl CheckoutWrites for SqliteTx {
         .execute(self.conn())
         .await?;
         Ok(Some(status))
+    }
+    async fn checkout_break_glass(
+        &mut self,
+        checkout: &str,
+        admin: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool> {
+        self.touch_tokens();
+        let account: Option<String> = sqlx::query_scalar(
+            "UPDATE checkouts SET status = 'approved', break_glass = 1,
+                claim_deadline = ?1 + claim_seconds
+             WHERE id = ?2 AND status = 'pending_approval' RETURNING account_id",
+        )
+        .bind(now)
+        .bind(checkout)
+        .fetch_optional(self.conn())
+        .await?;
+        let Some(account) = account else {
+            return Ok(false);
+        };
+        sqlx::query(
+            "INSERT INTO break_glass (checkout_id, account_id, released_by, reason, released_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(checkout)
+        .bind(&account)
+        .bind(admin)
+        .bind(reason)
+        .bind(now)
+        .execute(self.conn())
+        .await?;
+        // Every account the token may reach: its own and the post's targets.
+        sqlx::query(
+            "UPDATE accounts SET rotation_due_at = COALESCE(rotation_due_at, ?)
+             WHERE id = ? OR id IN (SELECT account_id FROM checkout_targets WHERE checkout_id = ?)",
+        )
+        .bind(now)
+        .bind(&account)
+        .bind(checkout)
+        .execute(self.conn())
+        .await?;
+        Ok(true)
+    }
+    async fn break_glass_close(
+        &mut self,
+        checkout: &str,
+        by: &str,
+        note: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE break_glass SET closed_by = ?, closed_at = ?, close_note = ?
+             WHERE checkout_id = ? AND closed_at IS NULL",
+        )
+        .bind(by)
+        .bind(now)
+        .bind(note)
+        .bind(checkout)
+        .execute(self.conn())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
     async fn checkout_deny(
         &mut self,

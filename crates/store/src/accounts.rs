@@ -14,6 +14,9 @@ pub struct AccountRow {
     pub current_version: i64,
     pub created_at: i64,
     pub rotated_at: i64,
+    /// Since when the credential is due for rotation (a break-glass release used it); cleared by
+    /// the next rotation.
+    pub rotation_due_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -75,6 +78,8 @@ pub trait AccountWrites: Send {
         now: i64,
         seal: Seal<'_>,
     ) -> Result<i64, StoreAddError>;
+    /// A fresh credential was stored: the account is no longer due for rotation.
+    async fn account_rotation_done(&mut self, account: &str) -> Result<()>;
     async fn account_set_status(
         &mut self,
         id: &str,

@@ -27,6 +27,22 @@ pub struct CheckoutRow {
     pub end_reason: Option<String>,
     /// Set when the checkout is approved: the last moment it can be claimed.
     pub claim_deadline: Option<i64>,
+    /// Released by an admin alone (break-glass) instead of by its approvers.
+    pub break_glass: bool,
+}
+
+/// A break-glass release: an admin released a pending checkout alone, with a reason; open until a
+/// second person reviews and closes it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct BreakGlassRow {
+    pub checkout_id: String,
+    pub account_id: String,
+    pub released_by: String,
+    pub reason: String,
+    pub released_at: i64,
+    pub closed_by: Option<String>,
+    pub closed_at: Option<i64>,
+    pub close_note: Option<String>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -75,6 +91,10 @@ pub trait CheckoutReads: Send + Sync {
     async fn checkouts_due(&self, now: i64) -> Result<i64>;
     /// Checkouts whose token is live now.
     async fn account_active_checkouts(&self, account: &str, now: i64) -> Result<i64>;
+    /// The break-glass release of a checkout, if it was released so.
+    async fn break_glass_get(&self, checkout: &str) -> Result<Option<BreakGlassRow>>;
+    /// Break-glass releases, newest first: the open ones only, or the last `limit` of all.
+    async fn break_glass_list(&self, open_only: bool, limit: i64) -> Result<Vec<BreakGlassRow>>;
 }
 
 #[async_trait]
@@ -92,6 +112,24 @@ pub trait CheckoutWrites: Send {
         comment: Option<&str>,
         now: i64,
     ) -> Result<Option<CheckoutStatus>>;
+    /// Releases a pending checkout by one admin alone (break-glass): it becomes `approved` (to be
+    /// claimed as any approval), is marked, gets an open review, and every account it may publish
+    /// to becomes due for a credential rotation. Returns false if it was not pending.
+    async fn checkout_break_glass(
+        &mut self,
+        checkout: &str,
+        admin: &str,
+        reason: &str,
+        now: i64,
+    ) -> Result<bool>;
+    /// Closes the open review of a break-glass release. Returns false if there was none open.
+    async fn break_glass_close(
+        &mut self,
+        checkout: &str,
+        by: &str,
+        note: &str,
+        now: i64,
+    ) -> Result<bool>;
     /// Denies a checkout. A pending one becomes `denied`; an approved or active one is `revoked`
     /// at once (its token, if any, dies). Returns the new status, or None if already ended.
     async fn checkout_deny(

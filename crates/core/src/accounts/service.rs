@@ -27,6 +27,9 @@ pub struct AccountView {
     pub credential_version: i64,
     pub created_at: String,
     pub rotated_at: String,
+    /// Since when the credential is due for rotation: a break-glass release used this account.
+    /// Null once it has been rotated since.
+    pub rotation_due_since: Option<String>,
     pub active_checkouts: i64,
     /// On creation: why the account cannot be checked out yet (no policy covers it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -124,6 +127,7 @@ impl Accounts {
             credential_version: row.current_version,
             created_at: rfc3339_unix(row.created_at),
             rotated_at: rfc3339_unix(row.rotated_at),
+            rotation_due_since: row.rotation_due_at.map(rfc3339_unix),
             active_checkouts: active,
             warning: None,
         })
@@ -347,7 +351,9 @@ impl Accounts {
     }
 
     /// Stores `cred` as the next version, with the step-up spent and the audit entry written in
-    /// the same transaction.
+    /// the same transaction. A `fresh` credential (a rotation, not a rollback to an older one)
+    /// ends the account's being due for rotation.
+    #[allow(clippy::too_many_arguments)]
     async fn add_version(
         &self,
         actor: &Actor,
@@ -356,6 +362,7 @@ impl Accounts {
         reason: String,
         cred: Credential,
         proof: crate::identity::users::StepUp,
+        fresh: bool,
     ) -> Result<i64> {
         let by = actor.audit_id().1;
         let (account, now) = (row.id.clone(), self.clock.unix());
@@ -378,6 +385,9 @@ impl Accounts {
                             StoreAddError::Crypto(c) => Error::from(c),
                         })?;
                     tx.note("credential_version", v);
+                    if fresh {
+                        tx.account_rotation_done(&account).await?;
+                    }
                     Ok(v)
                 })
             })
@@ -402,7 +412,7 @@ impl Accounts {
         let cred = input.check(row.platform)?;
         let proof = self.people.authorize(me, totp).await?;
         let version = self
-            .add_version(actor, "account.rotate", &row, reason, cred, proof)
+            .add_version(actor, "account.rotate", &row, reason, cred, proof, true)
             .await?;
         self.after_credential_change(&row.id).await;
         Ok(version)
@@ -460,6 +470,7 @@ impl Accounts {
                 format!("rollback to v{version}: {reason}"),
                 cred,
                 proof,
+                false,
             )
             .await?;
         self.after_credential_change(&row.id).await;

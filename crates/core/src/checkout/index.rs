@@ -104,6 +104,7 @@ mod tests {
             targets: vec!["a".into()],
             has_post: false,
             client_cert: None,
+            break_glass: false,
         })
     }
 

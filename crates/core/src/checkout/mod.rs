@@ -5,19 +5,22 @@
 //! checkout. Tokens are stored only as keyed hashes; checkout rows outlive their tokens.
 //!
 //! One file per concern: `request.rs` creates checkouts, `admission.rs` holds the policy checks
-//! a request and a claim share, `approvals.rs` approves and denies, `token.rs` claims, resolves
+//! a request and a claim share, `approvals.rs` approves and denies, `break_glass.rs` releases a
+//! checkout by one admin when no approver can be reached and keeps its review, `token.rs` claims, resolves
 //! and describes publishing tokens, `status.rs` ends checkouts (check-in, expiry sweep) and says
 //! what status a row has now, and `views.rs` shows checkouts. This file holds the service and
 //! the helpers all of them use.
 
 mod admission;
 mod approvals;
+mod break_glass;
 mod index;
 mod request;
 mod status;
 mod token;
 mod views;
 
+pub use break_glass::BreakGlassView;
 pub use index::TokenIndex;
 pub use request::{CheckoutRequest, Outcome};
 pub use status::effective_status;

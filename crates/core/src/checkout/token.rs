@@ -116,6 +116,12 @@ impl Checkouts {
     ) -> Result<Arc<TokenGrant>> {
         let grant = self.resolve(token).await?;
         require_bound_cert(&grant.client_id, grant.client_cert.as_ref(), ctx)?;
+        if grant.break_glass
+            && let Some(ctx) = ctx
+        {
+            // Everything done under an admin's lone release says so in its audit entry.
+            ctx.detail("break_glass", true);
+        }
         Ok(grant)
     }
 
@@ -164,6 +170,7 @@ impl Checkouts {
             operator: row.operator,
             client_id: row.client_id,
             expires_at: row.expires_at.unwrap_or_default(),
+            break_glass: row.break_glass,
         });
         self.tokens
             .insert(hash.0, Arc::clone(&grant), epoch, self.store.token_epoch());

@@ -53,6 +53,11 @@ pub struct CheckoutView {
     pub department: Option<String>,
     /// The evidence records of what went out under this checkout.
     pub posts: Vec<String>,
+    /// Set when an admin released this checkout alone (break-glass): who, why, and its review.
+    pub break_glass: Option<super::BreakGlassView>,
+    /// Whether an admin may release it alone now: pending, major, and every target's policy
+    /// allows break-glass.
+    pub break_glass_allowed: bool,
 }
 
 /// What `GET /checkouts` may filter on.
@@ -105,7 +110,17 @@ impl Checkouts {
                 at: rfc3339_unix(a.at),
             })
             .collect();
+        let break_glass = if row.break_glass {
+            self.break_glass_of(&row.id).await?
+        } else {
+            None
+        };
+        let break_glass_allowed = row.status == CheckoutStatus::PendingApproval
+            && row.level == Level::Major
+            && self.break_glass_permitted(&targets);
         Ok(CheckoutView {
+            break_glass,
+            break_glass_allowed,
             checkout_id: row.id.clone(),
             account: row.account_id.clone(),
             operator: row.operator.clone(),

@@ -110,7 +110,7 @@ impl Publishing {
         // A publish: the evidence record commits with the send entry.
         let operator = self.store.user_by_name(&grant.operator).await?;
         let department = operator.and_then(|u| u.department);
-        let approvals: Vec<Value> = self
+        let mut approvals: Vec<Value> = self
             .store
             .approvals_of(&grant.checkout_id)
             .await?
@@ -118,6 +118,15 @@ impl Publishing {
             .filter(|a| a.decision == "approve")
             .map(|a| json!({"approver": a.approver, "at": rfc3339_unix(a.at)}))
             .collect();
+        // A checkout an admin released alone: the record says so, with who and why.
+        if let Some(b) = self.store.break_glass_get(&grant.checkout_id).await? {
+            approvals.push(json!({
+                "approver": b.released_by,
+                "at": rfc3339_unix(b.released_at),
+                "break_glass": true,
+                "reason": b.reason,
+            }));
+        }
         let approvals = Value::Array(approvals).to_string();
         let post_id = new_post_id()?;
         let (pid, cid, acct, op, client) = (

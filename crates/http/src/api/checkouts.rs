@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::checkout::{CheckoutRequest, CheckoutView, ListQuery, Outcome, TokenView};
+use crate::checkout::{
+    BreakGlassView, CheckoutRequest, CheckoutView, ListQuery, Outcome, TokenView,
+};
 use crate::clock::rfc3339_unix;
 use crate::error::Result;
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Caller, ClientAuth, Session, TokenAuth};
@@ -157,6 +159,101 @@ pub async fn deny(
         s.vault
             .checkouts()
             .deny(&me, &id, &b.totp, b.comment.as_deref())
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BreakGlassBody {
+    /// Why no approver could be reached and why this cannot wait (10-1,000 characters); shown to
+    /// every approver and kept in the audit entry and the post's record.
+    reason: String,
+    /// The admin's own current code, always (a step-up window does not cover it).
+    totp: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/checkouts/{id}/break-glass",
+    tag = "checkouts",
+    security(("session" = []), ("session_cookie" = [])),
+    params(("id" = String, Path, description = "the checkout id")),
+    request_body = BreakGlassBody,
+    responses((status = 200, description = "released by this admin alone: approved, to be claimed as any approval; every approver is notified and a review is open", body = CheckoutView)),
+)]
+pub async fn break_glass(
+    State(s): State<AppState>,
+    Session(me): Session,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(b): ApiJson<BreakGlassBody>,
+) -> Result<Json<CheckoutView>> {
+    Ok(Json(
+        s.vault
+            .checkouts()
+            .break_glass(&me, &id, &b.totp, &b.reason)
+            .await?,
+    ))
+}
+
+/// What `GET /break-glass` may filter on.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ReviewQuery {
+    /// Only the reviews still open (default: the open ones and the latest closed ones).
+    open: Option<bool>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/break-glass",
+    tag = "checkouts",
+    security(("session" = []), ("session_cookie" = [])),
+    params(ReviewQuery),
+    responses((status = 200, description = "break-glass releases, newest first, with their reviews", body = Vec<BreakGlassView>)),
+)]
+pub async fn break_glass_list(
+    State(s): State<AppState>,
+    Session(me): Session,
+    ApiQuery(q): ApiQuery<ReviewQuery>,
+) -> Result<Json<Vec<BreakGlassView>>> {
+    Ok(Json(
+        s.vault
+            .checkouts()
+            .break_glass_reviews(&me, q.open.unwrap_or(false))
+            .await?,
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewBody {
+    /// What the reviewer found (1-1,000 characters).
+    note: String,
+    /// The reviewer's own current code, always.
+    totp: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/break-glass/{id}/close",
+    tag = "checkouts",
+    security(("session" = []), ("session_cookie" = [])),
+    params(("id" = String, Path, description = "the checkout id of the release")),
+    request_body = ReviewBody,
+    responses((status = 200, description = "the review closed by a second person", body = BreakGlassView)),
+)]
+pub async fn break_glass_close(
+    State(s): State<AppState>,
+    Session(me): Session,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(b): ApiJson<ReviewBody>,
+) -> Result<Json<BreakGlassView>> {
+    Ok(Json(
+        s.vault
+            .checkouts()
+            .close_break_glass_review(&me, &id, &b.totp, &b.note)
             .await?,
     ))
 }

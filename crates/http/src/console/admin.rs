@@ -51,8 +51,10 @@ pub async fn accounts(State(s): State<AppState>, me: Me) -> Result<Response, Fai
                     td { (platform_name(l, a.platform)) }
                     td { (status_badge(l, a)) }
                     td { "v" (a.credential_version) }
-                    td.warn[age >= ROTATION_DUE_DAYS] { (when(&a.rotated_at)) br; span.small { (age) (l.t(" 天前", " days ago")) }
-                        @if age >= ROTATION_DUE_DAYS { " " span.badge.bad { (l.t("应更换", "due")) } } }
+                    @let due = age >= ROTATION_DUE_DAYS || a.rotation_due_since.is_some();
+                    td.warn[due] { (when(&a.rotated_at)) br; span.small { (age) (l.t(" 天前", " days ago")) }
+                        @if a.rotation_due_since.is_some() { " " span.badge.bad { (l.t("紧急放行后须更换", "due after break-glass")) } }
+                        @else if due { " " span.badge.bad { (l.t("应更换", "due")) } } }
                     td { (a.active_checkouts) }
                 }
             } }
@@ -90,6 +92,9 @@ pub async fn account(
                     @if let Some(r) = &a.status_reason { " · " (r) } }
                 dt { (l.t("当前凭据版本", "Current credential version")) } dd #account-version { "v" (a.credential_version) }
                 dt { (l.t("上次更换", "Last rotation")) } dd { (when(&a.rotated_at)) " (" (age_days(&s, &a.rotated_at)) (l.t(" 天前", " days ago")) ")" }
+                @if let Some(since) = &a.rotation_due_since {
+                    dt { (l.t("须更换凭据", "Rotation due")) } dd #rotation-due { span.badge.bad { (l.t("紧急放行后须更换", "due after break-glass")) } " " (l.t("自 ", "since ")) (when(since)) }
+                }
                 dt { (l.t("在用签出", "Live checkouts")) } dd { (a.active_checkouts) }
             }
         }

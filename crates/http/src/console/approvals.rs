@@ -1,7 +1,8 @@
 //! The approver's pages: checkouts waiting for approval, each with who asks, for which account,
 //! why, at which level; and one checkout in full, with the post as it will appear on each target
 //! (see `post.rs` for how untrusted HTML is shown), where the approver approves or denies with
-//! their own TOTP code and a comment.
+//! their own TOTP code and a comment; an admin may release it alone there (break-glass) where the
+//! policies allow it.
 
 use axum::extract::{Path, State};
 use axum::response::Response;
@@ -11,6 +12,7 @@ use serde::Deserialize;
 use super::layout::{page, when};
 use super::{AppState, ConsoleForm, Fail, Me, OrFail, done, post};
 use crate::checkout::ListQuery;
+use crate::identity::Role;
 use crate::policy::Level;
 use crate::store::types::CheckoutStatus;
 
@@ -75,7 +77,12 @@ pub async fn detail(
     let c = s.vault.checkouts().get(&me.actor, &id).await.or_fail(&me)?;
     let pending = c.status == CheckoutStatus::PendingApproval;
     // The service refuses self-approval; the requester is simply not offered the form.
-    let decidable = pending && c.operator != me.person.username;
+    let decidable =
+        pending && c.operator != me.person.username && me.person.roles.any(&[Role::Approver]);
+    // Break-glass: offered to an admin (not the requester) where the policies allow it.
+    let releasable = c.break_glass_allowed
+        && c.operator != me.person.username
+        && me.person.roles.any(&[Role::Admin]);
     let body = html! {
         section.card.checkout #checkout id=(format!("co-{}", c.checkout_id)) {
             h2 { (c.account) " · "
@@ -101,6 +108,9 @@ pub async fn detail(
                 }
             }
         }
+        @if let Some(b) = &c.break_glass {
+            (super::break_glass::release_card(l, b))
+        }
         section.card #post {
             h2 { (l.t("待发布内容（按发布后的样子显示）", "The post, as it will appear")) }
             @match &c.content {
@@ -122,6 +132,25 @@ pub async fn detail(
                     div.buttons {
                         button.approve #approve type="submit" name="decision" value="approve" { (l.t("批准", "Approve")) }
                         button.danger.deny #deny type="submit" name="decision" value="deny" { (l.t("驳回", "Deny")) }
+                    }
+                }
+            }
+        }
+        @if releasable {
+            section.card.warn #break-glass {
+                h2 { (l.t("紧急放行（无法联系审批人时）", "Break-glass (when no approver can be reached)")) }
+                p { (l.t(
+                    "仅在所有审批人均无法联系、发布又不能等待时使用。放行后：立即通知全体审批人；审计记录和发布记录标注为紧急放行；该账号的凭据须随后更换；由另一人复核后方可结案。",
+                    "Only when no approver can be reached and the post cannot wait. Afterwards every approver is told at once, the audit entry and the post record are marked, the account's credential is due for rotation, and a second person must review and close it."
+                )) }
+                form method="post" action=(format!("/console/approvals/{}/break-glass", c.checkout_id)) autocomplete="off" {
+                    input type="hidden" name="csrf" value=(me.csrf);
+                    label { (l.t("放行理由（必填，至少 10 个字）", "Reason (required, at least 10 characters)"))
+                        textarea #break-glass-reason name="reason" required minlength="10" maxlength="1000" rows="3" {} }
+                    label { (l.t("本人动态验证码", "Your TOTP code"))
+                        input #break-glass-totp name="totp" required inputmode="numeric" pattern="[0-9]{6}" maxlength="6" autocomplete="one-time-code"; }
+                    div.buttons {
+                        button.danger #break-glass-release type="submit" { (l.t("紧急放行", "Release alone")) }
                     }
                 }
             }
@@ -168,4 +197,27 @@ pub async fn decide(
         "/console/approvals",
         if approve { "approved" } else { "denied" },
     ))
+}
+
+#[derive(Deserialize)]
+pub struct BreakGlassForm {
+    #[serde(default)]
+    csrf: String,
+    reason: String,
+    totp: String,
+}
+
+pub async fn break_glass(
+    State(s): State<AppState>,
+    me: Me,
+    Path(id): Path<String>,
+    ConsoleForm(f): ConsoleForm<BreakGlassForm>,
+) -> Result<Response, Fail> {
+    me.check_csrf(&s, &f.csrf)?;
+    s.vault
+        .checkouts()
+        .break_glass(&me.actor, &id, f.totp.trim(), &f.reason)
+        .await
+        .or_fail(&me)?;
+    Ok(done(&format!("/console/approvals/{id}"), "break_glass"))
 }

@@ -60,6 +60,11 @@ async fn render(s: &AppState, me: &Me) -> Result<Response, Fail> {
         .await
         .ok();
     let grants = v.people().pending_grants(&me.actor).await.ok();
+    let reviews = v
+        .checkouts()
+        .break_glass_reviews(&me.actor, true)
+        .await
+        .ok();
     me.actor.action("console.home", None);
     let body = html! {
         div.grid {
@@ -84,6 +89,16 @@ async fn render(s: &AppState, me: &Me) -> Result<Response, Fail> {
                     a.button.secondary href="/console/incidents" { (l.t("全部事件", "All incidents")) }
                 }
             }
+            @if let Some(r) = &reviews {
+                section.card.warn[!r.is_empty()] #attention-break-glass {
+                    h2 { (l.t("待复核的紧急放行", "Break-glass releases to review")) span.count { (r.len()) } }
+                    @if r.is_empty() { p.ok { (l.t("没有待复核的紧急放行。", "Nothing is waiting.")) } }
+                    ul { @for b in r {
+                        li { b { (b.account) } " · " (l.t("放行人 ", "by ")) (b.released_by) " · " (b.reason) " · " span.small { (when(&b.released_at)) } }
+                    } }
+                    @if !r.is_empty() { a.button href="/console/break-glass" { (l.t("去复核", "Review them")) } }
+                }
+            }
             @if let Some(g) = &grants {
                 section.card #attention-grants {
                     h2 { (l.t("待确认的角色授予", "Role grants waiting for a second admin")) span.count { (g.len()) } }
@@ -96,15 +111,20 @@ async fn render(s: &AppState, me: &Me) -> Result<Response, Fail> {
                 }
             }
             @if let Some(accts) = &accounts {
-                @let due: Vec<_> = accts.iter().filter(|a| age_days(s, &a.rotated_at) >= ROTATION_DUE_DAYS).collect();
+                @let due: Vec<_> = accts.iter().filter(|a| a.rotation_due_since.is_some() || age_days(s, &a.rotated_at) >= ROTATION_DUE_DAYS).collect();
                 @let frozen: Vec<_> = accts.iter().filter(|a| a.status == AccountStatus::Frozen).collect();
                 section.card #attention-rotation {
                     h2 { (l.t("需要更换的凭据", "Credentials due for rotation")) span.count { (due.len()) } }
-                    p.small { (l.t("超过 90 天未更换的凭据。", "Credentials not rotated for 90 days or more.")) }
+                    p.small { (l.t("超过 90 天未更换的凭据，以及紧急放行后须更换的凭据。", "Credentials not rotated for 90 days or more, and those a break-glass release used.")) }
                     @if due.is_empty() { p.ok { (l.t("所有凭据都在有效期内。", "Every credential is recent.")) } }
                     ul { @for a in &due {
                         li { a href=(format!("/console/admin/accounts/{}", a.id)) { (a.display_name) } " · "
-                            (age_days(s, &a.rotated_at)) (l.t(" 天", " days")) }
+                            @if let Some(since) = &a.rotation_due_since {
+                                span.badge.bad.rotation-due { (l.t("紧急放行后须更换", "due after break-glass")) } " " span.small { (when(since)) }
+                            } @else {
+                                (age_days(s, &a.rotated_at)) (l.t(" 天", " days"))
+                            }
+                        }
                     } }
                 }
                 @if !frozen.is_empty() {
@@ -127,7 +147,7 @@ async fn render(s: &AppState, me: &Me) -> Result<Response, Fail> {
                     } }
                 }
             }
-            @if pending.is_none() && accounts.is_none() && locked.is_none() && incidents.is_none() {
+            @if pending.is_none() && accounts.is_none() && locked.is_none() && incidents.is_none() && reviews.is_none() {
                 section.card {
                     p { (l.t(
                         "您的角色在控制台中没有需要处理的事项。发布操作通过发布工具进行。",

@@ -47,6 +47,11 @@ fn notice(l: Lang, done: &str) -> Option<&'static str> {
         ),
         "approved" => l.t("已批准。", "Approved."),
         "denied" => l.t("已驳回。", "Denied."),
+        "break_glass" => l.t(
+            "已紧急放行：全体审批人已收到通知，该账号凭据须随后更换，待另一人复核结案。",
+            "Released alone: every approver has been told, the account's credential is due for rotation, and a second person must review it.",
+        ),
+        "review_closed" => l.t("紧急放行复核已结案。", "The break-glass review is closed."),
         "role_confirmed" => l.t(
             "角色已确认，现已生效。",
             "The role is confirmed and in effect.",
@@ -106,6 +111,9 @@ pub fn page(s: &AppState, me: &Me, title: &str, body: Markup) -> Response {
                         }
                         @if approver {
                             a href="/console/approvals" { (l.t("审批", "Approvals")) }
+                        }
+                        @if approver || auditor {
+                            a href="/console/break-glass" { (l.t("紧急放行复核", "Break-glass reviews")) }
                         }
                         @if auditor {
                             a href="/console/audit" { (l.t("审计日志", "Audit log")) }

@@ -12,6 +12,7 @@ mod admin;
 mod approvals;
 mod audit;
 mod auth;
+mod break_glass;
 mod home;
 mod i18n;
 mod incidents;
@@ -84,6 +85,9 @@ pub fn routes(limits: &RateLimitConfig) -> Router<AppState> {
             "/approvals/{id}",
             get(approvals::detail).post(approvals::decide),
         )
+        .route("/approvals/{id}/break-glass", post(approvals::break_glass))
+        .route("/break-glass", get(break_glass::page_view))
+        .route("/break-glass/{id}/close", post(break_glass::close))
         .route("/incidents", get(incidents::list).post(incidents::open))
         .route("/incidents/new", get(incidents::new))
         .route("/incidents/confirm", post(incidents::confirm))

@@ -70,6 +70,7 @@ pub struct AccountPolicy {
     pub(super) allow_platform_token: bool,
     pub(super) allow_reveal: bool,
     pub(super) allow_login_totp: bool,
+    pub(super) allow_break_glass: bool,
     pub(super) users: Vec<String>,
     pub(super) roles: Vec<Role>,
     pub(super) clients: Vec<String>,
@@ -114,6 +115,12 @@ impl AccountPolicy {
     /// Whether the platform console's login TOTP code may be handed out (`GET /credential/totp`).
     pub fn allow_login_totp(&self) -> bool {
         self.allow_login_totp
+    }
+
+    /// Whether an admin may release a pending major checkout alone when no approver can be
+    /// reached (break-glass), with a reason and a fresh code; off unless the policy says so.
+    pub fn allow_break_glass(&self) -> bool {
+        self.allow_break_glass
     }
 
     /// The people and tools listed under `[who]` (users by name, roles, clients), for showing.

@@ -171,6 +171,7 @@ impl AccountPolicy {
             allow_platform_token: raw.allow_platform_token,
             allow_reveal: raw.allow_reveal,
             allow_login_totp: raw.allow_login_totp,
+            allow_break_glass: raw.allow_break_glass,
             users,
             roles,
             clients,
@@ -472,6 +473,8 @@ struct RawPolicy {
     allow_reveal: bool,
     #[serde(default)]
     allow_login_totp: bool,
+    #[serde(default)]
+    allow_break_glass: bool,
     #[serde(default)]
     who: RawWho,
     #[serde(default)]

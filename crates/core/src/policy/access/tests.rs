@@ -55,6 +55,10 @@ fn full_policy_parses() {
     assert_eq!(p.account(), "wechat-main");
     assert!(p.exclusive());
     assert!(!p.allow_reveal() && !p.allow_platform_token() && !p.allow_login_totp());
+    assert!(
+        !p.allow_break_glass(),
+        "break-glass is off unless a policy turns it on"
+    );
     assert_eq!(
         p.allowed_calls(),
         vec!["POST cgi-bin/draft/add", "GET cgi-bin/material/*"]
