@@ -10,6 +10,8 @@ mod attack;
 mod audit;
 #[cfg(feature = "demo")]
 mod break_glass;
+#[cfg(feature = "demo")]
+mod budgets;
 mod checkout;
 mod common;
 mod console;

@@ -36,6 +36,17 @@ pub enum Error {
     AccountFrozen(String),
     #[error("too many requests; retry after {retry_after} s")]
     RateLimited { retry_after: u64 },
+    /// The account's own publishing budget (its policy's `max_posts_per_hour` or
+    /// `max_posts_per_day`, set to stay under the platform's limit) is spent.
+    #[error(
+        "account {account} has used its {limit} posts per {per} (its policy's max_posts_per_{per}); the next may go out in {retry_after} s"
+    )]
+    PublishingBudget {
+        account: String,
+        limit: u32,
+        per: &'static str,
+        retry_after: u64,
+    },
     #[error("{platform} answered error {code}: {message}")]
     Platform {
         platform: &'static str,

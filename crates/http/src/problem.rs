@@ -51,6 +51,7 @@ pub fn code_of(e: &Error) -> &'static str {
         Error::UserLocked { .. } => "user_locked",
         Error::AccountFrozen(_) => "account_frozen",
         Error::RateLimited { .. } => "rate_limited",
+        Error::PublishingBudget { .. } => "publishing_budget_spent",
         Error::Platform { .. } => "platform_error",
         Error::Unavailable(_) => "unavailable",
         Error::AuditUnavailable => "audit_unavailable",
@@ -70,7 +71,7 @@ pub fn status_of(e: &Error) -> StatusCode {
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Conflict { .. } => StatusCode::CONFLICT,
         Error::UserLocked { .. } | Error::AccountFrozen(_) => StatusCode::LOCKED,
-        Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        Error::RateLimited { .. } | Error::PublishingBudget { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Platform { .. } => StatusCode::BAD_GATEWAY,
         Error::Unavailable(_) | Error::AuditUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -157,7 +158,9 @@ impl ErrorResponse for Error {
             _ => (self.to_string(), None, None, None),
         };
         let retry_after = match &self {
-            Error::RateLimited { retry_after } => Some(*retry_after),
+            Error::RateLimited { retry_after } | Error::PublishingBudget { retry_after, .. } => {
+                Some(*retry_after)
+            }
             _ => None,
         };
         let mut resp = render(status, code, detail, field, platform_code, locked_until);

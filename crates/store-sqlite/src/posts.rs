@@ -220,6 +220,15 @@ impl PostWrites for SqliteTx {
         .await?;
         Ok(())
     }
+    async fn posts_window(&mut self, account: &str, since: i64) -> Result<(i64, Option<i64>)> {
+        Ok(sqlx::query_as(
+            "SELECT COUNT(*), MIN(created_at) FROM posts WHERE account_id = ? AND created_at >= ?",
+        )
+        .bind(account)
+        .bind(since)
+        .fetch_one(self.conn())
+        .await?)
+    }
     async fn post_insert(&mut self, p: NewPost<'_>) -> Result<bool> {
         let r = sqlx::query(
             "INSERT INTO posts (id, checkout_id, account_id, platform, operator, department, client_id, content_sha256, live_sha256, approvals, status, media_id, created_at, updated_at)

@@ -165,6 +165,9 @@ pub trait PostWrites: Send {
     ) -> Result<()>;
     /// Inserts a record in status `sending`. False if this checkout already has a post on this
     /// account that did not fail (an approved post goes out once per account).
+    /// The posts of `account` recorded at or after `since`: how many, and when the oldest of them
+    /// was. Read inside the write transaction, so two publishes cannot both take the last slot.
+    async fn posts_window(&mut self, account: &str, since: i64) -> Result<(i64, Option<i64>)>;
     async fn post_insert(&mut self, p: NewPost<'_>) -> Result<bool>;
     /// Moves a record on with what the platform answered; ids already known are kept.
     async fn post_update(

@@ -9,7 +9,7 @@
 mod access;
 mod playbooks;
 
-pub use access::{AccountPolicy, Denial, LevelRule, PolicySet, Subject};
+pub use access::{AccountPolicy, BudgetWindow, Denial, LevelRule, PolicySet, PostBudget, Subject};
 pub use playbooks::{AutoAction, ConfirmedAction, Playbook, PlaybookSet, Step, StepKind};
 
 use std::fmt;

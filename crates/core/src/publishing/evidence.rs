@@ -139,6 +139,14 @@ impl Publishing {
         let used = draft.clone();
         let now = self.clock.unix();
         let platform_name = platform.as_str();
+        // The account's own budget, mirroring the platform's, so the vault refuses before the
+        // platform penalises the app.
+        let budgets = self
+            .policies
+            .current()
+            .for_account(account)
+            .map(|p| p.post_budgets().to_vec())
+            .unwrap_or_default();
         actor.detail("post_id", post_id.clone());
         self.audit
             .commit(entry, move |tx| {
@@ -149,6 +157,19 @@ impl Publishing {
                             .await?
                     {
                         return Err(Error::ContentNotApproved);
+                    }
+                    for b in &budgets {
+                        let window = b.per.seconds();
+                        let (posts, oldest) = tx.posts_window(&acct, now - window + 1).await?;
+                        if posts >= i64::from(b.limit) {
+                            let free_at = oldest.unwrap_or(now) + window;
+                            return Err(Error::PublishingBudget {
+                                account: acct.clone(),
+                                limit: b.limit,
+                                per: b.per.as_str(),
+                                retry_after: u64::try_from(free_at - now).unwrap_or(1).max(1),
+                            });
+                        }
                     }
                     let inserted = tx
                         .post_insert(NewPost {

@@ -169,6 +169,13 @@ pub fn error_text(l: Lang, e: &Error) -> (&'static str, &'static str) {
             l.t("请求过于频繁", "Too many requests"),
             l.t("请稍等片刻后重试。", "Wait a moment and try again."),
         ),
+        Error::PublishingBudget { .. } => (
+            l.t("本账号的发布额度已用完", "This account's publishing budget is spent"),
+            l.t(
+                "访问策略限定了每小时或每天的发布条数（低于平台限额，以免平台封禁应用）。请在额度恢复后再发布。",
+                "Its policy caps posts per hour or per day (under the platform's limit, so the platform does not block the app). Publish again once the budget allows.",
+            ),
+        ),
         Error::Platform { .. } => (
             l.t("平台返回错误", "The platform answered with an error"),
             l.t(

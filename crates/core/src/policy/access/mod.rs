@@ -11,4 +11,4 @@ mod parse;
 mod tests;
 
 pub use eval::{Denial, Subject};
-pub use model::{AccountPolicy, LevelRule, PolicySet};
+pub use model::{AccountPolicy, BudgetWindow, LevelRule, PolicySet, PostBudget};

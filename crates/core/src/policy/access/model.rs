@@ -57,6 +57,39 @@ pub struct LevelRule {
 }
 
 /// The access policy of one account.
+/// The most posts a policy lets through in a window (`max_posts_per_hour`, `max_posts_per_day`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PostBudget {
+    pub limit: u32,
+    pub per: BudgetWindow,
+}
+
+/// The window a post budget counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetWindow {
+    Hour,
+    Day,
+}
+
+impl BudgetWindow {
+    pub fn seconds(self) -> i64 {
+        match self {
+            BudgetWindow::Hour => 3600,
+            BudgetWindow::Day => 86_400,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetWindow::Hour => "hour",
+            BudgetWindow::Day => "day",
+        }
+    }
+}
+
+/// A policy may allow at most this many posts in a window.
+pub const POSTS_CEILING: u32 = 10_000;
+
 #[derive(Debug, Clone)]
 pub struct AccountPolicy {
     pub(super) account: String,
@@ -71,6 +104,7 @@ pub struct AccountPolicy {
     pub(super) allow_reveal: bool,
     pub(super) allow_login_totp: bool,
     pub(super) allow_break_glass: bool,
+    pub(super) post_budgets: Vec<PostBudget>,
     pub(super) users: Vec<String>,
     pub(super) roles: Vec<Role>,
     pub(super) clients: Vec<String>,
@@ -121,6 +155,12 @@ impl AccountPolicy {
     /// reached (break-glass), with a reason and a fresh code; off unless the policy says so.
     pub fn allow_break_glass(&self) -> bool {
         self.allow_break_glass
+    }
+
+    /// The account's own publishing budgets, mirroring the platform's limits so the vault refuses
+    /// before the platform penalises the app; empty when the policy sets none.
+    pub fn post_budgets(&self) -> &[PostBudget] {
+        &self.post_budgets
     }
 
     /// The people and tools listed under `[who]` (users by name, roles, clients), for showing.

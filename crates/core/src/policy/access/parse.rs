@@ -12,7 +12,10 @@ use serde::Deserialize;
 use time::UtcOffset;
 use toml::Spanned;
 
-use super::model::{AccountPolicy, CallRule, DAYS, Hours, LevelRule, PolicySet};
+use super::model::{
+    AccountPolicy, BudgetWindow, CallRule, DAYS, Hours, LevelRule, POSTS_CEILING, PolicySet,
+    PostBudget,
+};
 use crate::policy::{PolicyError, Role, parse_toml, read_text, toml_files, valid_id};
 
 /// Hard ceiling from the office's rules: no publishing token lives longer than an hour.
@@ -118,6 +121,26 @@ impl AccountPolicy {
             None => DEFAULT_TTL_MINUTES.min(max_ttl),
         };
 
+        let mut post_budgets = Vec::new();
+        for (value, per) in [
+            (&raw.max_posts_per_hour, BudgetWindow::Hour),
+            (&raw.max_posts_per_day, BudgetWindow::Day),
+        ] {
+            if let Some(v) = value {
+                let limit = *v.get_ref();
+                if !(1..=POSTS_CEILING).contains(&limit) {
+                    return Err(err(
+                        v.span(),
+                        format!(
+                            "max_posts_per_{} must be 1 to {POSTS_CEILING}, not {limit}",
+                            per.as_str()
+                        ),
+                    ));
+                }
+                post_budgets.push(PostBudget { limit, per });
+            }
+        }
+
         let networks = match &raw.allowed_networks {
             None => vec![
                 IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::UNSPECIFIED, 0)),
@@ -172,6 +195,7 @@ impl AccountPolicy {
             allow_reveal: raw.allow_reveal,
             allow_login_totp: raw.allow_login_totp,
             allow_break_glass: raw.allow_break_glass,
+            post_budgets,
             users,
             roles,
             clients,
@@ -475,6 +499,8 @@ struct RawPolicy {
     allow_login_totp: bool,
     #[serde(default)]
     allow_break_glass: bool,
+    max_posts_per_hour: Option<Spanned<u32>>,
+    max_posts_per_day: Option<Spanned<u32>>,
     #[serde(default)]
     who: RawWho,
     #[serde(default)]

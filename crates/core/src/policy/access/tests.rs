@@ -474,3 +474,32 @@ mod props {
         }
     }
 }
+
+#[test]
+fn post_budgets_are_read_in_range_and_named_at_their_line_otherwise() {
+    assert!(
+        with("").unwrap().post_budgets().is_empty(),
+        "none by default"
+    );
+    let p = with("max_posts_per_hour = 25\nmax_posts_per_day = 100\n").unwrap();
+    assert_eq!(
+        p.post_budgets(),
+        [
+            PostBudget {
+                limit: 25,
+                per: BudgetWindow::Hour
+            },
+            PostBudget {
+                limit: 100,
+                per: BudgetWindow::Day
+            }
+        ]
+    );
+    let e = with("max_posts_per_hour = 0\n").unwrap_err();
+    assert_eq!(e.line, Some(2));
+    assert!(
+        e.message
+            .contains("max_posts_per_hour must be 1 to 10000, not 0"),
+        "{e}"
+    );
+}
