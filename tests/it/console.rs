@@ -1638,3 +1638,45 @@ async fn in_chromium_an_admin_releases_a_post_alone_and_an_approver_closes_the_r
     assert_eq!(v[0]["review"], "closed", "{v}");
     assert_eq!(v[0]["closed_by"], "bob", "{v}");
 }
+
+/// The requester is told: a publisher's home page lists their own requests and how each was
+/// decided, by whom, with the approver's comment.
+#[tokio::test]
+async fn a_publisher_sees_on_home_how_each_of_their_requests_was_decided() {
+    let w = world().await;
+    let mut carol = Browser::new(&w.app);
+    carol.login(&w.app, &w.carol).await;
+    let home = carol.get("/console").await;
+    assert!(home.body.contains("您还没有签出申请。"), "{}", home.body);
+    let id = w.major_checkout().await;
+    let home = carol.get("/console").await;
+    assert!(home.body.contains(&format!("id=\"mine-{id}\"")));
+    assert!(home.body.contains("待审批"), "{}", home.body);
+    let bob_s = w.app.login(&w.bob).await;
+    let code = w.app.code(&w.bob);
+    let (st, v) = w
+        .app
+        .post(
+            &bob_s,
+            &format!("/api/v1/checkouts/{id}/deny"),
+            json!({"totp": code, "comment": "数据需再核实"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let home = carol.get("/console").await;
+    let start = home.body.find(&format!("id=\"mine-{id}\"")).unwrap();
+    let item = &home.body[start..start + home.body[start..].find("</li>").unwrap()];
+    assert!(
+        item.contains("已驳回") && item.contains("bob 驳回：数据需再核实"),
+        "{item}"
+    );
+    // An approver who requests nothing has no such list.
+    let mut bob = Browser::new(&w.app);
+    bob.login(&w.app, &w.bob).await;
+    assert!(
+        !bob.get("/console")
+            .await
+            .body
+            .contains("id=\"my-checkouts\"")
+    );
+}

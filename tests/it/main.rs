@@ -21,6 +21,7 @@ mod incidents;
 mod live_ops;
 mod metrics;
 mod mtls;
+mod notify;
 mod office;
 mod packaging;
 // The fake platforms and the `demo` subcommand exist only with the `demo` feature (on by default).

@@ -94,6 +94,15 @@ impl CheckoutReads for PgStore {
         .fetch_one(&self.reader)
         .await?)
     }
+    async fn checkouts_of_operator(&self, operator: &str, limit: i64) -> Result<Vec<CheckoutRow>> {
+        Ok(sqlx::query_as(select_checkouts!(
+            "WHERE operator = $1 ORDER BY requested_at DESC, id LIMIT $2"
+        ))
+        .bind(operator)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?)
+    }
     async fn break_glass_get(&self, checkout: &str) -> Result<Option<BreakGlassRow>> {
         Ok(
             sqlx::query_as(select_break_glass!("WHERE checkout_id = $1"))

@@ -91,6 +91,8 @@ pub trait CheckoutReads: Send + Sync {
     async fn checkouts_due(&self, now: i64) -> Result<i64>;
     /// Checkouts whose token is live now.
     async fn account_active_checkouts(&self, account: &str, now: i64) -> Result<i64>;
+    /// A person's own checkouts as operator, newest first.
+    async fn checkouts_of_operator(&self, operator: &str, limit: i64) -> Result<Vec<CheckoutRow>>;
     /// The break-glass release of a checkout, if it was released so.
     async fn break_glass_get(&self, checkout: &str) -> Result<Option<BreakGlassRow>>;
     /// Break-glass releases, newest first: the open ones only, or the last `limit` of all.

@@ -152,6 +152,7 @@ impl Checkouts {
             ),
             checkout_id: Some(row.id.clone()),
             incident_id: None,
+            to: None,
         });
         self.view(&row, false).await
     }

@@ -91,6 +91,8 @@ impl Checkouts {
             ),
             checkout_id: Some(row.id.clone()),
             incident_id: None,
+            // A decision answers the requester.
+            to: by.map(|_| row.operator.clone()),
         });
     }
 }

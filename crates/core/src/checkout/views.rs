@@ -60,6 +60,9 @@ pub struct CheckoutView {
     pub break_glass_allowed: bool,
 }
 
+/// How many of their own checkouts a person's home page shows.
+const MINE_LIMIT: i64 = 10;
+
 /// What `GET /checkouts` may filter on.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -167,6 +170,22 @@ impl Checkouts {
             return Err(Error::NotFound(format!("checkout {id:?}")));
         }
         self.view(&row, true).await
+    }
+
+    /// The signed-in person's own latest checkouts as operator (their requests and how each was
+    /// decided), for their console home.
+    pub async fn mine(&self, actor: &Actor) -> Result<Vec<CheckoutView>> {
+        actor.action("checkout.mine", None);
+        let me = actor.require(&[Role::Publisher])?;
+        let rows = self
+            .store
+            .checkouts_of_operator(&me.username, MINE_LIMIT)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.view(r, false).await?);
+        }
+        Ok(out)
     }
 
     pub async fn list(&self, actor: &Actor, q: &ListQuery) -> Result<Vec<CheckoutView>> {

@@ -1,4 +1,4 @@
-//! Notification channels (webhooks: generic, WeCom, DingTalk) and their delivery settings. The
+//! Notification channels (webhooks: generic, WeCom, DingTalk, Feishu) and their delivery settings. The
 //! channels' `Debug` hides the robot URL and the signing secret.
 
 use serde::Deserialize;
@@ -15,7 +15,8 @@ pub struct NotifyChannel {
     pub kind: NotifyKind,
     /// A robot URL carries its key; it is never logged or audited (the channel name is).
     pub url: String,
-    /// DingTalk signed mode: the robot's `SEC…` secret; the vault adds `timestamp` and `sign`.
+    /// DingTalk's or Feishu's signed mode: the robot's secret; the vault adds `timestamp` and
+    /// `sign` (DingTalk in the URL, Feishu in the body).
     #[serde(default)]
     pub secret: Option<crate::crypto::SecretString>,
     /// Delivery attempts before the notice becomes an audited dead letter.
@@ -75,6 +76,8 @@ pub enum NotifyKind {
     Generic,
     Wecom,
     Dingtalk,
+    /// Feishu (飞书) custom bot.
+    Feishu,
 }
 
 impl NotifyChannel {
@@ -92,9 +95,10 @@ impl NotifyChannel {
                 self.name
             ));
         }
-        if self.secret.is_some() && self.kind != NotifyKind::Dingtalk {
+        if self.secret.is_some() && !matches!(self.kind, NotifyKind::Dingtalk | NotifyKind::Feishu)
+        {
             return fail(format!(
-                "notify channel {:?}: secret is for DingTalk's signed mode only",
+                "notify channel {:?}: secret is for DingTalk's and Feishu's signed modes only",
                 self.name
             ));
         }

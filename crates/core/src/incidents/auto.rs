@@ -185,6 +185,7 @@ impl Incidents {
             ),
             checkout_id: None,
             incident_id: Some(incident.to_owned()),
+            to: None,
         });
     }
 }

@@ -134,6 +134,7 @@ async fn security_events(
             ),
             checkout_id: None,
             incident_id: None,
+            to: None,
         });
     }
 }

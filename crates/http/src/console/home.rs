@@ -65,6 +65,7 @@ async fn render(s: &AppState, me: &Me) -> Result<Response, Fail> {
         .break_glass_reviews(&me.actor, true)
         .await
         .ok();
+    let mine = v.checkouts().mine(&me.actor).await.ok();
     me.actor.action("console.home", None);
     let body = html! {
         div.grid {
@@ -87,6 +88,26 @@ async fn render(s: &AppState, me: &Me) -> Result<Response, Fail> {
                             " · " span.small { (when(&i.opened_at)) } }
                     } }
                     a.button.secondary href="/console/incidents" { (l.t("全部事件", "All incidents")) }
+                }
+            }
+            @if let Some(m) = &mine {
+                section.card #my-checkouts {
+                    h2 { (l.t("我的签出申请", "My checkout requests")) span.count { (m.len()) } }
+                    @if m.is_empty() { p.ok { (l.t("您还没有签出申请。", "You have made no checkout request.")) } }
+                    ul { @for c in m {
+                        li id=(format!("mine-{}", c.checkout_id)) {
+                            b { (c.account) } " · " (c.purpose) " · "
+                            span.status { (super::i18n::checkout_status(l, c.status)) }
+                            @for a in &c.approvals {
+                                " · " (a.approver) " " (super::i18n::decision(l, &a.decision))
+                                @if let Some(m) = &a.comment { "：" (m) }
+                            }
+                            @if let Some(b) = &c.break_glass {
+                                " · " span.badge.bad { (l.t("紧急放行", "break-glass")) } " " (b.released_by)
+                            }
+                            " · " span.small { (when(&c.requested_at)) }
+                        }
+                    } }
                 }
             }
             @if let Some(r) = &reviews {
@@ -147,7 +168,7 @@ async fn render(s: &AppState, me: &Me) -> Result<Response, Fail> {
                     } }
                 }
             }
-            @if pending.is_none() && accounts.is_none() && locked.is_none() && incidents.is_none() && reviews.is_none() {
+            @if pending.is_none() && accounts.is_none() && locked.is_none() && incidents.is_none() && reviews.is_none() && mine.is_none() {
                 section.card {
                     p { (l.t(
                         "您的角色在控制台中没有需要处理的事项。发布操作通过发布工具进行。",

@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 
 use super::{LANG_COOKIE, cookie};
 use crate::error::{Error, TotpRefusal};
+use crate::store::types::CheckoutStatus;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Lang {
@@ -192,6 +193,28 @@ pub fn error_text(l: Lang, e: &Error) -> (&'static str, &'static str) {
         ),
     }
 }
+/// A checkout's status as the console names it.
+pub(super) fn checkout_status(l: Lang, s: CheckoutStatus) -> &'static str {
+    match s {
+        CheckoutStatus::PendingApproval => l.t("待审批", "waiting for approval"),
+        CheckoutStatus::Approved => l.t("已批准，待领取令牌", "approved, token to be claimed"),
+        CheckoutStatus::Denied => l.t("已驳回", "denied"),
+        CheckoutStatus::Active => l.t("令牌有效", "token live"),
+        CheckoutStatus::CheckedIn => l.t("已归还", "checked in"),
+        CheckoutStatus::Expired => l.t("已过期", "expired"),
+        CheckoutStatus::Revoked => l.t("已撤销", "revoked"),
+    }
+}
+
+/// An approver's decision as the console names it.
+pub(super) fn decision(l: Lang, d: &str) -> &'static str {
+    match d {
+        "approve" => l.t("批准", "approved"),
+        "deny" => l.t("驳回", "denied"),
+        _ => l.t("（未知）", "(unknown)"),
+    }
+}
+
 /// The roles as the console names them, in both languages.
 pub(super) const ROLES: [(&str, &str, &str); 4] = [
     ("admin", "管理员", "admin"),
