@@ -91,3 +91,40 @@ async fn the_vault_refuses_a_post_over_the_accounts_hourly_budget_before_weibo_s
     assert_eq!(share("第四条汛情通报").await.0, 429);
     assert_eq!(p.fake.weibo_statuses(7_000_123).len(), 3);
 }
+
+/// A Weibo refusal passes through with Weibo's own status and body, so a Weibo SDK reads its
+/// `error_code`; the vault explains it beside the body.
+#[tokio::test]
+async fn a_weibo_refusal_reaches_the_tool_with_weibos_status_and_the_vaults_explanation() {
+    let p = setup_with("", None).await;
+    let code = p.app.code(&p.alice);
+    let (st, v) = p.app.post(&p.key, "/api/v1/checkouts", json!({"account": "wb", "operator": "alice", "totp": code, "purpose": "通报", "level": "general"})).await;
+    assert_eq!(st, 201, "{v}");
+    let token = v["token"].as_str().unwrap().to_owned();
+    p.fake.inject_error("/2/statuses/share.json", 21327, 1);
+    let r = p
+        .app
+        .client
+        .post(p.app.url("/api/v1/platform/wb/2/statuses/share.json"))
+        .bearer_auth(&token)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(weibo_share_form("通报"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["mediavault-platform-error"].to_str().unwrap(),
+        "weibo 21327"
+    );
+    assert!(
+        r.headers()["mediavault-platform-hint"]
+            .to_str()
+            .unwrap()
+            .contains("re-authorises")
+    );
+    let (st, v) = into_pair(r).await;
+    assert_eq!(st, 403, "{v}");
+    assert_eq!(v["error_code"], 21327);
+    assert_eq!(v["error"], "expired_token");
+    assert!(!v.to_string().contains("2.00WEIBO-TOKEN-MARKER"));
+}

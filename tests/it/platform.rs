@@ -371,18 +371,74 @@ async fn calls_outside_the_grant_or_with_unapproved_content_are_refused_before_t
     assert_eq!(r.status(), 200);
 }
 
+/// A proxied call the platform refuses answers as the platform did (its status and body, so the
+/// tool's own SDK reads the errcode), with the vault's explanation beside it in headers and in the
+/// audit entry; the vault's own refusals stay problem+json.
 #[tokio::test]
-async fn platform_errors_reach_the_tool_as_502_with_the_code_and_are_audited() {
+async fn platform_errors_reach_the_tool_as_the_platform_sent_them_with_the_vaults_explanation() {
     let p = setup().await;
     let (token, _) = p.token().await;
+    let draft = |token: String| {
+        let app = &p.app;
+        async move {
+            let r = app
+                .client
+                .post(app.url("/api/v1/platform/wx/cgi-bin/draft/add"))
+                .bearer_auth(&token)
+                .json(&json!({"articles": [{"title": "标题", "content": "<p>正文</p>"}]}))
+                .send()
+                .await
+                .unwrap();
+            let header = |name: &str| {
+                r.headers()
+                    .get(name)
+                    .map(|v| v.to_str().unwrap().to_owned())
+            };
+            let (error, hint) = (
+                header("mediavault-platform-error"),
+                header("mediavault-platform-hint"),
+            );
+            let ct = header("content-type").unwrap_or_default();
+            let (st, v) = into_pair(r).await;
+            (st, v, error, hint, ct)
+        }
+    };
+    // A spent daily quota: WeChat's 200 with its errcode, unchanged.
     p.fake.inject_error("/cgi-bin/draft/add", 45009, 1);
-    let (st, v) = p.draft(&token).await;
-    assert_eq!(st, 502, "{v}");
-    assert_eq!(v["code"], "platform_error");
-    assert_eq!(v["platform_code"], 45009);
+    let (st, v, error, hint, ct) = draft(token.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    assert!(ct.starts_with("application/json"), "{ct}");
+    assert_eq!(v["errcode"], 45009, "{v}");
+    assert!(
+        v["errmsg"]
+            .as_str()
+            .unwrap()
+            .starts_with("reach max api daily quota limit")
+    );
+    assert_eq!(v.get("code"), None, "not a problem+json: {v}");
+    assert_eq!(error.as_deref(), Some("wechat 45009"));
+    assert!(hint.unwrap().contains("midnight Beijing time"));
+
+    // An AppSecret frozen in the WeChat console: the token fetch behind the call is refused, and
+    // the tool sees WeChat's answer as if it had fetched the token itself.
+    p.fake.freeze_app_secret(APP_ID, true);
+    let (token2, _) = p.token().await;
+    let code = p.app.code(&p.app.admin);
+    let (st, v) = p
+        .app
+        .post(&p.admin_s, "/api/v1/accounts/wx/rotate", json!({"credential": {"app_id": APP_ID, "app_secret": SECRET}, "reason": "重新存入", "totp": code}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v, error, hint, _) = draft(token2.clone()).await;
+    assert_eq!((st, v["errcode"].as_i64()), (200, Some(40243)), "{v}");
+    assert_eq!(error.as_deref(), Some("wechat 40243"));
+    assert!(hint.unwrap().contains("frozen in the WeChat console"));
+    p.fake.freeze_app_secret(APP_ID, false);
+
     // The office resets the AppSecret in the WeChat console, restricting the calling addresses
     // as it goes, and an admin rotates the new secret in: the vault drops its cached platform
-    // token, so the next call fetches one, which WeChat refuses for the vault's address.
+    // token, so the next call fetches one, which WeChat refuses for the vault's address. The
+    // explanation names the address WeChat saw and where to allow it.
     const NEW_SECRET: &str = "SECRET-MARKER-0b5e-reset";
     p.fake.add_wechat_app(APP_ID, NEW_SECRET);
     p.fake
@@ -393,8 +449,34 @@ async fn platform_errors_reach_the_tool_as_502_with_the_code_and_are_audited() {
         .post(&p.admin_s, "/api/v1/accounts/wx/rotate", json!({"credential": {"app_id": APP_ID, "app_secret": NEW_SECRET}, "reason": "AppSecret reset", "totp": code}))
         .await;
     assert_eq!(st, 200, "{v}");
-    let (st, v) = p.draft(&token).await;
-    assert_eq!((st, v["platform_code"].as_i64()), (502, Some(40164)), "{v}");
+    let (st, v, error, hint, _) = draft(token.clone()).await;
+    assert_eq!((st, v["errcode"].as_i64()), (200, Some(40164)), "{v}");
+    assert!(v["errmsg"].as_str().unwrap().contains("not in whitelist"));
+    assert_eq!(error.as_deref(), Some("wechat 40164"));
+    let hint = hint.unwrap();
+    assert!(
+        hint.contains("127.0.0.1") && hint.contains("IP whitelist"),
+        "{hint}"
+    );
+    assert!(!v.to_string().contains(NEW_SECRET));
+
+    // The vault's own refusals are still problem+json.
+    let (st, v) = p
+        .app
+        .post(
+            &token,
+            "/api/v1/platform/wx/cgi-bin/material/batchget_material",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (403, Some("not_permitted")),
+        "{v}"
+    );
+
+    // Each platform error is an error in the audit log, with the platform's code and the
+    // explanation in both languages.
     let (_, audit) = p
         .app
         .get(
@@ -403,14 +485,45 @@ async fn platform_errors_reach_the_tool_as_502_with_the_code_and_are_audited() {
         )
         .await;
     let entries = audit["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 2, "{audit}");
-    assert_eq!(entries[0]["http"]["status"], 502);
+    assert_eq!(entries.len(), 3, "{audit}");
+    // Oldest first.
+    let newest = &entries[2];
+    assert_eq!(newest["http"]["status"], 200);
+    assert_eq!(newest["detail"]["code"], "platform_error");
+    assert_eq!(newest["detail"]["platform_code"], 40164);
     assert!(
-        entries[0]["detail"]["payload_sha256"]
+        newest["detail"]["platform_hint_zh"]
             .as_str()
             .unwrap()
-            .len()
-            == 64
+            .contains("IP白名单"),
+        "{newest}"
+    );
+    assert!(newest["detail"]["payload_sha256"].as_str().unwrap().len() == 64);
+    let codes: Vec<i64> = entries
+        .iter()
+        .map(|e| e["detail"]["platform_code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(codes, [45009, 40243, 40164]);
+    // The console's audit entry shows the explanation in Chinese.
+    let page = p
+        .app
+        .client
+        .get(
+            p.app
+                .url(&format!("/console/audit/entry/{}", newest["seq"])),
+        )
+        .header("cookie", format!("__Host-mv_session={}", p.admin_s))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("id=\"platform-hint\"")
+            && page.contains("IP白名单")
+            && page.contains("127.0.0.1"),
+        "{page}"
     );
 }
 

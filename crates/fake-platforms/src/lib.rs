@@ -370,6 +370,12 @@ impl FakePlatforms {
             .add_app(app_key, app_secret, access_token, uid, now);
     }
 
+    /// Freezes (or unfreezes) the app's AppSecret, as an administrator can in the WeChat
+    /// console: the token endpoints then answer 40243 for it.
+    pub fn freeze_app_secret(&self, app_id: &str, frozen: bool) {
+        self.lock().wechat.set_frozen(app_id, frozen);
+    }
+
     /// `None` removes the whitelist. May be set before the app is registered.
     pub fn set_ip_whitelist(&self, app_id: &str, ips: Option<Vec<IpAddr>>) {
         self.lock().wechat.set_whitelist(app_id, ips);

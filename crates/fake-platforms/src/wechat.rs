@@ -2,7 +2,7 @@
 //!
 //! Every answer is HTTP 200 with JSON, errors included, as WeChat does.
 //! Check order for token endpoints: request shape, appid (40013), secret
-//! (40125), IP whitelist (40164), injected error, issuance. For API
+//! (40125), IP whitelist (40164), frozen AppSecret (40243), injected error, issuance. For API
 //! endpoints: HTTP method (43002), access_token (41001/40001/42001), injected
 //! error, request body. An injection is consumed only by a request that gets
 //! as far as that step.
@@ -26,6 +26,9 @@ const SYSTEM_ERROR: i64 = -1;
 pub(crate) struct WechatState {
     apps: HashMap<String, App>,
     whitelists: HashMap<String, Vec<IpAddr>>,
+    /// Apps whose AppSecret an administrator froze in the WeChat console: no token is issued
+    /// (40243) until it is unfrozen.
+    frozen: std::collections::HashSet<String>,
     /// Every token ever issued, kept after death so a stale token can be told
     /// apart (42001 expired vs 40001 cancelled) from one never issued.
     tokens: HashMap<String, Token>,
@@ -122,6 +125,14 @@ impl WechatState {
         );
     }
 
+    pub(crate) fn set_frozen(&mut self, app_id: &str, frozen: bool) {
+        if frozen {
+            self.frozen.insert(app_id.to_owned());
+        } else {
+            self.frozen.remove(app_id);
+        }
+    }
+
     pub(crate) fn set_whitelist(&mut self, app_id: &str, ips: Option<Vec<IpAddr>>) {
         match ips {
             Some(ips) => {
@@ -172,6 +183,7 @@ fn message(code: i64) -> &'static str {
         43002 => "require POST method",
         44002 => "empty post data",
         45009 => "reach max api daily quota limit",
+        40243 => "AppSecret is frozen, please unfreeze it on mp.weixin.qq.com",
         45011 => "api minute-quota reach limit  mustslower  retry next minute",
         40097 => "invalid args",
         53600 => "Article ID invalid",
@@ -254,6 +266,9 @@ fn authenticate(st: &State, req: &Req, app_id: &str, secret: &str) -> Result<(),
             let msg = format!("invalid ip {peer} ipv6 {v6}, not in whitelist");
             return Err(error_with(st, 40164, &msg));
         }
+    }
+    if st.wechat.frozen.contains(app_id) {
+        return Err(error(st, 40243));
     }
     Ok(())
 }

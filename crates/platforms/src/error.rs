@@ -120,6 +120,23 @@ pub(crate) fn scrub(message: &str, secrets: &[&str]) -> String {
     out
 }
 
+/// An answer body with every occurrence of each non-empty secret replaced by `[REDACTED]`: an
+/// error answer goes back to the tool as the platform sent it, except for a credential the platform
+/// echoed. The secrets here are tokens and AppSecrets, whose characters never need JSON escaping,
+/// so a JSON body stays JSON. Copies only when a secret is found.
+pub(crate) fn scrub_body(body: bytes::Bytes, secrets: &[&str]) -> bytes::Bytes {
+    let found = |s: &&str| !s.is_empty() && body.windows(s.len()).any(|w| w == s.as_bytes());
+    if !secrets.iter().any(found) {
+        return body;
+    }
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let mut out = text;
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        out = out.replace(s, "[REDACTED]");
+    }
+    bytes::Bytes::from(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +147,19 @@ mod tests {
         assert_eq!(m, "bad secret [REDACTED] and [REDACTED]en [REDACTED]");
         let long = "x".repeat(2000);
         assert!(scrub(&long, &[]).len() < 600);
+    }
+
+    #[test]
+    fn scrub_body_cuts_an_echoed_token_and_leaves_other_bodies_alone() {
+        let body = bytes::Bytes::from_static(
+            br#"{"errcode":40001,"errmsg":"invalid credential TOKEN-abc hint"}"#,
+        );
+        let out = scrub_body(body, &["TOKEN-abc"]);
+        assert_eq!(
+            &out[..],
+            br#"{"errcode":40001,"errmsg":"invalid credential [REDACTED] hint"}"#
+        );
+        let same = bytes::Bytes::from_static(b"{\"errcode\":45009}");
+        assert_eq!(scrub_body(same.clone(), &["TOKEN-abc", ""]), same);
     }
 }

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use reqwest::{Method, Url};
 use serde::{Deserialize, Serialize};
 
-use super::error::scrub;
+use super::error::{scrub, scrub_body};
 use super::{
     IssuedToken, PlatformError, PlatformResponse, endpoint, exchange, probe_error,
     set_query_with_token, with_body,
@@ -199,6 +199,11 @@ impl WechatClient {
         let request = with_body(self.http.request(method, url), content_type, body);
         let (status, content_type, body) = exchange(PLATFORM, request).await?;
         let probe = probe_error(&body);
+        let body = if matches!(probe.errcode, Some(c) if c != 0) {
+            scrub_body(body, &[token.expose()])
+        } else {
+            body
+        };
         Ok(PlatformResponse {
             status,
             errcode: probe.errcode,

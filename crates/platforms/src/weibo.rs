@@ -12,7 +12,7 @@ use bytes::Bytes;
 use reqwest::{Method, Url};
 use serde::Deserialize;
 
-use super::error::scrub;
+use super::error::{scrub, scrub_body};
 use super::{
     PlatformError, PlatformResponse, encode_with_token, endpoint, exchange, pairs_without_token,
     probe_error, set_query_with_token, with_body,
@@ -112,6 +112,11 @@ impl WeiboClient {
         let request = with_body(self.http.request(method, url), content_type, body);
         let (status, content_type, body) = exchange(PLATFORM, request).await?;
         let probe = probe_error(&body);
+        let body = if matches!(probe.error_code, Some(c) if c != 0) {
+            scrub_body(body, &[token.expose()])
+        } else {
+            body
+        };
         Ok(PlatformResponse {
             status,
             errcode: probe.error_code,

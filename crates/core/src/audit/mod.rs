@@ -160,7 +160,11 @@ pub fn request_entry(
         actor_id,
         action: note.action.unwrap_or_else(|| "http.request".into()),
         target: entry_target,
-        outcome: Outcome::of_status(status),
+        // A passed-through platform error answers 200 (WeChat's way) but is an error.
+        outcome: match error_code {
+            Some(_) if status < 400 => Outcome::Error,
+            _ => Outcome::of_status(status),
+        },
         source_ip: ctx.peer.to_string(),
         request_id: ctx.request_id.clone(),
         http: Some(http),

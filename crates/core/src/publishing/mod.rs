@@ -6,6 +6,7 @@
 pub use crate::content;
 mod evidence;
 pub mod gate;
+pub mod hints;
 pub mod posts;
 
 use std::sync::Arc;
@@ -36,12 +37,25 @@ pub struct ProxyCall {
     pub body: Bytes,
 }
 
-/// The platform's answer, passed back unchanged.
+/// The platform's answer, passed back unchanged: its status and body, errors included, so a
+/// platform SDK reads its own error code. `refusal` says when the body is a platform error, with
+/// the vault's explanation to put beside it.
 #[derive(Debug)]
 pub struct ProxyAnswer {
     pub status: u16,
     pub content_type: Option<String>,
     pub body: Bytes,
+    pub refusal: Option<PlatformRefusal>,
+}
+
+/// A platform error carried in a passed-through answer.
+#[derive(Debug, Clone)]
+pub struct PlatformRefusal {
+    pub platform: &'static str,
+    pub code: i64,
+    /// The platform's message, with any credential the broker knows of scrubbed out.
+    pub message: String,
+    pub hint: Option<hints::PlatformHint>,
 }
 
 /// A brokered platform access token, serialised once into the response; `Debug` hides it.
@@ -266,18 +280,63 @@ impl Publishing {
             ),
             Err(_) => self.metrics.platform_call(platform.as_str(), None, true),
         }
-        let answer = answer.map_err(platform_error)?;
+        let answer = match answer {
+            Ok(a) => a,
+            // WeChat refused the token fetch behind the call (an address not on the allow-list, a
+            // frozen AppSecret, a spent quota): the tool gets WeChat's own answer, as its SDK
+            // would have had it fetched the token itself.
+            Err(PlatformError::Api { code, message, .. }) if platform == Platform::Wechat => {
+                crate::platforms::PlatformResponse {
+                    status: 200,
+                    body: Bytes::from(
+                        serde_json::json!({ "errcode": code, "errmsg": message }).to_string(),
+                    ),
+                    content_type: Some("application/json; charset=utf-8".into()),
+                    errcode: Some(code),
+                    errmsg: Some(message),
+                }
+            }
+            Err(e) => return Err(platform_error(e)),
+        };
         kept?;
-        if let Some(e) = answer.error(platform.as_str()) {
-            actor.detail("platform_code", answer.errcode.unwrap_or_default());
-            return Err(platform_error(e));
-        }
         actor.detail("platform_status", answer.status);
+        let refusal = match answer.error(platform.as_str()) {
+            Some(PlatformError::Api { code, message, .. }) => {
+                actor.detail("platform_code", code);
+                let hint = hints::explain(platform, code, &message);
+                if let Some(h) = &hint {
+                    actor.detail("platform_hint", h.en.clone());
+                    actor.detail("platform_hint_zh", h.zh.clone());
+                }
+                Some(PlatformRefusal {
+                    platform: platform.as_str(),
+                    code,
+                    message,
+                    hint,
+                })
+            }
+            _ => None,
+        };
         Ok(ProxyAnswer {
             status: answer.status,
             content_type: answer.content_type,
             body: answer.body,
+            refusal,
         })
+    }
+
+    /// [`Self::proxy`] for the vault's own calls (publishing an approved post), which stop at the
+    /// first platform error.
+    async fn proxy_strict(&self, actor: &Actor, call: ProxyCall) -> Result<ProxyAnswer> {
+        let answer = self.proxy(actor, call).await?;
+        match answer.refusal {
+            Some(r) => Err(Error::Platform {
+                platform: r.platform,
+                code: r.code,
+                message: r.message,
+            }),
+            None => Ok(answer),
+        }
     }
 
     /// The approved post of a checkout and its digest, if it carries one.
@@ -450,7 +509,7 @@ impl Publishing {
                         );
                         if img.role == content::ImageRole::Cover {
                             let a = self
-                                .proxy(
+                                .proxy_strict(
                                     actor,
                                     call(
                                         "cgi-bin/material/add_material",
@@ -463,7 +522,10 @@ impl Publishing {
                             thumb = Some(answer_id(&a, "media_id")?);
                         } else {
                             let a = self
-                                .proxy(actor, call("cgi-bin/media/uploadimg", None, &ct, data))
+                                .proxy_strict(
+                                    actor,
+                                    call("cgi-bin/media/uploadimg", None, &ct, data),
+                                )
                                 .await?;
                             let url = answer_id(&a, "url")?;
                             html = html.replace(&format!("cid:{}", img.name), &url);
@@ -482,13 +544,13 @@ impl Publishing {
                     );
                     let json = "application/json";
                     let a = self
-                        .proxy(actor, call("cgi-bin/draft/add", None, json, draft))
+                        .proxy_strict(actor, call("cgi-bin/draft/add", None, json, draft))
                         .await?;
                     let media_id = answer_id(&a, "media_id")?;
                     let submit = serde_json::to_vec(&serde_json::json!({ "media_id": media_id }))
                         .map_err(Error::internal)?;
                     let a = self
-                        .proxy(
+                        .proxy_strict(
                             actor,
                             call("cgi-bin/freepublish/submit", None, json, submit),
                         )
@@ -501,14 +563,14 @@ impl Publishing {
                     if self.policy_says(account, |p| {
                         p.call_allowed("POST", "cgi-bin/freepublish/get")
                     })? {
-                        self.proxy(actor, call("cgi-bin/freepublish/get", None, json, get))
+                        self.proxy_strict(actor, call("cgi-bin/freepublish/get", None, json, get))
                             .await?;
                     }
                 }
                 Platform::Weibo => {
                     let text = post.text.as_deref().unwrap_or("");
                     let form = crate::platforms::payload::weibo_share_form(text);
-                    self.proxy(
+                    self.proxy_strict(
                         actor,
                         call(
                             "2/statuses/share.json",

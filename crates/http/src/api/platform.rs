@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
@@ -33,9 +33,29 @@ use crate::publishing::{LoginCode, ProxyCall, TokenHandout};
     ),
     responses((
         status = 200,
-        description = "the platform's answer: its status and body, unchanged",
+        description = "the platform's answer: its status and body, unchanged, errors included (WeChat answers its errors with 200 and an errcode, Weibo with 400 or 403 and an error_code); on a platform error the vault adds `Mediavault-Platform-Error` (platform and code) and, where it can explain the code, `Mediavault-Platform-Hint`",
         body = Value,
         content_type = "application/json",
+        headers(
+            ("Mediavault-Platform-Error" = String, description = "on a platform error: the platform and its code, e.g. `wechat 40164`"),
+            ("Mediavault-Platform-Hint" = String, description = "on a platform error the vault can explain: what it means and the step to take"),
+        ),
+    ),
+    (
+        status = 400,
+        description = "Weibo's own error answer, passed through with its headers as above; or the vault's refusal as problem+json",
+        content(
+            (Value = "application/json"),
+            (crate::problem::ProblemBody<'static> = "application/problem+json"),
+        ),
+    ),
+    (
+        status = 403,
+        description = "Weibo's own error answer (authentication, rate limits), passed through with its headers as above; or the vault's refusal as problem+json",
+        content(
+            (Value = "application/json"),
+            (crate::problem::ProblemBody<'static> = "application/problem+json"),
+        ),
     )),
 )]
 pub async fn proxy(
@@ -66,8 +86,30 @@ pub async fn proxy(
         .and_then(|c| HeaderValue::from_str(c).ok())
         .unwrap_or(HeaderValue::from_static("application/json"));
     resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+    if let Some(r) = &answer.refusal {
+        // The platform's error stays the body; the vault's explanation goes beside it, and the
+        // request's audit entry is an error with the platform's code.
+        let h = resp.headers_mut();
+        if let Ok(v) = HeaderValue::from_str(&format!("{} {}", r.platform, r.code)) {
+            h.insert(PLATFORM_ERROR, v);
+        }
+        if let Some(v) = r
+            .hint
+            .as_ref()
+            .and_then(|hint| HeaderValue::from_str(&hint.en).ok())
+        {
+            h.insert(PLATFORM_HINT, v);
+        }
+        resp.extensions_mut()
+            .insert(crate::problem::ErrorCode("platform_error"));
+    }
     Ok(resp)
 }
+
+/// On a passed-through platform error: the platform and its code, e.g. `wechat 40164`.
+const PLATFORM_ERROR: HeaderName = HeaderName::from_static("mediavault-platform-error");
+/// On a passed-through platform error the vault can explain: what it means and the step to take.
+const PLATFORM_HINT: HeaderName = HeaderName::from_static("mediavault-platform-hint");
 
 #[utoipa::path(
     post,

@@ -242,6 +242,13 @@ pub async fn entry(
                 @if let Some(h) = &e.http {
                     dt { "HTTP" } dd { (h.method) " " (h.path) " " (h.status.map(|s| s.to_string()).unwrap_or_else(|| "—".into())) }
                 }
+                @if let Some(code) = e.detail.get("platform_code") {
+                    dt { (l.t("平台错误", "Platform error")) } dd #platform-error {
+                        code { (code) }
+                        @let hint = e.detail.get(l.t("platform_hint_zh", "platform_hint"));
+                        @if let Some(h) = hint.and_then(|h| h.as_str()) { p.warn #platform-hint { (h) } }
+                    }
+                }
                 dt { (l.t("详细信息", "Detail")) } dd { pre { (detail) } }
             }
         }
