@@ -54,7 +54,17 @@ async fn release(p: &P, session: &str, who: &TestUser, id: &str, reason: &str) -
 #[tokio::test]
 async fn an_admin_releases_a_major_post_alone_and_a_second_person_must_close_the_review() {
     let (hook, got) = webhook().await;
-    let p = setup_with("allow_break_glass = true\n", Some(hook)).await;
+    let p = setup_with(
+        "allow_break_glass = true\n",
+        Some(Box::new(move |c| {
+            c.notify = vec![mediavault::config::NotifyChannel::new(
+                "hook",
+                mediavault::config::NotifyKind::Generic,
+                &hook,
+            )];
+        })),
+    )
+    .await;
     let admin = p.app.admin.clone();
     let id = pending(&p, &["wx", "wb"]).await;
     let (_, v) = p

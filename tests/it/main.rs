@@ -32,3 +32,5 @@ mod publishing;
 #[cfg(feature = "demo")]
 mod services;
 mod vault_core;
+#[cfg(feature = "demo")]
+mod watch;

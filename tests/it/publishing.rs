@@ -45,9 +45,12 @@ async fn setup() -> P {
     setup_with("", None).await
 }
 
-/// The publishing world with `extra` lines in both accounts' policies and, if given, a generic
-/// webhook channel at `notify_url`.
-pub(crate) async fn setup_with(extra: &str, notify_url: Option<String>) -> P {
+/// A change to the test vault's configuration.
+pub(crate) type Tweak = Box<dyn FnOnce(&mut mediavault::Config) + Send>;
+
+/// The publishing world with `extra` lines in both accounts' policies and `tweak` applied to the
+/// configuration.
+pub(crate) async fn setup_with(extra: &str, tweak: Option<Tweak>) -> P {
     let fake = FakePlatforms::new(FakeConfig {
         classic_overlap: Duration::from_secs(0),
         ..Default::default()
@@ -82,12 +85,8 @@ pub(crate) async fn setup_with(extra: &str, notify_url: Option<String>) -> P {
         tweak: Some(Box::new(move |c| {
             c.platforms.wechat_base_url = url.clone();
             c.platforms.weibo_base_url = url;
-            if let Some(hook) = notify_url {
-                c.notify = vec![mediavault::config::NotifyChannel::new(
-                    "hook",
-                    mediavault::config::NotifyKind::Generic,
-                    &hook,
-                )];
+            if let Some(t) = tweak {
+                t(c);
             }
         })),
         ..Default::default()

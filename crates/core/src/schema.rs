@@ -47,10 +47,12 @@ pub fn checkout_status() -> RefOr<Schema> {
 pub fn post_status() -> RefOr<Schema> {
     use PostStatus::*;
     let _every = |s: PostStatus| match s {
-        Sending | Submitted | Published | Failed => (),
+        Sending | Submitted | Published | Failed | Deleted | Blocked | Hidden => (),
     };
     strings(
-        &[Sending, Submitted, Published, Failed],
+        &[
+            Sending, Submitted, Published, Failed, Deleted, Blocked, Hidden,
+        ],
         "where the evidence record stands",
     )
 }

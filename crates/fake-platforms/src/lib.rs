@@ -370,6 +370,40 @@ impl FakePlatforms {
             .add_app(app_key, app_secret, access_token, uid, now);
     }
 
+    /// The account's own users delete a published article in the WeChat console (not through the
+    /// API): `freepublish/get` then reports `publish_status` 5. False if it is not live.
+    pub fn user_deletes_wechat_article(&self, app_id: &str, article_id: &str) -> bool {
+        posts::gone_wechat(&mut self.lock(), app_id, article_id, 5)
+    }
+
+    /// WeChat blocks a published article after success: `freepublish/get` then reports
+    /// `publish_status` 6. False if it is not live.
+    pub fn platform_blocks_wechat_article(&self, app_id: &str, article_id: &str) -> bool {
+        posts::gone_wechat(&mut self.lock(), app_id, article_id, 6)
+    }
+
+    /// A Weibo status becomes restricted (`visible.type` other than 0), as when it is set to
+    /// only-me or hidden. False if there is no such status.
+    pub fn restrict_weibo_status(&self, status_id: &str, visible: u8) -> bool {
+        let mut st = self.lock();
+        match st.weibo.posted.iter_mut().find(|s| s.idstr == status_id) {
+            Some(s) => {
+                s.visible = visible;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The account's owner deletes a Weibo status on weibo.com: `statuses/show` then answers
+    /// 20101. False if there is no such status.
+    pub fn user_deletes_weibo_status(&self, status_id: &str) -> bool {
+        let mut st = self.lock();
+        let before = st.weibo.posted.len();
+        st.weibo.posted.retain(|s| s.idstr != status_id);
+        st.weibo.posted.len() != before
+    }
+
     /// Freezes (or unfreezes) the app's AppSecret, as an administrator can in the WeChat
     /// console: the token endpoints then answer 40243 for it.
     pub fn freeze_app_secret(&self, app_id: &str, frozen: bool) {

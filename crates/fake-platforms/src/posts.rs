@@ -97,11 +97,7 @@ pub(crate) fn wechat_delete(st: &mut State, req: &Req) -> Reply {
         let app_id = wechat::authorize(st, req)?;
         wechat::injected(st, req)?;
         let id = article_id_of(st, req)?;
-        let before = st.wechat.published.len();
-        st.wechat
-            .published
-            .retain(|a| !(a.app_id == app_id && a.article_id == id));
-        if st.wechat.published.len() == before {
+        if !gone_wechat(st, &app_id, &id, 5) {
             return Err(wechat::error(st, 53600));
         }
         Ok(Reply::ok(json!({ "errcode": 0, "errmsg": "ok" })))
@@ -109,8 +105,24 @@ pub(crate) fn wechat_delete(st: &mut State, req: &Req) -> Reply {
     run(st).unwrap_or_else(|e| e)
 }
 
+/// Takes a live article off the account; WeChat then reports `status` for its publish_id.
+pub(crate) fn gone_wechat(st: &mut State, app_id: &str, article_id: &str, status: i64) -> bool {
+    let Some(pos) = st
+        .wechat
+        .published
+        .iter()
+        .position(|a| a.app_id == app_id && a.article_id == article_id)
+    else {
+        return false;
+    };
+    let a = st.wechat.published.remove(pos);
+    st.wechat.gone.push((a, status));
+    true
+}
+
 fn status_json(s: &PostedStatus) -> Value {
     json!({
+        "visible": { "type": s.visible, "list_id": 0 },
         "id": s.id,
         "idstr": s.idstr,
         "mid": s.idstr,
@@ -232,6 +244,7 @@ pub(crate) fn outsider_weibo(st: &mut State, access_token: &str, text: &str) -> 
     let id = 4_980_000_000_000_000_u64 + st.weibo.posted.len() as u64 + 1;
     let created_at = st.now().unix_timestamp();
     st.weibo.posted.push(PostedStatus {
+        visible: 0,
         uid,
         id,
         idstr: id.to_string(),

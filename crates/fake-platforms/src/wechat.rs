@@ -35,6 +35,9 @@ pub(crate) struct WechatState {
     publishes: u64,
     /// Every article published through `freepublish/submit`, in order, with its content.
     pub(crate) published: Vec<PublishedArticle>,
+    /// Articles no longer live, with the `publish_status` WeChat then reports for them: 5, all
+    /// deleted by the account's own users; 6, blocked by the platform after success.
+    pub(crate) gone: Vec<(PublishedArticle, i64)>,
 }
 
 /// An article live on an official account (what `freepublish/batchget` lists).
@@ -549,7 +552,7 @@ pub(crate) fn upload_img(st: &mut State, req: &Req) -> Reply {
 }
 
 /// `POST /cgi-bin/freepublish/get`: the fake publishes at once, so a known publish_id reports
-/// success (`publish_status` 0) with its article.
+/// success (`publish_status` 0) with its article, until it is deleted (5) or blocked (6).
 pub(crate) fn freepublish_get(st: &mut State, req: &Req) -> Reply {
     let run = |st: &mut State| -> Result<Reply, Reply> {
         require_post(st, req)?;
@@ -559,6 +562,21 @@ pub(crate) fn freepublish_get(st: &mut State, req: &Req) -> Reply {
         let Some(publish_id) = body.get("publish_id").and_then(Value::as_str) else {
             return Err(error(st, 47001));
         };
+        if let Some((p, status)) = st
+            .wechat
+            .gone
+            .iter()
+            .find(|(p, _)| p.app_id == app_id && p.publish_id == publish_id)
+        {
+            // Deleted by the account's users (5) or blocked by the platform (6) after success.
+            return Ok(Reply::ok(json!({
+                "publish_id": p.publish_id,
+                "publish_status": status,
+                "article_id": p.article_id,
+                "article_detail": { "count": 0, "item": [] },
+                "fail_idx": [],
+            })));
+        }
         let Some(p) = st
             .wechat
             .published

@@ -52,6 +52,8 @@ pub struct PostedStatus {
     pub text: String,
     pub app_key: String,
     pub created_at: i64,
+    /// Weibo's `visible.type`: 0 public; anything else is restricted (1: only the author).
+    pub visible: u8,
 }
 
 struct App {
@@ -230,6 +232,7 @@ pub(crate) fn share(st: &mut State, req: &Req) -> Reply {
     let id = 4_990_000_000_000_000_u64 + st.weibo.statuses;
     let posted_at = st.now().unix_timestamp();
     st.weibo.posted.push(PostedStatus {
+        visible: 0,
         uid: caller.uid,
         id,
         idstr: id.to_string(),

@@ -84,7 +84,9 @@ impl CheckoutStatus {
 
 /// Where an evidence record of a post stands: written `sending` before the platform is called,
 /// then `submitted` (WeChat accepted the publish job), `published` (live, with its platform ids) or
-/// `failed` (the platform refused; the approved post may be sent again).
+/// `failed` (the platform refused; the approved post may be sent again). The publication watch
+/// moves a post that went out on to `deleted` (by the account's own users), `blocked` (by the
+/// platform after success) or `hidden` (restricted visibility).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
@@ -93,6 +95,9 @@ pub enum PostStatus {
     Submitted,
     Published,
     Failed,
+    Deleted,
+    Blocked,
+    Hidden,
 }
 
 impl PostStatus {
@@ -102,6 +107,9 @@ impl PostStatus {
             PostStatus::Submitted => "submitted",
             PostStatus::Published => "published",
             PostStatus::Failed => "failed",
+            PostStatus::Deleted => "deleted",
+            PostStatus::Blocked => "blocked",
+            PostStatus::Hidden => "hidden",
         }
     }
 }

@@ -11,8 +11,12 @@ use super::ConfigError;
 pub struct WatchConfig {
     pub enabled: bool,
     pub interval_seconds: u64,
-    /// How many of the newest posts per account each round lists.
+    /// How many of the newest posts per account each round lists, and at most how many of the
+    /// vault's own recent posts per account each round follows up.
     pub page_size: u32,
+    /// How long after it went out the watch follows a post (deleted by the account's users,
+    /// blocked by the platform, hidden), in days; 0 follows none.
+    pub follow_days: u32,
 }
 
 /// Early-warning rules: each raises an alert (audited, notified); one with `open_playbook` also
@@ -95,6 +99,7 @@ impl Default for WatchConfig {
             enabled: true,
             interval_seconds: 300,
             page_size: 20,
+            follow_days: 3,
         }
     }
 }
@@ -138,6 +143,9 @@ pub(super) fn validate(
     }
     if !(1..=100).contains(&watch.page_size) {
         return fail("watch.page_size must be 1-100".into());
+    }
+    if watch.follow_days > 90 {
+        return fail("watch.follow_days must be 0-90".into());
     }
     for r in &early_warning.rules {
         if r.threshold == 0 || r.window_minutes == 0 {

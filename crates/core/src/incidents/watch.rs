@@ -7,6 +7,14 @@
 //! resolved with `freepublish/get`. A live post the vault has no record of is recorded once
 //! (`watch.unknown_post`) and raises the `unknown_post` rules at once.
 //!
+//! **After publishing.** The watch also follows the vault's own recent posts (`watch.follow_days`,
+//! at most `page_size` per account and round): WeChat's `freepublish/get` reports an article
+//! deleted by the account's own users (`publish_status` 5) or blocked by the platform after
+//! success (6); Weibo's `statuses/show` answers 20101 for a deleted status and shows a restricted
+//! one's `visible.type`. The record moves to `deleted`, `blocked` or `hidden` in the same commit as
+//! its `watch.post_removed` entry, which keeps the platform's answer as evidence, and every channel
+//! is told.
+//!
 //! **Rules.** Every rule counts audit entries of one kind inside its window, per key (an account,
 //! or a user for TOTP failures), and fires when the count since its last firing reaches its
 //! threshold: an `alert.raised` audit entry, a notice to every channel, and with `open_playbook`
@@ -30,6 +38,8 @@ use crate::config::{RuleKind, WarningRule};
 use crate::error::{Error, Result};
 use crate::platforms::broker::ApiRequest;
 use crate::store::audit::AuditRow;
+use crate::store::posts::{PostRow, PostUpdate};
+use crate::store::types::PostStatus;
 
 /// A live post the vault did not publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -367,6 +377,153 @@ impl Incidents {
         }
     }
 
+    /// What became of one of the vault's posts after it went out, if anything: its new status,
+    /// why (English, Chinese), and the platform's answer as evidence.
+    async fn fate_of(
+        &self,
+        account: &str,
+        platform: Platform,
+        post: &PostRow,
+    ) -> Option<(PostStatus, &'static str, &'static str, Value)> {
+        match platform {
+            Platform::Wechat => {
+                let pid = post.publish_id.as_deref()?;
+                let v = self
+                    .watch_call(
+                        account,
+                        Method::POST,
+                        "/cgi-bin/freepublish/get",
+                        "",
+                        json!({ "publish_id": pid }).to_string(),
+                    )
+                    .await
+                    .ok()?;
+                match v.get("publish_status").and_then(Value::as_i64) {
+                    Some(5) => Some((
+                        PostStatus::Deleted,
+                        "deleted on WeChat by the account's own users (publish_status 5)",
+                        "已被公众号自己的用户在微信删除（publish_status 5）",
+                        v,
+                    )),
+                    Some(6) => Some((
+                        PostStatus::Blocked,
+                        "blocked by WeChat after it was published (publish_status 6)",
+                        "发布成功后被微信平台封禁（publish_status 6）",
+                        v,
+                    )),
+                    _ => None,
+                }
+            }
+            Platform::Weibo => {
+                let id = post.status_id.as_deref()?;
+                match self
+                    .watch_call(
+                        account,
+                        Method::GET,
+                        "/2/statuses/show.json",
+                        &format!("id={id}"),
+                        String::new(),
+                    )
+                    .await
+                {
+                    Err(Error::Platform { code: 20101, .. }) => Some((
+                        PostStatus::Deleted,
+                        "deleted on Weibo (20101: the status does not exist)",
+                        "已在微博被删除（20101：该微博不存在）",
+                        json!({ "error_code": 20101 }),
+                    )),
+                    Ok(v) if v.get("deleted").and_then(Value::as_str) == Some("1") => Some((
+                        PostStatus::Deleted,
+                        "deleted on Weibo (the status says deleted)",
+                        "已在微博被删除",
+                        v,
+                    )),
+                    Ok(v)
+                        if v.pointer("/visible/type")
+                            .and_then(Value::as_i64)
+                            .is_some_and(|t| t != 0) =>
+                    {
+                        Some((
+                            PostStatus::Hidden,
+                            "no longer public on Weibo (its visibility is restricted)",
+                            "在微博上已不再公开（可见范围受限）",
+                            v,
+                        ))
+                    }
+                    _ => None,
+                }
+            }
+            Platform::Generic => None,
+        }
+    }
+
+    /// Follows the vault's own recent posts on one account; returns how many moved on.
+    async fn follow_posts(&self, account: &str, platform: Platform) -> Result<usize> {
+        let days = i64::from(self.config.watch.follow_days);
+        if days == 0 {
+            return Ok(0);
+        }
+        let now = self.clock.unix();
+        let mut posts: Vec<PostRow> = self
+            .store
+            .posts_for_account(account, now - days * 86_400)
+            .await?
+            .into_iter()
+            .filter(|p| matches!(p.status, PostStatus::Published | PostStatus::Submitted))
+            .collect();
+        posts.sort_by_key(|p| std::cmp::Reverse(p.created_at));
+        posts.truncate(self.config.watch.page_size as usize);
+        let mut moved = 0;
+        for post in posts {
+            let Some((status, en, zh, answer)) = self.fate_of(account, platform, &post).await
+            else {
+                continue;
+            };
+            let evidence = answer.to_string();
+            let sha = crate::crypto::sha256_hex(evidence.as_bytes());
+            // The digest is of the whole answer; the entry keeps its first part.
+            let evidence = crate::audit::capped("evidence", &evidence, &mut serde_json::Map::new());
+            let (pid, at) = (post.id.clone(), self.clock.unix());
+            let platform_id = post
+                .article_id
+                .clone()
+                .or_else(|| post.status_id.clone())
+                .unwrap_or_default();
+            self.audit
+                .change(&Actor::system(), "watch.post_removed", account, move |tx| {
+                    Box::pin(async move {
+                        tx.note("post_id", pid.clone());
+                        tx.note("platform_id", platform_id);
+                        tx.note("status", status.as_str());
+                        tx.note("reason", en);
+                        tx.note("evidence", evidence);
+                        tx.note("evidence_sha256", sha);
+                        let update = PostUpdate {
+                            error: Some(en.to_owned()),
+                            ..PostUpdate::default()
+                        };
+                        tx.post_update(&pid, status, &update, at).await?;
+                        Ok(())
+                    })
+                })
+                .await?;
+            tracing::warn!(account, post = %post.id, status = status.as_str(), "a post the vault published was taken down");
+            self.notifier.send(crate::notify::Notice {
+                event: "post.removed".into(),
+                account: account.to_owned(),
+                summary: format!(
+                    "发布后处置 post {} on {account} {zh} / {en}; checkout {}, operator {}",
+                    post.id, post.checkout_id, post.operator
+                ),
+                checkout_id: Some(post.checkout_id.clone()),
+                incident_id: None,
+                to: None,
+            });
+            moved += 1;
+        }
+        Ok(moved)
+    }
+
     /// One round of the publication watch over every WeChat and Weibo account. Each post the
     /// vault did not publish is recorded once and raises the `unknown_post` rules at once. An
     /// account whose platform cannot be read is logged and skipped.
@@ -375,6 +532,9 @@ impl Incidents {
         for row in self.store.accounts_list().await? {
             if row.platform == Platform::Generic {
                 continue;
+            }
+            if let Err(e) = self.follow_posts(&row.id, row.platform).await {
+                tracing::warn!(account = %row.id, error = %e, "publication watch: following posts failed");
             }
             let live = match self.live_posts(&row.id, row.platform).await {
                 Ok(l) => l,
