@@ -18,6 +18,8 @@ mod console;
 mod holes;
 #[cfg(feature = "demo")]
 mod incidents;
+#[cfg(feature = "demo")]
+mod lifetimes;
 mod live_ops;
 mod metrics;
 mod mtls;

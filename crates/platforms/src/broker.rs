@@ -682,19 +682,20 @@ impl Broker {
         })
     }
 
-    /// Checks a credential against the platform (heartbeat, and after rotation).
+    /// Checks a credential against the platform (heartbeat, and after rotation); answers how many
+    /// seconds the stored platform token has left where the platform says (Weibo's OAuth token).
     /// WeChat: a normal-mode stable token with that secret (cancels nothing; a wrong secret is
     /// 40125). Weibo: `get_token_info`, and the token must belong to the credential's `app_key`.
     pub async fn verify_credential(
         &self,
         platform: Platform,
         cred: &Credential,
-    ) -> Result<(), PlatformError> {
+    ) -> Result<Option<i64>, PlatformError> {
         match platform {
             Platform::Wechat => {
                 let (app_id, secret) = wechat_credential(cred)?;
                 self.fetch_stable(app_id, secret, false).await?;
-                Ok(())
+                Ok(None)
             }
             Platform::Weibo => {
                 let info = self.weibo.get_token_info(weibo_token(cred)?).await?;
@@ -703,7 +704,7 @@ impl Broker {
                         platform: super::weibo::PLATFORM,
                         detail: "the access token belongs to another app_key",
                     }),
-                    _ => Ok(()),
+                    _ => Ok(info.expire_in),
                 }
             }
             Platform::Generic => Err(no_api()),
@@ -718,7 +719,7 @@ impl Broker {
         account: &str,
         platform: Platform,
         cred: &Credential,
-    ) -> Result<(), PlatformError> {
+    ) -> Result<Option<i64>, PlatformError> {
         let result = self.verify_credential(platform, cred).await;
         if let Err(e) = &result
             && !matches!(e, PlatformError::Transport { .. })

@@ -11,7 +11,7 @@ use crate::{SqliteStore, SqliteTx};
 impl AccountReads for SqliteStore {
     async fn account_get(&self, id: &str) -> Result<Option<AccountRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, platform, display_name, status, status_reason, current_version, created_at, rotated_at, rotation_due_at FROM accounts WHERE id = ?",
+            "SELECT id, platform, display_name, status, status_reason, current_version, created_at, rotated_at, rotation_due_at, token_expires_at FROM accounts WHERE id = ?",
         )
         .bind(id)
         .fetch_optional(&self.reader)
@@ -19,7 +19,7 @@ impl AccountReads for SqliteStore {
     }
     async fn accounts_list(&self) -> Result<Vec<AccountRow>> {
         Ok(sqlx::query_as(
-            "SELECT id, platform, display_name, status, status_reason, current_version, created_at, rotated_at, rotation_due_at FROM accounts ORDER BY id",
+            "SELECT id, platform, display_name, status, status_reason, current_version, created_at, rotated_at, rotation_due_at, token_expires_at FROM accounts ORDER BY id",
         )
         .fetch_all(&self.reader)
         .await?)
@@ -134,6 +134,14 @@ impl AccountWrites for SqliteTx {
             .await
             .map_err(StoreError::from)?;
         Ok(version)
+    }
+    async fn account_set_token_expiry(&mut self, account: &str, at: i64) -> Result<()> {
+        sqlx::query("UPDATE accounts SET token_expires_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(account)
+            .execute(self.conn())
+            .await?;
+        Ok(())
     }
     async fn account_rotation_done(&mut self, account: &str) -> Result<()> {
         sqlx::query("UPDATE accounts SET rotation_due_at = NULL WHERE id = ?")

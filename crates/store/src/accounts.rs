@@ -17,6 +17,8 @@ pub struct AccountRow {
     /// Since when the credential is due for rotation (a break-glass release used it); cleared by
     /// the next rotation.
     pub rotation_due_at: Option<i64>,
+    /// When the account's platform token expires, as the platform last said (Weibo).
+    pub token_expires_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -78,6 +80,8 @@ pub trait AccountWrites: Send {
         now: i64,
         seal: Seal<'_>,
     ) -> Result<i64, StoreAddError>;
+    /// Records when the account's platform token expires, as the platform said.
+    async fn account_set_token_expiry(&mut self, account: &str, at: i64) -> Result<()>;
     /// A fresh credential was stored: the account is no longer due for rotation.
     async fn account_rotation_done(&mut self, account: &str) -> Result<()>;
     async fn account_set_status(

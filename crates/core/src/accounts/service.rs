@@ -30,6 +30,9 @@ pub struct AccountView {
     /// Since when the credential is due for rotation: a break-glass release used this account.
     /// Null once it has been rotated since.
     pub rotation_due_since: Option<String>,
+    /// When the account's platform token expires, as the platform last said (Weibo's OAuth
+    /// token, from the heartbeat's `get_token_info`); null where the platform says nothing.
+    pub token_expires_at: Option<String>,
     pub active_checkouts: i64,
     /// On creation: why the account cannot be checked out yet (no policy covers it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -110,7 +113,16 @@ pub struct Accounts {
     pub(crate) people: crate::identity::users::People,
     pub(crate) policies: std::sync::Arc<crate::policy::Live>,
     pub(crate) broker: std::sync::Arc<crate::platforms::Broker>,
+    pub(crate) notifier: crate::notify::Notifier,
+    pub(crate) lifetimes: crate::config::LifetimesConfig,
+    /// When each (account, reminder) last went out, by the vault's clock; in memory, so a
+    /// restart may remind once more.
+    pub(crate) reminded:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(String, &'static str), i64>>>,
 }
+
+/// A reminder goes out at most this often per account and kind.
+const REMIND_EVERY_SECS: i64 = 86_400;
 
 impl Accounts {
     async fn view(&self, row: AccountRow) -> Result<AccountView> {
@@ -128,6 +140,7 @@ impl Accounts {
             created_at: rfc3339_unix(row.created_at),
             rotated_at: rfc3339_unix(row.rotated_at),
             rotation_due_since: row.rotation_due_at.map(rfc3339_unix),
+            token_expires_at: row.token_expires_at.map(rfc3339_unix),
             active_checkouts: active,
             warning: None,
         })
@@ -595,11 +608,112 @@ impl Accounts {
         if let Ok((row, cred)) = self.current_credential(account).await
             && row.platform != Platform::Generic
         {
-            let broker = std::sync::Arc::clone(&self.broker);
+            let me = self.clone();
             let account = account.to_owned();
             tokio::spawn(async move {
-                let _ = broker.heartbeat(&account, row.platform, &cred).await;
+                if let Ok(Some(left)) = me.broker.heartbeat(&account, row.platform, &cred).await {
+                    me.learn_token_expiry(&account, left).await;
+                }
             });
         }
+    }
+}
+
+// Credential lifetimes: the platform token's expiry as the platform says it, and the reminders.
+impl Accounts {
+    /// Records that the account's platform token has `left` seconds to live (the heartbeat's
+    /// answer), as a system change with its audit entry, when it moved by more than an hour from
+    /// what was known: a new token, or the first word of one.
+    pub async fn learn_token_expiry(&self, account: &str, left: i64) {
+        let now = self.clock.unix();
+        let at = now.saturating_add(left);
+        let known = match self.store.account_get(account).await {
+            Ok(Some(row)) => row.token_expires_at,
+            _ => return,
+        };
+        if known.is_some_and(|k| (k - at).abs() <= 3600) {
+            return;
+        }
+        let acct = account.to_owned();
+        let recorded = self
+            .audit
+            .change(
+                &Actor::system(),
+                "account.token_expiry",
+                account,
+                move |tx| {
+                    Box::pin(async move {
+                        tx.note("token_expires_at", rfc3339_unix(at));
+                        tx.account_set_token_expiry(&acct, at).await?;
+                        Ok(())
+                    })
+                },
+            )
+            .await;
+        if let Err(e) = recorded {
+            tracing::error!(account, error = %e, "token expiry not recorded");
+        }
+    }
+
+    /// Reminds the channels of every credential older than `lifetimes.secret_max_age_days`, and
+    /// of every platform token expiring within `lifetimes.token_warn_days` (or expired), at most
+    /// once a day per account and kind. Returns how many reminders went out.
+    pub async fn lifetime_reminders(&self) -> Result<usize> {
+        let now = self.clock.unix();
+        let max_age = i64::from(self.lifetimes.secret_max_age_days) * 86_400;
+        let warn = i64::from(self.lifetimes.token_warn_days) * 86_400;
+        let mut sent = 0;
+        for row in self.store.accounts_list().await? {
+            let mut due = Vec::new();
+            if now - row.rotated_at >= max_age {
+                due.push((
+                    "credential.rotation_due",
+                    format!(
+                        "凭据已 {} 天未更换 credential of {} not rotated for {} days (policy: {} days): rotate it",
+                        (now - row.rotated_at) / 86_400,
+                        row.id,
+                        (now - row.rotated_at) / 86_400,
+                        self.lifetimes.secret_max_age_days
+                    ),
+                ));
+            }
+            if let Some(exp) = row.token_expires_at
+                && exp - now <= warn
+            {
+                let text = if exp <= now {
+                    format!(
+                        "平台令牌已过期 the platform token of {} expired at {}: re-authorise the account and rotate the new token in",
+                        row.id,
+                        rfc3339_unix(exp)
+                    )
+                } else {
+                    format!(
+                        "平台令牌 {} 天后过期 the platform token of {} expires at {} ({} days): re-authorise the account and rotate the new token in",
+                        (exp - now) / 86_400,
+                        row.id,
+                        rfc3339_unix(exp),
+                        (exp - now) / 86_400
+                    )
+                };
+                due.push(("credential.token_expiring", text));
+            }
+            for (event, summary) in due {
+                let key = (row.id.clone(), event);
+                {
+                    let mut last = self
+                        .reminded
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if last.get(&key).is_some_and(|t| now - t < REMIND_EVERY_SECS) {
+                        continue;
+                    }
+                    last.insert(key, now);
+                }
+                self.notifier
+                    .send(crate::notify::Notice::new(event, &row.id, summary));
+                sent += 1;
+            }
+        }
+        Ok(sent)
     }
 }

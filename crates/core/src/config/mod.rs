@@ -12,6 +12,7 @@ mod audit;
 mod checkout;
 mod cluster;
 mod database;
+mod lifetimes;
 mod notify;
 mod server;
 #[cfg(test)]
@@ -28,6 +29,7 @@ pub use audit::AuditConfig;
 pub use checkout::CheckoutConfig;
 pub use cluster::ClusterConfig;
 pub use database::{DatabaseConfig, DatabaseUrl, StoreLocation};
+pub use lifetimes::LifetimesConfig;
 pub use notify::{NotifyChannel, NotifyKind};
 pub use server::{
     LimitsConfig, LockoutConfig, LogConfig, LogFormat, RateLimitConfig, SessionConfig, TlsConfig,
@@ -59,6 +61,7 @@ pub struct Config {
     pub watch: WatchConfig,
     pub early_warning: EarlyWarningConfig,
     pub checkout: CheckoutConfig,
+    pub lifetimes: LifetimesConfig,
     /// Absent: a single node.
     pub cluster: Option<ClusterConfig>,
 }
@@ -84,6 +87,7 @@ impl Default for Config {
             watch: WatchConfig::default(),
             early_warning: EarlyWarningConfig::default(),
             checkout: CheckoutConfig::default(),
+            lifetimes: LifetimesConfig::default(),
             cluster: None,
         }
     }
@@ -213,6 +217,7 @@ impl Config {
         self.session.validate()?;
         self.limits.validate()?;
         self.audit.validate()?;
+        self.lifetimes.validate()?;
         self.rate_limits.validate()?;
         for (name, url) in [
             ("platforms.wechat_base_url", &self.platforms.wechat_base_url),

@@ -80,7 +80,8 @@ fn spawn_active(vault: &Arc<Vault>) -> Vec<tokio::task::JoinHandle<()>> {
 }
 
 /// Checks every account's credential against its platform on a schedule; a refusal becomes a
-/// security event inside the broker.
+/// security event inside the broker. Each round learns the platform tokens' expiry and sends the
+/// credential lifetime reminders.
 async fn heartbeats(vault: Arc<Vault>) {
     let every =
         std::time::Duration::from_secs(vault.config.platforms.heartbeat_interval_seconds.max(1));
@@ -90,8 +91,14 @@ async fn heartbeats(vault: Arc<Vault>) {
         tick.tick().await;
         for platform in [accounts::Platform::Wechat, accounts::Platform::Weibo] {
             for (account, cred) in vault.accounts().platform_credentials(platform).await {
-                let _ = vault.broker.heartbeat(&account, platform, &cred).await;
+                if let Ok(Some(left)) = vault.broker.heartbeat(&account, platform, &cred).await {
+                    vault.accounts().learn_token_expiry(&account, left).await;
+                }
             }
+        }
+        // After the round, so a token's expiry just learnt is reminded of at once.
+        if let Err(e) = vault.accounts().lifetime_reminders().await {
+            tracing::error!(error = %e, "credential lifetime reminders not sent");
         }
     }
 }

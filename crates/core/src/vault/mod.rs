@@ -284,6 +284,9 @@ impl Vault {
             people: people.clone(),
             policies: Arc::clone(&live),
             broker: Arc::clone(&broker),
+            notifier: notifier.clone(),
+            lifetimes: config.lifetimes.clone(),
+            reminded: Arc::default(),
         };
         let checkouts = Checkouts {
             store: store.clone(),

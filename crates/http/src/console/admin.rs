@@ -7,7 +7,7 @@ use axum::response::Response;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::home::{ROTATION_DUE_DAYS, age_days};
+use super::home::{age_days, rotation_due_days, token_expiring};
 use super::i18n::{ROLES, role_name};
 use super::layout::{page, when};
 use super::{AppState, ConsoleForm, Fail, Lang, Me, OrFail, done, svg};
@@ -51,7 +51,7 @@ pub async fn accounts(State(s): State<AppState>, me: Me) -> Result<Response, Fai
                     td { (platform_name(l, a.platform)) }
                     td { (status_badge(l, a)) }
                     td { "v" (a.credential_version) }
-                    @let due = age >= ROTATION_DUE_DAYS || a.rotation_due_since.is_some();
+                    @let due = age >= rotation_due_days(&s) || a.rotation_due_since.is_some();
                     td.warn[due] { (when(&a.rotated_at)) br; span.small { (age) (l.t(" 天前", " days ago")) }
                         @if a.rotation_due_since.is_some() { " " span.badge.bad { (l.t("紧急放行后须更换", "due after break-glass")) } }
                         @else if due { " " span.badge.bad { (l.t("应更换", "due")) } } }
@@ -92,6 +92,10 @@ pub async fn account(
                     @if let Some(r) = &a.status_reason { " · " (r) } }
                 dt { (l.t("当前凭据版本", "Current credential version")) } dd #account-version { "v" (a.credential_version) }
                 dt { (l.t("上次更换", "Last rotation")) } dd { (when(&a.rotated_at)) " (" (age_days(&s, &a.rotated_at)) (l.t(" 天前", " days ago")) ")" }
+                @if let Some(exp) = &a.token_expires_at {
+                    dt { (l.t("平台令牌到期", "Platform token expires")) } dd #token-expires { (when(exp))
+                        @if token_expiring(&s, Some(exp)) { " " span.badge.bad { (l.t("即将过期，请重新授权", "expiring soon: re-authorise")) } } }
+                }
                 @if let Some(since) = &a.rotation_due_since {
                     dt { (l.t("须更换凭据", "Rotation due")) } dd #rotation-due { span.badge.bad { (l.t("紧急放行后须更换", "due after break-glass")) } " " (l.t("自 ", "since ")) (when(since)) }
                 }

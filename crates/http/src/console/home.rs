@@ -11,8 +11,18 @@ use crate::checkout::ListQuery;
 use crate::incidents::IncidentQuery;
 use crate::store::types::AccountStatus;
 
-/// A credential older than this is shown as due for rotation.
-pub const ROTATION_DUE_DAYS: i64 = 90;
+/// A credential at least this many days old is due for rotation (`lifetimes.secret_max_age_days`).
+pub fn rotation_due_days(s: &AppState) -> i64 {
+    i64::from(s.vault.config.lifetimes.secret_max_age_days)
+}
+
+/// Whether a platform token expiring at `rfc3339` is within `lifetimes.token_warn_days`.
+pub fn token_expiring(s: &AppState, rfc3339: Option<&str>) -> bool {
+    let warn = i64::from(s.vault.config.lifetimes.token_warn_days);
+    rfc3339
+        .and_then(crate::clock::parse_rfc3339)
+        .is_some_and(|t| (t - s.vault.clock().now()).whole_days() < warn)
+}
 
 /// Whole days since an RFC 3339 time.
 pub fn age_days(s: &AppState, rfc3339: &str) -> i64 {
@@ -132,16 +142,19 @@ async fn render(s: &AppState, me: &Me) -> Result<Response, Fail> {
                 }
             }
             @if let Some(accts) = &accounts {
-                @let due: Vec<_> = accts.iter().filter(|a| a.rotation_due_since.is_some() || age_days(s, &a.rotated_at) >= ROTATION_DUE_DAYS).collect();
+                @let due: Vec<_> = accts.iter().filter(|a| a.rotation_due_since.is_some() || age_days(s, &a.rotated_at) >= rotation_due_days(s) || token_expiring(s, a.token_expires_at.as_deref())).collect();
                 @let frozen: Vec<_> = accts.iter().filter(|a| a.status == AccountStatus::Frozen).collect();
                 section.card #attention-rotation {
                     h2 { (l.t("需要更换的凭据", "Credentials due for rotation")) span.count { (due.len()) } }
-                    p.small { (l.t("超过 90 天未更换的凭据，以及紧急放行后须更换的凭据。", "Credentials not rotated for 90 days or more, and those a break-glass release used.")) }
+                    p.small { (l.t("超过期限未更换的凭据、即将过期的平台令牌，以及紧急放行后须更换的凭据。", "Credentials past their age limit, platform tokens about to expire, and credentials a break-glass release used.")) }
                     @if due.is_empty() { p.ok { (l.t("所有凭据都在有效期内。", "Every credential is recent.")) } }
                     ul { @for a in &due {
                         li { a href=(format!("/console/admin/accounts/{}", a.id)) { (a.display_name) } " · "
                             @if let Some(since) = &a.rotation_due_since {
                                 span.badge.bad.rotation-due { (l.t("紧急放行后须更换", "due after break-glass")) } " " span.small { (when(since)) }
+                            } @else if token_expiring(s, a.token_expires_at.as_deref()) {
+                                span.badge.bad.token-expiring { (l.t("平台令牌即将过期，请重新授权", "platform token expiring: re-authorise")) } " "
+                                span.small { (when(a.token_expires_at.as_deref().unwrap_or_default())) }
                             } @else {
                                 (age_days(s, &a.rotated_at)) (l.t(" 天", " days"))
                             }

@@ -513,10 +513,16 @@ async fn heartbeats_verify_credentials_and_report_refusals() {
         .heartbeat(ACCOUNT, Platform::Wechat, &wechat_cred(SECRET))
         .await
         .unwrap();
-    env.broker
+    let left = env
+        .broker
         .heartbeat(WB_ACCOUNT, Platform::Weibo, &weibo_cred(WB_TOKEN))
         .await
         .unwrap();
+    // The fake's Weibo tokens live 30 days, as the platform's default grant.
+    assert!(
+        left.is_some_and(|s| (29 * 86_400..=30 * 86_400).contains(&s)),
+        "{left:?}"
+    );
     assert!(env.events().is_empty());
 
     let e = env
