@@ -698,3 +698,65 @@ async fn early_warning_counts_failures_and_events_in_a_busy_log() {
     vault.incidents().evaluate_rules(None).await.unwrap();
     assert_eq!(w.audit("alert.raised").await.len(), 2);
 }
+
+/// WeChat's daily token budget is tracked per account: the account page, the API and `/metrics`
+/// show what is left, and the playbook's forced refresh spends one and says how many remain.
+#[tokio::test]
+async fn a_playbooks_forced_refresh_spends_the_wechat_daily_budget_and_shows_what_is_left() {
+    let (url, _inbox) = receiver().await;
+    let w = world(channel(&url), None).await;
+    let (_, acct) = w.app.get(&w.admin_s, "/api/v1/accounts/wx").await;
+    assert_eq!(acct["wechat_budget"]["force_refreshes_left"], 20, "{acct}");
+    let inc = w.open("wechat-account-compromised", None).await;
+    let step = inc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["action"] == "refresh_platform_token")
+        .cloned()
+        .unwrap();
+    assert_eq!(step["status"], "done", "{step}");
+    assert!(
+        step["note"]
+            .as_str()
+            .unwrap()
+            .contains("19 force_refresh left today"),
+        "{step}"
+    );
+    let (_, acct) = w.app.get(&w.admin_s, "/api/v1/accounts/wx").await;
+    assert_eq!(acct["wechat_budget"]["force_refreshes_left"], 19, "{acct}");
+    assert!(
+        acct["wechat_budget"]["classic_fetches_left"]
+            .as_u64()
+            .unwrap()
+            < 2000
+    );
+    let metrics = w
+        .app
+        .client
+        .get(w.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "mediavault_wechat_token_budget_left{account=\"wx\",kind=\"force_refresh\"} 19"
+        ),
+        "{metrics}"
+    );
+    let page = w
+        .app
+        .client
+        .get(w.app.url("/console/admin/accounts/wx"))
+        .header("cookie", format!("__Host-mv_session={}", w.admin_s))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("强制刷新剩余 <b>19</b> / 20"), "{page}");
+}

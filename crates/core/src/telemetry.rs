@@ -33,6 +33,13 @@ pub struct PlatformLabels {
     pub code: String,
 }
 
+/// One account's WeChat token budget: `kind` is `force_refresh` or `classic_token`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    pub account: String,
+    pub kind: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
@@ -73,6 +80,8 @@ pub struct Metrics {
     pub audit_queue_depth: Gauge,
     pub live_checkouts: Gauge,
     pub indexed_tokens: Gauge,
+    /// What is left today of each WeChat account's token fetches (WeChat's daily limits).
+    pub wechat_budget_left: Family<BudgetLabels, Gauge>,
     /// Rendering reuses one buffer.
     buf: Mutex<String>,
 }
@@ -95,6 +104,12 @@ impl Metrics {
         let security_events = Family::<KindLabels, Counter>::default();
         let (audit_queue_depth, live_checkouts, indexed_tokens) =
             (Gauge::default(), Gauge::default(), Gauge::default());
+        let wechat_budget_left = Family::<BudgetLabels, Gauge>::default();
+        registry.register(
+            "wechat_token_budget_left",
+            "Token fetches left today per WeChat account (force_refresh: of 20; classic_token: of 2,000), as this process has spent them",
+            wechat_budget_left.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests by route template, method and status",
@@ -161,6 +176,7 @@ impl Metrics {
             audit_queue_depth,
             live_checkouts,
             indexed_tokens,
+            wechat_budget_left,
             buf: Mutex::new(String::with_capacity(16 * 1024)),
         }
     }

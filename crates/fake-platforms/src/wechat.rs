@@ -65,6 +65,15 @@ struct App {
     /// Stable tokens issued with `force_refresh`, and classic tokens issued.
     stable_forced: usize,
     classic_issued: usize,
+    /// `force_refresh` stable tokens issued on one day (Beijing time): WeChat allows 20.
+    forced_today: (i64, u32),
+}
+
+/// WeChat issues at most this many `force_refresh` stable tokens per AppID a day.
+const FORCED_PER_DAY: u32 = 20;
+
+fn beijing_day(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp() + 8 * 3600).div_euclid(86_400)
 }
 
 struct Token {
@@ -124,6 +133,7 @@ impl WechatState {
                 fetches: 0,
                 stable_forced: 0,
                 classic_issued: 0,
+                forced_today: (0, 0),
             },
         );
     }
@@ -386,6 +396,22 @@ fn stable(st: &mut State, req: &Req) -> Result<Reply, Reply> {
     injected(st, req)?;
 
     let now = st.now();
+    if force {
+        let today = beijing_day(now);
+        let spent = st
+            .wechat
+            .apps
+            .get(app_id)
+            .map(|a| a.forced_today)
+            .filter(|(day, _)| *day == today)
+            .map_or(0, |(_, n)| n);
+        if spent >= FORCED_PER_DAY {
+            return Err(error(st, 45009));
+        }
+        if let Some(app) = st.wechat.apps.get_mut(app_id) {
+            app.forced_today = (today, spent + 1);
+        }
+    }
     let current = st
         .wechat
         .apps

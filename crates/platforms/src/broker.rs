@@ -122,7 +122,47 @@ pub struct Broker {
     permit: std::sync::OnceLock<Arc<dyn FetchPermit>>,
     /// How long one token fetch may take (the HTTP client's timeout).
     fetch_timeout: Duration,
+    /// Today's token fetches per AppID, against WeChat's daily limits (in memory: a restart
+    /// forgets what this process spent, so the count may show more left than WeChat allows).
+    spent: Mutex<HashMap<String, DaySpend>>,
 }
+
+/// WeChat allows 20 `force_refresh` stable tokens per AppID a day.
+pub const FORCE_REFRESHES_PER_DAY: u32 = 20;
+/// WeChat allows 2,000 classic `cgi-bin/token` fetches per AppID a day.
+pub const CLASSIC_FETCHES_PER_DAY: u32 = 2000;
+
+/// One AppID's fetches on one day (Beijing time, when WeChat resets its counts).
+#[derive(Debug, Default, Clone, Copy)]
+struct DaySpend {
+    day: i64,
+    forced: u32,
+    classic: u32,
+}
+
+/// What is left of an AppID's daily token budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WechatBudget {
+    pub force_refreshes_left: u32,
+    pub classic_fetches_left: u32,
+    /// When WeChat resets the counts: the next midnight, Beijing time (unix seconds).
+    pub resets_at: i64,
+}
+
+/// The day number of `unix` in Beijing time (UTC+8, no daylight saving).
+fn beijing_day(unix: i64) -> i64 {
+    (unix + 8 * 3600).div_euclid(86_400)
+}
+
+const FORCE_BUDGET_SPENT: PlatformError = PlatformError::Refused {
+    platform: "wechat",
+    detail: "the AppID's 20 force_refresh stable tokens for today are spent (WeChat's daily limit; it resets at midnight Beijing time): the old token cannot be cancelled by a forced refresh until then; reset the AppSecret in the WeChat console to cancel every token at once",
+};
+
+const CLASSIC_BUDGET_SPENT: PlatformError = PlatformError::Refused {
+    platform: "wechat",
+    detail: "the AppID's 2,000 classic access-token fetches for today are spent (WeChat's daily limit; it resets at midnight Beijing time)",
+};
 
 /// Whether this process may fetch a platform token now. A fetch is an act the database cannot
 /// fence: in a cluster, only the active node may, and only while its lease outlasts the fetch, so
@@ -271,6 +311,7 @@ impl Broker {
             forced_at: Mutex::new(HashMap::new()),
             permit: std::sync::OnceLock::new(),
             fetch_timeout: Duration::from_secs(config.request_timeout_seconds.max(1)),
+            spent: Mutex::new(HashMap::new()),
         })
     }
 
@@ -295,7 +336,54 @@ impl Broker {
         force: bool,
     ) -> Result<IssuedToken, PlatformError> {
         self.permitted().await?;
+        if force {
+            self.spend(app_id, true)?;
+        }
         self.wechat.stable_token(app_id, secret, force).await
+    }
+
+    /// Counts one fetch against the AppID's daily budget, or refuses it when the day's is spent.
+    fn spend(&self, app_id: &str, forced: bool) -> Result<(), PlatformError> {
+        let today = beijing_day(self.clock.unix());
+        let mut spent = self.spent.lock().unwrap_or_else(PoisonError::into_inner);
+        let day = spent.entry(app_id.to_owned()).or_default();
+        if day.day != today {
+            *day = DaySpend {
+                day: today,
+                ..DaySpend::default()
+            };
+        }
+        if forced {
+            if day.forced >= FORCE_REFRESHES_PER_DAY {
+                return Err(FORCE_BUDGET_SPENT);
+            }
+            day.forced += 1;
+        } else {
+            if day.classic >= CLASSIC_FETCHES_PER_DAY {
+                return Err(CLASSIC_BUDGET_SPENT);
+            }
+            day.classic += 1;
+        }
+        Ok(())
+    }
+
+    /// What is left today of the AppID's token budget, as far as this process has spent it.
+    pub fn wechat_budget(&self, app_id: &str) -> WechatBudget {
+        let now = self.clock.unix();
+        let today = beijing_day(now);
+        let day = self
+            .spent
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(app_id)
+            .copied()
+            .filter(|d| d.day == today)
+            .unwrap_or_default();
+        WechatBudget {
+            force_refreshes_left: FORCE_REFRESHES_PER_DAY.saturating_sub(day.forced),
+            classic_fetches_left: CLASSIC_FETCHES_PER_DAY.saturating_sub(day.classic),
+            resets_at: (today + 1) * 86_400 - 8 * 3600,
+        }
     }
 
     /// A classic token from WeChat, if this node may fetch one.
@@ -305,6 +393,7 @@ impl Broker {
         secret: &SecretString,
     ) -> Result<IssuedToken, PlatformError> {
         self.permitted().await?;
+        self.spend(app_id, false)?;
         self.wechat.classic_token(app_id, secret).await
     }
 

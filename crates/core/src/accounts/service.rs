@@ -33,6 +33,9 @@ pub struct AccountView {
     /// When the account's platform token expires, as the platform last said (Weibo's OAuth
     /// token, from the heartbeat's `get_token_info`); null where the platform says nothing.
     pub token_expires_at: Option<String>,
+    /// WeChat: what is left today of the AppID's token fetches (WeChat's daily limits).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wechat_budget: Option<WechatBudgetView>,
     pub active_checkouts: i64,
     /// On creation: why the account cannot be checked out yet (no policy covers it).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -124,8 +127,35 @@ pub struct Accounts {
 /// A reminder goes out at most this often per account and kind.
 const REMIND_EVERY_SECS: i64 = 86_400;
 
+/// What is left today of a WeChat AppID's token budget, as this vault process has spent it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WechatBudgetView {
+    /// `force_refresh` stable tokens left today (WeChat allows 20 a day, 30 s apart); incident
+    /// playbooks spend them to cancel every other stable token.
+    pub force_refreshes_left: u32,
+    /// Classic `cgi-bin/token` fetches left today (WeChat allows 2,000).
+    pub classic_fetches_left: u32,
+    /// When WeChat resets both: the next midnight, Beijing time.
+    pub resets_at: String,
+}
+
 impl Accounts {
+    /// A WeChat account's token budget (its AppID's; the credential says which).
+    pub async fn wechat_budget(&self, account: &str) -> Option<WechatBudgetView> {
+        let (row, cred) = self.current_credential(account).await.ok()?;
+        if row.platform != Platform::Wechat {
+            return None;
+        }
+        let b = self.broker.wechat_budget(cred.app_id.as_deref()?);
+        Some(WechatBudgetView {
+            force_refreshes_left: b.force_refreshes_left,
+            classic_fetches_left: b.classic_fetches_left,
+            resets_at: rfc3339_unix(b.resets_at),
+        })
+    }
+
     async fn view(&self, row: AccountRow) -> Result<AccountView> {
+        let wechat_budget = self.wechat_budget(&row.id).await;
         let active = self
             .store
             .account_active_checkouts(&row.id, self.clock.unix())
@@ -141,6 +171,7 @@ impl Accounts {
             rotated_at: rfc3339_unix(row.rotated_at),
             rotation_due_since: row.rotation_due_at.map(rfc3339_unix),
             token_expires_at: row.token_expires_at.map(rfc3339_unix),
+            wechat_budget,
             active_checkouts: active,
             warning: None,
         })

@@ -73,7 +73,13 @@ impl Incidents {
                     Ok(()) => match self.broker.cancel_outstanding(account, &cred).await {
                         Ok(c) if c.stable_forced => (
                             StepStatus::Done,
-                            "stable token force-refreshed; classic token fetched".into(),
+                            format!(
+                                "stable token force-refreshed ({} force_refresh left today); classic token fetched",
+                                cred.app_id.as_deref().map_or(0, |a| self
+                                    .broker
+                                    .wechat_budget(a)
+                                    .force_refreshes_left)
+                            ),
                         ),
                         Ok(_) => (
                             StepStatus::Done,

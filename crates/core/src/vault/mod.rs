@@ -553,6 +553,21 @@ impl Vault {
             .set(i64::try_from(self.tokens.len()).unwrap_or(i64::MAX));
         m.live_checkouts
             .set(self.store.checkouts_live(self.clock.unix()).await?);
+        for row in self.store.accounts_list().await? {
+            if let Some(b) = self.accounts.wechat_budget(&row.id).await {
+                for (kind, left) in [
+                    ("force_refresh", b.force_refreshes_left),
+                    ("classic_token", b.classic_fetches_left),
+                ] {
+                    m.wechat_budget_left
+                        .get_or_create(&crate::telemetry::BudgetLabels {
+                            account: row.id.clone(),
+                            kind,
+                        })
+                        .set(i64::from(left));
+                }
+            }
+        }
         m.render().map_err(Error::internal)
     }
 

@@ -92,6 +92,14 @@ pub async fn account(
                     @if let Some(r) = &a.status_reason { " · " (r) } }
                 dt { (l.t("当前凭据版本", "Current credential version")) } dd #account-version { "v" (a.credential_version) }
                 dt { (l.t("上次更换", "Last rotation")) } dd { (when(&a.rotated_at)) " (" (age_days(&s, &a.rotated_at)) (l.t(" 天前", " days ago")) ")" }
+                @if let Some(b) = &a.wechat_budget {
+                    dt { (l.t("今日令牌额度", "Token budget today")) } dd #wechat-budget {
+                        span.force-left { (l.t("强制刷新剩余 ", "force_refresh left: ")) b { (b.force_refreshes_left) } " / 20" }
+                        @if b.force_refreshes_left == 0 { " " span.badge.bad { (l.t("已用完：应急预案无法再强制作废令牌", "spent: playbooks cannot force-cancel tokens")) } }
+                        " · " (l.t("普通令牌获取剩余 ", "classic fetches left: ")) (b.classic_fetches_left) " / 2000"
+                        br; span.small { (l.t("北京时间零点重置：", "resets at midnight Beijing time: ")) (when(&b.resets_at)) }
+                    }
+                }
                 @if let Some(exp) = &a.token_expires_at {
                     dt { (l.t("平台令牌到期", "Platform token expires")) } dd #token-expires { (when(exp))
                         @if token_expiring(&s, Some(exp)) { " " span.badge.bad { (l.t("即将过期，请重新授权", "expiring soon: re-authorise")) } } }

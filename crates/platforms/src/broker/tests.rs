@@ -656,3 +656,28 @@ async fn transport_errors_name_no_secret() {
     let shown = format!("{e} {e:?}");
     assert!(!shown.contains(WB_TOKEN), "{shown}");
 }
+
+#[tokio::test]
+async fn the_twenty_first_forced_refresh_of_a_day_is_refused_before_wechat_sees_it() {
+    let env = Env::new().await;
+    let cred = wechat_cred(SECRET);
+    let app = cred.app_id.clone().unwrap();
+    assert_eq!(env.broker.wechat_budget(&app).force_refreshes_left, 20);
+    for _ in 0..20 {
+        env.broker.force_refresh(ACCOUNT, &cred).await.unwrap();
+    }
+    let budget = env.broker.wechat_budget(&app);
+    assert_eq!(budget.force_refreshes_left, 0);
+    let e = env.broker.force_refresh(ACCOUNT, &cred).await.unwrap_err();
+    assert!(
+        e.to_string().contains("20 force_refresh") && e.to_string().contains("Beijing"),
+        "{e}"
+    );
+    // The next day (midnight Beijing time) the budget is whole again, at the vault and at WeChat
+    // (the fake counts too, and would answer 45009).
+    let to_midnight = std::time::Duration::from_secs((budget.resets_at - env.clock.unix()) as u64);
+    env.clock.advance(to_midnight);
+    env.fake.advance(to_midnight);
+    assert_eq!(env.broker.wechat_budget(&app).force_refreshes_left, 20);
+    env.broker.force_refresh(ACCOUNT, &cred).await.unwrap();
+}
