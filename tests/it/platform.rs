@@ -635,3 +635,101 @@ async fn a_bad_path_segment_or_an_oversized_upload_is_a_problem_not_plain_text()
     assert_eq!((st, v["code"].as_str()), (413, Some("payload_too_large")));
     assert_eq!(p.api_calls(), before);
 }
+
+/// A spent daily quota (45009) is reset with the AppSecret, which only the vault holds: an admin
+/// action with a step-up, ten times a month at most, the eleventh refused before WeChat sees it.
+#[tokio::test]
+async fn an_admin_resets_a_spent_wechat_quota_ten_times_a_month_at_most() {
+    let p = setup().await;
+    let (token, _) = p.token().await;
+    p.fake.inject_error("/cgi-bin/draft/add", 45009, 50);
+    let (st, v) = p.draft(&token).await;
+    assert_eq!((st, v["errcode"].as_i64()), (200, Some(45009)), "{v}");
+    let (_, acct) = p.app.get(&p.admin_s, "/api/v1/accounts/wx").await;
+    assert_eq!(acct["wechat_budget"]["quota_resets_left"], 10, "{acct}");
+    // Only an admin may; a publisher's attempt sends nothing.
+    let alice_s = p.app.login(&p.alice).await;
+    let code = p.app.code(&p.alice);
+    let (st, v) = p
+        .app
+        .post(
+            &alice_s,
+            "/api/v1/accounts/wx/clear-quota",
+            json!({"totp": code}),
+        )
+        .await;
+    assert_eq!(st, 403, "{v}");
+    let resets = || {
+        p.fake
+            .calls()
+            .iter()
+            .filter(|c| c.path == "/cgi-bin/clear_quota/v2")
+            .count()
+    };
+    assert_eq!(resets(), 0);
+    let code = p.app.code(&p.app.admin);
+    let (st, v) = p
+        .app
+        .post(
+            &p.admin_s,
+            "/api/v1/accounts/wx/clear-quota",
+            json!({"totp": code}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["quota_resets_left"], 9);
+    let (st, v) = p.draft(&token).await;
+    assert_eq!(
+        (st, v.get("errcode")),
+        (200, None),
+        "the quota is back: {v}"
+    );
+    for left in (0..9).rev() {
+        let code = p.app.code(&p.app.admin);
+        let (st, v) = p
+            .app
+            .post(
+                &p.admin_s,
+                "/api/v1/accounts/wx/clear-quota",
+                json!({"totp": code}),
+            )
+            .await;
+        assert_eq!(
+            (st, v["quota_resets_left"].as_u64()),
+            (200, Some(left)),
+            "{v}"
+        );
+    }
+    let code = p.app.code(&p.app.admin);
+    let (st, v) = p
+        .app
+        .post(
+            &p.admin_s,
+            "/api/v1/accounts/wx/clear-quota",
+            json!({"totp": code}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (409, Some("quota_resets_spent")),
+        "{v}"
+    );
+    assert_eq!(resets(), 10, "the eleventh never reached WeChat");
+    let (_, audit) = p
+        .app
+        .get(&p.admin_s, "/api/v1/audit?action=account.clear_quota.done")
+        .await;
+    assert_eq!(audit["entries"].as_array().unwrap().len(), 10);
+    let page = p
+        .app
+        .client
+        .get(p.app.url("/console/admin/accounts/wx"))
+        .header("cookie", format!("__Host-mv_session={}", p.admin_s))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<b id=\"quota-resets-left\">0</b>"), "{page}");
+}

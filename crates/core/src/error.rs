@@ -116,6 +116,8 @@ pub enum Conflict {
     BootstrapOver,
     /// The review of a break-glass release is already closed.
     ReviewClosed,
+    /// A WeChat AppID's ten API quota resets for the month are spent.
+    QuotaResetsSpent,
 }
 
 impl Conflict {
@@ -133,6 +135,7 @@ impl Conflict {
             Conflict::StepNotPending => "step_not_pending",
             Conflict::CredentialCompromised => "credential_compromised",
             Conflict::ReviewClosed => "review_closed",
+            Conflict::QuotaResetsSpent => "quota_resets_spent",
         }
     }
 }

@@ -115,6 +115,14 @@ impl State {
     }
 
     /// Consumes one pending injected error for `path`, if any.
+    /// What `clear_quota` resets: every queued 45009 (a spent daily quota) on every path.
+    pub(crate) fn clear_quota_injections(&mut self) {
+        for queue in self.injections.values_mut() {
+            queue.retain(|(code, _)| *code != 45009);
+        }
+        self.injections.retain(|_, q| !q.is_empty());
+    }
+
     pub(crate) fn take_injection(&mut self, path: &str) -> Option<i64> {
         let queue = self.injections.get_mut(path)?;
         let (code, remaining) = queue.front_mut()?;
@@ -316,6 +324,7 @@ impl FakePlatforms {
             .route("/cgi-bin/token", platform!(wechat::token))
             .route("/cgi-bin/stable_token", platform!(wechat::stable_token))
             .route("/cgi-bin/getcallbackip", platform!(wechat::callback_ip))
+            .route("/cgi-bin/clear_quota/v2", platform!(wechat::clear_quota))
             .route("/cgi-bin/draft/add", platform!(wechat::draft_add))
             .route(
                 "/cgi-bin/freepublish/submit",

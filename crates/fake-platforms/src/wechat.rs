@@ -67,7 +67,12 @@ struct App {
     classic_issued: usize,
     /// `force_refresh` stable tokens issued on one day (Beijing time): WeChat allows 20.
     forced_today: (i64, u32),
+    /// `clear_quota` resets in one month (year * 12 + month, Beijing time): WeChat allows 10.
+    resets_this_month: (i64, u32),
 }
+
+/// WeChat allows this many `clear_quota` resets per AppID a month.
+const RESETS_PER_MONTH: u32 = 10;
 
 /// WeChat issues at most this many `force_refresh` stable tokens per AppID a day.
 const FORCED_PER_DAY: u32 = 20;
@@ -134,6 +139,7 @@ impl WechatState {
                 stable_forced: 0,
                 classic_issued: 0,
                 forced_today: (0, 0),
+                resets_this_month: (0, 0),
             },
         );
     }
@@ -197,6 +203,7 @@ fn message(code: i64) -> &'static str {
         44002 => "empty post data",
         45009 => "reach max api daily quota limit",
         40243 => "AppSecret is frozen, please unfreeze it on mp.weixin.qq.com",
+        48006 => "forbid to clear quota because of reaching the limit",
         45011 => "api minute-quota reach limit  mustslower  retry next minute",
         40097 => "invalid args",
         53600 => "Article ID invalid",
@@ -445,6 +452,48 @@ fn stable(st: &mut State, req: &Req) -> Result<Reply, Reply> {
         }
     }
     Ok(token_reply(&token, ttl_secs(st)))
+}
+
+/// `POST /cgi-bin/clear_quota/v2` `{appid, appsecret}`: resets the app's API call counts (here:
+/// drops every 45009 queued by `inject_error`), ten times a month, then 48006.
+pub(crate) fn clear_quota(st: &mut State, req: &Req) -> Reply {
+    let run = |st: &mut State| -> Result<Reply, Reply> {
+        require_post(st, req)?;
+        let body = json_body(st, req)?;
+        let field = |name: &str| {
+            body.get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+        };
+        let Some(app_id) = field("appid") else {
+            return Err(error(st, 41002));
+        };
+        let Some(secret) = field("appsecret") else {
+            return Err(error(st, 41004));
+        };
+        authenticate(st, req, app_id, secret)?;
+        injected(st, req)?;
+        let now = st
+            .now()
+            .to_offset(time::UtcOffset::from_hms(8, 0, 0).unwrap_or(time::UtcOffset::UTC));
+        let month = i64::from(now.year()) * 12 + i64::from(u8::from(now.month()));
+        let used = st
+            .wechat
+            .apps
+            .get(app_id)
+            .map(|a| a.resets_this_month)
+            .filter(|(m, _)| *m == month)
+            .map_or(0, |(_, n)| n);
+        if used >= RESETS_PER_MONTH {
+            return Err(error(st, 48006));
+        }
+        if let Some(app) = st.wechat.apps.get_mut(app_id) {
+            app.resets_this_month = (month, used + 1);
+        }
+        st.clear_quota_injections();
+        Ok(Reply::ok(json!({ "errcode": 0, "errmsg": "ok" })))
+    };
+    run(st).unwrap_or_else(|e| e)
 }
 
 /// `GET /cgi-bin/getcallbackip`

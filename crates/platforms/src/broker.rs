@@ -367,6 +367,14 @@ impl Broker {
         Ok(())
     }
 
+    /// Resets the account's API call counts with its AppSecret (`clear_quota/v2`), if this node may
+    /// act for the account (the active node of a cluster).
+    pub async fn clear_quota(&self, cred: &Credential) -> Result<(), PlatformError> {
+        let (app_id, secret) = wechat_credential(cred)?;
+        self.permitted().await?;
+        self.wechat.clear_quota(app_id, secret).await
+    }
+
     /// What is left today of the AppID's token budget, as far as this process has spent it.
     pub fn wechat_budget(&self, app_id: &str) -> WechatBudget {
         let now = self.clock.unix();

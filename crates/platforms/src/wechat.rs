@@ -106,6 +106,46 @@ impl WechatClient {
         self.token_request(self.http.get(url), secret).await
     }
 
+    /// `POST /cgi-bin/clear_quota/v2` with the AppSecret: resets the AppID's API call counts
+    /// (after 45009), at most 10 times a month (then 48006). The AppSecret travels in the JSON body,
+    /// never in the URL.
+    pub async fn clear_quota(
+        &self,
+        app_id: &str,
+        secret: &SecretString,
+    ) -> Result<(), PlatformError> {
+        let url = endpoint(PLATFORM, &self.base, "/cgi-bin/clear_quota/v2")?;
+        let body = serde_json::to_vec(&serde_json::json!({
+            "appid": app_id,
+            "appsecret": secret.expose(),
+        }))
+        .map_err(|_| PlatformError::Refused {
+            platform: PLATFORM,
+            detail: "clear_quota request could not be encoded",
+        })?;
+        let request = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        let (status, _, body) = exchange(PLATFORM, request).await?;
+        let Ok(answer) = serde_json::from_slice::<TokenAnswer>(&body) else {
+            return Err(PlatformError::Protocol {
+                platform: PLATFORM,
+                status,
+                detail: "clear_quota answer is not JSON",
+            });
+        };
+        match answer.errcode {
+            Some(0) | None => Ok(()),
+            Some(code) => Err(PlatformError::Api {
+                platform: PLATFORM,
+                code,
+                message: scrub(&answer.errmsg.unwrap_or_default(), &[secret.expose()]),
+            }),
+        }
+    }
+
     async fn token_request(
         &self,
         request: reqwest::RequestBuilder,

@@ -219,3 +219,43 @@ pub async fn policies(
 ) -> Result<Json<crate::accounts::service::PolicyCoverage>> {
     Ok(Json(s.vault.accounts().policy_coverage(&me).await?))
 }
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClearQuotaBody {
+    /// The admin's code, unless a step-up window is open.
+    totp: Option<String>,
+}
+
+/// A WeChat API quota reset, and how many the AppID has left this month.
+#[derive(Serialize, ToSchema)]
+pub struct QuotaCleared {
+    account: String,
+    quota_resets_left: u32,
+}
+
+#[utoipa::path(
+    post,
+    path = "/accounts/{id}/clear-quota",
+    tag = "accounts",
+    security(("session" = []), ("session_cookie" = [])),
+    params(("id" = String, Path, description = "the account id (WeChat)")),
+    request_body = ClearQuotaBody,
+    responses((status = 200, description = "WeChat reset the AppID's API call counts (clear_quota/v2, with the AppSecret)", body = QuotaCleared)),
+)]
+pub async fn clear_quota(
+    State(s): State<AppState>,
+    Session(me): Session,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(b): ApiJson<ClearQuotaBody>,
+) -> Result<Json<QuotaCleared>> {
+    let left = s
+        .vault
+        .accounts()
+        .clear_quota(&me, &id, b.totp.as_deref())
+        .await?;
+    Ok(Json(QuotaCleared {
+        account: id,
+        quota_resets_left: left,
+    }))
+}

@@ -93,6 +93,7 @@ fn documented(limits: &RateLimitConfig, general: Layer<PeerKey>) -> OpenApiRoute
         .routes(routes!(accounts::rollback))
         .routes(routes!(accounts::freeze))
         .routes(routes!(accounts::unfreeze))
+        .routes(routes!(accounts::clear_quota))
         .routes(routes!(checkouts::get_one))
         .routes(routes!(checkouts::approve))
         .routes(routes!(checkouts::deny))

@@ -176,8 +176,49 @@ pub async fn account(
                 button.danger[freezing] #freeze-submit type="submit" { @if freezing { (l.t("冻结", "Freeze")) } @else { (l.t("解除冻结", "Unfreeze")) } }
             }
         }
+        @if let Some(b) = &a.wechat_budget {
+            section.card #clear-quota {
+                h2 { (l.t("重置接口调用次数", "Reset the API call quota")) }
+                p.small { (l.t(
+                    "接口当日调用次数用完（45009）时，可用 AppSecret 请微信清零（clear_quota）。每月最多 10 次，本月剩余：",
+                    "When an API's daily quota is spent (45009), WeChat can reset the counts with the AppSecret (clear_quota), at most 10 times a month. Left this month: "
+                )) b #quota-resets-left { (b.quota_resets_left) } " / 10" }
+                form method="post" action=(format!("{base}/clear-quota")) autocomplete="off"
+                    data-confirm=(l.t("确定请微信清零本账号的接口调用次数？（每月最多 10 次）", "Ask WeChat to reset this account's API call counts? (10 times a month at most)")) {
+                    input type="hidden" name="csrf" value=(me.csrf);
+                    (me.totp_field(&s, "clear-quota-totp"))
+                    button #clear-quota-submit type="submit" disabled[b.quota_resets_left == 0] { (l.t("重置调用次数", "Reset the quota")) }
+                }
+            }
+        }
     };
     Ok(page(&s, &me, &a.display_name, body))
+}
+
+#[derive(Deserialize)]
+pub struct ClearQuotaForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    totp: String,
+}
+
+pub async fn clear_quota(
+    State(s): State<AppState>,
+    me: Me,
+    Path(id): Path<String>,
+    ConsoleForm(f): ConsoleForm<ClearQuotaForm>,
+) -> Result<Response, Fail> {
+    me.check_csrf(&s, &f.csrf)?;
+    s.vault
+        .accounts()
+        .clear_quota(&me.actor, &id, Some(f.totp.trim()))
+        .await
+        .or_fail(&me)?;
+    Ok(done(
+        &format!("/console/admin/accounts/{id}"),
+        "quota_cleared",
+    ))
 }
 
 /// Form fields arrive as empty strings when left blank; blank means absent.

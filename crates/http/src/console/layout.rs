@@ -51,6 +51,10 @@ fn notice(l: Lang, done: &str) -> Option<&'static str> {
             "已紧急放行：全体审批人已收到通知，该账号凭据须随后更换，待另一人复核结案。",
             "Released alone: every approver has been told, the account's credential is due for rotation, and a second person must review it.",
         ),
+        "quota_cleared" => l.t(
+            "微信已清零本账号的接口调用次数。",
+            "WeChat reset this account's API call counts.",
+        ),
         "review_closed" => l.t("紧急放行复核已结案。", "The break-glass review is closed."),
         "role_confirmed" => l.t(
             "角色已确认，现已生效。",

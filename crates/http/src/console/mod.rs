@@ -70,6 +70,7 @@ pub fn routes(limits: &RateLimitConfig) -> Router<AppState> {
         .route("/admin/accounts/{id}/rotate", post(admin::rotate))
         .route("/admin/accounts/{id}/rollback", post(admin::rollback))
         .route("/admin/accounts/{id}/status", post(admin::set_status))
+        .route("/admin/accounts/{id}/clear-quota", post(admin::clear_quota))
         .route("/admin/users", get(admin::users).post(admin::create_user))
         .route("/admin/users/import", post(admin::import_users))
         .route("/admin/users/{name}/disable", post(admin::disable_user))
