@@ -1194,7 +1194,7 @@ async fn an_admin_adds_a_roster_with_one_code_and_the_header_counts_the_window_d
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-struct Driver {
+pub(crate) struct Driver {
     child: std::process::Child,
     http: reqwest::Client,
     base: String,
@@ -1240,7 +1240,7 @@ fn find_program(env: &str, names: &[&str]) -> Option<std::path::PathBuf> {
 }
 
 impl Driver {
-    async fn start() -> Driver {
+    pub(crate) async fn start() -> Driver {
         const HOW: &str = "install them with `apt-get install -y chromium chromium-driver` (Debian; .ci/run does this), or point CHROMEDRIVER and CHROME_BIN at them";
         let driver = find_program("CHROMEDRIVER", &["chromedriver"]).unwrap_or_else(|| {
             panic!("the console browser test needs chromedriver and Chromium: {HOW}")
@@ -1314,7 +1314,7 @@ impl Driver {
         v["value"].clone()
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.call("POST", "/url", json!({"url": url})).await;
     }
 
@@ -1330,7 +1330,7 @@ impl Driver {
     }
 
     /// Waits up to ten seconds for an element (pages load after a form's submission).
-    async fn wait(&self, css: &str) -> String {
+    pub(crate) async fn wait(&self, css: &str) -> String {
         for _ in 0..100 {
             if let Some(e) = self.find(css).await {
                 return e;
@@ -1340,7 +1340,7 @@ impl Driver {
         panic!("no element {css} on {}", self.source().await);
     }
 
-    async fn fill(&self, css: &str, text: &str) {
+    pub(crate) async fn fill(&self, css: &str, text: &str) {
         let e = self.wait(css).await;
         self.call("POST", &format!("/element/{e}/clear"), json!({}))
             .await;
@@ -1352,13 +1352,13 @@ impl Driver {
         .await;
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let e = self.wait(css).await;
         self.call("POST", &format!("/element/{e}/click"), json!({}))
             .await;
     }
 
-    async fn text(&self, css: &str) -> String {
+    pub(crate) async fn text(&self, css: &str) -> String {
         let e = self.wait(css).await;
         self.call("GET", &format!("/element/{e}/text"), json!({}))
             .await
@@ -1370,7 +1370,7 @@ impl Driver {
     /// Waits up to ten seconds for an element whose text contains `needle`. A click that submits
     /// a form returns before the next page has loaded, and the page it leaves may hold the same
     /// element (a `#notice` from the previous action): reading at once can see the old page.
-    async fn wait_text(&self, css: &str, needle: &str) -> String {
+    pub(crate) async fn wait_text(&self, css: &str, needle: &str) -> String {
         let mut last = String::new();
         for _ in 0..100 {
             if let Some(e) = self.find(css).await {
@@ -1398,7 +1398,7 @@ impl Driver {
             .to_owned()
     }
 
-    async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         use base64::Engine;
         let v = self.call("GET", "/screenshot", json!({})).await;
         let png = base64::engine::general_purpose::STANDARD
@@ -1410,7 +1410,7 @@ impl Driver {
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
-    async fn login(&self, app: &TestApp, user: &TestUser) {
+    pub(crate) async fn login(&self, app: &TestApp, user: &TestUser) {
         self.goto(&app.url("/console/login")).await;
         self.fill("#username", &user.username).await;
         self.fill("#password", &user.password).await;

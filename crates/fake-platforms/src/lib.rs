@@ -158,6 +158,8 @@ impl State {
 pub(crate) struct Reply {
     status: StatusCode,
     body: Value,
+    /// A redirect's target (Weibo's OAuth authorize page sends the browser back).
+    location: Option<String>,
 }
 
 impl Reply {
@@ -165,17 +167,33 @@ impl Reply {
         Self {
             status: StatusCode::OK,
             body,
+            location: None,
         }
     }
 
     pub(crate) fn with_status(status: StatusCode, body: Value) -> Self {
-        Self { status, body }
+        Self {
+            status,
+            body,
+            location: None,
+        }
+    }
+
+    pub(crate) fn redirect(to: String) -> Self {
+        Self {
+            status: StatusCode::FOUND,
+            body: Value::Null,
+            location: Some(to),
+        }
     }
 }
 
 impl IntoResponse for Reply {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body)).into_response()
+        match self.location {
+            Some(to) => (self.status, [(axum::http::header::LOCATION, to)]).into_response(),
+            None => (self.status, axum::Json(self.body)).into_response(),
+        }
     }
 }
 
@@ -340,6 +358,8 @@ impl FakePlatforms {
                 platform!(wechat::freepublish_get),
             )
             .route("/oauth2/get_token_info", platform!(weibo::get_token_info))
+            .route("/oauth2/authorize", platform!(weibo::oauth_authorize))
+            .route("/oauth2/access_token", platform!(weibo::oauth_access_token))
             .route("/2/statuses/share.json", platform!(weibo::share))
             .merge(self.posts_routes())
             .route("/_fake/calls", get(ctl_calls).delete(ctl_clear_calls))

@@ -41,6 +41,9 @@ pub(crate) struct WeiboState {
     statuses: u64,
     /// Every status posted, in order, with its text (what `statuses/user_timeline` lists).
     pub(crate) posted: Vec<PostedStatus>,
+    /// OAuth codes handed out by `oauth2/authorize` and not yet exchanged:
+    /// code -> (app_key, uid, redirect_uri).
+    codes: HashMap<String, (String, u64, String)>,
 }
 
 /// A status live on a Weibo account.
@@ -57,7 +60,7 @@ pub struct PostedStatus {
 }
 
 struct App {
-    #[allow(dead_code)] // Kept so re-registration mirrors the real app record.
+    /// What `oauth2/access_token` checks `client_secret` against.
     secret: String,
     access_token: String,
 }
@@ -117,6 +120,9 @@ fn message(code: i64) -> &'static str {
         21315 => "Token expired",
         21327 => "expired_token",
         21332 => "invalid_access_token",
+        21322 => "redirect_uri_mismatch",
+        21323 => "invalid_client",
+        21325 => "invalid_grant",
         _ => "unknown error",
     }
 }
@@ -206,6 +212,116 @@ pub(crate) fn get_token_info(st: &mut State, req: &Req) -> Reply {
         }
         Err(e) => e,
     }
+}
+
+/// `GET /oauth2/authorize?client_id&redirect_uri&response_type=code&state`: on weibo.com the
+/// account's owner signs in and grants the app; the fake grants at once, for the user of the app's
+/// current token, and sends the browser back to `redirect_uri` with a one-time code.
+pub(crate) fn oauth_authorize(st: &mut State, req: &Req) -> Reply {
+    let (Some(app_key), Some(redirect_uri)) = (
+        req.query_param("client_id"),
+        req.query_param("redirect_uri"),
+    ) else {
+        return error(req, 21323);
+    };
+    if req.query_param("response_type") != Some("code") {
+        return error(req, 21323);
+    }
+    let Some(uid) = st
+        .weibo
+        .apps
+        .get(app_key)
+        .and_then(|a| st.weibo.tokens.get(&a.access_token))
+        .map(|t| t.uid)
+    else {
+        return error(req, 21323);
+    };
+    let Some(code) = st.random_hex(16) else {
+        return error(req, 10001);
+    };
+    st.weibo.codes.insert(
+        code.clone(),
+        (app_key.to_owned(), uid, redirect_uri.to_owned()),
+    );
+    let sep = if redirect_uri.contains('?') { '&' } else { '?' };
+    let mut to = format!("{redirect_uri}{sep}code={code}");
+    if let Some(state) = req.query_param("state") {
+        to.push_str("&state=");
+        to.push_str(&percent_encode(state));
+    }
+    Reply::redirect(to)
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `POST /oauth2/access_token` (form `client_id, client_secret, grant_type=authorization_code,
+/// code, redirect_uri`): a code is good once, for its app and `redirect_uri`; the answer is a new
+/// access token for the user who granted it (the app's earlier token keeps working until it
+/// expires, as on Weibo).
+pub(crate) fn oauth_access_token(st: &mut State, req: &Req) -> Reply {
+    if req.method != Method::POST {
+        return error(req, 10021);
+    }
+    let form = parse_urlencoded(&String::from_utf8_lossy(&req.body));
+    let field = |name: &str| lookup(&form, name).unwrap_or_default().to_owned();
+    let (app_key, secret, code, redirect_uri) = (
+        field("client_id"),
+        field("client_secret"),
+        field("code"),
+        field("redirect_uri"),
+    );
+    if field("grant_type") != "authorization_code" {
+        return error(req, 21323);
+    }
+    match st.weibo.apps.get(&app_key) {
+        Some(app) if app.secret == secret => {}
+        _ => return error(req, 21323),
+    }
+    let Some((code_app, uid, code_uri)) = st.weibo.codes.remove(&code) else {
+        return error(req, 21325);
+    };
+    if code_app != app_key {
+        return error(req, 21325);
+    }
+    if code_uri != redirect_uri {
+        return error(req, 21322);
+    }
+    let Some(suffix) = st.random_hex(16) else {
+        return error(req, 10001);
+    };
+    let token = format!("2.00{suffix}");
+    let now = st.now();
+    st.weibo.tokens.insert(
+        token.clone(),
+        Token {
+            app_key: app_key.clone(),
+            uid,
+            created_at: now,
+            expires_at: now + super::WEIBO_TOKEN_TTL,
+        },
+    );
+    if let Some(app) = st.weibo.apps.get_mut(&app_key) {
+        app.access_token = token.clone();
+    }
+    let ttl = i64::try_from(super::WEIBO_TOKEN_TTL.as_secs()).unwrap_or(i64::MAX);
+    Reply::ok(json!({
+        "access_token": token,
+        "remind_in": ttl.to_string(),
+        "expires_in": ttl,
+        "uid": uid.to_string(),
+        "isRealName": "true",
+    }))
 }
 
 /// `POST /2/statuses/share.json`

@@ -122,10 +122,11 @@ pub struct Accounts {
     /// restart may remind once more.
     pub(crate) reminded:
         std::sync::Arc<std::sync::Mutex<std::collections::HashMap<(String, &'static str), i64>>>,
+    /// Weibo re-authorisations admins started, by the SHA-256 of their state; in memory, so a
+    /// restart ends them (the admin starts again).
+    pub(crate) weibo_grants:
+        std::sync::Arc<std::sync::Mutex<std::collections::HashMap<[u8; 32], PendingGrant>>>,
 }
-
-/// A reminder goes out at most this often per account and kind.
-const REMIND_EVERY_SECS: i64 = 86_400;
 
 /// What is left today of a WeChat AppID's token budget, as this vault process has spent it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -402,7 +403,7 @@ impl Accounts {
     /// the same transaction. A `fresh` credential (a rotation, not a rollback to an older one)
     /// ends the account's being due for rotation.
     #[allow(clippy::too_many_arguments)]
-    async fn add_version(
+    pub(super) async fn add_version(
         &self,
         actor: &Actor,
         action: &str,
@@ -636,7 +637,7 @@ impl Accounts {
 
     /// What must follow any change of the current credential: tokens that were issued for the
     /// old secret keep working (they never held it), but cached platform tokens must go.
-    async fn after_credential_change(&self, account: &str) {
+    pub(super) async fn after_credential_change(&self, account: &str) {
         self.broker.invalidate(account);
         // The new secret is checked against the platform off the request path; a refusal is a
         // security event (HeartbeatFailed), not an error of the rotation, which already happened.
@@ -654,185 +655,12 @@ impl Accounts {
     }
 }
 
-// Credential lifetimes: the platform token's expiry as the platform says it, and the reminders.
-impl Accounts {
-    /// Records that the account's platform token has `left` seconds to live (the heartbeat's
-    /// answer), as a system change with its audit entry, when it moved by more than an hour from
-    /// what was known: a new token, or the first word of one.
-    pub async fn learn_token_expiry(&self, account: &str, left: i64) {
-        let now = self.clock.unix();
-        let at = now.saturating_add(left);
-        let known = match self.store.account_get(account).await {
-            Ok(Some(row)) => row.token_expires_at,
-            _ => return,
-        };
-        if known.is_some_and(|k| (k - at).abs() <= 3600) {
-            return;
-        }
-        let acct = account.to_owned();
-        let recorded = self
-            .audit
-            .change(
-                &Actor::system(),
-                "account.token_expiry",
-                account,
-                move |tx| {
-                    Box::pin(async move {
-                        tx.note("token_expires_at", rfc3339_unix(at));
-                        tx.account_set_token_expiry(&acct, at).await?;
-                        Ok(())
-                    })
-                },
-            )
-            .await;
-        if let Err(e) = recorded {
-            tracing::error!(account, error = %e, "token expiry not recorded");
-        }
-    }
-
-    /// Reminds the channels of every credential older than `lifetimes.secret_max_age_days`, and
-    /// of every platform token expiring within `lifetimes.token_warn_days` (or expired), at most
-    /// once a day per account and kind. Returns how many reminders went out.
-    pub async fn lifetime_reminders(&self) -> Result<usize> {
-        let now = self.clock.unix();
-        let max_age = i64::from(self.lifetimes.secret_max_age_days) * 86_400;
-        let warn = i64::from(self.lifetimes.token_warn_days) * 86_400;
-        let mut sent = 0;
-        for row in self.store.accounts_list().await? {
-            let mut due = Vec::new();
-            if now - row.rotated_at >= max_age {
-                due.push((
-                    "credential.rotation_due",
-                    format!(
-                        "凭据已 {} 天未更换 credential of {} not rotated for {} days (policy: {} days): rotate it",
-                        (now - row.rotated_at) / 86_400,
-                        row.id,
-                        (now - row.rotated_at) / 86_400,
-                        self.lifetimes.secret_max_age_days
-                    ),
-                ));
-            }
-            if let Some(exp) = row.token_expires_at
-                && exp - now <= warn
-            {
-                let text = if exp <= now {
-                    format!(
-                        "平台令牌已过期 the platform token of {} expired at {}: re-authorise the account and rotate the new token in",
-                        row.id,
-                        rfc3339_unix(exp)
-                    )
-                } else {
-                    format!(
-                        "平台令牌 {} 天后过期 the platform token of {} expires at {} ({} days): re-authorise the account and rotate the new token in",
-                        (exp - now) / 86_400,
-                        row.id,
-                        rfc3339_unix(exp),
-                        (exp - now) / 86_400
-                    )
-                };
-                due.push(("credential.token_expiring", text));
-            }
-            for (event, summary) in due {
-                let key = (row.id.clone(), event);
-                {
-                    let mut last = self
-                        .reminded
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if last.get(&key).is_some_and(|t| now - t < REMIND_EVERY_SECS) {
-                        continue;
-                    }
-                    last.insert(key, now);
-                }
-                self.notifier
-                    .send(crate::notify::Notice::new(event, &row.id, summary));
-                sent += 1;
-            }
-        }
-        Ok(sent)
-    }
-}
-
-/// WeChat allows ten `clear_quota` resets per AppID a month.
-const QUOTA_RESETS_PER_MONTH: u32 = 10;
-
-/// The start of the current month in Beijing time, in unix milliseconds: WeChat counts quota
-/// resets per calendar month.
-fn beijing_month_start_ms(now: time::OffsetDateTime) -> i64 {
-    let bj = now
-        .to_offset(time::UtcOffset::from_whole_seconds(8 * 3600).unwrap_or(time::UtcOffset::UTC));
-    let first = bj
-        .replace_day(1)
-        .unwrap_or(bj)
-        .replace_time(time::Time::MIDNIGHT);
-    first.unix_timestamp() * 1000
-}
-
-// WeChat's daily API quota: resetting it with the AppSecret, which only the vault holds.
-impl Accounts {
-    /// How many `clear_quota` resets this account's AppID has left this month: ten, less the
-    /// resets the vault made (`account.clear_quota.done` entries since the 1st, Beijing time).
-    pub async fn quota_resets_left(&self, account: &str) -> Result<u32> {
-        let filter = crate::store::audit::AuditFilter {
-            target: Some(account.to_owned()),
-            action: Some("account.clear_quota.done".into()),
-            since_ms: Some(beijing_month_start_ms(self.clock.now())),
-            limit: i64::from(QUOTA_RESETS_PER_MONTH) + 1,
-            ..Default::default()
-        };
-        let used = self.store.audit_query(&filter).await?.len();
-        Ok(QUOTA_RESETS_PER_MONTH.saturating_sub(u32::try_from(used).unwrap_or(u32::MAX)))
-    }
-
-    /// Resets a WeChat account's API call counts (after 45009, a spent daily quota) with its
-    /// AppSecret: an admin with a step-up, at most ten times a month. The intent is recorded
-    /// (and the step-up spent) before the call leaves; the reset is recorded when WeChat confirms
-    /// it. Answers the resets left this month.
-    #[instrument(skip_all, fields(account = %account))]
-    pub async fn clear_quota(
-        &self,
-        actor: &Actor,
-        account: &str,
-        totp: Option<&str>,
-    ) -> Result<u32> {
-        actor.action("account.clear_quota", Some(account));
-        let me = actor.require(&[Role::Admin])?;
-        let (row, cred) = self.current_credential(account).await?;
-        if row.platform != Platform::Wechat {
-            return Err(Error::invalid(
-                "account",
-                "only a WeChat account's API quota can be reset",
-            ));
-        }
-        let left = self.quota_resets_left(&row.id).await?;
-        actor.detail("resets_left_before", left);
-        if left == 0 {
-            return Err(Error::conflict(
-                Conflict::QuotaResetsSpent,
-                "this AppID's ten quota resets for the month are spent (WeChat's limit, 48006): the quota returns at midnight Beijing time",
-            ));
-        }
-        let proof = self.people.authorize(me, totp).await?;
-        self.audit
-            .change(actor, "account.clear_quota", &row.id, move |tx| {
-                Box::pin(async move {
-                    proof.spend(tx).await?;
-                    tx.note("call", "POST cgi-bin/clear_quota/v2");
-                    Ok(())
-                })
-            })
-            .await?;
-        self.broker
-            .clear_quota(&cred)
-            .await
-            .map_err(|e| Error::Platform {
-                platform: e.platform(),
-                code: e.code().unwrap_or(-1),
-                message: e.to_string(),
-            })?;
-        self.audit
-            .record(actor.entry("account.clear_quota.done", &row.id))
-            .await?;
-        Ok(left - 1)
-    }
+/// A Weibo re-authorisation an admin started; the `state` Weibo hands back names it (kept by its
+/// SHA-256, compared as a map key of a digest, never the state itself).
+#[derive(Debug, Clone)]
+pub(crate) struct PendingGrant {
+    pub(super) account: String,
+    pub(super) admin: String,
+    pub(super) redirect_uri: String,
+    pub(super) expires_at: i64,
 }

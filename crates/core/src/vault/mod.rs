@@ -287,6 +287,7 @@ impl Vault {
             notifier: notifier.clone(),
             lifetimes: config.lifetimes.clone(),
             reminded: Arc::default(),
+            weibo_grants: Arc::default(),
         };
         let checkouts = Checkouts {
             store: store.clone(),

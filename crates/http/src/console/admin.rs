@@ -176,6 +176,19 @@ pub async fn account(
                 button.danger[freezing] #freeze-submit type="submit" { @if freezing { (l.t("冻结", "Freeze")) } @else { (l.t("解除冻结", "Unfreeze")) } }
             }
         }
+        @if a.platform == Platform::Weibo {
+            section.card #weibo-reauthorize {
+                h2 { (l.t("微博重新授权", "Re-authorise on Weibo")) }
+                p.small { (l.t(
+                    "微博令牌过期前，由管理员在微博授权页面重新授权，新令牌作为一次凭据更换保存。微博应用的授权回调页须设为本保管库的 /console/weibo/callback。",
+                    "Before the Weibo token expires, an admin re-authorises the account on Weibo's page; the new token is stored as a credential rotation. The app's callback URL on open.weibo.com must be this vault's /console/weibo/callback."
+                )) }
+                form method="post" action=(format!("{base}/weibo/authorize")) {
+                    input type="hidden" name="csrf" value=(me.csrf);
+                    button #weibo-authorize type="submit" { (l.t("前往微博重新授权", "Re-authorise on Weibo")) }
+                }
+            }
+        }
         @if let Some(b) = &a.wechat_budget {
             section.card #clear-quota {
                 h2 { (l.t("重置接口调用次数", "Reset the API call quota")) }

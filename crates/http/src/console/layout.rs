@@ -51,6 +51,10 @@ fn notice(l: Lang, done: &str) -> Option<&'static str> {
             "已紧急放行：全体审批人已收到通知，该账号凭据须随后更换，待另一人复核结案。",
             "Released alone: every approver has been told, the account's credential is due for rotation, and a second person must review it.",
         ),
+        "reauthorized" => l.t(
+            "微博已重新授权，新令牌已作为新的凭据版本保存。",
+            "Weibo re-authorised: the new token is stored as a new credential version.",
+        ),
         "quota_cleared" => l.t(
             "微信已清零本账号的接口调用次数。",
             "WeChat reset this account's API call counts.",

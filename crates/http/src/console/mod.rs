@@ -19,6 +19,7 @@ mod incidents;
 mod layout;
 mod post;
 mod svg;
+mod weibo;
 
 use std::time::Duration;
 
@@ -71,6 +72,12 @@ pub fn routes(limits: &RateLimitConfig) -> Router<AppState> {
         .route("/admin/accounts/{id}/rollback", post(admin::rollback))
         .route("/admin/accounts/{id}/status", post(admin::set_status))
         .route("/admin/accounts/{id}/clear-quota", post(admin::clear_quota))
+        .route("/admin/accounts/{id}/weibo/authorize", post(weibo::start))
+        .route("/weibo/callback", get(weibo::callback))
+        .route(
+            "/weibo/confirm",
+            get(weibo::confirm_page).post(weibo::confirm),
+        )
         .route("/admin/users", get(admin::users).post(admin::create_user))
         .route("/admin/users/import", post(admin::import_users))
         .route("/admin/users/{name}/disable", post(admin::disable_user))
