@@ -3,7 +3,6 @@
 //! told at once, the audit entries and the post record are marked, the credential is due for
 //! rotation, and a second person must close the review.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::common::*;
@@ -11,26 +10,6 @@ use crate::publishing::{P, content, setup_with};
 use serde_json::{Value, json};
 
 const REASON: &str = "审批人均在外地开会无法联系，防汛预警必须立即发布";
-
-/// A webhook that keeps every notice it receives.
-async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let sink = Arc::clone(&got);
-    let receiver = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
-            let sink = Arc::clone(&sink);
-            async move {
-                sink.lock().unwrap().push(v);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, receiver).await });
-    (url, got)
-}
 
 /// Alice's tool asks for a major checkout carrying the post for `targets`; it waits.
 async fn pending(p: &P, targets: &[&str]) -> String {
@@ -53,7 +32,7 @@ async fn release(p: &P, session: &str, who: &TestUser, id: &str, reason: &str) -
 
 #[tokio::test]
 async fn an_admin_releases_a_major_post_alone_and_a_second_person_must_close_the_review() {
-    let (hook, got) = webhook().await;
+    let (hook, got) = webhook_inbox().await;
     let p = setup_with(
         "allow_break_glass = true\n",
         Some(Box::new(move |c| {

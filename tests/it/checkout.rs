@@ -626,22 +626,7 @@ async fn reload_with_a_broken_policy_keeps_the_old_set() {
 /// loopback standing in for a WeCom robot).
 #[tokio::test]
 async fn approval_events_reach_the_webhook_channels() {
-    use std::sync::{Arc, Mutex};
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let sink = Arc::clone(&got);
-    let receiver = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
-            let sink = Arc::clone(&sink);
-            async move {
-                sink.lock().unwrap().push(v);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    let (url, got) = webhook_inbox().await;
     let app = spawn_with(Options {
         policies: Some(vec![("wx.toml", policy("wx", ""))]),
         tweak: Some(Box::new(move |c| {

@@ -765,3 +765,53 @@ pub async fn seed_old_entries(app: &TestApp, n: i64) {
     }
     db.close().await;
 }
+
+/// A webhook on loopback that keeps every JSON notice it receives (a robot or a generic channel
+/// standing in for the office's): its URL and what arrived.
+pub async fn webhook_inbox() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let sink = Arc::clone(&got);
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let sink = Arc::clone(&sink);
+            async move {
+                sink.lock().unwrap().push(v);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await });
+    (url, got)
+}
+
+impl TestApp {
+    /// A console page as the person of `session` sees it (the console takes the API's session
+    /// in its cookie). Only the tests that need the fake platforms use it so far.
+    #[cfg_attr(not(feature = "demo"), allow(dead_code))]
+    pub async fn console_page(&self, session: &str, path: &str) -> String {
+        self.client
+            .get(self.url(path))
+            .header("cookie", format!("__Host-mv_session={session}"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+/// Waits (at most 20 s) until `done` says so; `what` names it in the failure.
+pub async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -749,14 +749,7 @@ async fn a_playbooks_forced_refresh_spends_the_wechat_daily_budget_and_shows_wha
     );
     let page = w
         .app
-        .client
-        .get(w.app.url("/console/admin/accounts/wx"))
-        .header("cookie", format!("__Host-mv_session={}", w.admin_s))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .console_page(&w.admin_s, "/console/admin/accounts/wx")
+        .await;
     assert!(page.contains("强制刷新剩余 <b>19</b> / 20"), "{page}");
 }

@@ -2,42 +2,15 @@
 //! (the heartbeat's `get_token_info`), records it, and reminds the channels and the console's home
 //! page before it does; a credential older than `lifetimes.secret_max_age_days` is reminded of too.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::common::*;
 use crate::publishing::setup_with;
 use serde_json::Value;
 
-async fn inbox() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let sink = Arc::clone(&got);
-    let receiver = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
-            let sink = Arc::clone(&sink);
-            async move {
-                sink.lock().unwrap().push(v);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, receiver).await });
-    (url, got)
-}
-
-async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test]
 async fn the_vault_learns_the_weibo_tokens_expiry_and_reminds_before_it_and_of_old_secrets() {
-    let (hook, got) = inbox().await;
+    let (hook, got) = webhook_inbox().await;
     let p = setup_with(
         "",
         Some(Box::new(move |c| {
@@ -105,17 +78,7 @@ async fn the_vault_learns_the_weibo_tokens_expiry_and_reminds_before_it_and_of_o
         "{told:?}"
     );
     // The console's home page lists it for the admin.
-    let home = p
-        .app
-        .client
-        .get(p.app.url("/console"))
-        .header("cookie", format!("__Host-mv_session={}", p.admin_s))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let home = p.app.console_page(&p.admin_s, "/console").await;
     assert!(home.contains("平台令牌即将过期"), "{home}");
 
     // Ninety-one days on at the vault: both credentials are past their age; each reminder goes

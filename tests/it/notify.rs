@@ -52,14 +52,6 @@ fn channel(name: &str, url: &str, secret: &str) -> NotifyChannel {
     c
 }
 
-async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn feishu_bots_get_signed_notices_and_a_decision_is_addressed_to_its_requester() {
     let (good, got) = feishu_bot(SECRET).await;
@@ -109,7 +101,7 @@ async fn feishu_bots_get_signed_notices_and_a_decision_is_addressed_to_its_reque
             .map(|v| v["content"]["text"].as_str().unwrap_or_default().to_owned())
             .collect()
     };
-    eventually("the approval notice", || {
+    until("the approval notice", async || {
         texts().iter().any(|t| t.contains("checkout.approved"))
     })
     .await;

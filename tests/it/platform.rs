@@ -507,18 +507,11 @@ async fn platform_errors_reach_the_tool_as_the_platform_sent_them_with_the_vault
     // The console's audit entry shows the explanation in Chinese.
     let page = p
         .app
-        .client
-        .get(
-            p.app
-                .url(&format!("/console/audit/entry/{}", newest["seq"])),
+        .console_page(
+            &p.admin_s,
+            &format!("/console/audit/entry/{}", newest["seq"]),
         )
-        .header("cookie", format!("__Host-mv_session={}", p.admin_s))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .await;
     assert!(
         page.contains("id=\"platform-hint\"")
             && page.contains("IP白名单")
@@ -722,14 +715,7 @@ async fn an_admin_resets_a_spent_wechat_quota_ten_times_a_month_at_most() {
     assert_eq!(audit["entries"].as_array().unwrap().len(), 10);
     let page = p
         .app
-        .client
-        .get(p.app.url("/console/admin/accounts/wx"))
-        .header("cookie", format!("__Host-mv_session={}", p.admin_s))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .console_page(&p.admin_s, "/console/admin/accounts/wx")
+        .await;
     assert!(page.contains("<b id=\"quota-resets-left\">0</b>"), "{page}");
 }

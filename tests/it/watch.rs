@@ -3,7 +3,6 @@
 //! or that is deleted or restricted on Weibo, moves its evidence record on, is recorded with the
 //! platform's answer as evidence, and is told to every channel.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -12,25 +11,6 @@ use mediavault::platforms::payload::weibo_share_form;
 use serde_json::{Value, json};
 
 const APP_ID: &str = "wx11aa22bb33cc44dd";
-
-async fn inbox() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let sink = Arc::clone(&got);
-    let receiver = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
-            let sink = Arc::clone(&sink);
-            async move {
-                sink.lock().unwrap().push(v);
-                "ok"
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, receiver).await });
-    (url, got)
-}
 
 /// One general checkout's token, used for one post and then checked in.
 async fn general(p: &P, account: &str) -> (String, String) {
@@ -116,7 +96,7 @@ async fn posts(p: &P, session: &str) -> Vec<Value> {
 
 #[tokio::test]
 async fn the_watch_follows_posts_after_publishing_deleted_blocked_or_hidden() {
-    let (hook, got) = inbox().await;
+    let (hook, got) = webhook_inbox().await;
     let p = setup_with(
         "",
         Some(Box::new(move |c| {
