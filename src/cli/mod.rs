@@ -18,6 +18,7 @@ pub mod policy;
 pub mod restore;
 pub mod serve;
 pub mod totp_code;
+pub mod unseal;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,7 +56,19 @@ pub enum Command {
         /// Print the TOTP enrolment as JSON (for scripts).
         #[arg(long)]
         json: bool,
+        /// Sealed mode: split the root key into this many shares (one per custodian) instead of
+        /// writing a root key file; the server then starts sealed.
+        #[arg(long, requires = "key_threshold")]
+        key_shares: Option<u8>,
+        /// Sealed mode: how many shares unseal the vault (2..=key-shares).
+        #[arg(long, requires = "key_shares")]
+        key_threshold: Option<u8>,
+        /// Sealed mode: a custodian's name, once per share, in order (default custodian-1, ...).
+        #[arg(long = "custodian", requires = "key_shares")]
+        custodians: Vec<String>,
     },
+    /// Submit your key share to a running sealed vault (or show its seal status).
+    Unseal(unseal::UnsealArgs),
     /// Serve the API (HTTPS, or plain HTTP on loopback when configured).
     Serve,
     /// Development TLS certificates.
@@ -177,7 +190,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             display_name,
             password_stdin,
             json,
-        } => init::run(configured()?, admin, display_name, password_stdin, json).await,
+            key_shares,
+            key_threshold,
+            custodians,
+        } => {
+            let split = match (key_shares, key_threshold) {
+                (Some(n), Some(t)) => Some(
+                    crate::vault::seal::Split::new(n, t, custodians)
+                        .map_err(|e| anyhow::anyhow!(e))?,
+                ),
+                _ => None,
+            };
+            init::run(
+                configured()?,
+                admin,
+                display_name,
+                password_stdin,
+                json,
+                split,
+            )
+            .await
+        }
+        Command::Unseal(args) => unseal::run(args).await,
         Command::Serve => serve::run(configured()?).await,
         Command::Keys { command } => {
             let config = configured()?;

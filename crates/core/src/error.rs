@@ -116,6 +116,11 @@ pub enum Conflict {
     BootstrapOver,
     /// The review of a break-glass release is already closed.
     ReviewClosed,
+    /// The vault is not sealed (an unseal share came after the quorum opened it).
+    NotSealed,
+    /// The custodians' shares did not rebuild the root key (each matched its custodian, so the
+    /// split itself is not this vault's); all held shares were discarded.
+    UnsealFailed,
 }
 
 impl Conflict {
@@ -133,6 +138,8 @@ impl Conflict {
             Conflict::StepNotPending => "step_not_pending",
             Conflict::CredentialCompromised => "credential_compromised",
             Conflict::ReviewClosed => "review_closed",
+            Conflict::NotSealed => "not_sealed",
+            Conflict::UnsealFailed => "unseal_failed",
         }
     }
 }
