@@ -15,6 +15,7 @@ pub mod fake_platforms;
 pub mod init;
 pub mod keys;
 pub mod policy;
+pub mod rekey;
 pub mod restore;
 pub mod serve;
 pub mod totp_code;
@@ -66,6 +67,12 @@ pub enum Command {
         /// Sealed mode: a custodian's name, once per share, in order (default custodian-1, ...).
         #[arg(long = "custodian", requires = "key_shares")]
         custodians: Vec<String>,
+    },
+    /// Sealed mode: split the root key anew among new custodians (a quorum of the current ones
+    /// gives their shares on standard input), then have the new holders verify theirs.
+    Rekey {
+        #[command(subcommand)]
+        command: rekey::RekeyCommand,
     },
     /// Submit your key share to a running sealed vault (or show its seal status).
     Unseal(unseal::UnsealArgs),
@@ -212,6 +219,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Command::Unseal(args) => unseal::run(args).await,
+        Command::Rekey { command } => rekey::run(&*configured()?, command).await,
         Command::Serve => serve::run(configured()?).await,
         Command::Keys { command } => {
             let config = configured()?;

@@ -421,3 +421,124 @@ async fn unseal_init_refuses_bad_splits_and_file_mode_is_the_default() {
     .await;
     assert_eq!((st, v["code"].clone()), (409, json!("not_sealed")), "{v}");
 }
+
+#[tokio::test]
+async fn unseal_rekey_needs_a_quorum_and_switches_only_after_every_new_holder_verifies() {
+    let s = init_sealed(3, 2, &["alice", "bob", "carol"]).await;
+    let (alice, bob) = (&s.shares[0].1, &s.shares[1].1);
+    let rekey = |stdin: String, args: &'static [&'static str]| {
+        let cli = s.cli_config.clone();
+        async move { run_cli(&cli, args, Some(&stdin)).await }
+    };
+    const START: &[&str] = &[
+        "rekey",
+        "start",
+        "--key-shares",
+        "2",
+        "--key-threshold",
+        "2",
+        "--custodian",
+        "dave",
+        "--custodian",
+        "erin",
+        "--json",
+    ];
+    // Fewer than the quorum, or a tampered share: refused, nothing dealt.
+    let out = rekey(format!("alice {alice}"), START).await;
+    assert!(!out.ok && out.stderr.contains("give 2"), "{}", out.stderr);
+    let out = rekey(format!("alice {alice}\nbob {}", tamper(bob)), START).await;
+    assert!(
+        !out.ok && out.stderr.contains("not bob's share"),
+        "{}",
+        out.stderr
+    );
+    assert!(!s.config.data_dir.join("seal.pending.json").exists());
+
+    let out = rekey(format!("alice {alice}\nbob {bob}"), START).await;
+    assert!(out.ok, "rekey: {}", out.stderr);
+    let v: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let dave = v["shares"][0]["share"].as_str().unwrap().to_owned();
+    let erin = v["shares"][1]["share"].as_str().unwrap().to_owned();
+    assert_eq!(v["shares"][1]["custodian"], "erin");
+
+    // Not verified yet: the old shares still unseal, the new ones are not known.
+    let clock = Clock::system();
+    let running = start(&s, &clock).await;
+    let base = running.base_url();
+    let (st, v) = submit(&s, &base, "dave", &dave).await;
+    assert_eq!((st, v["field"].clone()), (400, json!("custodian")), "{v}");
+    submit(&s, &base, "alice", alice).await;
+    let (st, v) = submit(&s, &base, "bob", bob).await;
+    assert_eq!((st, v["sealed"].clone()), (200, json!(false)), "{v}");
+    running.shutdown().await.unwrap();
+
+    // A wrong new share in the verification switches nothing; all of them right switches.
+    let out = rekey(
+        format!("dave {dave}\nerin {}", tamper(&erin)),
+        &["rekey", "verify"],
+    )
+    .await;
+    assert!(
+        !out.ok && out.stderr.contains("not erin's share"),
+        "{}",
+        out.stderr
+    );
+    let out = rekey(format!("dave {dave}\nerin {erin}"), &["rekey", "verify"]).await;
+    assert!(out.ok, "verify: {}", out.stderr);
+    assert!(!s.config.data_dir.join("seal.pending.json").exists());
+
+    // After the switch, and a restart: sealed; the old shares are refused, the new open it.
+    let running = start(&s, &clock).await;
+    let base = running.base_url();
+    let (st, v) = submit(&s, &base, "alice", alice).await;
+    assert_eq!((st, v["field"].clone()), (400, json!("custodian")), "{v}");
+    let (_, v) = get(&s, &base, "/api/v1/unseal", None).await;
+    assert_eq!(
+        (v["threshold"].clone(), v["shares"].clone()),
+        (json!(2), json!(2)),
+        "{v}"
+    );
+    submit(&s, &base, "dave", &dave).await;
+    let (st, v) = submit(&s, &base, "erin", &erin).await;
+    assert_eq!((st, v["sealed"].clone()), (200, json!(false)), "{v}");
+
+    // Both steps are in the audit chain, with who.
+    let seed = totp::seed_from_base32(&s.totp_secret).unwrap();
+    clock.advance(std::time::Duration::from_secs(30));
+    let code = totp::code_at(&seed, clock.unix()).unwrap();
+    let (_, v) = into_pair(
+        s.client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"username": "admin", "password": PASSWORD, "totp": code}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let session = v["session_token"].as_str().unwrap().to_owned();
+    let (_, v) = get(
+        &s,
+        &base,
+        "/api/v1/audit?action=unseal.rekey_start",
+        Some(&session),
+    )
+    .await;
+    assert_eq!(
+        v["entries"][0]["detail"]["by_custodians"],
+        json!(["alice", "bob"]),
+        "{v}"
+    );
+    let (_, v) = get(
+        &s,
+        &base,
+        "/api/v1/audit?action=unseal.rekey",
+        Some(&session),
+    )
+    .await;
+    assert_eq!(
+        v["entries"][0]["detail"]["verified_by"],
+        json!(["dave", "erin"]),
+        "{v}"
+    );
+    running.shutdown().await.unwrap();
+}

@@ -722,7 +722,10 @@ pub async fn open_store(config: &Config) -> Result<(RootKey, Store, Keyring), Op
 }
 
 /// Opens the existing store and unlocks its keyring with `root`.
-async fn open_store_with(config: &Config, root: &RootKey) -> Result<(Store, Keyring), OpenError> {
+pub(crate) async fn open_store_with(
+    config: &Config,
+    root: &RootKey,
+) -> Result<(Store, Keyring), OpenError> {
     let location = config.store_location();
     // The data dir is the vault's alone on either backend (it holds the root key unless
     // `root_key_file` moves it); the SQLite backend checks it beside its database file.

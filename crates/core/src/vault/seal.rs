@@ -151,6 +151,18 @@ impl SealFile {
         custodian.index == share.index() && share.matches(&check)
     }
 
+    /// [`SealFile::rebuild`], keeping the raw key (a rekey splits it again).
+    fn rebuild_raw(&self, shares: &[KeyShare]) -> Result<SecretBytes, Error> {
+        let raw = shares::combine(self.threshold, shares).map_err(|_| {
+            Error::conflict(
+                Conflict::UnsealFailed,
+                "the shares do not rebuild this vault's root key",
+            )
+        })?;
+        self.rebuild(shares)?;
+        Ok(raw)
+    }
+
     /// Rebuilds the root key from shares already matched to their custodians, and proves it
     /// against the recorded check value.
     fn rebuild(&self, shares: &[KeyShare]) -> Result<RootKey, Error> {
@@ -209,20 +221,30 @@ pub(crate) fn deal(
 }
 
 /// The root key from a quorum of `custodian share` lines on standard input, for the offline
-/// commands of a sealed-mode vault (backup, keys rotate, audit verify). Each line is checked as a
-/// submission to the server is.
+/// commands of a sealed-mode vault (backup, restore, keys rotate, audit verify). Each line is
+/// checked as a submission to the server is.
 pub(crate) fn root_from_stdin(config: &Config) -> Result<RootKey, OpenError> {
-    use std::io::BufRead;
     let file = SealFile::load(&seal_path(config))?;
+    let (raw, _) = quorum_from_stdin(&file, usize::from(file.threshold))?;
+    Ok(RootKey::from_secret(&raw)?)
+}
+
+/// Reads `want` distinct custodians' shares of `file` from standard input, refusing any share
+/// that is not its custodian's, and rebuilds and proves the root key. Returns its raw bytes and
+/// the custodians, in the order they came.
+fn quorum_from_stdin(
+    file: &SealFile,
+    want: usize,
+) -> Result<(SecretBytes, Vec<String>), OpenError> {
+    use std::io::BufRead;
     let mut held: Vec<KeyShare> = Vec::new();
     let mut names: Vec<String> = Vec::new();
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
-    while held.len() < usize::from(file.threshold) {
+    while held.len() < want {
         let Some(line) = lines.next() else {
             return Err(OpenError::Other(format!(
-                "this vault is sealed-mode: give {} custodians' shares on standard input, one `CUSTODIAN SHARE` a line ({} given)",
-                file.threshold,
+                "this vault is sealed-mode: give {want} custodians' shares on standard input, one `CUSTODIAN SHARE` a line ({} given)",
                 held.len()
             )));
         };
@@ -245,8 +267,107 @@ pub(crate) fn root_from_stdin(config: &Config) -> Result<RootKey, OpenError> {
         names.push(name.to_owned());
         held.push(share);
     }
-    file.rebuild(&held)
-        .map_err(|e| OpenError::Other(e.to_string()))
+    let raw = file
+        .rebuild_raw(&held)
+        .map_err(|e| OpenError::Other(e.to_string()))?;
+    Ok((raw, names))
+}
+
+/// Where a rekey's new split waits for its holders' verification; the current `seal.json` stays
+/// in force (the old shares keep unsealing) until every new holder has given their share back.
+pub fn pending_seal_path(config: &Config) -> PathBuf {
+    config.data_dir.join("seal.pending.json")
+}
+
+/// `mediavault rekey`: a quorum of the current custodians (on standard input) lets the root key
+/// be split anew among `split`'s custodians. The new shares are returned (to show once); the new
+/// split is written beside the current one and takes over only when [`rekey_verify`] has every
+/// new share back. The root key itself, and so the store, do not change. Audited
+/// (`unseal.rekey_start`, with who gave the old shares).
+pub async fn rekey_start(config: &Config, split: &Split) -> anyhow::Result<Vec<DealtShare>> {
+    let file = SealFile::load(&seal_path(config))?;
+    let (raw, old) = quorum_from_stdin(&file, usize::from(file.threshold))?;
+    let root = RootKey::from_secret(&raw)?;
+    let n = u8::try_from(split.custodians.len())
+        .map_err(|_| anyhow::anyhow!("at most 255 custodians"))?;
+    let dealt = shares::split(&raw, split.threshold, n)?;
+    let pending = SealFile {
+        format: 1,
+        threshold: split.threshold,
+        root_check: file.root_check.clone(),
+        custodians: split
+            .custodians
+            .iter()
+            .zip(&dealt)
+            .map(|(name, s)| CustodianEntry {
+                name: name.clone(),
+                index: s.index(),
+                check: hex::encode(s.check_value()),
+            })
+            .collect(),
+    };
+    let entry = crate::actor::Actor::cli_from_env()
+        .entry("unseal.rekey_start", "root-key")
+        .detail("by_custodians", old)
+        .detail("threshold", split.threshold)
+        .detail("custodians", split.custodians.clone());
+    record_with(config, &root, entry).await?;
+    // A newer rekey replaces an unverified one: its shares were never in force.
+    let path = pending_seal_path(config);
+    if path.exists() {
+        std::fs::remove_file(&path)?;
+    }
+    pending.create(&path)?;
+    Ok(split
+        .custodians
+        .iter()
+        .zip(&dealt)
+        .map(|(name, s)| DealtShare {
+            custodian: name.clone(),
+            share: s.to_text(),
+        })
+        .collect())
+}
+
+/// `mediavault rekey verify`: every new holder gives their new share back (standard input, one
+/// `CUSTODIAN SHARE` a line). Only if each matches and they rebuild the same root key does the
+/// new split replace the old one (the old shares stop working); otherwise nothing changes.
+/// Audited (`unseal.rekey`, with the verifying custodians). Returns them.
+pub async fn rekey_verify(config: &Config) -> anyhow::Result<Vec<String>> {
+    let path = pending_seal_path(config);
+    if !path.exists() {
+        anyhow::bail!("no rekey is waiting for verification (run `mediavault rekey` first)");
+    }
+    let pending = SealFile::load(&path)?;
+    let (raw, names) = quorum_from_stdin(&pending, pending.custodians.len())?;
+    let root = RootKey::from_secret(&raw)?;
+    let current = seal_path(config);
+    let previous = config.data_dir.join("seal.previous.json");
+    std::fs::copy(&current, &previous)?;
+    // The switch, then its record; if the record cannot be written the switch is undone.
+    std::fs::rename(&path, &current)?;
+    let entry = crate::actor::Actor::cli_from_env()
+        .entry("unseal.rekey", "root-key")
+        .detail("verified_by", names.clone())
+        .detail("threshold", pending.threshold);
+    if let Err(e) = record_with(config, &root, entry).await {
+        std::fs::rename(&previous, &current)?;
+        return Err(e.context("the rekey was not recorded, so it was undone"));
+    }
+    std::fs::remove_file(&previous)?;
+    Ok(names)
+}
+
+/// Records one entry in the store's audit chain, opening it with `root` (the CLI's way).
+async fn record_with(config: &Config, root: &RootKey, entry: NewEntry) -> anyhow::Result<()> {
+    let (store, keys) = super::open_store_with(config, root).await?;
+    let audit =
+        crate::audit::AuditWriter::start(store.clone(), keys.mac().audit.clone(), Clock::system());
+    let written = audit.record(entry).await;
+    drop(audit);
+    store.close().await;
+    written?;
+    Ok(())
 }
 
 /// What an unseal status or submission answers.
