@@ -542,3 +542,64 @@ async fn unseal_rekey_needs_a_quorum_and_switches_only_after_every_new_holder_ve
     );
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn unseal_backup_restore_and_key_rotation_take_a_quorum_of_shares() {
+    let s = init_sealed(3, 2, &["alice", "bob", "carol"]).await;
+    let quorum = format!("carol {}\nalice {}", s.shares[2].1, s.shares[0].1);
+    let backup = s.dir.path().join("vault.backup");
+    let backup_s = backup.to_str().unwrap();
+    // Without a quorum, or with one wrong share, nothing is written.
+    let out = run_cli(
+        &s.cli_config,
+        &["backup", backup_s],
+        Some(&format!("alice {}", s.shares[0].1)),
+    )
+    .await;
+    assert!(!out.ok && !backup.exists(), "{}", out.stderr);
+    let out = run_cli(&s.cli_config, &["backup", backup_s], Some(&quorum)).await;
+    assert!(out.ok, "backup: {}", out.stderr);
+    assert!(out.stdout.contains("quorum"), "{}", out.stdout);
+
+    // A keyring term is added with a quorum; the root key cannot be rotated (yet) and says so.
+    let out = run_cli(&s.cli_config, &["keys", "rotate"], Some(&quorum)).await;
+    assert!(out.ok, "keys rotate: {}", out.stderr);
+    let out = run_cli(&s.cli_config, &["keys", "rotate-root"], Some(&quorum)).await;
+    assert!(
+        !out.ok && out.stderr.contains("sealed-mode"),
+        "{}",
+        out.stderr
+    );
+
+    // Restore: the shares open the backup; the restored vault is sealed-mode under the same split.
+    let into = s.dir.path().join("restored");
+    let out = run_cli(
+        &s.cli_config,
+        &["restore", backup_s, "--data-dir", into.to_str().unwrap()],
+        Some(&quorum),
+    )
+    .await;
+    assert!(out.ok, "restore: {}", out.stderr);
+    assert!(into.join("seal.json").exists() && !into.join("root.key").exists());
+    let mut restored = (*s.config).clone();
+    restored.data_dir = into;
+    let r = Sealed {
+        config: Arc::new(restored),
+        dir: tempfile::tempdir().unwrap(),
+        cli_config: s.cli_config.clone(),
+        client: s.client.clone(),
+        totp_secret: s.totp_secret.clone(),
+        shares: s.shares.clone(),
+    };
+    let clock = Clock::system();
+    let running = start(&r, &clock).await;
+    let base = running.base_url();
+    let (st, _) = get(&r, &base, "/api/v1/accounts", None).await;
+    assert_eq!(st, 503);
+    submit(&r, &base, "bob", &s.shares[1].1).await;
+    let (st, v) = submit(&r, &base, "alice", &s.shares[0].1).await;
+    assert_eq!((st, v["sealed"].clone()), (200, json!(false)), "{v}");
+    let (st, v) = get(&r, &base, "/readyz", None).await;
+    assert_eq!(st, 200, "{v}");
+    running.shutdown().await.unwrap();
+}
