@@ -148,7 +148,7 @@ async fn unseal_with_t_of_n_refuses_fewer_and_tampered_and_restarts_sealed() {
     assert_eq!((st, v["sealed"].clone()), (200, json!(true)), "{v}");
     let (st, v) = get(&s, &base, "/readyz", None).await;
     assert_eq!((st, v["status"].clone()), (503, json!("sealed")), "{v}");
-    for path in ["/api/v1/accounts", "/api/v1/audit", "/console", "/metrics"] {
+    for path in ["/api/v1/accounts", "/api/v1/audit", "/metrics", "/nowhere"] {
         let (st, v) = get(&s, &base, path, None).await;
         assert_eq!(
             (st, v["code"].clone()),
@@ -174,13 +174,27 @@ async fn unseal_with_t_of_n_refuses_fewer_and_tampered_and_restarts_sealed() {
         ),
         (json!(true), json!(2), json!(3))
     );
+    // The console leads a person to its unseal page; its actions are sealed like the API.
     let page = s
         .client
-        .get(format!("{base}/console/unseal"))
+        .get(format!("{base}/console/accounts"))
         .send()
         .await
         .unwrap();
-    assert_eq!(page.status(), 200);
+    assert_eq!(
+        (page.status().as_u16(), page.url().path()),
+        (200, "/console/unseal")
+    );
+    let (st, v) = into_pair(
+        s.client
+            .post(format!("{base}/console/login"))
+            .form(&[("username", "admin")])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((st, v["code"].clone()), (503, json!("sealed")), "{v}");
     assert!(page.text().await.unwrap().contains("id=\"sealed\""));
 
     let (alice, bob, carol) = (&s.shares[0].1, &s.shares[1].1, &s.shares[2].1);
@@ -223,8 +237,27 @@ async fn unseal_with_t_of_n_refuses_fewer_and_tampered_and_restarts_sealed() {
     )
     .await;
     assert_eq!((st, v["submitted"].clone()), (200, json!([])), "{v}");
-    let (st, _) = submit(&s, &base, "carol", carol).await;
-    assert_eq!(st, 200);
+    // Carol's share through the console's form; a tampered one there is refused and said so.
+    let form = |share: String| {
+        s.client
+            .post(format!("{base}/console/unseal"))
+            .form(&[("custodian", "carol".to_owned()), ("share", share)])
+            .send()
+    };
+    let r = form(tamper(carol)).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("id=\"error\"") && html.contains("carol"),
+        "{html}"
+    );
+    let r = form(carol.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("id=\"accepted\"") && !html.contains(carol.as_str()),
+        "{html}"
+    );
 
     // The T-th share, from the CLI (the share on stdin, never on the command line).
     let out = run_cli(
@@ -292,6 +325,7 @@ async fn unseal_with_t_of_n_refuses_fewer_and_tampered_and_restarts_sealed() {
             denied("mallory"),
             denied("alice"),
             ok("alice"),
+            denied("carol"),
             ok("carol"),
             ok("bob"),
         ],

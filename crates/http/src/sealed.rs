@@ -92,7 +92,14 @@ async fn readyz() -> (StatusCode, Json<serde_json::Value>) {
     )
 }
 
-async fn sealed() -> Response {
+async fn sealed(req: Request) -> Response {
+    // A person opening the console is shown the way in, not a JSON error.
+    let path = req.uri().path();
+    if req.method() == axum::http::Method::GET
+        && (path == "/console" || path.starts_with("/console/"))
+    {
+        return axum::response::Redirect::to("/console/unseal").into_response();
+    }
     crate::problem::plain(
         StatusCode::SERVICE_UNAVAILABLE,
         "sealed",
