@@ -335,6 +335,29 @@ async fn unseal_with_t_of_n_refuses_fewer_and_tampered_and_restarts_sealed() {
     for (_, share) in &s.shares {
         assert!(!text.contains(share.rsplit('-').next().unwrap()));
     }
+    // A keyring term added meanwhile by the CLI (with a quorum), every secret re-sealed under
+    // it: the unsealed server picks it up with the key it rebuilt, and the admin's TOTP seed
+    // (re-sealed) still opens at the next login.
+    let quorum = format!("alice {alice}\ncarol {carol}");
+    let out = run_cli(
+        &s.cli_config,
+        &["keys", "rotate", "--rewrap"],
+        Some(&quorum),
+    )
+    .await;
+    assert!(out.ok, "keys rotate: {}", out.stderr);
+    clock.advance(std::time::Duration::from_secs(30));
+    let code = totp::code_at(&seed, clock.unix()).unwrap();
+    let (st, v) = into_pair(
+        s.client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"username": "admin", "password": PASSWORD, "totp": code}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 200, "login after keys rotate --rewrap: {v}");
     let (_, v) = get(
         &s,
         &base,

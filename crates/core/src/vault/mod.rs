@@ -135,17 +135,20 @@ impl Vault {
             )));
         }
         let root = RootKey::load_file(&config.root_key_path())?;
-        Self::open_with_root(config, clock, &root).await
+        Self::open_with_root(config, clock, root).await
     }
 
     /// Opens an existing store with a root key already in hand (sealed mode: rebuilt from the
-    /// custodians' shares). A wrong key is detected before anything is written.
+    /// custodians' shares). A wrong key is detected before anything is written. In sealed mode
+    /// the key is kept in memory, as there is no file to read it again from when another process
+    /// adds a keyring term (see `Keys::refresh_keyring`).
     pub async fn open_with_root(
         config: Arc<Config>,
         clock: Clock,
-        root: &RootKey,
+        root: RootKey,
     ) -> Result<Self, OpenError> {
-        let (store, keys) = open_store_with(&config, root).await?;
+        let (store, keys) = open_store_with(&config, &root).await?;
+        let held = seal::is_sealed_mode(&config).then_some(root);
         // A missing directory is allowed at start (a vault before its first policy), with a
         // warning that says what follows; a broken policy file still stops the start.
         let policies = if config.policies_dir.is_dir() {
@@ -158,7 +161,7 @@ impl Vault {
             );
             PolicySet::empty()
         };
-        Self::assemble(config, clock, store, keys, policies)
+        Self::assemble(config, clock, store, keys, policies, held)
     }
 
     /// Creates the data dir, the database, the root key file and the keyring. Refuses to touch an
@@ -243,14 +246,17 @@ impl Vault {
             )
             .await?;
         // File mode reads the key back, proving the file before anyone relies on it.
-        let keys = if dealt.is_empty() {
-            unlock(&store, &RootKey::load_file(&key_path)?).await?
+        let (keys, held) = if dealt.is_empty() {
+            (unlock(&store, &RootKey::load_file(&key_path)?).await?, None)
         } else {
-            unlock(&store, &root).await?
+            (unlock(&store, &root).await?, Some(root))
         };
         let policies =
             PolicySet::load_dir(&config.policies_dir).unwrap_or_else(|_| PolicySet::empty());
-        Ok((Self::assemble(config, clock, store, keys, policies)?, dealt))
+        Ok((
+            Self::assemble(config, clock, store, keys, policies, held)?,
+            dealt,
+        ))
     }
 
     /// Whether the configured store already holds a vault (what `init` refuses to touch): the
@@ -277,6 +283,7 @@ impl Vault {
         store: Store,
         keys: Keyring,
         policies: PolicySet,
+        held_root: Option<RootKey>,
     ) -> Result<Self, OpenError> {
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         let broker = Arc::new(
@@ -290,7 +297,8 @@ impl Vault {
             crate::notify::Notifier::new(config.notify.clone(), audit.clone(), clock.clone());
         let playbooks = load_playbooks(&config);
         let metrics = Arc::new(crate::telemetry::Metrics::new(audit.stats()));
-        let keys = Arc::new(Keys::new(keys, store.clone(), config.root_key_path()));
+        let keys =
+            Arc::new(Keys::new(keys, store.clone(), config.root_key_path()).holding(held_root));
         let live = Arc::new(Live::new(policies, playbooks));
         let tokens = Arc::new(crate::checkout::TokenIndex::default());
         // The composition: each service gets the parts it uses, and the services below it.

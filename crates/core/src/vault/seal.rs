@@ -579,7 +579,7 @@ impl Unsealer {
                 return Err(e);
             }
         };
-        let vault = Vault::open_with_root(Arc::clone(&self.config), self.clock.clone(), &root)
+        let vault = Vault::open_with_root(Arc::clone(&self.config), self.clock.clone(), root)
             .await
             .map_err(|e| match e {
                 OpenError::Crypto(_) => Error::conflict(
