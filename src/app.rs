@@ -10,6 +10,7 @@ use axum_server::Handle;
 
 use crate::config::Config;
 use crate::vault::Vault;
+use crate::vault::seal::Unsealer;
 use crate::{Clock, http};
 
 /// A running vault: its address, its shared state, and the means to stop it.
@@ -24,12 +25,7 @@ pub struct Running {
 
 impl Running {
     pub fn base_url(&self) -> String {
-        let scheme = if self.tls { "https" } else { "http" };
-        let host = match self.addr.ip() {
-            std::net::IpAddr::V4(ip) if ip.is_loopback() => "localhost".to_owned(),
-            ip => ip.to_string(),
-        };
-        format!("{scheme}://{host}:{}", self.addr.port())
+        base_url(self.addr, self.tls)
     }
 
     /// Stops accepting, lets in-flight requests finish, and closes the store.
@@ -95,6 +91,122 @@ pub async fn reload(vault: &Vault) -> Reloaded {
         }
     };
     Reloaded { policies, keyring }
+}
+
+/// A sealed-mode server: health, the unseal API and page answer until the custodians' quorum
+/// opens the vault; then the full router and the background loops take over.
+pub struct SealedRunning {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    pub unsealer: Arc<Unsealer>,
+    handle: Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<Result<(), http::serve::ServeError>>,
+    background: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl SealedRunning {
+    pub fn base_url(&self) -> String {
+        base_url(self.addr, self.tls)
+    }
+
+    /// The vault, once unsealed.
+    pub fn vault(&self) -> Option<Arc<Vault>> {
+        self.unsealer.vault().cloned()
+    }
+
+    pub fn handle(&self) -> Handle<SocketAddr> {
+        self.handle.clone()
+    }
+
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.handle.graceful_shutdown(Some(http::serve::GRACE));
+        self.wait().await
+    }
+
+    /// Waits until the server stops, then stops the background tasks and closes the store if
+    /// the vault was unsealed.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let served = self.task.await;
+        if let Ok(tasks) = self.background.lock() {
+            for t in tasks.iter() {
+                t.abort();
+            }
+        }
+        if let Some(vault) = self.unsealer.vault() {
+            vault.close().await;
+        }
+        served??;
+        Ok(())
+    }
+}
+
+/// What [`start_any`] started.
+pub enum Started {
+    /// The root key is a file: open and serving.
+    Open(Running),
+    /// Sealed mode: serving sealed until unsealed.
+    Sealed(SealedRunning),
+}
+
+/// Starts the server either way: sealed mode when the data dir has a seal file, else [`start`].
+pub async fn start_any(config: Arc<Config>, clock: Clock) -> anyhow::Result<Started> {
+    if crate::vault::seal::is_sealed_mode(&config) {
+        Ok(Started::Sealed(start_sealed(config, clock).await?))
+    } else {
+        Ok(Started::Open(start(config, clock).await?))
+    }
+}
+
+/// Binds and serves a sealed-mode vault, sealed (the store is not opened until unseal).
+pub async fn start_sealed(config: Arc<Config>, clock: Clock) -> anyhow::Result<SealedRunning> {
+    let bound = http::serve::bind(&config).await?;
+    let addr = bound.addr;
+    let tls = bound.is_tls();
+    let open: http::sealed::Switch = Arc::default();
+    let background: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+    // The unsealer is named by the full router too (its status answers there), so the hook
+    // finds it through a cell filled right after it is made.
+    let me: Arc<std::sync::OnceLock<Arc<Unsealer>>> = Arc::default();
+    let on_open: crate::vault::seal::OnOpen = {
+        let open = Arc::clone(&open);
+        let background = Arc::clone(&background);
+        let me = Arc::clone(&me);
+        Box::new(move |vault: Arc<Vault>| {
+            let mut app = http::router(http::AppState::new(Arc::clone(&vault))?);
+            if let Some(u) = me.get() {
+                app = http::sealed::opened(app, Arc::clone(u));
+            }
+            vault.cluster().join();
+            let tasks = crate::vault::background::spawn(&vault);
+            if let Ok(mut held) = background.lock() {
+                held.extend(tasks);
+            }
+            open.set(app)
+                .map_err(|_| anyhow::anyhow!("the vault was already unsealed"))
+        })
+    };
+    let unsealer = Arc::new(Unsealer::new(Arc::clone(&config), clock, on_open)?);
+    let _ = me.set(Arc::clone(&unsealer));
+    let app = http::sealed::router(Arc::clone(&unsealer), open);
+    let handle = Handle::new();
+    let task = tokio::spawn(bound.serve(app, handle.clone()));
+    Ok(SealedRunning {
+        addr,
+        tls,
+        unsealer,
+        handle,
+        task,
+        background,
+    })
+}
+
+fn base_url(addr: SocketAddr, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let host = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_loopback() => "localhost".to_owned(),
+        ip => ip.to_string(),
+    };
+    format!("{scheme}://{host}:{}", addr.port())
 }
 
 /// Opens the store, binds the listen address and starts serving in the background.

@@ -40,7 +40,7 @@ pub mod app;
 pub mod certs;
 pub mod cli;
 
-pub use app::{Running, start, start_with};
+pub use app::{Running, SealedRunning, Started, start, start_any, start_sealed, start_with};
 pub use mediavault_core::{
     Clock, Config, Vault, accounts, actor, audit, checkout, clock, config, crypto, error, identity,
     incidents, notify, policy, publishing, review, store, telemetry, vault,

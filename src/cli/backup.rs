@@ -14,9 +14,15 @@ pub async fn run(config: &Config, file: &Path) -> anyhow::Result<()> {
         header.chain_head.seq,
         header.chain_head.hash
     );
-    println!(
-        "it opens only with the root key file in use now ({}); keep a copy of that key apart from the backup",
-        config.root_key_path().display()
-    );
+    if crate::vault::seal::is_sealed_mode(config) {
+        println!(
+            "it opens only with a quorum of the custodians' shares (the root key they split; a rekey keeps it)"
+        );
+    } else {
+        println!(
+            "it opens only with the root key file in use now ({}); keep a copy of that key apart from the backup",
+            config.root_key_path().display()
+        );
+    }
     Ok(())
 }

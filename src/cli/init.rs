@@ -33,6 +33,7 @@ pub async fn run(
     display_name: String,
     password_stdin: bool,
     json: bool,
+    split: Option<crate::vault::seal::Split>,
 ) -> anyhow::Result<()> {
     // Everything the user typed is checked before anything is created on disk.
     crate::identity::Username::parse(&admin).map_err(|e| anyhow::anyhow!("--admin: {e}"))?;
@@ -44,7 +45,7 @@ pub async fn run(
     }
     let password = read_password(password_stdin)?;
     crate::identity::passwords::check_policy(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let vault = Vault::create(Arc::clone(&config), Clock::system()).await?;
+    let (vault, shares) = Vault::create_with(Arc::clone(&config), Clock::system(), split).await?;
     // The first admin is created by the operating-system user running init, and recorded so.
     let enrolment = vault
         .people()
@@ -61,27 +62,44 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     vault.close().await;
+    let sealed = !shares.is_empty();
     if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "username": admin,
-                "totp_uri": enrolment.totp_uri.expose(),
-                "totp_secret": enrolment.totp_secret.expose(),
-                "database": config.store_location().describe(),
-                "root_key_file": config.root_key_path(),
-            })
-        );
+        let mut out = serde_json::json!({
+            "username": admin,
+            "totp_uri": enrolment.totp_uri.expose(),
+            "totp_secret": enrolment.totp_secret.expose(),
+            "database": config.store_location().describe(),
+        });
+        if sealed {
+            out["seal_file"] = serde_json::json!(crate::vault::seal::seal_path(&config));
+            out["shares"] = shares
+                .iter()
+                .map(|s| serde_json::json!({"custodian": s.custodian, "share": s.share.expose()}))
+                .collect();
+        } else {
+            out["root_key_file"] = serde_json::json!(config.root_key_path());
+        }
+        println!("{out}");
         return Ok(());
     }
     println!(
         "Created the store at {}",
         config.store_location().describe()
     );
-    println!(
-        "Root key: {} (mode 0600; back it up offline, it opens everything)",
-        config.root_key_path().display()
-    );
+    if sealed {
+        println!(
+            "Sealed mode: no root key file; the server starts sealed until enough custodians run `mediavault unseal`."
+        );
+        println!("Key shares (shown once; give each only to its custodian, to keep offline):");
+        for s in &shares {
+            println!("  {}: {}", s.custodian, s.share.expose());
+        }
+    } else {
+        println!(
+            "Root key: {} (mode 0600; back it up offline, it opens everything)",
+            config.root_key_path().display()
+        );
+    }
     println!();
     println!("TOTP enrolment for {admin} (shown once; scan it with an authenticator app):");
     if let Some(qr) = crate::identity::totp::qr_terminal(enrolment.totp_uri.expose()) {

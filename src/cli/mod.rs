@@ -15,9 +15,11 @@ pub mod fake_platforms;
 pub mod init;
 pub mod keys;
 pub mod policy;
+pub mod rekey;
 pub mod restore;
 pub mod serve;
 pub mod totp_code;
+pub mod unseal;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -55,7 +57,25 @@ pub enum Command {
         /// Print the TOTP enrolment as JSON (for scripts).
         #[arg(long)]
         json: bool,
+        /// Sealed mode: split the root key into this many shares (one per custodian) instead of
+        /// writing a root key file; the server then starts sealed.
+        #[arg(long, requires = "key_threshold")]
+        key_shares: Option<u8>,
+        /// Sealed mode: how many shares unseal the vault (2..=key-shares).
+        #[arg(long, requires = "key_shares")]
+        key_threshold: Option<u8>,
+        /// Sealed mode: a custodian's name, once per share, in order (default custodian-1, ...).
+        #[arg(long = "custodian", requires = "key_shares")]
+        custodians: Vec<String>,
     },
+    /// Sealed mode: split the root key anew among new custodians (a quorum of the current ones
+    /// gives their shares on standard input), then have the new holders verify theirs.
+    Rekey {
+        #[command(subcommand)]
+        command: rekey::RekeyCommand,
+    },
+    /// Submit your key share to a running sealed vault (or show its seal status).
+    Unseal(unseal::UnsealArgs),
     /// Serve the API (HTTPS, or plain HTTP on loopback when configured).
     Serve,
     /// Development TLS certificates.
@@ -177,7 +197,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             display_name,
             password_stdin,
             json,
-        } => init::run(configured()?, admin, display_name, password_stdin, json).await,
+            key_shares,
+            key_threshold,
+            custodians,
+        } => {
+            let split = match (key_shares, key_threshold) {
+                (Some(n), Some(t)) => Some(
+                    crate::vault::seal::Split::new(n, t, custodians)
+                        .map_err(|e| anyhow::anyhow!(e))?,
+                ),
+                _ => None,
+            };
+            init::run(
+                configured()?,
+                admin,
+                display_name,
+                password_stdin,
+                json,
+                split,
+            )
+            .await
+        }
+        Command::Unseal(args) => unseal::run(args).await,
+        Command::Rekey { command } => rekey::run(&*configured()?, command).await,
         Command::Serve => serve::run(configured()?).await,
         Command::Keys { command } => {
             let config = configured()?;

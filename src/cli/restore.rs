@@ -21,10 +21,18 @@ pub async fn run(
         r.seeds,
         r.contents
     );
-    println!(
-        "the root key is at {}; point data_dir at {} to serve it",
-        dir.join("root.key").display(),
-        dir.display()
-    );
+    if dir.join("seal.json").exists() {
+        println!(
+            "sealed mode: {} names the same custodians; point data_dir at {} to serve it (it starts sealed)",
+            dir.join("seal.json").display(),
+            dir.display()
+        );
+    } else {
+        println!(
+            "the root key is at {}; point data_dir at {} to serve it",
+            dir.join("root.key").display(),
+            dir.display()
+        );
+    }
     Ok(())
 }

@@ -118,6 +118,11 @@ pub enum Conflict {
     ReviewClosed,
     /// A WeChat AppID's ten API quota resets for the month are spent.
     QuotaResetsSpent,
+    /// The vault is not sealed (an unseal share came after the quorum opened it).
+    NotSealed,
+    /// The custodians' shares did not rebuild the root key (each matched its custodian, so the
+    /// split itself is not this vault's); all held shares were discarded.
+    UnsealFailed,
 }
 
 impl Conflict {
@@ -136,6 +141,8 @@ impl Conflict {
             Conflict::CredentialCompromised => "credential_compromised",
             Conflict::ReviewClosed => "review_closed",
             Conflict::QuotaResetsSpent => "quota_resets_spent",
+            Conflict::NotSealed => "not_sealed",
+            Conflict::UnsealFailed => "unseal_failed",
         }
     }
 }

@@ -15,6 +15,8 @@ pub struct Keys {
     root_key_file: PathBuf,
     /// Held while the keyring is read again from the store (see [`Keys::know_term_of`]).
     refresh: tokio::sync::Mutex<()>,
+    /// Sealed mode: the root key rebuilt at unseal (there is no file to read again).
+    held_root: Option<RootKey>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -38,7 +40,14 @@ impl Keys {
             store,
             root_key_file,
             refresh: tokio::sync::Mutex::new(()),
+            held_root: None,
         }
+    }
+
+    /// Keeps the root key in memory (sealed mode), for picking up new terms.
+    pub fn holding(mut self, root: Option<RootKey>) -> Self {
+        self.held_root = root;
+        self
     }
 
     /// Makes sure the keyring knows the term `sealed` was sealed under, before it is opened.
@@ -82,6 +91,16 @@ impl Keys {
             .collect();
         if unknown.is_empty() {
             return Ok(0);
+        }
+        if let Some(root) = &self.held_root {
+            let mut added = 0;
+            for (term, wrapped) in &unknown {
+                let key = root.unwrap(&term_label(*term), wrapped)?;
+                self.keyring.add_term(*term, &key)?;
+                tracing::info!(term, "keyring term added by another process picked up");
+                added += 1;
+            }
+            return Ok(added);
         }
         let path = self.root_key_file.clone();
         let mut first_problem = None;

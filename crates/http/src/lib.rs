@@ -9,6 +9,7 @@ pub mod extract;
 pub mod forward;
 pub mod limits;
 pub mod problem;
+pub mod sealed;
 pub mod serve;
 
 // The layers below, under the paths the handlers use.

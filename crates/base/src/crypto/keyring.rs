@@ -51,6 +51,15 @@ pub struct RootKey {
     /// Seals backup files (`mediavault backup`); derived under its own label, so a backup key
     /// can never open a wrapped keyring or the other way round.
     backup: LessSafeKey,
+    check: [u8; 32],
+}
+
+/// The HKDF output length of the check value.
+struct CheckLen;
+impl hkdf::KeyType for CheckLen {
+    fn len(&self) -> usize {
+        32
+    }
 }
 
 impl std::fmt::Debug for RootKey {
@@ -60,7 +69,7 @@ impl std::fmt::Debug for RootKey {
 }
 
 impl RootKey {
-    fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
         // The root key wraps through a derived KEK, so the file's bytes are never used as an AEAD
         // key directly and a future second use of the root key cannot collide with this one.
         let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"mediavault root").extract(bytes);
@@ -69,10 +78,31 @@ impl RootKey {
                 .map(|okm| LessSafeKey::new(UnboundKey::from(okm)))
                 .map_err(|_| CryptoError::Malformed("hkdf"))
         };
+        // A public check value (sealed mode keeps it beside the shares): tells a wrong
+        // reconstruction before the store is touched, and reveals nothing of the key (HKDF).
+        let mut check = [0u8; 32];
+        prk.expand(&[b"check-v1"], CheckLen)
+            .and_then(|okm| okm.fill(&mut check))
+            .map_err(|_| CryptoError::Malformed("hkdf"))?;
         Ok(Self {
             kek: derive(b"keyring-wrap")?,
             backup: derive(BACKUP_LABEL)?,
+            check,
         })
+    }
+
+    /// A value derived from the key that proves a reconstructed key is the right one without
+    /// revealing it.
+    pub fn check_value(&self) -> [u8; 32] {
+        self.check
+    }
+
+    /// The key from its 32 raw bytes (rebuilt from shares in sealed mode).
+    pub fn from_secret(raw: &SecretBytes) -> Result<Self, CryptoError> {
+        if raw.expose().len() != 32 {
+            return Err(CryptoError::Malformed("root key length"));
+        }
+        Self::from_bytes(raw.expose())
     }
 
     /// Creates a new key file with mode 0600; refuses to overwrite an existing one.

@@ -10,6 +10,7 @@
 pub mod cert;
 pub mod keyring;
 pub mod secret;
+pub mod shares;
 pub mod tokens;
 
 pub use cert::{CertError, CertFingerprint, CertIdentity};
@@ -39,6 +40,12 @@ pub enum CryptoError {
     BackupDoesNotOpen,
     #[error("root key file {path}: {problem}")]
     KeyFile { path: String, problem: String },
+    #[error("not a key share: {0}")]
+    BadShare(&'static str),
+    #[error(
+        "these shares do not rebuild the root key: one of them is wrong or altered, or they belong to another split"
+    )]
+    SharesDoNotCombine,
     #[error("the system random generator failed")]
     Random,
 }

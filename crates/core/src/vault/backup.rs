@@ -226,7 +226,7 @@ pub struct Restored {
 }
 
 /// Restores `file` into `dir`, which must be empty or absent: writes the database and a copy of
-/// the root key (`dir/root.key`), then proves the copy whole (the keyring unwraps, the audit
+/// the root key (`dir/root.key`; in sealed mode, of `seal.json`, the shares coming on stdin), then proves the copy whole (the keyring unwraps, the audit
 /// chain verifies up to the head named in the header, every credential version, TOTP seed and
 /// checkout post opens) and records `backup.restore` in it. On any failure nothing is left in
 /// `dir`. `root_key` defaults to the configured root key file.
@@ -247,13 +247,26 @@ pub async fn restore(
             );
         }
     }
-    let key_path = root_key
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| config.root_key_path());
-    let root = RootKey::load_file(&key_path)?;
-    let key_text = SecretBytes::new(
-        std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?,
-    );
+    // Sealed mode (and no key file named): a quorum of custodians' shares on standard input
+    // opens the backup, and the restored vault is sealed-mode too, under the same split (a rekey
+    // keeps the root key, so the shares in force now open backups made before it).
+    let custodians = root_key.is_none() && crate::vault::seal::is_sealed_mode(config);
+    let (root, custody) = if custodians {
+        let seal_text = std::fs::read(crate::vault::seal::seal_path(config))?;
+        (
+            crate::vault::seal::root_from_stdin(config)?,
+            SecretBytes::new(seal_text),
+        )
+    } else {
+        let key_path = root_key
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| config.root_key_path());
+        let root = RootKey::load_file(&key_path)?;
+        let key_text = SecretBytes::new(
+            std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?,
+        );
+        (root, key_text)
+    };
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let (header, aad, sealed) = parse(&bytes)?;
     let db = root.open_backup(aad, sealed)?;
@@ -270,12 +283,17 @@ pub async fn restore(
     let mut restored = config.clone();
     restored.data_dir = dir.to_path_buf();
     restored.root_key_file = None;
-    let scratch = Scratch(vec![restored.database_path(), restored.root_key_path()]);
+    let custody_path = if custodians {
+        crate::vault::seal::seal_path(&restored)
+    } else {
+        restored.root_key_path()
+    };
+    let scratch = Scratch(vec![restored.database_path(), custody_path.clone()]);
     let outcome = async {
-        write_private(&restored.root_key_path(), &[key_text.expose()])?;
+        write_private(&custody_path, &[custody.expose()])?;
         write_private(&restored.database_path(), &[db.expose()])?;
         drop(db);
-        prove(&restored, &header, file).await
+        prove(&restored, &root, &header, file).await
     }
     .await;
     match outcome {
@@ -294,8 +312,13 @@ pub async fn restore(
 }
 
 /// Opens the restored store and checks everything a server will need of it.
-async fn prove(config: &Config, header: &BackupHeader, file: &Path) -> anyhow::Result<Restored> {
-    let (_, store, keys) = open_store(config).await?;
+async fn prove(
+    config: &Config,
+    root: &RootKey,
+    header: &BackupHeader,
+    file: &Path,
+) -> anyhow::Result<Restored> {
+    let (store, keys) = crate::vault::open_store_with(config, root).await?;
     let result = async {
         let report = verify_store(&store, &keys.mac().audit).await?;
         if !report.ok {

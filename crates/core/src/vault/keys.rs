@@ -128,6 +128,13 @@ async fn rewrap_all(
 /// Generates a new root key and re-wraps the keyring under it in one transaction, then replaces
 /// the key file. The new key is written first (as `<key>.new`), so a crash leaves a usable key.
 pub async fn rotate_root(config: &Config) -> anyhow::Result<()> {
+    if crate::vault::seal::is_sealed_mode(config) {
+        // A new root key would need new shares verified by their holders before the keyring is
+        // re-wrapped under it; until that exists, refuse rather than strand the store.
+        anyhow::bail!(
+            "this vault is sealed-mode: `keys rotate-root` is not available with custodians yet; `mediavault rekey` re-splits the root key among new custodians, and `keys rotate` adds a keyring term"
+        );
+    }
     let path = config.root_key_path();
     // Unlocking proves the old key is right before anything changes.
     let (old, store, keys) = open_store(config).await?;

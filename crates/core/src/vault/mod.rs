@@ -7,6 +7,7 @@ pub mod background;
 pub mod backup;
 pub mod cluster;
 pub mod keys;
+pub mod seal;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -127,7 +128,27 @@ impl Vault {
     /// Opens an existing store: the key file is checked before the database is touched, and a
     /// wrong key is detected before anything is written.
     pub async fn open(config: Arc<Config>, clock: Clock) -> Result<Self, OpenError> {
-        let (_, store, keys) = open_store(&config).await?;
+        if seal::is_sealed_mode(&config) {
+            return Err(OpenError::Other(format!(
+                "this vault is sealed-mode ({} names its key custodians): it opens when they unseal the running server",
+                seal::seal_path(&config).display()
+            )));
+        }
+        let root = RootKey::load_file(&config.root_key_path())?;
+        Self::open_with_root(config, clock, root).await
+    }
+
+    /// Opens an existing store with a root key already in hand (sealed mode: rebuilt from the
+    /// custodians' shares). A wrong key is detected before anything is written. In sealed mode
+    /// the key is kept in memory, as there is no file to read it again from when another process
+    /// adds a keyring term (see `Keys::refresh_keyring`).
+    pub async fn open_with_root(
+        config: Arc<Config>,
+        clock: Clock,
+        root: RootKey,
+    ) -> Result<Self, OpenError> {
+        let (store, keys) = open_store_with(&config, &root).await?;
+        let held = seal::is_sealed_mode(&config).then_some(root);
         // A missing directory is allowed at start (a vault before its first policy), with a
         // warning that says what follows; a broken policy file still stops the start.
         let policies = if config.policies_dir.is_dir() {
@@ -140,13 +161,24 @@ impl Vault {
             );
             PolicySet::empty()
         };
-        Self::assemble(config, clock, store, keys, policies)
+        Self::assemble(config, clock, store, keys, policies, held)
     }
 
     /// Creates the data dir, the database, the root key file and the keyring. Refuses to touch an
     /// existing store or key file. On PostgreSQL the database itself must exist (the operator
     /// creates it, and the role the URL names); init creates the vault's schema in it.
     pub async fn create(config: Arc<Config>, clock: Clock) -> Result<Self, OpenError> {
+        Ok(Self::create_with(config, clock, None).await?.0)
+    }
+
+    /// [`Vault::create`], or in sealed mode (`split` given) without a root key file: the root key
+    /// is made in memory, split among the named custodians, and only its public check values are
+    /// written (`seal.json`). Returns the shares, which nothing keeps: show each once.
+    pub async fn create_with(
+        config: Arc<Config>,
+        clock: Clock,
+        split: Option<seal::Split>,
+    ) -> Result<(Self, Vec<seal::DealtShare>), OpenError> {
         let location = config.store_location();
         let key_path = config.root_key_path();
         let exists = || {
@@ -176,13 +208,19 @@ impl Vault {
                 made = Some(store);
             }
         }
-        if key_path.exists() {
+        let seal_path = seal::seal_path(&config);
+        if key_path.exists() || seal_path.exists() {
             if let Some(store) = made {
                 store.close().await;
             }
             return Err(OpenError::Other(format!(
-                "a root key already exists at {} but there is no store; move it away if it is stale",
-                key_path.display()
+                "a root key or seal file already exists at {} but there is no store; move it away if it is stale",
+                if key_path.exists() {
+                    &key_path
+                } else {
+                    &seal_path
+                }
+                .display()
             )));
         }
         create_private_dir(&config.data_dir)?;
@@ -190,7 +228,10 @@ impl Vault {
         if let Some(parent) = key_path.parent() {
             create_private_dir(parent)?;
         }
-        let root = RootKey::create_file(&key_path)?;
+        let (root, dealt) = match split {
+            None => (RootKey::create_file(&key_path)?, Vec::new()),
+            Some(split) => seal::deal(&config, &split)?,
+        };
         let store = match made {
             Some(store) => store,
             None => open_backend(&location, true).await?,
@@ -204,10 +245,18 @@ impl Vault {
                 clock.unix(),
             )
             .await?;
-        let keys = unlock(&store, &RootKey::load_file(&key_path)?).await?;
+        // File mode reads the key back, proving the file before anyone relies on it.
+        let (keys, held) = if dealt.is_empty() {
+            (unlock(&store, &RootKey::load_file(&key_path)?).await?, None)
+        } else {
+            (unlock(&store, &root).await?, Some(root))
+        };
         let policies =
             PolicySet::load_dir(&config.policies_dir).unwrap_or_else(|_| PolicySet::empty());
-        Self::assemble(config, clock, store, keys, policies)
+        Ok((
+            Self::assemble(config, clock, store, keys, policies, held)?,
+            dealt,
+        ))
     }
 
     /// Whether the configured store already holds a vault (what `init` refuses to touch): the
@@ -234,6 +283,7 @@ impl Vault {
         store: Store,
         keys: Keyring,
         policies: PolicySet,
+        held_root: Option<RootKey>,
     ) -> Result<Self, OpenError> {
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         let broker = Arc::new(
@@ -247,7 +297,8 @@ impl Vault {
             crate::notify::Notifier::new(config.notify.clone(), audit.clone(), clock.clone());
         let playbooks = load_playbooks(&config);
         let metrics = Arc::new(crate::telemetry::Metrics::new(audit.stats()));
-        let keys = Arc::new(Keys::new(keys, store.clone(), config.root_key_path()));
+        let keys =
+            Arc::new(Keys::new(keys, store.clone(), config.root_key_path()).holding(held_root));
         let live = Arc::new(Live::new(policies, playbooks));
         let tokens = Arc::new(crate::checkout::TokenIndex::default());
         // The composition: each service gets the parts it uses, and the services below it.
@@ -683,7 +734,22 @@ fn make_dir_private(dir: &Path) -> Result<(), OpenError> {
 /// Reads the root key file (before the database is touched), opens the existing store and
 /// unlocks its keyring; a wrong key closes the store again having written nothing.
 pub async fn open_store(config: &Config) -> Result<(RootKey, Store, Keyring), OpenError> {
-    let root = RootKey::load_file(&config.root_key_path())?;
+    let root = if seal::is_sealed_mode(config) {
+        // Sealed mode: the offline commands (backup, keys rotate, audit verify) take a quorum
+        // of shares on standard input instead of a key file.
+        seal::root_from_stdin(config)?
+    } else {
+        RootKey::load_file(&config.root_key_path())?
+    };
+    let (store, keys) = open_store_with(config, &root).await?;
+    Ok((root, store, keys))
+}
+
+/// Opens the existing store and unlocks its keyring with `root`.
+pub(crate) async fn open_store_with(
+    config: &Config,
+    root: &RootKey,
+) -> Result<(Store, Keyring), OpenError> {
     let location = config.store_location();
     // The data dir is the vault's alone on either backend (it holds the root key unless
     // `root_key_file` moves it); the SQLite backend checks it beside its database file.
@@ -691,8 +757,8 @@ pub async fn open_store(config: &Config) -> Result<(RootKey, Store, Keyring), Op
         mediavault_store_sqlite::files::refuse_if_open(&config.data_dir, "700")?;
     }
     let store = open_backend(&location, false).await?;
-    match unlock(&store, &root).await {
-        Ok(keys) => Ok((root, store, keys)),
+    match unlock(&store, root).await {
+        Ok(keys) => Ok((store, keys)),
         Err(e) => {
             store.close().await;
             Err(e)

@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod ops;
 pub mod platform;
 pub mod posts;
+pub mod unseal;
 pub mod users;
 
 use std::time::Duration;
@@ -115,6 +116,7 @@ fn documented(limits: &RateLimitConfig, general: Layer<PeerKey>) -> OpenApiRoute
         .routes(routes!(audit::verify))
         .routes(routes!(audit::export))
         .routes(routes!(openapi::openapi))
+        .routes(routes!(unseal::status, unseal::submit, unseal::reset))
         .layer(general);
     OpenApiRouter::with_openapi(openapi::base())
         .merge(login)

@@ -19,6 +19,7 @@ mod incidents;
 mod layout;
 mod post;
 mod svg;
+pub mod unseal;
 mod weibo;
 
 use std::time::Duration;
@@ -113,14 +114,14 @@ pub fn routes(limits: &RateLimitConfig) -> Router<AppState> {
         .layer(middleware::from_fn(security_headers))
 }
 
-async fn css() -> Response {
+pub(crate) async fn css() -> Response {
     asset(
         "text/css; charset=utf-8",
         include_str!("assets/console.css"),
     )
 }
 
-async fn js() -> Response {
+pub(crate) async fn js() -> Response {
     asset(
         "text/javascript; charset=utf-8",
         include_str!("assets/console.js"),
@@ -140,7 +141,7 @@ async fn not_found(lang: Lang) -> Response {
 
 /// Every console response: CSP, no framing, no sniffing, no referrer, never cached. A `?lang=`
 /// choice is remembered in a cookie.
-async fn security_headers(req: Request, next: Next) -> Response {
+pub(crate) async fn security_headers(req: Request, next: Next) -> Response {
     let chosen = i18n::query_lang(req.uri().query());
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
