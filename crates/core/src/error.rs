@@ -159,6 +159,16 @@ impl Error {
         Error::Internal(e.into())
     }
 
+    /// A platform's refusal or failure of a call the vault made for itself (a watch read, a
+    /// quota reset, an OAuth exchange): its code where the platform gave one, else -1.
+    pub fn from_platform(e: crate::platforms::PlatformError) -> Self {
+        Error::Platform {
+            platform: e.platform(),
+            code: e.code().unwrap_or(-1),
+            message: e.to_string(),
+        }
+    }
+
     pub fn conflict(code: Conflict, detail: impl Into<String>) -> Self {
         Error::Conflict {
             code,

@@ -81,11 +81,7 @@ impl Accounts {
         self.broker
             .clear_quota(&cred)
             .await
-            .map_err(|e| Error::Platform {
-                platform: e.platform(),
-                code: e.code().unwrap_or(-1),
-                message: e.to_string(),
-            })?;
+            .map_err(Error::from_platform)?;
         self.audit
             .record(actor.entry("account.clear_quota.done", &row.id))
             .await?;

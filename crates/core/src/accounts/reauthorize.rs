@@ -132,11 +132,7 @@ impl Accounts {
             .weibo()
             .exchange_code(app_key, app_secret, code, &grant.redirect_uri)
             .await
-            .map_err(|e| Error::Platform {
-                platform: e.platform(),
-                code: e.code().unwrap_or(-1),
-                message: e.to_string(),
-            })?;
+            .map_err(Error::from_platform)?;
         let mut fresh = cred.clone();
         fresh.access_token = Some(issued.access_token);
         let version = self

@@ -146,11 +146,7 @@ pub struct WechatBudgetView {
 impl Accounts {
     /// A WeChat account's token budget (its AppID's; the credential says which).
     pub async fn wechat_budget(&self, account: &str) -> Option<WechatBudgetView> {
-        let (row, cred) = self.current_credential(account).await.ok()?;
-        if row.platform != Platform::Wechat {
-            return None;
-        }
-        let b = self.broker.wechat_budget(cred.app_id.as_deref()?);
+        let b = self.token_budget(account).await?;
         Some(WechatBudgetView {
             force_refreshes_left: b.force_refreshes_left,
             classic_fetches_left: b.classic_fetches_left,
@@ -159,8 +155,25 @@ impl Accounts {
         })
     }
 
+    /// Today's token budget of a WeChat account's AppID, as the broker has spent it (no audit
+    /// read: `/metrics` asks on every scrape).
+    pub async fn token_budget(
+        &self,
+        account: &str,
+    ) -> Option<crate::platforms::broker::WechatBudget> {
+        let (row, cred) = self.current_credential(account).await.ok()?;
+        if row.platform != Platform::Wechat {
+            return None;
+        }
+        Some(self.broker.wechat_budget(cred.app_id.as_deref()?))
+    }
+
     async fn view(&self, row: AccountRow) -> Result<AccountView> {
-        let wechat_budget = self.wechat_budget(&row.id).await;
+        let wechat_budget = if row.platform == Platform::Wechat {
+            self.wechat_budget(&row.id).await
+        } else {
+            None
+        };
         let active = self
             .store
             .account_active_checkouts(&row.id, self.clock.unix())

@@ -73,17 +73,9 @@ impl Incidents {
                 },
             )
             .await
-            .map_err(|e| Error::Platform {
-                platform: e.platform(),
-                code: e.code().unwrap_or(-1),
-                message: e.to_string(),
-            })?;
+            .map_err(Error::from_platform)?;
         if let Some(e) = answer.error(row.platform.as_str()) {
-            return Err(Error::Platform {
-                platform: e.platform(),
-                code: e.code().unwrap_or(-1),
-                message: e.to_string(),
-            });
+            return Err(Error::from_platform(e));
         }
         Ok(serde_json::from_slice(&answer.body).unwrap_or(Value::Null))
     }

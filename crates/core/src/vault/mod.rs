@@ -606,7 +606,10 @@ impl Vault {
         m.live_checkouts
             .set(self.store.checkouts_live(self.clock.unix()).await?);
         for row in self.store.accounts_list().await? {
-            if let Some(b) = self.accounts.wechat_budget(&row.id).await {
+            if row.platform != crate::accounts::Platform::Wechat {
+                continue;
+            }
+            if let Some(b) = self.accounts.token_budget(&row.id).await {
                 for (kind, left) in [
                     ("force_refresh", b.force_refreshes_left),
                     ("classic_token", b.classic_fetches_left),

@@ -484,6 +484,12 @@ impl Unsealer {
     /// Discards every held share (a custodian typed into the wrong attempt, or the quorum will
     /// not come). The submissions stay in the record that the chain gets at unseal.
     pub async fn reset(&self, by: &Submitter) -> Result<UnsealStatus> {
+        if self.opened.get().is_some() {
+            return Err(Error::conflict(
+                Conflict::NotSealed,
+                "the vault is not sealed",
+            ));
+        }
         let file = self.file()?;
         let mut p = self.pending.lock().await;
         tracing::warn!(by = %by.custodian, source = %by.source_ip, held = p.shares.len(), "unseal shares reset");

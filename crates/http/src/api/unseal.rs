@@ -146,9 +146,6 @@ pub async fn reset(
     let Some(Extension(u)) = seal else {
         return Err(not_sealed_mode());
     };
-    if u.vault().is_some() {
-        return Err(Error::conflict(Conflict::NotSealed, "the vault is not sealed").into());
-    }
     let by = submitter(b.custodian, peer);
     Ok(Json(u.reset(&by).await?.into()))
 }
