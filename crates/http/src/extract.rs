@@ -43,11 +43,10 @@ impl From<Error> for Rejection {
 #[doc(hidden)]
 pub fn scrub(msg: &str) -> String {
     let mut out = String::with_capacity(msg.len());
-    let mut in_quote = false;
     let mut rest = msg;
     while let Some(c) = rest.chars().next() {
         rest = &rest[c.len_utf8()..];
-        if c == '`' && !in_quote {
+        if c == '`' {
             let keep = out.ends_with("field ") || out.contains("expected");
             // A value may itself hold a backtick, so a cut span runs to serde's own last
             // "`, expected" (or to the end), never to the next backtick.
@@ -75,18 +74,21 @@ pub fn scrub(msg: &str) -> String {
             continue;
         }
         if c == '"' {
-            if !in_quote {
-                out.push_str("\"…");
-            }
-            in_quote = !in_quote;
-            if !in_quote {
-                out.push('"');
+            // The same for a quoted value, which may itself hold a double quote: the cut runs to
+            // serde's own last "\", expected" (or to the end).
+            match rest.rfind("\", expected") {
+                Some(i) => {
+                    out.push_str("\"…\"");
+                    rest = &rest[i + 1..];
+                }
+                None => {
+                    out.push_str("\"…");
+                    rest = "";
+                }
             }
             continue;
         }
-        if !in_quote {
-            out.push(c);
-        }
+        out.push(c);
     }
     out
 }
@@ -420,6 +422,11 @@ mod tests {
         assert_eq!(
             super::scrub("invalid type: string \"s3cret\", expected u64"),
             "invalid type: string \"…\", expected u64"
+        );
+        // Nor does a value holding a double quote (found by the request-body proptest).
+        assert_eq!(
+            super::scrub("invalid type: string \"\"s3cret\", expected u64 at line 1"),
+            "invalid type: string \"…\", expected u64 at line 1"
         );
     }
 
