@@ -9,17 +9,27 @@
 use libfuzzer_sys::fuzz_target;
 use mediavault_core::audit::Checkpoint;
 use mediavault_core::audit::export::{parse_jsonl_line, verify_jsonl};
-use mediavault_core::crypto::hmac;
+use mediavault_core::crypto::{Keyring, MacKey, SecretBytes, Suite};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let key = hmac::Key::new(hmac::HMAC_SHA256, &[7u8; 32]);
+    let key = MacKey::new(Suite::Standard, &[7u8; 32]);
+    // The checkpoint keys of both suites (HMAC-SHA256, SM2), as a keyring derives them.
+    let checkpoint_keys: Vec<_> = Suite::ALL
+        .into_iter()
+        .filter_map(|suite| {
+            let keyring = Keyring::new(suite, vec![], &SecretBytes::new(vec![7; 32])).ok()?;
+            Some(keyring.mac().checkpoint.clone())
+        })
+        .collect();
 
     // A checkpoint line as typed by an operator: parses or is refused, and round-trips.
-    if let Ok(cp) = Checkpoint::parse(text, &key) {
-        assert_eq!(Checkpoint::parse(&cp.to_line(&key), &key).as_ref(), Ok(&cp));
+    for cp_key in &checkpoint_keys {
+        if let Ok(cp) = Checkpoint::parse(text, cp_key) {
+            assert_eq!(Checkpoint::parse(&cp.to_line(cp_key), cp_key).as_ref(), Ok(&cp));
+        }
     }
 
     let (checkpoint, export) = match text.split_once('\n') {
@@ -37,8 +47,10 @@ fuzz_target!(|data: &[u8]| {
         _ => (None, text),
     };
     if let Some(cp) = &checkpoint {
-        let line = cp.to_line(&key);
-        assert_eq!(Checkpoint::parse(&line, &key).as_ref(), Ok(cp));
+        for cp_key in &checkpoint_keys {
+            let line = cp.to_line(cp_key);
+            assert_eq!(Checkpoint::parse(&line, cp_key).as_ref(), Ok(cp));
+        }
     }
     for line in export.lines() {
         let _ = parse_jsonl_line(line);

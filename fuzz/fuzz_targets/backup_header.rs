@@ -56,14 +56,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(
-        root.open_backup(aad, sealed).is_err(),
+        root.open_backup(header.crypto_suite, aad, sealed).is_err(),
         "a body nobody sealed opened"
     );
     // The way `backup` writes a file, around this header and this body.
     let mut file = MAGIC.to_vec();
     file.extend_from_slice(&rendered);
     file.push(b'\n');
-    let Ok(body) = root.seal_backup(&file, sealed) else {
+    let Ok(body) = root.seal_backup(header.crypto_suite, &file, sealed) else {
         return;
     };
     let header_len = file.len();
@@ -73,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
     };
     assert_eq!(json(&h2), rendered);
     assert_eq!(aad2.len(), header_len);
-    let opened = root.open_backup(aad2, sealed2);
+    let opened = root.open_backup(h2.crypto_suite, aad2, sealed2);
     assert!(
         opened.is_ok_and(|b| b.expose() == sealed),
         "a sealed body did not open to itself"

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use mediavault_base::crypto::tokens::{TokenKind, well_formed};
-use mediavault_base::crypto::{Aad, Keyring, SecretBytes};
+use mediavault_base::crypto::{Aad, Keyring, SecretBytes, Suite};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
@@ -18,23 +18,26 @@ fuzz_target!(|data: &[u8]| {
     let _ = TokenKind::of(&text);
 
     let term = Keyring::term_of(data);
-    // A keyring of fixed keys, holding the blob's own term (when it has one) so that opening gets
-    // as far as the cipher: the fuzzer cannot forge AES-GCM, so every open must fail cleanly.
-    let terms = vec![(
-        term.as_ref().copied().unwrap_or(1),
-        SecretBytes::new(vec![0x42; 32]),
-    )];
-    let Ok(keyring) = Keyring::new(terms, &SecretBytes::new(vec![0x17; 32])) else {
-        return;
-    };
-    let aad = Aad {
-        table: "credentials",
-        row: "wechat-main",
-        field: "secret",
-        version: 1,
-    };
-    assert!(
-        keyring.open(&aad, data).is_err(),
-        "a blob nobody sealed opened"
-    );
+    // A keyring of fixed keys in each suite, holding the blob's own term (when it has one) so
+    // that opening gets as far as the cipher: the fuzzer cannot forge AES-GCM or SM4-GCM, so
+    // every open must fail cleanly.
+    for suite in Suite::ALL {
+        let terms = vec![(
+            term.as_ref().copied().unwrap_or(1),
+            SecretBytes::new(vec![0x42; suite.data_key_len()]),
+        )];
+        let Ok(keyring) = Keyring::new(suite, terms, &SecretBytes::new(vec![0x17; 32])) else {
+            return;
+        };
+        let aad = Aad {
+            table: "credentials",
+            row: "wechat-main",
+            field: "secret",
+            version: 1,
+        };
+        assert!(
+            keyring.open(&aad, data).is_err(),
+            "a blob nobody sealed opened"
+        );
+    }
 });

@@ -44,7 +44,8 @@ pub enum AuditCommand {
         #[arg(long)]
         file: Option<PathBuf>,
     },
-    /// Print a signed checkpoint of the chain head, to keep outside the vault.
+    /// Print a signed checkpoint of the chain head, to keep outside the vault (`mvcp2:<suite>:…`;
+    /// in the SM suite an SM2 signature, whose public key is printed on standard error).
     Checkpoint,
     /// Write the entries with their chain fields to standard output.
     Export {
@@ -109,6 +110,14 @@ async fn run_with(
                 unix: Clock::system().unix(),
             };
             println!("{}", cp.to_line(&keys.mac().checkpoint));
+            // The SM suite signs with SM2: its public key lets anyone check the line with any SM2
+            // tool (default ID 1234567812345678), without the vault. Standard lines are HMACs
+            // only the vault can check. On stderr, so stdout stays the line alone.
+            if let Some(public) = keys.mac().checkpoint.public_key_hex() {
+                eprintln!(
+                    "signed with SM2 (crypto suite sm); the public key that verifies it: {public}"
+                );
+            }
             Ok(())
         }
         AuditCommand::Export {

@@ -63,12 +63,14 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     vault.close().await;
     let sealed = !shares.is_empty();
+    let suite = config.crypto.suite.unwrap_or_default();
     if json {
         let mut out = serde_json::json!({
             "username": admin,
             "totp_uri": enrolment.totp_uri.expose(),
             "totp_secret": enrolment.totp_secret.expose(),
             "database": config.store_location().describe(),
+            "crypto_suite": suite,
         });
         if sealed {
             out["seal_file"] = serde_json::json!(crate::vault::seal::seal_path(&config));
@@ -86,6 +88,7 @@ pub async fn run(
         "Created the store at {}",
         config.store_location().describe()
     );
+    println!("Crypto suite: {suite} ({})", suite.describe());
     if sealed {
         println!(
             "Sealed mode: no root key file; the server starts sealed until enough custodians run `mediavault unseal`."

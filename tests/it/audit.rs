@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::*;
+use mediavault::crypto::Suite;
 use serde_json::{Value, json};
 
 fn bin() -> Command {
@@ -325,7 +326,21 @@ async fn truncated_tail_is_caught_by_a_checkpoint() {
     let (ok, line, err) = audit_cli(&app, &["checkpoint"]);
     assert!(ok, "{err}");
     let line = line.trim().to_owned();
-    assert!(line.starts_with("mvcp1:9:"), "{line}");
+    let suite = test_suite().unwrap_or_default();
+    assert!(line.starts_with(&format!("mvcp2:{suite}:9:")), "{line}");
+    if suite == Suite::Sm {
+        // Signed with SM2: anyone holding the printed public key checks it with OpenSSL.
+        let public = err
+            .split("public key that verifies it: ")
+            .nth(1)
+            .map(str::trim)
+            .unwrap_or_else(|| panic!("no SM2 public key on stderr: {err}"));
+        assert!(sm2_verifies_with_openssl(&line, public), "{line}");
+        let forged = line.replacen(":sm:9:", ":sm:8:", 1);
+        assert!(!sm2_verifies_with_openssl(&forged, public), "{forged}");
+    } else {
+        assert!(err.trim().is_empty(), "{err}");
+    }
     assert_eq!(cli_verify(&app, &["--checkpoint", &line]).1["ok"], true);
     let db = raw_db(&app.config).await;
     sqlx::query("DELETE FROM audit_log WHERE seq > 5")
@@ -338,7 +353,7 @@ async fn truncated_tail_is_caught_by_a_checkpoint() {
     let (_, v) = cli_verify(&app, &["--checkpoint", &line]);
     assert_broken_at(&v, 6);
     // A checkpoint line that was edited is refused outright.
-    let forged = line.replacen("mvcp1:9:", "mvcp1:5:", 1);
+    let forged = line.replacen(":9:", ":5:", 1);
     let (ok, _, err) = audit_cli(&app, &["verify", "--checkpoint", &forged]);
     assert!(!ok && err.contains("signature"), "{err}");
 }

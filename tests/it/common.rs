@@ -2,14 +2,16 @@
 //! store, and a clock the test moves. The store is a SQLite file in the data dir, or, when
 //! `MV_TEST_DATABASE_URL` names a PostgreSQL server (`.ci/run` starts a throwaway one), a fresh
 //! database of the test's own on it ([`TestDb`]), configured through `database.url` in the
-//! vault's config file as an operator would.
+//! vault's config file as an operator would. `MV_TEST_CRYPTO_SUITE=sm` creates every test vault
+//! in the SM suite (`crypto.suite` in that file, read by `init`), so the same behaviour tests run
+//! in either suite.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use mediavault::config::{Config, DatabaseUrl};
-use mediavault::crypto::SecretBytes;
+use mediavault::crypto::{SecretBytes, Suite};
 use mediavault::identity::totp;
 use mediavault::{Clock, Running, Vault};
 use serde_json::{Value, json};
@@ -81,6 +83,18 @@ pub fn pg_server() -> Option<String> {
     std::env::var("MV_TEST_DATABASE_URL")
         .ok()
         .filter(|u| !u.is_empty())
+}
+
+/// The crypto suite test vaults are created in: `MV_TEST_CRYPTO_SUITE` (`standard` or `sm`), or
+/// the default. An unknown name fails loudly rather than testing the default by mistake.
+pub fn test_suite() -> Option<Suite> {
+    let name = std::env::var("MV_TEST_CRYPTO_SUITE").ok()?;
+    if name.is_empty() {
+        return None;
+    }
+    Some(Suite::parse(&name).unwrap_or_else(|| {
+        panic!("MV_TEST_CRYPTO_SUITE={name:?}: expected \"standard\" or \"sm\"")
+    }))
 }
 
 /// Whether the suite runs on PostgreSQL (see [`pg_server`]).
@@ -181,6 +195,7 @@ pub fn base_config(dir: &Path, plain_http: bool) -> Config {
         ..Default::default()
     };
     config.tls.plain_http = plain_http;
+    config.crypto.suite = test_suite();
     // Tests that wait for an expiry wait for this sweep.
     config.checkout.expiry_sweep_seconds = 1;
     config.tls.cert_file = dir.join("certs/server.pem");
@@ -286,6 +301,11 @@ pub fn write_cli_config(dir: &Path, config: &Config) -> PathBuf {
         let mut database = toml::Table::new();
         database.insert("url".into(), toml::Value::String(url.expose().to_owned()));
         table.insert("database".into(), toml::Value::Table(database));
+    }
+    if let Some(suite) = config.crypto.suite {
+        let mut crypto = toml::Table::new();
+        crypto.insert("suite".into(), toml::Value::String(suite.as_str().into()));
+        table.insert("crypto".into(), toml::Value::Table(crypto));
     }
     let file = dir.join("mediavault-cli.toml");
     std::fs::write(&file, toml::to_string(&table).unwrap()).unwrap();
@@ -814,4 +834,78 @@ pub async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Checks an SM2-signed checkpoint line the way someone outside the vault would: OpenSSL, the
+/// public key `audit checkpoint` printed, and the documented message (SECURITY.md, "Audit
+/// checkpoints"): every part length-prefixed, `mvcp2`, the suite, seq, hash, unix time.
+pub fn sm2_verifies_with_openssl(line: &str, public_hex: &str) -> bool {
+    let parts: Vec<&str> = line.split(':').collect();
+    let [version, suite, seq, hash, unix, sig] = parts.as_slice() else {
+        panic!("{line}");
+    };
+    let mut msg = Vec::new();
+    for part in [
+        version.as_bytes().to_vec(),
+        suite.as_bytes().to_vec(),
+        seq.parse::<i64>().unwrap().to_be_bytes().to_vec(),
+        hex::decode(hash).unwrap(),
+        unix.parse::<i64>().unwrap().to_be_bytes().to_vec(),
+    ] {
+        msg.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        msg.extend_from_slice(&part);
+    }
+    // SubjectPublicKeyInfo of an uncompressed SM2 point: id-ecPublicKey, the SM2 curve's OID.
+    let mut spki = hex::decode("3059301306072a8648ce3d020106082a811ccf5501822d034200").unwrap();
+    spki.extend(hex::decode(public_hex).unwrap());
+    // The signature as DER: SEQUENCE { INTEGER r, INTEGER s }.
+    let rs = hex::decode(sig).unwrap();
+    let int = |x: &[u8]| {
+        let mut v: Vec<u8> = x.iter().copied().skip_while(|b| *b == 0).collect();
+        if v.first().is_none_or(|b| b & 0x80 != 0) {
+            v.insert(0, 0);
+        }
+        [vec![2, v.len() as u8], v].concat()
+    };
+    let body = [int(&rs[..32]), int(&rs[32..])].concat();
+    let der = [vec![0x30, body.len() as u8], body].concat();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |n: &str| dir.path().join(n);
+    std::fs::write(path("pub.der"), spki).unwrap();
+    std::fs::write(path("sig.der"), der).unwrap();
+    std::fs::write(path("msg"), msg).unwrap();
+    let openssl = |args: &[&std::ffi::OsStr]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl must be installed (apt-get install openssl)")
+    };
+    let pem = openssl(&[
+        "pkey".as_ref(),
+        "-pubin".as_ref(),
+        "-inform".as_ref(),
+        "DER".as_ref(),
+        "-in".as_ref(),
+        path("pub.der").as_os_str(),
+        "-out".as_ref(),
+        path("pub.pem").as_os_str(),
+    ]);
+    assert!(
+        pem.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pem.stderr)
+    );
+    openssl(&[
+        "dgst".as_ref(),
+        "-sm3".as_ref(),
+        "-verify".as_ref(),
+        path("pub.pem").as_os_str(),
+        "-sigopt".as_ref(),
+        "distid:1234567812345678".as_ref(),
+        "-signature".as_ref(),
+        path("sig.der").as_os_str(),
+        path("msg").as_os_str(),
+    ])
+    .status
+    .success()
 }

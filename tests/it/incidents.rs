@@ -212,7 +212,15 @@ async fn wechat_playbook_freezes_revokes_cancels_notifies_and_needs_a_rotation()
             );
         }
     }
-    assert!(inc["checkpoint"].as_str().unwrap().starts_with("mvcp1:"));
+    // The sealed checkpoint names the vault's suite.
+    let suite = test_suite().unwrap_or_default();
+    assert!(
+        inc["checkpoint"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("mvcp2:{suite}:")),
+        "{inc}"
+    );
     let events: Vec<&str> = inc["timeline"]
         .as_array()
         .unwrap()
@@ -363,7 +371,7 @@ async fn wechat_playbook_freezes_revokes_cancels_notifies_and_needs_a_rotation()
             .starts_with("text/markdown")
     );
     let md = r.text().await.unwrap();
-    assert!(md.contains("mvcp1:"), "{md}");
+    assert!(md.contains(&format!("mvcp2:{suite}:")), "{md}");
     assert!(
         md.contains("incident.open") && md.contains("account.unfreeze"),
         "{md}"

@@ -364,6 +364,12 @@ async fn backup_under_load_restores_into_a_new_dir_with_the_chain_and_every_secr
     }
     let header: Value =
         serde_json::from_slice(bytes.split(|&b| b == b'\n').nth(1).unwrap()).unwrap();
+    // The header names the suite the body is sealed in.
+    assert_eq!(
+        header["crypto_suite"],
+        test_suite().unwrap_or_default().as_str(),
+        "{header}"
+    );
     // The backup is in the live chain, naming the head it holds.
     let (st, v) = w
         .app

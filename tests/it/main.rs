@@ -33,6 +33,7 @@ mod platform;
 mod publishing;
 #[cfg(feature = "demo")]
 mod services;
+mod suite;
 mod unseal;
 mod vault_core;
 #[cfg(feature = "demo")]

@@ -533,15 +533,12 @@ async fn health_and_readiness() {
     let r = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("x-request-id"));
-    assert_eq!(
-        app.client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    let (st, ready) = into_pair(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(st, 200, "{ready}");
+    // The vault says which crypto suite it runs.
+    let suite = test_suite().unwrap_or_default();
+    assert_eq!(ready["crypto"]["suite"], suite.as_str(), "{ready}");
+    assert_eq!(ready["crypto"]["primitives"], suite.describe(), "{ready}");
 }
 
 /// A vault before its first policy starts (with a warning that says what follows), and what is

@@ -95,7 +95,7 @@ impl Keys {
         if let Some(root) = &self.held_root {
             let mut added = 0;
             for (term, wrapped) in &unknown {
-                let key = root.unwrap(&term_label(*term), wrapped)?;
+                let key = root.unwrap(self.keyring.suite(), &term_label(*term), wrapped)?;
                 self.keyring.add_term(*term, &key)?;
                 tracing::info!(term, "keyring term added by another process picked up");
                 added += 1;
@@ -108,7 +108,10 @@ impl Keys {
             let unwrapped = RootKey::load_file(&candidate).and_then(|root| {
                 unknown
                     .iter()
-                    .map(|(term, wrapped)| Ok((*term, root.unwrap(&term_label(*term), wrapped)?)))
+                    .map(|(term, wrapped)| {
+                        let key = root.unwrap(self.keyring.suite(), &term_label(*term), wrapped)?;
+                        Ok((*term, key))
+                    })
                     .collect::<Result<Vec<_>, CryptoError>>()
             });
             match unwrapped {

@@ -12,6 +12,10 @@
 //! rate limits.
 //!
 //! `/healthz`, `/readyz` and `/metrics` are a node's own and are never forwarded.
+//!
+//! The same layer serves a vault behind a gateway (a certified TLCP gateway for a 密评, or a
+//! reverse proxy; `[gateway] addresses`): on the gateway's connections the client is the last
+//! `X-Forwarded-For` entry, the one the gateway appended; from anyone else the header is ignored.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -110,15 +114,53 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
             ),
         },
         _ => {
-            vouched_peer(&state, &mut req);
+            if !vouched_peer(&state, &mut req) {
+                gateway_peer(&state, &mut req);
+            }
             next.run(req).await
         }
     }
 }
 
+/// On a connection from the configured gateway (`[gateway] addresses`), replaces the peer with
+/// the client address the gateway appended last to `X-Forwarded-For`; anything before it came
+/// from the client and proves nothing. A connection from anywhere else keeps its own address.
+fn gateway_peer(state: &AppState, req: &mut Request) {
+    let gateway = &state.vault.config.gateway;
+    let Some(peer) = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+    else {
+        return;
+    };
+    if !gateway.is_gateway(peer.ip()) {
+        return;
+    }
+    let client = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|last| last.trim().parse::<IpAddr>().ok());
+    match client {
+        Some(ip) => {
+            req.extensions_mut()
+                .insert(ConnectInfo(SocketAddr::new(ip, peer.port())));
+        }
+        None => tracing::warn!(
+            gateway = %peer.ip(),
+            "a request from the gateway without a usable X-Forwarded-For: recorded with the gateway's address"
+        ),
+    }
+}
+
 /// Replaces the connection's peer with the client address a standby vouched for, when its MAC
-/// verifies; drops the headers either way, so nothing below reads an unproven claim.
-fn vouched_peer(state: &AppState, req: &mut Request) {
+/// verifies; drops the headers either way, so nothing below reads an unproven claim. Whether it
+/// did.
+fn vouched_peer(state: &AppState, req: &mut Request) -> bool {
     let headers = req.headers_mut();
     let claimed = headers
         .remove(FORWARDED_FOR)
@@ -127,7 +169,7 @@ fn vouched_peer(state: &AppState, req: &mut Request) {
         .remove(FORWARDED_MAC)
         .and_then(|v| v.to_str().ok().map(str::to_owned));
     let (Some(claimed), Some(mac)) = (claimed, mac) else {
-        return;
+        return false;
     };
     let target = req
         .uri()
@@ -140,10 +182,10 @@ fn vouched_peer(state: &AppState, req: &mut Request) {
         .forward_mac_valid(&claimed, &method, &target, &mac)
     {
         tracing::warn!("a forwarded-for header with a wrong MAC was ignored");
-        return;
+        return false;
     }
     let Ok(ip) = claimed.parse::<IpAddr>() else {
-        return;
+        return false;
     };
     let port = req
         .extensions()
@@ -151,6 +193,7 @@ fn vouched_peer(state: &AppState, req: &mut Request) {
         .map_or(0, |c| c.0.port());
     req.extensions_mut()
         .insert(ConnectInfo(SocketAddr::new(ip, port)));
+    true
 }
 
 async fn forward(state: &AppState, forwarder: &Forwarder, leader: &str, req: Request) -> Response {

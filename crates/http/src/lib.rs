@@ -111,8 +111,9 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), request_context));
     // In a cluster, a standby passes requests to the active node before anything here records
     // them (the active node records them), and the active node takes the client address a
-    // standby vouches for; see `forward`. A single node has no such layer to cross.
-    let served = if state.forwarder.is_some() {
+    // standby vouches for; behind a gateway (`[gateway] addresses`), the client address the
+    // gateway appended; see `forward`. A single node with no gateway has no such layer to cross.
+    let served = if state.forwarder.is_some() || !state.vault.config.gateway.addresses.is_empty() {
         served.layer(middleware::from_fn_with_state(
             state.clone(),
             forward::layer,

@@ -50,7 +50,13 @@ impl KeyringReads for PgStore {
             .await?,
         })
     }
-    async fn keyring_init(&self, term1: &[u8], mac_master: &[u8], now: i64) -> Result<()> {
+    async fn keyring_init(
+        &self,
+        term1: &[u8],
+        mac_master: &[u8],
+        suite: &str,
+        now: i64,
+    ) -> Result<()> {
         let mut tx = self.begin_pg().await?;
         sqlx::query("INSERT INTO keyring (term, wrapped, created_at) VALUES (1, $1, $2)")
             .bind(term1)
@@ -60,6 +66,11 @@ impl KeyringReads for PgStore {
         sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2)")
             .bind(MAC_MASTER_KEY)
             .bind(mac_master)
+            .execute(tx.conn())
+            .await?;
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2)")
+            .bind(CRYPTO_SUITE_KEY)
+            .bind(suite.as_bytes())
             .execute(tx.conn())
             .await?;
         tx.conn.commit().await?;

@@ -50,7 +50,13 @@ impl KeyringReads for SqliteStore {
             .await?,
         })
     }
-    async fn keyring_init(&self, term1: &[u8], mac_master: &[u8], now: i64) -> Result<()> {
+    async fn keyring_init(
+        &self,
+        term1: &[u8],
+        mac_master: &[u8],
+        suite: &str,
+        now: i64,
+    ) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         sqlx::query("INSERT INTO keyring (term, wrapped, created_at) VALUES (1, ?, ?)")
             .bind(term1)
@@ -60,6 +66,11 @@ impl KeyringReads for SqliteStore {
         sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?)")
             .bind(MAC_MASTER_KEY)
             .bind(mac_master)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO meta (key, value) VALUES (?, ?)")
+            .bind(CRYPTO_SUITE_KEY)
+            .bind(suite.as_bytes())
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;

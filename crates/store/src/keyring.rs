@@ -4,6 +4,9 @@ use crate::Result;
 use async_trait::async_trait;
 
 pub const MAC_MASTER_KEY: &str = "mac_master";
+/// The `meta` row naming the store's crypto suite (`standard` or `sm`), written once by `init`;
+/// a store from before the SM option has none, and is `standard`.
+pub const CRYPTO_SUITE_KEY: &str = "crypto_suite";
 
 /// Every sealed record (ciphertext only).
 #[derive(Debug, Default)]
@@ -35,8 +38,14 @@ pub trait KeyringReads: Send + Sync {
     async fn keyring_probes(&self) -> Result<KeyProbes>;
     /// Every sealed record of the store, to prove the keys open them all (a restore).
     async fn sealed_records(&self) -> Result<SealedRecords>;
-    /// Stores the first term and the MAC master in one transaction (init).
-    async fn keyring_init(&self, term1: &[u8], mac_master: &[u8], now: i64) -> Result<()>;
+    /// Stores the first term, the MAC master and the suite's name in one transaction (init).
+    async fn keyring_init(
+        &self,
+        term1: &[u8],
+        mac_master: &[u8],
+        suite: &str,
+        now: i64,
+    ) -> Result<()>;
 }
 
 #[async_trait]

@@ -10,13 +10,10 @@ use std::path::Path;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use ring::aead::{AES_256_GCM, Aad as RingAad, LessSafeKey, Nonce, UnboundKey};
-use ring::{hkdf, hmac};
+use super::suite::{AeadKey, CheckpointKey, MacKey, Suite, TAG_LEN};
+use super::{CryptoError, SecretBytes};
 
-use super::{CryptoError, SecretBytes, random_bytes};
-
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
+const NONCE_LEN: usize = super::suite::NONCE_LEN;
 /// Leading byte of every record ciphertext, so a future format can be told apart.
 const FORMAT_V1: u8 = 1;
 const HEADER_LEN: usize = 1 + 4 + NONCE_LEN;
@@ -45,21 +42,14 @@ impl Aad<'_> {
     }
 }
 
-/// The 256-bit root key, read from a file that only its owner may read.
+/// The 256-bit root key, read from a file that only its owner may read (or rebuilt from shares).
+///
+/// It holds only the raw key; each use derives its key (HKDF of the vault's suite) under its own
+/// label, so the file's bytes are never an AEAD key themselves, a backup key can never open a
+/// wrapped keyring or the other way round, and one root key serves either suite. The suite is
+/// the store's (`init` records it), passed at each use.
 pub struct RootKey {
-    kek: LessSafeKey,
-    /// Seals backup files (`mediavault backup`); derived under its own label, so a backup key
-    /// can never open a wrapped keyring or the other way round.
-    backup: LessSafeKey,
-    check: [u8; 32],
-}
-
-/// The HKDF output length of the check value.
-struct CheckLen;
-impl hkdf::KeyType for CheckLen {
-    fn len(&self) -> usize {
-        32
-    }
+    raw: SecretBytes,
 }
 
 impl std::fmt::Debug for RootKey {
@@ -68,40 +58,39 @@ impl std::fmt::Debug for RootKey {
     }
 }
 
+/// HKDF salt of every key derived from the root key.
+const ROOT_SALT: &[u8] = b"mediavault root";
+/// HKDF label of the key that wraps the keyring.
+const WRAP_LABEL: &[u8] = b"keyring-wrap";
+/// HKDF label of the key that seals backup files.
+const BACKUP_LABEL: &[u8] = b"backup-v1";
+/// HKDF label of the public check value.
+const CHECK_LABEL: &[u8] = b"check-v1";
+
 impl RootKey {
     pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
-        // The root key wraps through a derived KEK, so the file's bytes are never used as an AEAD
-        // key directly and a future second use of the root key cannot collide with this one.
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"mediavault root").extract(bytes);
-        let derive = |label: &'static [u8]| {
-            prk.expand(&[label], &AES_256_GCM)
-                .map(|okm| LessSafeKey::new(UnboundKey::from(okm)))
-                .map_err(|_| CryptoError::Malformed("hkdf"))
-        };
-        // A public check value (sealed mode keeps it beside the shares): tells a wrong
-        // reconstruction before the store is touched, and reveals nothing of the key (HKDF).
-        let mut check = [0u8; 32];
-        prk.expand(&[b"check-v1"], CheckLen)
-            .and_then(|okm| okm.fill(&mut check))
-            .map_err(|_| CryptoError::Malformed("hkdf"))?;
+        if bytes.len() != 32 {
+            return Err(CryptoError::Malformed("root key length"));
+        }
         Ok(Self {
-            kek: derive(b"keyring-wrap")?,
-            backup: derive(BACKUP_LABEL)?,
-            check,
+            raw: SecretBytes::new(bytes.to_vec()),
         })
     }
 
+    fn derive(&self, suite: Suite, label: &[u8]) -> Result<AeadKey, CryptoError> {
+        suite.derive_aead(ROOT_SALT, self.raw.expose(), label)
+    }
+
     /// A value derived from the key that proves a reconstructed key is the right one without
-    /// revealing it.
-    pub fn check_value(&self) -> [u8; 32] {
-        self.check
+    /// revealing it (sealed mode keeps it beside the shares).
+    pub fn check_value(&self, suite: Suite) -> Result<[u8; 32], CryptoError> {
+        let mut check = [0u8; 32];
+        suite.kdf(ROOT_SALT, self.raw.expose(), CHECK_LABEL, &mut check)?;
+        Ok(check)
     }
 
     /// The key from its 32 raw bytes (rebuilt from shares in sealed mode).
     pub fn from_secret(raw: &SecretBytes) -> Result<Self, CryptoError> {
-        if raw.expose().len() != 32 {
-            return Err(CryptoError::Malformed("root key length"));
-        }
         Self::from_bytes(raw.expose())
     }
 
@@ -109,8 +98,7 @@ impl RootKey {
     pub fn create_file(path: &Path) -> Result<Self, CryptoError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
-        let mut raw = SecretBytes::new(vec![0u8; 32]);
-        random_bytes(raw.expose_mut())?;
+        let raw = SecretBytes::random(32)?;
         let encoded = SecretBytes::new(format!("{}\n", hex::encode(raw.expose())).into_bytes());
         let file_err = |problem: String| CryptoError::KeyFile {
             path: path.display().to_string(),
@@ -164,23 +152,48 @@ impl RootKey {
     }
 
     /// Wraps a data key; `label` says which (keyring term or MAC master).
-    pub fn wrap(&self, label: &str, key: &SecretBytes) -> Result<Vec<u8>, CryptoError> {
-        seal_with(&self.kek, label.as_bytes(), key.expose(), &[])
+    pub fn wrap(
+        &self,
+        suite: Suite,
+        label: &str,
+        key: &SecretBytes,
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.derive(suite, WRAP_LABEL)?
+            .seal(label.as_bytes(), key.expose(), &[])
     }
 
-    pub fn unwrap(&self, label: &str, blob: &[u8]) -> Result<SecretBytes, CryptoError> {
-        open_with(&self.kek, label.as_bytes(), blob, 0).map_err(|_| CryptoError::WrongRootKey)
+    pub fn unwrap(
+        &self,
+        suite: Suite,
+        label: &str,
+        blob: &[u8],
+    ) -> Result<SecretBytes, CryptoError> {
+        self.derive(suite, WRAP_LABEL)?
+            .open(label.as_bytes(), blob, 0)
+            .map_err(|_| CryptoError::WrongRootKey)
     }
 
     /// Seals a backup's body under the backup key; `header` (the file's plaintext header) is
     /// authenticated with it, so neither can be changed or swapped. Output: nonce, ciphertext, tag.
-    pub fn seal_backup(&self, header: &[u8], body: &[u8]) -> Result<Vec<u8>, CryptoError> {
-        seal_with(&self.backup, header, body, &[])
+    pub fn seal_backup(
+        &self,
+        suite: Suite,
+        header: &[u8],
+        body: &[u8],
+    ) -> Result<Vec<u8>, CryptoError> {
+        self.derive(suite, BACKUP_LABEL)?.seal(header, body, &[])
     }
 
     /// Opens a backup's body; fails alike for another root key, another header or any change.
-    pub fn open_backup(&self, header: &[u8], sealed: &[u8]) -> Result<SecretBytes, CryptoError> {
-        open_with(&self.backup, header, sealed, 0).map_err(|_| CryptoError::BackupDoesNotOpen)
+    pub fn open_backup(
+        &self,
+        suite: Suite,
+        header: &[u8],
+        sealed: &[u8],
+    ) -> Result<SecretBytes, CryptoError> {
+        self.derive(suite, BACKUP_LABEL)?
+            .open(header, sealed, 0)
+            .map_err(|_| CryptoError::BackupDoesNotOpen)
     }
 }
 
@@ -189,50 +202,45 @@ pub fn term_label(term: u32) -> String {
     format!("mediavault:keyring:term={term}")
 }
 pub const MAC_MASTER_LABEL: &str = "mediavault:mac-master";
-/// HKDF label of the key that seals backup files.
-const BACKUP_LABEL: &[u8] = b"backup-v1";
 
-/// A fresh 256-bit key.
+/// A fresh 256-bit key (the MAC master, in either suite).
 pub fn new_data_key() -> Result<SecretBytes, CryptoError> {
-    let mut k = SecretBytes::new(vec![0u8; 32]);
-    random_bytes(k.expose_mut())?;
-    Ok(k)
+    SecretBytes::random(32)
 }
 
 /// Keys derived from the MAC master, which lives in the keyring (not in the root key) so that a
 /// root-key rotation leaves token hashes and the audit chain valid.
 pub struct MacKeys {
-    pub token: hmac::Key,
-    pub audit: hmac::Key,
-    pub checkpoint: hmac::Key,
+    pub token: MacKey,
+    pub audit: MacKey,
+    /// Signs checkpoints: HMAC in the standard suite, SM2 in the SM suite.
+    pub checkpoint: CheckpointKey,
     /// Pseudonymises login names that match no user before they reach the audit log.
-    pub login_name: hmac::Key,
+    pub login_name: MacKey,
     /// Vouches, between the nodes of a cluster, for the client address of a forwarded request.
-    pub forward: hmac::Key,
+    pub forward: MacKey,
 }
 
+/// HKDF salt of the MAC keys.
+const MAC_SALT: &[u8] = b"mediavault mac";
+
 impl MacKeys {
-    fn derive(master: &SecretBytes) -> Self {
-        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"mediavault mac").extract(master.expose());
-        let key = |info: &'static [u8]| {
-            // Expanding 32 bytes of HMAC key cannot fail: the length limit is 255 * 32.
-            prk.expand(&[info], hmac::HMAC_SHA256)
-                .map(hmac::Key::from)
-                .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, master.expose()))
-        };
-        Self {
-            token: key(b"token-hash"),
-            audit: key(b"audit-chain"),
-            checkpoint: key(b"audit-checkpoint"),
-            login_name: key(b"audit-login-name"),
-            forward: key(b"cluster-forward"),
-        }
+    fn derive(suite: Suite, master: &SecretBytes) -> Result<Self, CryptoError> {
+        let key = |info: &'static [u8]| suite.derive_mac(MAC_SALT, master.expose(), info);
+        Ok(Self {
+            token: key(b"token-hash")?,
+            audit: key(b"audit-chain")?,
+            checkpoint: CheckpointKey::derive(suite, MAC_SALT, master.expose())?,
+            login_name: key(b"audit-login-name")?,
+            forward: key(b"cluster-forward")?,
+        })
     }
 }
 
 /// The unwrapped keyring, held in memory for the life of the process.
 pub struct Keyring {
-    terms: RwLock<BTreeMap<u32, LessSafeKey>>,
+    suite: Suite,
+    terms: RwLock<BTreeMap<u32, AeadKey>>,
     active: AtomicU32,
     mac: MacKeys,
 }
@@ -240,6 +248,7 @@ pub struct Keyring {
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Keyring")
+            .field("suite", &self.suite)
             .field("active_term", &self.active_term())
             .finish_non_exhaustive()
     }
@@ -247,19 +256,26 @@ impl std::fmt::Debug for Keyring {
 
 impl Keyring {
     pub fn new(
+        suite: Suite,
         terms: Vec<(u32, SecretBytes)>,
         mac_master: &SecretBytes,
     ) -> Result<Self, CryptoError> {
         let active = terms.iter().map(|(t, _)| *t).max().unwrap_or(0);
         let mut map = BTreeMap::new();
         for (term, key) in terms {
-            map.insert(term, aes_key(&key)?);
+            map.insert(term, AeadKey::new(suite, &key)?);
         }
         Ok(Self {
+            suite,
             terms: RwLock::new(map),
             active: AtomicU32::new(active),
-            mac: MacKeys::derive(mac_master),
+            mac: MacKeys::derive(suite, mac_master)?,
         })
+    }
+
+    /// The suite every key of this keyring belongs to.
+    pub fn suite(&self) -> Suite {
+        self.suite
     }
 
     pub fn mac(&self) -> &MacKeys {
@@ -279,7 +295,7 @@ impl Keyring {
 
     /// Adds a term learned after start (another process ran `keys rotate`); the newest term seals.
     pub fn add_term(&self, term: u32, key: &SecretBytes) -> Result<(), CryptoError> {
-        let k = aes_key(key)?;
+        let k = AeadKey::new(self.suite, key)?;
         if let Ok(mut t) = self.terms.write() {
             t.insert(term, k);
         }
@@ -297,7 +313,7 @@ impl Keyring {
         let mut header = Vec::with_capacity(5);
         header.push(FORMAT_V1);
         header.extend_from_slice(&term.to_be_bytes());
-        seal_with(key, &aad.bytes(term), plaintext, &header)
+        key.seal(&aad.bytes(term), plaintext, &header)
     }
 
     pub fn open(&self, aad: &Aad<'_>, blob: &[u8]) -> Result<SecretBytes, CryptoError> {
@@ -307,7 +323,7 @@ impl Keyring {
             .read()
             .map_err(|_| CryptoError::UnknownTerm(term))?;
         let key = terms.get(&term).ok_or(CryptoError::UnknownTerm(term))?;
-        open_with(key, &aad.bytes(term), blob, 5).map_err(|_| {
+        key.open(&aad.bytes(term), blob, 5).map_err(|_| {
             CryptoError::Open(format!(
                 "{}.{} of {} v{}",
                 aad.table, aad.field, aad.row, aad.version
@@ -329,75 +345,17 @@ impl Keyring {
     }
 }
 
-fn aes_key(key: &SecretBytes) -> Result<LessSafeKey, CryptoError> {
-    UnboundKey::new(&AES_256_GCM, key.expose())
-        .map(LessSafeKey::new)
-        .map_err(|_| CryptoError::Malformed("data key length"))
-}
-
-/// `header || nonce || ciphertext || tag`; the header is authenticated as part of the AAD.
-fn seal_with(
-    key: &LessSafeKey,
-    aad: &[u8],
-    plaintext: &[u8],
-    header: &[u8],
-) -> Result<Vec<u8>, CryptoError> {
-    let mut nonce = [0u8; NONCE_LEN];
-    random_bytes(&mut nonce)?;
-    let mut full_aad = header.to_vec();
-    full_aad.extend_from_slice(aad);
-    let mut out = Vec::with_capacity(header.len() + NONCE_LEN + plaintext.len() + TAG_LEN);
-    out.extend_from_slice(header);
-    out.extend_from_slice(&nonce);
-    let mut body = plaintext.to_vec();
-    let sealed = key.seal_in_place_append_tag(
-        Nonce::assume_unique_for_key(nonce),
-        RingAad::from(full_aad),
-        &mut body,
-    );
-    if sealed.is_err() {
-        zeroize::Zeroize::zeroize(&mut body);
-        return Err(CryptoError::Malformed("seal"));
-    }
-    out.extend_from_slice(&body);
-    zeroize::Zeroize::zeroize(&mut body);
-    Ok(out)
-}
-
-fn open_with(
-    key: &LessSafeKey,
-    aad: &[u8],
-    blob: &[u8],
-    header_len: usize,
-) -> Result<SecretBytes, CryptoError> {
-    if blob.len() < header_len + NONCE_LEN + TAG_LEN {
-        return Err(CryptoError::Malformed("too short"));
-    }
-    let (header, rest) = blob.split_at(header_len);
-    let (nonce, ct) = rest.split_at(NONCE_LEN);
-    let mut n = [0u8; NONCE_LEN];
-    n.copy_from_slice(nonce);
-    let mut full_aad = header.to_vec();
-    full_aad.extend_from_slice(aad);
-    let mut buf = ct.to_vec();
-    let len = key
-        .open_in_place(
-            Nonce::assume_unique_for_key(n),
-            RingAad::from(full_aad),
-            &mut buf,
-        )
-        .map_err(|_| CryptoError::Open(String::new()))?
-        .len();
-    buf.truncate(len);
-    Ok(SecretBytes::new(buf))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ring() -> Keyring {
-        Keyring::new(vec![(1, new_data_key().unwrap())], &new_data_key().unwrap()).unwrap()
+    fn ring(suite: Suite) -> Keyring {
+        Keyring::new(
+            suite,
+            vec![(1, suite.new_data_key().unwrap())],
+            &new_data_key().unwrap(),
+        )
+        .unwrap()
     }
 
     fn aad<'a>(row: &'a str, field: &'static str, version: i64) -> Aad<'a> {
@@ -411,36 +369,50 @@ mod tests {
 
     #[test]
     fn sealed_record_opens_only_in_its_place() {
-        let k = ring();
-        let ct = k.seal(&aad("wechat", "secret", 1), b"s3cret").unwrap();
-        assert_eq!(
-            k.open(&aad("wechat", "secret", 1), &ct).unwrap().expose(),
-            b"s3cret"
-        );
-        for wrong in [
-            aad("weibo", "secret", 1),
-            aad("wechat", "seed", 1),
-            aad("wechat", "secret", 2),
-        ] {
-            let err = k.open(&wrong, &ct).unwrap_err();
-            assert!(matches!(err, CryptoError::Open(_)), "{err}");
+        for suite in Suite::ALL {
+            let k = ring(suite);
+            let ct = k.seal(&aad("wechat", "secret", 1), b"s3cret").unwrap();
+            assert_eq!(
+                k.open(&aad("wechat", "secret", 1), &ct).unwrap().expose(),
+                b"s3cret"
+            );
+            for wrong in [
+                aad("weibo", "secret", 1),
+                aad("wechat", "seed", 1),
+                aad("wechat", "secret", 2),
+            ] {
+                let err = k.open(&wrong, &ct).unwrap_err();
+                assert!(matches!(err, CryptoError::Open(_)), "{suite}: {err}");
+            }
+            let mut flipped = ct.clone();
+            let last = flipped.len() - 1;
+            flipped[last] ^= 1;
+            assert!(k.open(&aad("wechat", "secret", 1), &flipped).is_err());
+            assert!(k.open(&aad("wechat", "secret", 1), &ct[..10]).is_err());
         }
-        let mut flipped = ct.clone();
-        let last = flipped.len() - 1;
-        flipped[last] ^= 1;
-        assert!(k.open(&aad("wechat", "secret", 1), &flipped).is_err());
-        assert!(k.open(&aad("wechat", "secret", 1), &ct[..10]).is_err());
+    }
+
+    #[test]
+    fn a_record_of_one_suite_does_not_open_in_the_other() {
+        let key = Suite::Sm.new_data_key().unwrap();
+        let sm = Keyring::new(Suite::Sm, vec![(1, key)], &new_data_key().unwrap()).unwrap();
+        let standard = ring(Suite::Standard);
+        let ct = sm.seal(&aad("a", "f", 1), b"x").unwrap();
+        assert!(standard.open(&aad("a", "f", 1), &ct).is_err());
+        assert_eq!(sm.suite(), Suite::Sm);
     }
 
     #[test]
     fn old_terms_open_after_adding_a_term() {
-        let k = ring();
-        let old = k.seal(&aad("a", "f", 1), b"old").unwrap();
-        k.add_term(2, &new_data_key().unwrap()).unwrap();
-        let new = k.seal(&aad("a", "f", 1), b"new").unwrap();
-        assert_eq!(Keyring::term_of(&old).unwrap(), 1);
-        assert_eq!(Keyring::term_of(&new).unwrap(), 2);
-        assert_eq!(k.open(&aad("a", "f", 1), &old).unwrap().expose(), b"old");
+        for suite in Suite::ALL {
+            let k = ring(suite);
+            let old = k.seal(&aad("a", "f", 1), b"old").unwrap();
+            k.add_term(2, &suite.new_data_key().unwrap()).unwrap();
+            let new = k.seal(&aad("a", "f", 1), b"new").unwrap();
+            assert_eq!(Keyring::term_of(&old).unwrap(), 1);
+            assert_eq!(Keyring::term_of(&new).unwrap(), 2);
+            assert_eq!(k.open(&aad("a", "f", 1), &old).unwrap().expose(), b"old");
+        }
     }
 
     #[test]
@@ -450,18 +422,35 @@ mod tests {
         let p = dir.path().join("root.key");
         let root = RootKey::create_file(&p).unwrap();
         assert!(RootKey::create_file(&p).is_err(), "must not overwrite");
-        let dk = new_data_key().unwrap();
-        let wrapped = root.wrap(&term_label(1), &dk).unwrap();
-        let again = RootKey::load_file(&p).unwrap();
-        assert_eq!(
-            again.unwrap(&term_label(1), &wrapped).unwrap().expose(),
-            dk.expose()
-        );
         let other = RootKey::create_file(&dir.path().join("other.key")).unwrap();
-        assert!(matches!(
-            other.unwrap(&term_label(1), &wrapped),
-            Err(CryptoError::WrongRootKey)
-        ));
+        for suite in Suite::ALL {
+            let dk = suite.new_data_key().unwrap();
+            let wrapped = root.wrap(suite, &term_label(1), &dk).unwrap();
+            let again = RootKey::load_file(&p).unwrap();
+            assert_eq!(
+                again
+                    .unwrap(suite, &term_label(1), &wrapped)
+                    .unwrap()
+                    .expose(),
+                dk.expose()
+            );
+            assert!(matches!(
+                other.unwrap(suite, &term_label(1), &wrapped),
+                Err(CryptoError::WrongRootKey)
+            ));
+        }
+        // Wrapped in one suite, it does not unwrap in the other.
+        let wrapped = root
+            .wrap(Suite::Sm, &term_label(1), &new_data_key().unwrap())
+            .unwrap();
+        assert!(
+            root.unwrap(Suite::Standard, &term_label(1), &wrapped)
+                .is_err()
+        );
+        assert_ne!(
+            root.check_value(Suite::Sm).unwrap(),
+            root.check_value(Suite::Standard).unwrap()
+        );
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = RootKey::load_file(&p).unwrap_err().to_string();
         assert!(err.contains("chmod 600"), "{err}");
@@ -471,19 +460,64 @@ mod tests {
         assert!(err.contains("missing"), "{err}");
     }
 
+    /// Vaults made before the SM option wrapped their keyring with ring's HKDF-SHA256 and
+    /// AES-256-GCM directly; the standard suite must open what they wrapped.
+    #[test]
+    fn the_standard_suite_opens_what_earlier_versions_wrapped() {
+        use ring::aead::{AES_256_GCM, Aad as RingAad, LessSafeKey, Nonce, UnboundKey};
+        use ring::hkdf;
+        let raw = [5u8; 32];
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"mediavault root").extract(&raw);
+        let kek = LessSafeKey::new(UnboundKey::from(
+            prk.expand(&[b"keyring-wrap"], &AES_256_GCM).unwrap(),
+        ));
+        let label = term_label(1);
+        let mut body = b"0123456789abcdef0123456789abcdef".to_vec();
+        kek.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key([1; 12]),
+            RingAad::from(label.as_bytes()),
+            &mut body,
+        )
+        .unwrap();
+        let blob = [[1u8; 12].as_slice(), &body].concat();
+        let root = RootKey::from_bytes(&raw).unwrap();
+        assert_eq!(
+            root.unwrap(Suite::Standard, &label, &blob)
+                .unwrap()
+                .expose(),
+            b"0123456789abcdef0123456789abcdef"
+        );
+        let mut check = [0u8; 32];
+        struct Len;
+        impl hkdf::KeyType for Len {
+            fn len(&self) -> usize {
+                32
+            }
+        }
+        prk.expand(&[b"check-v1"], Len)
+            .unwrap()
+            .fill(&mut check)
+            .unwrap();
+        assert_eq!(root.check_value(Suite::Standard).unwrap(), check);
+    }
+
     #[test]
     fn backup_seals_open_only_with_the_same_root_and_header() {
         let dir = tempfile::tempdir().unwrap();
         let root = RootKey::create_file(&dir.path().join("root.key")).unwrap();
         let other = RootKey::create_file(&dir.path().join("other.key")).unwrap();
-        let sealed = root.seal_backup(b"header", b"database").unwrap();
-        assert_eq!(
-            root.open_backup(b"header", &sealed).unwrap().expose(),
-            b"database"
-        );
-        assert!(root.open_backup(b"other header", &sealed).is_err());
-        assert!(other.open_backup(b"header", &sealed).is_err());
-        // The backup key is not the keyring-wrapping key.
-        assert!(root.unwrap("header", &sealed).is_err());
+        for suite in Suite::ALL {
+            let sealed = root.seal_backup(suite, b"header", b"database").unwrap();
+            assert_eq!(
+                root.open_backup(suite, b"header", &sealed)
+                    .unwrap()
+                    .expose(),
+                b"database"
+            );
+            assert!(root.open_backup(suite, b"other header", &sealed).is_err());
+            assert!(other.open_backup(suite, b"header", &sealed).is_err());
+            // The backup key is not the keyring-wrapping key.
+            assert!(root.unwrap(suite, "header", &sealed).is_err());
+        }
     }
 }

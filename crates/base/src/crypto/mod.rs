@@ -1,6 +1,8 @@
-//! The only module that calls `ring`.
+//! The only module that calls `ring` and the SM (national) primitives.
 //!
 //! - [`secret`]: secret types that zeroize on drop and never print themselves.
+//! - [`suite`]: the two suites (standard: AES-256-GCM, HMAC-SHA256; sm: SM4-GCM, HMAC-SM3, SM2)
+//!   and their AEAD, MAC and checkpoint keys.
 //! - [`keyring`]: the root key file, the keyring of data keys (numbered terms) wrapped under it, and
 //!   AEAD sealing of records with AAD that binds each ciphertext to its place.
 //! - [`cert`]: client certificates as identities (fingerprint and subject), for mutual TLS.
@@ -11,14 +13,13 @@ pub mod cert;
 pub mod keyring;
 pub mod secret;
 pub mod shares;
+pub mod suite;
 pub mod tokens;
 
 pub use cert::{CertError, CertFingerprint, CertIdentity};
 pub use keyring::{Aad, Keyring, MacKeys, RootKey};
-/// The HMAC keys of the audit chain and the token hashes are ring's; the chain above computes
-/// with them through this path, so no other crate depends on ring.
-pub use ring::hmac;
 pub use secret::{SecretBytes, SecretString};
+pub use suite::{CheckpointKey, MacKey, Suite};
 pub use tokens::{TokenKind, new_token};
 
 /// What can go wrong below the domain: never carries key or plaintext material.
@@ -102,17 +103,10 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     ring::constant_time::verify_slices_are_equal(a, b).is_ok()
 }
 
-/// HMAC-SHA256 over length-prefixed parts, so that ("ab","c") and ("a","bc") differ.
-pub fn hmac_parts(key: &ring::hmac::Key, parts: &[&[u8]]) -> [u8; 32] {
-    let mut ctx = ring::hmac::Context::with_key(key);
-    for part in parts {
-        ctx.update(&(part.len() as u64).to_be_bytes());
-        ctx.update(part);
-    }
-    let tag = ctx.sign();
-    let mut out = [0u8; 32];
-    out.copy_from_slice(tag.as_ref());
-    out
+/// The vault's MAC (HMAC-SHA256 or HMAC-SM3, as the key's suite says) over length-prefixed
+/// parts, so that ("ab","c") and ("a","bc") differ.
+pub fn hmac_parts(key: &MacKey, parts: &[&[u8]]) -> [u8; 32] {
+    key.parts(parts)
 }
 
 /// Plain HMAC-SHA256 of one message under a raw key, for protocols that define it so (DingTalk's

@@ -138,8 +138,8 @@ pub fn combine(threshold: u8, shares: &[KeyShare]) -> Result<SecretBytes, Crypto
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::RootKey;
     use crate::crypto::keyring::new_data_key;
+    use crate::crypto::{RootKey, Suite};
 
     #[test]
     fn any_threshold_of_the_shares_rebuild_the_key_and_fewer_do_not() {
@@ -181,7 +181,10 @@ mod tests {
         )
         .unwrap();
         let rebuilt = RootKey::from_secret(&wrong).unwrap();
-        assert_ne!(rebuilt.check_value(), root.check_value());
+        assert_ne!(
+            rebuilt.check_value(Suite::Standard).unwrap(),
+            root.check_value(Suite::Standard).unwrap()
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Bearer tokens: 256 bits from the OS generator behind a type prefix, shown once, stored only as
-//! HMAC-SHA256 under a key derived from the keyring's MAC master.
+//! the suite's HMAC (SHA-256 or SM3) under a key derived from the keyring's MAC master.
 
 use std::fmt;
 
@@ -53,7 +53,7 @@ impl fmt::Debug for TokenHash {
     }
 }
 
-pub fn hash_token(key: &ring::hmac::Key, token: &str) -> TokenHash {
+pub fn hash_token(key: &super::MacKey, token: &str) -> TokenHash {
     TokenHash(super::hmac_parts(key, &[b"token", token.as_bytes()]))
 }
 
@@ -90,7 +90,7 @@ mod tests {
         use proptest::prelude::*;
 
         use super::*;
-        use crate::crypto::{Aad, Keyring, SecretBytes};
+        use crate::crypto::{Aad, Keyring, SecretBytes, Suite};
 
         fn kind() -> impl Strategy<Value = TokenKind> {
             prop::sample::select(vec![
@@ -128,6 +128,7 @@ mod tests {
             fn a_blob_nobody_sealed_does_not_open(blob in prop::collection::vec(any::<u8>(), 0..80), key in any::<[u8; 32]>()) {
                 let term = Keyring::term_of(&blob);
                 let keyring = Keyring::new(
+                    Suite::Standard,
                     vec![(term.as_ref().copied().unwrap_or(1), SecretBytes::new(key.to_vec()))],
                     &SecretBytes::new(vec![1; 32]),
                 ).unwrap();

@@ -17,19 +17,20 @@
 //! Everything is covered, so changing any field, seq or ts breaks the entry's hash; the next
 //! entry's `prev_hash` pins the order.
 
-use crate::crypto::hmac;
-
-use crate::crypto::{ct_eq, hmac_parts};
+use crate::crypto::{CheckpointKey, MacKey, Suite, ct_eq, hmac_parts};
 use crate::store::audit::{AuditAnchor, AuditFields};
 
 pub const GENESIS: [u8; 32] = [0u8; 32];
 const DOMAIN: &[u8] = b"mediavault-audit-v1";
 const ANCHOR_DOMAIN: &[u8] = b"mediavault-audit-anchor-v1";
-const CHECKPOINT_PREFIX: &str = "mvcp1";
+/// Checkpoints before the SM option: HMAC-SHA256, no suite named. Still read.
+const CHECKPOINT_V1: &str = "mvcp1";
+/// Checkpoints that name their suite: HMAC-SHA256 (`standard`) or SM2 (`sm`).
+const CHECKPOINT_V2: &str = "mvcp2";
 
 /// The hash of an entry given its `prev_hash` field (the stored `hash` is ignored). The writer and
 /// every verifier go through this one function.
-pub fn entry_hash(key: &hmac::Key, row: AuditFields<'_>) -> [u8; 32] {
+pub fn entry_hash(key: &MacKey, row: AuditFields<'_>) -> [u8; 32] {
     let seq = row.seq.to_be_bytes();
     let ts = row.ts.to_be_bytes();
     let is_http = row.http_method.is_some() || row.http_path.is_some() || row.http_status.is_some();
@@ -75,7 +76,7 @@ pub struct VerifyReport {
 /// ranges at once: [`Self::fork`] starts the walk of a later range, [`Self::join`] appends it.
 #[derive(Debug, Clone)]
 pub struct Verifier {
-    key: hmac::Key,
+    key: MacKey,
     next_seq: i64,
     prev: [u8; 32],
     checked: u64,
@@ -87,7 +88,7 @@ pub struct Verifier {
 
 impl Verifier {
     /// Starts at `first_seq`, expecting `prev` as its `prev_hash`.
-    pub fn new(key: &hmac::Key, first_seq: i64, prev: [u8; 32]) -> Self {
+    pub fn new(key: &MacKey, first_seq: i64, prev: [u8; 32]) -> Self {
         Self {
             key: key.clone(),
             next_seq: first_seq,
@@ -101,7 +102,7 @@ impl Verifier {
 
     /// Starts wherever the first entry says it starts; for exports of a range, whose start can
     /// only be pinned by the database or a checkpoint.
-    pub fn from_first(key: &hmac::Key, first: AuditFields<'_>) -> Self {
+    pub fn from_first(key: &MacKey, first: AuditFields<'_>) -> Self {
         let prev = <[u8; 32]>::try_from(first.prev_hash).unwrap_or_default();
         Self {
             start: (first.seq, first.prev_hash.to_vec()),
@@ -245,7 +246,7 @@ impl Verifier {
     }
 }
 
-pub fn anchor_mac(key: &hmac::Key, a: &AuditAnchor) -> [u8; 32] {
+pub fn anchor_mac(key: &MacKey, a: &AuditAnchor) -> [u8; 32] {
     hmac_parts(
         key,
         &[
@@ -259,11 +260,17 @@ pub fn anchor_mac(key: &hmac::Key, a: &AuditAnchor) -> [u8; 32] {
     )
 }
 
-pub fn anchor_ok(key: &hmac::Key, a: &AuditAnchor) -> bool {
+pub fn anchor_ok(key: &MacKey, a: &AuditAnchor) -> bool {
     a.prev_hash.len() == 32 && ct_eq(&anchor_mac(key, a), &a.mac)
 }
 
 /// A chain head signed under the checkpoint key, to be kept outside the vault.
+///
+/// Line format: `mvcp2:<suite>:<seq>:<hash hex>:<unix ts>:<signature hex>`, where the signature
+/// covers `parts("mvcp2", suite, seq, hash, unix)`: an HMAC-SHA256 tag in the standard suite, an
+/// SM2 signature (`r || s`, default ID) in the SM suite, which anyone holding the vault's
+/// checkpoint public key can check (`audit checkpoint` prints it). `mvcp1` lines (standard suite,
+/// before the suite was named) are still read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     pub seq: i64,
@@ -273,54 +280,78 @@ pub struct Checkpoint {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CheckpointError {
-    #[error("not a checkpoint line: expected mvcp1:<seq>:<hash hex>:<unix ts>:<hmac hex>")]
+    #[error(
+        "not a checkpoint line: expected mvcp2:<suite>:<seq>:<hash hex>:<unix ts>:<signature hex>"
+    )]
     Malformed,
     #[error(
         "the checkpoint's signature does not match this vault's key (altered, or from another vault)"
     )]
     BadMac,
+    #[error(
+        "the checkpoint was signed in the {line} suite, but this vault uses the {vault} suite: it is from another vault"
+    )]
+    OtherSuite { line: Suite, vault: Suite },
 }
 
 impl Checkpoint {
-    fn mac(&self, key: &hmac::Key) -> [u8; 32] {
-        hmac_parts(
-            key,
-            &[
-                CHECKPOINT_PREFIX.as_bytes(),
-                &self.seq.to_be_bytes(),
-                &self.hash,
-                &self.unix.to_be_bytes(),
-            ],
-        )
+    /// What the signature covers, each part length-prefixed by the key.
+    fn signed_parts(&self, version: &str, suite: Option<Suite>) -> Vec<Vec<u8>> {
+        let mut parts = vec![version.as_bytes().to_vec()];
+        if let Some(suite) = suite {
+            parts.push(suite.as_str().as_bytes().to_vec());
+        }
+        parts.extend([
+            self.seq.to_be_bytes().to_vec(),
+            self.hash.to_vec(),
+            self.unix.to_be_bytes().to_vec(),
+        ]);
+        parts
     }
 
-    pub fn to_line(&self, key: &hmac::Key) -> String {
+    pub fn to_line(&self, key: &CheckpointKey) -> String {
+        let suite = key.suite();
+        let parts = self.signed_parts(CHECKPOINT_V2, Some(suite));
+        let signature = key.sign(&parts.iter().map(Vec::as_slice).collect::<Vec<_>>());
         format!(
-            "{CHECKPOINT_PREFIX}:{}:{}:{}:{}",
+            "{CHECKPOINT_V2}:{suite}:{}:{}:{}:{}",
             self.seq,
             hex::encode(self.hash),
             self.unix,
-            hex::encode(self.mac(key))
+            hex::encode(signature)
         )
     }
 
-    pub fn parse(line: &str, key: &hmac::Key) -> Result<Self, CheckpointError> {
+    pub fn parse(line: &str, key: &CheckpointKey) -> Result<Self, CheckpointError> {
         let parts: Vec<&str> = line.trim().split(':').collect();
-        let [prefix, seq, hash, unix, mac] = parts.as_slice() else {
-            return Err(CheckpointError::Malformed);
+        let (version, suite, rest) = match parts.as_slice() {
+            [v, seq, hash, unix, sig] if *v == CHECKPOINT_V1 => {
+                (CHECKPOINT_V1, None, [*seq, *hash, *unix, *sig])
+            }
+            [v, suite, seq, hash, unix, sig] if *v == CHECKPOINT_V2 => {
+                let suite = Suite::parse(suite).ok_or(CheckpointError::Malformed)?;
+                (CHECKPOINT_V2, Some(suite), [*seq, *hash, *unix, *sig])
+            }
+            _ => return Err(CheckpointError::Malformed),
         };
-        if *prefix != CHECKPOINT_PREFIX {
-            return Err(CheckpointError::Malformed);
-        }
+        let [seq, hash, unix, sig] = rest;
         let seq: i64 = seq.parse().map_err(|_| CheckpointError::Malformed)?;
         let unix: i64 = unix.parse().map_err(|_| CheckpointError::Malformed)?;
         let hash: [u8; 32] = hex::decode(hash)
             .ok()
             .and_then(|h| h.try_into().ok())
             .ok_or(CheckpointError::Malformed)?;
-        let mac = hex::decode(mac).map_err(|_| CheckpointError::Malformed)?;
+        let sig = hex::decode(sig).map_err(|_| CheckpointError::Malformed)?;
+        let line_suite = suite.unwrap_or(Suite::Standard);
+        if line_suite != key.suite() {
+            return Err(CheckpointError::OtherSuite {
+                line: line_suite,
+                vault: key.suite(),
+            });
+        }
         let cp = Self { seq, hash, unix };
-        if !ct_eq(&cp.mac(key), &mac) {
+        let parts = cp.signed_parts(version, suite);
+        if !key.verify(&parts.iter().map(Vec::as_slice).collect::<Vec<_>>(), &sig) {
             return Err(CheckpointError::BadMac);
         }
         Ok(cp)
@@ -332,8 +363,23 @@ mod tests {
     use super::*;
     use crate::store::audit::AuditRow;
 
-    fn key() -> hmac::Key {
-        hmac::Key::new(hmac::HMAC_SHA256, &[7u8; 32])
+    fn key() -> MacKey {
+        MacKey::new(Suite::Standard, &[7u8; 32])
+    }
+
+    fn checkpoint_key(suite: Suite) -> CheckpointKey {
+        match suite {
+            Suite::Standard => CheckpointKey::Hmac(key()),
+            Suite::Sm => crate::crypto::Keyring::new(
+                suite,
+                vec![],
+                &crate::crypto::SecretBytes::new(vec![7; 32]),
+            )
+            .unwrap()
+            .mac()
+            .checkpoint
+            .clone(),
+        }
     }
 
     #[test]
@@ -343,16 +389,65 @@ mod tests {
             hash: [9u8; 32],
             unix: 1_700_000_000,
         };
-        let line = cp.to_line(&key());
-        assert_eq!(Checkpoint::parse(&line, &key()), Ok(cp));
-        let edited = line.replacen(":42:", ":41:", 1);
+        for suite in Suite::ALL {
+            let key = checkpoint_key(suite);
+            let line = cp.to_line(&key);
+            assert!(line.starts_with(&format!("mvcp2:{suite}:42:")), "{line}");
+            assert_eq!(Checkpoint::parse(&line, &key), Ok(cp.clone()));
+            let edited = line.replacen(":42:", ":41:", 1);
+            assert_eq!(
+                Checkpoint::parse(&edited, &key),
+                Err(CheckpointError::BadMac)
+            );
+            assert_eq!(
+                Checkpoint::parse("mvcp1:1:zz", &key),
+                Err(CheckpointError::Malformed)
+            );
+        }
+        // A line of one suite is named as such in a vault of the other, not as a bad signature.
+        let sm_line = cp.to_line(&checkpoint_key(Suite::Sm));
         assert_eq!(
-            Checkpoint::parse(&edited, &key()),
+            Checkpoint::parse(&sm_line, &checkpoint_key(Suite::Standard)),
+            Err(CheckpointError::OtherSuite {
+                line: Suite::Sm,
+                vault: Suite::Standard
+            })
+        );
+        // Relabelling an SM line as standard does not pass the HMAC check.
+        let relabelled = sm_line.replacen("mvcp2:sm:", "mvcp2:standard:", 1);
+        assert_eq!(
+            Checkpoint::parse(&relabelled, &checkpoint_key(Suite::Standard)),
             Err(CheckpointError::BadMac)
         );
+    }
+
+    /// Checkpoints written before the suite was named (`mvcp1`) still verify.
+    #[test]
+    fn a_version_one_checkpoint_still_verifies() {
+        let cp = Checkpoint {
+            seq: 7,
+            hash: [3u8; 32],
+            unix: 1_600_000_000,
+        };
+        let mac = hmac_parts(
+            &key(),
+            &[
+                b"mvcp1",
+                &7i64.to_be_bytes(),
+                &[3u8; 32],
+                &1_600_000_000i64.to_be_bytes(),
+            ],
+        );
+        let line = format!(
+            "mvcp1:7:{}:1600000000:{}",
+            hex::encode([3u8; 32]),
+            hex::encode(mac)
+        );
+        let key = checkpoint_key(Suite::Standard);
+        assert_eq!(Checkpoint::parse(&line, &key), Ok(cp));
         assert_eq!(
-            Checkpoint::parse("mvcp1:1:zz", &key()),
-            Err(CheckpointError::Malformed)
+            Checkpoint::parse(&line.replacen(":7:", ":8:", 1), &key),
+            Err(CheckpointError::BadMac)
         );
     }
 

@@ -7,7 +7,7 @@
 //! Exports are produced a page at a time ([`Pages`], [`stream`]): however long the log, an export
 //! holds one page of rows in memory.
 
-use crate::crypto::hmac;
+use crate::crypto::MacKey;
 use serde::{Deserialize, Serialize};
 
 use super::chain::{Checkpoint, Verifier, VerifyReport};
@@ -275,7 +275,7 @@ pub fn parse_jsonl_line(line: &str) -> Result<AuditRow, String> {
 /// Re-verifies a JSONL export. The first line's `prev_hash` is taken as given (an export of a
 /// range starts mid-chain); pass a checkpoint to pin a later entry. A line that does not parse is
 /// named by the seq it should have had.
-pub fn verify_jsonl(text: &str, key: &hmac::Key, checkpoint: Option<&Checkpoint>) -> VerifyReport {
+pub fn verify_jsonl(text: &str, key: &MacKey, checkpoint: Option<&Checkpoint>) -> VerifyReport {
     let mut verifier: Option<Verifier> = None;
     let mut expected_seq = None::<i64>;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
@@ -344,11 +344,26 @@ mod tests {
 
         use super::super::{jsonl_line, parse_jsonl_line, verify_jsonl};
         use crate::audit::Checkpoint;
-        use crate::crypto::hmac;
+        use crate::crypto::MacKey;
         use crate::store::audit::AuditRow;
 
-        fn key() -> hmac::Key {
-            hmac::Key::new(hmac::HMAC_SHA256, &[7u8; 32])
+        fn key() -> MacKey {
+            MacKey::new(crate::crypto::Suite::Standard, &[7u8; 32])
+        }
+
+        /// The checkpoint keys of both suites, as a keyring derives them.
+        fn checkpoint_keys() -> Vec<crate::crypto::CheckpointKey> {
+            crate::crypto::Suite::ALL
+                .into_iter()
+                .map(|suite| {
+                    let master = crate::crypto::SecretBytes::new(vec![7; 32]);
+                    crate::crypto::Keyring::new(suite, vec![], &master)
+                        .unwrap()
+                        .mac()
+                        .checkpoint
+                        .clone()
+                })
+                .collect()
         }
 
         fn row() -> impl Strategy<Value = AuditRow> {
@@ -421,12 +436,16 @@ mod tests {
             #[test]
             fn checkpoints_round_trip(seq in any::<i64>(), hash in any::<[u8; 32]>(), unix in any::<i64>()) {
                 let cp = Checkpoint { seq, hash, unix };
-                prop_assert_eq!(Checkpoint::parse(&cp.to_line(&key()), &key()), Ok(cp));
+                for key in checkpoint_keys() {
+                    prop_assert_eq!(Checkpoint::parse(&cp.to_line(&key), &key), Ok(cp.clone()));
+                }
             }
 
             #[test]
-            fn any_checkpoint_line_parses_or_is_refused(line in "(mvcp1:)?\\PC{0,120}") {
-                let _ = Checkpoint::parse(&line, &key());
+            fn any_checkpoint_line_parses_or_is_refused(line in "(mvcp1:|mvcp2:(sm|standard):)?\\PC{0,120}") {
+                for key in checkpoint_keys() {
+                    let _ = Checkpoint::parse(&line, &key);
+                }
             }
         }
     }

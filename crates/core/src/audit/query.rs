@@ -1,6 +1,6 @@
 //! Reading the stored log: filters for the API and a walk of the whole chain.
 
-use crate::crypto::hmac;
+use crate::crypto::MacKey;
 
 use super::chain::{Checkpoint, Verifier, VerifyReport, anchor_ok};
 use crate::store::audit::{AuditFilter, AuditRow};
@@ -16,7 +16,7 @@ pub async fn query(store: &Store, filter: &AuditFilter) -> crate::store::Result<
 }
 
 /// Verifies the stored chain from its start (genesis or the latest prune anchor) to its head.
-pub async fn verify_store(store: &Store, key: &hmac::Key) -> crate::store::Result<VerifyReport> {
+pub async fn verify_store(store: &Store, key: &MacKey) -> crate::store::Result<VerifyReport> {
     verify_store_with(store, key, None).await
 }
 
@@ -24,7 +24,7 @@ pub async fn verify_store(store: &Store, key: &hmac::Key) -> crate::store::Resul
 #[tracing::instrument(skip_all)]
 pub async fn verify_store_with(
     store: &Store,
-    key: &hmac::Key,
+    key: &MacKey,
     checkpoint: Option<&Checkpoint>,
 ) -> crate::store::Result<VerifyReport> {
     let anchor = store.audit_anchor().await?;
@@ -54,7 +54,7 @@ pub async fn verify_store_with(
 /// entries alone (`entries_checked` counts them) and holds the new head.
 pub async fn verify_after(
     store: &Store,
-    key: &hmac::Key,
+    key: &MacKey,
     seq: i64,
     hash: [u8; 32],
 ) -> crate::store::Result<Verifier> {
@@ -124,8 +124,8 @@ mod tests {
 
     const N: i64 = 30;
 
-    fn key() -> hmac::Key {
-        hmac::Key::new(hmac::HMAC_SHA256, &[3u8; 32])
+    fn key() -> MacKey {
+        MacKey::new(crate::crypto::Suite::Standard, &[3u8; 32])
     }
 
     /// A store holding a clean chain of `N` entries, and a raw pool on its database.

@@ -15,7 +15,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::crypto::hmac;
+use crate::crypto::MacKey;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot};
 
@@ -166,7 +166,7 @@ impl std::fmt::Debug for Job {
 impl AuditWriter {
     /// Starts the writer task on the current runtime. The chain head is read from the store
     /// inside every batch transaction, so it starts from the store's current head.
-    pub fn start(store: Store, key: hmac::Key, clock: Clock) -> Self {
+    pub fn start(store: Store, key: MacKey, clock: Clock) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = crate::telemetry::AuditStats::default();
         tokio::spawn(run(store, key, clock, rx, stats.clone()));
@@ -249,7 +249,7 @@ impl AuditWriter {
 
 async fn run(
     store: Store,
-    key: hmac::Key,
+    key: MacKey,
     clock: Clock,
     mut rx: mpsc::Receiver<Job>,
     stats: crate::telemetry::AuditStats,
@@ -307,7 +307,7 @@ impl Waiter {
 /// every waiter collected so far is answered by the caller.
 async fn write_batch(
     store: &Store,
-    key: &hmac::Key,
+    key: &MacKey,
     clock: &Clock,
     jobs: Vec<Job>,
     entries: &mut Vec<NewEntry>,
@@ -393,7 +393,7 @@ async fn write_batch(
 #[cfg(feature = "seeding")]
 pub async fn append_bulk(
     store: &Store,
-    key: &hmac::Key,
+    key: &MacKey,
     ts_ms: i64,
     entries: &[NewEntry],
 ) -> Result<(), crate::store::StoreError> {
@@ -419,7 +419,7 @@ pub fn unix_ms(clock: &Clock) -> i64 {
 /// clock has stepped back since: an entry is never earlier than the one before it, so the log's
 /// time order is its chain order and a time range is a range of seqs (what the audit filters
 /// rely on).
-fn chain_batch(key: &hmac::Key, head: ChainHead, ts: i64, entries: &[NewEntry]) -> Vec<AuditRow> {
+fn chain_batch(key: &MacKey, head: ChainHead, ts: i64, entries: &[NewEntry]) -> Vec<AuditRow> {
     let ts = ts.max(head.ts);
     let mut prev = head.hash;
     let mut seq = head.seq;
@@ -466,14 +466,14 @@ impl From<AuditError> for Error {
 mod tests {
     use super::{AuditWriter, NewEntry, Outcome};
     use crate::clock::Clock;
-    use crate::crypto::hmac;
+    use crate::crypto::MacKey;
     use crate::error::Error;
 
     /// A clock stepped back (an NTP correction) cannot stamp an entry earlier than the one before
     /// it: the audit filters take a time range as a range of seqs.
     #[test]
     fn entries_are_never_stamped_before_the_head() {
-        let key = hmac::Key::new(hmac::HMAC_SHA256, &[7u8; 32]);
+        let key = MacKey::new(crate::crypto::Suite::Standard, &[7u8; 32]);
         let head = crate::store::audit::ChainHead {
             seq: 41,
             hash: [1u8; 32],
@@ -499,7 +499,7 @@ mod tests {
             .execute(&raw)
             .await
             .unwrap();
-        let key = hmac::Key::new(hmac::HMAC_SHA256, &[7u8; 32]);
+        let key = MacKey::new(crate::crypto::Suite::Standard, &[7u8; 32]);
         let writer = AuditWriter::start(store.clone(), key.clone(), Clock::system());
         let put = |name: &'static str, fail: bool| {
             let w = writer.clone();

@@ -62,8 +62,39 @@ pub struct Config {
     pub early_warning: EarlyWarningConfig,
     pub checkout: CheckoutConfig,
     pub lifetimes: LifetimesConfig,
+    pub crypto: CryptoConfig,
+    pub gateway: GatewayConfig,
     /// Absent: a single node.
     pub cluster: Option<ClusterConfig>,
+}
+
+/// `[gateway]`: a TLS/TLCP gateway or reverse proxy in front of the vault (docs/deployment.md
+/// §13). Its connections carry every client, so the client's own address comes from the last
+/// `X-Forwarded-For` entry, which the gateway appends, and only on connections from these
+/// addresses; anyone else's `X-Forwarded-For` is ignored.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// The gateway's own addresses (CIDR), e.g. `["127.0.0.1/32"]` for one on this host.
+    pub addresses: Vec<ipnet::IpNet>,
+}
+
+impl GatewayConfig {
+    /// Whether a connection from `peer` is the gateway's.
+    pub fn is_gateway(&self, peer: std::net::IpAddr) -> bool {
+        self.addresses.iter().any(|net| net.contains(&peer))
+    }
+}
+
+/// `[crypto]`: the cryptographic suite, chosen once at `init` and recorded in the store.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CryptoConfig {
+    /// `"standard"` (AES-256-GCM, HMAC-SHA256; the default) or `"sm"` (SM4-GCM, HMAC-SM3, SM2
+    /// checkpoints). Read by `init`; afterwards the store's own suite is used, and a value set
+    /// here that differs from it stops the start (someone believes the vault runs a suite it
+    /// does not).
+    pub suite: Option<crate::crypto::Suite>,
 }
 
 impl Default for Config {
@@ -88,6 +119,8 @@ impl Default for Config {
             early_warning: EarlyWarningConfig::default(),
             checkout: CheckoutConfig::default(),
             lifetimes: LifetimesConfig::default(),
+            crypto: CryptoConfig::default(),
+            gateway: GatewayConfig::default(),
             cluster: None,
         }
     }

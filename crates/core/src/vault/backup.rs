@@ -5,11 +5,13 @@
 //!
 //! ```text
 //! mediavault-backup v1
-//! {"created_at":"…","chain_head":{"seq":…,"hash":"…"},"entries":…,"vault_version":"…"}
-//! <nonce, AES-256-GCM ciphertext of the SQLite database, tag>
+//! {"created_at":"…","chain_head":{"seq":…,"hash":"…"},"entries":…,"vault_version":"…","crypto_suite":"…"}
+//! <nonce, ciphertext of the SQLite database, tag>
 //! ```
 //!
-//! The body is sealed under a key derived from the root key (HKDF label `backup-v1`), with both
+//! The body is sealed in the vault's suite (AES-256-GCM, or SM4-GCM for `sm`; a header without
+//! `crypto_suite` is from before the SM option, and `standard`) under a key derived from the root
+//! key (HKDF label `backup-v1`), with both
 //! lines as AAD: the header, which names the audit chain head the copy holds, cannot be changed
 //! without the file failing to open. The database inside holds the wrapped keyring but not the
 //! root key, so a backup needs the root key file that was current when it was made (keep the two
@@ -45,6 +47,9 @@ pub struct BackupHeader {
     /// Audit entries the copy holds (verified when it was made).
     pub entries: u64,
     pub vault_version: String,
+    /// The suite the body is sealed in (the store's).
+    #[serde(default)]
+    pub crypto_suite: crate::crypto::Suite,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -126,13 +131,14 @@ async fn backup_with(
         },
         entries: report.entries_checked,
         vault_version: env!("CARGO_PKG_VERSION").to_owned(),
+        crypto_suite: keys.suite(),
     };
     let db = SecretBytes::new(
         std::fs::read(&snapshot).with_context(|| format!("reading {}", snapshot.display()))?,
     );
     drop(scratch);
     let aad = header_bytes(&header)?;
-    let sealed = root.seal_backup(&aad, db.expose())?;
+    let sealed = root.seal_backup(header.crypto_suite, &aad, db.expose())?;
     let tmp = PathBuf::from(format!("{}.partial", out.display()));
     let partial = Scratch(vec![tmp.clone()]);
     write_private(&tmp, &[&aad, &sealed])?;
@@ -269,7 +275,7 @@ pub async fn restore(
     };
     let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let (header, aad, sealed) = parse(&bytes)?;
-    let db = root.open_backup(aad, sealed)?;
+    let db = root.open_backup(header.crypto_suite, aad, sealed)?;
 
     let created_dir = !dir.exists();
     if created_dir {
@@ -403,6 +409,7 @@ mod tests {
                         chain_head: ChainHeadInfo { seq, hash },
                         entries,
                         vault_version,
+                        crypto_suite: crate::crypto::Suite::Standard,
                     }
                 })
         }
@@ -415,19 +422,19 @@ mod tests {
                 let dir = tempfile::tempdir().map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let root = RootKey::create_file(&dir.path().join("root.key")).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let aad = header_bytes(&h).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                let sealed = root.seal_backup(&aad, &body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let sealed = root.seal_backup(h.crypto_suite, &aad, &body).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 let file = [aad.as_slice(), sealed.as_slice()].concat();
                 let (back, aad2, sealed2) = parse(&file).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 prop_assert_eq!(serde_json::to_vec(&back).ok(), serde_json::to_vec(&h).ok());
                 prop_assert_eq!(aad2, aad.as_slice());
-                let opened = root.open_backup(aad2, sealed2).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let opened = root.open_backup(back.crypto_suite, aad2, sealed2).map_err(|e| TestCaseError::fail(e.to_string()))?;
                 prop_assert_eq!(opened.expose(), body.as_slice());
                 // One flipped byte anywhere: refused, or it no longer opens.
                 for i in [0, aad.len() / 2, aad.len(), file.len() - 1] {
                     let mut bad = file.clone();
                     bad[i] ^= 0x20;
                     if let Ok((_, a, s)) = parse(&bad) {
-                        prop_assert!(root.open_backup(a, s).is_err());
+                        prop_assert!(root.open_backup(h.crypto_suite, a, s).is_err());
                     }
                 }
             }

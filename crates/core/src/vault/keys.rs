@@ -13,7 +13,7 @@ use crate::audit::AuditWriter;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::content::aad as content_aad;
-use crate::crypto::keyring::{MAC_MASTER_LABEL, new_data_key, term_label};
+use crate::crypto::keyring::{MAC_MASTER_LABEL, term_label};
 use crate::crypto::{Keyring, RootKey};
 use crate::identity::users::seed_aad;
 use crate::store::keyring::MAC_MASTER_KEY;
@@ -26,8 +26,8 @@ pub async fn rotate(config: &Config, rewrap: bool) -> anyhow::Result<()> {
     let audit = AuditWriter::start(store.clone(), keys.mac().audit.clone(), clock.clone());
     let actor = Actor::cli_from_env();
     let term = keys.active_term() + 1;
-    let key = new_data_key()?;
-    let wrapped = root.wrap(&term_label(term), &key)?;
+    let key = keys.suite().new_data_key()?;
+    let wrapped = root.wrap(keys.suite(), &term_label(term), &key)?;
     let now = clock.unix();
     audit
         .commit(
@@ -146,17 +146,18 @@ pub async fn rotate_root(config: &Config) -> anyhow::Result<()> {
         );
     }
     let new = RootKey::create_file(&new_path)?;
+    let suite = keys.suite();
     let mut terms = Vec::new();
     for (term, wrapped) in store.keyring_terms().await? {
-        let key = old.unwrap(&term_label(term), &wrapped)?;
-        terms.push((term, new.wrap(&term_label(term), &key)?));
+        let key = old.unwrap(suite, &term_label(term), &wrapped)?;
+        terms.push((term, new.wrap(suite, &term_label(term), &key)?));
     }
     let mac_wrapped = store
         .meta_get(MAC_MASTER_KEY)
         .await?
         .context("store has no MAC master")?;
-    let mac = old.unwrap(MAC_MASTER_LABEL, &mac_wrapped)?;
-    let mac_wrapped = new.wrap(MAC_MASTER_LABEL, &mac)?;
+    let mac = old.unwrap(suite, MAC_MASTER_LABEL, &mac_wrapped)?;
+    let mac_wrapped = new.wrap(suite, MAC_MASTER_LABEL, &mac)?;
     let audit = AuditWriter::start(store.clone(), keys.mac().audit.clone(), Clock::system());
     let n = terms.len();
     audit

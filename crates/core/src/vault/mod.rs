@@ -19,7 +19,7 @@ use crate::checkout::Checkouts;
 use crate::clock::Clock;
 use crate::config::{Config, StoreLocation};
 use crate::crypto::keyring::{MAC_MASTER_LABEL, new_data_key, term_label};
-use crate::crypto::{Keyring, RootKey};
+use crate::crypto::{Keyring, RootKey, Suite};
 use crate::error::{Error, Result};
 use crate::identity::clients::Clients;
 use crate::identity::passwords::Passwords;
@@ -33,7 +33,7 @@ use crate::publishing::Publishing;
 use crate::publishing::posts::Posts;
 use crate::review::AuditReview;
 use crate::store::Store;
-use crate::store::keyring::MAC_MASTER_KEY;
+use crate::store::keyring::{CRYPTO_SUITE_KEY, MAC_MASTER_KEY};
 use mediavault_store_postgres::PgStore;
 use mediavault_store_sqlite::SqliteStore;
 
@@ -236,12 +236,14 @@ impl Vault {
             Some(store) => store,
             None => open_backend(&location, true).await?,
         };
-        let term1 = new_data_key()?;
+        let suite = config.crypto.suite.unwrap_or_default();
+        let term1 = suite.new_data_key()?;
         let mac = new_data_key()?;
         store
             .keyring_init(
-                &root.wrap(&term_label(1), &term1)?,
-                &root.wrap(MAC_MASTER_LABEL, &mac)?,
+                &root.wrap(suite, &term_label(1), &term1)?,
+                &root.wrap(suite, MAC_MASTER_LABEL, &mac)?,
+                suite.as_str(),
                 clock.unix(),
             )
             .await?;
@@ -581,6 +583,11 @@ impl Vault {
         Ok(())
     }
 
+    /// The crypto suite this vault was created with (the store's).
+    pub fn crypto_suite(&self) -> Suite {
+        self.keys.suite()
+    }
+
     /// Picks up keyring terms another process added (what SIGHUP asks for); see
     /// [`Keys::refresh_keyring`].
     pub async fn refresh_keyring(&self) -> Result<usize> {
@@ -760,7 +767,7 @@ pub(crate) async fn open_store_with(
         mediavault_store_sqlite::files::refuse_if_open(&config.data_dir, "700")?;
     }
     let store = open_backend(&location, false).await?;
-    match unlock(&store, root).await {
+    match unlock_checked(config, &store, root).await {
         Ok(keys) => Ok((store, keys)),
         Err(e) => {
             store.close().await;
@@ -778,8 +785,46 @@ async fn open_backend(location: &StoreLocation, create: bool) -> Result<Store, O
     })
 }
 
-/// Unwraps the keyring and MAC master with the root key.
+/// The crypto suite the store was created with (`init` records it; a store from before the SM
+/// option has no record and is `standard`).
+pub async fn store_suite(store: &Store) -> Result<Suite, OpenError> {
+    match store.meta_get(CRYPTO_SUITE_KEY).await? {
+        None => Ok(Suite::Standard),
+        Some(raw) => std::str::from_utf8(&raw)
+            .ok()
+            .and_then(Suite::parse)
+            .ok_or_else(|| {
+                OpenError::Other(format!(
+                    "the store names a crypto suite this version does not know ({:?}); use the mediavault version that created it",
+                    String::from_utf8_lossy(&raw)
+                ))
+            }),
+    }
+}
+
+/// Unwraps the keyring and MAC master with the root key, in the store's suite. A configured
+/// `crypto.suite` that is not the store's stops here: the operator believes the vault runs a
+/// suite it does not (and the store's is the one every record depends on).
+pub async fn unlock_checked(
+    config: &Config,
+    store: &Store,
+    root: &RootKey,
+) -> Result<Keyring, OpenError> {
+    let suite = store_suite(store).await?;
+    if let Some(configured) = config.crypto.suite
+        && configured != suite
+    {
+        return Err(OpenError::Other(format!(
+            "crypto.suite is \"{configured}\" in the configuration, but this store was created with the \"{suite}\" suite ({}); a suite is chosen once, at init. Remove crypto.suite or set it to \"{suite}\"",
+            suite.describe()
+        )));
+    }
+    unlock(store, root).await
+}
+
+/// Unwraps the keyring and MAC master with the root key, in the store's suite.
 pub async fn unlock(store: &Store, root: &RootKey) -> Result<Keyring, OpenError> {
+    let suite = store_suite(store).await?;
     let wrapped = store.keyring_terms().await?;
     if wrapped.is_empty() {
         return Err(OpenError::Other(
@@ -788,12 +833,12 @@ pub async fn unlock(store: &Store, root: &RootKey) -> Result<Keyring, OpenError>
     }
     let mut terms = Vec::with_capacity(wrapped.len());
     for (term, blob) in wrapped {
-        terms.push((term, root.unwrap(&term_label(term), &blob)?));
+        terms.push((term, root.unwrap(suite, &term_label(term), &blob)?));
     }
     let mac_wrapped = store
         .meta_get(MAC_MASTER_KEY)
         .await?
         .ok_or_else(|| OpenError::Other("the store has no MAC master key".into()))?;
-    let mac = root.unwrap(MAC_MASTER_LABEL, &mac_wrapped)?;
-    Ok(Keyring::new(terms, &mac)?)
+    let mac = root.unwrap(suite, MAC_MASTER_LABEL, &mac_wrapped)?;
+    Ok(Keyring::new(suite, terms, &mac)?)
 }

@@ -96,6 +96,10 @@ pub struct DealtShare {
 struct SealFile {
     format: u32,
     threshold: u8,
+    /// The suite the check value is derived in: the vault's (a file from before the SM option
+    /// has none, and is `standard`).
+    #[serde(default)]
+    suite: crate::crypto::Suite,
     /// Hex of `RootKey::check_value`.
     root_check: String,
     custodians: Vec<CustodianEntry>,
@@ -175,7 +179,8 @@ impl SealFile {
         let raw = shares::combine(self.threshold, shares).map_err(|_| refused())?;
         let root = RootKey::from_secret(&raw).map_err(|_| refused())?;
         let want = hex::decode(&self.root_check).unwrap_or_default();
-        if !ct_eq(&root.check_value(), &want) {
+        let check = root.check_value(self.suite).map_err(|_| refused())?;
+        if !ct_eq(&check, &want) {
             return Err(refused());
         }
         Ok(root)
@@ -192,10 +197,12 @@ pub(crate) fn deal(
     let n = u8::try_from(split.custodians.len())
         .map_err(|_| OpenError::Other("at most 255 custodians".into()))?;
     let dealt = shares::split(&raw, split.threshold, n)?;
+    let suite = config.crypto.suite.unwrap_or_default();
     let file = SealFile {
         format: 1,
         threshold: split.threshold,
-        root_check: hex::encode(root.check_value()),
+        suite,
+        root_check: hex::encode(root.check_value(suite)?),
         custodians: split
             .custodians
             .iter()
@@ -294,6 +301,7 @@ pub async fn rekey_start(config: &Config, split: &Split) -> anyhow::Result<Vec<D
     let pending = SealFile {
         format: 1,
         threshold: split.threshold,
+        suite: file.suite,
         root_check: file.root_check.clone(),
         custodians: split
             .custodians

@@ -24,7 +24,13 @@ pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let mut body = json!({ "status": if r.ready() { "ready" } else { "not_ready" }, "store": r.store_usable, "keys": r.keys_usable });
+    let suite = s.vault.crypto_suite();
+    let mut body = json!({
+        "status": if r.ready() { "ready" } else { "not_ready" },
+        "store": r.store_usable,
+        "keys": r.keys_usable,
+        "crypto": { "suite": suite, "primitives": suite.describe() },
+    });
     if let Some(node) = s.vault.cluster().node() {
         body["node"] = json!(node);
         match &r.role {
