@@ -41,6 +41,14 @@ async fn an_sm_vault_names_its_suite_signs_checkpoints_with_sm2_and_refuses_anot
     assert_eq!(st, 201, "{v}");
     let (st, v) = app.get(&s, "/api/v1/audit/verify").await;
     assert_eq!((st, &v["ok"]), (200, &json!(true)), "{v}");
+    // The auditor's console page says what the chain is computed with.
+    let auditor = app.create_user(&s, "shenji", &["auditor"]).await;
+    let auditor_s = app.login(&auditor).await;
+    let page = app.console_page(&auditor_s, "/console/audit").await;
+    assert!(
+        page.contains("id=\"crypto-suite\"") && page.contains("HMAC-SM3") && page.contains("SM2"),
+        "{page}"
+    );
     // The store records its suite, and the secret is nowhere in plaintext.
     let db = raw_db(&app.config).await;
     let row: (Vec<u8>,) = sqlx::query_as(db.sql("SELECT value FROM meta WHERE key = ?"))

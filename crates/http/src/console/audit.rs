@@ -97,6 +97,7 @@ pub async fn page_view(
         .await
         .or_fail(&me)?;
     let report = &status.report;
+    let suite = s.vault.crypto_suite();
     let whole_at = crate::audit::rfc3339_ms(status.whole_verified_at_ms)
         .replace('T', " ")
         .get(..19)
@@ -140,6 +141,12 @@ pub async fn page_view(
                 p.bad #chain-broken { "✘ " (l.t("审计链校验失败，首个异常记录 #", "The audit chain is BROKEN at entry #"))
                     (report.first_bad_seq.map(|s| s.to_string()).unwrap_or_default())
                     (l.t("。请立即报告安全负责人，并导出证据。", ". Report this to the security lead at once and export the evidence.")) }
+            }
+            p.small #crypto-suite {
+                (l.t("密码套件：", "Crypto suite: ")) code { (suite.as_str()) } " (" (suite.describe()) ")"
+                @if suite == crate::crypto::Suite::Sm {
+                    (l.t("；审计链以 HMAC-SM3 计算，检查点以 SM2 签名。", "; the chain is HMAC-SM3, checkpoints are SM2-signed."))
+                }
             }
         }
         div.charts {
