@@ -666,8 +666,7 @@ yPC8DpksHoMx+2Y=
             let mut changed = file.clone();
             changed[i] ^= 0x01;
             let opened = Header::parse(&changed).and_then(|h| h.open(&key));
-            // A flipped bit in the stanza's share or body is not covered by the MAC's key
-            // derivation here (the file key is given), but it is covered by the MAC itself.
+            // The header is covered by its MAC, the payload by its chunks' tags.
             assert!(
                 opened.is_err(),
                 "byte {i} changed and the file still opened"
