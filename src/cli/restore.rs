@@ -10,8 +10,9 @@ pub async fn run(
     file: &Path,
     dir: &Path,
     root_key: Option<&Path>,
+    seal_file: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let r = crate::vault::backup::restore(config, file, dir, root_key).await?;
+    let r = crate::vault::backup::restore(config, file, dir, root_key, seal_file).await?;
     println!(
         "restored into {}: audit chain verified through entry #{} {}; opened {} credential versions, {} TOTP seeds, {} checkout posts",
         dir.display(),
