@@ -261,7 +261,9 @@ impl Keys {
                 Err(first) => match self.take_handover() {
                     Some(new_root) => {
                         let keys = unwrap_terms(&new_root, &unknown)?;
-                        tracing::info!("the root key was rotated: this server now holds the new one");
+                        tracing::info!(
+                            "the root key was rotated: this server now holds the new one"
+                        );
                         if let Ok(mut held) = self.held_root.write() {
                             *held = Some(new_root);
                         }

@@ -85,8 +85,8 @@ impl Split {
         for arg in &given {
             let (name, recipient) = match arg.split_once('=') {
                 Some((name, key)) => {
-                    let r = Recipient::parse(key)
-                        .map_err(|e| format!("--custodian {name}=…: {e}"))?;
+                    let r =
+                        Recipient::parse(key).map_err(|e| format!("--custodian {name}=…: {e}"))?;
                     (name, Some(r))
                 }
                 None => (arg.as_str(), None),
@@ -556,6 +556,16 @@ async fn finish_root_rotation(
     use anyhow::Context;
     let current_path = seal_path(config);
     let current = SealFile::load(&current_path)?;
+    if current.root_check == pending.root_check {
+        // Interrupted after the new split was put in force: only the pending file is left.
+        std::fs::remove_file(pending_seal_path(config))?;
+        return Ok(Verified {
+            custodians: names,
+            new_root_key: true,
+            retired_seal: None,
+            handed_over: false,
+        });
+    }
     let wrapped = hex::decode(pending.previous_root.as_deref().unwrap_or_default())
         .context("the pending rotation is damaged")?;
     let old_raw = new_root
@@ -630,12 +640,24 @@ async fn finish_root_rotation(
         .data_dir
         .join(format!("seal.retired-{}.json", Clock::system().unix()));
     std::fs::copy(&current_path, &retired)?;
-    std::fs::rename(pending_seal_path(config), &current_path).with_context(|| {
-        format!(
-            "the store is now under the new root key but {} was not put in force: run `mediavault rekey verify` again",
-            current_path.display()
-        )
-    })?;
+    // The new split in force, without the old key it carried while pending.
+    let in_force = SealFile {
+        previous_root: None,
+        ..pending.clone()
+    };
+    let fresh = config.data_dir.join("seal.json.new");
+    let _ = std::fs::remove_file(&fresh);
+    in_force
+        .create(&fresh)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Ok(std::fs::rename(&fresh, &current_path)?))
+        .with_context(|| {
+            format!(
+                "the store is now under the new root key but {} was not put in force: run `mediavault rekey verify` again",
+                current_path.display()
+            )
+        })?;
+    std::fs::remove_file(pending_seal_path(config))?;
     Ok(Verified {
         custodians: names,
         new_root_key: true,
