@@ -24,7 +24,7 @@ pub async fn run(
     );
     if dir.join("seal.json").exists() {
         println!(
-            "sealed mode: {} names the same custodians; point data_dir at {} to serve it (it starts sealed)",
+            "sealed mode: {} names the custodians whose shares opened the backup; point data_dir at {} to serve it (it starts sealed)",
             dir.join("seal.json").display(),
             dir.display()
         );

@@ -105,6 +105,12 @@ impl Recipient {
         let key: [u8; 32] = data
             .try_into()
             .map_err(|_| AgeError::BadRecipient("wrong length (cut short or padded?)"))?;
+        // A low-order point gives an all-zero shared secret, which ring refuses: found here, not
+        // when a share is dealt to it.
+        let rng = ring::rand::SystemRandom::new();
+        let probe = EphemeralPrivateKey::generate(&X25519, &rng).map_err(|_| AgeError::Crypto)?;
+        agreement::agree_ephemeral(probe, &UnparsedPublicKey::new(&X25519, key), |_| ())
+            .map_err(|_| AgeError::BadRecipient("not a usable X25519 public key"))?;
         Ok(Self(key))
     }
 
@@ -770,6 +776,12 @@ yPC8DpksHoMx+2Y=
         let (hrp, _) = bech32::decode("abcdef1qpzry9x8gf2tvdw0s3jn54khce6mua7lmqqqxw").unwrap();
         assert_eq!(hrp, "abcdef");
         assert!(bech32::decode("a12uel5m").is_err());
+        // A low-order point (here zero): no shared secret can come of it.
+        let zero = bech32::encode("age", &[0u8; 32]);
+        assert!(matches!(
+            Recipient::parse(&zero),
+            Err(AgeError::BadRecipient(m)) if m.contains("usable")
+        ));
         // A public key with the wrong length under the age prefix.
         let short = bech32::encode("age", &[7u8; 31]);
         assert!(matches!(
