@@ -16,7 +16,7 @@ pub async fn run(config: &Config, file: &Path) -> anyhow::Result<()> {
     );
     if crate::vault::seal::is_sealed_mode(config) {
         println!(
-            "it opens only with a quorum of the custodians' shares (the root key they split; a rekey keeps it)"
+            "it opens only with a quorum of the custodians' shares in force now (the root key they split; a rekey keeps it, and after `keys rotate-root` it still needs these shares)"
         );
     } else {
         println!(

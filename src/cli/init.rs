@@ -74,10 +74,7 @@ pub async fn run(
         });
         if sealed {
             out["seal_file"] = serde_json::json!(crate::vault::seal::seal_path(&config));
-            out["shares"] = shares
-                .iter()
-                .map(|s| serde_json::json!({"custodian": s.custodian, "share": s.share.expose()}))
-                .collect();
+            out["shares"] = super::rekey::shares_json(&shares);
         } else {
             out["root_key_file"] = serde_json::json!(config.root_key_path());
         }
@@ -94,9 +91,7 @@ pub async fn run(
             "Sealed mode: no root key file; the server starts sealed until enough custodians run `mediavault unseal`."
         );
         println!("Key shares (shown once; give each only to its custodian, to keep offline):");
-        for s in &shares {
-            println!("  {}: {}", s.custodian, s.share.expose());
-        }
+        super::rekey::print_shares(&shares);
     } else {
         println!(
             "Root key: {} (mode 0600; back it up offline, it opens everything)",

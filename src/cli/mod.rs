@@ -64,7 +64,9 @@ pub enum Command {
         /// Sealed mode: how many shares unseal the vault (2..=key-shares).
         #[arg(long, requires = "key_shares")]
         key_threshold: Option<u8>,
-        /// Sealed mode: a custodian's name, once per share, in order (default custodian-1, ...).
+        /// Sealed mode: a custodian, once per share, in order (default custodian-1, ...):
+        /// `NAME`, or `NAME=age1…` to show their share only encrypted to their age key
+        /// (`age-keygen`), which they read with `age -d`.
         #[arg(long = "custodian", requires = "key_shares")]
         custodians: Vec<String>,
     },
@@ -143,6 +145,12 @@ pub enum Command {
         /// configured one). It is copied into the new data dir.
         #[arg(long)]
         root_key: Option<PathBuf>,
+        /// Sealed mode: the seal file that was in force when the backup was made (default: the
+        /// configured data dir's `seal.json`; after `keys rotate-root`, the `seal.retired-*.json`
+        /// it kept). The shares on standard input are that split's. It is copied into the new
+        /// data dir.
+        #[arg(long, conflicts_with = "root_key")]
+        seal_file: Option<PathBuf>,
     },
     /// A new vault's second admin, confirmed by the root key holder on the server.
     Bootstrap {
@@ -235,6 +243,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             file,
             data_dir,
             root_key,
-        } => restore::run(&*configured()?, &file, &data_dir, root_key.as_deref()).await,
+            seal_file,
+        } => {
+            restore::run(
+                &*configured()?,
+                &file,
+                &data_dir,
+                root_key.as_deref(),
+                seal_file.as_deref(),
+            )
+            .await
+        }
     }
 }

@@ -10,8 +10,9 @@ pub async fn run(
     file: &Path,
     dir: &Path,
     root_key: Option<&Path>,
+    seal_file: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let r = crate::vault::backup::restore(config, file, dir, root_key).await?;
+    let r = crate::vault::backup::restore(config, file, dir, root_key, seal_file).await?;
     println!(
         "restored into {}: audit chain verified through entry #{} {}; opened {} credential versions, {} TOTP seeds, {} checkout posts",
         dir.display(),
@@ -23,7 +24,7 @@ pub async fn run(
     );
     if dir.join("seal.json").exists() {
         println!(
-            "sealed mode: {} names the same custodians; point data_dir at {} to serve it (it starts sealed)",
+            "sealed mode: {} names the custodians whose shares opened the backup; point data_dir at {} to serve it (it starts sealed)",
             dir.join("seal.json").display(),
             dir.display()
         );

@@ -21,8 +21,10 @@ struct Sealed {
     cli_config: std::path::PathBuf,
     client: reqwest::Client,
     totp_secret: String,
-    /// (custodian, share) as `init` dealt them.
+    /// (custodian, share) as `init` dealt them (the share empty for one encrypted to an age key).
     shares: Vec<(String, String)>,
+    /// What `init --json` printed.
+    init_output: String,
     /// The PostgreSQL database of this vault, when the suite runs on PostgreSQL.
     _db: Option<crate::common::TestDb>,
 }
@@ -65,7 +67,7 @@ async fn init_sealed(n: u8, t: u8, names: &[&str]) -> Sealed {
         .map(|s| {
             (
                 s["custodian"].as_str().unwrap().to_owned(),
-                s["share"].as_str().unwrap().to_owned(),
+                s["share"].as_str().unwrap_or_default().to_owned(),
             )
         })
         .collect();
@@ -78,6 +80,7 @@ async fn init_sealed(n: u8, t: u8, names: &[&str]) -> Sealed {
         config,
         cli_config,
         shares,
+        init_output: out.stdout,
         _db: db,
     }
 }
@@ -629,15 +632,9 @@ async fn unseal_backup_restore_and_key_rotation_take_a_quorum_of_shares() {
     assert!(out.ok, "backup: {}", out.stderr);
     assert!(out.stdout.contains("quorum"), "{}", out.stdout);
 
-    // A keyring term is added with a quorum; the root key cannot be rotated (yet) and says so.
+    // A keyring term is added with a quorum (rotating the root key has its own test below).
     let out = run_cli(&s.cli_config, &["keys", "rotate"], Some(&quorum)).await;
     assert!(out.ok, "keys rotate: {}", out.stderr);
-    let out = run_cli(&s.cli_config, &["keys", "rotate-root"], Some(&quorum)).await;
-    assert!(
-        !out.ok && out.stderr.contains("sealed-mode"),
-        "{}",
-        out.stderr
-    );
 
     // Restore: the shares open the backup; the restored vault is sealed-mode under the same split.
     let into = s.dir.path().join("restored");
@@ -658,6 +655,7 @@ async fn unseal_backup_restore_and_key_rotation_take_a_quorum_of_shares() {
         client: s.client.clone(),
         totp_secret: s.totp_secret.clone(),
         shares: s.shares.clone(),
+        init_output: String::new(),
         _db: None,
     };
     let clock = Clock::system();
@@ -671,4 +669,503 @@ async fn unseal_backup_restore_and_key_rotation_take_a_quorum_of_shares() {
     let (st, v) = get(&r, &base, "/readyz", None).await;
     assert_eq!(st, 200, "{v}");
     running.shutdown().await.unwrap();
+}
+
+/// A program the age interop tests need, from `PATH`; the test fails saying how to install it.
+fn age_program(name: &str) -> std::path::PathBuf {
+    const HOW: &str = "install it with `apt-get install -y age` (Debian; .ci/run does this)";
+    let path = std::env::var("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("the age interop test needs the `{name}` program: {HOW}"))
+}
+
+/// A custodian's own age key, made as they would make it (`age-keygen -o FILE`): the key file
+/// and the public key (`age1…`) it records.
+fn age_keygen(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
+    let file = dir.join(format!("{name}.key"));
+    let out = std::process::Command::new(age_program("age-keygen"))
+        .arg("-o")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    let public = text
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap()
+        .to_owned();
+    (file, public)
+}
+
+/// What `age -d -i KEY FILE` prints for an armored age file, exactly.
+fn age_decrypt(dir: &Path, key: &Path, armored: &str) -> String {
+    let file = dir.join("share.age");
+    std::fs::write(&file, armored).unwrap();
+    let out = std::process::Command::new(age_program("age"))
+        .arg("-d")
+        .arg("-i")
+        .arg(key)
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    assert!(
+        out.status.success(),
+        "age -d: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Signs the admin in with a fresh code (the clock moves to the next step first).
+async fn admin_session(s: &Sealed, base: &str, clock: &Clock) -> String {
+    let seed = totp::seed_from_base32(&s.totp_secret).unwrap();
+    clock.advance(std::time::Duration::from_secs(30));
+    let code = totp::code_at(&seed, clock.unix()).unwrap();
+    let (st, v) = into_pair(
+        s.client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"username": "admin", "password": PASSWORD, "totp": code}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 200, "login: {v}");
+    v["session_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn unseal_shares_encrypted_to_custodians_age_keys_open_with_the_age_tool() {
+    let keys = tempfile::tempdir().unwrap();
+    let (zhang_key, zhang_pub) = age_keygen(keys.path(), "zhang");
+    let (li_key, li_pub) = age_keygen(keys.path(), "li");
+
+    // A malformed age key is refused before anything is made, and says what is wrong.
+    let dir = tempfile::tempdir().unwrap();
+    let config = base_config(dir.path(), false);
+    let cli = write_cli_config(dir.path(), &config);
+    let mut typo = zhang_pub.clone().into_bytes();
+    typo[20] = if typo[20] == b'q' { b'p' } else { b'q' };
+    let typo = String::from_utf8(typo).unwrap();
+    for (bad, says) in [
+        (format!("zhang={typo}"), "checksum"),
+        ("zhang=age1".to_owned(), "cut short"),
+        ("zhang=ssh-ed25519 AAAA".to_owned(), "age1"),
+    ] {
+        let out = run_cli(
+            &cli,
+            &[
+                "init",
+                "--admin",
+                "admin",
+                "--password-stdin",
+                "--key-shares",
+                "2",
+                "--key-threshold",
+                "2",
+                "--custodian",
+                &bad,
+                "--custodian",
+                "li",
+            ],
+            Some(PASSWORD),
+        )
+        .await;
+        assert!(
+            !out.ok && out.stderr.contains("zhang") && out.stderr.contains(says),
+            "{bad}: {}",
+            out.stderr
+        );
+        assert!(!config.data_dir.exists(), "{bad}: something was created");
+    }
+
+    // zhang and li gave their age keys, wang did not.
+    let zhang = format!("zhang={zhang_pub}");
+    let li = format!("li={li_pub}");
+    let s = init_sealed(3, 2, &[&zhang, &li, "wang"]).await;
+    let shown = &s.init_output;
+    let v: Value = serde_json::from_str(shown.trim()).unwrap();
+    let zhang_age = v["shares"][0]["age"].as_str().unwrap().to_owned();
+    assert_eq!(v["shares"][0]["recipient"], json!(zhang_pub), "{v}");
+    assert!(v["shares"][0].get("share").is_none(), "{v}");
+    assert!(zhang_age.starts_with("-----BEGIN AGE ENCRYPTED FILE-----\n"));
+    assert!(v["shares"][1].get("share").is_none(), "{v}");
+    let wang = v["shares"][2]["share"].as_str().unwrap().to_owned();
+    // The custodian opens theirs with the standard tool; what it prints was never shown.
+    let zhang_plain = age_decrypt(keys.path(), &zhang_key, &zhang_age);
+    assert!(zhang_plain.starts_with("mvshare1-"), "{zhang_plain}");
+    assert!(
+        !shown.contains(zhang_plain.trim()),
+        "zhang's share was printed in plain text"
+    );
+    // The seal file names each custodian's age key (public), never a share.
+    let seal = std::fs::read_to_string(s.config.data_dir.join("seal.json")).unwrap();
+    assert!(seal.contains(&zhang_pub) && !seal.contains(zhang_plain.trim()));
+    // li's file is not for zhang's key.
+    let li_age = v["shares"][1]["age"].as_str().unwrap();
+    let file = keys.path().join("li.age");
+    std::fs::write(&file, li_age).unwrap();
+    let wrong = std::process::Command::new(age_program("age"))
+        .args(["-d", "-i"])
+        .arg(&zhang_key)
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+
+    let clock = Clock::system();
+    let running = start(&s, &clock).await;
+    let base = running.base_url();
+    // The armored file itself, given as the share: refused, saying to decrypt it first.
+    let (st, v) = submit(&s, &base, "zhang", &zhang_age).await;
+    assert_eq!(st, 400, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("age -d"), "{v}");
+    // What `age -d` prints goes straight into `mediavault unseal`.
+    let out = run_cli(
+        &s.cli_config,
+        &[
+            "unseal",
+            "--url",
+            &base,
+            "--ca",
+            &ca(s.dir.path()),
+            "--custodian",
+            "zhang",
+        ],
+        Some(zhang_plain.trim_end_matches('\n')),
+    )
+    .await;
+    assert!(out.ok, "unseal: {}", out.stderr);
+    let (st, v) = submit(&s, &base, "wang", &wang).await;
+    assert_eq!((st, v["sealed"].clone()), (200, json!(false)), "{v}");
+    running.shutdown().await.unwrap();
+
+    // A rekey deals to the same age keys again (li named without one keeps hers), shown as age
+    // files in the terminal too, and the new share opens with li's key.
+    let li_plain = age_decrypt(keys.path(), &li_key, li_age);
+    let out = run_cli(
+        &s.cli_config,
+        &[
+            "rekey",
+            "start",
+            "--key-shares",
+            "2",
+            "--key-threshold",
+            "2",
+            "--custodian",
+            "li",
+            "--custodian",
+            "wang",
+        ],
+        Some(&format!("li {}\nwang {wang}", li_plain.trim())),
+    )
+    .await;
+    assert!(out.ok, "rekey: {}", out.stderr);
+    let armored: String = out
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN AGE"))
+        .take_while(|l| !l.starts_with("  wang:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        armored.contains("-----END AGE ENCRYPTED FILE-----"),
+        "{}",
+        out.stdout
+    );
+    let li_new = age_decrypt(keys.path(), &li_key, &armored);
+    assert!(li_new.starts_with("mvshare1-") && !out.stdout.contains(li_new.trim()));
+    let wang_new = out
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("wang: "))
+        .unwrap()
+        .to_owned();
+    let out = run_cli(
+        &s.cli_config,
+        &["rekey", "verify"],
+        Some(&format!("li {}\nwang {wang_new}", li_new.trim())),
+    )
+    .await;
+    assert!(out.ok, "verify: {}", out.stderr);
+}
+
+/// `(custodian, share)` of a `--json` answer's plain shares.
+fn json_shares(stdout: &str) -> Vec<(String, String)> {
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    v["shares"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["custodian"].as_str().unwrap().to_owned(),
+                s["share"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn lines(shares: &[(String, String)], which: &[usize]) -> String {
+    which
+        .iter()
+        .map(|&i| format!("{} {}", shares[i].0, shares[i].1))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn unseal_rotate_root_with_a_quorum_then_only_the_new_shares_open_and_secrets_stay() {
+    // Starts capturing the process log (the running server's pick-up is read from it below).
+    let _ = crate::common::captured_logs();
+    let s = init_sealed(3, 2, &["alice", "bob", "carol"]).await;
+    let old = s.shares.clone();
+    let clock = Clock::system();
+    let running = start(&s, &clock).await;
+    let base = running.base_url();
+    submit(&s, &base, "alice", &old[0].1).await;
+    let (st, v) = submit(&s, &base, "bob", &old[1].1).await;
+    assert_eq!((st, v["sealed"].clone()), (200, json!(false)), "{v}");
+    let session = admin_session(&s, &base, &clock).await;
+    // A platform credential, sealed under the keyring, that must open after everything below.
+    let (st, v) = into_pair(
+        s.client
+            .post(format!("{base}/api/v1/accounts"))
+            .bearer_auth(&session)
+            .json(&json!({"id": "wx", "platform": "wechat", "display_name": "wx", "credential": {"app_id": "wx1", "app_secret": "rotate-root-secret"}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    // A backup made under the old key (SQLite's; PostgreSQL is backed up with pg_dump).
+    let backup = s.dir.path().join("before.backup");
+    if !crate::common::on_postgres() {
+        let out = run_cli(
+            &s.cli_config,
+            &["backup", backup.to_str().unwrap()],
+            Some(&lines(&old, &[0, 2])),
+        )
+        .await;
+        assert!(out.ok, "backup: {}", out.stderr);
+    }
+
+    // Without a quorum, or with a tampered share: refused, nothing dealt.
+    let out = run_cli(
+        &s.cli_config,
+        &["keys", "rotate-root", "--json"],
+        Some(&lines(&old, &[0])),
+    )
+    .await;
+    assert!(!out.ok && out.stderr.contains("give 2"), "{}", out.stderr);
+    let out = run_cli(
+        &s.cli_config,
+        &["keys", "rotate-root", "--json"],
+        Some(&format!("alice {}\ncarol {}", old[0].1, tamper(&old[2].1))),
+    )
+    .await;
+    assert!(
+        !out.ok && out.stderr.contains("not carol's share"),
+        "{}",
+        out.stderr
+    );
+    assert!(!s.config.data_dir.join("seal.pending.json").exists());
+
+    // A quorum: new shares for the same custodians, nothing switched yet.
+    let out = run_cli(
+        &s.cli_config,
+        &["keys", "rotate-root", "--json"],
+        Some(&lines(&old, &[0, 2])),
+    )
+    .await;
+    assert!(out.ok, "rotate-root: {}", out.stderr);
+    let new = json_shares(&out.stdout);
+    assert_eq!(
+        new.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+        ["alice", "bob", "carol"]
+    );
+    assert!(new.iter().zip(&old).all(|(n, o)| n.1 != o.1));
+    // Until verified the old shares are in force (a sealed start would take them) and the
+    // running server goes on.
+    let out = run_cli(
+        &s.cli_config,
+        &["keys", "rotate"],
+        Some(&lines(&new, &[0, 1])),
+    )
+    .await;
+    assert!(
+        !out.ok && out.stderr.contains("not alice's share"),
+        "{}",
+        out.stderr
+    );
+    // Verification needs every new holder, each share right.
+    let out = run_cli(
+        &s.cli_config,
+        &["rekey", "verify"],
+        Some(&lines(&new, &[0, 1])),
+    )
+    .await;
+    assert!(!out.ok && out.stderr.contains("give 3"), "{}", out.stderr);
+    let out = run_cli(
+        &s.cli_config,
+        &["rekey", "verify"],
+        Some(&format!(
+            "{}\ncarol {}",
+            lines(&new, &[0, 1]),
+            tamper(&new[2].1)
+        )),
+    )
+    .await;
+    assert!(
+        !out.ok && out.stderr.contains("not carol's share"),
+        "{}",
+        out.stderr
+    );
+    let out = run_cli(
+        &s.cli_config,
+        &["rekey", "verify"],
+        Some(&lines(&new, &[2, 0, 1])),
+    )
+    .await;
+    assert!(out.ok, "verify: {}", out.stderr);
+    assert!(out.stdout.contains("root key rotated"), "{}", out.stdout);
+    assert!(out.stdout.contains("handed the new key"), "{}", out.stdout);
+    assert!(out.stdout.contains("OLD shares"), "{}", out.stdout);
+    let retired = std::fs::read_dir(&s.config.data_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("seal.retired-")
+        })
+        .expect("the split in force before is kept");
+
+    // The running server keeps serving, and picks up a keyring term added under the new key
+    // (every secret re-sealed under it): the old shares no longer rotate anything.
+    let (st, v) = get(&s, &base, "/readyz", None).await;
+    assert_eq!(st, 200, "{v}");
+    let out = run_cli(
+        &s.cli_config,
+        &["keys", "rotate", "--rewrap"],
+        Some(&lines(&old, &[0, 1])),
+    )
+    .await;
+    assert!(
+        !out.ok && out.stderr.contains("not alice's share"),
+        "{}",
+        out.stderr
+    );
+    let out = run_cli(
+        &s.cli_config,
+        &["keys", "rotate", "--rewrap"],
+        Some(&lines(&new, &[1, 2])),
+    )
+    .await;
+    assert!(out.ok, "keys rotate: {}", out.stderr);
+    let (st, v) = get(&s, &base, "/readyz", None).await;
+    assert_eq!((st, v["keys"].clone()), (200, json!(true)), "{v}");
+    admin_session(&s, &base, &clock).await;
+    assert!(
+        crate::common::captured_logs().contains("this server now holds the new one"),
+        "the running server did not take the handed-over key"
+    );
+    // What was handed over is for that process alone, and gone once taken.
+    assert!(!s.config.data_dir.join("seal.handover.json").exists());
+    // Both halves are in the audit chain, with who.
+    let (_, v) = get(
+        &s,
+        &base,
+        "/api/v1/audit?action=unseal.rekey_start",
+        Some(&session),
+    )
+    .await;
+    let start_entry = v["entries"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(start_entry["detail"]["new_root_key"], json!(true), "{v}");
+    assert_eq!(
+        start_entry["detail"]["by_custodians"],
+        json!(["alice", "carol"]),
+        "{v}"
+    );
+    let (_, v) = get(
+        &s,
+        &base,
+        "/api/v1/audit?action=keys.rotate_root",
+        Some(&session),
+    )
+    .await;
+    let detail = &v["entries"][0]["detail"];
+    assert_eq!(detail["sealed"], json!(true), "{v}");
+    assert_eq!(
+        detail["verified_by"],
+        json!(["carol", "alice", "bob"]),
+        "{v}"
+    );
+    assert_eq!(detail["running_server_told"], json!(true), "{v}");
+    running.shutdown().await.unwrap();
+
+    // Restarted: sealed; the old shares are refused, the new ones open it, and every secret opens.
+    let running = start(&s, &clock).await;
+    let base = running.base_url();
+    let (st, v) = submit(&s, &base, "alice", &old[0].1).await;
+    assert_eq!((st, v["field"].clone()), (400, json!("share")), "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("alice's share"),
+        "{v}"
+    );
+    submit(&s, &base, "alice", &new[0].1).await;
+    let (st, v) = submit(&s, &base, "carol", &new[2].1).await;
+    assert_eq!((st, v["sealed"].clone()), (200, json!(false)), "{v}");
+    let (st, v) = get(&s, &base, "/readyz", None).await;
+    assert_eq!((st, v["keys"].clone()), (200, json!(true)), "{v}");
+    let session = admin_session(&s, &base, &clock).await;
+    let (st, v) = get(&s, &base, "/api/v1/accounts", Some(&session)).await;
+    assert_eq!(st, 200, "{v}");
+    running.shutdown().await.unwrap();
+
+    // The backup made before opens only with the OLD shares and the split they belong to.
+    if !crate::common::on_postgres() {
+        let into = s.dir.path().join("restored");
+        let args = |seal: Option<&Path>| {
+            let mut a = vec![
+                "restore".to_owned(),
+                backup.to_str().unwrap().to_owned(),
+                "--data-dir".to_owned(),
+                into.to_str().unwrap().to_owned(),
+            ];
+            if let Some(p) = seal {
+                a.extend(["--seal-file".to_owned(), p.to_str().unwrap().to_owned()]);
+            }
+            a
+        };
+        let run = |a: Vec<String>, stdin: String| {
+            let cli = s.cli_config.clone();
+            async move {
+                let a: Vec<&str> = a.iter().map(String::as_str).collect();
+                run_cli(&cli, &a, Some(&stdin)).await
+            }
+        };
+        let out = run(args(None), lines(&new, &[0, 1])).await;
+        assert!(!out.ok && out.stderr.contains("root key"), "{}", out.stderr);
+        let out = run(args(Some(&retired)), lines(&new, &[0, 1])).await;
+        assert!(
+            !out.ok && out.stderr.contains("not alice's share"),
+            "{}",
+            out.stderr
+        );
+        let out = run(args(Some(&retired)), lines(&old, &[1, 2])).await;
+        assert!(out.ok, "restore: {}", out.stderr);
+        assert!(into.join("seal.json").exists());
+    }
 }

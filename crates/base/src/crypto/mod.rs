@@ -5,10 +5,13 @@
 //!   and their AEAD, MAC and checkpoint keys.
 //! - [`keyring`]: the root key file, the keyring of data keys (numbered terms) wrapped under it, and
 //!   AEAD sealing of records with AAD that binds each ciphertext to its place.
+//! - [`age`]: the age file format with X25519 recipients (a key share encrypted to its
+//!   custodian's own key).
 //! - [`cert`]: client certificates as identities (fingerprint and subject), for mutual TLS.
 //! - [`tokens`]: bearer tokens (`mvt_`, `mvc_`, `mvs_`), their keyed hashes, and constant-time
 //!   comparison.
 
+pub mod age;
 pub mod cert;
 pub mod keyring;
 pub mod secret;
@@ -49,6 +52,8 @@ pub enum CryptoError {
     SharesDoNotCombine,
     #[error("the system random generator failed")]
     Random,
+    #[error(transparent)]
+    Age(#[from] age::AgeError),
 }
 
 /// SHA-256 of `data`.

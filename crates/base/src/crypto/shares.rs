@@ -44,8 +44,15 @@ impl KeyShare {
 
     /// Reads the text form, surrounding whitespace allowed.
     pub fn parse(text: &str) -> Result<Self, CryptoError> {
+        let text = text.trim();
+        if text.starts_with("-----BEGIN AGE ENCRYPTED FILE-----")
+            || text.starts_with("age-encryption.org/")
+        {
+            return Err(CryptoError::BadShare(
+                "it is still encrypted to your age key: give what `age -d -i KEY_FILE SHARE_FILE` prints",
+            ));
+        }
         let body = text
-            .trim()
             .strip_prefix(PREFIX)
             .ok_or(CryptoError::BadShare("it does not start with mvshare1-"))?;
         let (x, y) = body
@@ -195,6 +202,7 @@ mod tests {
             "mvshare1-00-00",
             "mvshare1-01-zz",
             "share-01-00",
+            "-----BEGIN AGE ENCRYPTED FILE-----",
         ] {
             assert!(KeyShare::parse(bad).is_err(), "{bad}");
         }

@@ -241,6 +241,7 @@ pub async fn restore(
     file: &Path,
     dir: &Path,
     root_key: Option<&Path>,
+    seal_file: Option<&Path>,
 ) -> anyhow::Result<Restored> {
     refuse_postgres(config, "restore")?;
     if dir.exists() {
@@ -256,11 +257,18 @@ pub async fn restore(
     // Sealed mode (and no key file named): a quorum of custodians' shares on standard input
     // opens the backup, and the restored vault is sealed-mode too, under the same split (a rekey
     // keeps the root key, so the shares in force now open backups made before it).
-    let custodians = root_key.is_none() && crate::vault::seal::is_sealed_mode(config);
+    // After a root-key rotation, a backup made before it needs the split it replaced
+    // (`seal_file`, kept as `seal.retired-*.json`) and a quorum of that split's shares.
+    let custodians =
+        seal_file.is_some() || (root_key.is_none() && crate::vault::seal::is_sealed_mode(config));
     let (root, custody) = if custodians {
-        let seal_text = std::fs::read(crate::vault::seal::seal_path(config))?;
+        let seal = seal_file
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| crate::vault::seal::seal_path(config));
+        let seal_text =
+            std::fs::read(&seal).with_context(|| format!("reading {}", seal.display()))?;
         (
-            crate::vault::seal::root_from_stdin(config)?,
+            crate::vault::seal::root_from_stdin_with(&seal)?,
             SecretBytes::new(seal_text),
         )
     } else {

@@ -13,10 +13,9 @@ use crate::audit::AuditWriter;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::content::aad as content_aad;
-use crate::crypto::keyring::{MAC_MASTER_LABEL, term_label};
+use crate::crypto::keyring::term_label;
 use crate::crypto::{Keyring, RootKey};
 use crate::identity::users::seed_aad;
-use crate::store::keyring::MAC_MASTER_KEY;
 use crate::vault::open_store;
 
 /// Adds term n+1. With `rewrap`, every credential version and TOTP seed is re-sealed under it.
@@ -125,14 +124,26 @@ async fn rewrap_all(
     Ok(counts)
 }
 
+/// Sealed mode: `keys rotate-root` is a rekey with a new root key. A quorum of the current
+/// custodians (standard input) lets a new key be made and split (`split`: by default the
+/// custodians, age keys and threshold in force); the new shares are returned to show once, and
+/// nothing else changes until every new holder has verified theirs with `rekey verify`, which
+/// re-wraps the keyring under the new key and puts the new split in force (see
+/// `seal::rekey_verify`).
+pub async fn rotate_root_sealed(
+    config: &Config,
+    split: &crate::vault::seal::Split,
+) -> anyhow::Result<Vec<crate::vault::seal::DealtShare>> {
+    use crate::vault::seal;
+    seal::rekey_start(config, split, seal::RootKeyChange::New).await
+}
+
 /// Generates a new root key and re-wraps the keyring under it in one transaction, then replaces
 /// the key file. The new key is written first (as `<key>.new`), so a crash leaves a usable key.
 pub async fn rotate_root(config: &Config) -> anyhow::Result<()> {
     if crate::vault::seal::is_sealed_mode(config) {
-        // A new root key would need new shares verified by their holders before the keyring is
-        // re-wrapped under it; until that exists, refuse rather than strand the store.
         anyhow::bail!(
-            "this vault is sealed-mode: `keys rotate-root` is not available with custodians yet; `mediavault rekey` re-splits the root key among new custodians, and `keys rotate` adds a keyring term"
+            "this vault is sealed-mode: its root key is rotated with the custodians (`keys rotate-root` deals new shares, `rekey verify` switches)"
         );
     }
     let path = config.root_key_path();
@@ -146,18 +157,7 @@ pub async fn rotate_root(config: &Config) -> anyhow::Result<()> {
         );
     }
     let new = RootKey::create_file(&new_path)?;
-    let suite = keys.suite();
-    let mut terms = Vec::new();
-    for (term, wrapped) in store.keyring_terms().await? {
-        let key = old.unwrap(suite, &term_label(term), &wrapped)?;
-        terms.push((term, new.wrap(suite, &term_label(term), &key)?));
-    }
-    let mac_wrapped = store
-        .meta_get(MAC_MASTER_KEY)
-        .await?
-        .context("store has no MAC master")?;
-    let mac = old.unwrap(suite, MAC_MASTER_LABEL, &mac_wrapped)?;
-    let mac_wrapped = new.wrap(suite, MAC_MASTER_LABEL, &mac)?;
+    let (terms, mac_wrapped) = crate::vault::rewrapped_keyring(&store, &old, &new).await?;
     let audit = AuditWriter::start(store.clone(), keys.mac().audit.clone(), Clock::system());
     let n = terms.len();
     audit

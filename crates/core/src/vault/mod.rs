@@ -842,3 +842,25 @@ pub async fn unlock(store: &Store, root: &RootKey) -> Result<Keyring, OpenError>
     let mac = root.unwrap(suite, MAC_MASTER_LABEL, &mac_wrapped)?;
     Ok(Keyring::new(suite, terms, &mac)?)
 }
+
+/// The keyring terms and MAC master as they are stored, unwrapped with `old` and wrapped again
+/// with `new` (in the store's suite): what a root-key rotation commits (`keyring_rewrap`), in
+/// either mode.
+pub(crate) async fn rewrapped_keyring(
+    store: &crate::store::Store,
+    old: &RootKey,
+    new: &RootKey,
+) -> anyhow::Result<(Vec<(u32, Vec<u8>)>, Vec<u8>)> {
+    let suite = store_suite(store).await?;
+    let mut terms = Vec::new();
+    for (term, wrapped) in store.keyring_terms().await? {
+        let key = old.unwrap(suite, &term_label(term), &wrapped)?;
+        terms.push((term, new.wrap(suite, &term_label(term), &key)?));
+    }
+    let mac_wrapped = store
+        .meta_get(MAC_MASTER_KEY)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("store has no MAC master"))?;
+    let mac = old.unwrap(suite, MAC_MASTER_LABEL, &mac_wrapped)?;
+    Ok((terms, new.wrap(suite, MAC_MASTER_LABEL, &mac)?))
+}

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{NewEntry, Outcome};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::crypto::age::{self, Recipient};
 use crate::crypto::shares::{self, KeyShare};
 use crate::crypto::{RootKey, SecretBytes, SecretString, ct_eq};
 use crate::error::{Conflict, Error, Result};
@@ -42,27 +43,36 @@ pub fn is_sealed_mode(config: &Config) -> bool {
     seal_path(config).exists()
 }
 
-/// How `init` splits the root key.
+/// How `init` (or a rekey) splits the root key.
 #[derive(Debug, Clone)]
 pub struct Split {
     pub threshold: u8,
     /// The custodians, one share each, in order.
-    pub custodians: Vec<String>,
+    pub custodians: Vec<Custodian>,
+}
+
+/// One custodian: a name, and optionally their own age key, to which their share is encrypted.
+#[derive(Debug, Clone)]
+pub struct Custodian {
+    pub name: String,
+    pub recipient: Option<Recipient>,
 }
 
 impl Split {
     /// Checks the numbers and names an operator typed: 2 ≤ T ≤ N ≤ 255, names unique and valid
-    /// usernames (they may, but need not, be people in the vault).
+    /// usernames (they may, but need not, be people in the vault). A custodian is `NAME` or
+    /// `NAME=age1…` (their age public key, as `age-keygen` prints it): a malformed key is refused
+    /// here, before anything is made.
     pub fn new(shares: u8, threshold: u8, custodians: Vec<String>) -> Result<Self, String> {
-        let custodians = if custodians.is_empty() {
+        let given = if custodians.is_empty() {
             (1..=shares).map(|i| format!("custodian-{i}")).collect()
         } else {
             custodians
         };
-        if custodians.len() != usize::from(shares) {
+        if given.len() != usize::from(shares) {
             return Err(format!(
                 "--key-shares {shares} but {} --custodian names",
-                custodians.len()
+                given.len()
             ));
         }
         if threshold < 2 || threshold > shares {
@@ -71,17 +81,81 @@ impl Split {
                     .into(),
             );
         }
-        for (i, name) in custodians.iter().enumerate() {
+        let mut custodians: Vec<Custodian> = Vec::with_capacity(given.len());
+        for arg in &given {
+            let (name, recipient) = match arg.split_once('=') {
+                Some((name, key)) => {
+                    let r =
+                        Recipient::parse(key).map_err(|e| format!("--custodian {name}=…: {e}"))?;
+                    (name, Some(r))
+                }
+                None => (arg.as_str(), None),
+            };
             crate::identity::Username::parse(name)
                 .map_err(|e| format!("--custodian {name:?}: {e}"))?;
-            if custodians[..i].contains(name) {
+            if custodians.iter().any(|c| c.name == name) {
                 return Err(format!("--custodian {name:?} is named twice"));
             }
+            custodians.push(Custodian {
+                name: name.to_owned(),
+                recipient,
+            });
         }
         Ok(Self {
             threshold,
             custodians,
         })
+    }
+
+    /// The split in force now (names, age keys, threshold): what a root-key rotation deals to
+    /// by default.
+    pub fn current(config: &Config) -> Result<Self, OpenError> {
+        let file = SealFile::load(&seal_path(config))?;
+        let custodians = file
+            .custodians
+            .iter()
+            .map(|c| {
+                Ok(Custodian {
+                    name: c.name.clone(),
+                    recipient: c.recipient.as_deref().map(Recipient::parse).transpose()?,
+                })
+            })
+            .collect::<Result<_, age::AgeError>>()
+            .map_err(|e| {
+                OpenError::Other(format!("seal file {}: {e}", seal_path(config).display()))
+            })?;
+        Ok(Self {
+            threshold: file.threshold,
+            custodians,
+        })
+    }
+
+    /// A custodian named again without an age key keeps the one the current split gives them,
+    /// so a rekey never prints in plain text a share that was encrypted before.
+    pub fn keeping_recipients_of(mut self, current: &Split) -> Self {
+        for c in &mut self.custodians {
+            if c.recipient.is_none() {
+                c.recipient = current
+                    .custodians
+                    .iter()
+                    .find(|old| old.name == c.name)
+                    .and_then(|old| old.recipient.clone());
+            }
+        }
+        self
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.custodians.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// The custodians whose shares are encrypted to their own key.
+    pub fn encrypted_to(&self) -> Vec<String> {
+        self.custodians
+            .iter()
+            .filter(|c| c.recipient.is_some())
+            .map(|c| c.name.clone())
+            .collect()
     }
 }
 
@@ -89,20 +163,79 @@ impl Split {
 #[derive(Debug)]
 pub struct DealtShare {
     pub custodian: String,
-    pub share: SecretString,
+    pub share: ShareForm,
+}
+
+/// How a dealt share is shown.
+#[derive(Debug)]
+pub enum ShareForm {
+    /// The share's text (`mvshare1-…`), for a custodian who gave no age key.
+    Plain(SecretString),
+    /// The share's text encrypted to the custodian's age key, as an ASCII-armored age file: only
+    /// they can read it (`age -d -i KEY FILE`). Not secret.
+    Age { recipient: String, armored: String },
+}
+
+/// Each custodian's share in the form they get it: encrypted to their age key if they gave one.
+/// Done before anything is written, so a failure leaves nothing behind.
+fn present(split: &Split, dealt: &[KeyShare]) -> Result<Vec<DealtShare>, OpenError> {
+    split
+        .custodians
+        .iter()
+        .zip(dealt)
+        .map(|(c, s)| {
+            let text = s.to_text();
+            let share = match &c.recipient {
+                None => ShareForm::Plain(text),
+                Some(r) => {
+                    // The plaintext is the share's text and a newline: what `age -d` prints is
+                    // what `mediavault unseal` reads.
+                    let plain = SecretString::new(format!("{}\n", text.expose()));
+                    ShareForm::Age {
+                        recipient: r.to_string(),
+                        armored: age::encrypt_armored(r, plain.expose().as_bytes())
+                            .map_err(crate::crypto::CryptoError::from)?,
+                    }
+                }
+            };
+            Ok(DealtShare {
+                custodian: c.name.clone(),
+                share,
+            })
+        })
+        .collect()
+}
+
+fn entries(split: &Split, dealt: &[KeyShare]) -> Vec<CustodianEntry> {
+    split
+        .custodians
+        .iter()
+        .zip(dealt)
+        .map(|(c, s)| CustodianEntry {
+            name: c.name.clone(),
+            index: s.index(),
+            check: hex::encode(s.check_value()),
+            recipient: c.recipient.as_ref().map(Recipient::to_string),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct SealFile {
     format: u32,
     threshold: u8,
-    /// The suite the check value is derived in: the vault's (a file from before the SM option
-    /// has none, and is `standard`).
+    /// The suite the check value is derived in, and the vault's: a file from before the SM
+    /// option has none, and is `standard`.
     #[serde(default)]
     suite: crate::crypto::Suite,
     /// Hex of `RootKey::check_value`.
     root_check: String,
     custodians: Vec<CustodianEntry>,
+    /// A pending root-key rotation only (`seal.pending.json`): the root key in force, wrapped
+    /// under the new one, so that the new holders' shares alone can finish the rotation (the
+    /// keyring is re-wrapped from the old key to the new one when they have verified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    previous_root: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -111,6 +244,10 @@ struct CustodianEntry {
     index: u8,
     /// Hex of `KeyShare::check_value`.
     check: String,
+    /// The custodian's age public key, if their share was encrypted to it (not secret; a
+    /// root-key rotation deals to it again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    recipient: Option<String>,
 }
 
 impl SealFile {
@@ -197,33 +334,17 @@ pub(crate) fn deal(
     let n = u8::try_from(split.custodians.len())
         .map_err(|_| OpenError::Other("at most 255 custodians".into()))?;
     let dealt = shares::split(&raw, split.threshold, n)?;
+    let out = present(split, &dealt)?;
     let suite = config.crypto.suite.unwrap_or_default();
     let file = SealFile {
         format: 1,
         threshold: split.threshold,
         suite,
         root_check: hex::encode(root.check_value(suite)?),
-        custodians: split
-            .custodians
-            .iter()
-            .zip(&dealt)
-            .map(|(name, s)| CustodianEntry {
-                name: name.clone(),
-                index: s.index(),
-                check: hex::encode(s.check_value()),
-            })
-            .collect(),
+        custodians: entries(split, &dealt),
+        previous_root: None,
     };
     file.create(&seal_path(config))?;
-    let out = split
-        .custodians
-        .iter()
-        .zip(&dealt)
-        .map(|(name, s)| DealtShare {
-            custodian: name.clone(),
-            share: s.to_text(),
-        })
-        .collect();
     Ok((root, out))
 }
 
@@ -231,7 +352,18 @@ pub(crate) fn deal(
 /// commands of a sealed-mode vault (backup, restore, keys rotate, audit verify). Each line is
 /// checked as a submission to the server is.
 pub(crate) fn root_from_stdin(config: &Config) -> Result<RootKey, OpenError> {
-    let file = SealFile::load(&seal_path(config))?;
+    root_from_stdin_with(&seal_path(config))
+}
+
+/// [`root_from_stdin`] for the split of another seal file (a retired one, for an older backup).
+pub(crate) fn root_from_stdin_with(seal_file: &Path) -> Result<RootKey, OpenError> {
+    let file = SealFile::load(seal_file)?;
+    if file.previous_root.is_some() {
+        return Err(OpenError::Other(format!(
+            "{} is a pending rotation's split, not one that was ever in force",
+            seal_file.display()
+        )));
+    }
     let (raw, _) = quorum_from_stdin(&file, usize::from(file.threshold))?;
     Ok(RootKey::from_secret(&raw)?)
 }
@@ -286,39 +418,74 @@ pub fn pending_seal_path(config: &Config) -> PathBuf {
     config.data_dir.join("seal.pending.json")
 }
 
-/// `mediavault rekey`: a quorum of the current custodians (on standard input) lets the root key
-/// be split anew among `split`'s custodians. The new shares are returned (to show once); the new
-/// split is written beside the current one and takes over only when [`rekey_verify`] has every
-/// new share back. The root key itself, and so the store, do not change. Audited
-/// (`unseal.rekey_start`, with who gave the old shares).
-pub async fn rekey_start(config: &Config, split: &Split) -> anyhow::Result<Vec<DealtShare>> {
+/// Label under which a pending root-key rotation wraps the key in force with the new one.
+const PREVIOUS_ROOT_LABEL: &str = "mediavault:seal:previous-root";
+
+/// Whether a rekey keeps the root key (new custodians, new N/T) or makes a new one (a root-key
+/// rotation, `keys rotate-root` in sealed mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootKeyChange {
+    Keep,
+    New,
+}
+
+/// `mediavault rekey start` (and, with [`RootKeyChange::New`], `keys rotate-root` in sealed
+/// mode): a quorum of the current custodians (on standard input) lets the root key, or a new
+/// one, be split among `split`'s custodians. The new shares are returned (to show once, each
+/// encrypted to its custodian's age key if they gave one); the new split is written beside the
+/// current one and takes over only when [`rekey_verify`] has every new share back. Until then
+/// nothing else changes: the old shares keep unsealing and the store is not touched. Audited
+/// (`unseal.rekey_start`, with who gave the old shares and whether the key is new).
+///
+/// For a new key, the pending split also carries the key in force wrapped under the new one, so
+/// that the new holders' shares alone finish the rotation (whoever holds the new key may read
+/// everything anyway).
+pub async fn rekey_start(
+    config: &Config,
+    split: &Split,
+    change: RootKeyChange,
+) -> anyhow::Result<Vec<DealtShare>> {
     let file = SealFile::load(&seal_path(config))?;
     let (raw, old) = quorum_from_stdin(&file, usize::from(file.threshold))?;
     let root = RootKey::from_secret(&raw)?;
     let n = u8::try_from(split.custodians.len())
         .map_err(|_| anyhow::anyhow!("at most 255 custodians"))?;
-    let dealt = shares::split(&raw, split.threshold, n)?;
+    let (dealt, root_check, previous_root) = match change {
+        RootKeyChange::Keep => (
+            shares::split(&raw, split.threshold, n)?,
+            file.root_check.clone(),
+            None,
+        ),
+        RootKeyChange::New => {
+            let new_raw = SecretBytes::random(32)?;
+            let new_root = RootKey::from_secret(&new_raw)?;
+            (
+                shares::split(&new_raw, split.threshold, n)?,
+                hex::encode(new_root.check_value(file.suite)?),
+                Some(hex::encode(new_root.wrap(
+                    file.suite,
+                    PREVIOUS_ROOT_LABEL,
+                    &raw,
+                )?)),
+            )
+        }
+    };
+    let out = present(split, &dealt)?;
     let pending = SealFile {
         format: 1,
         threshold: split.threshold,
         suite: file.suite,
-        root_check: file.root_check.clone(),
-        custodians: split
-            .custodians
-            .iter()
-            .zip(&dealt)
-            .map(|(name, s)| CustodianEntry {
-                name: name.clone(),
-                index: s.index(),
-                check: hex::encode(s.check_value()),
-            })
-            .collect(),
+        root_check,
+        custodians: entries(split, &dealt),
+        previous_root,
     };
     let entry = crate::actor::Actor::cli_from_env()
         .entry("unseal.rekey_start", "root-key")
         .detail("by_custodians", old)
         .detail("threshold", split.threshold)
-        .detail("custodians", split.custodians.clone());
+        .detail("custodians", split.names())
+        .detail("encrypted_to", split.encrypted_to())
+        .detail("new_root_key", change == RootKeyChange::New);
     record_with(config, &root, entry).await?;
     // A newer rekey replaces an unverified one: its shares were never in force.
     let path = pending_seal_path(config);
@@ -326,29 +493,41 @@ pub async fn rekey_start(config: &Config, split: &Split) -> anyhow::Result<Vec<D
         std::fs::remove_file(&path)?;
     }
     pending.create(&path)?;
-    Ok(split
-        .custodians
-        .iter()
-        .zip(&dealt)
-        .map(|(name, s)| DealtShare {
-            custodian: name.clone(),
-            share: s.to_text(),
-        })
-        .collect())
+    Ok(out)
+}
+
+/// What `rekey verify` switched to.
+#[derive(Debug)]
+pub struct Verified {
+    /// The new holders, who each gave their share back.
+    pub custodians: Vec<String>,
+    /// A root-key rotation: the store's keyring is now wrapped under the new key.
+    pub new_root_key: bool,
+    /// After a root-key rotation, where the split it replaced is kept: restoring a backup made
+    /// before needs it (`restore --seal-file`) and a quorum of the old shares.
+    pub retired_seal: Option<PathBuf>,
+    /// After a root-key rotation, whether a running server was handed the new key.
+    pub handed_over: bool,
 }
 
 /// `mediavault rekey verify`: every new holder gives their new share back (standard input, one
-/// `CUSTODIAN SHARE` a line). Only if each matches and they rebuild the same root key does the
-/// new split replace the old one (the old shares stop working); otherwise nothing changes.
-/// Audited (`unseal.rekey`, with the verifying custodians). Returns them.
-pub async fn rekey_verify(config: &Config) -> anyhow::Result<Vec<String>> {
+/// `CUSTODIAN SHARE` a line). Only if each matches and they rebuild the pending split's root key
+/// does the new split replace the old one (the old shares stop working); otherwise nothing
+/// changes. A plain rekey is audited as `unseal.rekey`; a root-key rotation re-wraps the keyring
+/// under the new key in one transaction with its `keys.rotate_root` entry first.
+pub async fn rekey_verify(config: &Config) -> anyhow::Result<Verified> {
     let path = pending_seal_path(config);
     if !path.exists() {
-        anyhow::bail!("no rekey is waiting for verification (run `mediavault rekey` first)");
+        anyhow::bail!(
+            "no rekey is waiting for verification (run `mediavault rekey start` or `mediavault keys rotate-root` first)"
+        );
     }
     let pending = SealFile::load(&path)?;
     let (raw, names) = quorum_from_stdin(&pending, pending.custodians.len())?;
     let root = RootKey::from_secret(&raw)?;
+    if pending.previous_root.is_some() {
+        return finish_root_rotation(config, &pending, &raw, &root, names).await;
+    }
     let current = seal_path(config);
     let previous = config.data_dir.join("seal.previous.json");
     std::fs::copy(&current, &previous)?;
@@ -363,7 +542,140 @@ pub async fn rekey_verify(config: &Config) -> anyhow::Result<Vec<String>> {
         return Err(e.context("the rekey was not recorded, so it was undone"));
     }
     std::fs::remove_file(&previous)?;
-    Ok(names)
+    Ok(Verified {
+        custodians: names,
+        new_root_key: false,
+        retired_seal: None,
+        handed_over: false,
+    })
+}
+
+/// The second half of a sealed-mode root-key rotation, once every new holder has verified:
+/// re-wraps the keyring and MAC master from the key in force to the new one in one transaction
+/// with its audit entry, then puts the new split in force. The split it replaces is kept as
+/// `seal.retired-<time>.json` (for restoring older backups). A running server is handed the new
+/// key first (see `crate::keys`), so it goes on picking up keyring terms added after this.
+///
+/// Safe to run again after an interruption: if the store already opens only with the new key
+/// (the commit happened, the switch of files did not), it finishes the switch.
+async fn finish_root_rotation(
+    config: &Config,
+    pending: &SealFile,
+    new_raw: &SecretBytes,
+    new_root: &RootKey,
+    names: Vec<String>,
+) -> anyhow::Result<Verified> {
+    use anyhow::Context;
+    let current_path = seal_path(config);
+    let current = SealFile::load(&current_path)?;
+    if current.root_check == pending.root_check {
+        // Interrupted after the new split was put in force: only the pending file is left.
+        std::fs::remove_file(pending_seal_path(config))?;
+        return Ok(Verified {
+            custodians: names,
+            new_root_key: true,
+            retired_seal: None,
+            handed_over: false,
+        });
+    }
+    let wrapped = hex::decode(pending.previous_root.as_deref().unwrap_or_default())
+        .context("the pending rotation is damaged")?;
+    let old_raw = new_root
+        .unwrap(pending.suite, PREVIOUS_ROOT_LABEL, &wrapped)
+        .map_err(|_| anyhow::anyhow!("the pending rotation does not open with these shares"))?;
+    let old_root = RootKey::from_secret(&old_raw)?;
+    let want = hex::decode(&current.root_check).unwrap_or_default();
+    if !ct_eq(&old_root.check_value(current.suite)?, &want) {
+        anyhow::bail!(
+            "the pending rotation was started under another split than the one in force ({}); start it again",
+            current_path.display()
+        );
+    }
+    let mut handed_over = false;
+    match super::open_store_with(config, &old_root).await {
+        Ok((store, keys)) => {
+            let done = async {
+                let (terms, mac_wrapped) =
+                    super::rewrapped_keyring(&store, &old_root, new_root).await?;
+                // A running server learns the new key before the store needs it.
+                handed_over = crate::keys::offer_root(&config.data_dir, new_raw)?;
+                let audit = crate::audit::AuditWriter::start(
+                    store.clone(),
+                    keys.mac().audit.clone(),
+                    Clock::system(),
+                );
+                let entry = crate::actor::Actor::cli_from_env()
+                    .entry("keys.rotate_root", "keyring")
+                    .detail("terms", terms.len())
+                    .detail("sealed", true)
+                    .detail("verified_by", names.clone())
+                    .detail("threshold", pending.threshold)
+                    .detail(
+                        "encrypted_to",
+                        pending
+                            .custodians
+                            .iter()
+                            .filter(|c| c.recipient.is_some())
+                            .map(|c| c.name.clone())
+                            .collect::<Vec<_>>(),
+                    )
+                    .detail("running_server_told", handed_over);
+                let committed = audit
+                    .commit(entry, move |tx| {
+                        Box::pin(async move {
+                            tx.keyring_rewrap(&terms, &mac_wrapped).await?;
+                            Ok(())
+                        })
+                    })
+                    .await;
+                drop(audit);
+                committed?;
+                anyhow::Ok(())
+            }
+            .await;
+            store.close().await;
+            if let Err(e) = done {
+                crate::keys::withdraw_root_offer(&config.data_dir);
+                return Err(e.context("the root key was not rotated; the old shares stay in force"));
+            }
+        }
+        Err(OpenError::Crypto(crate::crypto::CryptoError::WrongRootKey)) => {
+            // Interrupted after its commit: the store opens with the new key only.
+            let (store, _) = super::open_store_with(config, new_root)
+                .await
+                .context("the store opens with neither the key in force nor the new one")?;
+            store.close().await;
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let retired = config
+        .data_dir
+        .join(format!("seal.retired-{}.json", Clock::system().unix()));
+    std::fs::copy(&current_path, &retired)?;
+    // The new split in force, without the old key it carried while pending.
+    let in_force = SealFile {
+        previous_root: None,
+        ..pending.clone()
+    };
+    let fresh = config.data_dir.join("seal.json.new");
+    let _ = std::fs::remove_file(&fresh);
+    in_force
+        .create(&fresh)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| Ok(std::fs::rename(&fresh, &current_path)?))
+        .with_context(|| {
+            format!(
+                "the store is now under the new root key but {} was not put in force: run `mediavault rekey verify` again",
+                current_path.display()
+            )
+        })?;
+    std::fs::remove_file(pending_seal_path(config))?;
+    Ok(Verified {
+        custodians: names,
+        new_root_key: true,
+        retired_seal: Some(retired),
+        handed_over,
+    })
 }
 
 /// Records one entry in the store's audit chain, opening it with `root` (the CLI's way).
@@ -436,6 +748,9 @@ impl Unsealer {
     /// Fails if the seal file cannot be read (a sealed start stops there).
     pub fn new(config: Arc<Config>, clock: Clock, on_open: OnOpen) -> Result<Self, OpenError> {
         SealFile::load(&seal_path(&config))?;
+        // A server that ran before listened for a rotated root key; this one listens only once
+        // it is unsealed.
+        crate::keys::forget_listener(&config.data_dir);
         Ok(Self {
             config,
             clock,
@@ -603,6 +918,10 @@ impl Unsealer {
                 other => Error::Unavailable(format!("the store cannot be opened: {other}")),
             })?;
         let vault = Arc::new(vault);
+        // A root-key rotation run beside this server hands it the new key (see `crate::keys`).
+        if let Err(e) = vault.keys.listen_for_root(&self.config.data_dir) {
+            tracing::warn!(error = %e, "cannot publish this server's one-time key: after a root-key rotation it will need a restart and unseal to pick up new keyring terms");
+        }
         // Every submission of the attempt, and the unseal, enter the chain before anyone is
         // told the vault is open; if they cannot, it stays sealed.
         let log = std::mem::take(&mut p.log);
