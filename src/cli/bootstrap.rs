@@ -1,6 +1,8 @@
 //! `mediavault bootstrap confirm-admin NAME`: the root key holder, on the server, confirms the
 //! pending `admin` grant that gives a new vault its second admin. Valid only while the vault has
-//! fewer than two enabled admins; after that the two-admin rule holds (see SECURITY.md).
+//! fewer than two enabled admins; after that the two-admin rule holds (see SECURITY.md). In
+//! sealed mode the root key is held by its custodians: a quorum of them give their shares on
+//! standard input (`NAME SHARE` a line), so no one person makes the second admin there either.
 
 use std::sync::Arc;
 
@@ -26,7 +28,7 @@ pub enum BootstrapCommand {
 pub async fn run(config: Arc<Config>, command: BootstrapCommand) -> anyhow::Result<()> {
     match command {
         BootstrapCommand::ConfirmAdmin { username, json } => {
-            let vault = Vault::open(config, Clock::system()).await?;
+            let vault = Vault::open_cli(config, Clock::system()).await?;
             let done = vault
                 .people()
                 .bootstrap_confirm(&Actor::cli_from_env(), &username)
@@ -37,7 +39,7 @@ pub async fn run(config: Arc<Config>, command: BootstrapCommand) -> anyhow::Resu
                 println!("{}", serde_json::to_string(&user)?);
             } else {
                 println!(
-                    "{} is now an admin (confirmed by the root key holder; recorded in the audit log).",
+                    "{} is now an admin (confirmed by the root key's holder or custodians; recorded in the audit log).",
                     user.username
                 );
                 println!(

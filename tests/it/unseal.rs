@@ -1169,3 +1169,84 @@ async fn unseal_rotate_root_with_a_quorum_then_only_the_new_shares_open_and_secr
         assert!(into.join("seal.json").exists());
     }
 }
+
+/// A sealed-mode office gets its second admin as any office does: the first admin asks through
+/// the API and the root key's holders confirm it with `bootstrap confirm-admin` beside the
+/// running server; here the holders are the custodians, so it takes a quorum of their shares.
+#[tokio::test]
+async fn unseal_a_sealed_vault_gets_its_second_admin_from_a_quorum_of_custodians() {
+    let s = init_sealed(3, 2, &["alice", "bob", "carol"]).await;
+    let clock = Clock::system();
+    let running = start(&s, &clock).await;
+    let base = running.base_url();
+    submit(&s, &base, "alice", &s.shares[0].1).await;
+    let (st, v) = submit(&s, &base, "bob", &s.shares[1].1).await;
+    assert_eq!((st, v["sealed"].clone()), (200, json!(false)), "{v}");
+    let seed = totp::seed_from_base32(&s.totp_secret).unwrap();
+    let mut code = || {
+        clock.advance(std::time::Duration::from_secs(30));
+        totp::code_at(&seed, clock.unix()).unwrap()
+    };
+    let (st, v) = into_pair(
+        s.client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"username": "admin", "password": PASSWORD, "totp": code()}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let session = v["session_token"].as_str().unwrap().to_owned();
+    let (st, v) = into_pair(
+        s.client
+            .post(format!("{base}/api/v1/users"))
+            .bearer_auth(&session)
+            .json(&json!({"username": "admin2", "display_name": "安全管理员", "roles": ["admin"], "password": PASSWORD, "totp": code()}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["pending_roles"], json!(["admin"]), "{v}");
+
+    // One custodian alone cannot: nothing changes.
+    let confirm = ["bootstrap", "confirm-admin", "admin2"];
+    let one = format!("alice {}", s.shares[0].1);
+    let out = run_cli(&s.cli_config, &confirm, Some(&one)).await;
+    assert!(!out.ok, "{}", out.stdout);
+    let (_, v) = get(&s, &base, "/api/v1/users/admin2", Some(&session)).await;
+    assert_eq!(v["pending_roles"], json!(["admin"]), "{v}");
+
+    // A quorum confirms it, beside the running server, and it is recorded.
+    let quorum = format!("carol {}\nbob {}", s.shares[2].1, s.shares[1].1);
+    let out = run_cli(&s.cli_config, &confirm, Some(&quorum)).await;
+    assert!(out.ok, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("admin2 is now an admin"),
+        "{}",
+        out.stdout
+    );
+    let (st, v) = get(&s, &base, "/api/v1/users/admin2", Some(&session)).await;
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        v["roles"].as_array().unwrap().contains(&json!("admin")),
+        "{v}"
+    );
+    let (_, v) = get(
+        &s,
+        &base,
+        "/api/v1/audit?action=user.confirm_role",
+        Some(&session),
+    )
+    .await;
+    let entries = v["entries"].as_array().cloned().unwrap_or_default();
+    assert!(
+        entries.iter().any(|e| e["actor"]["id"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("cli:"))),
+        "{v}"
+    );
+    running.shutdown().await.unwrap();
+}

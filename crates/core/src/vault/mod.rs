@@ -138,6 +138,17 @@ impl Vault {
         Self::open_with_root(config, clock, root).await
     }
 
+    /// Opens an existing store for an offline CLI command run beside the server (`bootstrap
+    /// confirm-admin`): the root key file, or in sealed mode a quorum of the custodians' shares
+    /// on standard input (`NAME SHARE` a line), as backup and `keys rotate` take them.
+    pub async fn open_cli(config: Arc<Config>, clock: Clock) -> Result<Self, OpenError> {
+        if seal::is_sealed_mode(&config) {
+            let root = seal::root_from_stdin(&config)?;
+            return Self::open_with_root(config, clock, root).await;
+        }
+        Self::open(config, clock).await
+    }
+
     /// Opens an existing store with a root key already in hand (sealed mode: rebuilt from the
     /// custodians' shares). A wrong key is detected before anything is written. In sealed mode
     /// the key is kept in memory, as there is no file to read it again from when another process
