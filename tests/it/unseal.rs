@@ -1183,7 +1183,7 @@ async fn unseal_a_sealed_vault_gets_its_second_admin_from_a_quorum_of_custodians
     let (st, v) = submit(&s, &base, "bob", &s.shares[1].1).await;
     assert_eq!((st, v["sealed"].clone()), (200, json!(false)), "{v}");
     let seed = totp::seed_from_base32(&s.totp_secret).unwrap();
-    let mut code = || {
+    let code = || {
         clock.advance(std::time::Duration::from_secs(30));
         totp::code_at(&seed, clock.unix()).unwrap()
     };
