@@ -1179,6 +1179,20 @@ async fn unseal_a_sealed_vault_gets_its_second_admin_from_a_quorum_of_custodians
     let clock = Clock::system();
     let running = start(&s, &clock).await;
     let base = running.base_url();
+    // A sealed server's answers carry the same transport headers as an open one's.
+    let r = s
+        .client
+        .get(format!("{base}/api/v1/unseal"))
+        .send()
+        .await
+        .unwrap();
+    for (name, want) in [
+        ("strict-transport-security", "max-age=31536000"),
+        ("x-content-type-options", "nosniff"),
+        ("cache-control", "no-store"),
+    ] {
+        assert_eq!(r.headers()[name], want, "{name}");
+    }
     submit(&s, &base, "alice", &s.shares[0].1).await;
     let (st, v) = submit(&s, &base, "bob", &s.shares[1].1).await;
     assert_eq!((st, v["sealed"].clone()), (200, json!(false)), "{v}");

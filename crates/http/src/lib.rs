@@ -133,14 +133,18 @@ pub fn router(state: AppState) -> Router {
             axum::http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
-        // Under TLS a browser that has seen the vault once never tries it over plain HTTP again
-        // (a year; no subdomains: the vault does not own the office's domain). Plain HTTP, only
-        // allowed on loopback, must not send it.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            axum::http::header::STRICT_TRANSPORT_SECURITY,
-            (!cfg.tls.plain_http).then(|| HeaderValue::from_static("max-age=31536000")),
-        ))
+        .layer(hsts(&cfg))
         .with_state(state)
+}
+
+/// Under TLS a browser that has seen the vault once never tries it over plain HTTP again (a
+/// year; no subdomains: the vault does not own the office's domain). Plain HTTP, only allowed on
+/// loopback, must not send it. The sealed server's answers carry it too.
+pub(crate) fn hsts(cfg: &config::Config) -> SetResponseHeaderLayer<Option<HeaderValue>> {
+    SetResponseHeaderLayer::if_not_present(
+        axum::http::header::STRICT_TRANSPORT_SECURITY,
+        (!cfg.tls.plain_http).then(|| HeaderValue::from_static("max-age=31536000")),
+    )
 }
 
 /// The route template a request matched, carried out on its response for the metrics (the

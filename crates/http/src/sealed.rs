@@ -46,7 +46,8 @@ pub fn router(unsealer: Arc<Unsealer>, open: Switch) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
-        ));
+        ))
+        .layer(crate::hsts(&cfg));
     Router::new().fallback_service(tower::service_fn(move |req: Request| {
         // The request (its peer address and client certificate included) goes whole to
         // whichever router is in force now.
