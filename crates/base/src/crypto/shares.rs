@@ -6,7 +6,7 @@
 //! check value of the root key itself. A mistyped or altered share is refused at submission and
 //! named; a set that still fails to rebuild the recorded key fails closed.
 
-use super::{CryptoError, SecretBytes, SecretString, ct_eq, sha256};
+use super::{CryptoError, SecretBytes, SecretString, Suite, ct_eq};
 
 /// The text form's prefix: names the format so a future one can be told apart.
 const PREFIX: &str = "mvshare1-";
@@ -70,14 +70,15 @@ impl KeyShare {
         Ok(Self { x, y })
     }
 
-    /// The public check value the vault keeps for this share.
-    pub fn check_value(&self) -> [u8; 32] {
-        sha256(joined(&[CHECK_DOMAIN, &[self.x], self.y.expose()]).expose())
+    /// The public check value the vault keeps for this share: the suite's hash (SHA-256, or SM3
+    /// in the SM suite) of a domain label, the index and the share.
+    pub fn check_value(&self, suite: Suite) -> [u8; 32] {
+        suite.digest(joined(&[CHECK_DOMAIN, &[self.x], self.y.expose()]).expose())
     }
 
-    /// Whether this is the share whose check value is `check` (constant time).
-    pub fn matches(&self, check: &[u8]) -> bool {
-        ct_eq(&self.check_value(), check)
+    /// Whether this is the share whose check value (in `suite`) is `check` (constant time).
+    pub fn matches(&self, suite: Suite, check: &[u8]) -> bool {
+        ct_eq(&self.check_value(suite), check)
     }
 }
 
@@ -145,8 +146,8 @@ pub fn combine(threshold: u8, shares: &[KeyShare]) -> Result<SecretBytes, Crypto
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crypto::RootKey;
     use crate::crypto::keyring::new_data_key;
-    use crate::crypto::{RootKey, Suite};
 
     #[test]
     fn any_threshold_of_the_shares_rebuild_the_key_and_fewer_do_not() {
@@ -177,8 +178,14 @@ mod tests {
         let last = chars.len() - 1;
         chars[last] = if chars[last] == '0' { '1' } else { '0' };
         let tampered = KeyShare::parse(&chars.into_iter().collect::<String>()).unwrap();
-        assert!(shares[0].matches(&shares[0].check_value()));
-        assert!(!tampered.matches(&shares[0].check_value()));
+        for suite in Suite::ALL {
+            assert!(shares[0].matches(suite, &shares[0].check_value(suite)));
+            assert!(!tampered.matches(suite, &shares[0].check_value(suite)));
+        }
+        assert_ne!(
+            shares[0].check_value(Suite::Standard),
+            shares[0].check_value(Suite::Sm)
+        );
         let wrong = combine(
             2,
             &[

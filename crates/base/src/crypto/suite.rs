@@ -80,6 +80,17 @@ impl Suite {
         SecretBytes::random(self.data_key_len())
     }
 
+    /// This suite's hash (SHA-256 or SM3) of `data`, for the public check values it keeps.
+    pub fn digest(self, data: &[u8]) -> [u8; 32] {
+        match self {
+            Suite::Standard => super::sha256(data),
+            Suite::Sm => {
+                use sm3::Digest;
+                sm3::Sm3::digest(data).into()
+            }
+        }
+    }
+
     /// HKDF (this suite's hash) of `ikm` under `salt`, expanded for `label` into `out`.
     pub(crate) fn kdf(
         self,

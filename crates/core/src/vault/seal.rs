@@ -26,7 +26,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::crypto::age::{self, Recipient};
 use crate::crypto::shares::{self, KeyShare};
-use crate::crypto::{RootKey, SecretBytes, SecretString, ct_eq};
+use crate::crypto::{RootKey, SecretBytes, SecretString, Suite, ct_eq};
 use crate::error::{Conflict, Error, Result};
 use crate::vault::{OpenError, Vault};
 
@@ -206,7 +206,7 @@ fn present(split: &Split, dealt: &[KeyShare]) -> Result<Vec<DealtShare>, OpenErr
         .collect()
 }
 
-fn entries(split: &Split, dealt: &[KeyShare]) -> Vec<CustodianEntry> {
+fn entries(suite: Suite, split: &Split, dealt: &[KeyShare]) -> Vec<CustodianEntry> {
     split
         .custodians
         .iter()
@@ -214,7 +214,7 @@ fn entries(split: &Split, dealt: &[KeyShare]) -> Vec<CustodianEntry> {
         .map(|(c, s)| CustodianEntry {
             name: c.name.clone(),
             index: s.index(),
-            check: hex::encode(s.check_value()),
+            check: hex::encode(s.check_value(suite)),
             recipient: c.recipient.as_ref().map(Recipient::to_string),
         })
         .collect()
@@ -227,7 +227,7 @@ struct SealFile {
     /// The suite the check value is derived in, and the vault's: a file from before the SM
     /// option has none, and is `standard`.
     #[serde(default)]
-    suite: crate::crypto::Suite,
+    suite: Suite,
     /// Hex of `RootKey::check_value`.
     root_check: String,
     custodians: Vec<CustodianEntry>,
@@ -289,7 +289,7 @@ impl SealFile {
     /// Whether `share` is `custodian`'s (its index and check value).
     fn share_is(&self, custodian: &CustodianEntry, share: &KeyShare) -> bool {
         let check = hex::decode(&custodian.check).unwrap_or_default();
-        custodian.index == share.index() && share.matches(&check)
+        custodian.index == share.index() && share.matches(self.suite, &check)
     }
 
     /// [`SealFile::rebuild`], keeping the raw key (a rekey splits it again).
@@ -341,7 +341,7 @@ pub(crate) fn deal(
         threshold: split.threshold,
         suite,
         root_check: hex::encode(root.check_value(suite)?),
-        custodians: entries(split, &dealt),
+        custodians: entries(suite, split, &dealt),
         previous_root: None,
     };
     file.create(&seal_path(config))?;
@@ -476,7 +476,7 @@ pub async fn rekey_start(
         threshold: split.threshold,
         suite: file.suite,
         root_check,
-        custodians: entries(split, &dealt),
+        custodians: entries(file.suite, split, &dealt),
         previous_root,
     };
     let entry = crate::actor::Actor::cli_from_env()
