@@ -1030,6 +1030,30 @@ async fn unseal_rotate_root_with_a_quorum_then_only_the_new_shares_open_and_secr
         "{}",
         out.stderr
     );
+    // Someone who can write the data dir but holds no shares puts their own age key where the
+    // running server's recipient is: the rotation will not hand the new root key to it, and
+    // nothing changes (the recipient carries a MAC under the root key in force).
+    let recipient_file = s.config.data_dir.join("seal.handover.recipient");
+    let genuine = std::fs::read(&recipient_file).unwrap();
+    let (_, attacker) = age_keygen(s.dir.path(), "attacker");
+    for (forged, says) in [
+        (
+            format!("{attacker}\n{}\n", "00".repeat(32)),
+            "not vouched for",
+        ),
+        (format!("{attacker}\n"), "no MAC"),
+    ] {
+        std::fs::write(&recipient_file, forged).unwrap();
+        let out = run_cli(
+            &s.cli_config,
+            &["rekey", "verify"],
+            Some(&lines(&new, &[2, 0, 1])),
+        )
+        .await;
+        assert!(!out.ok && out.stderr.contains(says), "{}", out.stderr);
+        assert!(!s.config.data_dir.join("seal.handover.json").exists());
+    }
+    std::fs::write(&recipient_file, genuine).unwrap();
     let out = run_cli(
         &s.cli_config,
         &["rekey", "verify"],

@@ -9,6 +9,11 @@
 //! time it meets a keyring term its old key cannot unwrap. The private half never leaves the
 //! process and opens one file, so a handover left on disk opens for nobody once that server has
 //! stopped, and an old root key (or old shares) never leads to the new one.
+//!
+//! The published recipient carries a MAC under a key derived from the root key the server
+//! holds, and the rotation checks it with the root key in force before it encrypts anything to
+//! it: someone who can write the data dir but holds no shares cannot put their own key there and
+//! be handed the new root key.
 
 use std::path::{Path, PathBuf};
 
@@ -21,6 +26,15 @@ use crate::store::Store;
 /// The public half of a running sealed-mode server's one-time key.
 fn handover_recipient_path(data_dir: &Path) -> PathBuf {
     data_dir.join("seal.handover.recipient")
+}
+
+/// HKDF label of the key that vouches for the published recipient.
+const RECIPIENT_MAC_LABEL: &[u8] = b"handover-recipient-v1";
+
+fn recipient_mac(root: &RootKey, suite: Suite, recipient: &str) -> Result<[u8; 32], CryptoError> {
+    Ok(root
+        .derive_mac(suite, RECIPIENT_MAC_LABEL)?
+        .parts(&[b"mediavault handover recipient", recipient.as_bytes()]))
 }
 
 /// A rotated root key, encrypted to that server.
@@ -53,15 +67,40 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// For a sealed-mode root-key rotation: encrypts the new root key to the running server of this
-/// data dir, if one listens. Returns whether one did (the server need not be running: a stale
-/// recipient is one nobody can decrypt for any more, which is harmless).
-pub(crate) fn offer_root(data_dir: &Path, new_root: &SecretBytes) -> anyhow::Result<bool> {
-    let text = match std::fs::read_to_string(handover_recipient_path(data_dir)) {
+/// data dir, if one listens and the root key in force (`current`) vouches for its recipient.
+/// Returns whether it did (the server need not be running: a stale recipient is one nobody can
+/// decrypt for any more, which is harmless). A recipient the key does not vouch for is refused
+/// and not written to: the running server then needs a restart and unseal with the new shares.
+pub(crate) fn offer_root(
+    data_dir: &Path,
+    current: &RootKey,
+    suite: Suite,
+    new_root: &SecretBytes,
+) -> anyhow::Result<bool> {
+    let path = handover_recipient_path(data_dir);
+    let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(e.into()),
     };
-    let recipient = Recipient::parse(&text)?;
+    let mut lines = text.lines();
+    let (Some(recipient_text), Some(mac)) = (lines.next(), lines.next()) else {
+        anyhow::bail!(
+            "{} is not a running server's recipient (no MAC), so the new root key is not handed to it and nothing changed: remove the file and run `rekey verify` again, then restart and unseal the server with the new shares",
+            path.display()
+        );
+    };
+    let vouched = hex::decode(mac.trim()).is_ok_and(|mac| {
+        recipient_mac(current, suite, recipient_text.trim())
+            .is_ok_and(|want| crate::crypto::ct_eq(&want, &mac))
+    });
+    if !vouched {
+        anyhow::bail!(
+            "{} is not vouched for by the root key in force (written by someone who holds no shares?), so the new root key is not handed to it and nothing changed: remove the file and run `rekey verify` again, then restart and unseal the server with the new shares",
+            path.display()
+        );
+    }
+    let recipient = Recipient::parse(recipient_text)?;
     let handover = Handover {
         recipient: recipient.to_string(),
         age: age::encrypt_armored(&recipient, new_root.expose())?,
@@ -88,20 +127,24 @@ struct Listener {
 }
 
 impl Listener {
-    /// A fresh one-time key, its public half published (a handover to an older one is stale).
-    fn renew(&mut self) -> std::io::Result<()> {
+    /// A fresh one-time key, its public half published with a MAC under `root` (the key this
+    /// server holds), so that only a holder of that key can be taken for this server (a
+    /// handover to an older one is stale).
+    fn renew(&mut self, root: &RootKey, suite: Suite) -> std::io::Result<()> {
         let id = OneTimeIdentity::generate().map_err(std::io::Error::other)?;
+        let recipient = id.recipient().to_string();
+        let mac = recipient_mac(root, suite, &recipient).map_err(std::io::Error::other)?;
         withdraw_root_offer(&self.data_dir);
         write_private(
             &handover_recipient_path(&self.data_dir),
-            format!("{}\n", id.recipient()).as_bytes(),
+            format!("{recipient}\n{}\n", hex::encode(mac)).as_bytes(),
         )?;
         self.identity = Some(id);
         Ok(())
     }
 
     /// The root key handed to this process, if there is one for it.
-    fn take(&mut self) -> Option<RootKey> {
+    fn take(&mut self, suite: Suite) -> Option<RootKey> {
         let path = handover_path(&self.data_dir);
         let text = std::fs::read(&path).ok()?;
         let mine = self.identity.as_ref()?.recipient().to_string();
@@ -121,13 +164,17 @@ impl Listener {
             .and_then(|file| identity.decrypt(&file))
             .map_err(CryptoError::from)
             .and_then(|raw| RootKey::from_secret(&raw));
-        // The one-time key is spent either way: publish the next one.
-        if let Err(e) = self.renew() {
-            tracing::error!(error = %e, "cannot publish this server's next one-time key: a later root-key rotation will need a restart and unseal");
-        }
+        // The one-time key is spent either way; the next one is published under the new key
+        // (a handover that does not open leaves nothing to vouch with: restart and unseal).
         match opened {
-            Ok(root) => Some(root),
+            Ok(root) => {
+                if let Err(e) = self.renew(&root, suite) {
+                    tracing::error!(error = %e, "cannot publish this server's next one-time key: a later root-key rotation will need a restart and unseal");
+                }
+                Some(root)
+            }
             Err(e) => {
+                let _ = std::fs::remove_file(handover_recipient_path(&self.data_dir));
                 tracing::error!(error = %e, "the root key handed to this server does not open");
                 None
             }
@@ -191,7 +238,16 @@ impl Keys {
             data_dir: data_dir.to_path_buf(),
             identity: None,
         };
-        listener.renew()?;
+        let held = self
+            .held_root
+            .read()
+            .map_err(|_| std::io::Error::other("the held root key's lock is poisoned"))?;
+        let Some(root) = held.as_ref() else {
+            // A key-file vault re-reads its file after a rotation; nothing to listen for.
+            return Ok(());
+        };
+        listener.renew(root, self.keyring.suite())?;
+        drop(held);
         if let Ok(mut slot) = self.listener.lock() {
             *slot = Some(listener);
         }
@@ -203,7 +259,7 @@ impl Keys {
         self.listener
             .lock()
             .ok()
-            .and_then(|mut l| l.as_mut().and_then(Listener::take))
+            .and_then(|mut l| l.as_mut().and_then(|l| l.take(self.keyring.suite())))
     }
 
     /// Makes sure the keyring knows the term `sealed` was sealed under, before it is opened.

@@ -89,6 +89,12 @@ impl RootKey {
         Ok(check)
     }
 
+    /// A MAC key derived from the root key for `label`: vouches for a file beside the store that
+    /// only a holder of this key may have written (a sealed server's handover recipient).
+    pub fn derive_mac(&self, suite: Suite, label: &[u8]) -> Result<MacKey, CryptoError> {
+        suite.derive_mac(ROOT_SALT, self.raw.expose(), label)
+    }
+
     /// The key from its 32 raw bytes (rebuilt from shares in sealed mode).
     pub fn from_secret(raw: &SecretBytes) -> Result<Self, CryptoError> {
         Self::from_bytes(raw.expose())

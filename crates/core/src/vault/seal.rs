@@ -598,7 +598,8 @@ async fn finish_root_rotation(
                 let (terms, mac_wrapped) =
                     super::rewrapped_keyring(&store, &old_root, new_root).await?;
                 // A running server learns the new key before the store needs it.
-                handed_over = crate::keys::offer_root(&config.data_dir, new_raw)?;
+                handed_over =
+                    crate::keys::offer_root(&config.data_dir, &old_root, keys.suite(), new_raw)?;
                 let audit = crate::audit::AuditWriter::start(
                     store.clone(),
                     keys.mac().audit.clone(),
