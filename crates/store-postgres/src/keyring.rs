@@ -1,8 +1,8 @@
 //! The wrapped keyring and the MAC master, as rows.
 
 use async_trait::async_trait;
-use mediavault_store::Result;
 use mediavault_store::keyring::*;
+use mediavault_store::{Result, StoreError};
 
 use crate::{PgStore, PgTx};
 
@@ -90,6 +90,17 @@ impl KeyringWrites for PgTx {
         Ok(())
     }
     async fn keyring_rewrap(&mut self, terms: &[(u32, Vec<u8>)], mac_master: &[u8]) -> Result<()> {
+        // No term may be added until this commits, and none may have been since the caller read
+        // them: a term left out would stay wrapped under the retired root key.
+        sqlx::query("LOCK TABLE keyring IN EXCLUSIVE MODE")
+            .execute(self.conn())
+            .await?;
+        let (stored,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM keyring")
+            .fetch_one(self.conn())
+            .await?;
+        if usize::try_from(stored).ok() != Some(terms.len()) {
+            return Err(StoreError::KeyringChanged);
+        }
         for (term, wrapped) in terms {
             sqlx::query("UPDATE keyring SET wrapped = $1 WHERE term = $2")
                 .bind(wrapped)

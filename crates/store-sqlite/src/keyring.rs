@@ -1,8 +1,8 @@
 //! The wrapped keyring and the MAC master, as rows.
 
 use async_trait::async_trait;
-use mediavault_store::Result;
 use mediavault_store::keyring::*;
+use mediavault_store::{Result, StoreError};
 
 use crate::{SqliteStore, SqliteTx};
 
@@ -90,6 +90,14 @@ impl KeyringWrites for SqliteTx {
         Ok(())
     }
     async fn keyring_rewrap(&mut self, terms: &[(u32, Vec<u8>)], mac_master: &[u8]) -> Result<()> {
+        // Inside the write transaction (serialised with every other writer): none may have been
+        // added since the caller read them, or it would stay wrapped under the retired root key.
+        let (stored,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM keyring")
+            .fetch_one(self.conn())
+            .await?;
+        if usize::try_from(stored).ok() != Some(terms.len()) {
+            return Err(StoreError::KeyringChanged);
+        }
         for (term, wrapped) in terms {
             sqlx::query("UPDATE keyring SET wrapped = ? WHERE term = ?")
                 .bind(wrapped)

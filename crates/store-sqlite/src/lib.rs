@@ -523,4 +523,46 @@ mod tests {
             Some(3)
         );
     }
+
+    /// A root-key rotation re-wraps the terms it read; a term added since (a `keys rotate` at the
+    /// same moment) makes it refuse, changing nothing, rather than leave that term under the
+    /// retired key.
+    #[tokio::test]
+    async fn a_root_rotation_that_missed_a_new_term_changes_nothing() {
+        let (_dir, store, _raw) = testing::open_temp().await;
+        store
+            .keyring_init(b"term-1", b"mac", "standard", 0)
+            .await
+            .unwrap();
+        let read = store.keyring_terms().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        tx.keyring_add(2, b"term-2", 0).await.unwrap();
+        tx.commit().await.unwrap();
+        let rewrapped: Vec<(u32, Vec<u8>)> =
+            read.iter().map(|(t, _)| (*t, b"new".to_vec())).collect();
+        let mut tx = store.begin().await.unwrap();
+        assert!(matches!(
+            tx.keyring_rewrap(&rewrapped, b"new-mac").await,
+            Err(StoreError::KeyringChanged)
+        ));
+        drop(tx);
+        let terms = store.keyring_terms().await.unwrap();
+        assert_eq!(
+            terms,
+            vec![(1, b"term-1".to_vec()), (2, b"term-2".to_vec())]
+        );
+        // With every term, it goes through.
+        let all: Vec<(u32, Vec<u8>)> = terms.iter().map(|(t, _)| (*t, b"new".to_vec())).collect();
+        let mut tx = store.begin().await.unwrap();
+        tx.keyring_rewrap(&all, b"new-mac").await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(
+            store
+                .keyring_terms()
+                .await
+                .unwrap()
+                .iter()
+                .all(|(_, w)| w == b"new")
+        );
+    }
 }

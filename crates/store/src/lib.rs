@@ -67,6 +67,12 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// A root-key rotation re-wraps the keyring it read before its transaction; a term added in
+    /// between (a `keys rotate` at the same moment) would be left under the old key.
+    #[error(
+        "the keyring changed while the root key was being rotated (a `keys rotate` ran at the same time); nothing was changed: run the rotation again"
+    )]
+    KeyringChanged,
     /// What this backend does not do, and what to use instead.
     #[error("{0}")]
     Unsupported(String),
