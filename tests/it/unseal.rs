@@ -286,20 +286,7 @@ async fn unseal_with_t_of_n_refuses_fewer_and_tampered_and_restarts_sealed() {
 
     // Open for business: the admin signs in; the audit has every submission, by custodian,
     // with its outcome, and never a share.
-    let seed = totp::seed_from_base32(&s.totp_secret).unwrap();
-    clock.advance(std::time::Duration::from_secs(30));
-    let code = totp::code_at(&seed, clock.unix()).unwrap();
-    let (st, v) = into_pair(
-        s.client
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"username": "admin", "password": PASSWORD, "totp": code}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(st, 200, "{v}");
-    let session = v["session_token"].as_str().unwrap().to_owned();
+    let session = admin_session(&s, &base, &clock).await;
     let (st, v) = get(
         &s,
         &base,
@@ -349,18 +336,8 @@ async fn unseal_with_t_of_n_refuses_fewer_and_tampered_and_restarts_sealed() {
     )
     .await;
     assert!(out.ok, "keys rotate: {}", out.stderr);
-    clock.advance(std::time::Duration::from_secs(30));
-    let code = totp::code_at(&seed, clock.unix()).unwrap();
-    let (st, v) = into_pair(
-        s.client
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"username": "admin", "password": PASSWORD, "totp": code}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(st, 200, "login after keys rotate --rewrap: {v}");
+    // The TOTP seed re-sealed under the new term still opens: the admin signs in again.
+    admin_session(&s, &base, &clock).await;
     let (_, v) = get(
         &s,
         &base,
@@ -570,19 +547,7 @@ async fn unseal_rekey_needs_a_quorum_and_switches_only_after_every_new_holder_ve
     assert_eq!((st, v["sealed"].clone()), (200, json!(false)), "{v}");
 
     // Both steps are in the audit chain, with who.
-    let seed = totp::seed_from_base32(&s.totp_secret).unwrap();
-    clock.advance(std::time::Duration::from_secs(30));
-    let code = totp::code_at(&seed, clock.unix()).unwrap();
-    let (_, v) = into_pair(
-        s.client
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"username": "admin", "password": PASSWORD, "totp": code}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let session = v["session_token"].as_str().unwrap().to_owned();
+    let session = admin_session(&s, &base, &clock).await;
     let (_, v) = get(
         &s,
         &base,
@@ -1220,27 +1185,15 @@ async fn unseal_a_sealed_vault_gets_its_second_admin_from_a_quorum_of_custodians
     submit(&s, &base, "alice", &s.shares[0].1).await;
     let (st, v) = submit(&s, &base, "bob", &s.shares[1].1).await;
     assert_eq!((st, v["sealed"].clone()), (200, json!(false)), "{v}");
+    let session = admin_session(&s, &base, &clock).await;
     let seed = totp::seed_from_base32(&s.totp_secret).unwrap();
-    let code = || {
-        clock.advance(std::time::Duration::from_secs(30));
-        totp::code_at(&seed, clock.unix()).unwrap()
-    };
-    let (st, v) = into_pair(
-        s.client
-            .post(format!("{base}/api/v1/auth/login"))
-            .json(&json!({"username": "admin", "password": PASSWORD, "totp": code()}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(st, 200, "{v}");
-    let session = v["session_token"].as_str().unwrap().to_owned();
+    clock.advance(std::time::Duration::from_secs(30));
+    let code = totp::code_at(&seed, clock.unix()).unwrap();
     let (st, v) = into_pair(
         s.client
             .post(format!("{base}/api/v1/users"))
             .bearer_auth(&session)
-            .json(&json!({"username": "admin2", "display_name": "安全管理员", "roles": ["admin"], "password": PASSWORD, "totp": code()}))
+            .json(&json!({"username": "admin2", "display_name": "安全管理员", "roles": ["admin"], "password": PASSWORD, "totp": code}))
             .send()
             .await
             .unwrap(),

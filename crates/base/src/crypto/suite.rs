@@ -279,12 +279,15 @@ impl MacKey {
     pub fn new(suite: Suite, key: &[u8]) -> Self {
         match suite {
             Suite::Standard => MacKey::Sha256(ring_hmac::Key::new(ring_hmac::HMAC_SHA256, key)),
-            // HMAC takes a key of any length (a long one is hashed first), so this cannot fail;
-            // the fallback keeps the type total without a panic path.
-            Suite::Sm => MacKey::Sm3(Box::new(
-                <hmac::Hmac<sm3::Sm3> as KeyInit>::new_from_slice(key)
-                    .unwrap_or_else(|_| <hmac::Hmac<sm3::Sm3> as KeyInit>::new(&[0u8; 64].into())),
-            )),
+            Suite::Sm => {
+                // HMAC takes a key of any length (a long one is hashed first): `new_from_slice`
+                // of `Hmac` never fails, so this cannot fire. (A fallback key would be worse than
+                // a panic: a MAC anyone could compute.)
+                #[allow(clippy::expect_used)]
+                let mac = <hmac::Hmac<sm3::Sm3> as KeyInit>::new_from_slice(key)
+                    .expect("HMAC accepts keys of any length");
+                MacKey::Sm3(Box::new(mac))
+            }
         }
     }
 

@@ -830,12 +830,15 @@ pub async fn unlock_checked(
             suite.describe()
         )));
     }
-    unlock(store, root).await
+    unlock_in(store, root, suite).await
 }
 
 /// Unwraps the keyring and MAC master with the root key, in the store's suite.
 pub async fn unlock(store: &Store, root: &RootKey) -> Result<Keyring, OpenError> {
-    let suite = store_suite(store).await?;
+    unlock_in(store, root, store_suite(store).await?).await
+}
+
+async fn unlock_in(store: &Store, root: &RootKey, suite: Suite) -> Result<Keyring, OpenError> {
     let wrapped = store.keyring_terms().await?;
     if wrapped.is_empty() {
         return Err(OpenError::Other(
@@ -858,7 +861,7 @@ pub async fn unlock(store: &Store, root: &RootKey) -> Result<Keyring, OpenError>
 /// with `new` (in the store's suite): what a root-key rotation commits (`keyring_rewrap`), in
 /// either mode.
 pub(crate) async fn rewrapped_keyring(
-    store: &crate::store::Store,
+    store: &Store,
     old: &RootKey,
     new: &RootKey,
 ) -> anyhow::Result<(Vec<(u32, Vec<u8>)>, Vec<u8>)> {
