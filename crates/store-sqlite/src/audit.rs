@@ -190,7 +190,7 @@ impl AuditWrites for SqliteTx {
     async fn audit_insert(&mut self, rows: &[AuditRow]) -> Result<()> {
         for chunk in rows.chunks(INSERT_CHUNK) {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash) ",
+                "INSERT OR FAIL INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash) ",
             );
             q.push_values(chunk, |mut b, r| {
                 b.push_bind(r.seq)

@@ -164,12 +164,30 @@ impl std::fmt::Debug for Job {
 }
 
 impl AuditWriter {
-    /// Starts the writer task on the current runtime. The chain head is read from the store
-    /// inside every batch transaction, so it starts from the store's current head.
+    /// Starts the writer on a thread of its own (with a one-thread runtime). On the server's
+    /// runtime, each of a batch's round trips to the database connection came back behind every
+    /// request task woken meanwhile, and the one writer's batches are what every answer waits
+    /// for: docs/benchmark.md has the figures. The chain head is read from the store inside
+    /// every batch transaction, so it starts from the store's current head. If the thread cannot
+    /// start, every record fails (the channel is closed): fail closed.
     pub fn start(store: Store, key: MacKey, clock: Clock) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = crate::telemetry::AuditStats::default();
-        tokio::spawn(run(store, key, clock, rx, stats.clone()));
+        let task = run(store, key, clock, rx, stats.clone());
+        let spawned = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(task),
+                    Err(e) => tracing::error!(error = %e, "the audit writer could not start"),
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "the audit writer could not start");
+        }
         Self { tx, stats }
     }
 
@@ -554,6 +572,68 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 4);
+    }
+
+    /// A measurement, not a check: how many request-shaped entries the writer commits per second
+    /// with 64 callers on this machine, and the process CPU per entry. Run by name with
+    /// `--ignored --nocapture` on a release build.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a measurement; run by name"]
+    async fn writer_throughput() {
+        let (_dir, store, _raw) = mediavault_store_sqlite::testing::open_temp().await;
+        let key = MacKey::new(crate::crypto::Suite::Standard, &[7u8; 32]);
+        let writer = AuditWriter::start(store.clone(), key.clone(), Clock::system());
+        let secs: f64 = std::env::var("MV_WRITER_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(3.0);
+        let callers: usize = std::env::var("MV_WRITER_CALLERS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(64);
+        let cpu = || {
+            let s = std::fs::read_to_string("/proc/self/stat").unwrap();
+            let f: Vec<&str> = s.rsplit(')').next().unwrap().split_whitespace().collect();
+            (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+        };
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let cpu0 = cpu();
+        let t0 = std::time::Instant::now();
+        let mut tasks = Vec::new();
+        for i in 0..callers {
+            let (w, stop, count) = (writer.clone(), stop.clone(), count.clone());
+            tasks.push(tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut e = NewEntry::system("token.introspect", "acct-0001", Outcome::Success);
+                    e.actor_kind = super::ActorKind::Token;
+                    e.actor_id = format!("chk-{i:04}");
+                    e.source_ip = "127.0.0.1".into();
+                    e.request_id = "01JABCDEFGHJKMNPQRSTVWXYZ0".into();
+                    e.http = Some(super::HttpInfo {
+                        method: "GET".into(),
+                        path: "/api/v1/token".into(),
+                        status: Some(200),
+                    });
+                    w.record(e).await.unwrap();
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_secs_f64(secs)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let el = t0.elapsed().as_secs_f64();
+        let n = count.load(std::sync::atomic::Ordering::Relaxed) as f64;
+        let c = cpu() - cpu0;
+        println!(
+            "writer: {:.0} entries/s, {:.1} us CPU per entry, {:.2} cores",
+            n / el,
+            c / n * 1e6,
+            c / el
+        );
     }
 
     #[test]
