@@ -29,15 +29,7 @@ async fn head_in<'c, E>(conn: E) -> Result<ChainHead>
 where
     E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
 {
-    let parts: HeadParts = sqlx::query_as(
-        "SELECT (SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1), \
-                (SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1), \
-                (SELECT first_seq FROM audit_anchor ORDER BY first_seq DESC LIMIT 1), \
-                (SELECT prev_hash FROM audit_anchor ORDER BY first_seq DESC LIMIT 1), \
-                (SELECT ts FROM audit_log ORDER BY seq DESC LIMIT 1)",
-    )
-    .fetch_one(conn)
-    .await?;
+    let parts: HeadParts = sqlx::query_as(head_select!()).fetch_one(conn).await?;
     ChainHead::from_parts(parts)
 }
 

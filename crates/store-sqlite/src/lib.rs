@@ -7,7 +7,21 @@
 //! transaction) and a few readers. Plain reads go to the readers, which in WAL mode see every
 //! committed write, so token and key lookups never queue behind audit commits. The audit verifier's
 //! walk of the whole log reads through rusqlite, on read-only connections of its own
-//! ([`SqliteStore::audit_walk_boxed`] says why).
+//! ([`SqliteStore::audit_walk_boxed`] says why), and the audit writer's batches without changes
+//! go through a rusqlite write connection of their own (`append.rs` says why).
+
+/// The chain head as one `SELECT` (a string literal): the last entry, and the latest anchor for
+/// a log pruned empty; [`mediavault_store::audit::ChainHead::from_parts`] decides. Read through
+/// sqlx and through the audit append's own statements alike.
+macro_rules! head_select {
+    () => {
+        "SELECT (SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1), \
+                (SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1), \
+                (SELECT first_seq FROM audit_anchor ORDER BY first_seq DESC LIMIT 1), \
+                (SELECT prev_hash FROM audit_anchor ORDER BY first_seq DESC LIMIT 1), \
+                (SELECT ts FROM audit_log ORDER BY seq DESC LIMIT 1)"
+    };
+}
 
 mod accounts;
 mod audit;
@@ -44,6 +58,8 @@ macro_rules! db_now_ms {
         "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)"
     };
 }
+
+mod append;
 
 /// Maps an error of the verifier's rusqlite connection.
 fn read_error(e: rusqlite::Error) -> StoreError {
@@ -164,6 +180,8 @@ pub struct SqliteStore {
     pub(crate) reader: SqlitePool,
     /// The database file, for readers outside the pools (the audit verifier's walk).
     file: Arc<DbFile>,
+    /// The audit writer's connection for batches without changes.
+    appender: append::Appender,
 }
 
 impl SqliteStore {
@@ -228,6 +246,7 @@ impl SqliteStore {
         Ok(Store::new(Arc::new(Self {
             writer,
             reader,
+            appender: append::Appender::new(path.to_owned()),
             file: Arc::new(DbFile {
                 path: path.to_owned(),
                 immutable: false,
@@ -252,6 +271,7 @@ impl SqliteStore {
         Ok(Store::new(Arc::new(Self {
             writer: pool.clone(),
             reader: pool,
+            appender: append::Appender::new(path.to_owned()),
             file: Arc::new(DbFile {
                 path: path.to_owned(),
                 immutable: true,
@@ -284,6 +304,21 @@ impl Backend for SqliteStore {
             conn,
             tokens_touched: false,
         }))
+    }
+
+    /// The whole transaction on the audit writer's own thread, through a connection of its own
+    /// (`append.rs` says why): no hop to another thread. Blocks its caller for the batch.
+    async fn audit_append(
+        &self,
+        fence: Option<&Fence>,
+        chain: mediavault_store::ChainFn<'_>,
+    ) -> Result<Vec<mediavault_store::audit::AuditRow>> {
+        if self.file.immutable {
+            return Err(StoreError::Unsupported(
+                "a snapshot is read-only: nothing can be appended to its audit log".into(),
+            ));
+        }
+        self.appender.append(fence, chain)
     }
 
     async fn lease_acquire(&self, node: &str, address: &str, ttl_ms: i64) -> Result<Option<i64>> {
@@ -459,6 +494,7 @@ pub mod testing {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use mediavault_store::audit::{AuditRow, ChainHead};
     use mediavault_store::{Fence, Writer};
 
     /// Two nodes on one database: one holds the lease; the other's writes are refused inside the
@@ -494,6 +530,13 @@ mod tests {
             term: 1,
         }));
         assert!(matches!(b.begin().await, Err(StoreError::Fenced)));
+        // The audit writer's own path for entries proves the lease the same way.
+        let rows = |_head: ChainHead| vec![row(1)];
+        assert!(matches!(
+            b.audit_append(&rows).await,
+            Err(StoreError::Fenced)
+        ));
+        assert_eq!(b.audit_head().await.unwrap().seq, 0);
         b.set_writer(Writer::Standby);
         assert!(matches!(b.begin().await, Err(StoreError::Fenced)));
 
@@ -522,6 +565,60 @@ mod tests {
             a.lease_acquire("a", "https://a", 60_000).await.unwrap(),
             Some(3)
         );
+    }
+
+    fn row(seq: i64) -> AuditRow {
+        AuditRow {
+            seq,
+            ts: 1_000,
+            actor_kind: "system".into(),
+            actor_id: "mediavault".into(),
+            action: "test.step".into(),
+            target: String::new(),
+            outcome: "success".into(),
+            source_ip: String::new(),
+            request_id: String::new(),
+            http_method: None,
+            http_path: None,
+            http_status: None,
+            detail: "{}".into(),
+            prev_hash: vec![0; 32],
+            hash: vec![seq as u8; 32],
+        }
+    }
+
+    /// A batch appended on the audit writer's own connection is all or nothing: a row refused in
+    /// the middle (here a seq that exists) leaves none of the batch, and the next batch goes on
+    /// from the head on disk, on the same connection.
+    #[tokio::test]
+    async fn an_audit_append_that_fails_leaves_nothing_and_the_next_one_goes_on() {
+        let (_dir, store, raw) = testing::open_temp().await;
+        let first = |head: ChainHead| vec![row(head.seq + 1), row(head.seq + 2)];
+        let rows = store.audit_append(&first).await.unwrap();
+        assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+        // 3 is new, 2 is taken: the whole batch goes.
+        let clash = |head: ChainHead| vec![row(head.seq + 1), row(head.seq)];
+        assert!(matches!(
+            store.audit_append(&clash).await,
+            Err(StoreError::Duplicate)
+        ));
+        // A refused outcome (the typed-state trigger) after a good row: the same.
+        let untyped = |head: ChainHead| {
+            let mut bad = row(head.seq + 2);
+            bad.outcome = "fine".into();
+            vec![row(head.seq + 1), bad]
+        };
+        assert!(store.audit_append(&untyped).await.is_err());
+        let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM audit_log ORDER BY seq")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+        assert_eq!(seqs, [1, 2]);
+        let next = |head: ChainHead| vec![row(head.seq + 1)];
+        assert_eq!(store.audit_append(&next).await.unwrap()[0].seq, 3);
+        // And sqlx's writer sees it at once (the same file, the next transaction).
+        let mut tx = store.begin().await.unwrap();
+        assert_eq!(tx.audit_head().await.unwrap().seq, 3);
     }
 
     /// A root-key rotation re-wraps the terms it read; a term added since (a `keys rotate` at the

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
-use audit::AuditFields;
+use audit::{AuditFields, AuditRow, ChainHead};
 
 /// Every trait a caller needs in scope to call the store's reads and a transaction's writes.
 pub mod prelude {
@@ -57,6 +57,10 @@ pub enum StoreError {
     /// From a backend's own connection outside sqlx (SQLite's audit walk reads through rusqlite).
     #[error("database: {0}")]
     Read(Box<dyn std::error::Error + Send + Sync>),
+    /// From a backend's own statements on its writer connection outside sqlx (SQLite's audit
+    /// append, through rusqlite on the connection's handle).
+    #[error("database: {0}")]
+    Write(Box<dyn std::error::Error + Send + Sync>),
     /// A clustered node tried to write without holding the lease (it is a standby, or it lost
     /// the lease: another node took over, or the lease ran out while it could not renew it).
     #[error(
@@ -211,6 +215,23 @@ pub trait Backend:
     ) -> Result<Box<dyn Walker>>;
     /// Writes a consistent copy of the whole store to `path`, created private (mode 0600).
     async fn snapshot_into(&self, path: &Path) -> Result<()>;
+    /// Appends one batch of audit entries in a write transaction of its own: begins (proving
+    /// `fence` as [`Backend::begin_tx`] does), reads the chain head, has `chain` chain the batch
+    /// onto it, inserts the rows, commits, and returns them. The audit writer's path for a batch
+    /// that carries no change. By default the same steps through [`Backend::begin_tx`]; a backend
+    /// whose every statement is a hop to another thread may take them in one.
+    async fn audit_append(
+        &self,
+        fence: Option<&Fence>,
+        chain: ChainFn<'_>,
+    ) -> Result<Vec<AuditRow>> {
+        let mut tx = self.begin_tx(fence).await?;
+        let head = tx.audit_head().await?;
+        let rows = chain(head);
+        tx.audit_insert(&rows).await?;
+        tx.commit_tx().await?;
+        Ok(rows)
+    }
     /// Cheap liveness check of every connection pool, for `/readyz`.
     async fn ping(&self) -> Result<()>;
     /// Before appending a very large log in one go (seeding the benchmark's six months): lets
@@ -220,6 +241,11 @@ pub trait Backend:
     }
     async fn close(&self);
 }
+
+/// The audit writer's chaining of a batch onto a head (sequence numbers, times, the HMAC chain),
+/// handed to [`Backend::audit_append`] so the backend can read the head and write the rows in
+/// one step. The rule stays the writer's; the store only calls it.
+pub type ChainFn<'a> = &'a (dyn Fn(ChainHead) -> Vec<AuditRow> + Sync);
 
 /// One write transaction of a backend: every write, plus its own ending.
 #[async_trait]
@@ -311,6 +337,16 @@ impl Store {
             links: Vec::new(),
             token_epoch: Arc::clone(&self.token_epoch),
         })
+    }
+
+    /// Appends a batch of audit entries that carries no change, in a transaction of its own
+    /// ([`Backend::audit_append`]), fenced as [`Store::begin`] is.
+    pub async fn audit_append(&self, chain: ChainFn<'_>) -> Result<Vec<AuditRow>> {
+        match self.writer() {
+            Writer::Sole => self.backend.audit_append(None, chain).await,
+            Writer::Active(fence) => self.backend.audit_append(Some(&fence), chain).await,
+            Writer::Standby => Err(StoreError::Fenced),
+        }
     }
 
     /// Moves the token epoch, so every in-memory index of live tokens drops what it holds (a node

@@ -10,7 +10,9 @@
 //! So a change and its audit entry commit together or not at all; a failed transaction answers
 //! every waiter with an error and changes nothing, and the next batch starts again from the head
 //! on disk. Once a job is queued it runs to its end even if its caller is dropped (a client that
-//! disconnects cannot cut a change off from its record).
+//! disconnects cannot cut a change off from its record). A batch of entries alone (every token
+//! use, every read) is handed to the store whole ([`Store::audit_append`]), which SQLite runs on
+//! the writer's own thread with no hop to another.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -331,6 +333,20 @@ async fn write_batch(
     entries: &mut Vec<NewEntry>,
     waiters: &mut Vec<Waiter>,
 ) -> Result<Vec<AuditRow>, crate::store::StoreError> {
+    if jobs.iter().all(|job| matches!(job, Job::Entry(..))) {
+        // No change to run: the backend takes the whole transaction in one step.
+        for job in jobs {
+            if let Job::Entry(entry, reply) = job {
+                entries.push(entry);
+                waiters.push(Waiter::Entry(reply));
+            }
+        }
+        let ts = unix_ms(clock);
+        let entries = &*entries;
+        return store
+            .audit_append(&|head| chain_batch(key, head, ts, entries))
+            .await;
+    }
     let mut pending = jobs.into_iter();
     let mut tx = match store.begin().await {
         Ok(tx) => tx,

@@ -1,0 +1,155 @@
+//! The audit writer's batches without changes, on a connection of their own.
+//!
+//! Through sqlx, each statement of a batch (`BEGIN IMMEDIATE`, the chain head, the `INSERT`,
+//! `COMMIT`) is a round trip to the connection's worker thread, and under load each round trip
+//! waits for a core twice over; even one hop to lock sqlx's handle took about a quarter of a
+//! batch. Here the audit writer's own thread runs the whole transaction through rusqlite, with no
+//! hop at all and its statements prepared once. It is a second write connection to the same
+//! file, so SQLite's write lock orders it with sqlx's writer (whose transactions come from the
+//! same audit writer, one batch at a time) and with other processes, as between any two
+//! connections; `synchronous=FULL` and the busy timeout are set as on the pools.
+//! docs/benchmark.md has the figures.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+
+use mediavault_store::audit::{AuditRow, ChainHead, HeadParts};
+use mediavault_store::{ChainFn, Fence, Result, StoreError};
+use rusqlite::OptionalExtension as _;
+
+/// One row per step: a multi-row statement needs a statement journal (SQLite's copy of every
+/// page it touches, to undo the statement alone), and one prepared statement serves every size.
+const INSERT_ONE: &str = "INSERT OR FAIL INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+
+/// Maps an error of the append connection; a duplicate seq is classified as sqlx's would be.
+fn write_error(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            StoreError::Duplicate
+        }
+        _ => StoreError::Write(Box::new(e)),
+    }
+}
+
+/// The connection, opened on first use (only a serving vault's audit writer needs it).
+#[derive(Debug)]
+pub(crate) struct Appender {
+    path: PathBuf,
+    conn: Mutex<Option<rusqlite::Connection>>,
+}
+
+impl Appender {
+    pub(crate) fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            conn: Mutex::new(None),
+        }
+    }
+
+    /// Runs one batch, blocking the calling thread until it is durable (or failed and rolled
+    /// back). The audit writer calls it from its own thread.
+    pub(crate) fn append(
+        &self,
+        fence: Option<&Fence>,
+        chain: ChainFn<'_>,
+    ) -> Result<Vec<AuditRow>> {
+        // Only the audit writer's thread takes this lock; a panic while it was held leaves at
+        // worst an open transaction, which is checked for below.
+        let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_some_and(|c| !c.is_autocommit()) {
+            *slot = None;
+        }
+        let conn = match &mut *slot {
+            Some(conn) => conn,
+            None => slot.insert(open(&self.path)?),
+        };
+        let result = batch(conn, fence, chain);
+        if result.is_err() && !conn.is_autocommit() {
+            // A statement that failed inside the transaction leaves it open: undo all of it. If
+            // even that fails (a full disk can do that), the connection is closed, which rolls
+            // back, and the next batch opens a fresh one.
+            let _ = conn.execute_batch("ROLLBACK");
+            if !conn.is_autocommit() {
+                *slot = None;
+            }
+        }
+        result
+    }
+}
+
+fn open(path: &std::path::Path) -> Result<rusqlite::Connection> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(write_error)?;
+    conn.busy_timeout(crate::BUSY_TIMEOUT)
+        .map_err(write_error)?;
+    // As the pools' connections: the journal mode is the file's (WAL since `open`), durability
+    // and foreign keys are each connection's own.
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+        .map_err(write_error)?;
+    Ok(conn)
+}
+
+fn batch(
+    conn: &rusqlite::Connection,
+    fence: Option<&Fence>,
+    chain: ChainFn<'_>,
+) -> Result<Vec<AuditRow>> {
+    conn.execute_batch("BEGIN IMMEDIATE").map_err(write_error)?;
+    if let Some(fence) = fence {
+        let held = conn
+            .prepare_cached(concat!(
+                "SELECT 1 FROM lease WHERE id = 1 AND holder = ?1 AND term = ?2 AND expires_at > ",
+                db_now_ms!()
+            ))
+            .and_then(|mut q| {
+                q.query_row((&fence.node, fence.term), |_| Ok(()))
+                    .optional()
+            })
+            .map_err(write_error)?;
+        if held.is_none() {
+            return Err(StoreError::Fenced);
+        }
+    }
+    let parts: HeadParts = conn
+        .prepare_cached(head_select!())
+        .and_then(|mut q| {
+            q.query_row([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+        })
+        .map_err(write_error)?;
+    let rows = chain(ChainHead::from_parts(parts)?);
+    {
+        let mut insert = conn.prepare_cached(INSERT_ONE).map_err(write_error)?;
+        for r in &rows {
+            insert
+                .execute(rusqlite::params![
+                    r.seq,
+                    r.ts,
+                    r.actor_kind,
+                    r.actor_id,
+                    r.action,
+                    r.target,
+                    r.outcome,
+                    r.source_ip,
+                    r.request_id,
+                    r.http_method,
+                    r.http_path,
+                    r.http_status,
+                    r.detail,
+                    r.prev_hash,
+                    r.hash,
+                ])
+                .map_err(write_error)?;
+        }
+    }
+    conn.execute_batch("COMMIT").map_err(write_error)?;
+    Ok(rows)
+}
