@@ -11,8 +11,9 @@
 //!   traits reached through `Store`; every change is a method of `store::TxBackend` reached
 //!   through `store::Tx`, a transaction only the audit writer hands out. Typed rows and typed
 //!   state (statuses, platforms, levels, in `store::types`) are the same for every backend.
-//!   **mediavault-store-sqlite** holds the SQL for SQLite (sqlx, WAL, one writer connection);
-//!   only the composition root names it.
+//!   **mediavault-store-sqlite** holds the SQL for SQLite (sqlx, WAL, one writer connection, and
+//!   the audit writer's own rusqlite connection for batches without changes); only the
+//!   composition root names it.
 //! - **mediavault-platforms** ([`platforms`]): the WeChat and Weibo clients and the broker;
 //!   with the `demo` feature, `platforms::fake` is **mediavault-fake-platforms**, the faithful
 //!   fakes used by tests and demo mode.

@@ -8,7 +8,9 @@
 //! committed write, so token and key lookups never queue behind audit commits. The audit verifier's
 //! walk of the whole log reads through rusqlite, on read-only connections of its own
 //! ([`SqliteStore::audit_walk_boxed`] says why), and the audit writer's batches without changes
-//! go through a rusqlite write connection of their own (`append.rs` says why).
+//! go through a rusqlite write connection of their own (`append.rs` says why). The audit writer
+//! runs one batch at a time on one or the other, so its two connections never wait for each
+//! other; SQLite's write lock orders them with anything else, as between processes.
 
 /// The chain head as one `SELECT` (a string literal): the last entry, and the latest anchor for
 /// a log pruned empty; [`mediavault_store::audit::ChainHead::from_parts`] decides. Read through

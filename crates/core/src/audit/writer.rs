@@ -152,7 +152,8 @@ enum Job {
     Change(NewEntry, Change),
 }
 
-/// Handle to the writer task; cheap to clone. The task ends when the last handle is dropped.
+/// Handle to the writer (a task on a thread of its own); cheap to clone. The writer and its
+/// thread end when the last handle is dropped.
 #[derive(Clone, Debug)]
 pub struct AuditWriter {
     tx: mpsc::Sender<Job>,
