@@ -303,6 +303,12 @@ async fn readyz_says_not_ready_when_the_keys_cannot_open_what_is_stored() {
     let r = w.app.client.get(w.app.url("/readyz")).send().await.unwrap();
     let (st, v) = into_pair(r).await;
     assert_eq!((st, &v["keys"]), (503, &json!(false)), "{v}");
+    // The rest still stands: only the keys are named.
+    assert_eq!(
+        (&v["store"], &v["audit"]),
+        (&json!(true), &json!(true)),
+        "{v}"
+    );
     let logs = captured_logs();
     assert!(logs.contains("cannot open what is stored"), "{logs}");
     // With the right key file back, it is ready again without a restart.

@@ -199,6 +199,13 @@ impl AuditWriter {
         &self.stats
     }
 
+    /// Whether the writer still takes entries. It stops only if its thread could not start or
+    /// a change panicked inside it; then every audited request is refused (503), and `/readyz`
+    /// says so.
+    pub fn is_running(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
     /// Jobs queued and not yet taken by the writer.
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
@@ -651,6 +658,42 @@ mod tests {
             c / n * 1e6,
             c / el
         );
+    }
+
+    /// A change that panics takes the writer down with it (nothing half-done is committed), and
+    /// the handle says so, which is what `/readyz` reports; every later record is refused.
+    #[tokio::test]
+    async fn a_writer_stopped_by_a_panicking_change_says_it_is_not_running() {
+        let (_dir, store, _raw) = mediavault_store_sqlite::testing::open_temp().await;
+        let key = MacKey::new(crate::crypto::Suite::Standard, &[7u8; 32]);
+        let writer = AuditWriter::start(store.clone(), key, Clock::system());
+        writer
+            .record(NewEntry::system("test.step", "before", Outcome::Success))
+            .await
+            .unwrap();
+        assert!(writer.is_running());
+        let crashed = writer
+            .commit(
+                NewEntry::system("test.change", "panics", Outcome::Success),
+                |_tx| Box::pin(async { panic!("a change that panics") }),
+            )
+            .await;
+        assert!(matches!(crashed, Err::<(), _>(Error::AuditUnavailable)));
+        // The channel closes as the writer's thread unwinds.
+        let mut waited = 0;
+        while writer.is_running() && waited < 500 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            waited += 1;
+        }
+        assert!(!writer.is_running());
+        assert!(
+            writer
+                .record(NewEntry::system("test.step", "after", Outcome::Success))
+                .await
+                .is_err()
+        );
+        let head = store.audit_head().await.unwrap();
+        assert_eq!(head.seq, 1, "only the entry before the panic is in the log");
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub struct Readiness {
     pub store_usable: bool,
     /// The keyring seals and opens, and opens what is stored.
     pub keys_usable: bool,
+    /// The audit writer takes entries (every answer waits for one).
+    pub audit_writing: bool,
     /// This node's part in its cluster.
     pub role: cluster::Role,
 }
@@ -103,7 +105,7 @@ impl Readiness {
             cluster::Role::Standby { leader } => leader.is_some(),
             _ => true,
         };
-        self.store_usable && self.keys_usable && serving
+        self.store_usable && self.keys_usable && self.audit_writing && serving
     }
 }
 
@@ -565,6 +567,7 @@ impl Vault {
         Readiness {
             store_usable: store,
             keys_usable: keys,
+            audit_writing: self.audit.is_running(),
             role: self.cluster.role(),
         }
     }

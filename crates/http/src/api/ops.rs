@@ -29,6 +29,7 @@ pub async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
         "status": if r.ready() { "ready" } else { "not_ready" },
         "store": r.store_usable,
         "keys": r.keys_usable,
+        "audit": r.audit_writing,
         "crypto": { "suite": suite, "primitives": suite.describe() },
     });
     if let Some(node) = s.vault.cluster().node() {
