@@ -107,10 +107,7 @@ fn batch(
     conn.execute_batch("BEGIN IMMEDIATE").map_err(write_error)?;
     if let Some(fence) = fence {
         let held = conn
-            .prepare_cached(concat!(
-                "SELECT 1 FROM lease WHERE id = 1 AND holder = ?1 AND term = ?2 AND expires_at > ",
-                db_now_ms!()
-            ))
+            .prepare_cached(fence_held!())
             .and_then(|mut q| {
                 q.query_row((&fence.node, fence.term), |_| Ok(()))
                     .optional()

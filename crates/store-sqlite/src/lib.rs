@@ -61,6 +61,18 @@ macro_rules! db_now_ms {
     };
 }
 
+/// The proof a write transaction makes before it writes: the lease is `holder`'s for `term` and
+/// has time left by the database's clock (binds: holder, term). One text for `begin_tx` and the
+/// audit append, so the two cannot prove different things.
+macro_rules! fence_held {
+    () => {
+        concat!(
+            "SELECT 1 FROM lease WHERE id = 1 AND holder = ? AND term = ? AND expires_at > ",
+            db_now_ms!()
+        )
+    };
+}
+
 mod append;
 
 /// Maps an error of the verifier's rusqlite connection.
@@ -289,14 +301,11 @@ impl Backend for SqliteStore {
     async fn begin_tx(&self, fence: Option<&Fence>) -> Result<Box<dyn TxBackend>> {
         let mut conn = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         if let Some(fence) = fence {
-            let held: Option<i64> = sqlx::query_scalar(concat!(
-                "SELECT 1 FROM lease WHERE id = 1 AND holder = ? AND term = ? AND expires_at > ",
-                db_now_ms!()
-            ))
-            .bind(&fence.node)
-            .bind(fence.term)
-            .fetch_optional(&mut *conn)
-            .await?;
+            let held: Option<i64> = sqlx::query_scalar(fence_held!())
+                .bind(&fence.node)
+                .bind(fence.term)
+                .fetch_optional(&mut *conn)
+                .await?;
             if held.is_none() {
                 // Dropping the transaction rolls it back; nothing was written.
                 return Err(StoreError::Fenced);

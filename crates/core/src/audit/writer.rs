@@ -344,9 +344,13 @@ async fn write_batch(
     if jobs.iter().all(|job| matches!(job, Job::Entry(..))) {
         // No change to run: the backend takes the whole transaction in one step.
         for job in jobs {
-            if let Job::Entry(entry, reply) = job {
-                entries.push(entry);
-                waiters.push(Waiter::Entry(reply));
+            match job {
+                Job::Entry(entry, reply) => {
+                    entries.push(entry);
+                    waiters.push(Waiter::Entry(reply));
+                }
+                // Not here (checked above); never dropped without its caller hearing.
+                Job::Change(_, change) => fail_unrun(change),
             }
         }
         let ts = unix_ms(clock);
