@@ -1,6 +1,7 @@
-//! The audit writer's batches without changes, on a connection of their own.
+//! The audit writer's batches without general changes (entries, and plain rows such as a
+//! proxied call's draft), on a connection of their own.
 //!
-//! Through sqlx, each statement of a batch (`BEGIN IMMEDIATE`, the chain head, the `INSERT`,
+//! Through sqlx, each statement of a batch (`BEGIN IMMEDIATE`, the chain head, each `INSERT`,
 //! `COMMIT`) is a round trip to the connection's worker thread, and under load each round trip
 //! waits for a core twice over; even one hop to lock sqlx's handle took about a quarter of a
 //! batch. Here the audit writer's own thread runs the whole transaction through rusqlite, with no
@@ -13,15 +14,18 @@
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
-use mediavault_store::audit::{AuditRow, ChainHead, HeadParts};
-use mediavault_store::{ChainFn, Fence, Result, StoreError};
+use mediavault_store::audit::{ChainHead, HeadParts};
+use mediavault_store::{AppendRow, Appended, ChainFn, Fence, Result, StoreError};
 use rusqlite::OptionalExtension as _;
 
 /// One row per step: a multi-row statement needs a statement journal (SQLite's copy of every
 /// page it touches, to undo the statement alone), and one prepared statement serves every size.
+const INSERT_MEDIA: &str = "INSERT INTO checkout_media (checkout_id, account_id, kind, platform_id, sha256, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+
 const INSERT_ONE: &str = "INSERT OR FAIL INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, source_ip, request_id, http_method, http_path, http_status, detail, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
 
-/// Maps an error of the append connection; a duplicate seq is classified as sqlx's would be.
+/// Maps an error of the append connection; a duplicate key (an entry's seq, a media row) is
+/// classified as sqlx's would be.
 fn write_error(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _)
@@ -54,8 +58,9 @@ impl Appender {
     pub(crate) fn append(
         &self,
         fence: Option<&Fence>,
+        rows: &[Option<AppendRow>],
         chain: ChainFn<'_>,
-    ) -> Result<Vec<AuditRow>> {
+    ) -> Result<Appended> {
         // Only the audit writer's thread takes this lock; a panic while it was held leaves at
         // worst an open transaction, which is checked for below.
         let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
@@ -66,7 +71,7 @@ impl Appender {
             Some(conn) => conn,
             None => slot.insert(open(&self.path)?),
         };
-        let result = batch(conn, fence, chain);
+        let result = batch(conn, fence, rows, chain);
         if result.is_err() && !conn.is_autocommit() {
             // A statement that failed inside the transaction leaves it open: undo all of it. If
             // even that fails (a full disk can do that), the connection is closed, which rolls
@@ -99,11 +104,39 @@ fn open(path: &std::path::Path) -> Result<rusqlite::Connection> {
     Ok(conn)
 }
 
+/// Inserts one plain row of a batch. A constraint's refusal undoes that statement alone (SQLite's
+/// default `ABORT`) and leaves the transaction open, so it is the row's answer; anything else
+/// (I/O, a full disk) fails the batch.
+fn insert_row(conn: &rusqlite::Connection, row: &AppendRow) -> Result<Option<StoreError>> {
+    let done = match row {
+        AppendRow::CheckoutMedia(m) => conn.prepare_cached(INSERT_MEDIA).and_then(|mut q| {
+            q.execute(rusqlite::params![
+                m.checkout_id,
+                m.account_id,
+                m.kind.as_str(),
+                m.platform_id,
+                m.sha256,
+                m.created_at,
+            ])
+        }),
+    };
+    match done {
+        Ok(_) => Ok(None),
+        Err(e @ rusqlite::Error::SqliteFailure(f, _))
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Ok(Some(write_error(e)))
+        }
+        Err(e) => Err(write_error(e)),
+    }
+}
+
 fn batch(
     conn: &rusqlite::Connection,
     fence: Option<&Fence>,
+    rows: &[Option<AppendRow>],
     chain: ChainFn<'_>,
-) -> Result<Vec<AuditRow>> {
+) -> Result<Appended> {
     conn.execute_batch("BEGIN IMMEDIATE").map_err(write_error)?;
     if let Some(fence) = fence {
         let held = conn
@@ -125,10 +158,18 @@ fn batch(
             })
         })
         .map_err(write_error)?;
-    let rows = chain(ChainHead::from_parts(parts)?);
+    let mut refused = Vec::with_capacity(rows.len());
+    for row in rows {
+        refused.push(match row {
+            Some(row) => insert_row(conn, row)?,
+            None => None,
+        });
+    }
+    let standing: Vec<bool> = refused.iter().map(Option::is_none).collect();
+    let audit = chain(ChainHead::from_parts(parts)?, &standing);
     {
         let mut insert = conn.prepare_cached(INSERT_ONE).map_err(write_error)?;
-        for r in &rows {
+        for r in &audit {
             insert
                 .execute(rusqlite::params![
                     r.seq,
@@ -151,5 +192,8 @@ fn batch(
         }
     }
     conn.execute_batch("COMMIT").map_err(write_error)?;
-    Ok(rows)
+    Ok(Appended {
+        rows: audit,
+        refused,
+    })
 }

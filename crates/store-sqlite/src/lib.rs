@@ -322,14 +322,15 @@ impl Backend for SqliteStore {
     async fn audit_append(
         &self,
         fence: Option<&Fence>,
+        rows: &[Option<mediavault_store::AppendRow>],
         chain: mediavault_store::ChainFn<'_>,
-    ) -> Result<Vec<mediavault_store::audit::AuditRow>> {
+    ) -> Result<mediavault_store::Appended> {
         if self.file.immutable {
             return Err(StoreError::Unsupported(
                 "a snapshot is read-only: nothing can be appended to its audit log".into(),
             ));
         }
-        self.appender.append(fence, chain)
+        self.appender.append(fence, rows, chain)
     }
 
     async fn lease_acquire(&self, node: &str, address: &str, ttl_ms: i64) -> Result<Option<i64>> {
@@ -542,9 +543,9 @@ mod tests {
         }));
         assert!(matches!(b.begin().await, Err(StoreError::Fenced)));
         // The audit writer's own path for entries proves the lease the same way.
-        let rows = |_head: ChainHead| vec![row(1)];
+        let rows = |_head: ChainHead, _: &[bool]| vec![row(1)];
         assert!(matches!(
-            b.audit_append(&rows).await,
+            b.audit_append(&[None], &rows).await,
             Err(StoreError::Fenced)
         ));
         assert_eq!(b.audit_head().await.unwrap().seq, 0);
@@ -604,32 +605,80 @@ mod tests {
     #[tokio::test]
     async fn an_audit_append_that_fails_leaves_nothing_and_the_next_one_goes_on() {
         let (_dir, store, raw) = testing::open_temp().await;
-        let first = |head: ChainHead| vec![row(head.seq + 1), row(head.seq + 2)];
-        let rows = store.audit_append(&first).await.unwrap();
-        assert_eq!(rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+        let first = |head: ChainHead, _: &[bool]| vec![row(head.seq + 1), row(head.seq + 2)];
+        let done = store.audit_append(&[None, None], &first).await.unwrap();
+        assert_eq!(done.rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
         // 3 is new, 2 is taken: the whole batch goes.
-        let clash = |head: ChainHead| vec![row(head.seq + 1), row(head.seq)];
+        let clash = |head: ChainHead, _: &[bool]| vec![row(head.seq + 1), row(head.seq)];
         assert!(matches!(
-            store.audit_append(&clash).await,
+            store.audit_append(&[None, None], &clash).await,
             Err(StoreError::Duplicate)
         ));
         // A refused outcome (the typed-state trigger) after a good row: the same.
-        let untyped = |head: ChainHead| {
+        let untyped = |head: ChainHead, _: &[bool]| {
             let mut bad = row(head.seq + 2);
             bad.outcome = "fine".into();
             vec![row(head.seq + 1), bad]
         };
-        assert!(store.audit_append(&untyped).await.is_err());
+        assert!(store.audit_append(&[None, None], &untyped).await.is_err());
         let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM audit_log ORDER BY seq")
             .fetch_all(&raw)
             .await
             .unwrap();
         assert_eq!(seqs, [1, 2]);
-        let next = |head: ChainHead| vec![row(head.seq + 1)];
-        assert_eq!(store.audit_append(&next).await.unwrap()[0].seq, 3);
+        let next = |head: ChainHead, _: &[bool]| vec![row(head.seq + 1)];
+        assert_eq!(
+            store.audit_append(&[None], &next).await.unwrap().rows[0].seq,
+            3
+        );
         // And sqlx's writer sees it at once (the same file, the next transaction).
         let mut tx = store.begin().await.unwrap();
         assert_eq!(tx.audit_head().await.unwrap().seq, 3);
+    }
+
+    /// A plain row that a constraint refuses (here a media row of a checkout that does not
+    /// exist) is undone alone: its entry is not chained, the entries around it commit with
+    /// consecutive seqs, and the refusal is the row's answer, not the batch's.
+    #[tokio::test]
+    async fn a_refused_row_in_an_append_is_undone_alone() {
+        let (_dir, store, raw) = testing::open_temp().await;
+        let media = mediavault_store::AppendRow::CheckoutMedia(mediavault_store::posts::MediaRow {
+            checkout_id: "no-such-checkout".into(),
+            account_id: "acct".into(),
+            kind: mediavault_store::types::MediaKind::Draft,
+            platform_id: "m1".into(),
+            sha256: "00".into(),
+            created_at: 1,
+            used_at: None,
+        });
+        let chain = |head: ChainHead, standing: &[bool]| {
+            let mut next = head.seq;
+            standing
+                .iter()
+                .filter(|s| **s)
+                .map(|_| {
+                    next += 1;
+                    row(next)
+                })
+                .collect::<Vec<_>>()
+        };
+        let done = store
+            .audit_append(&[None, Some(media), None], &chain)
+            .await
+            .unwrap();
+        assert_eq!(done.rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
+        assert!(done.refused[0].is_none() && done.refused[2].is_none());
+        assert!(done.refused[1].is_some());
+        let media_rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM checkout_media")
+            .fetch_one(&raw)
+            .await
+            .unwrap();
+        assert_eq!(media_rows, 0);
+        let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM audit_log ORDER BY seq")
+            .fetch_all(&raw)
+            .await
+            .unwrap();
+        assert_eq!(seqs, [1, 2]);
     }
 
     /// A root-key rotation re-wraps the terms it read; a term added since (a `keys rotate` at the

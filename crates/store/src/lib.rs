@@ -216,21 +216,36 @@ pub trait Backend:
     /// Writes a consistent copy of the whole store to `path`, created private (mode 0600).
     async fn snapshot_into(&self, path: &Path) -> Result<()>;
     /// Appends one batch of audit entries in a write transaction of its own: begins (proving
-    /// `fence` as [`Backend::begin_tx`] does), reads the chain head, has `chain` chain the batch
-    /// onto it, inserts the rows, commits, and returns them. The audit writer's path for a batch
-    /// that carries no change. By default the same steps through [`Backend::begin_tx`]; a backend
-    /// whose every statement is a hop to another thread may take them in one.
+    /// `fence` as [`Backend::begin_tx`] does), inserts each entry's row of `rows` (index-aligned
+    /// with the entries; a row refused by a constraint is undone alone, and its entry is not
+    /// written), reads the chain head, has `chain` chain the entries still standing onto it,
+    /// inserts them, commits, and returns them with each row's refusal. The audit writer's path
+    /// for a batch whose changes are all plain rows ([`AppendRow`]). By default the same steps
+    /// through [`Backend::begin_tx`]; a backend whose every statement is a hop to another thread
+    /// may take them in one.
     async fn audit_append(
         &self,
         fence: Option<&Fence>,
+        rows: &[Option<AppendRow>],
         chain: ChainFn<'_>,
-    ) -> Result<Vec<AuditRow>> {
+    ) -> Result<Appended> {
         let mut tx = self.begin_tx(fence).await?;
+        let mut refused = Vec::with_capacity(rows.len());
+        for row in rows {
+            refused.push(match row {
+                None => None,
+                Some(row) => row.insert_alone(&mut *tx).await?,
+            });
+        }
+        let standing: Vec<bool> = refused.iter().map(Option::is_none).collect();
         let head = tx.audit_head().await?;
-        let rows = chain(head);
-        tx.audit_insert(&rows).await?;
+        let audit = chain(head, &standing);
+        tx.audit_insert(&audit).await?;
         tx.commit_tx().await?;
-        Ok(rows)
+        Ok(Appended {
+            rows: audit,
+            refused,
+        })
     }
     /// Cheap liveness check of every connection pool, for `/readyz`.
     async fn ping(&self) -> Result<()>;
@@ -244,8 +259,40 @@ pub trait Backend:
 
 /// The audit writer's chaining of a batch onto a head (sequence numbers, times, the HMAC chain),
 /// handed to [`Backend::audit_append`] so the backend can read the head and write the rows in
-/// one step. The rule stays the writer's; the store only calls it.
-pub type ChainFn<'a> = &'a (dyn Fn(ChainHead) -> Vec<AuditRow> + Sync);
+/// one step. The second argument says which entries of the batch still stand (their row, if
+/// any, was inserted); only those are chained. The rule stays the writer's; the store only
+/// calls it.
+pub type ChainFn<'a> = &'a (dyn Fn(ChainHead, &[bool]) -> Vec<AuditRow> + Sync);
+
+/// A change simple enough to be data rather than code: one row that commits with its audit
+/// entry on the append path ([`Backend::audit_append`]), so the batch that carries it needs no
+/// general transaction. A proxied call's draft or image is one.
+#[derive(Debug, Clone)]
+pub enum AppendRow {
+    CheckoutMedia(posts::MediaRow),
+}
+
+impl AppendRow {
+    /// Inserts the row through a general transaction (the default `audit_append`, and a batch
+    /// that also carries changes), under a savepoint: a refused row is undone alone and its
+    /// refusal is the answer (`Ok(Some)`); a savepoint that fails fails the transaction (`Err`).
+    pub async fn insert_alone(&self, tx: &mut dyn TxBackend) -> Result<Option<StoreError>> {
+        tx.savepoint().await?;
+        let done = match self {
+            AppendRow::CheckoutMedia(m) => tx.checkout_media_insert(m).await,
+        };
+        tx.end_savepoint(done.is_ok()).await?;
+        Ok(done.err())
+    }
+}
+
+/// What [`Backend::audit_append`] committed: the chained rows of the entries that stand, and,
+/// index-aligned with the batch, why each refused row was refused.
+#[derive(Debug)]
+pub struct Appended {
+    pub rows: Vec<AuditRow>,
+    pub refused: Vec<Option<StoreError>>,
+}
 
 /// One write transaction of a backend: every write, plus its own ending.
 #[async_trait]
@@ -339,12 +386,16 @@ impl Store {
         })
     }
 
-    /// Appends a batch of audit entries that carries no change, in a transaction of its own
-    /// ([`Backend::audit_append`]), fenced as [`Store::begin`] is.
-    pub async fn audit_append(&self, chain: ChainFn<'_>) -> Result<Vec<AuditRow>> {
+    /// Appends a batch of audit entries whose changes are all plain rows, in a transaction of
+    /// its own ([`Backend::audit_append`]), fenced as [`Store::begin`] is.
+    pub async fn audit_append(
+        &self,
+        rows: &[Option<AppendRow>],
+        chain: ChainFn<'_>,
+    ) -> Result<Appended> {
         match self.writer() {
-            Writer::Sole => self.backend.audit_append(None, chain).await,
-            Writer::Active(fence) => self.backend.audit_append(Some(&fence), chain).await,
+            Writer::Sole => self.backend.audit_append(None, rows, chain).await,
+            Writer::Active(fence) => self.backend.audit_append(Some(&fence), rows, chain).await,
             Writer::Standby => Err(StoreError::Fenced),
         }
     }

@@ -127,6 +127,17 @@ pub enum MediaKind {
     Draft,
 }
 
+impl MediaKind {
+    /// As stored (and as sqlx and serde spell it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaKind::ImageUrl => "image_url",
+            MediaKind::Thumb => "thumb",
+            MediaKind::Draft => "draft",
+        }
+    }
+}
+
 /// Which platform an account is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, sqlx::Type)]
 #[sqlx(type_name = "text", rename_all = "snake_case")]
@@ -248,6 +259,23 @@ impl StepStatus {
             StepStatus::Done => "done",
             StepStatus::Failed => "failed",
             StepStatus::Skipped => "skipped",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MediaKind;
+
+    /// The append path writes `as_str` where sqlx writes its own encoding: they must agree, or a
+    /// draft recorded on one path would not be found by a read on the other.
+    #[test]
+    fn media_kind_as_str_is_what_sqlx_and_serde_write() {
+        for kind in [MediaKind::ImageUrl, MediaKind::Thumb, MediaKind::Draft] {
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::Value::from(kind.as_str())
+            );
         }
     }
 }

@@ -11,8 +11,9 @@
 //! every waiter with an error and changes nothing, and the next batch starts again from the head
 //! on disk. Once a job is queued it runs to its end even if its caller is dropped (a client that
 //! disconnects cannot cut a change off from its record). A batch of entries alone (every token
-//! use, every read) is handed to the store whole ([`Store::audit_append`]), which SQLite runs on
-//! the writer's own thread with no hop to another.
+//! use, every read), or of entries and plain rows ([`AuditWriter::commit_row`]: a proxied call's
+//! draft or image), is handed to the store whole ([`Store::audit_append`]), which SQLite runs on
+//! the writer's own thread with no hop to another; a refused row is undone alone there too.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,7 +27,7 @@ use super::context::ActorKind;
 use crate::clock::Clock;
 use crate::error::Error;
 use crate::store::audit::{AuditRow, ChainHead};
-use crate::store::{Store, Tx};
+use crate::store::{AppendRow, Store, Tx};
 
 /// Most entries committed in one transaction; keeps a transaction short under a burst.
 const MAX_BATCH: usize = 256;
@@ -134,6 +135,9 @@ pub enum AuditError {
 
 type Reply = oneshot::Sender<Result<Committed, AuditError>>;
 
+/// Answers the caller of a plain row: committed with its entry, or why the row was refused.
+type RowReply = oneshot::Sender<Result<Committed, Error>>;
+
 /// A future that borrows the batch transaction.
 pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 't>>;
 
@@ -150,6 +154,8 @@ type Change = Box<
 enum Job {
     Entry(NewEntry, Reply),
     Change(NewEntry, Change),
+    /// A change that is one plain row ([`AppendRow`]): it keeps a batch on the append path.
+    Row(NewEntry, AppendRow, RowReply),
 }
 
 /// Handle to the writer (a task on a thread of its own); cheap to clone. The writer and its
@@ -269,6 +275,23 @@ impl AuditWriter {
         })?
     }
 
+    /// Commits `row` together with `entry`, as [`Self::commit`] does a change; a row refused by
+    /// the store (a key that exists) is not kept, its entry is not written, and its error is
+    /// returned. A batch whose changes are all such rows takes the store's append path
+    /// ([`Store::audit_append`]) whole.
+    pub async fn commit_row(&self, entry: NewEntry, row: AppendRow) -> Result<Committed, Error> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job::Row(entry, row, reply))
+            .await
+            .map_err(|_| Error::from(AuditError::Stopped))?;
+        answer.await.map_err(|_| {
+            Error::from(AuditError::Store(
+                "batch failed before the row was written".into(),
+            ))
+        })?
+    }
+
     /// Records an event that is not a request (actor kind `system` unless the entry says else).
     pub async fn record_event(&self, entry: NewEntry) -> Result<Committed, AuditError> {
         self.record(entry).await
@@ -317,6 +340,7 @@ async fn run(
 enum Waiter {
     Entry(Reply),
     Change(Finish),
+    Row(RowReply),
 }
 
 impl Waiter {
@@ -326,6 +350,9 @@ impl Waiter {
                 let _ = reply.send(r);
             }
             Waiter::Change(finish) => finish(r),
+            Waiter::Row(reply) => {
+                let _ = reply.send(r.map_err(Error::from));
+            }
         }
     }
 }
@@ -341,23 +368,56 @@ async fn write_batch(
     entries: &mut Vec<NewEntry>,
     waiters: &mut Vec<Waiter>,
 ) -> Result<Vec<AuditRow>, crate::store::StoreError> {
-    if jobs.iter().all(|job| matches!(job, Job::Entry(..))) {
-        // No change to run: the backend takes the whole transaction in one step.
+    if jobs
+        .iter()
+        .all(|job| matches!(job, Job::Entry(..) | Job::Row(..)))
+    {
+        // No general change to run: the backend takes the whole transaction in one step.
+        let mut rows = Vec::with_capacity(jobs.len());
         for job in jobs {
             match job {
                 Job::Entry(entry, reply) => {
                     entries.push(entry);
+                    rows.push(None);
                     waiters.push(Waiter::Entry(reply));
+                }
+                Job::Row(entry, row, reply) => {
+                    entries.push(entry);
+                    rows.push(Some(row));
+                    waiters.push(Waiter::Row(reply));
                 }
                 // Not here (checked above); never dropped without its caller hearing.
                 Job::Change(_, change) => fail_unrun(change),
             }
         }
         let ts = unix_ms(clock);
-        let entries = &*entries;
-        return store
-            .audit_append(&|head| chain_batch(key, head, ts, entries))
-            .await;
+        let standing_entries = |standing: &[bool]| {
+            entries
+                .iter()
+                .zip(standing)
+                .filter_map(|(e, s)| s.then_some(e))
+                .collect::<Vec<_>>()
+        };
+        let appended = store
+            .audit_append(&rows, &|head, standing| {
+                chain_batch(key, head, ts, standing_entries(standing))
+            })
+            .await?;
+        // A refused row is answered now with its refusal; the waiters left stay aligned with
+        // the rows that were chained. Most batches (every token use) have none to take out.
+        if appended.refused.iter().all(Option::is_none) {
+            return Ok(appended.rows);
+        }
+        let all = std::mem::take(waiters);
+        for (waiter, refused) in all.into_iter().zip(appended.refused) {
+            match (waiter, refused) {
+                (Waiter::Row(reply), Some(e)) => {
+                    let _ = reply.send(Err(Error::from(e)));
+                }
+                (waiter, _) => waiters.push(waiter),
+            }
+        }
+        return Ok(appended.rows);
     }
     let mut pending = jobs.into_iter();
     let mut tx = match store.begin().await {
@@ -365,10 +425,7 @@ async fn write_batch(
         Err(e) => {
             // Nothing ran: every job is answered with the error.
             for job in pending {
-                match job {
-                    Job::Entry(_, reply) => waiters.push(Waiter::Entry(reply)),
-                    Job::Change(_, change) => fail_unrun(change),
-                }
+                unrun(job, waiters);
             }
             return Err(e);
         }
@@ -382,6 +439,21 @@ async fn write_batch(
                 entries.push(entry);
                 waiters.push(Waiter::Entry(reply));
             }
+            Job::Row(entry, row, reply) => match row.insert_alone(&mut *tx).await {
+                Ok(None) => {
+                    entries.push(entry);
+                    waiters.push(Waiter::Row(reply));
+                }
+                // Refused alone, as a failed change is: answered at once.
+                Ok(Some(e)) => {
+                    let _ = reply.send(Err(Error::from(e)));
+                }
+                Err(e) => {
+                    waiters.push(Waiter::Row(reply));
+                    failure = Some(e);
+                    break;
+                }
+            },
             Job::Change(mut entry, change) => {
                 if let Err(e) = tx.savepoint().await {
                     fail_unrun(change);
@@ -411,15 +483,12 @@ async fn write_batch(
     }
     if let Some(e) = failure {
         for job in pending {
-            match job {
-                Job::Entry(_, reply) => waiters.push(Waiter::Entry(reply)),
-                Job::Change(_, change) => fail_unrun(change),
-            }
+            unrun(job, waiters);
         }
         return Err(e);
     }
     let head = tx.audit_head().await?;
-    let rows = chain_batch(key, head, unix_ms(clock), entries);
+    let rows = chain_batch(key, head, unix_ms(clock), entries.iter());
     tx.audit_insert(&rows).await?;
     for (index, asked) in &links {
         if let Some(row) = rows.get(*index) {
@@ -450,6 +519,16 @@ pub async fn append_bulk(
     tx.commit().await
 }
 
+/// A job of a batch that failed before it ran: its caller hears the batch's error (an entry or a
+/// row through the waiters the caller answers, a change through its closed reply).
+fn unrun(job: Job, waiters: &mut Vec<Waiter>) {
+    match job {
+        Job::Entry(_, reply) => waiters.push(Waiter::Entry(reply)),
+        Job::Row(_, _, reply) => waiters.push(Waiter::Row(reply)),
+        Job::Change(_, change) => fail_unrun(change),
+    }
+}
+
 /// A change that never ran because its batch failed first. The closure owns its caller's reply
 /// channel; dropping it closes the channel, which the caller reads as `AuditUnavailable` (503):
 /// nothing was changed and nothing recorded.
@@ -465,12 +544,17 @@ pub fn unix_ms(clock: &Clock) -> i64 {
 /// clock has stepped back since: an entry is never earlier than the one before it, so the log's
 /// time order is its chain order and a time range is a range of seqs (what the audit filters
 /// rely on).
-fn chain_batch(key: &MacKey, head: ChainHead, ts: i64, entries: &[NewEntry]) -> Vec<AuditRow> {
+fn chain_batch<'e>(
+    key: &MacKey,
+    head: ChainHead,
+    ts: i64,
+    entries: impl IntoIterator<Item = &'e NewEntry>,
+) -> Vec<AuditRow> {
     let ts = ts.max(head.ts);
     let mut prev = head.hash;
     let mut seq = head.seq;
     entries
-        .iter()
+        .into_iter()
         .map(|e| {
             seq += 1;
             let mut row = AuditRow {
@@ -600,6 +684,57 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 4);
+    }
+
+    /// A plain row the store refuses (here a draft of a checkout that does not exist) answers
+    /// its caller with the refusal and leaves neither the row nor its entry, on the append path
+    /// (a batch of entries and rows) and beside a change (a general transaction) alike; the
+    /// entries around it commit on one unbroken chain.
+    #[tokio::test]
+    async fn a_refused_row_is_undone_alone_on_either_path() {
+        let (_dir, store, raw) = mediavault_store_sqlite::testing::open_temp().await;
+        let key = MacKey::new(crate::crypto::Suite::Standard, &[7u8; 32]);
+        let writer = AuditWriter::start(store.clone(), key.clone(), Clock::system());
+        let draft = || {
+            crate::store::AppendRow::CheckoutMedia(crate::store::posts::MediaRow {
+                checkout_id: "no-such-checkout".into(),
+                account_id: "acct".into(),
+                kind: crate::store::types::MediaKind::Draft,
+                platform_id: "m1".into(),
+                sha256: "00".into(),
+                created_at: 1,
+                used_at: None,
+            })
+        };
+        let entry = |target: &str| NewEntry::system("test.row", target, Outcome::Success);
+        // Queued before the writer runs (this runtime has one thread), so one batch takes all.
+        let (a, b, c) = tokio::join!(
+            writer.record(entry("a")),
+            writer.commit_row(entry("b"), draft()),
+            writer.record(entry("c")),
+        );
+        assert!(a.is_ok() && c.is_ok());
+        assert!(matches!(b, Err(Error::Internal(_))), "{b:?}");
+        let (d, e, f) = tokio::join!(
+            writer.commit_row(entry("d"), draft()),
+            writer.commit(entry("e"), |_| Box::pin(async { Ok(()) })),
+            writer.record(entry("f")),
+        );
+        assert!(d.is_err() && e.is_ok() && f.is_ok());
+        let targets: Vec<String> = sqlx::query_scalar(
+            "SELECT target FROM audit_log WHERE action = 'test.row' ORDER BY seq",
+        )
+        .fetch_all(&raw)
+        .await
+        .unwrap();
+        assert_eq!(targets, ["a", "c", "e", "f"]);
+        let media: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM checkout_media")
+            .fetch_one(&raw)
+            .await
+            .unwrap();
+        assert_eq!(media, 0);
+        let report = crate::audit::verify_store(&store, &key).await.unwrap();
+        assert!(report.ok, "{report:?}");
     }
 
     /// A measurement, not a check: how many request-shaped entries the writer commits per second

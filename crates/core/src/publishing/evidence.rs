@@ -15,6 +15,7 @@ use crate::checkout::TokenGrant;
 use crate::clock::{Clock, rfc3339_unix};
 use crate::error::{Conflict, Error, Result};
 use crate::platforms::PlatformResponse;
+use crate::store::AppendRow;
 use crate::store::posts::{MediaRow, NewPost, PostUpdate};
 use crate::store::types::{MediaKind, PostStatus};
 
@@ -262,21 +263,19 @@ pub(super) async fn after_send(
                 used_at: None,
             };
             // The media row is this request's change: the request's own `platform.call` entry
-            // commits with it (one entry per request, one commit fewer before the answer).
+            // commits with it (one entry per request, one commit fewer before the answer). A
+            // plain row, so its batch stays on the store's append path.
             actor.detail("platform_status", answer.status);
+            let entry = actor
+                .entry("platform.call", account)
+                .detail(
+                    "media_kind",
+                    serde_json::to_value(row.kind).unwrap_or_default(),
+                )
+                .detail("platform_id", row.platform_id.as_str())
+                .detail("media_sha256", row.sha256.as_str());
             audit
-                .commit(actor.entry("platform.call", account), move |tx| {
-                    Box::pin(async move {
-                        tx.note(
-                            "media_kind",
-                            serde_json::to_value(row.kind).unwrap_or_default(),
-                        );
-                        tx.note("platform_id", row.platform_id.as_str());
-                        tx.note("media_sha256", row.sha256.as_str());
-                        tx.checkout_media_insert(&row).await?;
-                        Ok(())
-                    })
-                })
+                .commit_row(entry, AppendRow::CheckoutMedia(row))
                 .await?;
             actor.recorded();
             Ok(())
