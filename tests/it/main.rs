@@ -9,6 +9,8 @@ mod api_contract;
 mod attack;
 mod audit;
 #[cfg(feature = "demo")]
+mod bench;
+#[cfg(feature = "demo")]
 mod break_glass;
 #[cfg(feature = "demo")]
 mod budgets;

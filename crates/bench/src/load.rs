@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use serde_json::json;
 
+use super::report::CpuPerRequest;
 use super::seed::Operator;
-use super::{ACCOUNT, APP_ID, BenchArgs, Progress, Scenario, rss_mib, vault_process};
+use super::{ACCOUNT, APP_ID, BenchArgs, Progress, Scenario, cpu_time, rss_mib, vault_process};
 use crate::Clock;
 use crate::crypto::{SecretBytes, SecretString};
 use crate::identity::totp;
@@ -61,10 +62,13 @@ pub(super) fn load_client() -> anyhow::Result<reqwest::Client> {
 }
 
 /// `connections` workers, one keep-alive connection each, send requests back to back for the
-/// warm-up and then `duration`; only the latter is counted.
+/// warm-up and then `duration`; only the latter is counted, and the CPU time the `vault` process
+/// and this one spent in it is divided among the requests counted.
+#[allow(clippy::too_many_arguments)]
 async fn run_load(
     progress: &Progress,
     name: &str,
+    vault: u32,
     connections: usize,
     duration: Duration,
     expect: u16,
@@ -75,6 +79,11 @@ async fn run_load(
     let measure_from = start + warm;
     let end = measure_from + duration;
     let done = Arc::new(AtomicU64::new(0));
+    // Both processes' CPU time at the start of the measured part, read when it starts.
+    let cpu_from = tokio::spawn(async move {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(measure_from)).await;
+        (cpu_time(vault), cpu_time(std::process::id()))
+    });
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..connections {
         let make = Arc::clone(&make);
@@ -135,6 +144,15 @@ async fn run_load(
     }
     ticker.abort();
     let measured = Instant::now().saturating_duration_since(measure_from);
+    let (vault_to, bench_to) = (cpu_time(vault), cpu_time(std::process::id()));
+    let (vault_from, bench_from) = cpu_from.await?;
+    let per_request = |from: Option<Duration>, to: Option<Duration>| {
+        let spent = to?.checked_sub(from?)?;
+        (!lat.is_empty()).then(|| spent.as_secs_f64() * 1e6 / lat.len() as f64)
+    };
+    let cpu_us = per_request(vault_from, vault_to)
+        .zip(per_request(bench_from, bench_to))
+        .map(|(vault, bench)| CpuPerRequest { vault, bench });
     lat.sort_unstable();
     Ok(Scenario {
         name: name.to_owned(),
@@ -144,6 +162,7 @@ async fn run_load(
         errors,
         p50_ms: percentile(&lat, 0.50),
         p99_ms: percentile(&lat, 0.99),
+        cpu_us,
     })
 }
 
@@ -240,6 +259,7 @@ async fn checkouts(
             errors,
             p50_ms: percentile(&lat, 0.50),
             p99_ms: percentile(&lat, 0.99),
+            cpu_us: None,
         },
         token,
     ))
@@ -295,6 +315,7 @@ pub(super) async fn scenarios(
         run_load(
             progress,
             "1 GET /healthz (baseline)",
+            pid,
             conns,
             duration,
             200,
@@ -308,6 +329,7 @@ pub(super) async fn scenarios(
         run_load(
             progress,
             "2 GET /api/v1/token",
+            pid,
             conns,
             duration,
             200,
@@ -320,6 +342,7 @@ pub(super) async fn scenarios(
         run_load(
             progress,
             "3 proxied POST draft/add",
+            pid,
             conns,
             duration,
             200,
@@ -342,6 +365,7 @@ pub(super) async fn scenarios(
         run_load(
             progress,
             "3b POST draft/add straight to the fake",
+            pid,
             conns,
             duration,
             200,
@@ -390,6 +414,7 @@ pub(super) async fn scenarios(
         errors: 0,
         p50_ms: Some(el.as_secs_f64() * 1000.0),
         p99_ms: None,
+        cpu_us: None,
     });
     progress.line("5b mediavault audit verify");
     let t = Instant::now();
@@ -415,6 +440,7 @@ pub(super) async fn scenarios(
         errors: 0,
         p50_ms: Some(el.as_secs_f64() * 1000.0),
         p99_ms: None,
+        cpu_us: None,
     });
     // 6. The audit review's filtered views on the seeded log, through the API and the console.
     out.extend(audit_filters(progress, &http, base, &session, args.operators, clock).await?);
@@ -428,6 +454,7 @@ pub(super) async fn scenarios(
             run_load(
                 progress,
                 &format!("7 proxied draft/add, {conns} conn, platform 50 ms"),
+                pid,
                 conns,
                 duration,
                 200,
@@ -439,6 +466,7 @@ pub(super) async fn scenarios(
             run_load(
                 progress,
                 &format!("7b direct draft/add, {conns} conn, platform 50 ms"),
+                pid,
                 conns,
                 duration,
                 200,
@@ -624,5 +652,6 @@ fn filter_scenario(name: &str, mut lat: Vec<u32>, errors: u64, took: Duration) -
         errors,
         p50_ms: percentile(&lat, 0.50),
         p99_ms: percentile(&lat, 0.99),
+        cpu_us: None,
     }
 }
