@@ -263,16 +263,8 @@ impl AuditWriter {
                 }
             })
         });
-        self.tx
-            .send(Job::Change(entry, job))
+        self.submit(Job::Change(entry, job), answer, "the change ran")
             .await
-            .map_err(|_| Error::from(AuditError::Stopped))?;
-        // A closed channel means the change never ran (its batch failed before it): 503.
-        answer.await.map_err(|_| {
-            Error::from(AuditError::Store(
-                "batch failed before the change ran".into(),
-            ))
-        })?
     }
 
     /// Commits `row` together with `entry`, as [`Self::commit`] does a change; a row refused by
@@ -281,15 +273,25 @@ impl AuditWriter {
     /// ([`Store::audit_append`]) whole.
     pub async fn commit_row(&self, entry: NewEntry, row: AppendRow) -> Result<Committed, Error> {
         let (reply, answer) = oneshot::channel();
+        self.submit(Job::Row(entry, row, reply), answer, "the row was written")
+            .await
+    }
+
+    /// Queues `job` and waits for its answer. A closed answer channel means the job never ran
+    /// (its batch failed before it got there, `before` says what did not happen): 503.
+    async fn submit<T>(
+        &self,
+        job: Job,
+        answer: oneshot::Receiver<Result<T, Error>>,
+        before: &str,
+    ) -> Result<T, Error> {
         self.tx
-            .send(Job::Row(entry, row, reply))
+            .send(job)
             .await
             .map_err(|_| Error::from(AuditError::Stopped))?;
-        answer.await.map_err(|_| {
-            Error::from(AuditError::Store(
-                "batch failed before the row was written".into(),
-            ))
-        })?
+        answer
+            .await
+            .map_err(|_| Error::from(AuditError::Store(format!("batch failed before {before}"))))?
     }
 
     /// Records an event that is not a request (actor kind `system` unless the entry says else).
@@ -391,16 +393,14 @@ async fn write_batch(
             }
         }
         let ts = unix_ms(clock);
-        let standing_entries = |standing: &[bool]| {
-            entries
-                .iter()
-                .zip(standing)
-                .filter_map(|(e, s)| s.then_some(e))
-                .collect::<Vec<_>>()
-        };
+        let entries = &*entries;
         let appended = store
             .audit_append(&rows, &|head, standing| {
-                chain_batch(key, head, ts, standing_entries(standing))
+                let standing = entries
+                    .iter()
+                    .zip(standing)
+                    .filter_map(|(e, s)| s.then_some(e));
+                chain_batch(key, head, ts, standing)
             })
             .await?;
         // A refused row is answered now with its refusal; the waiters left stay aligned with
