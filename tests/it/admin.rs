@@ -442,7 +442,11 @@ async fn admin_cli(
         .spawn()
         .unwrap();
     let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
+    // A refusal can exit before reading stdin; the pipe then closes under the write.
+    match input.write_all(stdin.as_bytes()).await {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.unwrap(),
+    }
     drop(input);
     let out = child.wait_with_output().await.unwrap();
     (

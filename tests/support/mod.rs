@@ -76,7 +76,11 @@ pub async fn run(mut c: Command, stdin: &str) -> String {
         .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap_or_else(|e| panic!("{shown}: {e}"));
     let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.as_bytes()).await.unwrap();
+    // A refusal can exit before reading stdin; the pipe then closes under the write.
+    match input.write_all(stdin.as_bytes()).await {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.unwrap(),
+    }
     drop(input);
     let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
