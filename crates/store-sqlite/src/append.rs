@@ -42,7 +42,26 @@ fn write_error(e: rusqlite::Error) -> StoreError {
 #[derive(Debug)]
 pub(crate) struct Appender {
     path: PathBuf,
-    conn: Mutex<Option<rusqlite::Connection>>,
+    conn: Mutex<Option<Live>>,
+}
+
+/// The open connection and the chain head its own last commit left, if it is still known.
+#[derive(Debug)]
+struct Live {
+    conn: rusqlite::Connection,
+    head: Option<KnownHead>,
+}
+
+/// The head this connection committed, and SQLite's `data_version` as of that commit.
+/// `data_version` moves only when another connection (sqlx's writer, another process such as
+/// `audit prune`) commits to the file, never for this connection's own commits; read again under
+/// the next batch's write lock, an equal value proves nobody else has written since, so the head
+/// is still the log's head and the read of it (three subqueries, about 33 µs a batch under load)
+/// is not needed.
+#[derive(Debug, Clone, Copy)]
+struct KnownHead {
+    data_version: i64,
+    head: ChainHead,
 }
 
 impl Appender {
@@ -64,25 +83,60 @@ impl Appender {
         // Only the audit writer's thread takes this lock; a panic while it was held leaves at
         // worst an open transaction, which is checked for below.
         let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        if slot.as_ref().is_some_and(|c| !c.is_autocommit()) {
+        if slot.as_ref().is_some_and(|l| !l.conn.is_autocommit()) {
             *slot = None;
         }
-        let conn = match &mut *slot {
-            Some(conn) => conn,
-            None => slot.insert(open(&self.path)?),
+        let live = match &mut *slot {
+            Some(live) => live,
+            None => slot.insert(Live {
+                conn: open(&self.path)?,
+                head: None,
+            }),
         };
-        let result = batch(conn, fence, rows, chain);
-        if result.is_err() && !conn.is_autocommit() {
-            // A statement that failed inside the transaction leaves it open: undo all of it. If
-            // even that fails (a full disk can do that), the connection is closed, which rolls
-            // back, and the next batch opens a fresh one.
-            let _ = conn.execute_batch("ROLLBACK");
-            if !conn.is_autocommit() {
-                *slot = None;
+        // Known again only once this batch commits.
+        let known = live.head.take();
+        let result = batch(&live.conn, fence, rows, chain, known);
+        match &result {
+            Ok((_, head)) => live.head = *head,
+            Err(_) if !live.conn.is_autocommit() => {
+                // A statement that failed inside the transaction leaves it open: undo all of
+                // it. If even that fails (a full disk can do that), the connection is closed,
+                // which rolls back, and the next batch opens a fresh one.
+                let _ = live.conn.execute_batch("ROLLBACK");
+                if !live.conn.is_autocommit() {
+                    *slot = None;
+                }
             }
+            Err(_) => {}
         }
-        result
+        result.map(|(appended, _)| appended)
     }
+}
+
+fn data_version(conn: &rusqlite::Connection) -> Result<i64> {
+    conn.prepare_cached("PRAGMA data_version")
+        .and_then(|mut q| q.query_row([], |r| r.get(0)))
+        .map_err(write_error)
+}
+
+/// The log's head under the write lock: the one this connection left, if nobody has committed
+/// since (`version`, read under this lock, is still the one of that commit; see [`KnownHead`]),
+/// else read from the file.
+fn head(conn: &rusqlite::Connection, known: Option<KnownHead>, version: i64) -> Result<ChainHead> {
+    if let Some(known) = known
+        && known.data_version == version
+    {
+        return Ok(known.head);
+    }
+    let parts: HeadParts = conn
+        .prepare_cached(head_select!())
+        .and_then(|mut q| {
+            q.query_row([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+        })
+        .map_err(write_error)?;
+    ChainHead::from_parts(parts)
 }
 
 fn open(path: &std::path::Path) -> Result<rusqlite::Connection> {
@@ -131,12 +185,15 @@ fn insert_row(conn: &rusqlite::Connection, row: &AppendRow) -> Result<Option<Sto
     }
 }
 
+/// One batch's transaction; with what it appended, the head it leaves (None if that cannot be
+/// known: a chained entry whose hash is not 32 bytes is not this code's to judge).
 fn batch(
     conn: &rusqlite::Connection,
     fence: Option<&Fence>,
     rows: &[Option<AppendRow>],
     chain: ChainFn<'_>,
-) -> Result<Appended> {
+    known: Option<KnownHead>,
+) -> Result<(Appended, Option<KnownHead>)> {
     conn.execute_batch("BEGIN IMMEDIATE").map_err(write_error)?;
     if let Some(fence) = fence {
         let held = conn
@@ -150,14 +207,10 @@ fn batch(
             return Err(StoreError::Fenced);
         }
     }
-    let parts: HeadParts = conn
-        .prepare_cached(head_select!())
-        .and_then(|mut q| {
-            q.query_row([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-        })
-        .map_err(write_error)?;
+    // Under the write lock nobody else commits until this batch does, and this connection's own
+    // commit leaves the value as it is: so it is also the version right after that commit.
+    let version = data_version(conn)?;
+    let start = head(conn, known, version)?;
     let mut refused = Vec::with_capacity(rows.len());
     for row in rows {
         refused.push(match row {
@@ -166,7 +219,7 @@ fn batch(
         });
     }
     let standing: Vec<bool> = refused.iter().map(Option::is_none).collect();
-    let audit = chain(ChainHead::from_parts(parts)?, &standing);
+    let audit = chain(start, &standing);
     {
         let mut insert = conn.prepare_cached(INSERT_ONE).map_err(write_error)?;
         for r in &audit {
@@ -192,8 +245,25 @@ fn batch(
         }
     }
     conn.execute_batch("COMMIT").map_err(write_error)?;
-    Ok(Appended {
-        rows: audit,
-        refused,
-    })
+    let end = match audit.last() {
+        Some(r) => <[u8; 32]>::try_from(r.hash.as_slice())
+            .ok()
+            .map(|hash| ChainHead {
+                seq: r.seq,
+                hash,
+                ts: r.ts,
+            }),
+        None => Some(start),
+    };
+    let known = end.map(|head| KnownHead {
+        data_version: version,
+        head,
+    });
+    Ok((
+        Appended {
+            rows: audit,
+            refused,
+        },
+        known,
+    ))
 }

@@ -636,6 +636,37 @@ mod tests {
         assert_eq!(tx.audit_head().await.unwrap().seq, 3);
     }
 
+    /// The append connection keeps the head its own commit left, but never past another
+    /// connection's commit: an entry written by sqlx's writer (or another process) between two
+    /// appends, or a prune, is where the next append attaches.
+    #[tokio::test]
+    async fn an_append_attaches_to_what_another_connection_wrote_since() {
+        let (_dir, store, raw) = testing::open_temp().await;
+        let seen = std::sync::Mutex::new(Vec::new());
+        let next = |head: ChainHead, _: &[bool]| {
+            seen.lock().unwrap().push((head.seq, head.hash[0]));
+            vec![row(head.seq + 1)]
+        };
+        store.audit_append(&[None], &next).await.unwrap();
+        store.audit_append(&[None], &next).await.unwrap();
+        // Another connection appends seq 3, whose hash starts with 3.
+        let mut tx = store.begin().await.unwrap();
+        tx.audit_insert(&[row(3)]).await.unwrap();
+        tx.commit().await.unwrap();
+        store.audit_append(&[None], &next).await.unwrap();
+        // And a statement of its own on a third connection removes the last two.
+        sqlx::query("DELETE FROM audit_log WHERE seq > 2")
+            .execute(&raw)
+            .await
+            .unwrap();
+        store.audit_append(&[None], &next).await.unwrap();
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [(0, 0), (1, 1), (3, 3), (2, 2)],
+            "the head each append was given"
+        );
+    }
+
     /// A plain row that a constraint refuses (here a media row of a checkout that does not
     /// exist) is undone alone: its entry is not chained, the entries around it commit with
     /// consecutive seqs, and the refusal is the row's answer, not the batch's.
