@@ -580,7 +580,11 @@ async fn audit_filters(
             .json()
             .await?;
         let Some(before) = v["next_before_seq"].as_i64() else {
-            errors += 1;
+            // A person with fewer entries than a page (a small `--audit-entries` spread over
+            // many operators) has no second page to ask for; a full page without a cursor is
+            // the vault's fault.
+            let full = v["entries"].as_array().is_some_and(|e| e.len() >= 50);
+            errors += u64::from(full);
             continue;
         };
         let t = Instant::now();
