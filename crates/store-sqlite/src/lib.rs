@@ -636,6 +636,54 @@ mod tests {
         assert_eq!(tx.audit_head().await.unwrap().seq, 3);
     }
 
+    /// The typed-state triggers of the two tables the append path writes refuse every value no
+    /// enum names and let every named one through (0020 rewrote their tests as comparisons).
+    #[tokio::test]
+    async fn the_append_tables_typed_triggers_refuse_only_unnamed_values() {
+        let (_dir, _store, raw) = testing::open_temp().await;
+        let audit = |seq: i64, outcome: &str, actor_kind: &str| {
+            sqlx::query(
+                "INSERT INTO audit_log (seq, ts, actor_kind, actor_id, action, target, outcome, \
+                 source_ip, request_id, detail, prev_hash, hash) \
+                 VALUES (?, 1, ?, 'a', 'x', '', ?, '', '', '{}', x'00', x'00')",
+            )
+            .bind(seq)
+            .bind(actor_kind.to_owned())
+            .bind(outcome.to_owned())
+            .execute(&raw)
+        };
+        let mut seq = 0;
+        for outcome in ["success", "denied", "error", "rate_limited"] {
+            for kind in ["user", "client", "token", "system", "anonymous"] {
+                seq += 1;
+                audit(seq, outcome, kind).await.unwrap();
+            }
+        }
+        for (outcome, kind) in [("fine", "user"), ("success", "robot"), ("Success", "user")] {
+            let e = audit(seq + 1, outcome, kind).await.unwrap_err().to_string();
+            assert!(
+                e.contains("audit_log.outcome or audit_log.actor_kind"),
+                "{e}"
+            );
+        }
+        // A media row's kind is judged before its checkout is looked up: an unnamed kind is
+        // refused by the trigger, a named one gets as far as the foreign key.
+        let media = |kind: &str| {
+            sqlx::query(
+                "INSERT INTO checkout_media (checkout_id, account_id, kind, platform_id, sha256, \
+                 created_at) VALUES ('none', 'none', ?, 'm', '00', 1)",
+            )
+            .bind(kind.to_owned())
+            .execute(&raw)
+        };
+        let e = media("video").await.unwrap_err().to_string();
+        assert!(e.contains("checkout_media.kind"), "{e}");
+        for kind in ["image_url", "thumb", "draft"] {
+            let e = media(kind).await.unwrap_err().to_string();
+            assert!(!e.contains("checkout_media.kind"), "{kind}: {e}");
+        }
+    }
+
     /// The append connection keeps the head its own commit left, but never past another
     /// connection's commit: an entry written by sqlx's writer (or another process) between two
     /// appends, or a prune, is where the next append attaches.
