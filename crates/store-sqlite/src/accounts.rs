@@ -33,6 +33,25 @@ impl AccountReads for SqliteStore {
         .fetch_optional(&self.reader)
         .await?)
     }
+    async fn account_with_current_sealed(
+        &self,
+        id: &str,
+    ) -> Result<Option<(AccountRow, Option<Vec<u8>>)>> {
+        #[derive(sqlx::FromRow)]
+        struct Joined {
+            #[sqlx(flatten)]
+            row: AccountRow,
+            sealed: Option<Vec<u8>>,
+        }
+        let joined: Option<Joined> = sqlx::query_as(
+            "SELECT a.id, a.platform, a.display_name, a.status, a.status_reason, a.current_version, a.created_at, a.rotated_at, a.rotation_due_at, a.token_expires_at, v.sealed \
+             FROM accounts a LEFT JOIN credential_versions v ON v.account_id = a.id AND v.version = a.current_version WHERE a.id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(joined.map(|j| (j.row, j.sealed)))
+    }
     async fn credential_versions(&self, account: &str) -> Result<Vec<VersionRow>> {
         Ok(sqlx::query_as(
             "SELECT version, created_at, created_by, reason FROM credential_versions WHERE account_id = ? ORDER BY version",

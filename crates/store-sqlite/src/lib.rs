@@ -636,6 +636,50 @@ mod tests {
         assert_eq!(tx.audit_head().await.unwrap().seq, 3);
     }
 
+    /// An account and its current version's sealed credential in one read: the same as reading
+    /// them one after the other, before and after a new version, and nothing for no account.
+    #[tokio::test]
+    async fn an_account_is_read_with_its_current_credential() {
+        use mediavault_store::types::Platform;
+        let (_dir, store, _raw) = testing::open_temp().await;
+        assert!(
+            store
+                .account_with_current_sealed("nobody")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let mut tx = store.begin().await.unwrap();
+        tx.account_insert("wx", Platform::Wechat, "WeChat", b"v1", "admin", 1)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let (row, sealed) = store
+            .account_with_current_sealed("wx")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((row.id.as_str(), row.current_version), ("wx", 1));
+        assert_eq!(sealed.as_deref(), Some(&b"v1"[..]));
+        let mut tx = store.begin().await.unwrap();
+        tx.credential_add_version("wx", "admin", "rotate", 2, Box::new(|_| Ok(b"v2".to_vec())))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let (row, sealed) = store
+            .account_with_current_sealed("wx")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.current_version, 2);
+        assert_eq!(sealed.as_deref(), Some(&b"v2"[..]));
+        assert_eq!(
+            store.credential_sealed("wx", 2).await.unwrap(),
+            sealed,
+            "what the two reads give"
+        );
+    }
+
     /// The typed-state triggers of the two tables the append path writes refuse every value no
     /// enum names and let every named one through (0020 rewrote their tests as comparisons).
     #[tokio::test]

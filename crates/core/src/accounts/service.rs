@@ -196,7 +196,7 @@ impl Accounts {
     }
 
     pub(crate) async fn row(&self, id: &str) -> Result<AccountRow> {
-        let id = AccountId::parse(id).map_err(|_| Error::NotFound(format!("account {id:?}")))?;
+        let id = known_id(id)?;
         self.store
             .account_get(id.as_str())
             .await?
@@ -396,17 +396,18 @@ impl Accounts {
         &self,
         account: &str,
     ) -> Result<(AccountRow, Credential)> {
-        let row = self.row(account).await?;
-        let sealed = self
+        let id = known_id(account)?;
+        let (row, sealed) = self
             .store
-            .credential_sealed(&row.id, row.current_version)
+            .account_with_current_sealed(id.as_str())
             .await?
-            .ok_or_else(|| {
-                Error::internal(anyhow::anyhow!(
-                    "account {} lacks its current version",
-                    row.id
-                ))
-            })?;
+            .ok_or_else(|| Error::NotFound(format!("account {id}")))?;
+        let sealed = sealed.ok_or_else(|| {
+            Error::internal(anyhow::anyhow!(
+                "account {} lacks its current version",
+                row.id
+            ))
+        })?;
         self.keys.know_term_of(&sealed).await?;
         let cred = Credential::open(&self.keys, &row.id, row.current_version, &sealed)?;
         Ok((row, cred))
@@ -676,4 +677,9 @@ pub(crate) struct PendingGrant {
     pub(super) admin: String,
     pub(super) redirect_uri: String,
     pub(super) expires_at: i64,
+}
+
+/// An account id as a lookup takes it: one that cannot exist is simply not found.
+fn known_id(id: &str) -> Result<AccountId> {
+    AccountId::parse(id).map_err(|_| Error::NotFound(format!("account {id:?}")))
 }
