@@ -429,7 +429,6 @@ async fn admin_cli(
     args: &[&str],
     stdin: &str,
 ) -> (bool, String, String) {
-    use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_mediavault"))
         .arg("admin")
         .arg("--profile")
@@ -442,11 +441,7 @@ async fn admin_cli(
         .spawn()
         .unwrap();
     let mut input = child.stdin.take().unwrap();
-    // A refusal can exit before reading stdin; the pipe then closes under the write.
-    match input.write_all(stdin.as_bytes()).await {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        other => other.unwrap(),
-    }
+    crate::common::feed(&mut input, stdin.as_bytes()).await;
     drop(input);
     let out = child.wait_with_output().await.unwrap();
     (

@@ -326,7 +326,6 @@ pub const OS_USER: &str = "operator";
 /// Runs the real `mediavault` binary with `--config` as the OS user [`OS_USER`], feeding `stdin`
 /// if given. Without waiting on the test's runtime: the server in it keeps answering meanwhile.
 pub async fn run_cli(config: &Path, args: &[&str], stdin: Option<&str>) -> CliOutput {
-    use tokio::io::AsyncWriteExt;
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_mediavault"));
     cmd.arg("--config").arg(config).args(args);
     // Only the file configures the child, whatever the test process was started with.
@@ -344,12 +343,7 @@ pub async fn run_cli(config: &Path, args: &[&str], stdin: Option<&str>) -> CliOu
     let mut child = cmd.spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
     if let Some(text) = stdin {
-        // A CLI that refuses its arguments exits before reading stdin: the pipe is then closed
-        // under the write, and what the test judges is the child's exit and output, not the write.
-        match input.write_all(format!("{text}\n").as_bytes()).await {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            other => other.unwrap(),
-        }
+        feed(&mut input, format!("{text}\n").as_bytes()).await;
     }
     drop(input);
     let out = child.wait_with_output().await.unwrap();
@@ -357,6 +351,17 @@ pub async fn run_cli(config: &Path, args: &[&str], stdin: Option<&str>) -> CliOu
         ok: out.status.success(),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Writes a child's standard input. A CLI that refuses its arguments exits before reading it:
+/// the pipe is then closed under the write, and what a test judges is the child's exit and
+/// output, not the write.
+pub async fn feed(input: &mut tokio::process::ChildStdin, bytes: &[u8]) {
+    use tokio::io::AsyncWriteExt;
+    match input.write_all(bytes).await {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.unwrap(),
     }
 }
 

@@ -642,6 +642,13 @@ mod tests {
     async fn an_account_is_read_with_its_current_credential() {
         use mediavault_store::types::Platform;
         let (_dir, store, _raw) = testing::open_temp().await;
+        let current = || async {
+            store
+                .account_with_current_sealed("wx")
+                .await
+                .unwrap()
+                .unwrap()
+        };
         assert!(
             store
                 .account_with_current_sealed("nobody")
@@ -654,11 +661,7 @@ mod tests {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        let (row, sealed) = store
-            .account_with_current_sealed("wx")
-            .await
-            .unwrap()
-            .unwrap();
+        let (row, sealed) = current().await;
         assert_eq!((row.id.as_str(), row.current_version), ("wx", 1));
         assert_eq!(sealed.as_deref(), Some(&b"v1"[..]));
         let mut tx = store.begin().await.unwrap();
@@ -666,11 +669,7 @@ mod tests {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        let (row, sealed) = store
-            .account_with_current_sealed("wx")
-            .await
-            .unwrap()
-            .unwrap();
+        let (row, sealed) = current().await;
         assert_eq!(row.current_version, 2);
         assert_eq!(sealed.as_deref(), Some(&b"v2"[..]));
         assert_eq!(
