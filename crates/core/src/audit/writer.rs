@@ -307,20 +307,31 @@ async fn run(
     mut rx: mpsc::Receiver<Job>,
     stats: crate::telemetry::AuditStats,
 ) {
+    // The three buffers live as long as the writer: a batch fills them and leaves them empty,
+    // so a busy writer allocates nothing for them (a fresh vector per batch grew by doubling
+    // inside `recv_many`, a few percent of the vault's CPU under token load).
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut entries = Vec::with_capacity(MAX_BATCH);
+    let mut waiters: Vec<Waiter> = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let jobs: Vec<Job> = std::mem::take(&mut batch);
         let started = std::time::Instant::now();
-        stats.batch_size.observe(jobs.len() as f64);
-        let mut entries = Vec::with_capacity(jobs.len());
-        let mut waiters: Vec<Waiter> = Vec::with_capacity(jobs.len());
-        let result = write_batch(&store, &key, &clock, jobs, &mut entries, &mut waiters).await;
+        stats.batch_size.observe(batch.len() as f64);
+        let result = write_batch(
+            &store,
+            &key,
+            &clock,
+            batch.drain(..),
+            &mut entries,
+            &mut waiters,
+        )
+        .await;
+        entries.clear();
         stats
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
         match result {
             Ok(rows) => {
-                for (row, waiter) in rows.iter().zip(waiters) {
+                for (row, waiter) in rows.iter().zip(waiters.drain(..)) {
                     let mut hash = [0u8; 32];
                     hash.copy_from_slice(&row.hash);
                     // A waiter that gave up (client gone) needs no answer.
@@ -330,7 +341,7 @@ async fn run(
             Err(e) => {
                 tracing::error!(error = %e, entries = waiters.len(), "audit batch not committed");
                 let err = AuditError::Store(e.to_string());
-                for waiter in waiters {
+                for waiter in waiters.drain(..) {
                     waiter.answer(Err(err.clone()));
                 }
             }
@@ -366,11 +377,12 @@ async fn write_batch(
     store: &Store,
     key: &MacKey,
     clock: &Clock,
-    jobs: Vec<Job>,
+    jobs: std::vec::Drain<'_, Job>,
     entries: &mut Vec<NewEntry>,
     waiters: &mut Vec<Waiter>,
 ) -> Result<Vec<AuditRow>, crate::store::StoreError> {
     if jobs
+        .as_slice()
         .iter()
         .all(|job| matches!(job, Job::Entry(..) | Job::Row(..)))
     {
@@ -419,7 +431,7 @@ async fn write_batch(
         }
         return Ok(appended.rows);
     }
-    let mut pending = jobs.into_iter();
+    let mut pending = jobs;
     let mut tx = match store.begin().await {
         Ok(tx) => tx,
         Err(e) => {
