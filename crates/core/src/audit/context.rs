@@ -147,6 +147,17 @@ impl RequestCtx {
     pub fn note(&self) -> AuditNote {
         self.note.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// Whether a change of this request was committed with its own entry (see `mark_recorded`).
+    pub fn recorded(&self) -> bool {
+        self.note.lock().unwrap_or_else(|p| p.into_inner()).recorded
+    }
+
+    /// The note, taken out once the request has run: its own entry is the note's last reader, so
+    /// it moves instead of copying (every audited request used to clone it twice).
+    pub fn take_note(&self) -> AuditNote {
+        std::mem::take(&mut *self.note.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 /// IPv4-mapped IPv6 addresses are their IPv4 address, so policies and logs see one form.

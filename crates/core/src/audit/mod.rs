@@ -123,6 +123,7 @@ pub(crate) fn capped(name: &str, text: &str, truncated: &mut Map<String, Value>)
 /// The entry for one finished request: who and what from the handler's note, the rest from the
 /// request and its response. An error response's code goes into `detail.code`. Client-supplied
 /// texts are capped; `detail.truncated` maps each cut field to its original length in bytes.
+/// It takes the request's note: call it once, when the request is over.
 pub fn request_entry(
     ctx: &RequestCtx,
     method: &str,
@@ -130,7 +131,7 @@ pub fn request_entry(
     status: u16,
     error_code: Option<&str>,
 ) -> NewEntry {
-    let note = ctx.note();
+    let note = ctx.take_note();
     let (actor_kind, actor_id) = note.actor.unwrap_or((ActorKind::Anonymous, String::new()));
     let mut truncated = Map::new();
     let mut detail = Map::new();
