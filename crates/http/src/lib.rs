@@ -37,6 +37,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -70,7 +71,7 @@ pub fn router(state: AppState) -> Router {
     let api = api::routes(&cfg.rate_limits, general.clone())
         .fallback(not_found.layer(general.clone()))
         .method_not_allowed_fallback(method_not_allowed.layer(general.clone()));
-    let served = Router::new()
+    let routes = Router::new()
         // Liveness stays outside every limit: it reads nothing and is not audited, so it can
         // neither load the store nor grow the log, and a probe that shares an address with an
         // abusive client must still see the process alive.
@@ -87,14 +88,14 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(not_found.layer(general))
         .layer(middleware::from_fn(tag_route))
-        .layer(DefaultBodyLimit::max(cfg.limits.body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(cfg.limits.request_timeout_seconds),
-        ))
-        .layer(CatchPanicLayer::custom(|_| {
-            problem::plain(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred")
-        }))
+        .with_state(state.clone());
+    // Everything from here on wraps the router as one service rather than through
+    // `Router::layer`, which boxes each layer around each route again: axum clones a route's
+    // service on every call, box by box, so every request paid an allocation per layer per level
+    // (dozens for a token call; a tenth of the vault's CPU in its profile, see
+    // docs/benchmark.md). Outermost first.
+    let inner = ServiceBuilder::new()
+        .layer(middleware::from_fn_with_state(state.clone(), request_context))
         .layer(
             // Method, path and status only: headers and bodies can carry credentials.
             tower_http::trace::TraceLayer::new_for_http()
@@ -108,33 +109,41 @@ pub fn router(state: AppState) -> Router {
                 })
                 .on_response(tower_http::trace::DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
-        .layer(middleware::from_fn_with_state(state.clone(), request_context));
-    // In a cluster, a standby passes requests to the active node before anything here records
-    // them (the active node records them), and the active node takes the client address a
-    // standby vouches for; behind a gateway (`[gateway] addresses`), the client address the
-    // gateway appended; see `forward`. A single node with no gateway has no such layer to cross.
-    let served = if state.forwarder.is_some() || !state.vault.config.gateway.addresses.is_empty() {
-        served.layer(middleware::from_fn_with_state(
-            state.clone(),
-            forward::layer,
+        .layer(CatchPanicLayer::custom(|_| {
+            problem::plain(StatusCode::INTERNAL_SERVER_ERROR, "internal", "an internal error occurred")
+        }))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(cfg.limits.request_timeout_seconds),
         ))
-    } else {
-        served
-    };
-    served
-        // Every answer, API, errors and the audit's 503 included: never sniffed as another type,
-        // never kept in a cache (tokens, enrolments and secrets travel in bodies). The console
-        // sets its own, stricter set.
-        .layer(SetResponseHeaderLayer::if_not_present(
-            axum::http::header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
+        .layer(DefaultBodyLimit::max(cfg.limits.body_bytes))
+        .service(routes);
+    // Every answer, API, errors and the audit's 503 included: never sniffed as another type,
+    // never kept in a cache (tokens, enrolments and secrets travel in bodies). The console
+    // sets its own, stricter set.
+    let headers = ServiceBuilder::new()
+        .layer(hsts(&cfg))
         .layer(SetResponseHeaderLayer::if_not_present(
             axum::http::header::CACHE_CONTROL,
             HeaderValue::from_static("no-store"),
         ))
-        .layer(hsts(&cfg))
-        .with_state(state)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            axum::http::header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ));
+    // In a cluster, a standby passes requests to the active node before anything here records
+    // them (the active node records them), and the active node takes the client address a
+    // standby vouches for; behind a gateway (`[gateway] addresses`), the client address the
+    // gateway appended; see `forward`. A single node with no gateway has no such layer to cross.
+    if state.forwarder.is_some() || !state.vault.config.gateway.addresses.is_empty() {
+        Router::new().fallback_service(
+            headers
+                .layer(middleware::from_fn_with_state(state, forward::layer))
+                .service(inner),
+        )
+    } else {
+        Router::new().fallback_service(headers.service(inner))
+    }
 }
 
 /// Under TLS a browser that has seen the vault once never tries it over plain HTTP again (a
@@ -200,7 +209,7 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
         let mut resp = next.run(req).await;
         // A console action answers with a redirect (303) once its change is committed.
         let done = resp.status().is_success() || resp.status().is_redirection();
-        let recorded = ctx.note().recorded && done;
+        let recorded = ctx.recorded() && done;
         if !exempt && !recorded {
             let code = resp.extensions().get::<problem::ErrorCode>().map(|c| c.0);
             let entry =
