@@ -582,8 +582,10 @@ fn chain_batch<'e>(
                 http_method: e.http.as_ref().map(|h| h.method.clone()),
                 http_path: e.http.as_ref().map(|h| h.path.clone()),
                 http_status: e.http.as_ref().and_then(|h| h.status).map(i64::from),
-                // serde_json's Map is ordered by key here, so this text is canonical.
-                detail: Value::Object(e.detail.clone()).to_string(),
+                // serde_json's Map is ordered by key here, so this text is canonical. Written
+                // from the borrowed map (the same text `Value::Object(..).to_string()` gives,
+                // without copying the map first).
+                detail: detail_text(&e.detail),
                 prev_hash: prev.to_vec(),
                 hash: Vec::new(),
             };
@@ -593,6 +595,15 @@ fn chain_batch<'e>(
             row
         })
         .collect()
+}
+
+/// The detail's JSON text. A map with string keys and JSON values has no way to fail
+/// serializing (a `Value` cannot hold a non-finite number), just as `Value`'s own `Display`,
+/// which this replaces, assumed.
+fn detail_text(detail: &Map<String, Value>) -> String {
+    // Cannot fire: see above; `ToString` on the `Value` panicked in the same case.
+    #[allow(clippy::expect_used)]
+    serde_json::to_string(detail).expect("a JSON map always serializes")
 }
 
 // Here, not in `error`, so the error module knows nothing of the audit log above it.
@@ -610,6 +621,22 @@ mod tests {
     use crate::clock::Clock;
     use crate::crypto::MacKey;
     use crate::error::Error;
+
+    /// The stored detail text, which the entry's hash covers, is what it was when it came from
+    /// `Value::Object(map).to_string()`: key order, escapes, numbers and nesting alike.
+    #[test]
+    fn detail_text_is_the_value_text() {
+        let detail = serde_json::json!({
+            "zeta": "quote \" back\\slash\n tab\t 中文 \u{1}",
+            "alpha": 12,
+            "neg": -3.5,
+            "nested": {"b": [true, null, "x"], "a": {}},
+            "empty": "",
+        });
+        let map = detail.as_object().unwrap().clone();
+        assert_eq!(super::detail_text(&map), detail.to_string());
+        assert!(super::detail_text(&map).starts_with("{\"alpha\":12,"));
+    }
 
     /// A clock stepped back (an NTP correction) cannot stamp an entry earlier than the one before
     /// it: the audit filters take a time range as a range of seqs.
