@@ -7,22 +7,31 @@ use mediavault_store::{Result, StoreError};
 
 use crate::{SqliteStore, SqliteTx};
 
+/// `SELECT <every AccountRow column><extra> FROM accounts a <tail>` as one static string. The
+/// columns carry the table's alias because a join can bring other `created_at`s along.
+macro_rules! select_accounts {
+    ($extra:literal, $tail:literal) => {
+        concat!(
+            "SELECT a.id, a.platform, a.display_name, a.status, a.status_reason, a.current_version, a.created_at, a.rotated_at, a.rotation_due_at, a.token_expires_at",
+            $extra,
+            " FROM accounts a ",
+            $tail
+        )
+    };
+}
+
 #[async_trait]
 impl AccountReads for SqliteStore {
     async fn account_get(&self, id: &str) -> Result<Option<AccountRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, platform, display_name, status, status_reason, current_version, created_at, rotated_at, rotation_due_at, token_expires_at FROM accounts WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?)
+        Ok(sqlx::query_as(select_accounts!("", "WHERE a.id = ?"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?)
     }
     async fn accounts_list(&self) -> Result<Vec<AccountRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, platform, display_name, status, status_reason, current_version, created_at, rotated_at, rotation_due_at, token_expires_at FROM accounts ORDER BY id",
-        )
-        .fetch_all(&self.reader)
-        .await?)
+        Ok(sqlx::query_as(select_accounts!("", "ORDER BY a.id"))
+            .fetch_all(&self.reader)
+            .await?)
     }
     async fn credential_sealed(&self, account: &str, version: i64) -> Result<Option<Vec<u8>>> {
         Ok(sqlx::query_scalar(
@@ -44,8 +53,10 @@ impl AccountReads for SqliteStore {
             sealed: Option<Vec<u8>>,
         }
         let joined: Option<Joined> = sqlx::query_as(
-            "SELECT a.id, a.platform, a.display_name, a.status, a.status_reason, a.current_version, a.created_at, a.rotated_at, a.rotation_due_at, a.token_expires_at, v.sealed \
-             FROM accounts a LEFT JOIN credential_versions v ON v.account_id = a.id AND v.version = a.current_version WHERE a.id = ?",
+            select_accounts!(
+                ", v.sealed",
+                "LEFT JOIN credential_versions v ON v.account_id = a.id AND v.version = a.current_version WHERE a.id = ?"
+            ),
         )
         .bind(id)
         .fetch_optional(&self.reader)
