@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use mediavault_store::accounts::*;
 use mediavault_store::types::{AccountStatus, Platform};
 use mediavault_store::{Result, StoreError};
+use rusqlite::OptionalExtension as _;
 
 use crate::{SqliteStore, SqliteTx};
 
@@ -18,6 +19,34 @@ macro_rules! select_accounts {
             $tail
         )
     };
+}
+
+/// An [`AccountRow`] from the first ten columns of [`select_accounts!`], read through rusqlite.
+fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
+    let text = |i: usize| -> rusqlite::Result<String> { r.get(i) };
+    let bad = |i: usize, what: &str, v: String| {
+        rusqlite::Error::FromSqlConversionFailure(
+            i,
+            rusqlite::types::Type::Text,
+            format!("unknown {what} `{v}`").into(),
+        )
+    };
+    let platform = text(1)?;
+    let status = text(3)?;
+    Ok(AccountRow {
+        id: text(0)?,
+        platform: platform
+            .parse::<Platform>()
+            .map_err(|_| bad(1, "platform", platform))?,
+        display_name: text(2)?,
+        status: AccountStatus::parse(&status).ok_or_else(|| bad(3, "account status", status))?,
+        status_reason: r.get(4)?,
+        current_version: r.get(5)?,
+        created_at: r.get(6)?,
+        rotated_at: r.get(7)?,
+        rotation_due_at: r.get(8)?,
+        token_expires_at: r.get(9)?,
+    })
 }
 
 #[async_trait]
@@ -42,26 +71,19 @@ impl AccountReads for SqliteStore {
         .fetch_optional(&self.reader)
         .await?)
     }
+    /// A point read by key on every proxied call: through rusqlite on this thread (`point.rs`).
     async fn account_with_current_sealed(
         &self,
         id: &str,
     ) -> Result<Option<(AccountRow, Option<Vec<u8>>)>> {
-        #[derive(sqlx::FromRow)]
-        struct Joined {
-            #[sqlx(flatten)]
-            row: AccountRow,
-            sealed: Option<Vec<u8>>,
-        }
-        let joined: Option<Joined> = sqlx::query_as(
-            select_accounts!(
+        self.point.read(&self.file, |conn| {
+            let mut q = conn.prepare_cached(select_accounts!(
                 ", v.sealed",
-                "LEFT JOIN credential_versions v ON v.account_id = a.id AND v.version = a.current_version WHERE a.id = ?"
-            ),
-        )
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(joined.map(|j| (j.row, j.sealed)))
+                "LEFT JOIN credential_versions v ON v.account_id = a.id AND v.version = a.current_version WHERE a.id = ?1"
+            ))?;
+            q.query_row([id], |r| Ok((account_row(r)?, r.get(10)?)))
+                .optional()
+        })
     }
     async fn credential_versions(&self, account: &str) -> Result<Vec<VersionRow>> {
         Ok(sqlx::query_as(

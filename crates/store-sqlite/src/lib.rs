@@ -7,7 +7,8 @@
 //! transaction) and a few readers. Plain reads go to the readers, which in WAL mode see every
 //! committed write, so token and key lookups never queue behind audit commits. The audit verifier's
 //! walk of the whole log reads through rusqlite, on read-only connections of its own
-//! ([`SqliteStore::audit_walk_boxed`] says why), and the audit writer's batches without changes
+//! ([`SqliteStore::audit_walk_boxed`] says why), and so do the hot path's point reads by key
+//! (`point.rs` says why), and the audit writer's batches without changes
 //! go through a rusqlite write connection of their own (`append.rs` says why). The audit writer
 //! runs one batch at a time on one or the other, so its two connections never wait for each
 //! other; SQLite's write lock orders them with anything else, as between processes.
@@ -74,6 +75,7 @@ macro_rules! fence_held {
 }
 
 mod append;
+mod point;
 
 /// Maps an error of the verifier's rusqlite connection.
 fn read_error(e: rusqlite::Error) -> StoreError {
@@ -196,6 +198,8 @@ pub struct SqliteStore {
     file: Arc<DbFile>,
     /// The audit writer's connection for batches without changes.
     appender: append::Appender,
+    /// Connections for the hot path's point reads (`point.rs` says why).
+    point: point::PointReaders,
 }
 
 impl SqliteStore {
@@ -261,6 +265,7 @@ impl SqliteStore {
             writer,
             reader,
             appender: append::Appender::new(path.to_owned()),
+            point: point::PointReaders::default(),
             file: Arc::new(DbFile {
                 path: path.to_owned(),
                 immutable: false,
@@ -286,6 +291,7 @@ impl SqliteStore {
             writer: pool.clone(),
             reader: pool,
             appender: append::Appender::new(path.to_owned()),
+            point: point::PointReaders::default(),
             file: Arc::new(DbFile {
                 path: path.to_owned(),
                 immutable: true,
@@ -640,7 +646,7 @@ mod tests {
     /// them one after the other, before and after a new version, and nothing for no account.
     #[tokio::test]
     async fn an_account_is_read_with_its_current_credential() {
-        use mediavault_store::types::Platform;
+        use mediavault_store::types::{AccountStatus, Platform};
         let (_dir, store, _raw) = testing::open_temp().await;
         let current = || async {
             store
@@ -676,6 +682,22 @@ mod tests {
             store.credential_sealed("wx", 2).await.unwrap(),
             sealed,
             "what the two reads give"
+        );
+        // Every column of the row as the pool's read gives it (this read maps them itself),
+        // including a freeze committed a moment ago and the optional columns once set.
+        let mut tx = store.begin().await.unwrap();
+        tx.account_set_status("wx", AccountStatus::Frozen, "incident 7")
+            .await
+            .unwrap();
+        tx.account_set_token_expiry("wx", 1_900_000_000)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let (row, _) = current().await;
+        assert_eq!(row.status, AccountStatus::Frozen);
+        assert_eq!(
+            format!("{row:?}"),
+            format!("{:?}", store.account_get("wx").await.unwrap().unwrap())
         );
     }
 

@@ -37,6 +37,12 @@ impl AccountStatus {
             AccountStatus::Frozen => "frozen",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [AccountStatus::Active, AccountStatus::Frozen]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
 }
 
 /// Where a checkout stands. `Expired` is also derived, before the sweeper marks the row, for an
