@@ -50,4 +50,12 @@ impl PointReaders {
         }
         Ok(out)
     }
+
+    /// Closes the idle connections, as the store's `close` closes its pools.
+    pub(crate) fn close(&self) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
 }
