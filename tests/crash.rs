@@ -892,7 +892,8 @@ impl Image {
         }
         let opts =
             sqlx::sqlite::SqliteConnectOptions::new().filename(scratch.join("mediavault.db"));
-        let db = sqlx::sqlite::SqlitePoolOptions::new()
+        // Without sqlx's reaper task, whose spin once hung this test (`pool_options` says why).
+        let db = mediavault_store::pool_options::<sqlx::Sqlite>()
             .max_connections(1)
             .connect_with(opts)
             .await

@@ -659,7 +659,8 @@ pub async fn raw_db(config: &Config) -> RawDb {
             false,
         ),
     };
-    let pool = sqlx::any::AnyPoolOptions::new()
+    // Without sqlx's reaper task, as the vault's own pools (`mediavault_store::pool_options`).
+    let pool = mediavault_store::pool_options::<sqlx::Any>()
         .max_connections(1)
         .after_connect(move |conn, _| {
             Box::pin(async move {

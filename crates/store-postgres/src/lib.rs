@@ -36,7 +36,7 @@ use async_trait::async_trait;
 use mediavault_store::{
     Backend, Fence, LeaseRow, Result, SeqLink, Store, StoreError, TxBackend, Walker, redacted,
 };
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool};
 
 /// The advisory lock every write transaction holds (`pg_advisory_xact_lock`): the database's one
 /// write lock, as SQLite's. Any constant works as long as every vault process uses the same one;
@@ -146,7 +146,7 @@ impl PgStore {
             .application_name("mediavault");
         // A network database can restart under the pool: each connection is checked as it is
         // taken (sqlx's default), unlike SQLite's local file.
-        let writer = PgPoolOptions::new()
+        let writer = mediavault_store::pool_options::<sqlx::Postgres>()
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -163,7 +163,7 @@ impl PgStore {
         sqlx::migrate!("../../migrations/postgres")
             .run(&writer)
             .await?;
-        let reader = PgPoolOptions::new()
+        let reader = mediavault_store::pool_options::<sqlx::Postgres>()
             .max_connections(8)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(opts.clone())

@@ -47,9 +47,7 @@ use mediavault_store::{
     Backend, Fence, LeaseRow, Result, SeqLink, Store, StoreError, TxBackend, Walker,
 };
 use sqlx::Connection as _;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -229,7 +227,7 @@ impl SqliteStore {
         // stale, and the ping is one more round trip to the connection's worker thread on every
         // transaction and every read. (sqlx still pings each connection when it goes back to the
         // pool; docs/benchmark.md says what that costs the audit writer.)
-        let writer = SqlitePoolOptions::new()
+        let writer = mediavault_store::pool_options::<sqlx::Sqlite>()
             .max_connections(1)
             .min_connections(1)
             .test_before_acquire(false)
@@ -252,7 +250,7 @@ impl SqliteStore {
         sqlx::migrate!("../../migrations/sqlite")
             .run(&writer)
             .await?;
-        let reader = SqlitePoolOptions::new()
+        let reader = mediavault_store::pool_options::<sqlx::Sqlite>()
             .max_connections(4)
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(30))
@@ -283,7 +281,7 @@ impl SqliteStore {
             .filename(path)
             .read_only(true)
             .immutable(true);
-        let pool = SqlitePoolOptions::new()
+        let pool = mediavault_store::pool_options::<sqlx::Sqlite>()
             .max_connections(1)
             .connect_with(opts)
             .await?;
@@ -468,6 +466,7 @@ impl Backend for SqliteStore {
     async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;
+        self.point.close();
     }
 }
 
@@ -486,7 +485,7 @@ pub mod testing {
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let path = dir.path().join("vault.db");
         let store = SqliteStore::open(&path, true).await.unwrap();
-        let raw = SqlitePoolOptions::new()
+        let raw = mediavault_store::pool_options::<sqlx::Sqlite>()
             .max_connections(1)
             .connect_with(
                 SqliteConnectOptions::from_str("sqlite://")

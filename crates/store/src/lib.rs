@@ -29,6 +29,19 @@ use async_trait::async_trait;
 
 use audit::{AuditFields, AuditRow, ChainHead};
 
+/// sqlx's pool options as every backend starts them: no idle timeout and no maximum lifetime, so
+/// no pool runs sqlx's reaper task. In sqlx 0.9.0 a connection released while another is taken
+/// can drop the pool's idle count below zero for a moment; a reaper that reads it then loops
+/// about 2^64 times without yielding, and that worker thread of the runtime spins at 100 % for
+/// good (sqlx issues #3645 and #4289; it hung this project's full-disk test once, in the test's
+/// own pool). A connection to a local SQLite file never needs recycling, and a PostgreSQL
+/// connection that broke is closed on its error and replaced on the next acquire.
+pub fn pool_options<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
+        .idle_timeout(None)
+        .max_lifetime(None)
+}
+
 /// Every trait a caller needs in scope to call the store's reads and a transaction's writes.
 pub mod prelude {
     pub use crate::accounts::{AccountReads, AccountWrites};
