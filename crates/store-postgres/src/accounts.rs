@@ -7,22 +7,31 @@ use mediavault_store::{Result, StoreError};
 
 use crate::{PgStore, PgTx};
 
+/// `SELECT <every AccountRow column><extra> FROM accounts a <tail>` as one static string. The
+/// columns carry the table's alias because a join can bring other `created_at`s along.
+macro_rules! select_accounts {
+    ($extra:literal, $tail:literal) => {
+        concat!(
+            "SELECT a.id, a.platform, a.display_name, a.status, a.status_reason, a.current_version, a.created_at, a.rotated_at, a.rotation_due_at, a.token_expires_at",
+            $extra,
+            " FROM accounts a ",
+            $tail
+        )
+    };
+}
+
 #[async_trait]
 impl AccountReads for PgStore {
     async fn account_get(&self, id: &str) -> Result<Option<AccountRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, platform, display_name, status, status_reason, current_version, created_at, rotated_at, rotation_due_at, token_expires_at FROM accounts WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.reader)
-        .await?)
+        Ok(sqlx::query_as(select_accounts!("", "WHERE a.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?)
     }
     async fn accounts_list(&self) -> Result<Vec<AccountRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, platform, display_name, status, status_reason, current_version, created_at, rotated_at, rotation_due_at, token_expires_at FROM accounts ORDER BY id",
-        )
-        .fetch_all(&self.reader)
-        .await?)
+        Ok(sqlx::query_as(select_accounts!("", "ORDER BY a.id"))
+            .fetch_all(&self.reader)
+            .await?)
     }
     async fn credential_sealed(&self, account: &str, version: i64) -> Result<Option<Vec<u8>>> {
         Ok(sqlx::query_scalar(
@@ -32,6 +41,26 @@ impl AccountReads for PgStore {
         .bind(version)
         .fetch_optional(&self.reader)
         .await?)
+    }
+    /// One statement, as on SQLite: a rotation cannot fall between the two reads.
+    async fn account_with_current_sealed(
+        &self,
+        id: &str,
+    ) -> Result<Option<(AccountRow, Option<Vec<u8>>)>> {
+        #[derive(sqlx::FromRow)]
+        struct Joined {
+            #[sqlx(flatten)]
+            row: AccountRow,
+            sealed: Option<Vec<u8>>,
+        }
+        let joined: Option<Joined> = sqlx::query_as(select_accounts!(
+            ", v.sealed",
+            "LEFT JOIN credential_versions v ON v.account_id = a.id AND v.version = a.current_version WHERE a.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(joined.map(|j| (j.row, j.sealed)))
     }
     async fn credential_versions(&self, account: &str) -> Result<Vec<VersionRow>> {
         Ok(sqlx::query_as(

@@ -448,6 +448,59 @@ mod tests {
         b.close().await;
     }
 
+    /// The account and its current credential in one statement: the current version's text
+    /// after a rotation, and every column as `account_get` reads it.
+    #[tokio::test]
+    async fn an_account_is_read_with_its_current_credential() {
+        use mediavault_store::types::{AccountStatus, Platform};
+        let Some(url) = fresh_db("account").await else {
+            return;
+        };
+        let store = PgStore::open(&url, true).await.unwrap();
+        assert!(
+            store
+                .account_with_current_sealed("nobody")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let mut tx = store.begin().await.unwrap();
+        tx.account_insert("wx", Platform::Wechat, "WeChat", b"v1", "admin", 1)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let (row, sealed) = store
+            .account_with_current_sealed("wx")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((row.id.as_str(), row.current_version), ("wx", 1));
+        assert_eq!(sealed.as_deref(), Some(&b"v1"[..]));
+        let mut tx = store.begin().await.unwrap();
+        tx.credential_add_version("wx", "admin", "rotate", 2, Box::new(|_| Ok(b"v2".to_vec())))
+            .await
+            .unwrap();
+        tx.account_set_status("wx", AccountStatus::Frozen, "incident 7")
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let (row, sealed) = store
+            .account_with_current_sealed("wx")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (row.current_version, row.status),
+            (2, AccountStatus::Frozen)
+        );
+        assert_eq!(sealed.as_deref(), Some(&b"v2"[..]));
+        assert_eq!(
+            format!("{row:?}"),
+            format!("{:?}", store.account_get("wx").await.unwrap().unwrap())
+        );
+        store.close().await;
+    }
+
     /// A failed statement aborts a PostgreSQL transaction; undoing its savepoint makes the
     /// transaction usable again, and what was kept before it commits. A unique violation is
     /// `Duplicate`.
