@@ -47,19 +47,13 @@ pub trait AccountReads: Send + Sync {
     async fn accounts_list(&self) -> Result<Vec<AccountRow>>;
     /// The sealed credential of one version.
     async fn credential_sealed(&self, account: &str, version: i64) -> Result<Option<Vec<u8>>>;
-    /// An account and the sealed credential of its current version, read together (every
-    /// proxied call needs both; a backend can answer in one statement, and then a rotation can
-    /// never fall between the two). The credential is None if that version's row is missing.
+    /// An account and the sealed credential of its current version, read together in one
+    /// statement (every proxied call needs both, and a rotation can never fall between the
+    /// two). The credential is None if that version's row is missing.
     async fn account_with_current_sealed(
         &self,
         id: &str,
-    ) -> Result<Option<(AccountRow, Option<Vec<u8>>)>> {
-        let Some(row) = self.account_get(id).await? else {
-            return Ok(None);
-        };
-        let sealed = self.credential_sealed(&row.id, row.current_version).await?;
-        Ok(Some((row, sealed)))
-    }
+    ) -> Result<Option<(AccountRow, Option<Vec<u8>>)>>;
     async fn credential_versions(&self, account: &str) -> Result<Vec<VersionRow>>;
     /// Every sealed credential, for rewrapping under a new keyring term.
     async fn credential_all_sealed(&self) -> Result<Vec<(String, i64, Vec<u8>)>>;
