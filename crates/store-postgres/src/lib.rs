@@ -457,6 +457,13 @@ mod tests {
             return;
         };
         let store = PgStore::open(&url, true).await.unwrap();
+        let current = || async {
+            store
+                .account_with_current_sealed("wx")
+                .await
+                .unwrap()
+                .unwrap()
+        };
         assert!(
             store
                 .account_with_current_sealed("nobody")
@@ -469,11 +476,7 @@ mod tests {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        let (row, sealed) = store
-            .account_with_current_sealed("wx")
-            .await
-            .unwrap()
-            .unwrap();
+        let (row, sealed) = current().await;
         assert_eq!((row.id.as_str(), row.current_version), ("wx", 1));
         assert_eq!(sealed.as_deref(), Some(&b"v1"[..]));
         let mut tx = store.begin().await.unwrap();
@@ -484,11 +487,7 @@ mod tests {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        let (row, sealed) = store
-            .account_with_current_sealed("wx")
-            .await
-            .unwrap()
-            .unwrap();
+        let (row, sealed) = current().await;
         assert_eq!(
             (row.current_version, row.status),
             (2, AccountStatus::Frozen)
