@@ -1,6 +1,7 @@
 //! Issue 23: `mediavault bench` as an operator runs it: a short run end to end (the vault under
 //! test as a process of its own, every scenario, the report), and the CPU arithmetic it prints
-//! beside the two ratios judged against a baseline, so a target out of reach shows its limit.
+//! beside the two ratios judged against a baseline, and where the threads' time went, so a target
+//! out of reach shows its limit.
 
 use std::process::Command;
 
@@ -68,6 +69,30 @@ fn a_short_bench_run_reports_every_scenario_and_the_cpu_beside_each_ratio() {
         token["measured"].as_str().unwrap().contains("(CPU "),
         "{token}"
     );
+    // And where each busy thread's wall time went (where the kernel keeps scheduler statistics):
+    // the vault's threads and the load's, each thread's three shares adding up to the whole.
+    if std::path::Path::new("/proc/self/schedstat").exists() {
+        let sched = &named("2 ")["scheduling"];
+        let groups = sched["groups"].as_array().unwrap();
+        for process in ["vault", "load"] {
+            assert!(
+                groups.iter().any(|g| g["process"] == process),
+                "no busy {process} thread in {sched}"
+            );
+        }
+        for g in groups {
+            let share = |k: &str| g[k].as_f64().unwrap();
+            assert!(share("running") >= 0.02, "{g}");
+            let whole = share("running") + share("waiting_for_core") + share("off_core");
+            assert!((0.99..=1.01).contains(&whole), "{g}");
+        }
+        let idle = sched["machine_idle"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&idle), "{sched}");
+        assert!(
+            named("4 ")["scheduling"].is_null(),
+            "checkouts are not a timed load"
+        );
+    }
     // Nothing of the run is left behind.
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0);
 }

@@ -9,12 +9,14 @@
 
 mod load;
 mod report;
+mod sched;
 mod seed;
 
 // The core's modules under the paths the bench names them by.
 pub(crate) use mediavault_core::{Clock, Vault, actor, audit, config, crypto, identity};
 
 pub use report::{Report, Scenario, Target, table};
+pub use sched::{Scheduling, ThreadGroup};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

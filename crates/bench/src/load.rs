@@ -10,6 +10,7 @@ use anyhow::{Context, anyhow, bail};
 use serde_json::json;
 
 use super::report::CpuPerRequest;
+use super::sched::Snapshot;
 use super::seed::Operator;
 use super::{ACCOUNT, APP_ID, BenchArgs, Progress, Scenario, cpu_time, rss_mib, vault_process};
 use crate::Clock;
@@ -79,10 +80,15 @@ async fn run_load(
     let measure_from = start + warm;
     let end = measure_from + duration;
     let done = Arc::new(AtomicU64::new(0));
-    // Both processes' CPU time at the start of the measured part, read when it starts.
+    // Both processes' CPU time and their threads' scheduling at the start of the measured part,
+    // read when it starts.
     let cpu_from = tokio::spawn(async move {
         tokio::time::sleep_until(tokio::time::Instant::from_std(measure_from)).await;
-        (cpu_time(vault), cpu_time(std::process::id()))
+        (
+            cpu_time(vault),
+            cpu_time(std::process::id()),
+            Snapshot::take(vault),
+        )
     });
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..connections {
@@ -144,8 +150,12 @@ async fn run_load(
     }
     ticker.abort();
     let measured = Instant::now().saturating_duration_since(measure_from);
-    let (vault_to, bench_to) = (cpu_time(vault), cpu_time(std::process::id()));
-    let (vault_from, bench_from) = cpu_from.await?;
+    let (vault_to, bench_to, sched_to) = (
+        cpu_time(vault),
+        cpu_time(std::process::id()),
+        Snapshot::take(vault),
+    );
+    let (vault_from, bench_from, sched_from) = cpu_from.await?;
     let per_request = |from: Option<Duration>, to: Option<Duration>| {
         let spent = to?.checked_sub(from?)?;
         (!lat.is_empty()).then(|| spent.as_secs_f64() * 1e6 / lat.len() as f64)
@@ -163,6 +173,7 @@ async fn run_load(
         p50_ms: percentile(&lat, 0.50),
         p99_ms: percentile(&lat, 0.99),
         cpu_us,
+        scheduling: sched_from.until(&sched_to),
     })
 }
 
@@ -260,6 +271,7 @@ async fn checkouts(
             p50_ms: percentile(&lat, 0.50),
             p99_ms: percentile(&lat, 0.99),
             cpu_us: None,
+            scheduling: None,
         },
         token,
     ))
@@ -415,6 +427,7 @@ pub(super) async fn scenarios(
         p50_ms: Some(el.as_secs_f64() * 1000.0),
         p99_ms: None,
         cpu_us: None,
+        scheduling: None,
     });
     progress.line("5b mediavault audit verify");
     let t = Instant::now();
@@ -441,6 +454,7 @@ pub(super) async fn scenarios(
         p50_ms: Some(el.as_secs_f64() * 1000.0),
         p99_ms: None,
         cpu_us: None,
+        scheduling: None,
     });
     // 6. The audit review's filtered views on the seeded log, through the API and the console.
     out.extend(audit_filters(progress, &http, base, &session, args.operators, clock).await?);
@@ -657,5 +671,6 @@ fn filter_scenario(name: &str, mut lat: Vec<u32>, errors: u64, took: Duration) -
         p50_ms: percentile(&lat, 0.50),
         p99_ms: percentile(&lat, 0.99),
         cpu_us: None,
+        scheduling: None,
     }
 }

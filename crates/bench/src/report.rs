@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::BenchArgs;
+use super::sched::Scheduling;
 
 /// One measured scenario.
 #[derive(Debug, Clone, Serialize)]
@@ -22,6 +23,9 @@ pub struct Scenario {
     /// process's, and this process's (the load generator and the fake platforms). `None` for
     /// scenarios that are not a load, or where /proc cannot tell.
     pub cpu_us: Option<CpuPerRequest>,
+    /// Where the threads' wall time went over the measured part of a load scenario (see
+    /// [`crate::sched`]); `None` for the others, or where the kernel cannot tell.
+    pub scheduling: Option<Scheduling>,
 }
 
 /// Where one request's CPU time went (see [`Scenario::cpu_us`]).
@@ -297,6 +301,7 @@ pub fn table(r: &Report) -> String {
     if !r.cpu_limits.is_empty() {
         s.push('\n');
     }
+    s.push_str(&scheduling(r));
     s.push_str(&format!(
         "{:<32} {:>24} {:>18}  met\n",
         "target", "goal", "measured"
@@ -309,6 +314,46 @@ pub fn table(r: &Report) -> String {
             t.measured,
             if t.met { "yes" } else { "NO" }
         ));
+    }
+    s
+}
+
+/// Where the threads' time went in the four scenarios the two ratios are made of (empty where the
+/// kernel keeps no per-thread scheduler statistics).
+fn scheduling(r: &Report) -> String {
+    let judged = ["1 ", "2 ", "3 ", "3b "];
+    let mut s = String::new();
+    for sc in r
+        .scenarios
+        .iter()
+        .filter(|sc| judged.iter().any(|p| sc.name.starts_with(p)))
+    {
+        let Some(sched) = &sc.scheduling else {
+            continue;
+        };
+        if s.is_empty() {
+            s.push_str("each busy thread's wall time: running / waiting for a core / asleep\n");
+        }
+        let pct =
+            |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{:.0} %", v * 100.0));
+        s.push_str(&format!(
+            "  {}: machine idle {} (I/O wait {})\n",
+            sc.name.trim_end(),
+            pct(sched.machine_idle),
+            pct(sched.machine_io_wait)
+        ));
+        for g in &sched.groups {
+            let who = format!("{} {} ×{}", g.process, g.name, g.threads);
+            s.push_str(&format!(
+                "    {who:<36} {:>4.0} % / {:>4.0} % / {:>4.0} %\n",
+                g.running * 100.0,
+                g.waiting_for_core * 100.0,
+                g.off_core * 100.0
+            ));
+        }
+    }
+    if !s.is_empty() {
+        s.push('\n');
     }
     s
 }
