@@ -89,6 +89,10 @@ fn a_short_bench_run_reports_every_scenario_and_the_cpu_beside_each_ratio() {
         let idle = sched["machine_idle"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&idle), "{sched}");
         assert!(
+            sched["machine_io_wait"].as_f64().unwrap() <= idle,
+            "{sched}"
+        );
+        assert!(
             named("4 ")["scheduling"].is_null(),
             "checkouts are not a timed load"
         );

@@ -56,8 +56,11 @@ pub struct ThreadGroup {
 pub struct Scheduling {
     /// Busy groups only (a thread that ran under 2 % of the time is left out: idle pools).
     pub groups: Vec<ThreadGroup>,
-    /// Shares of the machine's CPU time that were idle, and idle waiting for I/O.
+    /// The share of the machine's CPU time that no thread used: idle, waiting for I/O included
+    /// (the kernel counts the two apart; a core whose threads all wait for the disk is as unused
+    /// as one with nothing to run).
     pub machine_idle: Option<f64>,
+    /// The part of [`Self::machine_idle`] the kernel counted as waiting for I/O.
     pub machine_io_wait: Option<f64>,
 }
 
@@ -174,10 +177,8 @@ impl Snapshot {
             .collect();
         let machine = self.machine.zip(later.machine).and_then(|(a, b)| {
             let all = b.0.checked_sub(a.0).filter(|t| *t > 0)? as f64;
-            Some((
-                b.1.saturating_sub(a.1) as f64 / all,
-                b.2.saturating_sub(a.2) as f64 / all,
-            ))
+            let io_wait = b.2.saturating_sub(a.2) as f64 / all;
+            Some((b.1.saturating_sub(a.1) as f64 / all + io_wait, io_wait))
         });
         Some(Scheduling {
             groups,
@@ -245,6 +246,8 @@ mod tests {
         let idle = s
             .machine_idle
             .expect("/proc/stat is read where schedstat is");
-        assert!((0.0..=1.0).contains(&idle));
+        let io_wait = s.machine_io_wait.expect("read with the idle time");
+        assert!((0.0..=1.0).contains(&idle), "{s:?}");
+        assert!(io_wait <= idle, "I/O wait is part of the idle time: {s:?}");
     }
 }
