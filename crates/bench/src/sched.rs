@@ -2,12 +2,12 @@
 //! cores (asleep: waiting for work, a lock, a socket or the disk), per thread of the vault and of
 //! the load generator, and how much of the machine sat idle meanwhile.
 //!
-//! The CPU time per request ([`super::report::CpuPerRequest`]) says what a path costs; this says
-//! why a rate stays under what that cost allows. On a machine whose cores the vault shares with
-//! its own load, a request that waits for the audit writer's commit crosses threads several times
-//! (the load's, a runtime worker's, the writer's and back), and every crossing is a wake-up that
-//! waits for a core: a serial stage such as the writer that waits that long between its turns
-//! limits the rate while the machine still shows idle time.
+//! The CPU time per request (which the report prints beside each ratio) says what a path costs;
+//! this says why a rate stays under what that cost allows. On a machine whose cores the vault
+//! shares with its own load, a request that waits for the audit writer's durable commit crosses
+//! threads several times (the load's, a runtime worker's, the writer's and back), each crossing
+//! a wake-up that may wait for a core, and the commit's `fsync` holds every request of its batch:
+//! the rate can then stay under what the CPU cost allows while part of the machine sits unused.
 //!
 //! Linux only: the kernel's per-thread scheduler statistics (`/proc/<pid>/task/<tid>/schedstat`:
 //! nanoseconds on a core, nanoseconds runnable but waiting for one, turns) and `/proc/stat`. Where
