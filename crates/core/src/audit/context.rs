@@ -66,31 +66,55 @@ pub struct AuditNote {
     pub recorded: bool,
 }
 
+/// A request's context. Cheap to clone: the middleware, the extractors and the rate limiter each
+/// take a handle to the one context (it had been copied field by field, three strings at a time).
+/// Its fields are read through `Deref`.
 #[derive(Debug, Clone)]
-pub struct RequestCtx {
+pub struct RequestCtx(Arc<RequestFields>);
+
+#[derive(Debug, Clone)]
+pub struct RequestFields {
     pub request_id: String,
     pub peer: IpAddr,
     /// Method and path, so a change committed during the request names the request.
     pub method: String,
     pub path: String,
+    /// The original lengths of a method or path that was cut (`http.method`, `http.path`), for
+    /// the request's entry; nearly always empty.
+    pub truncated: serde_json::Map<String, Value>,
     pub note: Arc<Mutex<AuditNote>>,
     /// The client certificate the TLS connection presented, verified against
     /// `tls.client_ca_file` during the handshake; None over plain HTTP or without one.
     pub client_cert: Option<CertIdentity>,
 }
 
+impl std::ops::Deref for RequestCtx {
+    type Target = RequestFields;
+
+    fn deref(&self) -> &RequestFields {
+        &self.0
+    }
+}
+
 impl RequestCtx {
     pub fn new(request_id: String, peer: Option<SocketAddr>) -> Self {
-        Self {
+        Self(Arc::new(RequestFields {
             request_id,
             peer: peer
                 .map(|p| canonical_ip(p.ip()))
                 .unwrap_or(IpAddr::from([0, 0, 0, 0])),
             method: String::new(),
             path: String::new(),
+            truncated: serde_json::Map::new(),
             note: Arc::default(),
             client_cert: None,
-        }
+        }))
+    }
+
+    /// The fields, to set while the context is being built (before any clone of it exists, so
+    /// nothing is copied).
+    fn fields_mut(&mut self) -> &mut RequestFields {
+        Arc::make_mut(&mut self.0)
     }
 
     /// The connection's verified client certificate: kept for the services that check a tool's
@@ -102,15 +126,15 @@ impl RequestCtx {
                 serde_json::json!({"sha256": c.fingerprint.to_hex(), "subject": c.subject}),
             );
         }
-        self.client_cert = cert;
+        self.fields_mut().client_cert = cert;
         self
     }
 
     /// Method and path, capped like every client-supplied text in the log.
     pub fn with_http(mut self, method: &str, path: &str) -> Self {
-        let mut cut = serde_json::Map::new();
-        self.method = super::capped("http.method", method, &mut cut);
-        self.path = super::capped("http.path", path, &mut cut);
+        let fields = self.fields_mut();
+        fields.method = super::capped("http.method", method.to_owned(), &mut fields.truncated);
+        fields.path = super::capped("http.path", path.to_owned(), &mut fields.truncated);
         self
     }
 

@@ -107,50 +107,58 @@ pub const MAX_FIELD_BYTES: usize = 512;
 pub const TRUNCATION_MARK: &str = "…";
 
 /// `text` cut to [`MAX_FIELD_BYTES`] (on a character boundary) and marked; the original length is
-/// noted under `name` in `truncated`.
-pub(crate) fn capped(name: &str, text: &str, truncated: &mut Map<String, Value>) -> String {
+/// noted under `name` in `truncated`. Taken by value: a text within the cap, nearly every one,
+/// is kept as it is, not copied.
+pub(crate) fn capped(name: &str, mut text: String, truncated: &mut Map<String, Value>) -> String {
     if text.len() <= MAX_FIELD_BYTES {
-        return text.to_owned();
+        return text;
     }
     let mut end = MAX_FIELD_BYTES;
     while !text.is_char_boundary(end) {
         end -= 1;
     }
     truncated.insert(name.to_owned(), Value::from(text.len()));
-    format!("{}{TRUNCATION_MARK}", &text[..end])
+    text.truncate(end);
+    text.push_str(TRUNCATION_MARK);
+    text
 }
 
 /// The entry for one finished request: who and what from the handler's note, the rest from the
-/// request and its response. An error response's code goes into `detail.code`. Client-supplied
-/// texts are capped; `detail.truncated` maps each cut field to its original length in bytes.
-/// It takes the request's note: call it once, when the request is over.
-pub fn request_entry(
-    ctx: &RequestCtx,
-    method: &str,
-    path: &str,
-    status: u16,
-    error_code: Option<&str>,
-) -> NewEntry {
+/// request (its method and path as the context holds them, already capped) and its response. An
+/// error response's code goes into `detail.code`. Client-supplied texts are capped;
+/// `detail.truncated` maps each cut field to its original length in bytes. It takes the
+/// request's note: call it once, when the request is over.
+pub fn request_entry(ctx: &RequestCtx, status: u16, error_code: Option<&str>) -> NewEntry {
     let note = ctx.take_note();
     let (actor_kind, actor_id) = note.actor.unwrap_or((ActorKind::Anonymous, String::new()));
     let mut truncated = Map::new();
-    let mut detail = Map::new();
-    for (key, value) in note.detail {
-        let value = match value {
-            Value::String(s) => Value::String(capped(&format!("detail.{key}"), &s, &mut truncated)),
-            other => other,
-        };
-        detail.insert(key, value);
+    let mut detail = note.detail;
+    for (key, value) in detail.iter_mut() {
+        // The name is only made for a text that is cut.
+        if let Value::String(s) = value
+            && s.len() > MAX_FIELD_BYTES
+        {
+            *s = capped(&format!("detail.{key}"), std::mem::take(s), &mut truncated);
+        }
     }
     if let Some(code) = error_code {
         detail.insert("code".into(), Value::String(code.to_owned()));
     }
-    let target = note.target.unwrap_or_else(|| path.to_owned());
-    let entry_target = capped("target", &target, &mut truncated);
-    let actor_id = capped("actor.id", &actor_id, &mut truncated);
+    let target = match note.target {
+        Some(t) => capped("target", t, &mut truncated),
+        // The path, as the context capped it; a cut one was cut as the target too.
+        None => {
+            if let Some(len) = ctx.truncated.get("http.path") {
+                truncated.insert("target".into(), len.clone());
+            }
+            ctx.path.clone()
+        }
+    };
+    let actor_id = capped("actor.id", actor_id, &mut truncated);
+    truncated.extend(ctx.truncated.iter().map(|(k, v)| (k.clone(), v.clone())));
     let http = HttpInfo {
-        method: capped("http.method", method, &mut truncated),
-        path: capped("http.path", path, &mut truncated),
+        method: ctx.method.clone(),
+        path: ctx.path.clone(),
         status: Some(status),
     };
     if !truncated.is_empty() {
@@ -160,7 +168,7 @@ pub fn request_entry(
         actor_kind,
         actor_id,
         action: note.action.unwrap_or_else(|| "http.request".into()),
-        target: entry_target,
+        target,
         // A passed-through platform error answers 200 (WeChat's way) but is an error.
         outcome: match error_code {
             Some(_) if status < 400 => Outcome::Error,
@@ -182,7 +190,8 @@ mod tests {
         let ctx = RequestCtx::new("r".into(), None);
         ctx.detail("call", "é".repeat(400));
         let path = format!("/{}", "é".repeat(1000));
-        let e = request_entry(&ctx, "GET", &path, 404, Some("not_found"));
+        let ctx = ctx.with_http("GET", &path);
+        let e = request_entry(&ctx, 404, Some("not_found"));
         let http = e.http.expect("a request entry");
         assert!(http.path.len() <= MAX_FIELD_BYTES + TRUNCATION_MARK.len());
         assert!(http.path.ends_with(TRUNCATION_MARK));
@@ -191,7 +200,11 @@ mod tests {
         assert_eq!(e.detail["truncated"]["target"], path.len());
         assert_eq!(e.detail["truncated"]["detail.call"], 800);
         assert_eq!(e.detail["code"], "not_found");
-        let short = request_entry(&RequestCtx::new("r".into(), None), "GET", "/x", 200, None);
+        let short = request_entry(
+            &RequestCtx::new("r".into(), None).with_http("GET", "/x"),
+            200,
+            None,
+        );
         assert!(short.detail.get("truncated").is_none());
     }
 }

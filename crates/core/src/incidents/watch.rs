@@ -474,7 +474,7 @@ impl Incidents {
             let evidence = answer.to_string();
             let sha = crate::crypto::sha256_hex(evidence.as_bytes());
             // The digest is of the whole answer; the entry keeps its first part.
-            let evidence = crate::audit::capped("evidence", &evidence, &mut serde_json::Map::new());
+            let evidence = crate::audit::capped("evidence", evidence, &mut serde_json::Map::new());
             let (pid, at) = (post.id.clone(), self.clock.unix());
             let platform_id = post
                 .article_id
