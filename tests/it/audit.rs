@@ -773,7 +773,7 @@ async fn audit_verify_speed() {
     while left > 0 {
         let k = left.min(20_000);
         app.vault()
-            .seed_audit(now_ms, &vec![entry.clone(); k])
+            .seed_audit(now_ms, vec![entry.clone(); k])
             .await
             .unwrap();
         left -= k;

@@ -230,7 +230,7 @@ async fn seed_audit(
         let chunk = i64::try_from(done / CHUNK as u64).unwrap_or(i64::MAX);
         let chunks = i64::try_from(chunks).unwrap_or(i64::MAX);
         let ts = now - SEEDED_SPAN_MS + SEEDED_SPAN_MS.saturating_mul(chunk) / chunks;
-        vault.seed_audit(ts, &entries).await?;
+        vault.seed_audit(ts, entries).await?;
         left -= n as u64;
         done += n as u64;
         progress.line(&format!("seeding the audit log: {done} of {total} entries"));

@@ -548,9 +548,9 @@ mod tests {
         }));
         assert!(matches!(b.begin().await, Err(StoreError::Fenced)));
         // The audit writer's own path for entries proves the lease the same way.
-        let rows = |_head: ChainHead, _: &[bool]| vec![row(1)];
+        let mut rows = |_head: ChainHead, _: &[bool]| vec![row(1)];
         assert!(matches!(
-            b.audit_append(&[None], &rows).await,
+            b.audit_append(&[None], &mut rows).await,
             Err(StoreError::Fenced)
         ));
         assert_eq!(b.audit_head().await.unwrap().seq, 0);
@@ -610,30 +610,35 @@ mod tests {
     #[tokio::test]
     async fn an_audit_append_that_fails_leaves_nothing_and_the_next_one_goes_on() {
         let (_dir, store, raw) = testing::open_temp().await;
-        let first = |head: ChainHead, _: &[bool]| vec![row(head.seq + 1), row(head.seq + 2)];
-        let done = store.audit_append(&[None, None], &first).await.unwrap();
+        let mut first = |head: ChainHead, _: &[bool]| vec![row(head.seq + 1), row(head.seq + 2)];
+        let done = store.audit_append(&[None, None], &mut first).await.unwrap();
         assert_eq!(done.rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
         // 3 is new, 2 is taken: the whole batch goes.
-        let clash = |head: ChainHead, _: &[bool]| vec![row(head.seq + 1), row(head.seq)];
+        let mut clash = |head: ChainHead, _: &[bool]| vec![row(head.seq + 1), row(head.seq)];
         assert!(matches!(
-            store.audit_append(&[None, None], &clash).await,
+            store.audit_append(&[None, None], &mut clash).await,
             Err(StoreError::Duplicate)
         ));
         // A refused outcome (the typed-state trigger) after a good row: the same.
-        let untyped = |head: ChainHead, _: &[bool]| {
+        let mut untyped = |head: ChainHead, _: &[bool]| {
             let mut bad = row(head.seq + 2);
             bad.outcome = "fine".into();
             vec![row(head.seq + 1), bad]
         };
-        assert!(store.audit_append(&[None, None], &untyped).await.is_err());
+        assert!(
+            store
+                .audit_append(&[None, None], &mut untyped)
+                .await
+                .is_err()
+        );
         let seqs: Vec<i64> = sqlx::query_scalar("SELECT seq FROM audit_log ORDER BY seq")
             .fetch_all(&raw)
             .await
             .unwrap();
         assert_eq!(seqs, [1, 2]);
-        let next = |head: ChainHead, _: &[bool]| vec![row(head.seq + 1)];
+        let mut next = |head: ChainHead, _: &[bool]| vec![row(head.seq + 1)];
         assert_eq!(
-            store.audit_append(&[None], &next).await.unwrap().rows[0].seq,
+            store.audit_append(&[None], &mut next).await.unwrap().rows[0].seq,
             3
         );
         // And sqlx's writer sees it at once (the same file, the next transaction).
@@ -755,23 +760,23 @@ mod tests {
     async fn an_append_attaches_to_what_another_connection_wrote_since() {
         let (_dir, store, raw) = testing::open_temp().await;
         let seen = std::sync::Mutex::new(Vec::new());
-        let next = |head: ChainHead, _: &[bool]| {
+        let mut next = |head: ChainHead, _: &[bool]| {
             seen.lock().unwrap().push((head.seq, head.hash[0]));
             vec![row(head.seq + 1)]
         };
-        store.audit_append(&[None], &next).await.unwrap();
-        store.audit_append(&[None], &next).await.unwrap();
+        store.audit_append(&[None], &mut next).await.unwrap();
+        store.audit_append(&[None], &mut next).await.unwrap();
         // Another connection appends seq 3, whose hash starts with 3.
         let mut tx = store.begin().await.unwrap();
         tx.audit_insert(&[row(3)]).await.unwrap();
         tx.commit().await.unwrap();
-        store.audit_append(&[None], &next).await.unwrap();
+        store.audit_append(&[None], &mut next).await.unwrap();
         // And a statement of its own on a third connection removes the last two.
         sqlx::query("DELETE FROM audit_log WHERE seq > 2")
             .execute(&raw)
             .await
             .unwrap();
-        store.audit_append(&[None], &next).await.unwrap();
+        store.audit_append(&[None], &mut next).await.unwrap();
         assert_eq!(
             *seen.lock().unwrap(),
             [(0, 0), (1, 1), (3, 3), (2, 2)],
@@ -794,7 +799,7 @@ mod tests {
             created_at: 1,
             used_at: None,
         });
-        let chain = |head: ChainHead, standing: &[bool]| {
+        let mut chain = |head: ChainHead, standing: &[bool]| {
             let mut next = head.seq;
             standing
                 .iter()
@@ -806,7 +811,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let done = store
-            .audit_append(&[None, Some(media), None], &chain)
+            .audit_append(&[None, Some(media), None], &mut chain)
             .await
             .unwrap();
         assert_eq!(done.rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);

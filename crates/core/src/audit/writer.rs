@@ -405,11 +405,10 @@ async fn write_batch(
             }
         }
         let ts = unix_ms(clock);
-        let entries = &*entries;
         let appended = store
-            .audit_append(&rows, &|head, standing| {
+            .audit_append(&rows, &mut |head, standing| {
                 let standing = entries
-                    .iter()
+                    .drain(..)
                     .zip(standing)
                     .filter_map(|(e, s)| s.then_some(e));
                 chain_batch(key, head, ts, standing)
@@ -500,7 +499,7 @@ async fn write_batch(
         return Err(e);
     }
     let head = tx.audit_head().await?;
-    let rows = chain_batch(key, head, unix_ms(clock), entries.iter());
+    let rows = chain_batch(key, head, unix_ms(clock), entries.drain(..));
     tx.audit_insert(&rows).await?;
     for (index, asked) in &links {
         if let Some(row) = rows.get(*index) {
@@ -522,7 +521,7 @@ pub async fn append_bulk(
     store: &Store,
     key: &MacKey,
     ts_ms: i64,
-    entries: &[NewEntry],
+    entries: Vec<NewEntry>,
 ) -> Result<(), crate::store::StoreError> {
     let mut tx = store.begin().await?;
     let head = tx.audit_head().await?;
@@ -555,12 +554,12 @@ pub fn unix_ms(clock: &Clock) -> i64 {
 /// The rows of `entries`, chained onto `head` and stamped `ts`, or the head's own time if the
 /// clock has stepped back since: an entry is never earlier than the one before it, so the log's
 /// time order is its chain order and a time range is a range of seqs (what the audit filters
-/// rely on).
-fn chain_batch<'e>(
+/// rely on). Each entry's texts move into its row.
+fn chain_batch(
     key: &MacKey,
     head: ChainHead,
     ts: i64,
-    entries: impl IntoIterator<Item = &'e NewEntry>,
+    entries: impl IntoIterator<Item = NewEntry>,
 ) -> Vec<AuditRow> {
     let ts = ts.max(head.ts);
     let mut prev = head.hash;
@@ -569,19 +568,23 @@ fn chain_batch<'e>(
         .into_iter()
         .map(|e| {
             seq += 1;
+            let (http_method, http_path, http_status) = match e.http {
+                Some(h) => (Some(h.method), Some(h.path), h.status.map(i64::from)),
+                None => (None, None, None),
+            };
             let mut row = AuditRow {
                 seq,
                 ts,
                 actor_kind: e.actor_kind.as_str().to_owned(),
-                actor_id: e.actor_id.clone(),
-                action: e.action.clone(),
-                target: e.target.clone(),
+                actor_id: e.actor_id,
+                action: e.action,
+                target: e.target,
                 outcome: e.outcome.as_str().to_owned(),
-                source_ip: e.source_ip.clone(),
-                request_id: e.request_id.clone(),
-                http_method: e.http.as_ref().map(|h| h.method.clone()),
-                http_path: e.http.as_ref().map(|h| h.path.clone()),
-                http_status: e.http.as_ref().and_then(|h| h.status).map(i64::from),
+                source_ip: e.source_ip,
+                request_id: e.request_id,
+                http_method,
+                http_path,
+                http_status,
                 // serde_json's Map is ordered by key here, so this text is canonical. Written
                 // from the borrowed map (the same text `Value::Object(..).to_string()` gives,
                 // without copying the map first).
@@ -649,12 +652,12 @@ mod tests {
             ts: 5_000,
         };
         let e = NewEntry::system("test.step", "x", Outcome::Success);
-        let rows = super::chain_batch(&key, head, 4_000, &[e.clone(), e.clone()]);
+        let rows = super::chain_batch(&key, head, 4_000, [e.clone(), e.clone()]);
         assert_eq!(
             rows.iter().map(|r| (r.seq, r.ts)).collect::<Vec<_>>(),
             vec![(42, 5_000), (43, 5_000)]
         );
-        let rows = super::chain_batch(&key, head, 6_000, &[e]);
+        let rows = super::chain_batch(&key, head, 6_000, [e]);
         assert_eq!(rows[0].ts, 6_000);
     }
 

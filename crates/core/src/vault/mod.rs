@@ -506,7 +506,7 @@ impl Vault {
     /// a large log that spans months for `mediavault bench`, never a request's entry (those go
     /// through the audit writer).
     #[cfg(feature = "seeding")]
-    pub async fn seed_audit(&self, ts_ms: i64, entries: &[crate::audit::NewEntry]) -> Result<()> {
+    pub async fn seed_audit(&self, ts_ms: i64, entries: Vec<crate::audit::NewEntry>) -> Result<()> {
         self.store.prepare_bulk_load().await?;
         crate::audit::writer::append_bulk(&self.store, &self.keys.mac().audit, ts_ms, entries)
             .await?;
