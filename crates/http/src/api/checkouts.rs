@@ -342,8 +342,9 @@ pub async fn checkin(
 pub async fn introspect(
     State(s): State<AppState>,
     TokenAuth(token): TokenAuth,
-) -> Result<Json<TokenView>> {
-    Ok(Json(s.vault.checkouts().introspect(&token)?))
+) -> Result<Response> {
+    // Rendered here, while the token's grant it borrows from is still at hand.
+    Ok(Json(s.vault.checkouts().introspect(&token)?).into_response())
 }
 
 #[utoipa::path(
