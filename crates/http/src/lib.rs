@@ -259,9 +259,10 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
         .with_http(req.method().as_str(), req.uri().path())
         .with_client_cert(serve::client_cert(req.extensions()));
     req.extensions_mut().insert(ctx.clone());
-    let id = ctx.request_id.clone();
+    // The context is shared (a handle, not a copy); the task-local id is the one copy of its text.
+    let mine = ctx.clone();
     let started = std::time::Instant::now();
-    let work = tokio::spawn(with_request_id(id.clone(), async move {
+    let work = tokio::spawn(with_request_id(ctx.request_id.clone(), async move {
         // Probes poll constantly and touch nothing; auditing them would drown the log.
         let exempt = ctx.path == "/healthz" || ctx.path == "/readyz";
         let mut resp = next.run(req).await;
@@ -291,8 +292,8 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
     let mut resp = match work.await {
         Ok(resp) => resp,
         Err(e) => {
-            tracing::error!(request_id = %id, error = %e, "request task failed");
-            with_request_id(id.clone(), async {
+            tracing::error!(request_id = %mine.request_id, error = %e, "request task failed");
+            with_request_id(mine.request_id.clone(), async {
                 problem::plain(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "internal",
@@ -302,7 +303,7 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
             .await
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Ok(v) = HeaderValue::from_str(&mine.request_id) {
         resp.headers_mut().insert("x-request-id", v);
     }
     resp.into_response()
