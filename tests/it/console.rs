@@ -108,6 +108,13 @@ async fn world_with(extra: &str) -> World {
     let app = spawn_with(Options {
         policies: Some(vec![("wx.toml", policy_with("wx", extra))]),
         tweak: Some(Box::new(|c| {
+            // The walks sign people in and out a dozen times within seconds, and each visit of
+            // the login page counts against the login tier (burst 10, then one every 3 s of real
+            // time): with the defaults a fast run met a 429 at its fourth sign-in (the
+            // PostgreSQL phase of a CI run). The tier has tests of its own (checkout.rs,
+            // `login_burst_is_rate_limited_per_address`); these test the console.
+            c.rate_limits.login_per_minute = 10_000;
+            c.rate_limits.login_burst = 10_000;
             let dir = c.policies_dir.with_file_name("playbooks");
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join("console-drill.toml"), PLAYBOOK).unwrap();
