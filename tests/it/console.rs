@@ -108,11 +108,13 @@ async fn world_with(extra: &str) -> World {
     let app = spawn_with(Options {
         policies: Some(vec![("wx.toml", policy_with("wx", extra))]),
         tweak: Some(Box::new(|c| {
-            // The walks sign people in and out a dozen times within seconds, and each visit of
-            // the login page counts against the login tier (burst 10, then one every 3 s of real
-            // time): with the defaults a fast run met a 429 at its fourth sign-in (the
-            // PostgreSQL phase of a CI run). The tier has tests of its own (checkout.rs,
-            // `login_burst_is_rate_limited_per_address`); these test the console.
+            // The walks sign people in and out a dozen times within seconds, and each sign-in
+            // counts against the login tier (burst 10, then one every 3 s of real time): with
+            // the defaults a fast run met a 429 (the PostgreSQL phase of a CI run, when visits
+            // of the login page counted too). The tier has tests of its own (checkout.rs,
+            // `login_burst_is_rate_limited_per_address`, and
+            // `sign_in_attempts_through_the_api_and_the_console_share_one_budget` here); these
+            // test the console.
             c.rate_limits.login_per_minute = 10_000;
             c.rate_limits.login_burst = 10_000;
             let dir = c.policies_dir.with_file_name("playbooks");
@@ -299,6 +301,112 @@ async fn audit_entries(app: &TestApp, session: &str, query: &str) -> Vec<Value> 
     let r = app.get(session, &format!("/api/v1/audit?{query}")).await;
     assert_eq!(r.0, 200, "{}", r.1);
     r.1["entries"].as_array().unwrap().clone()
+}
+
+/// The login tier counts an address's sign-in attempts through the API and the console together
+/// (switching doors buys none), showing the form is not an attempt, and the console's refusal is
+/// the sign-in form again saying how long to wait, with 429 and `Retry-After`, recorded like
+/// any other answer.
+#[tokio::test]
+async fn sign_in_attempts_through_the_api_and_the_console_share_one_budget() {
+    let app = spawn_with(Options {
+        tweak: Some(Box::new(|c| {
+            c.rate_limits.login_burst = 4;
+            c.rate_limits.login_per_minute = 1;
+        })),
+        ..Default::default()
+    })
+    .await;
+    let wrong = json!({"username": "admin", "password": "wrong password!", "totp": "000000"});
+    let api_attempt = || async {
+        app.client
+            .post(app.url("/api/v1/auth/login"))
+            .json(&wrong)
+            .send()
+            .await
+            .unwrap()
+    };
+    // Attempts 1 and 2: through the API.
+    let admin_s = app.login(&app.admin.clone()).await;
+    assert_eq!(api_attempt().await.status(), 401);
+    let mut b = Browser::new(&app);
+    for _ in 0..6 {
+        assert_eq!(b.get("/console/login").await.status, 200);
+    }
+    // Each answer's form carries a fresh CSRF nonce (and cookie) for the next attempt.
+    let mut csrf = b.get("/console/login?lang=en").await.csrf();
+    let attempt = async |b: &mut Browser, csrf: &str| {
+        let form = [
+            ("csrf", csrf),
+            ("username", "admin"),
+            ("password", "wrong password!"),
+            ("totp", "000000"),
+        ];
+        b.post("/console/login", &form).await
+    };
+    // Attempts 3 and 4: through the console.
+    for _ in 0..2 {
+        let p = attempt(&mut b, &csrf).await;
+        assert_eq!(p.status, 401, "{}", p.body);
+        assert!(
+            p.body
+                .contains("The username, password or TOTP code is wrong")
+        );
+        csrf = p.csrf();
+    }
+    let refused = attempt(&mut b, &csrf).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert_console_headers("refused POST /console/login", &refused);
+    let wait: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(wait >= 1);
+    assert!(
+        refused
+            .body
+            .contains(&format!("Too many attempts; try again in {wait} seconds.")),
+        "{}",
+        refused.body
+    );
+    assert!(refused.body.contains("name=\"username\""), "the form again");
+    // The API's door is shut for this address too, and so is the console's with the right code.
+    let r = api_attempt().await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "rate_limited");
+    let admin = app.admin.clone();
+    let code = app.code(&admin);
+    let csrf = b.get("/console/login").await.csrf();
+    let p = b
+        .post(
+            "/console/login",
+            &[
+                ("csrf", csrf.as_str()),
+                ("username", admin.username.as_str()),
+                ("password", admin.password.as_str()),
+                ("totp", code.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 429, "{}", p.body);
+    assert!(!b.cookies.contains_key("__Host-mv_session"));
+    // Every refusal is in the log, from both doors.
+    let limited = audit_entries(&app, &admin_s, "outcome=rate_limited").await;
+    let paths: Vec<&str> = limited
+        .iter()
+        .filter_map(|e| e["http"]["path"].as_str())
+        .collect();
+    assert_eq!(
+        paths.iter().filter(|p| **p == "/console/login").count(),
+        2,
+        "{paths:?}"
+    );
+    assert_eq!(
+        paths.iter().filter(|p| **p == "/api/v1/auth/login").count(),
+        1,
+        "{paths:?}"
+    );
 }
 
 fn assert_console_headers(path: &str, p: &Page) {

@@ -68,7 +68,9 @@ pub fn router(state: AppState) -> Router {
     // mixing them gains nothing. Wrong methods need their own layer because axum swaps the
     // method-not-allowed fallback in after the routes were layered.
     let general = limits::general(&cfg.rate_limits);
-    let api = api::routes(&cfg.rate_limits, general.clone())
+    // The login tier's buckets are shared the same way by the API's and the console's sign-in.
+    let login = limits::login(&cfg.rate_limits);
+    let api = api::routes(&cfg.rate_limits, general.clone(), login.clone())
         .fallback(not_found.layer(general.clone()))
         .method_not_allowed_fallback(method_not_allowed.layer(general.clone()));
     let routes = Router::new()
@@ -79,7 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(api::ops::readyz).layer(general.clone()))
         .route("/metrics", get(api::ops::metrics).layer(general.clone()))
         .nest("/api/v1", api)
-        .nest("/console", console::routes(&cfg.rate_limits))
+        .nest("/console", console::routes(login))
         // `/console/` is where people type or bookmark the console; the nested router's own
         // root is `/console`.
         .route(

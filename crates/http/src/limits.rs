@@ -84,6 +84,17 @@ pub fn general(limits: &crate::config::RateLimitConfig) -> Layer<PeerKey> {
     )
 }
 
+/// The login tier: per address, strict. One instance serves the API's and the console's sign-in
+/// (and step-up), so switching doors buys no fresh attempts.
+pub fn login(limits: &crate::config::RateLimitConfig) -> Layer<PeerKey> {
+    layer(
+        PeerKey,
+        limits.login_per_minute,
+        Duration::from_secs(60),
+        limits.login_burst,
+    )
+}
+
 /// `count` requests per `period`, bursts of `burst`.
 pub fn layer<K: KeyExtractor>(key: K, count: u32, period: Duration, burst: u32) -> Layer<K> {
     let per_ms = (period.as_millis() as u64 / u64::from(count.max(1))).max(1);

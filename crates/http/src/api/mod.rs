@@ -24,25 +24,29 @@ use super::AppState;
 use super::limits::{BearerKey, Layer, PeerKey, layer};
 use crate::config::RateLimitConfig;
 
-/// `general` is the general tier's layer, shared with the routes outside every tier. Returns the
-/// routes, serving their own OpenAPI document at `/openapi.json`.
-pub fn routes(limits: &RateLimitConfig, general: Layer<PeerKey>) -> Router<AppState> {
-    let (router, doc) = documented(limits, general).split_for_parts();
+/// `general` is the general tier's layer, shared with the routes outside every tier; `login` the
+/// login tier's, shared with the console's sign-in. Returns the routes, serving their own OpenAPI
+/// document at `/openapi.json`.
+pub fn routes(
+    limits: &RateLimitConfig,
+    general: Layer<PeerKey>,
+    login: Layer<PeerKey>,
+) -> Router<AppState> {
+    let (router, doc) = documented(limits, general, login).split_for_parts();
     router.layer(Extension(openapi::finish(doc)))
 }
 
-fn documented(limits: &RateLimitConfig, general: Layer<PeerKey>) -> OpenApiRouter<AppState> {
+fn documented(
+    limits: &RateLimitConfig,
+    general: Layer<PeerKey>,
+    login: Layer<PeerKey>,
+) -> OpenApiRouter<AppState> {
     let minute = Duration::from_secs(60);
     let second = Duration::from_secs(1);
     let login = OpenApiRouter::new()
         .routes(routes!(auth::login))
         .routes(routes!(auth::step_up))
-        .layer(layer(
-            PeerKey,
-            limits.login_per_minute,
-            minute,
-            limits.login_burst,
-        ));
+        .layer(login);
     let checkout = OpenApiRouter::new()
         .routes(routes!(checkouts::create, checkouts::list))
         .routes(routes!(checkouts::claim))

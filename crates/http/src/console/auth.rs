@@ -1,8 +1,9 @@
 //! Sign-in with password and TOTP, sign-out. The login form carries its own CSRF token (a random
 //! value in a `__Host-` cookie and in the form) because there is no session yet.
 
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
@@ -74,6 +75,50 @@ pub async fn login_page(lang: Lang, Query(q): Query<LoginQuery>) -> Response {
         None
     };
     login_form(lang, safe_next(q.next.as_deref()), msg)
+}
+
+/// The login tier's refusal (a 429 from the limiter inside) as a console page: the sign-in form
+/// again with how long to wait, or the error page for a step-up; the status, `Retry-After` and
+/// the code the audit records stay the limiter's.
+pub async fn refused_as_page(lang: Lang, req: Request, next: Next) -> Response {
+    let next_page = Query::<LoginQuery>::try_from_uri(req.uri())
+        .ok()
+        .and_then(|Query(q)| q.next);
+    let sign_in = req.uri().path().ends_with("/login");
+    let resp = next.run(req).await;
+    if resp.status() != StatusCode::TOO_MANY_REQUESTS {
+        return resp;
+    }
+    let retry_after = resp.headers().get(header::RETRY_AFTER).cloned();
+    let seconds = retry_after
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1);
+    let mut page = if sign_in {
+        let msg = match lang {
+            Lang::Zh => format!("尝试过于频繁，请在 {seconds} 秒后再试。"),
+            Lang::En => format!("Too many attempts; try again in {seconds} seconds."),
+        };
+        login_form(lang, safe_next(next_page.as_deref()), Some(&msg))
+    } else {
+        Fail::new(
+            lang,
+            Error::RateLimited {
+                retry_after: seconds,
+            },
+        )
+        .into_response()
+    };
+    *page.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+    if let Some(v) = retry_after {
+        page.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    page.extensions_mut()
+        .insert(ErrorCode(code_of(&Error::RateLimited {
+            retry_after: seconds,
+        })));
+    page
 }
 
 #[derive(Deserialize)]

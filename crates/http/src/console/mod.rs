@@ -22,8 +22,6 @@ mod svg;
 pub mod unseal;
 mod weibo;
 
-use std::time::Duration;
-
 use axum::Router;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -32,14 +30,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
+use tower::ServiceBuilder;
 
 use super::AppState;
 use super::context::{RequestCtx, current_request_id};
 use super::extract::SESSION_COOKIE;
-use super::limits::{PeerKey, layer};
+use super::limits::{Layer, PeerKey};
 use super::problem::{ErrorCode, code_of, status_of};
 use crate::actor::{Actor, Principal};
-use crate::config::RateLimitConfig;
 use crate::error::Error;
 use crate::identity::users::Person;
 pub use i18n::Lang;
@@ -52,17 +50,21 @@ pub const LANG_COOKIE: &str = "__Host-mv_lang";
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
      connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-pub fn routes(limits: &RateLimitConfig) -> Router<AppState> {
-    // The console's login is rate-limited like the API's: same tier, same peer key.
+/// `login` is the login tier's layer, the API's own: an address's sign-in attempts are counted
+/// together whichever door they come through. Showing the sign-in form is not an attempt, so
+/// people behind one office address can open it freely.
+pub fn routes(login: Layer<PeerKey>) -> Router<AppState> {
+    // A refusal of the tier is a page in the person's language (the sign-in form again, saying
+    // how long to wait), not the API's problem+json.
+    let attempts = ServiceBuilder::new()
+        .layer(middleware::from_fn(auth::refused_as_page))
+        .layer(login);
     let login = Router::new()
-        .route("/login", get(auth::login_page).post(auth::login))
-        .route("/step-up", post(auth::step_up))
-        .layer(layer(
-            PeerKey,
-            limits.login_per_minute,
-            Duration::from_secs(60),
-            limits.login_burst,
-        ));
+        .route(
+            "/login",
+            get(auth::login_page).merge(post(auth::login).layer(attempts.clone())),
+        )
+        .route("/step-up", post(auth::step_up).layer(attempts));
     Router::new()
         .merge(login)
         .route("/", get(home::home))
