@@ -17,6 +17,7 @@ pub mod users;
 use std::time::Duration;
 
 use axum::{Extension, Router};
+use tower::ServiceBuilder;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -32,14 +33,17 @@ pub fn routes(
     general: Layer<PeerKey>,
     login: Layer<PeerKey>,
 ) -> Router<AppState> {
-    let (router, doc) = documented(limits, general, login).split_for_parts();
-    router.layer(Extension(openapi::finish(doc)))
+    let slot = openapi::Slot::default();
+    let (router, doc) = documented(limits, general, login, slot.clone()).split_for_parts();
+    slot.fill(openapi::finish(doc));
+    router
 }
 
 fn documented(
     limits: &RateLimitConfig,
     general: Layer<PeerKey>,
     login: Layer<PeerKey>,
+    doc: openapi::Slot,
 ) -> OpenApiRouter<AppState> {
     let minute = Duration::from_secs(60);
     let second = Duration::from_secs(1);
@@ -56,6 +60,22 @@ fn documented(
             minute,
             limits.checkout_burst,
         ));
+    // Per address, then per token, as one layer: each `layer` call on a router boxes its routes
+    // once more, and axum clones every box below a route on each of its calls (the token routes
+    // are the hot path).
+    let token_tiers = ServiceBuilder::new()
+        .layer(layer(
+            PeerKey,
+            limits.token_per_second.saturating_mul(4),
+            second,
+            limits.token_burst.saturating_mul(4),
+        ))
+        .layer(layer(
+            BearerKey,
+            limits.token_per_second,
+            second,
+            limits.token_burst,
+        ));
     let token = OpenApiRouter::new()
         .routes(routes!(checkouts::introspect))
         .routes(routes!(checkouts::publish))
@@ -63,18 +83,11 @@ fn documented(
         .routes(routes!(platform::platform_token))
         .routes(routes!(platform::credential))
         .routes(routes!(platform::credential_totp))
-        .layer(layer(
-            BearerKey,
-            limits.token_per_second,
-            second,
-            limits.token_burst,
-        ))
-        .layer(layer(
-            PeerKey,
-            limits.token_per_second.saturating_mul(4),
-            second,
-            limits.token_burst.saturating_mul(4),
-        ));
+        .layer(token_tiers);
+    let document = OpenApiRouter::new()
+        .routes(routes!(openapi::openapi))
+        .layer(Extension(doc))
+        .layer(general.clone());
     let general = OpenApiRouter::new()
         .routes(routes!(auth::logout))
         .routes(routes!(auth::session))
@@ -119,7 +132,6 @@ fn documented(
         .routes(routes!(audit::list))
         .routes(routes!(audit::verify))
         .routes(routes!(audit::export))
-        .routes(routes!(openapi::openapi))
         .routes(routes!(unseal::status, unseal::submit, unseal::reset))
         .layer(general);
     OpenApiRouter::with_openapi(openapi::base())
@@ -127,4 +139,5 @@ fn documented(
         .merge(checkout)
         .merge(token)
         .merge(general)
+        .merge(document)
 }

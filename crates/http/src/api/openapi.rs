@@ -38,6 +38,20 @@ struct Base;
 #[derive(Clone)]
 pub struct Served(Arc<str>);
 
+/// Where the route finds the document: it is complete only once the router that serves it has
+/// been collected, so the route is given this slot and the slot is filled right after. Layered
+/// on this one route alone: an extension layer on the whole API would be one more boxed level
+/// that axum clones on every call of every route.
+#[derive(Clone, Default)]
+pub struct Slot(Arc<std::sync::OnceLock<Served>>);
+
+impl Slot {
+    pub fn fill(&self, served: Served) {
+        // Filled once, by the one router that built it.
+        let _ = self.0.set(served);
+    }
+}
+
 /// The document with what every operation shares; the routes come from the router.
 pub fn base() -> Document {
     Base::openapi()
@@ -146,7 +160,13 @@ pub fn finish(mut doc: Document) -> Served {
     tag = "operations",
     responses((status = 200, description = "the OpenAPI 3.1 document of this API", body = Object, content_type = "application/json")),
 )]
-pub async fn openapi(Extension(doc): Extension<Served>) -> Response {
+pub async fn openapi(Extension(slot): Extension<Slot>) -> Response {
+    let Some(doc) = slot.0.get() else {
+        // Unreachable: the router is served only after `api::routes` filled the slot.
+        return crate::problem::ErrorResponse::into_response(crate::error::Error::internal(
+            anyhow::anyhow!("the OpenAPI document is not ready"),
+        ));
+    };
     (
         [(
             header::CONTENT_TYPE,
