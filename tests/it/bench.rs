@@ -69,6 +69,38 @@ fn a_short_bench_run_reports_every_scenario_and_the_cpu_beside_each_ratio() {
         token["measured"].as_str().unwrap().contains("(CPU "),
         "{token}"
     );
+    // The ratios are judged side by side: each path and its baseline in alternating slices,
+    // every slice counted, and the targets' measured column is that ratio.
+    let pairs = report["side_by_side"].as_array().unwrap();
+    assert_eq!(pairs.len(), 2, "{report}");
+    for p in pairs {
+        assert_eq!(p["errors"], 0, "{p}");
+        assert!(p["path_count"].as_u64().unwrap() > 0, "{p}");
+        assert!(p["baseline_count"].as_u64().unwrap() > 0, "{p}");
+        let slices = p["slices"].as_u64().unwrap();
+        assert!(slices >= 2, "{p}");
+        assert_eq!(
+            p["slice_ratios"].as_array().unwrap().len() as u64,
+            slices,
+            "{p}"
+        );
+        let ratio = p["path_count"].as_f64().unwrap()
+            / p["path_seconds"].as_f64().unwrap()
+            / (p["baseline_count"].as_f64().unwrap() / p["baseline_seconds"].as_f64().unwrap());
+        let target = report["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["what"] == p["what"])
+            .unwrap();
+        assert!(
+            target["measured"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{ratio:.2} ")),
+            "{target} against {p}"
+        );
+    }
     // And where each busy thread's wall time went (where the kernel keeps scheduler statistics):
     // the vault's threads and the load's, each thread's three shares adding up to the whole.
     if std::path::Path::new("/proc/self/schedstat").exists() {

@@ -230,8 +230,15 @@ async fn bench(args: &BenchArgs, tmp: &Path) -> anyhow::Result<Report> {
     .await;
     progress.done();
     let _ = server.kill().await;
-    let (scenarios, rss_after) = outcome?;
-    Ok(report::build(args, scenarios, startup, rss_idle, rss_after))
+    let (scenarios, side_by_side, rss_after) = outcome?;
+    Ok(report::build(
+        args,
+        scenarios,
+        side_by_side,
+        startup,
+        rss_idle,
+        rss_after,
+    ))
 }
 
 /// This binary with the benchmark's configuration file, and without any `MEDIAVAULT_*` setting

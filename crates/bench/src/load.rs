@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use serde_json::json;
 
-use super::report::CpuPerRequest;
+use super::report::{CpuPerRequest, Interleaved};
 use super::sched::Snapshot;
 use super::seed::Operator;
 use super::{ACCOUNT, APP_ID, BenchArgs, Progress, Scenario, cpu_time, rss_mib, vault_process};
@@ -177,6 +177,87 @@ async fn run_load(
     })
 }
 
+/// A path and its baseline again, side by side: alternating slices of each (of a second, or the
+/// scenario's duration if shorter; as many as make up that duration, at least two; the first of
+/// each pair taking turns), so that both see the same
+/// machine. On a shared machine either rate moves by a fifth or more within a minute, and the
+/// scenarios above run a path and its baseline up to a minute apart; their ratio moved with that.
+#[allow(clippy::too_many_arguments)]
+async fn interleaved(
+    progress: &Progress,
+    what: &'static str,
+    vault: u32,
+    connections: usize,
+    duration: Duration,
+    (path_name, path): (&str, &MakeRequest),
+    (baseline_name, baseline): (&str, &MakeRequest),
+) -> anyhow::Result<Interleaved> {
+    let slice = duration.min(Duration::from_secs(1));
+    let slices = ((duration.as_secs_f64() / slice.as_secs_f64().max(1e-3)).round() as usize).max(2);
+    let mut sum = Interleaved {
+        what,
+        slices,
+        slice_seconds: slice.as_secs_f64(),
+        path_count: 0,
+        path_seconds: 0.0,
+        baseline_count: 0,
+        baseline_seconds: 0.0,
+        errors: 0,
+        slice_ratios: Vec::with_capacity(slices),
+        path_cpu_us: None,
+        baseline_cpu_us: None,
+    };
+    // CPU time in all: (vault µs, load µs), None once a slice could not tell.
+    let mut path_cpu = Some((0.0, 0.0));
+    let mut baseline_cpu = Some((0.0, 0.0));
+    let add = |sum: Option<(f64, f64)>, s: &Scenario| {
+        let (v, b) = sum?;
+        let c = s.cpu_us?;
+        Some((v + c.vault * s.count as f64, b + c.bench * s.count as f64))
+    };
+    for i in 0..slices {
+        let label = |name: &str| format!("{name}, slice {} of {slices} beside its baseline", i + 1);
+        let run = |name: String, make: &MakeRequest| {
+            let make = Arc::clone(make);
+            async move { run_load(progress, &name, vault, connections, slice, 200, make).await }
+        };
+        let (p, b) = if i % 2 == 0 {
+            let b = run(label(baseline_name), baseline).await?;
+            (run(label(path_name), path).await?, b)
+        } else {
+            let p = run(label(path_name), path).await?;
+            (p, run(label(baseline_name), baseline).await?)
+        };
+        let seconds = |s: &Scenario| {
+            if s.per_second > 0.0 {
+                s.count as f64 / s.per_second
+            } else {
+                0.0
+            }
+        };
+        sum.path_count += p.count;
+        sum.path_seconds += seconds(&p);
+        sum.baseline_count += b.count;
+        sum.baseline_seconds += seconds(&b);
+        sum.errors += p.errors + b.errors;
+        path_cpu = add(path_cpu, &p);
+        baseline_cpu = add(baseline_cpu, &b);
+        if b.per_second > 0.0 {
+            sum.slice_ratios.push(p.per_second / b.per_second);
+        }
+    }
+    let per_request = |total: Option<(f64, f64)>, count: u64| {
+        let (vault, bench) = total?;
+        (count > 0).then(|| CpuPerRequest {
+            vault: vault / count as f64,
+            bench: bench / count as f64,
+        })
+    };
+    sum.path_cpu_us = per_request(path_cpu, sum.path_count);
+    sum.baseline_cpu_us = per_request(baseline_cpu, sum.baseline_count);
+    Ok(sum)
+}
+
 /// One checkout by each operator with its current code, `connections` at a time.
 async fn checkouts(
     progress: &Progress,
@@ -297,7 +378,7 @@ pub(super) async fn scenarios(
     publisher: &[Operator],
     operators: Arc<Vec<Operator>>,
     fake: &FakePlatforms,
-) -> anyhow::Result<(Vec<Scenario>, f64)> {
+) -> anyhow::Result<(Vec<Scenario>, Vec<Interleaved>, f64)> {
     let conns = args.connections;
     let http = load_client()?;
     let mut out = Vec::new();
@@ -323,6 +404,7 @@ pub(super) async fn scenarios(
 
     // 1. Baseline.
     let url = format!("{base}/healthz");
+    let healthz: MakeRequest = Arc::new(move |c, _| c.get(&url));
     out.push(
         run_load(
             progress,
@@ -331,12 +413,13 @@ pub(super) async fn scenarios(
             conns,
             duration,
             200,
-            Arc::new(move |c, _| c.get(&url)),
+            Arc::clone(&healthz),
         )
         .await?,
     );
     // 2. Token introspection: authentication, policy, durable audit entry.
     let (url, t) = (format!("{base}/api/v1/token"), token.clone());
+    let introspect: MakeRequest = Arc::new(move |c, _| c.get(&url).bearer_auth(&t));
     out.push(
         run_load(
             progress,
@@ -345,7 +428,7 @@ pub(super) async fn scenarios(
             conns,
             duration,
             200,
-            Arc::new(move |c, _| c.get(&url).bearer_auth(&t)),
+            Arc::clone(&introspect),
         )
         .await?,
     );
@@ -362,6 +445,7 @@ pub(super) async fn scenarios(
         )
         .await?,
     );
+    let proxied = proxied_draft(base, &token);
     let v: serde_json::Value = http
         .post(format!("http://{fake_addr}/cgi-bin/stable_token"))
         .json(&json!({"grant_type": "client_credential", "appid": APP_ID, "secret": app_secret, "force_refresh": false}))
@@ -385,6 +469,32 @@ pub(super) async fn scenarios(
         )
         .await?,
     );
+    // 1-3b again for the two ratios, each path beside its baseline in alternating slices.
+    let side_by_side = vec![
+        interleaved(
+            progress,
+            "token introspection / healthz",
+            pid,
+            conns,
+            duration,
+            ("2 GET /api/v1/token", &introspect),
+            ("1 GET /healthz", &healthz),
+        )
+        .await?,
+        interleaved(
+            progress,
+            "proxied / direct draft/add",
+            pid,
+            conns,
+            duration,
+            ("3 proxied POST draft/add", &proxied),
+            (
+                "3b POST draft/add straight to the fake",
+                &direct_draft(fake_addr, &platform_token),
+            ),
+        )
+        .await?,
+    ];
     fake.clear_calls();
     // 4. TOTP checkouts by distinct operators.
     let (s, _) = checkouts(progress, base, client_key.expose(), clock, operators, conns).await?;
@@ -490,7 +600,7 @@ pub(super) async fn scenarios(
         );
     }
     fake.set_response_delay(Duration::ZERO);
-    Ok((out, rss_after))
+    Ok((out, side_by_side, rss_after))
 }
 
 /// How long the fake platform takes to answer in scenario 7.
