@@ -179,9 +179,9 @@ async fn run_load(
 
 /// A path and its baseline again, side by side: alternating slices of each (of a second, or the
 /// scenario's duration if shorter; as many as make up that duration, at least two; the first of
-/// each pair taking turns), so that both see the same
-/// machine. On a shared machine either rate moves by a fifth or more within a minute, and the
-/// scenarios above run a path and its baseline up to a minute apart; their ratio moved with that.
+/// each pair taking turns), so that both see the same machine. On a shared machine either rate
+/// moves by a fifth or more within a minute, and the scenarios above run a path and its baseline
+/// up to a minute apart; their ratio moved with that.
 #[allow(clippy::too_many_arguments)]
 async fn interleaved(
     progress: &Progress,

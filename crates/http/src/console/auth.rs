@@ -95,6 +95,10 @@ pub async fn refused_as_page(lang: Lang, req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(1);
+    let refusal = Error::RateLimited {
+        retry_after: seconds,
+    };
+    let code = code_of(&refusal);
     let mut page = if sign_in {
         let msg = match lang {
             Lang::Zh => format!("尝试过于频繁，请在 {seconds} 秒后再试。"),
@@ -102,22 +106,13 @@ pub async fn refused_as_page(lang: Lang, req: Request, next: Next) -> Response {
         };
         login_form(lang, safe_next(next_page.as_deref()), Some(&msg))
     } else {
-        Fail::new(
-            lang,
-            Error::RateLimited {
-                retry_after: seconds,
-            },
-        )
-        .into_response()
+        Fail::new(lang, refusal).into_response()
     };
     *page.status_mut() = StatusCode::TOO_MANY_REQUESTS;
     if let Some(v) = retry_after {
         page.headers_mut().insert(header::RETRY_AFTER, v);
     }
-    page.extensions_mut()
-        .insert(ErrorCode(code_of(&Error::RateLimited {
-            retry_after: seconds,
-        })));
+    page.extensions_mut().insert(ErrorCode(code));
     page
 }
 
