@@ -550,7 +550,7 @@ mod tests {
         // The audit writer's own path for entries proves the lease the same way.
         let mut rows = |_head: ChainHead, _: &[bool]| vec![row(1)];
         assert!(matches!(
-            b.audit_append(&[None], &mut rows).await,
+            b.audit_append(&[None], Box::new(&mut rows)).await,
             Err(StoreError::Fenced)
         ));
         assert_eq!(b.audit_head().await.unwrap().seq, 0);
@@ -611,12 +611,17 @@ mod tests {
     async fn an_audit_append_that_fails_leaves_nothing_and_the_next_one_goes_on() {
         let (_dir, store, raw) = testing::open_temp().await;
         let mut first = |head: ChainHead, _: &[bool]| vec![row(head.seq + 1), row(head.seq + 2)];
-        let done = store.audit_append(&[None, None], &mut first).await.unwrap();
+        let done = store
+            .audit_append(&[None, None], Box::new(&mut first))
+            .await
+            .unwrap();
         assert_eq!(done.rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);
         // 3 is new, 2 is taken: the whole batch goes.
         let mut clash = |head: ChainHead, _: &[bool]| vec![row(head.seq + 1), row(head.seq)];
         assert!(matches!(
-            store.audit_append(&[None, None], &mut clash).await,
+            store
+                .audit_append(&[None, None], Box::new(&mut clash))
+                .await,
             Err(StoreError::Duplicate)
         ));
         // A refused outcome (the typed-state trigger) after a good row: the same.
@@ -627,7 +632,7 @@ mod tests {
         };
         assert!(
             store
-                .audit_append(&[None, None], &mut untyped)
+                .audit_append(&[None, None], Box::new(&mut untyped))
                 .await
                 .is_err()
         );
@@ -638,7 +643,12 @@ mod tests {
         assert_eq!(seqs, [1, 2]);
         let mut next = |head: ChainHead, _: &[bool]| vec![row(head.seq + 1)];
         assert_eq!(
-            store.audit_append(&[None], &mut next).await.unwrap().rows[0].seq,
+            store
+                .audit_append(&[None], Box::new(&mut next))
+                .await
+                .unwrap()
+                .rows[0]
+                .seq,
             3
         );
         // And sqlx's writer sees it at once (the same file, the next transaction).
@@ -764,19 +774,31 @@ mod tests {
             seen.lock().unwrap().push((head.seq, head.hash[0]));
             vec![row(head.seq + 1)]
         };
-        store.audit_append(&[None], &mut next).await.unwrap();
-        store.audit_append(&[None], &mut next).await.unwrap();
+        store
+            .audit_append(&[None], Box::new(&mut next))
+            .await
+            .unwrap();
+        store
+            .audit_append(&[None], Box::new(&mut next))
+            .await
+            .unwrap();
         // Another connection appends seq 3, whose hash starts with 3.
         let mut tx = store.begin().await.unwrap();
         tx.audit_insert(&[row(3)]).await.unwrap();
         tx.commit().await.unwrap();
-        store.audit_append(&[None], &mut next).await.unwrap();
+        store
+            .audit_append(&[None], Box::new(&mut next))
+            .await
+            .unwrap();
         // And a statement of its own on a third connection removes the last two.
         sqlx::query("DELETE FROM audit_log WHERE seq > 2")
             .execute(&raw)
             .await
             .unwrap();
-        store.audit_append(&[None], &mut next).await.unwrap();
+        store
+            .audit_append(&[None], Box::new(&mut next))
+            .await
+            .unwrap();
         assert_eq!(
             *seen.lock().unwrap(),
             [(0, 0), (1, 1), (3, 3), (2, 2)],
@@ -811,7 +833,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let done = store
-            .audit_append(&[None, Some(media), None], &mut chain)
+            .audit_append(&[None, Some(media), None], Box::new(&mut chain))
             .await
             .unwrap();
         assert_eq!(done.rows.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2]);

@@ -274,9 +274,10 @@ pub trait Backend:
 /// handed to [`Backend::audit_append`] so the backend can read the head and write the rows in
 /// one step. The second argument says which entries of the batch still stand (their row, if
 /// any, was inserted); only those are chained. The rule stays the writer's; the store only
-/// calls it, once per append: the writer moves each entry's texts into its row rather than
-/// copying them (a token call's entry had been copied field by field on the serial writer).
-pub type ChainFn<'a> = &'a mut (dyn FnMut(ChainHead, &[bool]) -> Vec<AuditRow> + Send);
+/// calls it, once per append (an `FnOnce`, so a second call cannot compile): the writer moves
+/// each entry's texts into its row rather than copying them (a token call's entry had been
+/// copied field by field on the serial writer).
+pub type ChainFn<'a> = Box<dyn FnOnce(ChainHead, &[bool]) -> Vec<AuditRow> + Send + 'a>;
 
 /// A change simple enough to be data rather than code: one row that commits with its audit
 /// entry on the append path ([`Backend::audit_append`]), so the batch that carries it needs no

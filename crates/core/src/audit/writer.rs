@@ -406,13 +406,16 @@ async fn write_batch(
         }
         let ts = unix_ms(clock);
         let appended = store
-            .audit_append(&rows, &mut |head, standing| {
-                let standing = entries
-                    .drain(..)
-                    .zip(standing)
-                    .filter_map(|(e, s)| s.then_some(e));
-                chain_batch(key, head, ts, standing)
-            })
+            .audit_append(
+                &rows,
+                Box::new(|head, standing| {
+                    let standing = entries
+                        .drain(..)
+                        .zip(standing)
+                        .filter_map(|(e, s)| s.then_some(e));
+                    chain_batch(key, head, ts, standing)
+                }),
+            )
             .await?;
         // A refused row is answered now with its refusal; the waiters left stay aligned with
         // the rows that were chained. Most batches (every token use) have none to take out.
