@@ -389,14 +389,7 @@ fn totp_now(app: &TestApp, u: &TestUser) -> String {
 
 #[tokio::test]
 async fn login_burst_is_rate_limited_per_address() {
-    let app = spawn_with(Options {
-        tweak: Some(Box::new(|c| {
-            c.rate_limits.login_burst = 3;
-            c.rate_limits.login_per_minute = 1;
-        })),
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_with_login_burst(3).await;
     let mut statuses = Vec::new();
     let mut retry_after = None;
     for _ in 0..6 {

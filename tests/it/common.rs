@@ -207,6 +207,19 @@ pub async fn spawn_app() -> TestApp {
     spawn_with(Options::default()).await
 }
 
+/// A vault whose login tier lets `burst` attempts through from one address, then one a minute:
+/// what the rate-limit tests count their attempts against.
+pub async fn spawn_with_login_burst(burst: u32) -> TestApp {
+    spawn_with(Options {
+        tweak: Some(Box::new(move |c| {
+            c.rate_limits.login_burst = burst;
+            c.rate_limits.login_per_minute = 1;
+        })),
+        ..Default::default()
+    })
+    .await
+}
+
 pub async fn spawn_with(opts: Options) -> TestApp {
     let _ = log_buffer();
     mediavault::http::serve::install_crypto_provider();

@@ -309,14 +309,7 @@ async fn audit_entries(app: &TestApp, session: &str, query: &str) -> Vec<Value> 
 /// any other answer.
 #[tokio::test]
 async fn sign_in_attempts_through_the_api_and_the_console_share_one_budget() {
-    let app = spawn_with(Options {
-        tweak: Some(Box::new(|c| {
-            c.rate_limits.login_burst = 4;
-            c.rate_limits.login_per_minute = 1;
-        })),
-        ..Default::default()
-    })
-    .await;
+    let app = spawn_with_login_burst(4).await;
     let wrong = json!({"username": "admin", "password": "wrong password!", "totp": "000000"});
     let api_attempt = || async {
         app.client
@@ -333,16 +326,29 @@ async fn sign_in_attempts_through_the_api_and_the_console_share_one_budget() {
     for _ in 0..6 {
         assert_eq!(b.get("/console/login").await.status, 200);
     }
-    // Each answer's form carries a fresh CSRF nonce (and cookie) for the next attempt.
-    let mut csrf = b.get("/console/login?lang=en").await.csrf();
+    // Each answer's form carries a fresh CSRF nonce (and cookie) for the next attempt, and the
+    // page to go on to after signing in, in its address as well as in its fields.
+    let first = b.get("/console/login?lang=en&next=/console/audit").await;
+    let action = "/console/login?next=%2Fconsole%2Faudit";
+    assert!(
+        first.body.contains(&format!("action=\"{action}\"")),
+        "{}",
+        first.body
+    );
+    assert_eq!(
+        field_value(&first.body, "next").as_deref(),
+        Some("/console/audit")
+    );
+    let mut csrf = first.csrf();
     let attempt = async |b: &mut Browser, csrf: &str| {
         let form = [
             ("csrf", csrf),
+            ("next", "/console/audit"),
             ("username", "admin"),
             ("password", "wrong password!"),
             ("totp", "000000"),
         ];
-        b.post("/console/login", &form).await
+        b.post(action, &form).await
     };
     // Attempts 3 and 4: through the console.
     for _ in 0..2 {
@@ -371,6 +377,12 @@ async fn sign_in_attempts_through_the_api_and_the_console_share_one_budget() {
         refused.body
     );
     assert!(refused.body.contains("name=\"username\""), "the form again");
+    // Refused before its body was read, the form shown again still goes on to the same page.
+    assert_eq!(
+        field_value(&refused.body, "next").as_deref(),
+        Some("/console/audit")
+    );
+    assert!(refused.body.contains(&format!("action=\"{action}\"")));
     // The API's door is shut for this address too, and so is the console's with the right code.
     let r = api_attempt().await;
     assert_eq!(r.status(), 429);

@@ -32,13 +32,24 @@ fn new_login_nonce() -> String {
     hex::encode(b)
 }
 
+/// Where the sign-in form posts: `/console/login`, with the page to go on to in the address as
+/// well as in the form. The login tier refuses an attempt before its body is read, and the form it
+/// shows again (`refused_as_page`) can only learn `next` from the address.
+fn login_action(next: &str) -> String {
+    if next == "/console" {
+        return "/console/login".to_owned();
+    }
+    let encoded: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+    format!("/console/login?next={encoded}")
+}
+
 fn login_form(l: Lang, next: &str, message: Option<&str>) -> Response {
     let nonce = new_login_nonce();
     let body = html! {
         @if let Some(m) = message {
             p.error #login-error role="alert" { (m) }
         }
-        form.card method="post" action="/console/login" autocomplete="off" {
+        form.card method="post" action=(login_action(next)) autocomplete="off" {
             input type="hidden" name="csrf" value=(nonce);
             input type="hidden" name="next" value=(next);
             label { (l.t("用户名", "Username"))
