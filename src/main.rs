@@ -37,7 +37,19 @@ fn main() {
         }
     };
     if let Err(e) = runtime.block_on(run(cli)) {
-        eprintln!("error: {e:#}");
+        // A refusal by the vault's rules ends with the stable code the API gives the same
+        // refusal (problem+json `code`), as `mediavault admin` prints the API's: a script can
+        // tell `already_exists` from `not_permitted` without matching the message's words.
+        match e
+            .chain()
+            .find_map(|c| c.downcast_ref::<mediavault::error::Error>())
+        {
+            Some(refusal) => eprintln!(
+                "error: {e:#} ({})",
+                mediavault::http::problem::code_of(refusal)
+            ),
+            None => eprintln!("error: {e:#}"),
+        }
         std::process::exit(1);
     }
 }

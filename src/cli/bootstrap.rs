@@ -34,7 +34,7 @@ pub async fn run(config: Arc<Config>, command: BootstrapCommand) -> anyhow::Resu
                 .bootstrap_confirm(&Actor::cli_from_env(), &username)
                 .await;
             vault.close().await;
-            let user = done.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let user = done?;
             if json {
                 println!("{}", serde_json::to_string(&user)?);
             } else {

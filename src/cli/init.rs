@@ -44,7 +44,7 @@ pub async fn run(
         );
     }
     let password = read_password(password_stdin)?;
-    crate::identity::passwords::check_policy(&password).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::identity::passwords::check_policy(&password)?;
     let (vault, shares) = Vault::create_with(Arc::clone(&config), Clock::system(), split).await?;
     // The first admin is created by the operating-system user running init, and recorded so.
     let enrolment = vault
@@ -59,8 +59,7 @@ pub async fn run(
             },
             None,
         )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .await?;
     vault.close().await;
     let sealed = !shares.is_empty();
     let suite = config.crypto.suite.unwrap_or_default();

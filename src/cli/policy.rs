@@ -26,15 +26,14 @@ pub fn run(
             (config.policies_dir.clone(), config.playbooks_path())
         }
     };
-    let set = crate::policy::PolicySet::load_dir(&dir).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let set = crate::policy::PolicySet::load_dir(&dir)?;
     println!(
         "{}: {} account policies, all valid",
         dir.display(),
         set.len()
     );
     if playbooks.is_dir() {
-        let books =
-            crate::policy::PlaybookSet::load_dir(&playbooks).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let books = crate::policy::PlaybookSet::load_dir(&playbooks)?;
         println!(
             "{}: {} playbooks, all valid",
             playbooks.display(),

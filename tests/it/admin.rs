@@ -308,6 +308,15 @@ async fn the_bootstrap_confirms_the_second_admin_and_no_more() {
         "{}",
         out.stderr
     );
+    // The refusal's code, as the API would give it, ends the line for scripts.
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l.starts_with("error: the vault has 2 admins")
+                && l.ends_with("`mediavault admin users confirm admin3 admin` (bootstrap_over)")),
+        "{}",
+        out.stderr
+    );
     let v = app.get(&admin_s, "/api/v1/users/admin3").await.1;
     assert_eq!(v["roles"], json!([]), "{v}");
     assert_eq!(v["pending_roles"], json!(["admin"]), "{v}");
@@ -344,6 +353,13 @@ async fn the_bootstrap_confirms_the_second_admin_and_no_more() {
     );
     let out = app.cli(&["bootstrap", "confirm-admin", "nobody"]).await;
     assert!(!out.ok);
+    assert!(
+        out.stderr
+            .lines()
+            .any(|l| l == "error: user nobody not found (not_found)"),
+        "{}",
+        out.stderr
+    );
     assert!(
         out.stderr.contains("error: user nobody not found"),
         "{}",
