@@ -24,13 +24,7 @@ macro_rules! select_accounts {
 /// An [`AccountRow`] from the first ten columns of [`select_accounts!`], read through rusqlite.
 fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
     let text = |i: usize| -> rusqlite::Result<String> { r.get(i) };
-    let bad = |i: usize, what: &str, v: String| {
-        rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            format!("unknown {what} `{v}`").into(),
-        )
-    };
+    let bad = crate::point::unknown;
     let platform = text(1)?;
     let status = text(3)?;
     Ok(AccountRow {
@@ -51,11 +45,12 @@ fn account_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AccountRow> {
 
 #[async_trait]
 impl AccountReads for SqliteStore {
+    /// A point read by key on every checkout: through rusqlite on this thread (`point.rs`).
     async fn account_get(&self, id: &str) -> Result<Option<AccountRow>> {
-        Ok(sqlx::query_as(select_accounts!("", "WHERE a.id = ?"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?)
+        self.point.read(&self.file, |conn| {
+            let mut q = conn.prepare_cached(select_accounts!("", "WHERE a.id = ?1"))?;
+            q.query_row([id], account_row).optional()
+        })
     }
     async fn accounts_list(&self) -> Result<Vec<AccountRow>> {
         Ok(sqlx::query_as(select_accounts!("", "ORDER BY a.id"))

@@ -7,6 +7,8 @@ use mediavault_store::Result;
 use mediavault_store::checkouts::*;
 use mediavault_store::types::CheckoutStatus;
 
+use rusqlite::OptionalExtension as _;
+
 use crate::{SqliteStore, SqliteTx};
 
 /// `SELECT <every CheckoutRow column> FROM checkouts <tail>` as one static string.
@@ -23,13 +25,43 @@ macro_rules! select_break_glass {
     };
 }
 
+/// A [`CheckoutRow`] from the columns of [`select_checkouts!`], read through rusqlite.
+fn checkout_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CheckoutRow> {
+    let bad = crate::point::unknown;
+    let level: String = r.get(5)?;
+    let status: String = r.get(6)?;
+    Ok(CheckoutRow {
+        id: r.get(0)?,
+        account_id: r.get(1)?,
+        operator: r.get(2)?,
+        client_id: r.get(3)?,
+        purpose: r.get(4)?,
+        level: level.parse().map_err(|_| bad(5, "level", level))?,
+        status: CheckoutStatus::parse(&status).ok_or_else(|| bad(6, "checkout status", status))?,
+        requested_at: r.get(7)?,
+        ttl_seconds: r.get(8)?,
+        approvals_needed: r.get(9)?,
+        content_sha256: r.get(10)?,
+        allowed_calls: r.get(11)?,
+        source_ip: r.get(12)?,
+        issued_at: r.get(13)?,
+        expires_at: r.get(14)?,
+        ended_at: r.get(15)?,
+        end_reason: r.get(16)?,
+        claim_deadline: r.get(17)?,
+        break_glass: r.get(18)?,
+    })
+}
+
 #[async_trait]
 impl CheckoutReads for SqliteStore {
+    /// A point read by key after every checkout's change: through rusqlite on this thread
+    /// (`point.rs`).
     async fn checkout_get(&self, id: &str) -> Result<Option<CheckoutRow>> {
-        Ok(sqlx::query_as(select_checkouts!("WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?)
+        self.point.read(&self.file, |conn| {
+            let mut q = conn.prepare_cached(select_checkouts!("WHERE id = ?1"))?;
+            q.query_row([id], checkout_row).optional()
+        })
     }
     async fn checkouts_live(&self, now: i64) -> Result<i64> {
         Ok(sqlx::query_scalar(

@@ -4,17 +4,33 @@ use async_trait::async_trait;
 use mediavault_store::Result;
 use mediavault_store::clients::*;
 
+use rusqlite::OptionalExtension as _;
+
 use crate::{SqliteStore, SqliteTx};
 
 #[async_trait]
 impl ClientReads for SqliteStore {
+    /// A point read by key on every request of a tool that signs in with its client key (a
+    /// checkout): through rusqlite on this thread (`point.rs`).
     async fn client_by_key_hash(&self, hash: &[u8]) -> Result<Option<ClientRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, name, accounts, created_at, created_by, revoked_at, cert_sha256, cert_subject FROM clients WHERE key_hash = ? AND revoked_at IS NULL",
-        )
-        .bind(hash)
-        .fetch_optional(&self.reader)
-        .await?)
+        self.point.read(&self.file, |conn| {
+            let mut q = conn.prepare_cached(
+                "SELECT id, name, accounts, created_at, created_by, revoked_at, cert_sha256, cert_subject FROM clients WHERE key_hash = ?1 AND revoked_at IS NULL",
+            )?;
+            q.query_row([hash], |r| {
+                Ok(ClientRow {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    accounts: r.get(2)?,
+                    created_at: r.get(3)?,
+                    created_by: r.get(4)?,
+                    revoked_at: r.get(5)?,
+                    cert_sha256: r.get(6)?,
+                    cert_subject: r.get(7)?,
+                })
+            })
+            .optional()
+        })
     }
     async fn client_get(&self, id: &str) -> Result<Option<ClientRow>> {
         Ok(sqlx::query_as("SELECT id, name, accounts, created_at, created_by, revoked_at, cert_sha256, cert_subject FROM clients WHERE id = ?")

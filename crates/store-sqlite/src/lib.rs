@@ -464,9 +464,12 @@ impl Backend for SqliteStore {
     }
 
     async fn close(&self) {
+        // The point readers first: SQLite checkpoints the WAL into the database and removes it
+        // when the last connection closes, and a read-only one cannot, so a point reader closed
+        // last left the WAL behind (a stopped vault's files should be the database alone).
+        self.point.close();
         self.reader.close().await;
         self.writer.close().await;
-        self.point.close();
     }
 }
 

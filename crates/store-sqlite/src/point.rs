@@ -5,8 +5,10 @@
 //! (docs/benchmark.md) the one account-and-credential read of each call cost more CPU across the
 //! three threads than the platform call itself. The same read on a connection held here is a few
 //! microseconds of SQLite on the page cache, so it runs where it is asked, and blocks that worker
-//! for no longer than the hop would have cost it. Only reads by primary key on small tables come
-//! here; anything that scans stays on the pool.
+//! for no longer than the hop would have cost it. Only reads of one row by a unique key (a primary
+//! key or a UNIQUE column) come here; anything that scans stays on the pool. A TOTP checkout makes
+//! four of them (its tool's key, the account, the operator, the checkout's row after the change),
+//! which were four of its seven hops.
 
 use std::sync::{Mutex, PoisonError};
 
@@ -58,4 +60,14 @@ impl PointReaders {
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
     }
+}
+
+/// The error of a point read's text column that holds no known value of its type (`what`): the
+/// store classifies it as any other failed read.
+pub(crate) fn unknown(column: usize, what: &str, value: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        column,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} `{value}`").into(),
+    )
 }

@@ -4,6 +4,8 @@ use async_trait::async_trait;
 use mediavault_store::Result;
 use mediavault_store::users::*;
 
+use rusqlite::OptionalExtension as _;
+
 use crate::{SqliteStore, SqliteTx};
 
 /// `SELECT <every UserRow column> FROM users <tail>` as one static string (sqlx takes `&'static str`).
@@ -13,13 +15,33 @@ macro_rules! select_users {
     };
 }
 
+/// A [`UserRow`] from the columns of [`select_users!`], read through rusqlite.
+fn user_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        id: r.get(0)?,
+        username: r.get(1)?,
+        display_name: r.get(2)?,
+        roles: r.get(3)?,
+        password_hash: r.get(4)?,
+        totp_seed: r.get(5)?,
+        totp_last_step: r.get(6)?,
+        failed_attempts: r.get(7)?,
+        locked_until: r.get(8)?,
+        disabled: r.get(9)?,
+        created_at: r.get(10)?,
+        department: r.get(11)?,
+    })
+}
+
 #[async_trait]
 impl UserReads for SqliteStore {
+    /// A point read by key on every checkout and sign-in: through rusqlite on this thread
+    /// (`point.rs`).
     async fn user_by_name(&self, username: &str) -> Result<Option<UserRow>> {
-        Ok(sqlx::query_as(select_users!("WHERE username = ?"))
-            .bind(username)
-            .fetch_optional(&self.reader)
-            .await?)
+        self.point.read(&self.file, |conn| {
+            let mut q = conn.prepare_cached(select_users!("WHERE username = ?1"))?;
+            q.query_row([username], user_row).optional()
+        })
     }
     async fn user_by_id(&self, id: i64) -> Result<Option<UserRow>> {
         Ok(sqlx::query_as(select_users!("WHERE id = ?"))
