@@ -12,6 +12,9 @@
 //!   network would), the other takes over, and when the paused one wakes up still believing itself
 //!   active, nothing it does reaches the store: the chain stays one chain and the people it was asked
 //!   to add do not exist; it steps down and forwards from then on.
+//! - **A bound tool through the standby**: over TLS with the office's tool CA, a tool bound to its
+//!   client certificate checks out and uses its token through the standby with the certificate,
+//!   and is refused without it or with the standby's headers forged.
 //!
 //! The database is the SQLite file of the data dir, which both processes on this machine open;
 //! with `MV_TEST_DATABASE_URL` set (a PostgreSQL server) the nodes share that database instead.
@@ -34,11 +37,14 @@ use support::{
 
 const ADMIN_PASSWORD: &str = "cluster-admin-password-01";
 
-/// Plain HTTP (allowed on loopback), and rate limits out of the way of the load.
-const RATE_AND_TLS: &str = "
+/// Plain HTTP (allowed on loopback), unless a test asks for TLS ([`Tls`]).
+const PLAIN_HTTP: &str = "
 [tls]
 plain_http = true
+";
 
+/// Rate limits out of the way of the load.
+const RATES: &str = "
 [rate_limits]
 login_per_minute = 1000000
 login_burst = 1000000
@@ -88,6 +94,13 @@ fn pg_database(tag: &str) -> Option<(String, String)> {
     Some((url, host_port))
 }
 
+/// TLS for both nodes, as an operator sets it up: `mediavault certs dev` for the nodes' server
+/// certificates (each node trusts that CA as `cluster.peer_ca_file`), and the office's CA for its
+/// tools' client certificates as `tls.client_ca_file`.
+struct Tls {
+    tool_ca_pem: String,
+}
+
 struct Cluster {
     tmp: tempfile::TempDir,
     bin: PathBuf,
@@ -106,11 +119,39 @@ impl Cluster {
     /// Both nodes' configurations; on PostgreSQL, each node reaches the database at the URL
     /// `database(node)` gives for the test's database URL.
     async fn new(tag: &str, database: impl Fn(usize, &str) -> String) -> Self {
+        Self::with(tag, database, None).await
+    }
+
+    async fn with(tag: &str, database: impl Fn(usize, &str) -> String, tls: Option<Tls>) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
         let home = dir.join("home");
         std::fs::create_dir_all(&home).unwrap();
         let (fakes, fake_url) = fake_platforms(&dir, &home).await;
+        let mut http = reqwest::Client::builder().timeout(Duration::from_secs(30));
+        let (scheme, tls_section, peer_ca) = match &tls {
+            None => ("http", PLAIN_HTTP.to_owned(), String::new()),
+            Some(tls) => {
+                let certs = dir.join("certs");
+                let mut c = command(&vault_bin(), &dir, &home);
+                c.args(["certs", "dev", "--dir"]).arg(&certs);
+                run(c, "").await;
+                let tool_ca = dir.join("tool-ca.pem");
+                std::fs::write(&tool_ca, &tls.tool_ca_pem).unwrap();
+                let ca = std::fs::read(certs.join("ca.pem")).unwrap();
+                http = http.add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap());
+                (
+                    "https",
+                    format!(
+                        "\n[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{}\"\n",
+                        certs.join("server.pem").display(),
+                        certs.join("server-key.pem").display(),
+                        tool_ca.display()
+                    ),
+                    format!("peer_ca_file = \"{}\"\n", certs.join("ca.pem").display()),
+                )
+            }
+        };
         let data = dir.join("data");
         let pg = pg_database(tag);
         let mut nodes = Vec::new();
@@ -120,14 +161,14 @@ impl Cluster {
                 None => String::new(),
             };
             let port = free_port();
-            let url = format!("http://127.0.0.1:{port}");
+            let url = format!("{scheme}://127.0.0.1:{port}");
             let config = dir.join(format!("node-{name}.toml"));
             std::fs::write(
                 &config,
                 format!(
-                    "data_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\npolicies_dir = \"{}\"\n{RATE_AND_TLS}\n\
+                    "data_dir = \"{}\"\nlisten = \"127.0.0.1:{port}\"\npolicies_dir = \"{}\"\n{tls_section}{RATES}\n\
                      [platforms]\nwechat_base_url = \"{fake_url}\"\nweibo_base_url = \"{fake_url}\"\n\n\
-                     [log]\nlevel = \"info\"\n\n[cluster]\nnode = \"{name}\"\naddress = \"{url}\"\n{database}",
+                     [log]\nlevel = \"info\"\n\n[cluster]\nnode = \"{name}\"\naddress = \"{url}\"\n{peer_ca}{database}",
                     data.display(),
                     dir.join("policies").display(),
                 ),
@@ -141,10 +182,7 @@ impl Cluster {
             home,
             _fakes: fakes,
             fake_url,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap(),
+            http: http.build().unwrap(),
             nodes,
             codes: Codes::default(),
             session: String::new(),
@@ -757,6 +795,154 @@ async fn an_active_node_cut_off_from_the_database_steps_down_and_refuses_changes
         assert_eq!(cluster.user_exists(1, user).await, there, "{user}");
     }
     cluster.verified_entries(0).await;
+    a.assert_running();
+    b.assert_running();
+}
+
+/// A tool bound to a client certificate works through the standby as through the active node:
+/// the standby verifies the certificate in its own handshake and vouches for it to the active
+/// node under the nodes' MAC; without the certificate, or with headers a client forged itself,
+/// the tool is refused. The audit entry of a forwarded request names the certificate and the
+/// client's own address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_bound_tool_works_through_the_standby_with_its_certificate_and_not_without() {
+    let office_ca = support::tool_ca("office tool CA");
+    let (cert_pem, cert_der, key_pem) = support::tool_cert(&office_ca, "cms-prod");
+    let mut cluster = Cluster::with(
+        "mtls",
+        |_, url| url.to_owned(),
+        Some(Tls {
+            tool_ca_pem: office_ca.pem(),
+        }),
+    )
+    .await;
+    let policies = cluster.tmp.path().join("policies");
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::write(
+        policies.join("wx.toml"),
+        "account = \"wx\"\nexclusive = false\n[who]\nroles = [\"admin\"]\nclients = [\"cms\"]\n\
+         [levels.general]\napprovals = 0\n",
+    )
+    .unwrap();
+    let (mut a, mut b) = cluster.init_and_start().await;
+    let http = cluster.http.clone();
+    // Everything below goes through the standby, B.
+    cluster.sign_in(&http, 1).await;
+    let (st, v) = cluster
+        .admin_post(
+            1,
+            "/accounts",
+            json!({"id": "wx", "platform": "wechat", "display_name": "政务微信",
+                   "credential": {"app_id": WECHAT_APP_ID, "app_secret": WECHAT_APP_SECRET}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    let (st, cms) = cluster
+        .admin_post(
+            1,
+            "/clients",
+            json!({"name": "cms", "accounts": ["wx"], "certificate": cert_pem}),
+        )
+        .await;
+    assert_eq!(st, 201, "{cms}");
+    let cms_key = cms["client_key"].as_str().unwrap().to_owned();
+    let fingerprint = hex::encode(ring::digest::digest(&ring::digest::SHA256, &cert_der));
+    assert_eq!(cms["certificate"]["sha256"], fingerprint.as_str(), "{cms}");
+
+    let ca = std::fs::read(cluster.tmp.path().join("certs/ca.pem")).unwrap();
+    let trusting = || {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+            .local_address(std::net::IpAddr::from([127, 0, 0, 3]))
+    };
+    let with_cert = trusting()
+        .identity(reqwest::Identity::from_pem(format!("{cert_pem}{key_pem}").as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let without = trusting().build().unwrap();
+    let totp = cluster.codes.code("admin").await;
+    let urls = [cluster.url(0).to_owned(), cluster.url(1).to_owned()];
+    let send =
+        |client: &reqwest::Client, node: usize, bearer: &str, path: &str, body: Option<Value>| {
+            let url = format!("{}/api/v1{path}", urls[node]);
+            let req = match body {
+                Some(b) => client.post(url).json(&b),
+                None => client.get(url),
+            };
+            let req = req.bearer_auth(bearer);
+            async move { json_of(req.send().await.unwrap()).await }
+        };
+
+    // With its certificate, through the standby: the checkout goes through and its token works.
+    let checkout = json!({"account": "wx", "operator": "admin",
+                          "totp": totp,
+                          "purpose": "发布通知", "level": "general"});
+    let (st, v) = send(&with_cert, 1, &cms_key, "/checkouts", Some(checkout)).await;
+    assert_eq!(st, 201, "through the standby, with the certificate: {v}");
+    let token = v["token"].as_str().unwrap().to_owned();
+    let (st, v) = send(&with_cert, 1, &token, "/token", None).await;
+    assert_eq!(st, 200, "{v}");
+
+    // Without it, through either node: refused.
+    for node in [1, 0] {
+        let (st, v) = send(&without, node, &token, "/token", None).await;
+        assert_eq!(
+            (st, v["code"].as_str()),
+            (401, Some("client_certificate_required")),
+            "node {node}: {v}"
+        );
+    }
+    // A client that forges the standby's headers straight to the active node, claiming the
+    // certificate it does not hold: the headers are ignored, and the tool refused.
+    let forged = without
+        .get(format!("{}/api/v1/token", cluster.url(0)))
+        .bearer_auth(&token)
+        .header("x-mediavault-forwarded-for", "127.0.0.3")
+        .header("x-mediavault-forwarded-cert", hex::encode(&cert_der))
+        .header("x-mediavault-forwarded-mac", "00".repeat(32))
+        .send()
+        .await
+        .unwrap();
+    let (st, v) = json_of(forged).await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (401, Some("client_certificate_required")),
+        "{v}"
+    );
+
+    // The active node recorded the forwarded requests with the client's own address and the
+    // certificate the standby vouched for; the refusals name no certificate.
+    let (st, page) = cluster.admin_get(1, "/audit?limit=100").await;
+    assert_eq!(st, 200, "{page}");
+    let token_uses: Vec<&Value> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["http"]["path"] == "/api/v1/token")
+        .collect();
+    let with: Vec<&&Value> = token_uses
+        .iter()
+        .filter(|e| e["detail"]["client_cert"]["sha256"] == fingerprint.as_str())
+        .collect();
+    assert_eq!(with.len(), 1, "{page}");
+    assert_eq!(with[0]["outcome"], "success", "{page}");
+    assert_eq!(with[0]["source_ip"], "127.0.0.3", "{page}");
+    assert!(
+        with[0]["detail"]["client_cert"]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("CN=cms-prod"),
+        "{page}"
+    );
+    let refused = token_uses
+        .iter()
+        .filter(|e| {
+            e["outcome"] == "denied"
+                && e["detail"]["code"] == "client_certificate_required"
+                && e["detail"]["client_cert"].is_null()
+        })
+        .count();
+    assert_eq!(refused, 3, "{page}");
     a.assert_running();
     b.assert_running();
 }

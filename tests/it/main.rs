@@ -36,6 +36,9 @@ mod publishing;
 #[cfg(feature = "demo")]
 mod services;
 mod suite;
+// The fixtures the process-driving tests share (here: the office's tool PKI).
+#[path = "../support/mod.rs"]
+mod support;
 mod unseal;
 mod vault_core;
 #[cfg(feature = "demo")]

@@ -1,4 +1,5 @@
-//! What the tests that drive the binary as a process share (`tests/e2e.rs`, `tests/crash.rs`):
+//! What the tests that drive the binary as a process share (`tests/e2e.rs`, `tests/crash.rs`,
+//! `tests/cluster.rs`; `tests/it` takes the tool PKI from here):
 //! which binary, a clean environment for its commands, long-running processes that are killed
 //! however a test ends, the fake platforms, and each person's authenticator app on the real clock.
 //!
@@ -286,4 +287,31 @@ pub fn copy_tomls(from: &Path, to: &Path) {
             std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
         }
     }
+}
+
+/// The office's own CA for its publishing tools' client certificates (`tls.client_ca_file`).
+pub fn tool_ca(name: &str) -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap()
+}
+
+/// A tool's client certificate from `ca`: (certificate PEM, certificate DER, key PEM).
+pub fn tool_cert(
+    ca: &rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    cn: &str,
+) -> (String, Vec<u8>, String) {
+    use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose};
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "宣传办");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let cert = params.signed_by(&key, ca).unwrap();
+    (cert.pem(), cert.der().to_vec(), key.serialize_pem())
 }

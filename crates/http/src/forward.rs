@@ -4,12 +4,14 @@
 //! node (its cookies, redirects and streamed exports included). Forwarding rather than
 //! redirecting keeps the console's host-only cookies on the host the browser talks to.
 //!
-//! The active node sees the standby's address as the peer; the standby vouches for the client's
-//! own address in two headers ([`FORWARDED_FOR`], [`FORWARDED_MAC`]), a MAC under a key derived
-//! from the shared keyring, which only the nodes hold. The active node believes the header only
+//! The active node sees the standby's address as the peer, and a connection that presented no
+//! certificate; the standby vouches for the client's own address and, when the client presented
+//! one, for its TLS certificate (verified by the standby against the same `tls.client_ca_file`),
+//! in headers ([`FORWARDED_FOR`], [`FORWARDED_CERT`], [`FORWARDED_MAC`]): a MAC under a key
+//! derived from the shared keyring, which only the nodes hold. The active node believes them only
 //! when the MAC verifies; a client that sends the headers itself gets them replaced (by a standby)
 //! or ignored (by the active node), so no one can claim another address for the audit log or the
-//! rate limits.
+//! rate limits, or a certificate it does not hold for a tool bound to one.
 //!
 //! `/healthz`, `/readyz` and `/metrics` are a node's own and are never forwarded.
 //!
@@ -30,13 +32,22 @@ use futures_util::TryStreamExt;
 
 use crate::AppState;
 use crate::config::Config;
+use crate::crypto::CertIdentity;
 use crate::problem;
+use crate::serve::{VouchedCert, peer_cert_der};
 use crate::vault::cluster::Role;
 
 /// The client address a standby saw.
 pub const FORWARDED_FOR: &str = "x-mediavault-forwarded-for";
-/// The standby's MAC over that address, the method and the target.
+/// The client certificate (DER, hex) the standby verified, when the client presented one.
+pub const FORWARDED_CERT: &str = "x-mediavault-forwarded-cert";
+/// The standby's MAC over that address, the method, the target and the certificate.
 pub const FORWARDED_MAC: &str = "x-mediavault-forwarded-mac";
+
+/// The headers only a standby may set; a client's own are never passed on or believed.
+fn vouching(name: &HeaderName) -> bool {
+    name == FORWARDED_FOR || name == FORWARDED_CERT || name == FORWARDED_MAC
+}
 
 /// The HTTP client a standby forwards with.
 #[derive(Debug)]
@@ -157,19 +168,31 @@ fn gateway_peer(state: &AppState, req: &mut Request) {
     }
 }
 
-/// Replaces the connection's peer with the client address a standby vouched for, when its MAC
-/// verifies; drops the headers either way, so nothing below reads an unproven claim. Whether it
-/// did.
+/// Replaces the connection's peer with the client address a standby vouched for, and its
+/// certificate with the one the standby vouched for, when the MAC verifies; drops the headers
+/// either way, so nothing below reads an unproven claim. Whether it did.
 fn vouched_peer(state: &AppState, req: &mut Request) -> bool {
     let headers = req.headers_mut();
-    let claimed = headers
-        .remove(FORWARDED_FOR)
-        .and_then(|v| v.to_str().ok().map(str::to_owned));
-    let mac = headers
-        .remove(FORWARDED_MAC)
-        .and_then(|v| v.to_str().ok().map(str::to_owned));
+    let mut take = |name: &str| {
+        headers
+            .remove(name)
+            .and_then(|v| v.to_str().ok().map(str::to_owned))
+    };
+    let (claimed, cert, mac) = (
+        take(FORWARDED_FOR),
+        take(FORWARDED_CERT),
+        take(FORWARDED_MAC),
+    );
     let (Some(claimed), Some(mac)) = (claimed, mac) else {
         return false;
+    };
+    let cert = match cert.map(hex::decode) {
+        None => None,
+        Some(Ok(der)) => Some(der),
+        Some(Err(_)) => {
+            tracing::warn!("a forwarded certificate that is not hex was ignored");
+            return false;
+        }
     };
     let target = req
         .uri()
@@ -179,9 +202,9 @@ fn vouched_peer(state: &AppState, req: &mut Request) -> bool {
     let method = req.method().as_str().to_owned();
     if !state
         .vault
-        .forward_mac_valid(&claimed, &method, &target, &mac)
+        .forward_mac_valid(&claimed, &method, &target, cert.as_deref(), &mac)
     {
-        tracing::warn!("a forwarded-for header with a wrong MAC was ignored");
+        tracing::warn!("forwarding headers with a wrong MAC were ignored");
         return false;
     }
     let Ok(ip) = claimed.parse::<IpAddr>() else {
@@ -193,6 +216,10 @@ fn vouched_peer(state: &AppState, req: &mut Request) -> bool {
         .map_or(0, |c| c.0.port());
     req.extensions_mut()
         .insert(ConnectInfo(SocketAddr::new(ip, port)));
+    if let Some(der) = cert {
+        req.extensions_mut()
+            .insert(VouchedCert(CertIdentity::of_peer(&der)));
+    }
     true
 }
 
@@ -202,6 +229,8 @@ async fn forward(state: &AppState, forwarder: &Forwarder, leader: &str, req: Req
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
+    // The standby's own TLS handshake verified it, against the same CA the active node trusts.
+    let cert = peer_cert_der(req.extensions()).map(<[u8]>::to_vec);
     let (parts, body) = req.into_parts();
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let url = format!("{}{target}", leader.trim_end_matches('/'));
@@ -214,19 +243,23 @@ async fn forward(state: &AppState, forwarder: &Forwarder, leader: &str, req: Req
     };
     let mut headers = HeaderMap::new();
     for (name, value) in &parts.headers {
-        if !hop_by_hop(name) && name != FORWARDED_FOR && name != FORWARDED_MAC {
+        if !hop_by_hop(name) && !vouching(name) {
             headers.append(name.clone(), value.clone());
         }
     }
     let mac = state
         .vault
-        .forward_mac(&client_ip, parts.method.as_str(), target);
+        .forward_mac(&client_ip, parts.method.as_str(), target, cert.as_deref());
     if let (Ok(ip), Ok(mac)) = (
         HeaderValue::from_str(&client_ip),
         HeaderValue::from_str(&mac),
     ) {
         headers.insert(FORWARDED_FOR, ip);
         headers.insert(FORWARDED_MAC, mac);
+    }
+    // Hex is always a valid header value; the MAC above covers it.
+    if let Some(Ok(der)) = cert.map(|der| HeaderValue::from_str(&hex::encode(der))) {
+        headers.insert(FORWARDED_CERT, der);
     }
     let sent = forwarder
         .client

@@ -9,7 +9,8 @@
 //! one against that CA during the handshake, but does not require one, so browsers and unbound
 //! tools connect as before; a certificate that does not verify fails the handshake. axum-server's
 //! TLS acceptor puts the connection's verified peer certificates on every request
-//! (`Arc<TlsInfo>`), where the request middleware reads them (`client_cert`).
+//! (`Arc<TlsInfo>`), where the request middleware reads them (`client_cert`). Through a standby of
+//! a cluster, the standby verifies the certificate and vouches for it (`forward`).
 
 mod conn;
 
@@ -180,13 +181,26 @@ fn client_verifier(
         .map_err(|e| fail(e.to_string()))
 }
 
-/// The verified client certificate of the request's TLS connection, if it presented one: the
-/// first of the chain is the client's own (rustls verified the chain during the handshake).
-pub fn client_cert(extensions: &axum::http::Extensions) -> Option<CertIdentity> {
+/// The client certificate a standby verified on its own connection with the client and vouched
+/// for when it forwarded the request (`forward`); put on the request only after the vouch's MAC
+/// verified.
+#[derive(Debug, Clone)]
+pub struct VouchedCert(pub CertIdentity);
+
+/// The certificate (DER) the request's TLS connection presented, if any: the first of the chain
+/// is the client's own (rustls verified the chain during the handshake).
+pub fn peer_cert_der(extensions: &axum::http::Extensions) -> Option<&[u8]> {
     let info = extensions.get::<Arc<axum_server::tls::TlsInfo>>()?;
-    info.peer_certificates
-        .first()
-        .map(|der| CertIdentity::of_peer(der))
+    info.peer_certificates.first().map(|der| der.as_ref())
+}
+
+/// The client's verified certificate: the one a standby vouched for when it forwarded the
+/// request, else the one this connection presented.
+pub fn client_cert(extensions: &axum::http::Extensions) -> Option<CertIdentity> {
+    if let Some(VouchedCert(cert)) = extensions.get::<VouchedCert>() {
+        return Some(cert.clone());
+    }
+    peer_cert_der(extensions).map(CertIdentity::of_peer)
 }
 
 /// The per-connection time limits that do not depend on TLS.

@@ -427,24 +427,51 @@ impl Vault {
         })
     }
 
-    /// What a standby adds to a request it forwards to the active node, vouching for the client
-    /// address it saw: a MAC, under a key every node derives from the shared keyring, over the
-    /// address, the method and the target (path and query).
-    pub fn forward_mac(&self, client: &str, method: &str, target: &str) -> String {
-        hex::encode(self.forward_tag(client, method, target))
+    /// What a standby adds to a request it forwards to the active node, vouching for what it saw
+    /// of the client: a MAC, under a key every node derives from the shared keyring, over the
+    /// client's address, the method, the target (path and query) and, when the client presented
+    /// one, its TLS certificate (DER), so a tool bound to a certificate works through either node.
+    pub fn forward_mac(
+        &self,
+        client: &str,
+        method: &str,
+        target: &str,
+        cert: Option<&[u8]>,
+    ) -> String {
+        hex::encode(self.forward_tag(client, method, target, cert))
     }
 
     /// Whether `mac` is what [`Self::forward_mac`] gives for this request (constant time).
-    pub fn forward_mac_valid(&self, client: &str, method: &str, target: &str, mac: &str) -> bool {
-        hex::decode(mac)
-            .is_ok_and(|tag| crate::crypto::ct_eq(&tag, &self.forward_tag(client, method, target)))
+    pub fn forward_mac_valid(
+        &self,
+        client: &str,
+        method: &str,
+        target: &str,
+        cert: Option<&[u8]>,
+        mac: &str,
+    ) -> bool {
+        hex::decode(mac).is_ok_and(|tag| {
+            crate::crypto::ct_eq(&tag, &self.forward_tag(client, method, target, cert))
+        })
     }
 
-    fn forward_tag(&self, client: &str, method: &str, target: &str) -> [u8; 32] {
-        crate::crypto::hmac_parts(
-            &self.keys.mac().forward,
-            &[client.as_bytes(), method.as_bytes(), target.as_bytes()],
-        )
+    /// Without a certificate the MAC covers three parts, as it did before certificates were
+    /// vouched for (a standby of the previous release still forwards certificate-less requests
+    /// during a rolling upgrade); with one, four. The parts are length-prefixed, so no
+    /// three-part message reads as a four-part one.
+    fn forward_tag(
+        &self,
+        client: &str,
+        method: &str,
+        target: &str,
+        cert: Option<&[u8]>,
+    ) -> [u8; 32] {
+        let head = [client.as_bytes(), method.as_bytes(), target.as_bytes()];
+        let key = &self.keys.mac().forward;
+        match cert {
+            None => crate::crypto::hmac_parts(key, &head),
+            Some(der) => crate::crypto::hmac_parts(key, &[head[0], head[1], head[2], der]),
+        }
     }
 
     /// Which node of a cluster is active, and this node's part in it.
