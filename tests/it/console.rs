@@ -212,8 +212,14 @@ fn field_value(body: &str, name: &str) -> Option<String> {
 
 impl Browser {
     fn new(app: &TestApp) -> Self {
+        Self::from(app, std::net::IpAddr::from([127, 0, 0, 1]))
+    }
+
+    /// A browser on another machine of the office: its connections come from `address`.
+    fn from(app: &TestApp, address: std::net::IpAddr) -> Self {
         let ca = std::fs::read(app.dir.path().join("certs/ca.pem")).unwrap();
         let http = reqwest::Client::builder()
+            .local_address(address)
             .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(60))
@@ -1806,4 +1812,72 @@ async fn a_publisher_sees_on_home_how_each_of_their_requests_was_decided() {
             .body
             .contains("id=\"my-checkouts\"")
     );
+}
+
+/// Every console request counts against the general tier's per-address budget, the one the API's
+/// general routes use: a signed-in browser (or a stolen session cookie) that pages the console
+/// faster than the API would allow is refused with a page in the person's language, 429 and
+/// `Retry-After`, the API's door is shut for that address too, the refusals are in the log, and
+/// another address is not affected.
+#[tokio::test]
+async fn console_pages_share_the_general_budget_and_a_refusal_is_a_page() {
+    let app = spawn_with(Options {
+        tweak: Some(Box::new(|c| {
+            c.rate_limits.general_burst = 12;
+            c.rate_limits.general_per_second = 1;
+        })),
+        ..Default::default()
+    })
+    .await;
+    // The admin's API session, from 127.0.0.1; the browser below is another machine.
+    let admin = app.admin.clone();
+    let admin_s = app.login(&admin).await;
+    let elsewhere = std::net::IpAddr::from([127, 0, 0, 2]);
+    let mut b = Browser::from(&app, elsewhere);
+    b.login(&app, &admin).await;
+    let mut served = 0;
+    let refused = loop {
+        let p = b.get("/console/audit?lang=en").await;
+        if p.status == 429 {
+            break p;
+        }
+        assert_eq!(p.status, 200, "{}", p.body);
+        served += 1;
+        assert!(served < 20, "twenty console pages and no refusal");
+    };
+    assert!(served >= 5, "refused after {served} pages");
+    assert_console_headers("refused GET /console/audit", &refused);
+    assert!(refused.headers.contains_key("retry-after"));
+    assert!(
+        refused.body.contains("Too many requests") && refused.body.contains("<html"),
+        "{}",
+        refused.body
+    );
+    // The same address's API requests draw on the same budget.
+    let api = reqwest::Client::builder()
+        .local_address(elsewhere)
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(
+                &std::fs::read(app.dir.path().join("certs/ca.pem")).unwrap(),
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let r = api
+        .get(app.url("/api/v1/accounts"))
+        .bearer_auth(&admin_s)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.json::<Value>().await.unwrap()["code"], "rate_limited");
+    // Another address is not affected, and the refusals are in the log with the browser's address.
+    let limited = audit_entries(&app, &admin_s, "outcome=rate_limited").await;
+    let console_refusals: Vec<&Value> = limited
+        .iter()
+        .filter(|e| e["http"]["path"] == "/console/audit")
+        .collect();
+    assert_eq!(console_refusals.len(), 1, "{limited:?}");
+    assert_eq!(console_refusals[0]["source_ip"], "127.0.0.2");
 }

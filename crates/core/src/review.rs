@@ -190,8 +190,10 @@ pub struct Seen {
     chain: tokio::sync::Mutex<Option<Verified>>,
     /// The activity charts' counts per bucket length, each up to a seq: a view counts only the
     /// entries after it. Exact without a settling time: an entry with a later seq is never
-    /// stamped earlier (the writer sees to it). Only `audit prune` removes entries; this
-    /// process's figures for pruned days stay until it restarts.
+    /// stamped earlier (the writer sees to it). Only `audit prune` removes entries, and never
+    /// one younger than `audit.retention_days` (at least 180 days), while the charts reach back
+    /// 30 days at most: no bucket a chart shows ever loses an entry, so a prune (by the command,
+    /// beside a running server) needs no recount here.
     tallies: std::sync::Mutex<std::collections::HashMap<i64, Tally>>,
 }
 

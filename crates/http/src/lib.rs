@@ -81,7 +81,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(api::ops::readyz).layer(general.clone()))
         .route("/metrics", get(api::ops::metrics).layer(general.clone()))
         .nest("/api/v1", api)
-        .nest("/console", console::routes(login))
+        .nest("/console", console::routes(login, general.clone()))
         // `/console/` is where people type or bookmark the console; the nested router's own
         // root is `/console`.
         .route(

@@ -52,8 +52,11 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 
 /// `login` is the login tier's layer, the API's own: an address's sign-in attempts are counted
 /// together whichever door they come through. Showing the sign-in form is not an attempt, so
-/// people behind one office address can open it freely.
-pub fn routes(login: Layer<PeerKey>) -> Router<AppState> {
+/// people behind one office address can open it freely. `general` is the API's general tier:
+/// every console request counts against the same per-address budget as the API's general routes,
+/// so a stolen session cookie cannot hammer the console (an export, the audit pages) at a rate
+/// the API would refuse, and switching doors buys no fresh budget. Its refusal is a page too.
+pub fn routes(login: Layer<PeerKey>, general: Layer<PeerKey>) -> Router<AppState> {
     // A refusal of the tier is a page in the person's language (the sign-in form again, saying
     // how long to wait), not the API's problem+json.
     let attempts = ServiceBuilder::new()
@@ -113,6 +116,11 @@ pub fn routes(login: Layer<PeerKey>) -> Router<AppState> {
         .route("/assets/console.css", get(css))
         .route("/assets/console.js", get(js))
         .fallback(not_found)
+        .layer(
+            ServiceBuilder::new()
+                .layer(middleware::from_fn(auth::refused_as_page))
+                .layer(general),
+        )
         .layer(middleware::from_fn(security_headers))
 }
 
