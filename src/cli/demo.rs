@@ -58,8 +58,7 @@ pub async fn seed(vault: &Vault, fake: &FakePlatforms) -> anyhow::Result<Seeded>
                 roles.contains(&"publisher").then(|| "综合处".to_owned()),
                 None,
             )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            .await?;
         users.push((name.to_owned(), password, e.totp_secret));
     }
     // The seeding acts as the demo's admin, so the records name a person, as they would for real.
@@ -67,7 +66,7 @@ pub async fn seed(vault: &Vault, fake: &FakePlatforms) -> anyhow::Result<Seeded>
         Principal::Person(Person {
             id: 1,
             username: "admin".into(),
-            roles: crate::identity::Roles::parse(&["admin"]).map_err(|e| anyhow::anyhow!("{e}"))?,
+            roles: crate::identity::Roles::parse(&["admin"])?,
             session: None,
         }),
         None,
@@ -83,11 +82,7 @@ pub async fn seed(vault: &Vault, fake: &FakePlatforms) -> anyhow::Result<Seeded>
     ];
     for a in accounts {
         let input = serde_json::from_value(a)?;
-        vault
-            .accounts()
-            .create(&admin, input)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        vault.accounts().create(&admin, input).await?;
     }
     let (_, client_key) = vault
         .clients()
@@ -98,8 +93,7 @@ pub async fn seed(vault: &Vault, fake: &FakePlatforms) -> anyhow::Result<Seeded>
             None,
             None,
         )
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .await?;
     Ok(Seeded { users, client_key })
 }
 
@@ -215,10 +209,7 @@ pub async fn run(listen_port: u16) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let vault = Vault::create(Arc::clone(&config), Clock::system()).await?;
     let seeded = seed(&vault, &fake).await?;
-    vault
-        .reload_policies(&Actor::system())
-        .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    vault.reload_policies(&Actor::system()).await?;
     let running = crate::start_with(Arc::new(vault)).await?;
     let base = format!("http://127.0.0.1:{}", running.addr.port());
     let exe = std::env::current_exe()?.display().to_string();
