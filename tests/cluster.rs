@@ -13,8 +13,9 @@
 //!   active, nothing it does reaches the store: the chain stays one chain and the people it was asked
 //!   to add do not exist; it steps down and forwards from then on.
 //! - **A bound tool through the standby**: over TLS with the office's tool CA, a tool bound to its
-//!   client certificate checks out and uses its token through the standby with the certificate,
-//!   and is refused without it or with the standby's headers forged.
+//!   client certificate checks out and uses its token through the standby with the certificate
+//!   (presented to the standby, or passed by a gateway in front of it), and is refused without it
+//!   or with the standby's headers forged.
 //!
 //! The database is the SQLite file of the data dir, which both processes on this machine open;
 //! with `MV_TEST_DATABASE_URL` set (a PostgreSQL server) the nodes share that database instead.
@@ -94,9 +95,13 @@ fn pg_database(tag: &str) -> Option<(String, String)> {
     Some((url, host_port))
 }
 
+/// The TLS gateway's address in the TLS cluster ([`Tls`]).
+const GATEWAY: &str = "127.0.0.4";
+
 /// TLS for both nodes, as an operator sets it up: `mediavault certs dev` for the nodes' server
-/// certificates (each node trusts that CA as `cluster.peer_ca_file`), and the office's CA for its
-/// tools' client certificates as `tls.client_ca_file`.
+/// certificates (each node trusts that CA as `cluster.peer_ca_file`), the office's CA for its
+/// tools' client certificates as `tls.client_ca_file`, and a gateway ([`GATEWAY`]) that passes
+/// the client certificates it verified in `x-ssl-client-cert`.
 struct Tls {
     tool_ca_pem: String,
 }
@@ -142,8 +147,10 @@ impl Cluster {
                 http = http.add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap());
                 (
                     "https",
+                    // And a gateway on 127.0.0.4 that passes the certificates it verified.
                     format!(
-                        "\n[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{}\"\n",
+                        "\n[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\nclient_ca_file = \"{}\"\n\
+                         \n[gateway]\naddresses = [\"{GATEWAY}/32\"]\nclient_cert_header = \"x-ssl-client-cert\"\n",
                         certs.join("server.pem").display(),
                         certs.join("server-key.pem").display(),
                         tool_ca.display()
@@ -910,6 +917,23 @@ async fn a_bound_tool_works_through_the_standby_with_its_certificate_and_not_wit
         "{v}"
     );
 
+    // Through a gateway in front of the standby: the standby takes the client's address and the
+    // certificate the gateway passes, and vouches for those, not for the gateway.
+    let gateway = trusting()
+        .local_address(GATEWAY.parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let via_gateway = gateway
+        .get(format!("{}/api/v1/token", cluster.url(1)))
+        .bearer_auth(&token)
+        .header("x-forwarded-for", "10.9.8.7")
+        .header("x-ssl-client-cert", cert_pem.trim().replace('\n', " "))
+        .send()
+        .await
+        .unwrap();
+    let (st, v) = json_of(via_gateway).await;
+    assert_eq!(st, 200, "through the gateway and the standby: {v}");
+
     // The active node recorded the forwarded requests with the client's own address and the
     // certificate the standby vouched for; the refusals name no certificate.
     let (st, page) = cluster.admin_get(1, "/audit?limit=100").await;
@@ -924,9 +948,14 @@ async fn a_bound_tool_works_through_the_standby_with_its_certificate_and_not_wit
         .iter()
         .filter(|e| e["detail"]["client_cert"]["sha256"] == fingerprint.as_str())
         .collect();
-    assert_eq!(with.len(), 1, "{page}");
-    assert_eq!(with[0]["outcome"], "success", "{page}");
-    assert_eq!(with[0]["source_ip"], "127.0.0.3", "{page}");
+    assert_eq!(with.len(), 2, "{page}");
+    assert!(with.iter().all(|e| e["outcome"] == "success"), "{page}");
+    let mut addresses: Vec<&str> = with
+        .iter()
+        .map(|e| e["source_ip"].as_str().unwrap())
+        .collect();
+    addresses.sort_unstable();
+    assert_eq!(addresses, ["10.9.8.7", "127.0.0.3"], "{page}");
     assert!(
         with[0]["detail"]["client_cert"]["subject"]
             .as_str()

@@ -266,3 +266,135 @@ async fn a_bound_tool_works_only_with_its_certificate() {
         "{v}"
     );
 }
+
+/// Percent-encodes every byte but letters and digits, as nginx's `$ssl_client_escaped_cert`
+/// gives a PEM certificate.
+fn escaped(pem: &str) -> String {
+    pem.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Behind a TLS gateway (a TLCP gateway for a 密评 terminates the tools' connections), the
+/// gateway verifies the tool's certificate and passes it in `gateway.client_cert_header`: the
+/// vault reads it only on the gateway's connections, in the forms gateways give it, and binds
+/// the tool to it as to a certificate of its own handshake. Anything else is refused.
+#[tokio::test]
+async fn behind_a_gateway_a_bound_tool_works_with_the_certificate_the_gateway_passes() {
+    let ca = tool_ca("office SM2 tool CA");
+    let (a_pem, a_der, _) = tool_cert(&ca, "cms-prod");
+    let (b_pem, _, _) = tool_cert(&ca, "cms-other");
+    let app = spawn_with(Options {
+        policies: Some(vec![("wx.toml", policy("wx"))]),
+        // The gateway runs on this host; the tests' own client (127.0.0.1) is the gateway.
+        tweak: Some(Box::new(|c| {
+            c.gateway.addresses = vec!["127.0.0.1/32".parse().unwrap()];
+            c.gateway.client_cert_header = Some("X-SSL-Client-Cert".into());
+        })),
+        ..Default::default()
+    })
+    .await;
+    let admin_s = app.login(&app.admin.clone()).await;
+    let alice = app.create_user(&admin_s, "alice", &["publisher"]).await;
+    let r = app
+        .post(&admin_s, "/api/v1/accounts", json!({"id": "wx", "platform": "wechat", "display_name": "wx", "credential": {"app_id": "wx1", "app_secret": "s"}}))
+        .await;
+    assert_eq!(r.0, 201, "{}", r.1);
+    let code = app.code(&app.admin);
+    let (st, cms) = app
+        .post(
+            &admin_s,
+            "/api/v1/clients",
+            json!({"name": "cms", "accounts": ["wx"], "totp": code, "certificate": a_pem}),
+        )
+        .await;
+    assert_eq!(st, 201, "{cms}");
+    assert!(
+        cms["warning"].is_null(),
+        "the gateway passes certificates: {cms}"
+    );
+    let cms_key = cms["client_key"].as_str().unwrap().to_owned();
+
+    let gateway = &app.client;
+    let ca_pem = std::fs::read(app.dir.path().join("certs/ca.pem")).unwrap();
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca_pem).unwrap())
+        .build()
+        .unwrap();
+    let call = |client: &reqwest::Client,
+                bearer: &str,
+                path: &str,
+                cert: Option<String>,
+                body: Option<Value>| {
+        let mut req = match body {
+            Some(b) => client.post(app.url(path)).json(&b),
+            None => client.get(app.url(path)),
+        }
+        .bearer_auth(bearer)
+        .header("x-forwarded-for", "10.20.30.40");
+        if let Some(cert) = cert {
+            req = req.header("x-ssl-client-cert", cert);
+        }
+        async move { into_pair(req.send().await.unwrap()).await }
+    };
+    let checkout = json!({"account": "wx", "operator": "alice", "totp": app.code(&alice), "purpose": "发布通知", "level": "general"});
+
+    // The certificate as nginx escapes it: the checkout goes through.
+    let (st, v) = call(
+        gateway,
+        &cms_key,
+        "/api/v1/checkouts",
+        Some(escaped(&a_pem)),
+        Some(checkout),
+    )
+    .await;
+    assert_eq!(st, 201, "{v}");
+    let token = v["token"].as_str().unwrap().to_owned();
+    // As bare base64 DER, and as PEM with its line breaks turned into spaces: the token works.
+    use base64::Engine as _;
+    let bare = base64::engine::general_purpose::STANDARD.encode(&a_der);
+    for form in [bare.clone(), a_pem.trim().replace('\n', " ")] {
+        let (st, v) = call(gateway, &token, "/api/v1/token", Some(form), None).await;
+        assert_eq!(st, 200, "{v}");
+    }
+    // Refused: no certificate, another one, a header that holds none, and the right one sent by
+    // someone who is not the gateway.
+    for (client, cert, what) in [
+        (gateway, None, "none"),
+        (gateway, Some(escaped(&b_pem)), "another"),
+        (gateway, Some("not a certificate".to_owned()), "garbage"),
+        (
+            gateway,
+            Some(bare[..bare.len() / 2].to_owned()),
+            "cut short",
+        ),
+        (&elsewhere, Some(escaped(&a_pem)), "not from the gateway"),
+    ] {
+        let (st, v) = call(client, &token, "/api/v1/token", cert, None).await;
+        assert_eq!(
+            (st, v["code"].as_str()),
+            (401, Some("client_certificate_required")),
+            "{what}: {v}"
+        );
+    }
+
+    // The log: the client's own address (the gateway's X-Forwarded-For) and the certificate.
+    let (_, page) = app
+        .get(&admin_s, "/api/v1/audit?action=checkout.create")
+        .await;
+    let entry = &page["entries"][0];
+    assert_eq!(entry["outcome"], "success", "{page}");
+    assert_eq!(entry["source_ip"], "10.20.30.40", "{page}");
+    assert_eq!(
+        entry["detail"]["client_cert"]["sha256"],
+        sha256_hex(&a_der),
+        "{page}"
+    );
+}

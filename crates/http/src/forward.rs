@@ -17,7 +17,10 @@
 //!
 //! The same layer serves a vault behind a gateway (a certified TLCP gateway for a 密评, or a
 //! reverse proxy; `[gateway] addresses`): on the gateway's connections the client is the last
-//! `X-Forwarded-For` entry, the one the gateway appended; from anyone else the header is ignored.
+//! `X-Forwarded-For` entry, the one the gateway appended, and, with `gateway.client_cert_header`
+//! set, the client certificate is the one the gateway verified and passed in that header; from
+//! anyone else both headers are ignored. A standby behind the gateway resolves both before it
+//! forwards, so it vouches for the client, not for the gateway.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -34,7 +37,7 @@ use crate::AppState;
 use crate::config::Config;
 use crate::crypto::CertIdentity;
 use crate::problem;
-use crate::serve::{VouchedCert, peer_cert_der};
+use crate::serve::{VouchedCert, client_cert_der};
 use crate::vault::cluster::Role;
 
 /// The client address a standby saw.
@@ -117,7 +120,10 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
     let own = matches!(path, "/healthz" | "/readyz" | "/metrics");
     match (state.vault.cluster().role(), &state.forwarder) {
         (Role::Standby { leader }, Some(forwarder)) if !own => match leader {
-            Some(leader) => forward(&state, forwarder, &leader.address, req).await,
+            Some(leader) => {
+                gateway_peer(&state, &mut req);
+                forward(&state, forwarder, &leader.address, req).await
+            }
             None => problem::plain(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "standby",
@@ -134,10 +140,16 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
 }
 
 /// On a connection from the configured gateway (`[gateway] addresses`), replaces the peer with
-/// the client address the gateway appended last to `X-Forwarded-For`; anything before it came
-/// from the client and proves nothing. A connection from anywhere else keeps its own address.
+/// the client address the gateway appended last to `X-Forwarded-For` (anything before it came
+/// from the client and proves nothing) and, with `gateway.client_cert_header` set, takes the
+/// client certificate the gateway verified from that header. A connection from anywhere else
+/// keeps its own address and certificate; the certificate header is dropped whoever sent it.
 fn gateway_peer(state: &AppState, req: &mut Request) {
     let gateway = &state.vault.config.gateway;
+    let cert = gateway
+        .client_cert_header
+        .as_deref()
+        .and_then(|name| req.headers_mut().remove(name));
     let Some(peer) = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -146,6 +158,9 @@ fn gateway_peer(state: &AppState, req: &mut Request) {
         return;
     };
     if !gateway.is_gateway(peer.ip()) {
+        if cert.is_some() {
+            tracing::warn!(peer = %peer.ip(), "a client certificate header from outside the gateway was ignored");
+        }
         return;
     }
     let client = req
@@ -166,6 +181,37 @@ fn gateway_peer(state: &AppState, req: &mut Request) {
             "a request from the gateway without a usable X-Forwarded-For: recorded with the gateway's address"
         ),
     }
+    if let Some(value) = cert {
+        match gateway_cert(value.as_bytes()) {
+            Some(der) => {
+                req.extensions_mut().insert(VouchedCert(der));
+            }
+            // Fail closed: the request goes on without a certificate, so a bound tool is refused.
+            None => tracing::warn!(
+                gateway = %peer.ip(),
+                "the gateway's client certificate header holds no certificate: the request goes on without one"
+            ),
+        }
+    }
+}
+
+/// The certificate (DER) in a gateway's header: PEM, percent-encoded (nginx's
+/// `$ssl_client_escaped_cert`) or not, its line breaks kept or turned into spaces, or bare base64
+/// DER. None unless it decodes to one whole X.509 certificate.
+fn gateway_cert(value: &[u8]) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let text = percent_encoding::percent_decode(value).decode_utf8().ok()?;
+    let body = text
+        .trim()
+        .strip_prefix("-----BEGIN CERTIFICATE-----")
+        .map_or(Some(text.trim()), |rest| {
+            rest.trim_end().strip_suffix("-----END CERTIFICATE-----")
+        })?;
+    let b64: String = body.split_whitespace().collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64.as_bytes())
+        .ok()?;
+    CertIdentity::from_der(&der).ok().map(|_| der)
 }
 
 /// Replaces the connection's peer with the client address a standby vouched for, and its
@@ -217,8 +263,7 @@ fn vouched_peer(state: &AppState, req: &mut Request) -> bool {
     req.extensions_mut()
         .insert(ConnectInfo(SocketAddr::new(ip, port)));
     if let Some(der) = cert {
-        req.extensions_mut()
-            .insert(VouchedCert(CertIdentity::of_peer(&der)));
+        req.extensions_mut().insert(VouchedCert(der));
     }
     true
 }
@@ -229,8 +274,9 @@ async fn forward(state: &AppState, forwarder: &Forwarder, leader: &str, req: Req
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
-    // The standby's own TLS handshake verified it, against the same CA the active node trusts.
-    let cert = peer_cert_der(req.extensions()).map(<[u8]>::to_vec);
+    // The standby's own TLS handshake verified it, against the same CA the active node trusts,
+    // or the gateway did (`gateway_peer`, just before).
+    let cert = client_cert_der(req.extensions()).map(<[u8]>::to_vec);
     let (parts, body) = req.into_parts();
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let url = format!("{}{target}", leader.trim_end_matches('/'));

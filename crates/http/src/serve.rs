@@ -10,7 +10,8 @@
 //! tools connect as before; a certificate that does not verify fails the handshake. axum-server's
 //! TLS acceptor puts the connection's verified peer certificates on every request
 //! (`Arc<TlsInfo>`), where the request middleware reads them (`client_cert`). Through a standby of
-//! a cluster, the standby verifies the certificate and vouches for it (`forward`).
+//! a cluster, the standby verifies the certificate and vouches for it; behind a TLS gateway, the
+//! gateway may pass the one it verified (`forward`).
 
 mod conn;
 
@@ -181,26 +182,27 @@ fn client_verifier(
         .map_err(|e| fail(e.to_string()))
 }
 
-/// The client certificate a standby verified on its own connection with the client and vouched
-/// for when it forwarded the request (`forward`); put on the request only after the vouch's MAC
-/// verified.
+/// A client certificate (DER) verified by someone the vault trusts on this request's behalf: a
+/// standby of the cluster, in its own handshake with the client (its vouch's MAC verified), or
+/// the configured TLS gateway (`gateway.client_cert_header`, on the gateway's connections only).
+/// See `forward`.
 #[derive(Debug, Clone)]
-pub struct VouchedCert(pub CertIdentity);
+pub struct VouchedCert(pub Vec<u8>);
 
-/// The certificate (DER) the request's TLS connection presented, if any: the first of the chain
-/// is the client's own (rustls verified the chain during the handshake).
-pub fn peer_cert_der(extensions: &axum::http::Extensions) -> Option<&[u8]> {
+/// The client's verified certificate (DER): the one vouched for, else the one this connection
+/// presented (the first of the chain is the client's own; rustls verified the chain during the
+/// handshake).
+pub fn client_cert_der(extensions: &axum::http::Extensions) -> Option<&[u8]> {
+    if let Some(VouchedCert(der)) = extensions.get::<VouchedCert>() {
+        return Some(der);
+    }
     let info = extensions.get::<Arc<axum_server::tls::TlsInfo>>()?;
     info.peer_certificates.first().map(|der| der.as_ref())
 }
 
-/// The client's verified certificate: the one a standby vouched for when it forwarded the
-/// request, else the one this connection presented.
+/// The client's verified certificate, as the audit log and the tool's binding read it.
 pub fn client_cert(extensions: &axum::http::Extensions) -> Option<CertIdentity> {
-    if let Some(VouchedCert(cert)) = extensions.get::<VouchedCert>() {
-        return Some(cert.clone());
-    }
-    peer_cert_der(extensions).map(CertIdentity::of_peer)
+    client_cert_der(extensions).map(CertIdentity::of_peer)
 }
 
 /// The per-connection time limits that do not depend on TLS.

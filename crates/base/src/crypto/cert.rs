@@ -111,6 +111,18 @@ impl CertIdentity {
     }
 }
 
+impl CertIdentity {
+    /// A certificate in DER that a trusted party (the TLS gateway) verified and passed on: it
+    /// must parse as one whole X.509 certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, CertError> {
+        let subject = subject_of(der).ok_or(CertError::Malformed)?;
+        Ok(Self {
+            fingerprint: CertFingerprint::of_der(der),
+            subject,
+        })
+    }
+}
+
 /// The subject of a DER certificate, or None if it does not parse as one (trailing bytes included).
 fn subject_of(der: &[u8]) -> Option<String> {
     match x509_parser::parse_x509_certificate(der) {

@@ -77,9 +77,40 @@ pub struct Config {
 pub struct GatewayConfig {
     /// The gateway's own addresses (CIDR), e.g. `["127.0.0.1/32"]` for one on this host.
     pub addresses: Vec<ipnet::IpNet>,
+    /// The request header in which the gateway passes the client certificate it verified (for
+    /// a tool bound to one), e.g. `"x-ssl-client-cert"`: PEM, URL-encoded or not (nginx's
+    /// `$ssl_client_escaped_cert`), or base64 DER. Read only on the gateway's connections;
+    /// unset, a gateway passes no certificates.
+    pub client_cert_header: Option<String>,
 }
 
 impl GatewayConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let Some(name) = &self.client_cert_header else {
+            return Ok(());
+        };
+        let token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !token {
+            return Err(ConfigError(format!(
+                "gateway.client_cert_header {name:?} is not a header name (letters, digits, '-')"
+            )));
+        }
+        if name.to_ascii_lowercase().starts_with("x-mediavault-") {
+            return Err(ConfigError(format!(
+                "gateway.client_cert_header {name:?}: x-mediavault-* headers are the vault's own"
+            )));
+        }
+        if self.addresses.is_empty() {
+            return Err(ConfigError(
+                "gateway.client_cert_header is set but gateway.addresses is empty: name the gateway's addresses, or no certificate is ever read".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// Whether a connection from `peer` is the gateway's.
     pub fn is_gateway(&self, peer: std::net::IpAddr) -> bool {
         self.addresses.iter().any(|net| net.contains(&peer))
@@ -241,6 +272,7 @@ impl Config {
             ));
         }
         self.database.validate()?;
+        self.gateway.validate()?;
         if self.tls.plain_http && self.tls.client_ca_file.is_some() {
             return fail(
                 "tls.client_ca_file needs TLS, but tls.plain_http is true; turn plain_http off or remove client_ca_file".into(),

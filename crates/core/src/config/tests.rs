@@ -245,3 +245,44 @@ fn database_url_picks_the_backend_and_never_shows_its_password() {
     assert!(err.contains("database.url"), "{err}");
     assert!(!err.contains("hunter2secret"), "{err}");
 }
+
+#[test]
+fn a_gateway_certificate_header_needs_the_gateway_and_a_header_name() {
+    let err = |pairs: &[(&str, &str)]| {
+        Config::load_with_env(None, &env(pairs))
+            .unwrap_err()
+            .to_string()
+    };
+    let e = err(&[(
+        "MEDIAVAULT_GATEWAY__CLIENT_CERT_HEADER",
+        "x-ssl-client-cert",
+    )]);
+    assert!(e.contains("gateway.addresses is empty"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.toml");
+    for (name, problem) in [
+        ("x ssl", "is not a header name"),
+        ("", "is not a header name"),
+        ("X-MediaVault-Forwarded-Cert", "the vault's own"),
+    ] {
+        std::fs::write(
+            &p,
+            format!("[gateway]\naddresses = [\"127.0.0.1/32\"]\nclient_cert_header = \"{name}\"\n"),
+        )
+        .unwrap();
+        let e = Config::load_with_env(Some(&p), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(problem), "{name:?}: {e}");
+    }
+    std::fs::write(
+        &p,
+        "[gateway]\naddresses = [\"127.0.0.1/32\"]\nclient_cert_header = \"X-SSL-Client-Cert\"\n",
+    )
+    .unwrap();
+    let c = Config::load_with_env(Some(&p), &[]).unwrap();
+    assert_eq!(
+        c.gateway.client_cert_header.as_deref(),
+        Some("X-SSL-Client-Cert")
+    );
+}

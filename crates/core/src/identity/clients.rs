@@ -79,8 +79,9 @@ pub struct Clients {
     pub(crate) keys: std::sync::Arc<crate::keys::Keys>,
     pub(crate) people: crate::identity::users::People,
     pub(crate) policies: std::sync::Arc<crate::policy::Live>,
-    /// Whether this server asks TLS clients for certificates (`tls.client_ca_file`): binding a
-    /// tool without it is allowed (the CA may come with the next restart) but warned about.
+    /// Whether a client certificate can reach this server (`tls.client_ca_file`, or a gateway
+    /// that passes the one it verified, `gateway.client_cert_header`): binding a tool without
+    /// either is allowed (the setting may come with the next restart) but warned about.
     pub(crate) asks_client_certs: bool,
 }
 
@@ -304,8 +305,8 @@ impl Clients {
     /// A bound tool on a server that asks for no client certificates cannot be used at all.
     fn no_client_certs_warning(&self) -> Option<String> {
         (!self.asks_client_certs).then(|| {
-            tracing::warn!("a tool was bound to a client certificate, but tls.client_ca_file is not set");
-            "tls.client_ca_file is not set on this server, so no connection can present the bound certificate and the tool is refused until it is (docs/deployment.md, \"Mutual TLS for a tool\")".to_owned()
+            tracing::warn!("a tool was bound to a client certificate, but neither tls.client_ca_file nor gateway.client_cert_header is set");
+            "neither tls.client_ca_file nor gateway.client_cert_header is set on this server, so no connection can present the bound certificate and the tool is refused until one is (docs/deployment.md, \"Mutual TLS for a tool\")".to_owned()
         })
     }
 

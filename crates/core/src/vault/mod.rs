@@ -340,7 +340,8 @@ impl Vault {
             keys: Arc::clone(&keys),
             people: people.clone(),
             policies: Arc::clone(&live),
-            asks_client_certs: config.tls.client_ca_file.is_some() && !config.tls.plain_http,
+            asks_client_certs: (config.tls.client_ca_file.is_some() && !config.tls.plain_http)
+                || config.gateway.client_cert_header.is_some(),
         };
         let accounts = Accounts {
             store: store.clone(),
