@@ -581,6 +581,29 @@ async fn the_standby_takes_over_without_forking_the_chain_or_losing_an_acknowled
     let killed_at = Instant::now();
     let status = a.kill().await;
     assert!(!status.success());
+    // Until its lease runs out B still forwards to A, which is gone: B answers itself, under an
+    // id of its own that its log names too.
+    let r = cluster
+        .http
+        .get(format!("{}/api/v1/accounts", cluster.url(1)))
+        .send()
+        .await
+        .unwrap();
+    let header_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let (st, v) = json_of(r).await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (502, Some("standby_forward_failed")),
+        "{v}"
+    );
+    assert_eq!(v["request_id"], header_id.as_str(), "{v}");
+    assert_eq!(header_id.len(), 32, "{v}");
+    let log = b.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("forwarding to the active node failed") && l.contains(&header_id)),
+        "{log}"
+    );
     let (ready_b, _) = cluster
         .readyz_until(1, Duration::from_secs(25), |v| is_role(v, "active"))
         .await;
@@ -898,6 +921,18 @@ async fn a_bound_tool_works_through_the_standby_with_its_certificate_and_not_wit
             (401, Some("client_certificate_required")),
             "node {node}: {v}"
         );
+        // The standby's log names what it forwarded under the id the active node gave it.
+        if node == 1 {
+            let id = v["request_id"].as_str().unwrap();
+            let log = b.log_text();
+            assert!(
+                log.lines()
+                    .any(|l| l.contains("forwarded to the active node")
+                        && l.contains(id)
+                        && l.contains("status=401")),
+                "{log}"
+            );
+        }
     }
     // A client that forges the standby's headers straight to the active node, claiming the
     // certificate it does not hold: the headers are ignored, and the tool refused.

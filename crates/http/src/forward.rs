@@ -40,6 +40,10 @@ use crate::problem;
 use crate::serve::{VouchedCert, client_cert_der};
 use crate::vault::cluster::Role;
 
+/// The id of a request, in every answer (the request middleware sets it; a standby keeps the
+/// active node's, or sets its own on what it answers itself).
+const REQUEST_ID: &str = "x-request-id";
+
 /// The client address a standby saw.
 pub const FORWARDED_FOR: &str = "x-mediavault-forwarded-for";
 /// The client certificate (DER, hex) the standby verified, when the client presented one.
@@ -119,17 +123,31 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
     let path = req.uri().path();
     let own = matches!(path, "/healthz" | "/readyz" | "/metrics");
     match (state.vault.cluster().role(), &state.forwarder) {
-        (Role::Standby { leader }, Some(forwarder)) if !own => match leader {
-            Some(leader) => {
-                gateway_peer(&state, &mut req);
-                forward(&state, forwarder, &leader.address, req).await
+        (Role::Standby { leader }, Some(forwarder)) if !own => {
+            // This node's own id for what it answers and logs itself (no active node, the active
+            // node unreachable); a forwarded answer keeps the active node's.
+            let id = crate::context::new_request_id();
+            let mut resp = crate::context::with_request_id(id.clone(), async {
+                match leader {
+                    Some(leader) => {
+                        gateway_peer(&state, &mut req);
+                        forward(&state, forwarder, &leader.address, req).await
+                    }
+                    None => problem::plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "standby",
+                        "this vault node is a standby and no node is active at the moment; retry shortly",
+                    ),
+                }
+            })
+            .await;
+            if !resp.headers().contains_key(REQUEST_ID)
+                && let Ok(v) = HeaderValue::from_str(&id)
+            {
+                resp.headers_mut().insert(REQUEST_ID, v);
             }
-            None => problem::plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "standby",
-                "this vault node is a standby and no node is active at the moment; retry shortly",
-            ),
-        },
+            resp
+        }
         _ => {
             if !vouched_peer(&state, &mut req) {
                 gateway_peer(&state, &mut req);
@@ -318,7 +336,13 @@ async fn forward(state: &AppState, forwarder: &Forwarder, leader: &str, req: Req
         Ok(answer) => answer,
         Err(_) => {
             // Never the error's text: it holds the URL, and the query may hold a token.
-            tracing::warn!(leader, "forwarding to the active node failed");
+            tracing::warn!(
+                leader,
+                method = %parts.method,
+                path = parts.uri.path(),
+                request_id = crate::context::current_request_id().unwrap_or_default(),
+                "forwarding to the active node failed"
+            );
             return problem::plain(
                 StatusCode::BAD_GATEWAY,
                 "standby_forward_failed",
@@ -326,6 +350,19 @@ async fn forward(state: &AppState, forwarder: &Forwarder, leader: &str, req: Req
             );
         }
     };
+    // One line per forwarded request, under the id the active node gave it (its own log and the
+    // audit entry carry the same), so the two nodes' logs can be read together.
+    tracing::info!(
+        method = %parts.method,
+        path = parts.uri.path(),
+        status = answer.status().as_u16(),
+        request_id = answer
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+        "forwarded to the active node"
+    );
     let mut resp = Response::builder().status(answer.status());
     if let Some(h) = resp.headers_mut() {
         for (name, value) in answer.headers() {
