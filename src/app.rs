@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum_server::Handle;
 
@@ -21,6 +22,35 @@ pub struct Running {
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<Result<(), http::serve::ServeError>>,
     background: Vec<tokio::task::JoinHandle<()>>,
+    writer_down: Arc<AtomicBool>,
+}
+
+/// Stops the server if the audit writer stops for good (see `Vault::audit_stopped`): a vault
+/// that can record nothing refuses every request, and a node that stays up that way holds its
+/// cluster lease while serving nothing. Stopped, it exits with an error (`wait`), its service
+/// manager starts it again (`Restart=on-failure`), and a standby takes the released lease.
+fn watch_writer(
+    vault: &Arc<Vault>,
+    handle: &Handle<SocketAddr>,
+    down: &Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    let (vault, handle, down) = (Arc::clone(vault), handle.clone(), Arc::clone(down));
+    tokio::spawn(async move {
+        vault.audit_stopped().await;
+        down.store(true, Ordering::SeqCst);
+        tracing::error!(
+            "the audit writer stopped (a change panicked inside it, or its thread could not start): nothing can be recorded, so the server stops; restart it (systemd does)"
+        );
+        handle.graceful_shutdown(Some(http::serve::GRACE));
+    })
+}
+
+/// What `wait` returns when the server stopped because its audit writer did.
+fn writer_down_error(down: &AtomicBool) -> anyhow::Result<()> {
+    if down.load(Ordering::SeqCst) {
+        anyhow::bail!("the audit writer stopped, so the server stopped (the log above says why)");
+    }
+    Ok(())
 }
 
 impl Running {
@@ -43,7 +73,7 @@ impl Running {
         }
         self.vault.close().await;
         served??;
-        Ok(())
+        writer_down_error(&self.writer_down)
     }
 
     pub fn handle(&self) -> Handle<SocketAddr> {
@@ -102,6 +132,7 @@ pub struct SealedRunning {
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<Result<(), http::serve::ServeError>>,
     background: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    writer_down: Arc<AtomicBool>,
 }
 
 impl SealedRunning {
@@ -136,7 +167,7 @@ impl SealedRunning {
             vault.close().await;
         }
         served??;
-        Ok(())
+        writer_down_error(&self.writer_down)
     }
 }
 
@@ -164,6 +195,8 @@ pub async fn start_sealed(config: Arc<Config>, clock: Clock) -> anyhow::Result<S
     let tls = bound.is_tls();
     let open: http::sealed::Switch = Arc::default();
     let background: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+    let handle = Handle::new();
+    let writer_down: Arc<AtomicBool> = Arc::default();
     // The unsealer is named by the full router too (its status answers there), so the hook
     // finds it through a cell filled right after it is made.
     let me: Arc<std::sync::OnceLock<Arc<Unsealer>>> = Arc::default();
@@ -171,13 +204,15 @@ pub async fn start_sealed(config: Arc<Config>, clock: Clock) -> anyhow::Result<S
         let open = Arc::clone(&open);
         let background = Arc::clone(&background);
         let me = Arc::clone(&me);
+        let (handle, writer_down) = (handle.clone(), Arc::clone(&writer_down));
         Box::new(move |vault: Arc<Vault>| {
             let mut app = http::router(http::AppState::new(Arc::clone(&vault))?);
             if let Some(u) = me.get() {
                 app = http::sealed::opened(app, Arc::clone(u));
             }
             vault.cluster().join();
-            let tasks = crate::vault::background::spawn(&vault);
+            let mut tasks = crate::vault::background::spawn(&vault);
+            tasks.push(watch_writer(&vault, &handle, &writer_down));
             if let Ok(mut held) = background.lock() {
                 held.extend(tasks);
             }
@@ -188,7 +223,6 @@ pub async fn start_sealed(config: Arc<Config>, clock: Clock) -> anyhow::Result<S
     let unsealer = Arc::new(Unsealer::new(Arc::clone(&config), clock, on_open)?);
     let _ = me.set(Arc::clone(&unsealer));
     let app = http::sealed::router(Arc::clone(&unsealer), open);
-    let handle = Handle::new();
     let task = tokio::spawn(bound.serve(app, handle.clone()));
     Ok(SealedRunning {
         addr,
@@ -197,6 +231,7 @@ pub async fn start_sealed(config: Arc<Config>, clock: Clock) -> anyhow::Result<S
         handle,
         task,
         background,
+        writer_down,
     })
 }
 
@@ -225,7 +260,9 @@ pub async fn start_with(vault: Arc<Vault>) -> anyhow::Result<Running> {
     // In a cluster, a standby until the lease says otherwise, before the first request.
     vault.cluster().join();
     let task = tokio::spawn(bound.serve(app, handle.clone()));
-    let background = crate::vault::background::spawn(&vault);
+    let mut background = crate::vault::background::spawn(&vault);
+    let writer_down = Arc::default();
+    background.push(watch_writer(&vault, &handle, &writer_down));
     Ok(Running {
         addr,
         tls,
@@ -233,5 +270,6 @@ pub async fn start_with(vault: Arc<Vault>) -> anyhow::Result<Running> {
         handle,
         task,
         background,
+        writer_down,
     })
 }

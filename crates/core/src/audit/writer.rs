@@ -164,6 +164,24 @@ enum Job {
 pub struct AuditWriter {
     tx: mpsc::Sender<Job>,
     stats: crate::telemetry::AuditStats,
+    /// Becomes true when the writer has stopped other than by its last handle going: its thread
+    /// could not start, or a change panicked inside it ([`Self::stopped`]).
+    down: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Owned by the writer's thread: says the writer is down unless the thread got to the end of a
+/// normal run (a panic unwinds through it; a thread that never started drops it unrun).
+struct DownOnDrop {
+    down: tokio::sync::watch::Sender<bool>,
+    ended_normally: bool,
+}
+
+impl Drop for DownOnDrop {
+    fn drop(&mut self) {
+        if !self.ended_normally {
+            self.down.send_replace(true);
+        }
+    }
 }
 
 impl std::fmt::Debug for Job {
@@ -183,6 +201,11 @@ impl AuditWriter {
         let (tx, rx) = mpsc::channel(QUEUE);
         let stats = crate::telemetry::AuditStats::default();
         let task = run(store, key, clock, rx, stats.clone());
+        let (down_tx, down) = tokio::sync::watch::channel(false);
+        let mut guard = DownOnDrop {
+            down: down_tx,
+            ended_normally: false,
+        };
         let spawned = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || {
@@ -190,14 +213,30 @@ impl AuditWriter {
                     .enable_all()
                     .build()
                 {
-                    Ok(rt) => rt.block_on(task),
+                    Ok(rt) => {
+                        rt.block_on(task);
+                        guard.ended_normally = true;
+                    }
                     Err(e) => tracing::error!(error = %e, "the audit writer could not start"),
                 }
+                drop(guard);
             });
         if let Err(e) = spawned {
             tracing::error!(error = %e, "the audit writer could not start");
         }
-        Self { tx, stats }
+        Self { tx, stats, down }
+    }
+
+    /// Resolves once the writer has stopped for good while handles remain: its thread could not
+    /// start, or a change panicked inside it. Every audited request is refused from then on, so
+    /// the server stops rather than serve nothing (`mediavault serve` exits with an error; its
+    /// service manager restarts it, and in a cluster a standby takes over).
+    pub async fn stopped(&self) {
+        let mut down = self.down.clone();
+        // An error means the thread ended normally, which it does only once no handle is left.
+        if down.wait_for(|d| *d).await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
 
     /// Commit latency and batch sizes, for `/metrics`.
@@ -845,7 +884,8 @@ mod tests {
     }
 
     /// A change that panics takes the writer down with it (nothing half-done is committed), and
-    /// the handle says so, which is what `/readyz` reports; every later record is refused.
+    /// the handle says so: `stopped` resolves (the server stops on it) and `is_running` is false
+    /// (what `/readyz` reports); every later record is refused.
     #[tokio::test]
     async fn a_writer_stopped_by_a_panicking_change_says_it_is_not_running() {
         let (_dir, store, _raw) = mediavault_store_sqlite::testing::open_temp().await;
@@ -863,12 +903,10 @@ mod tests {
             )
             .await;
         assert!(matches!(crashed, Err::<(), _>(Error::AuditUnavailable)));
-        // The channel closes as the writer's thread unwinds.
-        let mut waited = 0;
-        while writer.is_running() && waited < 500 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            waited += 1;
-        }
+        // The thread unwinds: the handle says the writer is down (what stops the server).
+        tokio::time::timeout(std::time::Duration::from_secs(10), writer.stopped())
+            .await
+            .expect("the writer says it stopped");
         assert!(!writer.is_running());
         assert!(
             writer

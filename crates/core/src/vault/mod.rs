@@ -675,6 +675,12 @@ impl Vault {
         m.render().map_err(Error::internal)
     }
 
+    /// Resolves if the audit writer stops for good (a change panicked inside it, or its thread
+    /// could not start): from then on every audited request is refused, so the server stops.
+    pub async fn audit_stopped(&self) {
+        self.audit.stopped().await;
+    }
+
     /// Closes the store's pools (after the server has stopped).
     /// Ends this node's lease if it holds one (a standby takes over at once instead of waiting it
     /// out), then closes the store.
