@@ -397,4 +397,50 @@ async fn behind_a_gateway_a_bound_tool_works_with_the_certificate_the_gateway_pa
         sha256_hex(&a_der),
         "{page}"
     );
+
+    // A 密评's tools hold SM2 certificates, which only the gateway can verify: the tool is bound
+    // to one (made with `openssl req -sm3` on an SM2 key, signed SM2-with-SM3 by an SM2 CA), and
+    // its token then works with that certificate passed by the gateway, and no longer with A.
+    let sm2_pem = include_str!("fixtures/sm2-tool.pem");
+    let cms_id = cms["client_id"].as_str().unwrap();
+    let (st, v) = into_pair(
+        app.client
+            .put(app.url(&format!("/api/v1/clients/{cms_id}/certificate")))
+            .bearer_auth(&admin_s)
+            .json(&json!({"certificate": sm2_pem, "totp": app.code(&app.admin)}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        v["certificate"]["subject"]
+            .as_str()
+            .unwrap()
+            .contains("CN=cms-sm2"),
+        "{v}"
+    );
+    let (st, v) = call(
+        gateway,
+        &token,
+        "/api/v1/token",
+        Some(escaped(sm2_pem)),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, v) = call(
+        gateway,
+        &token,
+        "/api/v1/token",
+        Some(escaped(&a_pem)),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (st, v["code"].as_str()),
+        (401, Some("client_certificate_required")),
+        "{v}"
+    );
 }
