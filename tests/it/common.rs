@@ -367,16 +367,7 @@ pub async fn run_cli(config: &Path, args: &[&str], stdin: Option<&str>) -> CliOu
     }
 }
 
-/// Writes a child's standard input. A CLI that refuses its arguments exits before reading it:
-/// the pipe is then closed under the write, and what a test judges is the child's exit and
-/// output, not the write.
-pub async fn feed(input: &mut tokio::process::ChildStdin, bytes: &[u8]) {
-    use tokio::io::AsyncWriteExt;
-    match input.write_all(bytes).await {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        other => other.unwrap(),
-    }
-}
+pub use crate::support::feed;
 
 pub fn client_for(dir: &Path) -> reqwest::Client {
     let ca = std::fs::read(dir.join("certs/ca.pem")).unwrap();

@@ -36,7 +36,7 @@ mod publishing;
 #[cfg(feature = "demo")]
 mod services;
 mod suite;
-// The fixtures the process-driving tests share (here: the office's tool PKI).
+// The fixtures the process-driving tests share (here: the office's tool PKI, `feed`).
 #[path = "../support/mod.rs"]
 mod support;
 mod unseal;

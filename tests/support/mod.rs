@@ -1,5 +1,5 @@
 //! What the tests that drive the binary as a process share (`tests/e2e.rs`, `tests/crash.rs`,
-//! `tests/cluster.rs`; `tests/it` takes the tool PKI from here):
+//! `tests/cluster.rs`; `tests/it` takes the tool PKI and `feed` from here):
 //! which binary, a clean environment for its commands, long-running processes that are killed
 //! however a test ends, the fake platforms, and each person's authenticator app on the real clock.
 //!
@@ -77,11 +77,7 @@ pub async fn run(mut c: Command, stdin: &str) -> String {
         .stderr(Stdio::piped());
     let mut child = c.spawn().unwrap_or_else(|e| panic!("{shown}: {e}"));
     let mut input = child.stdin.take().unwrap();
-    // A refusal can exit before reading stdin; the pipe then closes under the write.
-    match input.write_all(stdin.as_bytes()).await {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        other => other.unwrap(),
-    }
+    feed(&mut input, stdin.as_bytes()).await;
     drop(input);
     let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
         .await
@@ -95,6 +91,16 @@ pub async fn run(mut c: Command, stdin: &str) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout
+}
+
+/// Writes a child's standard input. A CLI that refuses its arguments exits before reading it:
+/// the pipe is then closed under the write, and what a test judges is the child's exit and
+/// output, not the write.
+pub async fn feed(input: &mut tokio::process::ChildStdin, bytes: &[u8]) {
+    match input.write_all(bytes).await {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.unwrap(),
+    }
 }
 
 /// A long-running process (the vault, the fakes): killed when the test ends, however it ends.
