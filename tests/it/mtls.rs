@@ -45,6 +45,27 @@ fn policy(account: &str) -> String {
     )
 }
 
+/// The admin signs in, a publisher and the account `wx` are there, and the tool `cms` is bound
+/// to `cert` at creation: (the admin's session, the publisher, the tool as created).
+async fn bound_cms(app: &TestApp, cert: &str) -> (String, TestUser, Value) {
+    let admin_s = app.login(&app.admin.clone()).await;
+    let alice = app.create_user(&admin_s, "alice", &["publisher"]).await;
+    let r = app
+        .post(&admin_s, "/api/v1/accounts", json!({"id": "wx", "platform": "wechat", "display_name": "wx", "credential": {"app_id": "wx1", "app_secret": "s"}}))
+        .await;
+    assert_eq!(r.0, 201, "{}", r.1);
+    let code = app.code(&app.admin);
+    let (st, cms) = app
+        .post(
+            &admin_s,
+            "/api/v1/clients",
+            json!({"name": "cms", "accounts": ["wx"], "totp": code, "certificate": cert}),
+        )
+        .await;
+    assert_eq!(st, 201, "{cms}");
+    (admin_s, alice, cms)
+}
+
 #[tokio::test]
 async fn a_bound_tool_works_only_with_its_certificate() {
     let pki = tempfile::tempdir().unwrap();
@@ -63,23 +84,8 @@ async fn a_bound_tool_works_only_with_its_certificate() {
         ..Default::default()
     })
     .await;
-    let admin_s = app.login(&app.admin.clone()).await;
-    let alice = app.create_user(&admin_s, "alice", &["publisher"]).await;
-    let r = app
-        .post(&admin_s, "/api/v1/accounts", json!({"id": "wx", "platform": "wechat", "display_name": "wx", "credential": {"app_id": "wx1", "app_secret": "s"}}))
-        .await;
-    assert_eq!(r.0, 201, "{}", r.1);
-
     // Bound at creation: the answer names the certificate by fingerprint and subject.
-    let code = app.code(&app.admin);
-    let (st, cms) = app
-        .post(
-            &admin_s,
-            "/api/v1/clients",
-            json!({"name": "cms", "accounts": ["wx"], "totp": code, "certificate": a_pem}),
-        )
-        .await;
-    assert_eq!(st, 201, "{cms}");
+    let (admin_s, alice, cms) = bound_cms(&app, &a_pem).await;
     assert_eq!(cms["certificate"]["sha256"], sha256_hex(&a_der), "{cms}");
     assert!(
         cms["warning"].is_null(),
@@ -300,21 +306,7 @@ async fn behind_a_gateway_a_bound_tool_works_with_the_certificate_the_gateway_pa
         ..Default::default()
     })
     .await;
-    let admin_s = app.login(&app.admin.clone()).await;
-    let alice = app.create_user(&admin_s, "alice", &["publisher"]).await;
-    let r = app
-        .post(&admin_s, "/api/v1/accounts", json!({"id": "wx", "platform": "wechat", "display_name": "wx", "credential": {"app_id": "wx1", "app_secret": "s"}}))
-        .await;
-    assert_eq!(r.0, 201, "{}", r.1);
-    let code = app.code(&app.admin);
-    let (st, cms) = app
-        .post(
-            &admin_s,
-            "/api/v1/clients",
-            json!({"name": "cms", "accounts": ["wx"], "totp": code, "certificate": a_pem}),
-        )
-        .await;
-    assert_eq!(st, 201, "{cms}");
+    let (admin_s, alice, cms) = bound_cms(&app, &a_pem).await;
     assert!(
         cms["warning"].is_null(),
         "the gateway passes certificates: {cms}"
