@@ -5,7 +5,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum_server::Handle;
 
@@ -22,22 +21,16 @@ pub struct Running {
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<Result<(), http::serve::ServeError>>,
     background: Vec<tokio::task::JoinHandle<()>>,
-    writer_down: Arc<AtomicBool>,
 }
 
 /// Stops the server if the audit writer stops for good (see `Vault::audit_stopped`): a vault
 /// that can record nothing refuses every request, and a node that stays up that way holds its
 /// cluster lease while serving nothing. Stopped, it exits with an error (`wait`), its service
 /// manager starts it again (`Restart=on-failure`), and a standby takes the released lease.
-fn watch_writer(
-    vault: &Arc<Vault>,
-    handle: &Handle<SocketAddr>,
-    down: &Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<()> {
-    let (vault, handle, down) = (Arc::clone(vault), handle.clone(), Arc::clone(down));
+fn watch_writer(vault: &Arc<Vault>, handle: &Handle<SocketAddr>) -> tokio::task::JoinHandle<()> {
+    let (vault, handle) = (Arc::clone(vault), handle.clone());
     tokio::spawn(async move {
         vault.audit_stopped().await;
-        down.store(true, Ordering::SeqCst);
         tracing::error!(
             "the audit writer stopped (a change panicked inside it, or its thread could not start): nothing can be recorded, so the server stops; restart it (systemd does)"
         );
@@ -45,9 +38,9 @@ fn watch_writer(
     })
 }
 
-/// What `wait` returns when the server stopped because its audit writer did.
-fn writer_down_error(down: &AtomicBool) -> anyhow::Result<()> {
-    if down.load(Ordering::SeqCst) {
+/// What `wait` returns once the server stopped: an error if its audit writer had stopped.
+fn writer_down_error(vault: &Vault) -> anyhow::Result<()> {
+    if !vault.audit_writing() {
         anyhow::bail!("the audit writer stopped, so the server stopped (the log above says why)");
     }
     Ok(())
@@ -71,9 +64,10 @@ impl Running {
         for t in &self.background {
             t.abort();
         }
+        let writer = writer_down_error(&self.vault);
         self.vault.close().await;
         served??;
-        writer_down_error(&self.writer_down)
+        writer
     }
 
     pub fn handle(&self) -> Handle<SocketAddr> {
@@ -132,7 +126,6 @@ pub struct SealedRunning {
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<Result<(), http::serve::ServeError>>,
     background: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-    writer_down: Arc<AtomicBool>,
 }
 
 impl SealedRunning {
@@ -163,11 +156,13 @@ impl SealedRunning {
                 t.abort();
             }
         }
+        let mut writer = Ok(());
         if let Some(vault) = self.unsealer.vault() {
+            writer = writer_down_error(vault);
             vault.close().await;
         }
         served??;
-        writer_down_error(&self.writer_down)
+        writer
     }
 }
 
@@ -196,7 +191,6 @@ pub async fn start_sealed(config: Arc<Config>, clock: Clock) -> anyhow::Result<S
     let open: http::sealed::Switch = Arc::default();
     let background: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
     let handle = Handle::new();
-    let writer_down: Arc<AtomicBool> = Arc::default();
     // The unsealer is named by the full router too (its status answers there), so the hook
     // finds it through a cell filled right after it is made.
     let me: Arc<std::sync::OnceLock<Arc<Unsealer>>> = Arc::default();
@@ -204,7 +198,7 @@ pub async fn start_sealed(config: Arc<Config>, clock: Clock) -> anyhow::Result<S
         let open = Arc::clone(&open);
         let background = Arc::clone(&background);
         let me = Arc::clone(&me);
-        let (handle, writer_down) = (handle.clone(), Arc::clone(&writer_down));
+        let handle = handle.clone();
         Box::new(move |vault: Arc<Vault>| {
             let mut app = http::router(http::AppState::new(Arc::clone(&vault))?);
             if let Some(u) = me.get() {
@@ -212,7 +206,7 @@ pub async fn start_sealed(config: Arc<Config>, clock: Clock) -> anyhow::Result<S
             }
             vault.cluster().join();
             let mut tasks = crate::vault::background::spawn(&vault);
-            tasks.push(watch_writer(&vault, &handle, &writer_down));
+            tasks.push(watch_writer(&vault, &handle));
             if let Ok(mut held) = background.lock() {
                 held.extend(tasks);
             }
@@ -231,7 +225,6 @@ pub async fn start_sealed(config: Arc<Config>, clock: Clock) -> anyhow::Result<S
         handle,
         task,
         background,
-        writer_down,
     })
 }
 
@@ -261,8 +254,7 @@ pub async fn start_with(vault: Arc<Vault>) -> anyhow::Result<Running> {
     vault.cluster().join();
     let task = tokio::spawn(bound.serve(app, handle.clone()));
     let mut background = crate::vault::background::spawn(&vault);
-    let writer_down = Arc::default();
-    background.push(watch_writer(&vault, &handle, &writer_down));
+    background.push(watch_writer(&vault, &handle));
     Ok(Running {
         addr,
         tls,
@@ -270,6 +262,5 @@ pub async fn start_with(vault: Arc<Vault>) -> anyhow::Result<Running> {
         handle,
         task,
         background,
-        writer_down,
     })
 }

@@ -273,6 +273,77 @@ async fn a_bound_tool_works_only_with_its_certificate() {
     );
 }
 
+/// An SM2 tool certificate as an office's SM2 CA issues one, made with OpenSSL 3 in `dir` (the
+/// keys stay there): an SM2 key, signed SM2-with-SM3 by an SM2 CA. Its PEM.
+fn sm2_tool_cert(dir: &Path) -> String {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl must be installed (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let sm2_key = |out: &str| {
+        run(&[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:SM2",
+            "-out",
+            out,
+        ]);
+    };
+    sm2_key("sm2-ca.key");
+    run(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "sm2-ca.key",
+        "-sm3",
+        "-subj",
+        "/CN=office SM2 tool CA",
+        "-days",
+        "365",
+        "-out",
+        "sm2-ca.pem",
+    ]);
+    sm2_key("sm2-tool.key");
+    run(&[
+        "req",
+        "-new",
+        "-key",
+        "sm2-tool.key",
+        "-sm3",
+        "-subj",
+        "/CN=cms-sm2/O=office",
+        "-out",
+        "sm2-tool.csr",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "sm2-tool.csr",
+        "-CA",
+        "sm2-ca.pem",
+        "-CAkey",
+        "sm2-ca.key",
+        "-sm3",
+        "-days",
+        "365",
+        "-out",
+        "sm2-tool.pem",
+    ]);
+    std::fs::read_to_string(dir.join("sm2-tool.pem")).unwrap()
+}
+
 /// Percent-encodes every byte but letters and digits, as nginx's `$ssl_client_escaped_cert`
 /// gives a PEM certificate.
 fn escaped(pem: &str) -> String {
@@ -393,7 +464,7 @@ async fn behind_a_gateway_a_bound_tool_works_with_the_certificate_the_gateway_pa
     // A 密评's tools hold SM2 certificates, which only the gateway can verify: the tool is bound
     // to one (made with `openssl req -sm3` on an SM2 key, signed SM2-with-SM3 by an SM2 CA), and
     // its token then works with that certificate passed by the gateway, and no longer with A.
-    let sm2_pem = include_str!("fixtures/sm2-tool.pem");
+    let sm2_pem = &sm2_tool_cert(app.dir.path());
     let cms_id = cms["client_id"].as_str().unwrap();
     let (st, v) = into_pair(
         app.client

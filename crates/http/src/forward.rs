@@ -35,14 +35,11 @@ use futures_util::TryStreamExt;
 
 use crate::AppState;
 use crate::config::Config;
+use crate::context::REQUEST_ID_HEADER;
 use crate::crypto::CertIdentity;
 use crate::problem;
 use crate::serve::{VouchedCert, client_cert_der};
 use crate::vault::cluster::Role;
-
-/// The id of a request, in every answer (the request middleware sets it; a standby keeps the
-/// active node's, or sets its own on what it answers itself).
-const REQUEST_ID: &str = "x-request-id";
 
 /// The client address a standby saw.
 pub const FORWARDED_FOR: &str = "x-mediavault-forwarded-for";
@@ -141,10 +138,10 @@ pub async fn layer(State(state): State<AppState>, mut req: Request, next: Next) 
                 }
             })
             .await;
-            if !resp.headers().contains_key(REQUEST_ID)
+            if !resp.headers().contains_key(REQUEST_ID_HEADER)
                 && let Ok(v) = HeaderValue::from_str(&id)
             {
-                resp.headers_mut().insert(REQUEST_ID, v);
+                resp.headers_mut().insert(REQUEST_ID_HEADER, v);
             }
             resp
         }
@@ -358,7 +355,7 @@ async fn forward(state: &AppState, forwarder: &Forwarder, leader: &str, req: Req
         status = answer.status().as_u16(),
         request_id = answer
             .headers()
-            .get(REQUEST_ID)
+            .get(REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default(),
         "forwarded to the active node"

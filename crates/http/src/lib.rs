@@ -306,7 +306,7 @@ async fn request_context(State(state): State<AppState>, mut req: Request, next: 
         }
     };
     if let Ok(v) = HeaderValue::from_str(&mine.request_id) {
-        resp.headers_mut().insert("x-request-id", v);
+        resp.headers_mut().insert(context::REQUEST_ID_HEADER, v);
     }
     resp.into_response()
 }

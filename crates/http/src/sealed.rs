@@ -75,7 +75,8 @@ async fn request_context(mut req: Request, next: axum::middleware::Next) -> Resp
     req.extensions_mut().insert(ctx);
     let mut resp = crate::context::with_request_id(id.clone(), next.run(req)).await;
     if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-request-id", v);
+        resp.headers_mut()
+            .insert(crate::context::REQUEST_ID_HEADER, v);
     }
     resp
 }

@@ -595,7 +595,7 @@ impl Vault {
         Readiness {
             store_usable: store,
             keys_usable: keys,
-            audit_writing: self.audit.is_running(),
+            audit_writing: self.audit_writing(),
             role: self.cluster.role(),
         }
     }
@@ -673,6 +673,11 @@ impl Vault {
             }
         }
         m.render().map_err(Error::internal)
+    }
+
+    /// Whether the audit writer still takes entries (false once it stopped for good).
+    pub fn audit_writing(&self) -> bool {
+        self.audit.is_running()
     }
 
     /// Resolves if the audit writer stops for good (a change panicked inside it, or its thread
